@@ -1,0 +1,1 @@
+"""Grid connection: tariffs, outages, limits (element: model.Grid)."""

@@ -1,0 +1,154 @@
+"""The utility connection: availability (outages), limits and tariffs.
+
+The grid publishes signals; it asks for no energy itself (the inverter settles
+with it).  Its settled flow is the grid's contribution to the bus: ``+`` import,
+``−`` export (J per step).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from hometwin.element import Element, ElementConfig, Role, Signals, Window
+from hometwin.schedule import DAY_S, LocalClock, any_mask, local_day
+from hometwin.services.grid import outages as out
+from hometwin.services.grid import tariffs as tf
+
+J_PER_KWH = 3.6e6
+_RANDOM_BLOCK_DAYS = 32  # random outages are computed and cached per block of UTC days
+
+
+class GridConfig(ElementConfig):
+    """Grid connection: limits, import/export tariffs, fixed charge and outages."""
+
+    import_limit_kw: float | None = Field(None, gt=0, description="[kW] import limit (None = unlimited)")
+    export_limit_kw: float | None = Field(None, ge=0, description="[kW] export limit (None = unlimited, 0 = no export)")
+    tariff: tf.Tariff = Field(default_factory=tf.FlatTariff, description="import tariff")
+    export_tariff: tf.Tariff = Field(default_factory=tf.FlatTariff, description="export tariff (default: flat 0)")
+    fixed_daily_charge: float = Field(0.0, ge=0, description="[currency d-1] charged once per local day")
+    currency: str = Field("EUR", min_length=1, description="currency of every price")
+    outages: out.OutageConfig = Field(default_factory=out.OutageConfig, description="when the grid is off")
+
+
+class Grid(Element):
+    """The utility connection: grid_available, prices and limits per step."""
+
+    kind = "grid"
+    role = Role.grid
+    Config = GridConfig
+    inputs = ()
+    outputs = ("grid_available", "price_import", "price_export", "import_limit_w", "export_limit_w")
+    description = "Utility connection: outages and load-shedding, import/export limits, tariffs."
+
+    config: GridConfig
+    settable: ClassVar[tuple[str, ...] | None] = None
+
+    def setup(self) -> None:
+        cfg, home = self.config, self.home
+        self._clock = LocalClock(home.timezone)
+        self._series = {key: self._load_series(t) for key, t in (("import", cfg.tariff), ("export", cfg.export_tariff))}
+        o = cfg.outages
+        self._iv_starts, self._iv_ends = out.intervals_epoch(o.intervals, home.timezone)
+        self._stage = (out.read_loadshedding_schedule(home.resolve_path(o.schedule.file), o.schedule.stage)
+                       if o.schedule else None)
+        self._random_block: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._import_limit_w = np.inf if cfg.import_limit_kw is None else cfg.import_limit_kw * 1000.0
+        self._export_limit_w = np.inf if cfg.export_limit_kw is None else cfg.export_limit_kw * 1000.0
+        if not self.state:
+            self.state = {"import_j": 0.0, "export_j": 0.0, "import_cost": 0.0, "export_revenue": 0.0,
+                          "fixed_charges": 0.0, "last_charged_day": None, "outage_steps": 0,
+                          "last_import_w": 0.0, "last_export_w": 0.0, "available": 1.0}
+
+    def _load_series(self, tariff: Any) -> tf.PriceSeries | None:
+        if not isinstance(tariff, tf.SeriesTariff):
+            return None
+        series = tf.load_series(tariff, self.home.resolve_path(tariff.file), self.home.timezone)
+        t0 = int(self.home.start.timestamp())
+        tf.check_coverage(series, t0, t0 + (self.home.n_steps - 1) * self.home.step_s + 1, self.home.timezone)
+        return series
+
+    # -- pure-ish helpers over a window ----------------------------------------------------------
+    def _prices(self, tariff: Any, series: tf.PriceSeries | None, epoch_s: np.ndarray,
+                wall_s: np.ndarray) -> np.ndarray:
+        if isinstance(tariff, tf.FlatTariff):
+            return np.full(epoch_s.shape, float(tariff.price_per_kwh))
+        if isinstance(tariff, tf.TimeOfUseTariff):
+            return tf.tou_prices(wall_s, tariff)
+        return tf.series_prices(epoch_s, tariff, series, self.home.timezone)
+
+    def _random_mask(self, epoch_s: np.ndarray) -> np.ndarray:
+        rnd = self.config.outages.random
+        b0, b1 = (int(epoch_s[0]) // DAY_S) // _RANDOM_BLOCK_DAYS, (int(epoch_s[-1]) // DAY_S) // _RANDOM_BLOCK_DAYS
+        mask = np.zeros(epoch_s.shape, dtype=bool)
+        for block in range(b0, b1 + 1):
+            if self._random_block is None or self._random_block[0] != block:
+                t0 = block * _RANDOM_BLOCK_DAYS * DAY_S
+                found = out.random_outages(self.seed, t0, t0 + _RANDOM_BLOCK_DAYS * DAY_S,
+                                           rnd.per_year, rnd.mean_duration_h)
+                starts, ends = out.merge_intervals([tuple(x) for x in found])
+                self._random_block = (block, starts, ends)
+            mask |= out.in_intervals(epoch_s, self._random_block[1], self._random_block[2])
+        return mask
+
+    def outage_mask(self, epoch_s: np.ndarray, wall_s: np.ndarray) -> np.ndarray:
+        """True where the grid is off at the step's start."""
+        o = self.config.outages
+        mask = out.in_intervals(epoch_s, self._iv_starts, self._iv_ends)
+        if o.daily:
+            mask |= any_mask(wall_s, o.daily)
+        if self._stage is not None:
+            mask |= out.schedule_mask(wall_s, self._stage)
+        if o.random is not None and o.random.per_year > 0 and len(epoch_s):
+            mask |= self._random_mask(epoch_s)
+        return mask
+
+    # -- window methods ------------------------------------------------------------------------
+    def signals(self, w: Window, inputs: Signals) -> dict[str, np.ndarray]:
+        epoch_s = w.epoch_s
+        wall_s = self._clock.wall_seconds(epoch_s)
+        cfg = self.config
+        return {
+            "grid_available": (~self.outage_mask(epoch_s, wall_s)).astype(float),
+            "price_import": self._prices(cfg.tariff, self._series["import"], epoch_s, wall_s),
+            "price_export": self._prices(cfg.export_tariff, self._series["export"], epoch_s, wall_s),
+            "import_limit_w": np.full(w.n, self._import_limit_w),
+            "export_limit_w": np.full(w.n, self._export_limit_w),
+        }
+
+    def request(self, w: Window, signals: Signals) -> np.ndarray:
+        return np.zeros(w.n)
+
+    def settle(self, w: Window, k: int, served: np.ndarray) -> None:
+        """Count imports/exports, costs, fixed daily charges and outage steps through step ``k``."""
+        flow = np.asarray(served[: k + 1], dtype=float)
+        epoch_s = w.epoch_s[: k + 1]
+        wall_s = self._clock.wall_seconds(epoch_s)
+        cfg = self.config
+        imp, exp = np.clip(flow, 0.0, None), np.clip(-flow, 0.0, None)
+        p_imp = self._prices(cfg.tariff, self._series["import"], epoch_s, wall_s)
+        p_exp = self._prices(cfg.export_tariff, self._series["export"], epoch_s, wall_s)
+        st = self.state
+        st["import_j"] += float(imp.sum())
+        st["export_j"] += float(exp.sum())
+        st["import_cost"] += float((imp * p_imp).sum() / J_PER_KWH)
+        st["export_revenue"] += float((exp * p_exp).sum() / J_PER_KWH)
+        days = np.unique(local_day(wall_s))
+        last = st["last_charged_day"]
+        new_days = days if last is None else days[days > last]
+        st["fixed_charges"] += len(new_days) * cfg.fixed_daily_charge
+        if len(new_days):
+            st["last_charged_day"] = int(new_days[-1])
+        off = self.outage_mask(epoch_s, wall_s)
+        st["outage_steps"] += int(off.sum())
+        st["last_import_w"] = float(imp[-1] / w.dt_s)
+        st["last_export_w"] = float(exp[-1] / w.dt_s)
+        st["available"] = 0.0 if off[-1] else 1.0
+
+    def telemetry(self) -> dict[str, float]:
+        st = self.state
+        return {"import_power_w": st["last_import_w"], "export_power_w": st["last_export_w"],
+                "available": st["available"], "import_energy_j": st["import_j"],
+                "export_energy_j": st["export_j"], "outage_steps": float(st["outage_steps"])}
