@@ -1,0 +1,58 @@
+"""Home → the processes that run it as services (pure; shared by `hometwin up` and the operator).
+
+Both the local launcher and the Kubernetes operator start exactly these
+commands — one router, one clock, one process per enabled element — so the two
+deployments of the same spec are the same set of services (a test checks it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SPEC_PATH_IN_POD = "/etc/hometwin/home.yaml"
+DEFAULT_METRICS_PORT = 9100
+ROUTER_WS_PORT = 8080
+ROUTER_RAWSOCKET_PORT = 8081
+
+
+@dataclass(frozen=True)
+class ServiceCommand:
+    """One service of a home: its name, what it is, and its ``hometwin`` arguments."""
+
+    name: str  # element name, or "router" / "clock"
+    kind: str  # element kind, or "router" / "clock"
+    role: str  # element role, or "router" / "clock"
+    args: tuple[str, ...]  # arguments after the ``hometwin`` entry point
+    enabled: bool = True
+    metrics_port: int = DEFAULT_METRICS_PORT
+    labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+
+def realm_of(home: Any) -> str:
+    """One WAMP realm per home."""
+    return f"hometwin.{home.metadata.name}"
+
+
+def service_commands(home: Any, spec_path: str, router_url: str,
+                     metrics_port: int = DEFAULT_METRICS_PORT) -> list[ServiceCommand]:
+    """Router, clock and one service per element (disabled ones included, ``enabled=False``)."""
+    from hometwin.registry import element_class
+
+    realm = realm_of(home)
+    common = ("--spec", spec_path, "--router", router_url, "--realm", realm)
+    out = [
+        ServiceCommand("router", "router", "router",
+                       ("router", "--realm", realm, "--host", "0.0.0.0",
+                        "--port", str(ROUTER_WS_PORT), "--rawsocket-port", str(ROUTER_RAWSOCKET_PORT)),
+                       metrics_port=metrics_port),
+        ServiceCommand("clock", "clock", "clock", ("clock",) + common + ("--metrics-port", str(metrics_port)),
+                       metrics_port=metrics_port),
+    ]
+    for el in home.spec.elements:
+        role = element_class(el.kind).role.value
+        out.append(ServiceCommand(el.name, el.kind, role,
+                                  ("service", el.kind, "--name", el.name) + common
+                                  + ("--metrics-port", str(metrics_port)),
+                                  enabled=el.enabled, metrics_port=metrics_port))
+    return out

@@ -1,0 +1,255 @@
+"""The element contract every device model implements.
+
+An element is one physical thing of the home (sun, weather, a PV array, the
+battery, the oven …).  It is a plain Python object: no I/O, no clock, no bus.
+The in-process engine calls its methods directly; the WAMP adapter in
+``hometwin.runtime`` calls the very same methods when a message arrives.
+
+Time is owned by the orchestrator and comes in *windows* (see DESIGN.md, the
+tick protocol): a :class:`Window` of ``n`` steps of ``dt_s`` seconds starting at
+step index ``i0`` of the run.  For each window an element
+
+1. may publish *signals* (environment and grid: irradiance, temperature,
+   prices, availability) — :meth:`Element.signals`;
+2. publishes its *energy request* — :meth:`Element.request` — joules per step,
+   positive when it puts energy onto the home's AC bus (sources), negative when
+   it takes energy (loads), assuming it is fully served;
+3. is *settled* through step ``k`` (inclusive) with what it actually got —
+   :meth:`Element.settle` — and commits its state there.  The next window
+   starts at ``k + 1``.
+
+Sign convention: onto the home's AC bus is positive, off it is negative.
+Energy is in joules per step; power (W) only at the edges.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+#: Signals are named arrays of one window, using pvlib's glossary where it has a
+#: name (ghi, dni, dhi, temp_air, wind_speed, apparent_zenith, azimuth …) and
+#: ours otherwise (price_import, grid_available …).
+Signals = Mapping[str, np.ndarray]
+
+
+class Role(str, enum.Enum):
+    """What an element does on the home's energy bus."""
+
+    environment = "environment"  # sun, weather: signals only, no energy
+    source = "source"  # PV: offers energy (DC, through the inverter)
+    load = "load"  # appliances: take energy from the AC bus
+    storage = "storage"  # battery: dispatched by the inverter
+    grid = "grid"  # the utility connection: availability, limits, tariffs
+    converter = "converter"  # the inverter: balances every window
+
+
+class ElementConfig(BaseModel):
+    """Base of every element's config: unknown keys are errors, never ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class InvalidProperty(ValueError):
+    """A runtime ``set()`` was refused; ``errors`` holds one line per problem."""
+
+    def __init__(self, element: str, errors: list[str]):
+        self.element = element
+        self.errors = errors
+        super().__init__(f"{element}: " + "; ".join(errors))
+
+
+@dataclass(frozen=True)
+class HomeContext:
+    """What every element knows about the home it lives in (immutable)."""
+
+    name: str
+    latitude: float
+    longitude: float
+    altitude_m: float
+    timezone: str
+    start: pd.Timestamp  # UTC, tz-aware: time of step 0
+    step_s: int  # seconds per step
+    n_steps: int  # steps in the whole run
+    seed: int
+    base_dir: str = "."  # relative file paths in configs resolve against the spec's folder
+
+    def resolve_path(self, path: str) -> str:
+        """A config file path, relative ones taken from the spec's folder."""
+        import os
+
+        return path if os.path.isabs(path) else os.path.normpath(os.path.join(self.base_dir, path))
+
+    def element_seed(self, element_name: str) -> int:
+        """A stable 64-bit seed for one element (home seed + element name)."""
+        digest = hashlib.sha256(f"{self.seed}/{element_name}".encode()).digest()
+        return int.from_bytes(digest[:8], "little")
+
+    def times(self, i0: int, n: int) -> pd.DatetimeIndex:
+        """UTC timestamps of steps ``i0 … i0+n-1`` (start of each step)."""
+        return pd.date_range(self.start + pd.Timedelta(seconds=i0 * self.step_s), periods=n,
+                             freq=pd.Timedelta(seconds=self.step_s), tz="UTC")
+
+    def epoch_s(self, i0: int, n: int) -> np.ndarray:
+        """Unix seconds (int64) of steps ``i0 … i0+n-1``."""
+        t0 = int(self.start.timestamp())
+        return t0 + (i0 + np.arange(n, dtype=np.int64)) * self.step_s
+
+
+@dataclass(frozen=True)
+class Window:
+    """``n`` steps of ``dt_s`` seconds starting at run step ``i0``; ``seq`` counts windows."""
+
+    seq: int
+    i0: int
+    n: int
+    dt_s: int
+    home: HomeContext = field(repr=False, compare=False)
+
+    @property
+    def t0(self) -> pd.Timestamp:
+        return self.home.start + pd.Timedelta(seconds=self.i0 * self.dt_s)
+
+    @cached_property
+    def times(self) -> pd.DatetimeIndex:
+        return self.home.times(self.i0, self.n)
+
+    @cached_property
+    def epoch_s(self) -> np.ndarray:
+        return self.home.epoch_s(self.i0, self.n)
+
+    @cached_property
+    def local_times(self) -> pd.DatetimeIndex:
+        return self.times.tz_convert(self.home.timezone)
+
+
+def counter_rng(seed: int, block: int) -> np.random.Generator:
+    """A generator that depends only on (seed, block): randomness as a pure function of time.
+
+    Elements draw the random numbers of time block ``block`` (a day, an hour …)
+    from ``counter_rng(seed, block)``.  The numbers a step gets therefore never
+    depend on how the run was cut into windows, on settling early, or on
+    restoring a snapshot — the property DESIGN.md asks of every generator.
+    """
+    return np.random.Generator(np.random.Philox(key=seed % (1 << 64), counter=block))
+
+
+class Element:
+    """Base class of every device model.
+
+    Subclasses set the class attributes and override the window methods they
+    need.  ``self.config`` is the validated pydantic config; ``self.state`` a
+    plain dict of JSON-able values (what :meth:`snapshot` stores).
+    """
+
+    kind: ClassVar[str] = ""
+    role: ClassVar[Role]
+    Config: ClassVar[type[ElementConfig]] = ElementConfig
+    #: Signal names this element needs from others (e.g. ``("ghi", "temp_air")``).
+    inputs: ClassVar[tuple[str, ...]] = ()
+    #: Signal names this element publishes (environment and grid elements).
+    outputs: ClassVar[tuple[str, ...]] = ()
+    #: True when the element's later requests depend on what it was served
+    #: (a geyser that got nothing is colder): a shortfall then settles the
+    #: window at that step.  Stateless loads keep the window going.
+    settle_on_shortfall: ClassVar[bool] = False
+    #: Config fields that ``set()`` may change at run time (None = all).
+    settable: ClassVar[tuple[str, ...] | None] = None
+    description: ClassVar[str] = ""
+
+    def __init__(self, name: str, config: ElementConfig | Mapping[str, Any] | None, home: HomeContext):
+        self.name = name
+        self.home = home
+        if config is None:
+            config = {}
+        if not isinstance(config, self.Config):
+            config = self.Config.model_validate(dict(config))
+        self.config = config
+        self.state: dict[str, Any] = {}
+        self.seed = home.element_seed(name)
+        self.setup()
+
+    # -- life cycle -----------------------------------------------------------------
+    def setup(self) -> None:
+        """Derive parameters from ``self.config`` (called at start and after ``set``)."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything needed to continue exactly here (config + state)."""
+        return {"kind": self.kind, "name": self.name,
+                "config": self.config.model_dump(mode="json"),
+                "state": _copy_state(self.state)}
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        """Continue from a :meth:`snapshot` (of an element of the same kind)."""
+        if snap.get("kind") != self.kind:
+            raise ValueError(f"{self.name}: snapshot of kind {snap.get('kind')!r} cannot restore a {self.kind!r}")
+        self.config = self.Config.model_validate(snap["config"])
+        self.setup()
+        self.state = _copy_state(snap["state"])
+
+    def set(self, **props: Any) -> dict[str, Any]:
+        """Validated runtime change of config properties; returns the new values.
+
+        The engine and the runtime call this only between windows, so a change
+        takes effect at the next window boundary.
+        """
+        allowed = set(self.Config.model_fields) if self.settable is None else set(self.settable)
+        bad = [f"{k}: not a settable property (allowed: {', '.join(sorted(allowed))})"
+               for k in props if k not in allowed]
+        if bad:
+            raise InvalidProperty(self.name, bad)
+        data = self.config.model_dump()
+        data.update(props)
+        try:
+            new = self.Config.model_validate(data)
+        except ValidationError as exc:
+            from hometwin.errors import format_validation_error  # local: avoid a cycle at import
+
+            raise InvalidProperty(self.name, format_validation_error(exc)) from None
+        self.config = new
+        self.setup()
+        return {k: getattr(new, k) for k in props}
+
+    # -- window methods ------------------------------------------------------------------
+    def signals(self, w: Window, inputs: Signals) -> dict[str, np.ndarray]:
+        """Signals for the window (environment and grid); default none."""
+        return {}
+
+    def request(self, w: Window, signals: Signals) -> np.ndarray:
+        """Joules per step this element offers (+) or asks (−), assuming full service."""
+        return np.zeros(w.n)
+
+    def settle(self, w: Window, k: int, served: np.ndarray) -> None:
+        """Commit state through step ``k`` (inclusive) given ``served[:k+1]`` (J, signed)."""
+
+    def telemetry(self) -> dict[str, float]:
+        """Current scalar state for metrics and the UI (e.g. ``soc``, ``temp_indoor``)."""
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """What the element is, for the roster and the UI."""
+        return {"name": self.name, "kind": self.kind, "role": self.role.value,
+                "inputs": list(self.inputs), "outputs": list(self.outputs),
+                "settle_on_shortfall": self.settle_on_shortfall,
+                "config": self.config.model_dump(mode="json")}
+
+
+def _copy_state(state: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in state.items():
+        if isinstance(value, np.ndarray):
+            out[key] = value.copy()
+        elif isinstance(value, dict):
+            out[key] = _copy_state(value)
+        elif isinstance(value, list):
+            out[key] = list(value)
+        else:
+            out[key] = value
+    return out
