@@ -1,0 +1,1 @@
+"""Appliances: scheduled loads (scheduled.py) and the base load (base_load.py)."""
