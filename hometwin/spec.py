@@ -133,9 +133,38 @@ def _element_union() -> Any:
     return Annotated[Union[models], Field(discriminator="kind")]  # type: ignore[valid-type]
 
 
+# -- how the operator deploys a home (ignored by `hometwin run` and `hometwin up`) -------------
+
+# A Kubernetes quantity as people write it: "250m" CPU, "128Mi" memory, "0.5", "1Gi".
+QUANTITY_RE = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
+Quantity = Annotated[str, Field(pattern=QUANTITY_RE, max_length=20)]
+
+
+class ResourceAmounts(_Strict):
+    cpu: Quantity | None = Field(None, description="CPU, e.g. '100m' (millicores) or '0.5'")
+    memory: Quantity | None = Field(None, description="memory, e.g. '128Mi'")
+
+
+class Resources(_Strict):
+    requests: ResourceAmounts = Field(default_factory=lambda: ResourceAmounts(cpu="50m", memory="96Mi"))
+    limits: ResourceAmounts = Field(default_factory=lambda: ResourceAmounts(cpu="500m", memory="256Mi"))
+
+
+class Deployment(_Strict):
+    """How the Kubernetes operator runs this home (`hometwin run` / `hometwin up` ignore it)."""
+
+    image: Annotated[str | None, Field(max_length=255, description="container image for every service of "
+                                       "this home (default: the operator's own image)")] = None
+    resources: Resources = Field(default_factory=Resources,
+                                 description="requests/limits of every service (router, clock, elements)")
+    elements: dict[Annotated[str, Field(pattern=NAME_RE, max_length=40)], Resources] = Field(
+        default_factory=dict, description="per-element resources, keyed by element name (override `resources`)")
+
+
 class HomeSpecBase(_Strict):
     location: Location
     clock: Clock
+    deployment: Deployment = Field(default_factory=Deployment, description="Kubernetes only: image and resources")
 
 
 @cache
@@ -161,6 +190,9 @@ def _check_elements(spec: Any) -> Any:
         if len(found) > 1:
             problems.append(f"elements: at most one element of kind {kind!r} (found {len(found)} at "
                             + ", ".join(f"elements[{i}]" for i in found) + ")")
+    for name in spec.deployment.elements:
+        if name not in seen:
+            problems.append(f"deployment.elements.{name}: no element named {name!r} (elements: {', '.join(seen)})")
     if not any(el.kind == "inverter" for el in spec.elements):
         problems.append("elements: a home needs exactly one element of kind 'inverter' (found 0)")
     kinds = {el.kind for el in spec.elements}
