@@ -1,0 +1,1 @@
+"""A PV array: transposition, cell temperature and PVWatts DC."""

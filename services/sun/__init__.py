@@ -1,0 +1,1 @@
+"""The sun: solar position and clear-sky irradiance."""

@@ -1,0 +1,1 @@
+"""Weather: clouds, irradiance, air temperature and wind (stochastic or from files)."""
