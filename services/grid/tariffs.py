@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Literal, Union
@@ -76,6 +77,8 @@ class SeriesTariff(_Strict):
         "auto", description="'long' (time, value columns), 'epex_wide' (Date,00-01,…), 'auto' detects")
     time_column: str | None = Field(None, description="long format: time column (default: the first)")
     value_column: str | None = Field(None, description="long format: value column (default: the second)")
+    time_format: str | None = Field(None, description="long format: strftime format of the times, e.g. "
+                                                      "'%d%b%Y %H:%M:%S' (default: inferred)")
     timezone: str | None = Field(None, description="IANA zone of naive times (default: the home's zone)")
     unit: Literal["per_mwh", "per_kwh"] = Field("per_mwh", description="unit of the file's values")
     scale: float = Field(1.0, gt=0, description="[-] factor on the file's price, e.g. EUR→NOK")
@@ -172,8 +175,21 @@ def read_epex_wide(path: str, timezone: str) -> PriceSeries:
     return PriceSeries(starts.astype(np.int64), ends.astype(np.int64), vals, path)
 
 
+def parse_times(column: pd.Series, time_format: str | None = None) -> pd.Series:
+    """Timestamps of a CSV column: ``time_format`` if given, else an inferred format, else per element."""
+    text = column.astype(str).str.strip()
+    if time_format:
+        return pd.to_datetime(text, format=time_format)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "could not infer format": we fall back on purpose
+        try:
+            return pd.to_datetime(text)
+        except (ValueError, TypeError):
+            return pd.to_datetime(text, format="mixed")
+
+
 def read_long(path: str, timezone: str, time_column: str | None = None,
-              value_column: str | None = None) -> PriceSeries:
+              value_column: str | None = None, time_format: str | None = None) -> PriceSeries:
     """Read a long CSV (one time column, one value column); each value lasts until the next time.
 
     The nominal interval is the median spacing; a spacing over 1.5× it is a gap
@@ -190,7 +206,7 @@ def read_long(path: str, timezone: str, time_column: str | None = None,
         if col not in frame.columns:
             raise ValueError(f"{path}: no column {col!r} (columns: {', '.join(map(str, frame.columns))})")
     frame = frame[[tcol, value_column]].dropna()
-    times = pd.to_datetime(frame[tcol].astype(str), format="mixed", utc=False)
+    times = parse_times(frame[tcol], time_format)
     if getattr(times.dt, "tz", None) is None:
         idx = pd.DatetimeIndex(times)
         try:
@@ -217,14 +233,14 @@ def read_long(path: str, timezone: str, time_column: str | None = None,
 
 @lru_cache(maxsize=16)
 def _read_cached(path: str, mtime: float, fmt: str, timezone: str, tcol: str | None,
-                 vcol: str | None) -> PriceSeries:
+                 vcol: str | None, time_format: str | None) -> PriceSeries:
     if fmt == "auto":
         with open(path) as fh:
             header = fh.readline().strip().split(",")
         fmt = "epex_wide" if _is_wide(header) else "long"
     if fmt == "epex_wide":
         return read_epex_wide(path, timezone)
-    return read_long(path, timezone, tcol, vcol)
+    return read_long(path, timezone, tcol, vcol, time_format)
 
 
 def load_series(tariff: SeriesTariff, path: str, home_timezone: str) -> PriceSeries:
@@ -232,7 +248,7 @@ def load_series(tariff: SeriesTariff, path: str, home_timezone: str) -> PriceSer
     if not os.path.exists(path):
         raise ValueError(f"price series file not found: {path}")
     return _read_cached(path, os.path.getmtime(path), tariff.format, tariff.timezone or home_timezone,
-                        tariff.time_column, tariff.value_column)
+                        tariff.time_column, tariff.value_column, tariff.time_format)
 
 
 # -- prices for a window ----------------------------------------------------------------------
