@@ -30,6 +30,8 @@ KINDS: dict[str, str] = {
     "lights": "hometwin.services.appliances.scheduled:Lights",
     "fridge": "hometwin.services.appliances.scheduled:Fridge",
     "base_load": "hometwin.services.appliances.base_load:BaseLoad",
+    "space_heater": "hometwin.services.heating.heater:SpaceHeater",
+    "heat_pump": "hometwin.services.heating.heat_pump:HeatPump",
 }
 
 
