@@ -1,0 +1,236 @@
+"""The ``hometwin`` command (typer + rich).
+
+Core commands live here (run, validate, schema, compare).  Other rooms add
+theirs from their own module through a ``register(app)`` function listed in
+``_PLUGINS`` (the WAMP runtime: service/router/up/ctl; the operator; the
+optimizer's compare), so this file stays small and nobody edits it to add one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="hometwin: a digital twin of a home's energy system.")
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_SPEC = 2
+
+_PLUGINS = (
+    "hometwin.runtime.cli",  # service, router, up, ctl
+    "hometwin.operator.cli",  # operator, crd
+    "hometwin.services.inverter.cli",  # strategies: optimize / plan
+)
+
+
+def fail_spec(exc: Exception) -> None:
+    """Print every problem of a refused spec, one per line, and exit 2 (nothing ran)."""
+    errors = getattr(exc, "errors", None) or [str(exc)]
+    source = getattr(exc, "source", "") or ""
+    err_console.print(f"[bold red]invalid home spec{(' ' + source) if source else ''}[/] — {len(errors)} problem(s), nothing was run:")
+    for line in errors:
+        err_console.print(f"  {line}", markup=False, highlight=False)
+    raise typer.Exit(EXIT_SPEC)
+
+
+def load_or_exit(path: Path) -> Any:
+    from hometwin.spec import SpecError, load_home
+
+    try:
+        return load_home(path)
+    except SpecError as exc:
+        fail_spec(exc)
+
+
+def _parse_until(until: Optional[str], days: Optional[float]) -> Optional[int]:
+    from hometwin.spec import parse_duration_s
+
+    if until and days:
+        raise typer.BadParameter("give --until or --days, not both")
+    if days is not None:
+        if days <= 0:
+            raise typer.BadParameter(f"--days: must be > 0 (got {days})")
+        return int(days * 86400)
+    if until:
+        try:
+            return parse_duration_s(until)
+        except ValueError as exc:
+            raise typer.BadParameter(f"--until: {exc}") from None
+    return None
+
+
+def kpi_table(kpis: dict[str, dict[str, float]], currency: str = "") -> Table:
+    """KPIs side by side; with two or more columns, the difference to the first."""
+    names = list(kpis)
+    table = Table(title="Key figures", show_lines=False)
+    table.add_column("KPI")
+    for name in names:
+        table.add_column(name, justify="right")
+    if len(names) > 1:
+        for name in names[1:]:
+            table.add_column(f"Δ {name}", justify="right")
+    first = kpis[names[0]]
+    for key in first:
+        row = [_label(key, currency)] + [_fmt(kpis[n].get(key), key) for n in names]
+        if len(names) > 1:
+            for n in names[1:]:
+                row.append(_fmt_delta(first.get(key), kpis[n].get(key), key))
+        table.add_row(*row)
+    return table
+
+
+_LABELS = {
+    "pv_kwh": "PV energy (AC) [kWh]", "pv_dc_kwh": "PV energy (DC) [kWh]", "curtailed_kwh": "PV curtailed [kWh]",
+    "load_kwh": "load served [kWh]", "unserved_kwh": "unserved load [kWh]", "grid_import_kwh": "grid import [kWh]",
+    "grid_export_kwh": "grid export [kWh]", "battery_charge_kwh": "battery charge [kWh]",
+    "battery_discharge_kwh": "battery discharge [kWh]", "losses_kwh": "conversion losses [kWh]",
+    "energy_cost": "energy cost", "fixed_charges": "fixed charges", "total_cost": "total cost",
+    "self_consumption": "self-consumption", "self_sufficiency": "self-sufficiency (autarky)",
+    "outage_hours": "grid outage [h]", "outage_hours_ridden_through": "outage ridden through [h]",
+    "battery_cycles": "battery equivalent full cycles", "pv_yield_kwh_per_kwp": "PV yield [kWh/kWp]",
+    "max_ledger_residual_j": "max ledger residual [J]",
+}
+
+
+_RATIOS = {"self_consumption", "self_sufficiency"}
+
+
+def _label(key: str, currency: str) -> str:
+    label = _LABELS.get(key, key)
+    if currency and key in ("energy_cost", "fixed_charges", "total_cost"):
+        label = f"{label} [{currency}]"
+    return escape(label)
+
+
+def _fmt(v: Any, key: str = "") -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "–"
+    if key in _RATIOS:
+        return f"{v:.1%}"
+    if isinstance(v, float):
+        return f"{v:,.2f}" if abs(v) >= 1e-2 or v == 0 else f"{v:.2e}"
+    return str(v)
+
+
+def _fmt_delta(a: Any, b: Any, key: str = "") -> str:
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or a != a or b != b:
+        return "–"
+    d = b - a
+    if key in _RATIOS:
+        return f"{d * 100:+.1f} pp"
+    rel = f" ({d / abs(a):+.1%})" if a else ""
+    return f"{d:+,.2f}{rel}"
+
+
+@app.command()
+def run(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
+        until: Optional[str] = typer.Option(None, "--until", help="run only this long, e.g. 2d, 36h"),
+        days: Optional[float] = typer.Option(None, "--days", help="run only this many days"),
+        window: Optional[int] = typer.Option(None, "--window", min=1, help="steps per window (default one day)"),
+        out: Path = typer.Option(Path("out"), "--out", help="folder for flows.parquet, flows.csv, kpis.json"),
+        report: bool = typer.Option(False, "--report", help="also write report.html"),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar")) -> None:
+    """Run a home in-process and print its KPIs."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from hometwin.engine import Engine
+    from hometwin.ledger import LedgerError
+    from hometwin.spec import SpecError
+
+    home = load_or_exit(file)
+    until_s = _parse_until(until, days)
+    try:
+        engine = Engine(home, window=window, until_s=until_s)
+    except SpecError as exc:
+        fail_spec(exc)
+    except (ValueError, FileNotFoundError) as exc:
+        err_console.print(f"[bold red]cannot start:[/] {exc}", markup=True)
+        raise typer.Exit(EXIT_SPEC)
+    total = engine.ctx.n_steps
+    try:
+        if quiet:
+            result = engine.run()
+        else:
+            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                          TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=True) as bar:
+                task = bar.add_task(f"{home.metadata.name}: {total} steps", total=total)
+                result = engine.run(progress=lambda i, n: bar.update(task, completed=i))
+    except LedgerError as exc:
+        err_console.print(f"[bold red]ledger error:[/] {exc}")
+        raise typer.Exit(3)
+    paths = result.write(out, report=report)
+    console.print(kpi_table({home.metadata.name: result.kpis()}, result.meta.get("currency", "")))
+    console.print(f"{total} steps in {result.meta['wall_s']:.2f} s · wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@app.command()
+def validate(file: Path = typer.Option(..., "-f", "--file", help="home.yaml")) -> None:
+    """Validate a home.yaml: every problem, one line each (exit 2 if any)."""
+    home = load_or_exit(file)
+    n = len(home.spec.elements)
+    console.print(f"[green]ok[/] {file}: home {home.metadata.name!r}, {n} elements")
+
+
+@app.command()
+def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="write to a file instead of stdout")) -> None:
+    """Print the JSON Schema of the Home document."""
+    from hometwin.spec import json_schema
+
+    text = json.dumps(json_schema(), indent=2)
+    if out:
+        out.write_text(text + "\n")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+@app.command()
+def compare(files: list[Path] = typer.Option(..., "-f", "--file", help="two or more home.yaml"),
+            until: Optional[str] = typer.Option(None, "--until"),
+            days: Optional[float] = typer.Option(None, "--days"),
+            window: Optional[int] = typer.Option(None, "--window", min=1)) -> None:
+    """Run several homes and print their KPIs side by side with differences."""
+    from hometwin.engine import Engine
+
+    homes = [load_or_exit(f) for f in files]
+    until_s = _parse_until(until, days)
+    kpis: dict[str, dict[str, float]] = {}
+    currency = ""
+    for f, home in zip(files, homes):
+        with console.status(f"running {f} …"):
+            result = Engine(home, window=window, until_s=until_s).run()
+        label = home.metadata.name if home.metadata.name not in kpis else f"{home.metadata.name} ({f.stem})"
+        kpis[label] = result.kpis()
+        currency = currency or result.meta.get("currency", "")
+    console.print(kpi_table(kpis, currency))
+
+
+def _register_plugins() -> None:
+    for module in _PLUGINS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name and module.startswith(exc.name):
+                continue  # that room is not installed (yet)
+            raise
+        mod.register(app)
+
+
+_register_plugins()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""Results: a tidy time-indexed table, KPIs, Parquet/CSV export and an HTML report.
+
+The frame has one row per step (UTC index) and columns in joules per step
+(``*_j``), SoC (0–1), prices (currency/kWh), cost (currency) and one
+``el.<name>_j`` column per element (signed: + onto the bus, − off it).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from hometwin.element import Role
+
+KWH = 3.6e6
+FLOW_COLUMNS = (
+    "pv_offered_j", "pv_dc_j", "pv_ac_j", "curtailed_j", "load_j", "unserved_j",
+    "battery_charge_j", "battery_discharge_j", "grid_import_j", "grid_export_j",
+    "loss_j", "grid_available", "price_import", "price_export", "cost",
+)
+
+
+class Recorder:
+    """Collects every settled window of an engine into preallocated arrays."""
+
+    def __init__(self, engine: Any):
+        self.engine = engine
+        n = engine.ctx.n_steps
+        self.cols = {c: np.zeros(n) for c in FLOW_COLUMNS}
+        self.soc = np.full(n, np.nan)
+        self.elements: dict[str, np.ndarray] = {}
+        self.roles: dict[str, str] = {}
+        self.windows = 0
+        self.settled_early = 0
+
+    def add(self, rec: Any) -> None:
+        i0, m = rec.window.i0, rec.k + 1
+        s = slice(i0, i0 + m)
+        for c in FLOW_COLUMNS:
+            self.cols[c][s] = rec.flows[c]
+        if rec.soc is not None:
+            self.soc[s] = rec.soc
+        for name, arr in rec.served.items():
+            if name not in self.elements:
+                self.elements[name] = np.zeros(len(self.soc))
+                self.roles[name] = self.engine.elements[name].role.value if name in self.engine.elements else "load"
+            self.elements[name][s] = arr
+        self.windows += 1
+        self.settled_early += int(m < rec.window.n)
+
+    def result(self, wall_s: float = 0.0) -> "Result":
+        eng = self.engine
+        ctx = eng.ctx
+        index = ctx.times(0, ctx.n_steps)
+        data: dict[str, np.ndarray] = dict(self.cols)
+        data["soc"] = self.soc
+        for name, arr in self.elements.items():
+            data[f"el.{name}_j"] = arr
+        frame = pd.DataFrame(data, index=index)
+        frame.index.name = "time"
+        meta = _meta(eng, self)
+        meta["wall_s"] = wall_s
+        return Result(frame=frame, meta=meta)
+
+
+def _meta(eng: Any, rec: Recorder) -> dict[str, Any]:
+    grid = next((e for e in eng.elements.values() if e.role == Role.grid), None)
+    battery = eng.battery
+    kwp = sum(getattr(e.config, "capacity_kwp", 0.0) for e in eng.elements.values() if e.role == Role.source)
+    return {
+        "home": eng.ctx.name, "start": eng.ctx.start.isoformat(), "step_s": eng.ctx.step_s,
+        "n_steps": eng.ctx.n_steps, "timezone": eng.ctx.timezone,
+        "currency": getattr(grid.config, "currency", "") if grid is not None else "",
+        "fixed_daily_charge": float(getattr(grid.config, "fixed_daily_charge", 0.0)) if grid is not None else 0.0,
+        "battery_capacity_kwh": battery.config.capacity_kwh if battery is not None else 0.0,
+        "pv_kwp": float(kwp), "roles": dict(rec.roles), "windows": rec.windows,
+        "windows_settled_early": rec.settled_early, "max_ledger_residual_j": eng.max_residual_j,
+        "elements": {n: e.kind for n, e in eng.elements.items()},
+    }
+
+
+@dataclass
+class Result:
+    """A run's per-step table and metadata; :meth:`kpis` derives the headline figures."""
+
+    frame: pd.DataFrame
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def kpis(self) -> dict[str, float]:
+        """Energy totals (kWh), cost, self-consumption, autarky, unserved, outages, cycles, yield."""
+        f, m = self.frame, self.meta
+        tot = {c: float(f[c].sum()) / KWH for c in FLOW_COLUMNS if c.endswith("_j")}
+        step_h = m["step_s"] / 3600.0
+        local_days = f.index.tz_convert(m["timezone"]).normalize().unique()
+        outage = f["grid_available"].to_numpy() < 0.5
+        ridden = outage & (f["unserved_j"].to_numpy() <= 1e-9)
+        pv_ac = tot["pv_ac_j"]
+        load = tot["load_j"]
+        cap = m.get("battery_capacity_kwh") or 0.0
+        out = {
+            "pv_kwh": pv_ac,
+            "pv_dc_kwh": tot["pv_dc_j"],
+            "curtailed_kwh": tot["curtailed_j"],
+            "load_kwh": load,
+            "unserved_kwh": tot["unserved_j"],
+            "grid_import_kwh": tot["grid_import_j"],
+            "grid_export_kwh": tot["grid_export_j"],
+            "battery_charge_kwh": tot["battery_charge_j"],
+            "battery_discharge_kwh": tot["battery_discharge_j"],
+            "losses_kwh": tot["loss_j"],
+            "energy_cost": float(f["cost"].sum()),
+            "fixed_charges": m.get("fixed_daily_charge", 0.0) * len(local_days),
+            "self_consumption": (pv_ac - tot["grid_export_j"]) / pv_ac if pv_ac > 0 else float("nan"),
+            "self_sufficiency": 1.0 - tot["grid_import_j"] / load if load > 0 else float("nan"),
+            "outage_hours": float(outage.sum() * step_h),
+            "outage_hours_ridden_through": float(ridden.sum() * step_h),
+            "battery_cycles": (tot["battery_charge_j"] + tot["battery_discharge_j"]) / (2 * cap) if cap else 0.0,
+            "pv_yield_kwh_per_kwp": pv_ac / m["pv_kwp"] if m.get("pv_kwp") else float("nan"),
+            "max_ledger_residual_j": m.get("max_ledger_residual_j", 0.0),
+        }
+        out["total_cost"] = out["energy_cost"] + out["fixed_charges"]
+        return out
+
+    def element_energy_kwh(self) -> dict[str, float]:
+        """Net energy per element over the run [kWh] (+ delivered onto the bus, − taken)."""
+        return {c[3:-2]: float(self.frame[c].sum()) / KWH for c in self.frame.columns if c.startswith("el.")}
+
+    def power_w(self) -> pd.DataFrame:
+        """The ``*_j`` columns as mean power per step [W]."""
+        cols = [c for c in self.frame.columns if c.endswith("_j")]
+        out = self.frame[cols] / self.meta["step_s"]
+        out.columns = [c[:-2] + "_w" for c in cols]
+        return out
+
+    # -- export ----------------------------------------------------------------------------------
+    def write(self, out_dir: str | Path, report: bool = False, formats: tuple[str, ...] = ("parquet", "csv")) -> dict[str, Path]:
+        """Write flows (Parquet and CSV), KPIs (JSON) and optionally the HTML report."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths: dict[str, Path] = {}
+        if "parquet" in formats:
+            paths["parquet"] = out / "flows.parquet"
+            self.frame.to_parquet(paths["parquet"])
+        if "csv" in formats:
+            import pyarrow as pa
+            import pyarrow.csv as pacsv
+
+            paths["csv"] = out / "flows.csv"
+            table = pa.Table.from_pandas(self.frame.reset_index(), preserve_index=False)
+            pacsv.write_csv(table, paths["csv"])
+        paths["kpis"] = out / "kpis.json"
+        paths["kpis"].write_text(json.dumps({"meta": _jsonable(self.meta), "kpis": _jsonable(self.kpis()),
+                                             "elements_kwh": self.element_energy_kwh()}, indent=2))
+        if report:
+            paths["report"] = out / "report.html"
+            paths["report"].write_text(render_report(self))
+        return paths
+
+
+def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, float) and not np.isfinite(v):
+            out[k] = None
+        elif isinstance(v, (np.floating, np.integer)):
+            out[k] = v.item()
+        elif isinstance(v, dict):
+            out[k] = _jsonable(v)
+        else:
+            out[k] = v
+    return out
+
+
+# -- report -----------------------------------------------------------------------------------
+
+def _fig_png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def render_report(result: Result) -> str:
+    """A self-contained HTML page: KPIs, power flows, SoC, daily balance, monthly totals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    f, m = result.frame, result.meta
+    tz = m["timezone"]
+    p = result.power_w()
+    p.index = p.index.tz_convert(tz)
+    span_days = (f.index[-1] - f.index[0]).total_seconds() / 86400
+    rule = None if span_days <= 3 else ("1h" if span_days <= 60 else "1D")
+    pp = p if rule is None else p.resample(rule).mean()
+    images = []
+
+    fig, ax = plt.subplots(figsize=(11, 3.6))
+    for col, label in (("pv_ac_w", "PV (AC)"), ("load_w", "load"), ("grid_import_w", "grid import"),
+                       ("grid_export_w", "grid export"), ("battery_discharge_w", "battery discharge"),
+                       ("battery_charge_w", "battery charge"), ("unserved_w", "unserved")):
+        if col in pp and pp[col].abs().sum() > 0:
+            ax.plot(pp.index, pp[col] / 1000.0, label=label, lw=0.8)
+    ax.set_ylabel("kW")
+    ax.set_title("Power flows" + ("" if rule is None else f" ({rule} means)"))
+    ax.legend(ncol=4, fontsize=8)
+    images.append(_fig_png(fig))
+
+    if f["soc"].notna().any():
+        soc = f["soc"].copy()
+        soc.index = soc.index.tz_convert(tz)
+        soc = soc if rule is None else soc.resample(rule).mean()
+        fig, ax = plt.subplots(figsize=(11, 2.6))
+        ax.plot(soc.index, soc * 100, color="tab:green", lw=0.8)
+        ax.set_ylabel("SoC %")
+        ax.set_ylim(0, 100)
+        ax.set_title("Battery state of charge")
+        images.append(_fig_png(fig))
+
+    e = f[[c for c in FLOW_COLUMNS if c.endswith("_j")]].copy() / KWH
+    e.index = e.index.tz_convert(tz)
+    daily = e.resample("1D").sum()
+    fig, ax = plt.subplots(figsize=(11, 3.2))
+    ax.bar(daily.index, daily["pv_ac_j"], label="PV", color="gold", width=0.8)
+    ax.bar(daily.index, daily["grid_import_j"], bottom=daily["pv_ac_j"], label="grid import", color="tab:red", width=0.8)
+    ax.plot(daily.index, daily["load_j"], color="black", lw=1, label="load")
+    ax.set_ylabel("kWh/day")
+    ax.set_title("Daily energy balance")
+    ax.legend(fontsize=8)
+    images.append(_fig_png(fig))
+
+    monthly = e.resample("MS").sum()
+    monthly_rows = "".join(
+        f"<tr><td>{idx:%Y-%m}</td>" + "".join(f"<td>{row[c]:.1f}</td>" for c in
+        ("pv_ac_j", "load_j", "grid_import_j", "grid_export_j", "battery_discharge_j", "unserved_j")) + "</tr>"
+        for idx, row in monthly.iterrows())
+    k = result.kpis()
+    kpi_rows = "".join(f"<tr><th>{name}</th><td>{_fmt(val)}</td></tr>" for name, val in k.items())
+    imgs = "".join(f'<img src="{src}" alt="plot" style="max-width:100%">' for src in images)
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>hometwin report: {m['home']}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{text-align:left}}</style></head><body>
+<h1>hometwin report: {m['home']}</h1>
+<p>{m['start']} · {m['n_steps']} steps of {m['step_s']} s · time zone {m['timezone']} ·
+currency {m.get('currency', '')} · elements: {', '.join(f'{n} ({kd})' for n, kd in m['elements'].items())}</p>
+<h2>Key figures</h2><table>{kpi_rows}</table>
+<h2>Plots</h2>{imgs}
+<h2>Monthly totals (kWh)</h2><table><tr><th>month</th><th>PV</th><th>load</th><th>import</th><th>export</th>
+<th>battery out</th><th>unserved</th></tr>{monthly_rows}</table>
+</body></html>"""
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "–" if not np.isfinite(v) else f"{v:,.4g}" if abs(v) < 1 else f"{v:,.2f}"
+    return str(v)

@@ -1,0 +1,177 @@
+"""The strategy interface: state + forecasts in, a :class:`Plan` out, applied at window boundaries.
+
+A strategy lives inside the inverter.  The inverter calls
+
+- :meth:`Strategy.prepare` at a window boundary, *before* the loads ask for
+  energy (the engine's boundary hook): at a replanning boundary the strategy
+  builds a new plan from the current state (battery SoC, indoor/tank
+  temperatures from the controllable elements' ``params()``) and its forecasts,
+  and imposes heat-pump/geyser set-points and appliance start times on those
+  elements (``apply_plan``) — the only way a plan reaches another element, as a
+  message would over WAMP;
+- :meth:`Strategy.policy` inside :meth:`Inverter.balance`, which turns the plan's
+  battery part for the window into a :class:`BatteryPolicy`.
+
+``replan_steps`` (run steps between plans) makes the engine cut windows at
+replanning boundaries (receding horizon).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+
+class StrategyError(ValueError):
+    """Infeasible or contradictory strategy settings; ``errors`` holds one line per problem,
+    each starting with the field it is about."""
+
+    def __init__(self, errors: list[str] | str):
+        self.errors = [errors] if isinstance(errors, str) else list(errors)
+        super().__init__("; ".join(self.errors))
+
+
+@dataclass
+class Plan:
+    """A plan over a horizon of ``n`` steps of ``dt_s`` seconds starting at epoch ``t0_s``.
+
+    Battery part (AC side, W, ``NaN`` = no opinion → rules): ``charge_w``,
+    ``discharge_w``, ``import_w``, ``export_w`` as the optimiser planned them, and
+    ``soc_floor`` (per step, 0–1).  Thermal part: set-points per element
+    (``setpoints[name]``, °C per step) or on/off windows (``on[name]``, bool per step).
+    Deferrable appliances: ``starts[name]`` = epoch seconds of the planned start.
+    """
+
+    t0_s: int
+    dt_s: int
+    n: int
+    charge_w: np.ndarray | None = None
+    discharge_w: np.ndarray | None = None
+    import_w: np.ndarray | None = None
+    export_w: np.ndarray | None = None
+    soc_floor: np.ndarray | None = None
+    soc: np.ndarray | None = None  # planned SoC at the end of each step
+    setpoints: dict[str, np.ndarray] = field(default_factory=dict)
+    power_w: dict[str, np.ndarray] = field(default_factory=dict)  # planned electric power per thermal element
+    on: dict[str, np.ndarray] = field(default_factory=dict)
+    starts: dict[str, int] = field(default_factory=dict)
+    cost: float = float("nan")
+    solve_s: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def index(self, epoch_s: np.ndarray) -> np.ndarray:
+        """Plan step of each epoch second (clipped to the horizon)."""
+        k = (np.asarray(epoch_s, dtype=np.int64) - self.t0_s) // self.dt_s
+        return np.clip(k, 0, self.n - 1)
+
+    def covers(self, epoch_s: np.ndarray) -> np.ndarray:
+        e = np.asarray(epoch_s, dtype=np.int64)
+        return (e >= self.t0_s) & (e < self.t0_s + self.n * self.dt_s)
+
+    def at(self, arr: np.ndarray | None, epoch_s: np.ndarray, default: float = np.nan) -> np.ndarray:
+        """``arr`` (one value per plan step) sampled at ``epoch_s``; ``default`` outside the plan."""
+        if arr is None:
+            return np.full(len(epoch_s), default)
+        return np.where(self.covers(epoch_s), np.asarray(arr, dtype=float)[self.index(epoch_s)], default)
+
+
+class Strategy:
+    """Base class: rules-only strategies override :meth:`policy`; planners :meth:`make_plan`."""
+
+    name = "strategy"
+    #: run steps between plans (0 = never replans; rule strategies)
+    replan_steps: int = 0
+
+    def __init__(self, config: Any, inverter: Any):
+        self.config = config
+        self.inverter = inverter
+        self.plan: Plan | None = None
+        self.plans = 0
+        self.solve_s: list[float] = []
+        self.log: list[dict[str, Any]] = []
+
+    # -- called by the inverter ---------------------------------------------------------------
+    def prepare(self, w: Any, signals: Mapping[str, np.ndarray]) -> None:
+        """Window boundary, before requests: replan when due and impose thermal set-points."""
+        if self.replan_steps and (self.plan is None or w.i0 % self.replan_steps == 0):
+            self.plan = self.make_plan(w, signals)
+            self.plans += 1
+            self.solve_s.append(self.plan.solve_s)
+            self.apply_thermal(w)
+
+    def policy(self, w: Any, signals: Mapping[str, np.ndarray], battery: Mapping[str, float] | None,
+               inverter: Any) -> Any:
+        from hometwin.services.inverter.model import mode_policy
+
+        if self.replan_steps and self.plan is None:
+            self.prepare(w, signals)
+        if self.plan is None:
+            return mode_policy(inverter.config, w, signals, inverter.batt_w)
+        return plan_policy(self.plan, w, signals, battery, inverter)
+
+    # -- for planners -------------------------------------------------------------------------
+    def make_plan(self, w: Any, signals: Mapping[str, np.ndarray]) -> Plan:
+        raise NotImplementedError
+
+    def apply_thermal(self, w: Any) -> None:
+        """Send the plan's set-points / on-windows / starts to the elements that accept them."""
+        plan = self.plan
+        roster = getattr(self.inverter, "roster", None) or {}
+        if plan is None:
+            return
+        for name in set(plan.setpoints) | set(plan.on) | set(plan.starts) | set(plan.power_w):
+            el = roster.get(name)
+            apply = getattr(el, "apply_plan", None)
+            if apply is None:
+                continue
+            apply({"t0_s": plan.t0_s, "dt_s": plan.dt_s,
+                   "setpoint_c": _list(plan.setpoints.get(name)), "on": _list(plan.on.get(name)),
+                   "power_w": _list(plan.power_w.get(name)), "start_s": plan.starts.get(name)})
+
+    def summary(self) -> dict[str, Any]:
+        s = np.asarray(self.solve_s) if self.solve_s else np.zeros(1)
+        return {"strategy": self.name, "plans": self.plans, "solve_median_ms": float(np.median(s) * 1e3),
+                "solve_max_ms": float(s.max() * 1e3)}
+
+
+def _list(a: np.ndarray | None) -> list[float] | None:
+    return None if a is None else np.asarray(a, dtype=float).tolist()
+
+
+def plan_policy(plan: Plan, w: Any, signals: Mapping[str, np.ndarray], battery: Mapping[str, float] | None,
+                inverter: Any) -> Any:
+    """The battery policy that makes the inverter follow ``plan`` in window ``w``.
+
+    The plan's powers become per-step caps and forced flows (see
+    :class:`~hometwin.services.inverter.model.BatteryPolicy`): while the plan
+    imports, the battery discharges no more than planned (it holds energy for
+    dearer hours); while the plan exports, the battery charges no more than
+    planned; planned grid charging and forced discharging happen as planned.  Where
+    reality differs from the forecast the greedy rules fill in, and the next
+    plan corrects.
+    """
+    from hometwin.services.inverter.model import BatteryPolicy
+
+    n, dt = w.n, float(w.dt_s)
+    ep = w.epoch_s
+    ch = plan.at(plan.charge_w, ep) * dt
+    dis = plan.at(plan.discharge_w, ep) * dt
+    imp = plan.at(plan.import_w, ep) * dt
+    exp = plan.at(plan.export_w, ep) * dt
+    floor = np.nan_to_num(plan.at(plan.soc_floor, ep, 0.0), nan=0.0)
+    have = np.isfinite(ch) & np.isfinite(dis)
+    ch, dis = np.nan_to_num(ch, nan=0.0), np.nan_to_num(dis, nan=0.0)
+    imp, exp = np.nan_to_num(imp, nan=0.0), np.nan_to_num(exp, nan=0.0)
+    eps = 1e-6 * dt  # 1 mW
+    importing = have & (imp > eps)
+    exporting = have & (exp > eps)
+    discharge_limit = np.where(importing, dis, np.inf)
+    charge_limit = np.where(exporting | (importing & (ch > eps)), ch, np.inf)
+    grid_charge = np.where(importing & (ch > eps), ch, 0.0)
+    force = np.where(exporting & (dis > eps), dis, 0.0)
+    return BatteryPolicy(soc_floor=floor, grid_charge_j=grid_charge,
+                         grid_target_soc=np.where(grid_charge > 0, 1.0, 0.0), force_discharge_j=force,
+                         charge_from_surplus=np.ones(n, dtype=bool), export_first=False,
+                         charge_limit_j=charge_limit, discharge_limit_j=discharge_limit)

@@ -1,0 +1,108 @@
+"""The inverter's ``strategy`` field: a discriminated union on ``type`` (pydantic only, cheap to import)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ForecastConfig(_Strict):
+    """How the strategy's forecasts are made (seeded from the home's seed and the inverter's name)."""
+
+    perfect: bool = Field(False, description="error-free forecasts within the horizon (prices included)")
+    pv_error: Annotated[float, Field(ge=0, le=2, description="[-] relative std of the PV forecast error at 24 h lead")] = 0.25
+    load_error: Annotated[float, Field(ge=0, le=2, description="[-] relative std of the load forecast error at 24 h lead")] = 0.15
+    temp_error_k: Annotated[float, Field(ge=0, le=20, description="[K] std of the outdoor temperature error at 24 h lead")] = 1.5
+    prices: Literal["day_ahead", "perfect"] = Field(
+        "day_ahead", description="day_ahead: tomorrow's prices are known from 13:00 local time, later days repeat the last known day")
+    outages: Literal["announced", "none"] = Field("announced", description="announced: scheduled outages are known ahead")
+
+
+class ComfortConfig(_Strict):
+    """Comfort band from a presence schedule (local time): ``comfort_c`` … ``comfort_c + band_k`` while home."""
+
+    comfort_c: Annotated[float, Field(ge=5, le=30, description="[°C] lower comfort bound while present")] = 20.0
+    setback_c: Annotated[float, Field(ge=0, le=30, description="[°C] lower bound while away")] = 15.0
+    band_k: Annotated[float, Field(gt=0, le=10, description="[K] width of the comfort band above the lower bound")] = 1.0
+    present: list[tuple[str, str]] = Field(default_factory=lambda: [("00:00", "08:00"), ("16:00", "24:00")],
+                                            description="local time windows at home, every day (HH:MM, HH:MM)")
+    weekend_present_all_day: bool = Field(True, description="present all day on Saturday and Sunday")
+
+    @model_validator(mode="after")
+    def _order(self) -> "ComfortConfig":
+        if self.setback_c > self.comfort_c:
+            raise ValueError(f"setback_c: {self.setback_c} °C is above comfort_c {self.comfort_c} °C")
+        return self
+
+
+class _Planner(_Strict):
+    horizon_h: Annotated[float, Field(gt=0, le=24 * 14, description="[h] planning horizon")] = 48.0
+    step_min: Annotated[float, Field(gt=0, le=240, description="[min] planning step")] = 15.0
+    replan_min: Annotated[float, Field(gt=0, le=24 * 60, description="[min] replanning cadence (receding horizon)")] = 60.0
+    wear_cost_per_kwh: Annotated[float, Field(ge=0, description="[currency/kWh] battery wear per kWh throughput")] = 0.0
+    terminal_value_per_kwh: float | None = Field(
+        None, description="[currency/kWh] value of energy left at the horizon's end (None: lowest import price in the horizon × efficiency)")
+    reserve_soc: Annotated[float | None, Field(ge=0, le=1, description="[0-1] soft SoC floor kept while the grid is up")] = None
+    outage_reserve: bool = Field(True, description="plan for announced outages (no grid exchange in them)")
+    integer: bool = Field(False, description="MILP: forbid simultaneous charge/discharge and import/export")
+    forecast: ForecastConfig = Field(default_factory=ForecastConfig)
+
+
+class LPStrategyConfig(_Planner):
+    """Battery dispatch LP over price and forecasts; heat pump and geyser keep their own control."""
+
+    type: Literal["lp"] = "lp"
+
+
+class MPCStrategyConfig(_Planner):
+    """Receding-horizon MPC: battery plus heat pump and geyser (if present) planned jointly."""
+
+    type: Literal["mpc"] = "mpc"
+    comfort: ComfortConfig = Field(default_factory=ComfortConfig)
+    comfort_weight_per_kh: Annotated[float, Field(ge=0, description="[currency/(K·h)] price of discomfort")] = 5.0
+    integral_gain: Annotated[float, Field(ge=0, le=1, description="[-] integral action on the model error")] = 0.3
+
+
+class HeatingMPCStrategyConfig(MPCStrategyConfig):
+    """SmartHjem heating MPC: heat pump (and geyser) on prices; the battery follows self-consumption."""
+
+    type: Literal["heating_mpc"] = "heating_mpc"  # type: ignore[assignment]
+    horizon_h: Annotated[float, Field(gt=0, le=24 * 14)] = 8.0
+    step_min: Annotated[float, Field(gt=0, le=240)] = 15.0
+    replan_min: Annotated[float, Field(gt=0, le=24 * 60)] = 15.0
+
+
+class RulesStrategyConfig(_Strict):
+    """Rule-based: self-consumption, automatic time-of-use, load-shedding-aware backup; thermostat heating."""
+
+    type: Literal["rules"] = "rules"
+    battery: Literal["self_consumption", "time_of_use", "backup"] = "self_consumption"
+    cheap_hours: Annotated[int, Field(ge=0, le=24, description="time_of_use: grid-charge in the N cheapest hours of the day ahead")] = 4
+    expensive_hours: Annotated[int, Field(ge=0, le=24, description="time_of_use: discharge freely only in the N dearest hours")] = 6
+    target_soc: Annotated[float, Field(ge=0, le=1, description="[0-1] time_of_use: grid-charge up to this SoC")] = 0.9
+    reserve_soc: Annotated[float, Field(ge=0, le=1, description="[0-1] backup: floor kept while the grid is up")] = 0.2
+    outage_lead_h: Annotated[float, Field(ge=0, le=48, description="[h] backup: look this far ahead for announced outages")] = 6.0
+    critical_load_kw: Annotated[float | None, Field(ge=0, description="[kW] backup: load to ride through (None: the load forecast)")] = None
+    margin: Annotated[float, Field(ge=1, le=3, description="[-] backup: safety factor on the energy needed")] = 1.2
+    replan_min: Annotated[float, Field(gt=0, le=24 * 60, description="[min] how often the rules look ahead")] = 15.0
+    forecast: ForecastConfig = Field(default_factory=ForecastConfig)
+
+
+class PerfectForesightConfig(_Strict):
+    """The bound: one optimum over the whole run with the true future (never a real strategy)."""
+
+    type: Literal["perfect_foresight"] = "perfect_foresight"
+    step_min: Annotated[float, Field(gt=0, le=240, description="[min] optimisation step (the run's step if smaller)")] = 15.0
+    wear_cost_per_kwh: Annotated[float, Field(ge=0)] = 0.0
+    integer: bool = False
+
+
+StrategyConfig = Annotated[
+    Union[RulesStrategyConfig, LPStrategyConfig, MPCStrategyConfig, HeatingMPCStrategyConfig, PerfectForesightConfig],
+    Field(discriminator="type"),
+]

@@ -1,0 +1,356 @@
+"""Battery dispatch as a linear (or mixed-integer) program, solved by HiGHS through scipy.
+
+Decision variables per step ``t`` (power in kW, held over the step of ``dt_h`` hours):
+
+- ``c[t]``  AC power into the battery converter (from PV surplus or the grid),
+- ``d[t]``  AC power out of the battery converter,
+- ``gi[t]`` grid import, ``ge[t]`` grid export,
+- ``cu[t]`` curtailed PV, ``u[t]`` unserved load (only during outages / limits; penalised),
+- ``e[t]``  energy stored at the start of step ``t`` (kWh, ``t = 0 … T``; ``e[0]`` fixed),
+
+plus the electric power of any thermal blocks (heat pump, geyser; see
+:mod:`.heating_mpc`) that join the same bus balance.  Constraints:
+
+- bus balance ``pv − cu + d + gi + u = load + c + ge + Σ thermal``,
+- storage ``e[t+1] = keep·e[t] + η_inv·η_c·c·dt − d·dt/(η_inv·η_d)``,
+- power limits of battery and converter (AC side), the taper of the charge power
+  above ``taper_soc`` (linear in ``e``), the inverter's AC rating,
+- SoC window (and an optional per-step floor, e.g. a backup reserve),
+- import/export limits, zero grid exchange while the grid is unavailable,
+- MILP only (``integer=True``): no simultaneous charge/discharge or import/export.
+
+Objective: ``Σ dt·(p_imp·gi − p_exp·ge + wear·(c + d) + penalty·u) − v_term·e[T]``.
+
+Matrices are assembled once as sparse COO arrays with numpy (no Python loop per
+step) and handed to :func:`scipy.optimize.milp` (HiGHS).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from hometwin.services.inverter.strategies.base import StrategyError
+
+KWH_J = 3.6e6
+MONTH_H = 30.4375 * 24
+
+
+# ---------------------------------------------------------------------------------------------
+# A small sparse LP builder
+# ---------------------------------------------------------------------------------------------
+class SparseLP:
+    """Variables in named blocks, constraints as vectorised COO triplets."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.blocks: dict[str, slice] = {}
+        self._lb: list[np.ndarray] = []
+        self._ub: list[np.ndarray] = []
+        self._c: list[np.ndarray] = []
+        self._int: list[np.ndarray] = []
+        self._rows: list[np.ndarray] = []
+        self._cols: list[np.ndarray] = []
+        self._vals: list[np.ndarray] = []
+        self._lo: list[np.ndarray] = []
+        self._hi: list[np.ndarray] = []
+        self.m = 0
+
+    def var(self, name: str, size: int, lb: Any = 0.0, ub: Any = np.inf, cost: Any = 0.0,
+            integer: bool = False) -> np.ndarray:
+        """Add a block of ``size`` variables; returns their column indices."""
+        idx = np.arange(self.n, self.n + size)
+        self.blocks[name] = slice(self.n, self.n + size)
+        self.n += size
+        self._lb.append(np.broadcast_to(np.asarray(lb, dtype=float), (size,)).copy())
+        self._ub.append(np.broadcast_to(np.asarray(ub, dtype=float), (size,)).copy())
+        self._c.append(np.broadcast_to(np.asarray(cost, dtype=float), (size,)).copy())
+        self._int.append(np.full(size, 1 if integer else 0, dtype=np.uint8))
+        return idx
+
+    def add_cost(self, idx: np.ndarray, cost: Any) -> None:
+        c = np.concatenate(self._c) if len(self._c) > 1 else self._c[0]
+        np.add.at(c, idx, np.broadcast_to(np.asarray(cost, dtype=float), np.shape(idx)))
+        self._c = [c]
+
+    def rows(self, terms: Sequence[tuple[np.ndarray, Any]], lo: Any, hi: Any) -> np.ndarray:
+        """``lo ≤ Σ coef·x[idx] ≤ hi``, one row per element of the index arrays."""
+        m = len(terms[0][0])
+        r = np.arange(self.m, self.m + m)
+        for idx, coef in terms:
+            idx = np.asarray(idx)
+            if len(idx) != m:
+                raise ValueError("all terms of a row block need the same length")
+            self._rows.append(r)
+            self._cols.append(idx)
+            self._vals.append(np.broadcast_to(np.asarray(coef, dtype=float), (m,)).copy())
+        self._lo.append(np.broadcast_to(np.asarray(lo, dtype=float), (m,)).copy())
+        self._hi.append(np.broadcast_to(np.asarray(hi, dtype=float), (m,)).copy())
+        self.m += m
+        return r
+
+    def solve(self, time_limit_s: float | None = None, mip_rel_gap: float = 1e-6) -> tuple[np.ndarray, float, Any]:
+        c = np.concatenate(self._c)
+        A = sp.csr_array((np.concatenate(self._vals), (np.concatenate(self._rows), np.concatenate(self._cols))),
+                         shape=(self.m, self.n))
+        integrality = np.concatenate(self._int)
+        opts: dict[str, Any] = {"presolve": True}
+        if time_limit_s is not None:
+            opts["time_limit"] = time_limit_s
+        if integrality.any():
+            opts["mip_rel_gap"] = mip_rel_gap
+        res = milp(c, constraints=LinearConstraint(A, np.concatenate(self._lo), np.concatenate(self._hi)),
+                   integrality=integrality, bounds=Bounds(np.concatenate(self._lb), np.concatenate(self._ub)),
+                   options=opts)
+        return res.x, float(res.fun) if res.x is not None else float("nan"), res
+
+
+# ---------------------------------------------------------------------------------------------
+# Problem data
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BatteryModel:
+    """What the LP knows of battery + converter (kW, kWh, AC side where it says so)."""
+
+    capacity_kwh: float
+    soc_min: float
+    soc_max: float
+    charge_kw: float  # DC
+    discharge_kw: float  # DC
+    eta_charge: float = 0.97
+    eta_discharge: float = 0.97
+    eta_inverter: float = 0.95  # battery ↔ AC, each way
+    converter_kw: float = np.inf  # inverter's battery converter rating (AC)
+    ac_kw: float = np.inf  # inverter's AC output rating (PV + battery discharge)
+    self_discharge_pct_per_month: float = 0.0
+    taper_soc: float = 1.0
+    taper_min_ratio: float = 1.0
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, float], inverter: Any = None, **extra: Any) -> "BatteryModel":
+        """From ``Battery.params()`` (SI units) and the inverter (its ratings and efficiency)."""
+        kw: dict[str, Any] = dict(
+            capacity_kwh=params["capacity_j"] / KWH_J, soc_min=params["soc_min"], soc_max=params["soc_max"],
+            charge_kw=params["charge_power_w"] / 1000.0, discharge_kw=params["discharge_power_w"] / 1000.0,
+            eta_charge=params.get("charge_efficiency", 0.97), eta_discharge=params.get("discharge_efficiency", 0.97),
+        )
+        for key in ("self_discharge_pct_per_month", "taper_soc", "taper_min_ratio"):
+            if key in params:
+                kw[key] = params[key]
+        if inverter is not None:
+            kw.update(eta_inverter=inverter.config.battery_efficiency, converter_kw=inverter.batt_w / 1000.0,
+                      ac_kw=inverter.ac_w / 1000.0)
+        kw.update(extra)
+        return cls(**kw)
+
+    @property
+    def charge_ac_max_kw(self) -> float:
+        return min(self.converter_kw, self.charge_kw / self.eta_inverter)
+
+    @property
+    def discharge_ac_max_kw(self) -> float:
+        return min(self.converter_kw, self.discharge_kw * self.eta_inverter)
+
+    def check(self) -> None:
+        problems = []
+        if not 0 <= self.soc_min < self.soc_max <= 1:
+            problems.append(f"soc_min/soc_max: need 0 ≤ soc_min < soc_max ≤ 1 (got {self.soc_min}, {self.soc_max})")
+        if self.capacity_kwh <= 0:
+            problems.append(f"capacity_kwh: must be > 0 (got {self.capacity_kwh})")
+        if problems:
+            raise StrategyError(problems)
+
+
+class ThermalBlock(Protocol):
+    """A controllable thermal load that joins the bus balance (heat pump, geyser)."""
+
+    name: str
+
+    def add_to(self, lp: SparseLP, dt_h: float, n: int) -> np.ndarray:
+        """Add its variables and rows; return the indices of its electric power [kW] per step."""
+
+    def extract(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Its part of the solution (electric power, temperatures, slacks)."""
+
+
+@dataclass
+class DispatchProblem:
+    """One planning problem over ``n`` steps of ``dt_h`` hours (forecasts in kW, prices per kWh)."""
+
+    dt_h: float
+    pv_kw: np.ndarray  # AC PV power available (after the inverter's PV conversion)
+    load_kw: np.ndarray  # uncontrollable AC load
+    price_import: np.ndarray
+    price_export: np.ndarray
+    soc0: float
+    battery: BatteryModel | None = None
+    available: np.ndarray | None = None  # bool per step (None = always)
+    import_limit_kw: np.ndarray | float = np.inf
+    export_limit_kw: np.ndarray | float = np.inf
+    soc_floor: np.ndarray | float | None = None  # extra per-step SoC floor (backup reserve), soft
+    wear_cost_per_kwh: float = 0.0  # per kWh of AC throughput (charge + discharge)
+    terminal_value_per_kwh: float = 0.0  # value of energy stored at the end
+    unserved_penalty_per_kwh: float | None = None  # default: 10 × highest import price + 10
+    floor_penalty_per_kwh: float | None = None  # violation of soc_floor (default: 2 × highest import price + 1)
+    thermal: list[Any] = field(default_factory=list)
+    integer: bool = False  # MILP: forbid simultaneous charge/discharge and import/export
+
+    @property
+    def n(self) -> int:
+        return len(self.pv_kw)
+
+
+@dataclass
+class DispatchPlan:
+    """The optimum: per-step AC powers [kW], stored energy [kWh, n+1], cost terms."""
+
+    dt_h: float
+    charge_kw: np.ndarray
+    discharge_kw: np.ndarray
+    import_kw: np.ndarray
+    export_kw: np.ndarray
+    curtail_kw: np.ndarray
+    unserved_kw: np.ndarray
+    stored_kwh: np.ndarray
+    soc: np.ndarray
+    energy_cost: float  # Σ import cost − export revenue over the horizon
+    objective: float
+    solve_s: float
+    thermal: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    status: str = "optimal"
+
+    @property
+    def battery_kw(self) -> np.ndarray:
+        """Net battery power on the AC side (+ discharge, − charge)."""
+        return self.discharge_kw - self.charge_kw
+
+
+def _arr(value: Any, n: int, name: str) -> np.ndarray:
+    a = np.asarray(value, dtype=float)
+    if a.ndim == 0:
+        return np.full(n, float(a))
+    if a.shape != (n,):
+        raise StrategyError([f"{name}: needs {n} values, one per step (got {a.shape})"])
+    return a
+
+
+def check_problem(p: DispatchProblem) -> None:
+    """Contradictory or malformed inputs as one :class:`StrategyError` naming each field."""
+    n = p.n
+    problems: list[str] = []
+    if p.dt_h <= 0:
+        problems.append(f"dt_h: must be > 0 (got {p.dt_h})")
+    if n < 1:
+        problems.append("pv_kw: the horizon has no steps")
+    for name in ("pv_kw", "load_kw", "price_import", "price_export"):
+        a = np.asarray(getattr(p, name), dtype=float)
+        if a.shape != (n,):
+            problems.append(f"{name}: needs {n} values (got shape {a.shape})")
+        elif not np.isfinite(a).all():
+            problems.append(f"{name}: contains NaN or infinite values")
+    if (np.asarray(p.pv_kw) < -1e-9).any():
+        problems.append("pv_kw: must be ≥ 0")
+    if (np.asarray(p.load_kw) < -1e-9).any():
+        problems.append("load_kw: must be ≥ 0")
+    b = p.battery
+    if b is not None:
+        try:
+            b.check()
+        except StrategyError as exc:
+            problems += exc.errors
+        if not b.soc_min - 1e-6 <= p.soc0 <= b.soc_max + 1e-6:
+            problems.append(f"soc0: {p.soc0:.3f} is outside the battery's window [{b.soc_min}, {b.soc_max}]")
+        if p.soc_floor is not None:
+            f = np.asarray(p.soc_floor, dtype=float)
+            if (f > b.soc_max + 1e-9).any():
+                problems.append(f"soc_floor/target: {float(f.max()):.2f} is above the battery's soc_max {b.soc_max}"
+                                " — the reserve can never be reached")
+    if p.wear_cost_per_kwh < 0:
+        problems.append(f"wear_cost_per_kwh: must be ≥ 0 (got {p.wear_cost_per_kwh})")
+    if problems:
+        raise StrategyError(problems)
+
+
+def solve_dispatch(p: DispatchProblem, time_limit_s: float | None = 10.0) -> DispatchPlan:
+    """Build and solve the dispatch problem (see the module docstring)."""
+    check_problem(p)
+    t0 = time.perf_counter()
+    n, dt = p.n, float(p.dt_h)
+    pv = np.maximum(np.asarray(p.pv_kw, dtype=float), 0.0)
+    load = np.maximum(np.asarray(p.load_kw, dtype=float), 0.0)
+    pi = np.asarray(p.price_import, dtype=float)
+    pe = np.asarray(p.price_export, dtype=float)
+    avail = np.ones(n, dtype=bool) if p.available is None else np.asarray(p.available, dtype=bool)
+    imp = np.where(avail, _arr(p.import_limit_kw, n, "import_limit_kw"), 0.0)
+    exp = np.where(avail, _arr(p.export_limit_kw, n, "export_limit_kw"), 0.0)
+    pmax = float(max(np.max(np.abs(pi)), np.max(np.abs(pe)), 0.0))
+    pen = p.unserved_penalty_per_kwh if p.unserved_penalty_per_kwh is not None else 10.0 * pmax + 10.0
+    lp = SparseLP()
+    b = p.battery
+    gi = lp.var("import", n, 0.0, imp, pi * dt)
+    ge = lp.var("export", n, 0.0, exp, -pe * dt)
+    cu = lp.var("curtail", n, 0.0, pv, 0.0)
+    u = lp.var("unserved", n, 0.0, np.inf, pen * dt)
+    if b is not None:
+        cap = b.capacity_kwh
+        ac_room = np.maximum(b.ac_kw - pv, 0.0) if np.isfinite(b.ac_kw) else np.inf
+        c = lp.var("charge", n, 0.0, b.charge_ac_max_kw, p.wear_cost_per_kwh * dt)
+        d = lp.var("discharge", n, 0.0, np.minimum(b.discharge_ac_max_kw, ac_room), p.wear_cost_per_kwh * dt)
+        e_lo = np.full(n + 1, b.soc_min * cap)
+        e_hi = np.full(n + 1, b.soc_max * cap)
+        e0 = float(np.clip(p.soc0, b.soc_min, b.soc_max)) * cap
+        e_lo[0] = e_hi[0] = e0
+        cost_e = np.zeros(n + 1)
+        cost_e[-1] = -p.terminal_value_per_kwh
+        e = lp.var("stored", n + 1, e_lo, e_hi, cost_e)
+        keep = (1.0 - b.self_discharge_pct_per_month / 100.0) ** (dt / MONTH_H)
+        # e[t+1] − keep·e[t] − η_in·c·dt + d·dt/η_out = 0
+        eta_in = b.eta_inverter * b.eta_charge
+        eta_out = b.eta_inverter * b.eta_discharge
+        lp.rows([(e[1:], 1.0), (e[:-1], -keep), (c, -eta_in * dt), (d, dt / eta_out)], 0.0, 0.0)
+        if b.taper_soc < b.soc_max and b.taper_min_ratio < 1.0:
+            # DC charge ≤ p_ch − slope·(e − e_taper): η_inv·c + slope·e[t] ≤ p_ch + slope·e_taper
+            span = (b.soc_max - b.taper_soc) * cap
+            slope = (1.0 - b.taper_min_ratio) * b.charge_kw / span
+            lp.rows([(c, b.eta_inverter), (e[:-1], slope * keep)], -np.inf, b.charge_kw + slope * b.taper_soc * cap)
+        if p.soc_floor is not None:
+            floor = np.clip(_arr(p.soc_floor, n, "soc_floor"), b.soc_min, b.soc_max) * cap
+            fp = p.floor_penalty_per_kwh if p.floor_penalty_per_kwh is not None else 2.0 * pmax + 1.0
+            sf = lp.var("floor_slack", n, 0.0, np.inf, fp)
+            lp.rows([(e[1:], 1.0), (sf, 1.0)], floor, np.inf)
+        if p.integer:
+            z = lp.var("charging", n, 0.0, 1.0, integer=True)
+            lp.rows([(c, 1.0), (z, -b.charge_ac_max_kw)], -np.inf, 0.0)
+            lp.rows([(d, 1.0), (z, b.discharge_ac_max_kw)], -np.inf, b.discharge_ac_max_kw)
+    if p.integer:
+        big = np.where(np.isfinite(imp), imp, pv.max() + load.max() + 1e3)
+        bige = np.where(np.isfinite(exp), exp, pv.max() + 1e3 + (b.discharge_ac_max_kw if b else 0.0))
+        w = lp.var("importing", n, 0.0, 1.0, integer=True)
+        lp.rows([(gi, 1.0), (w, -big)], -np.inf, 0.0)
+        lp.rows([(ge, 1.0), (w, bige)], -np.inf, bige)
+    thermal_idx = [(blk, blk.add_to(lp, dt, n)) for blk in p.thermal]
+    # Bus balance: gi − ge − cu + u + d − c − Σ thermal = load − pv
+    terms: list[tuple[np.ndarray, Any]] = [(gi, 1.0), (ge, -1.0), (cu, -1.0), (u, 1.0)]
+    if b is not None:
+        terms += [(d, 1.0), (c, -1.0)]
+    terms += [(idx, -1.0) for _, idx in thermal_idx]
+    lp.rows(terms, load - pv, load - pv)
+    x, obj, res = lp.solve(time_limit_s=time_limit_s)
+    if x is None:
+        raise StrategyError([f"solver: no solution ({res.message.strip()}); the problem data are contradictory"])
+    zero = np.zeros(n)
+    g = lambda name: x[lp.blocks[name]] if name in lp.blocks else zero  # noqa: E731
+    stored = g("stored") if b is not None else np.zeros(n + 1)
+    cost = float(np.sum((pi * g("import") - pe * g("export")) * dt))
+    plan = DispatchPlan(
+        dt_h=dt, charge_kw=g("charge"), discharge_kw=g("discharge"), import_kw=g("import"),
+        export_kw=g("export"), curtail_kw=g("curtail"), unserved_kw=g("unserved"), stored_kwh=stored,
+        soc=stored / b.capacity_kwh if b is not None else stored, energy_cost=cost, objective=obj,
+        solve_s=time.perf_counter() - t0, status=str(res.message),
+        thermal={blk.name: blk.extract(x) for blk, _ in thermal_idx})
+    return plan
