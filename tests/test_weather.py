@@ -141,9 +141,11 @@ def test_tmy3_reproduces_annual_sums(interpolation):
     home = make_home(lat=meta["latitude"], lon=meta["longitude"], alt=meta["altitude"],
                      start="2023-01-01T05:00:00Z", n_steps=365 * 1440, seed=0)
     wx = Weather("weather", {"source": {"type": "tmy3", "path": TMY3, "interpolation": interpolation}}, home)
+    sun = Sun("sun", {}, home)
     total = {"ghi": 0.0, "dni": 0.0, "temp_air": 0.0}
     for d in range(365):
-        out = wx.signals(Window(seq=d, i0=d * 1440, n=1440, dt_s=60, home=home), {})
+        w = Window(seq=d, i0=d * 1440, n=1440, dt_s=60, home=home)
+        out = wx.signals(w, sun.signals(w, {}))
         for key in total:
             total[key] += out[key].sum() / 60.0
     assert total["ghi"] == pytest.approx(data["ghi"].sum(), rel=0.01)
@@ -154,9 +156,10 @@ def test_tmy3_reproduces_annual_sums(interpolation):
 def test_tmy3_alignment_hour_ending():
     """The hour stamped 13:00 local standard time covers 12:00-13:00: hold gives it from 12:00 on."""
     data, meta = pvlib.iotools.read_tmy3(TMY3, map_variables=True)
-    home = make_home(start="2023-07-01T17:00:00Z", n_steps=60, seed=0)  # 12:00-13:00 EST
+    home = make_home(lat=meta["latitude"], lon=meta["longitude"], alt=meta["altitude"],
+                     start="2023-07-01T17:00:00Z", n_steps=60, seed=0)  # 12:00-13:00 EST
     wx = Weather("weather", {"source": {"type": "tmy3", "path": TMY3, "interpolation": "hold"}}, home)
-    out = wx.signals(Window(seq=0, i0=0, n=60, dt_s=60, home=home), {})
+    out = run(wx, home, sun_signals(home), 60)
     row = (31 + 28 + 31 + 30 + 31 + 30) * 24 + 12  # 1 July, the hour ending 13:00
     assert np.all(out["ghi"] == data["ghi"].iloc[row])
     # Feb 29 of a leap year reads Feb 28 of the typical year
@@ -172,13 +175,15 @@ def test_csv_source(tmp_path):
                           "dni": 1.0, "dhi": 2.0, "temp_air": 20.0 + np.arange(49.0)})
     frame.to_csv(tmp_path / "wx.csv", index=False)
     home = HomeContext(name="t", latitude=-26.2, longitude=28.05, altitude_m=0, timezone="UTC",
-                       start=pd.Timestamp("2024-05-31T22:00:00Z"), step_s=60, n_steps=24 * 60, seed=0,
+                       start=pd.Timestamp("2024-06-01T08:00:00Z"), step_s=60, n_steps=24 * 60, seed=0,
                        base_dir=str(tmp_path))
     sun = sun_signals(home)
     wx = Weather("weather", {"source": {"type": "csv", "path": "wx.csv"}}, home)
     out = run(wx, home, sun, 90)
-    assert out["ghi"][0] == 0.0 and out["ghi"][30] == pytest.approx(5.0) and out["ghi"][60] == 10.0
-    assert out["temp_air"][120] == 22.0 and np.all(out["wind_speed"] == 1.0)
+    # 08:00Z is the 11th row (00:00+02:00 = 22:00Z the day before); linear between rows
+    assert out["ghi"][0] == 100.0 and out["ghi"][30] == pytest.approx(105.0) and out["ghi"][60] == 110.0
+    assert out["temp_air"][120] == 32.0 and np.all(out["wind_speed"] == 1.0)
+    assert np.all(out["ghi"][sun["apparent_zenith"] >= 90] == 0)  # after sunset (17:30 local)
     assert np.all((out["cloud_cover"] >= 0) & (out["cloud_cover"] <= 1))
 
 
