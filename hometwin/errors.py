@@ -66,17 +66,21 @@ def _resolve_field(root: type[BaseModel] | None, loc: tuple[Any, ...]) -> Any:
 
     model: Any = root
     info = None
+    prev: Any = None
     for item in loc:
         if model is None:
             return None
         if isinstance(item, int):
+            prev = item
             continue
-        if isinstance(item, str) and item in KINDS and (info is None or "elements" in str(getattr(info, "annotation", ""))):
+        if isinstance(prev, int) and isinstance(item, str) and item in KINDS:
             try:
                 model = _element_model(element_class(item))
             except Exception:
                 return None
+            prev = item
             continue
+        prev = item
         fields = getattr(model, "model_fields", None)
         if not fields or item not in fields:
             return None
@@ -131,6 +135,7 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel] | None =
         elif etype in ("union_tag_invalid", "union_tag_not_found"):
             from hometwin.registry import KINDS
 
+            where += ".kind"
             msg = f"unknown kind {_got(ctx.get('tag', value))} (allowed: {', '.join(sorted(KINDS))})"
             if etype == "union_tag_not_found":
                 msg = f"required field 'kind' is missing (allowed: {', '.join(sorted(KINDS))})"
