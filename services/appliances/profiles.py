@@ -42,8 +42,9 @@ def duty_cycle_fraction(epoch_s: np.ndarray, dt_s: float, period_s: float, on_fr
     def cumulative(x: np.ndarray) -> np.ndarray:
         return np.floor_divide(x, period_s) * on_s + np.minimum(np.mod(x, period_s), on_s)
 
-    x0 = np.asarray(epoch_s, dtype=float) - phase_s
-    return (cumulative(x0 + dt_s) - cumulative(x0)) / dt_s
+    # F(x + kP) = F(x) + k·on·P: reduce to the first period for precision at epoch-sized x
+    x0 = np.mod(np.asarray(epoch_s) - phase_s, period_s)
+    return np.clip((cumulative(x0 + dt_s) - cumulative(x0)) / dt_s, 0.0, 1.0)
 
 
 def timer_power(wall_s: np.ndarray, dt_s: float, timers: Sequence[DailyWindow],
