@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command (README, CI): layering contract, then the whole test suite.
+# The project's test command (README, CI): the whole test suite (layering is tests/test_layering.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-lint-imports
+
 python -m pytest "$@"
