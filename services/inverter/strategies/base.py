@@ -53,6 +53,7 @@ class Plan:
     export_w: np.ndarray | None = None
     soc_floor: np.ndarray | None = None
     soc: np.ndarray | None = None  # planned SoC at the end of each step
+    grid_target_soc: np.ndarray | None = None  # grid charging stops at this SoC (default: as planned, up to 1)
     setpoints: dict[str, np.ndarray] = field(default_factory=dict)
     power_w: dict[str, np.ndarray] = field(default_factory=dict)  # planned electric power per thermal element
     on: dict[str, np.ndarray] = field(default_factory=dict)
@@ -170,8 +171,9 @@ def plan_policy(plan: Plan, w: Any, signals: Mapping[str, np.ndarray], battery: 
     discharge_limit = np.where(importing, dis, np.inf)
     charge_limit = np.where(exporting | (importing & (ch > eps)), ch, np.inf)
     grid_charge = np.where(importing & (ch > eps), ch, 0.0)
+    target = np.where(grid_charge > 0, np.nan_to_num(plan.at(plan.grid_target_soc, ep, 1.0), nan=1.0), 0.0)
     force = np.where(exporting & (dis > eps), dis, 0.0)
     return BatteryPolicy(soc_floor=floor, grid_charge_j=grid_charge,
-                         grid_target_soc=np.where(grid_charge > 0, 1.0, 0.0), force_discharge_j=force,
+                         grid_target_soc=target, force_discharge_j=force,
                          charge_from_surplus=np.ones(n, dtype=bool), export_first=False,
                          charge_limit_j=charge_limit, discharge_limit_j=discharge_limit)

@@ -35,7 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from hometwin.services.inverter.strategies.base import StrategyError
+from hometwin.services.inverter.strategies.base import Strategy, StrategyError
 
 KWH_J = 3.6e6
 MONTH_H = 30.4375 * 24
@@ -353,4 +353,74 @@ def solve_dispatch(p: DispatchProblem, time_limit_s: float | None = 10.0) -> Dis
         soc=stored / b.capacity_kwh if b is not None else stored, energy_cost=cost, objective=obj,
         solve_s=time.perf_counter() - t0, status=str(res.message),
         thermal={blk.name: blk.extract(x) for blk, _ in thermal_idx})
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------
+# The receding-horizon strategy
+# ---------------------------------------------------------------------------------------------
+def battery_port(inverter: Any) -> Any:
+    from hometwin.element import Role
+
+    roster = getattr(inverter, "roster", None) or {}
+    return next((e for e in roster.values() if e.role == Role.storage), None)
+
+
+def plan_from_dispatch(sol: DispatchPlan, t0_s: int, dt_s: int, floor: np.ndarray | None = None) -> Any:
+    from hometwin.services.inverter.strategies.base import Plan
+
+    return Plan(t0_s=t0_s, dt_s=dt_s, n=len(sol.charge_kw), charge_w=sol.charge_kw * 1000.0,
+                discharge_w=sol.discharge_kw * 1000.0, import_w=sol.import_kw * 1000.0,
+                export_w=sol.export_kw * 1000.0, soc=sol.soc[1:], soc_floor=floor, cost=sol.energy_cost,
+                solve_s=sol.solve_s)
+
+
+class LPStrategy(Strategy):
+    """Battery dispatch LP over a receding horizon (``type: lp``)."""
+
+    name = "lp"
+
+    def __init__(self, config: Any, inverter: Any):
+        super().__init__(config, inverter)
+        from hometwin.services.inverter.strategies.forecast import Forecaster
+
+        self.name = config.type
+        self.replan_steps = max(1, int(round(config.replan_min * 60 / inverter.home.step_s)))
+        self.forecaster = Forecaster(inverter, config.forecast)
+
+    def make_plan(self, w: Any, signals: Any) -> Any:
+        return lp_plan(self, w)
+
+
+def lp_plan(strategy: Any, w: Any, perfect: bool | None = None, horizon_s: float | None = None) -> Any:
+    """One receding-horizon plan of the battery (and the strategy's thermal blocks, if any)."""
+    cfg = strategy.config
+    inv = strategy.inverter
+    port = battery_port(inv)
+    horizon_s = cfg.horizon_h * 3600.0 if horizon_s is None else horizon_s
+    fc = strategy.forecaster.forecast(w.i0, horizon_s, cfg.step_min * 60.0, perfect=perfect)
+    bm = soc0 = None
+    if port is not None:
+        params = port.params()
+        bm = BatteryModel.from_params(params, inv)
+        soc0 = params["stored_j"] / params["capacity_j"]
+    tv = getattr(cfg, "terminal_value_per_kwh", None)
+    if tv is None:
+        tv = 0.0 if fc.reaches_end or bm is None else float(np.min(fc.price_import)) * bm.eta_inverter * bm.eta_discharge
+    floor = None
+    if getattr(cfg, "reserve_soc", None) is not None:
+        floor = np.where(fc.available, cfg.reserve_soc, 0.0)
+    avail = fc.available if getattr(cfg, "outage_reserve", True) else np.ones(fc.n, dtype=bool)
+    thermal = strategy.thermal_blocks(fc) if hasattr(strategy, "thermal_blocks") else []
+    prob = DispatchProblem(dt_h=fc.dt_h, pv_kw=fc.pv_kw, load_kw=fc.load_kw, price_import=fc.price_import,
+                           price_export=fc.price_export, soc0=soc0 if soc0 is not None else 0.0, battery=bm,
+                           available=avail, import_limit_kw=fc.import_limit_kw, export_limit_kw=fc.export_limit_kw,
+                           soc_floor=floor, wear_cost_per_kwh=cfg.wear_cost_per_kwh, terminal_value_per_kwh=tv,
+                           thermal=thermal, integer=getattr(cfg, "integer", False))
+    sol = solve_dispatch(prob)
+    plan = plan_from_dispatch(sol, fc.t0_s, fc.dt_s, floor)
+    plan.info["forecast"] = fc
+    plan.info["dispatch"] = sol
+    if hasattr(strategy, "thermal_plan"):
+        strategy.thermal_plan(plan, sol, fc)
     return plan
