@@ -32,6 +32,12 @@ KINDS: dict[str, str] = {
     "base_load": "hometwin.services.appliances.base_load:BaseLoad",
     "space_heater": "hometwin.services.heating.heater:SpaceHeater",
     "heat_pump": "hometwin.services.heating.heat_pump:HeatPump",
+    "geyser": "hometwin.services.appliances.geyser:Geyser",
+    "stochastic_load": "hometwin.services.appliances.stochastic:StochasticLoad",
+    "washing_machine": "hometwin.services.appliances.stochastic:WashingMachine",
+    "dryer": "hometwin.services.appliances.stochastic:Dryer",
+    "dishwasher": "hometwin.services.appliances.stochastic:Dishwasher",
+    "cooking": "hometwin.services.appliances.stochastic:Cooking",
 }
 
 

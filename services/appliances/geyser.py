@@ -180,7 +180,7 @@ class Geyser(Element):
         if day in self._events:
             return self._events[day]
         s = self.config.stochastic
-        rng = counter_rng(self.seed, (day % (1 << 64)) << 128)
+        rng = counter_rng(self.seed, day)
         rows = []
         for mean, litres, flow in ((s.showers_per_day, s.shower_l, 8.0), (s.baths_per_day, s.bath_l, 15.0),
                                    (s.taps_per_day, s.tap_l, 4.0)):
