@@ -137,8 +137,12 @@ def counter_rng(seed: int, block: int) -> np.random.Generator:
     from ``counter_rng(seed, block)``.  The numbers a step gets therefore never
     depend on how the run was cut into windows, on settling early, or on
     restoring a snapshot — the property DESIGN.md asks of every generator.
+
+    Blocks are 2**128 Philox counters apart (the block index sits in the high
+    words of the 256-bit counter): a block's stream advances its low words as
+    it is drawn from and never runs into the next block's.
     """
-    return np.random.Generator(np.random.Philox(key=seed % (1 << 64), counter=block))
+    return np.random.Generator(np.random.Philox(key=seed % (1 << 64), counter=(int(block) % (1 << 64)) << 128))
 
 
 class Element:

@@ -198,3 +198,13 @@ def test_snapshot_restore_continues_exactly():
     f = rec.result().frame.iloc[1440:]
     np.testing.assert_allclose(f["soc"], ref["soc"].iloc[1440:], atol=1e-12)
     np.testing.assert_allclose(f["grid_import_j"], ref["grid_import_j"].iloc[1440:], atol=1e-9)
+
+
+def test_counter_rng_blocks_are_disjoint_and_pure():
+    from hometwin.element import counter_rng
+
+    a = counter_rng(5, 10).random(1000)
+    b = counter_rng(5, 11).random(1000)
+    assert not np.isin(a, b).any()  # adjacent blocks share no numbers
+    assert np.array_equal(a, counter_rng(5, 10).random(1000))  # pure function of (seed, block)
+    assert not np.array_equal(a, counter_rng(6, 10).random(1000))

@@ -23,8 +23,8 @@ YEAR_S = 365 * DAY_S
 
 
 def day_rng(seed: int, day: int) -> np.random.Generator:
-    """``counter_rng`` for one day with blocks 2**64 counters apart (adjacent Philox counters overlap)."""
-    return counter_rng(seed, (day % (1 << 64)) << 64)
+    """``counter_rng`` for one day (a disjoint Philox stream per day)."""
+    return counter_rng(seed, day)
 
 
 def duty_cycle_fraction(epoch_s: np.ndarray, dt_s: float, period_s: float, on_fraction: float,

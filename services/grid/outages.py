@@ -172,13 +172,8 @@ def schedule_mask(wall_s: np.ndarray, table: StageTable) -> np.ndarray:
 # -- random outages -------------------------------------------------------------------------------
 
 def day_rng(seed: int, day: int) -> np.random.Generator:
-    """``counter_rng`` for one day, blocks spaced 2**64 counters apart.
-
-    Philox counters of consecutive blocks overlap (block ``d`` after four draws
-    continues as block ``d + 1``), so days must not be adjacent counters; the day
-    goes into the high bits.  Negative days (before 1970) wrap into range.
-    """
-    return counter_rng(seed, (day % (1 << 64)) << 64)
+    """``counter_rng`` for one day (disjoint streams per day; negative days wrap into range)."""
+    return counter_rng(seed, day)
 
 
 def random_outages_of_day(seed: int, day: int, per_year: float, mean_duration_h: float) -> np.ndarray:

@@ -328,15 +328,8 @@ def sample_interval_means(position_s: np.ndarray, values: np.ndarray, interval_s
 
 
 def block_rng(seed: int, block: int) -> np.random.Generator:
-    """Random numbers of day block ``block``: ``counter_rng`` with the block in a high counter word.
-
-    ``counter_rng(seed, b)`` starts Philox at counter ``b``; each draw of four
-    numbers advances that counter by one, so blocks ``b`` and ``b + 1`` would
-    share all but four numbers (consecutive days nearly identical).  Putting the
-    block number in the third 64-bit word (``b << 128``) keeps the streams of
-    different blocks disjoint.
-    """
-    return counter_rng(seed, block << 128)
+    """Random numbers of day block ``block`` (``counter_rng`` keeps blocks' streams disjoint)."""
+    return counter_rng(seed, block)
 
 
 # -- configuration ----------------------------------------------------------------------------
