@@ -39,6 +39,7 @@ Public API::
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Iterable, Literal, Sequence, Union
 
 import numpy as np
@@ -54,6 +55,7 @@ _HHMM_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*$")
 LocalTimes = Union[pd.DatetimeIndex, np.ndarray]
 
 
+@lru_cache(maxsize=4096)
 def parse_hhmm(text: str) -> float:
     """``"HH:MM"`` (or ``"HH:MM:SS"``) → minutes after local midnight, 0 … 1440.
 

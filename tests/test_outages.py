@@ -107,17 +107,17 @@ def test_random_outages_reproducible_per_seed_and_window_size():
 
 
 def test_random_outages_frequency_and_duration_over_many_years():
-    per_year, mean_h, years = 6.0, 4.0, 300
+    per_year, mean_h, years = 6.0, 4.0, 150
     t0 = 0
     t1 = int(years * out.DAYS_PER_YEAR * 86400)
     found = out.random_outages(seed=12345, t0_s=t0, t1_s=t1, per_year=per_year, mean_duration_h=mean_h)
     found = found[found[:, 0] >= t0]  # started in the span
     n = len(found)
     expected = per_year * years
-    assert abs(n - expected) < 4 * np.sqrt(expected)  # Poisson: sd = sqrt(1800) = 42
+    assert abs(n - expected) < 4 * np.sqrt(expected)  # Poisson: sd = sqrt(900) = 30
     durations_h = (found[:, 1] - found[:, 0]) / 3600
     assert durations_h.mean() == pytest.approx(mean_h, rel=4 / np.sqrt(n))  # exponential: sd = mean
-    assert np.median(durations_h) == pytest.approx(mean_h * np.log(2), rel=0.12)
+    assert np.median(durations_h) == pytest.approx(mean_h * np.log(2), rel=0.15)
 
 
 def test_random_outages_off_fraction_matches_rate_times_duration():

@@ -55,6 +55,7 @@ class Grid(Element):
         self._stage = (out.read_loadshedding_schedule(home.resolve_path(o.schedule.file), o.schedule.stage)
                        if o.schedule else None)
         self._random_block: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._last_window: tuple[tuple[int, int, int], tuple[np.ndarray, ...]] | None = None
         self._import_limit_w = np.inf if cfg.import_limit_kw is None else cfg.import_limit_kw * 1000.0
         self._export_limit_w = np.inf if cfg.export_limit_kw is None else cfg.export_limit_kw * 1000.0
         if not self.state:
@@ -106,14 +107,26 @@ class Grid(Element):
         return mask
 
     # -- window methods ------------------------------------------------------------------------
-    def signals(self, w: Window, inputs: Signals) -> dict[str, np.ndarray]:
+    def _window_arrays(self, w: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(outage mask, import price, export price) of a window, cached for its settle."""
+        key = (w.i0, w.n, w.dt_s)
+        if self._last_window is not None and self._last_window[0] == key:
+            return self._last_window[1]
         epoch_s = w.epoch_s
         wall_s = self._clock.wall_seconds(epoch_s)
         cfg = self.config
+        arrays = (self.outage_mask(epoch_s, wall_s),
+                  self._prices(cfg.tariff, self._series["import"], epoch_s, wall_s),
+                  self._prices(cfg.export_tariff, self._series["export"], epoch_s, wall_s))
+        self._last_window = (key, arrays)
+        return arrays
+
+    def signals(self, w: Window, inputs: Signals) -> dict[str, np.ndarray]:
+        off, p_imp, p_exp = self._window_arrays(w)
         return {
-            "grid_available": (~self.outage_mask(epoch_s, wall_s)).astype(float),
-            "price_import": self._prices(cfg.tariff, self._series["import"], epoch_s, wall_s),
-            "price_export": self._prices(cfg.export_tariff, self._series["export"], epoch_s, wall_s),
+            "grid_available": (~off).astype(float),
+            "price_import": p_imp.copy(),
+            "price_export": p_exp.copy(),
             "import_limit_w": np.full(w.n, self._import_limit_w),
             "export_limit_w": np.full(w.n, self._export_limit_w),
         }
@@ -124,12 +137,10 @@ class Grid(Element):
     def settle(self, w: Window, k: int, served: np.ndarray) -> None:
         """Count imports/exports, costs, fixed daily charges and outage steps through step ``k``."""
         flow = np.asarray(served[: k + 1], dtype=float)
-        epoch_s = w.epoch_s[: k + 1]
-        wall_s = self._clock.wall_seconds(epoch_s)
+        off, p_imp, p_exp = (a[: k + 1] for a in self._window_arrays(w))
+        wall_s = self._clock.wall_seconds(w.epoch_s[: k + 1])
         cfg = self.config
         imp, exp = np.clip(flow, 0.0, None), np.clip(-flow, 0.0, None)
-        p_imp = self._prices(cfg.tariff, self._series["import"], epoch_s, wall_s)
-        p_exp = self._prices(cfg.export_tariff, self._series["export"], epoch_s, wall_s)
         st = self.state
         st["import_j"] += float(imp.sum())
         st["export_j"] += float(exp.sum())
@@ -141,7 +152,6 @@ class Grid(Element):
         st["fixed_charges"] += len(new_days) * cfg.fixed_daily_charge
         if len(new_days):
             st["last_charged_day"] = int(new_days[-1])
-        off = self.outage_mask(epoch_s, wall_s)
         st["outage_steps"] += int(off.sum())
         st["last_import_w"] = float(imp[-1] / w.dt_s)
         st["last_export_w"] = float(exp[-1] / w.dt_s)
