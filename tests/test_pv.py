@@ -170,3 +170,26 @@ def test_good_config_examples():
     assert cfg.losses_pct == 14.0 and cfg.gamma_pdc == -0.0037 and cfg.albedo == 0.2
     for name, field in PVArray.Config.model_fields.items():
         assert field.description, name
+
+
+def test_end_to_end_with_engine():
+    """sun → weather → pv through the lead's in-process engine (skipped if it is not there)."""
+    engine = pytest.importorskip("hometwin.engine")
+    from hometwin.spec import parse_home
+
+    home = parse_home({
+        "apiVersion": "hometwin.io/v1alpha1", "kind": "Home", "metadata": {"name": "pv-e2e"},
+        "spec": {
+            "location": {"latitude": -33.92, "longitude": 18.42, "altitude_m": 10, "timezone": "Africa/Johannesburg"},
+            "clock": {"start": "2025-01-10T00:00:00", "duration": "2d", "step_s": 60, "seed": 4},
+            "elements": [{"name": "sun", "kind": "sun"}, {"name": "weather", "kind": "weather"},
+                         {"name": "roof", "kind": "pv", "config": {"capacity_kwp": 3.0, "azimuth_deg": 0.0}},
+                         {"name": "inverter", "kind": "inverter"}, {"name": "grid", "kind": "grid"}],
+        },
+    })
+    eng = engine.Engine(home, window=97)
+    eng.run(None)
+    roof = eng.elements["roof"]
+    kwh_per_kwp_day = roof.state["offered_j"] / 3.6e6 / 3.0 / 2
+    assert 2.0 < kwh_per_kwp_day < 8.0  # Cape Town in January, north-facing
+    assert roof.state["energy_dc_j"] + roof.state["curtailed_j"] == pytest.approx(roof.state["offered_j"])

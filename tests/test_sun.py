@@ -102,3 +102,15 @@ def test_linke_override_and_night():
     assert low["ghi_clear"].max() > high["ghi_clear"].max() > 0
     night = low["apparent_zenith"] > 90.0
     assert night.any() and np.all(low["ghi_clear"][night] == 0) and np.all(low["dni_clear"][night] == 0)
+
+
+def test_sun_element_positions_match_nrel_spa():
+    """The element path: slow SPA terms cached in 32-day blocks, chunks across block edges."""
+    home = make_home(lat=59.91, lon=10.75, alt=20.0, start="2024-01-28T13:00:00Z", n_steps=10 * 96, step_s=900)
+    out = run_windows(Sun("sun", {}, home), home, 37)
+    times = home.times(0, home.n_steps)
+    ref = pvlib.solarposition.spa_python(times, 59.91, 10.75, 20.0, pressure=pvlib.atmosphere.alt2pres(20.0),
+                                         delta_t=None)
+    assert np.abs(out["apparent_zenith"] - ref["apparent_zenith"].to_numpy()).max() < 1e-4
+    d_az = (out["azimuth"] - ref["azimuth"].to_numpy() + 180.0) % 360.0 - 180.0
+    assert np.abs(d_az).max() < 1e-3

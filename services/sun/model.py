@@ -59,45 +59,25 @@ def is_leap_year(epoch_s: np.ndarray) -> np.ndarray:
     return (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
 
 
-def solar_position_spa(epoch_s: np.ndarray, latitude: float, longitude: float, altitude_m: float = 0.0,
-                       temp_air: float = 12.0, coarse_s: int = SPA_COARSE_S) -> dict[str, np.ndarray]:
-    """Solar position by NREL SPA [1]_, built from ``pvlib.spa``'s own functions.
-
-    The Earth-orbit terms of SPA (heliocentric position, nutation, the sun's
-    geocentric right ascension and declination, Earth-sun distance) change
-    slowly; they are evaluated exactly on a fixed grid of absolute time every
-    ``coarse_s`` seconds and interpolated linearly.  Sidereal time, hour angle,
-    parallax, refraction, zenith and azimuth are evaluated at every time.  This
-    is about five times faster than ``pvlib.spa.solar_position`` for minute
-    steps and agrees with it to better than 1e-5 degrees.
+def spa_slow_terms(tc: np.ndarray) -> dict[str, np.ndarray]:
+    """The slowly varying SPA terms [1]_ on a grid of times (the orbit part of pvlib.spa).
 
     Parameters
     ----------
-    epoch_s : array of float
-        [s] Unix time (UTC), increasing.
-    latitude, longitude : float
-        [degrees] north and east positive.
-    altitude_m : float
-        [m] above sea level; sets the pressure for refraction (``pvlib.atmosphere.alt2pres``).
-    temp_air : float
-        [°C] mean air temperature for refraction (pvlib's default 12 °C).
-    coarse_s : int
-        [s] grid of the slow terms.
+    tc : array
+        [s] Unix time (UTC) of the grid points.
 
     Returns
     -------
     dict of arrays
-        ``apparent_zenith``, ``zenith``, ``azimuth`` [degrees] (azimuth clockwise
-        from north) and ``equation_of_time`` [minutes].
+        ``t`` [s] (the grid), Earth-sun distance ``R`` [AU], nutation in
+        longitude ``delta_psi`` [degrees], true obliquity ``epsilon`` [degrees],
+        geocentric right ascension ``alpha`` [degrees, 0-360], declination
+        ``delta`` [degrees] and the sun's mean longitude ``m`` [degrees].
     """
-    t = np.asarray(epoch_s, dtype=np.float64)
-    first = np.floor(t[0] / coarse_s) * coarse_s
-    last = np.floor(t[-1] / coarse_s) * coarse_s + coarse_s
-    tc = np.arange(first, last + 0.5 * coarse_s, coarse_s)
+    tc = np.asarray(tc, dtype=np.float64)
     year, month = _year_month(tc[len(tc) // 2])
     delta_t = float(spa.calculate_deltat(year, month))
-
-    # slow terms, exact on the coarse grid (the first half of pvlib.spa.solar_position_numpy)
     jde = spa.julian_ephemeris_day(spa.julian_day(tc), delta_t)
     jce = spa.julian_ephemeris_century(jde)
     jme = spa.julian_ephemeris_millennium(jce)
@@ -111,14 +91,61 @@ def solar_position_spa(epoch_s: np.ndarray, latitude: float, longitude: float, a
     delta_psi = nut[0]
     epsilon = spa.true_ecliptic_obliquity(spa.mean_ecliptic_obliquity(jme), nut[1])
     lamd = spa.apparent_sun_longitude(Theta, delta_psi, spa.aberration_correction(R))
-    alpha = np.unwrap(spa.geocentric_sun_right_ascension(lamd, epsilon, beta), period=360.0)
-    delta = spa.geocentric_sun_declination(lamd, epsilon, beta)
-    m = spa.sun_mean_longitude(jme)
+    return {"t": tc, "R": R, "delta_psi": delta_psi, "epsilon": epsilon,
+            "alpha": spa.geocentric_sun_right_ascension(lamd, epsilon, beta),
+            "delta": spa.geocentric_sun_declination(lamd, epsilon, beta), "m": spa.sun_mean_longitude(jme)}
+
+
+def coarse_grid(t_first: float, t_last: float, coarse_s: int = SPA_COARSE_S) -> np.ndarray:
+    """[s] Points every ``coarse_s`` of absolute time that bracket ``t_first … t_last``."""
+    first = np.floor(t_first / coarse_s) * coarse_s
+    last = np.floor(t_last / coarse_s) * coarse_s + coarse_s
+    return np.arange(first, last + 0.5 * coarse_s, coarse_s)
+
+
+def solar_position_spa(epoch_s: np.ndarray, latitude: float, longitude: float, altitude_m: float = 0.0,
+                       temp_air: float = 12.0, slow: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Solar position by NREL SPA [1]_, built from ``pvlib.spa``'s own functions.
+
+    The Earth-orbit terms of SPA (heliocentric position, nutation, the sun's
+    geocentric right ascension and declination, Earth-sun distance) change
+    slowly; they are evaluated exactly on a grid of absolute time every
+    ``SPA_COARSE_S`` seconds (:func:`spa_slow_terms`) and interpolated
+    linearly.  Sidereal time, hour angle, parallax, refraction, zenith and
+    azimuth are evaluated at every time.  This agrees with
+    ``pvlib.spa.solar_position`` to better than 1e-4 degrees and, with ``slow``
+    computed once for many days, is several times faster for minute steps.
+
+    Parameters
+    ----------
+    epoch_s : array of float
+        [s] Unix time (UTC), increasing.
+    latitude, longitude : float
+        [degrees] north and east positive.
+    altitude_m : float
+        [m] above sea level; sets the pressure for refraction (``pvlib.atmosphere.alt2pres``).
+    temp_air : float
+        [°C] mean air temperature for refraction (pvlib's default 12 °C).
+    slow : dict of arrays, optional
+        :func:`spa_slow_terms` on a grid that brackets ``epoch_s``; computed
+        here when not given.
+
+    Returns
+    -------
+    dict of arrays
+        ``apparent_zenith``, ``zenith``, ``azimuth`` [degrees] (azimuth clockwise
+        from north) and ``equation_of_time`` [minutes].
+    """
+    t = np.asarray(epoch_s, dtype=np.float64)
+    if slow is None:
+        slow = spa_slow_terms(coarse_grid(t[0], t[-1]))
+    tc = slow["t"]
 
     def at(values: np.ndarray) -> np.ndarray:
         return np.interp(t, tc, values)
 
-    R_t, dpsi_t, eps_t, alpha_t, delta_t_ = at(R), at(delta_psi), at(epsilon), at(alpha) % 360.0, at(delta)
+    R_t, dpsi_t, eps_t, delta_t_ = at(slow["R"]), at(slow["delta_psi"]), at(slow["epsilon"]), at(slow["delta"])
+    alpha_t = at(np.unwrap(slow["alpha"], period=360.0)) % 360.0
     # fast terms at every time (the second half of pvlib.spa.solar_position_numpy)
     jd = spa.julian_day(t)
     jc = spa.julian_century(jd)
@@ -136,8 +163,33 @@ def solar_position_spa(epoch_s: np.ndarray, latitude: float, longitude: float, a
     delta_e = spa.atmospheric_refraction_correction(pressure_mbar, temp_air, e0, _ATMOS_REFRACT_DEG)
     e = spa.topocentric_elevation_angle(e0, delta_e)
     azimuth = spa.topocentric_azimuth_angle(spa.topocentric_astronomers_azimuth(H_prime, delta_prime, latitude))
-    eot = spa.equation_of_time(at(m), alpha_t, dpsi_t, eps_t)
+    eot = spa.equation_of_time(at(slow["m"]), alpha_t, dpsi_t, eps_t)
     return {"apparent_zenith": 90.0 - e, "zenith": 90.0 - e0, "azimuth": azimuth, "equation_of_time": eot}
+
+
+class SlowTermsCache:
+    """:func:`spa_slow_terms` in blocks of ``block_days`` of absolute time, cached (bounded).
+
+    One call per block instead of one per chunk: the per-call cost of SPA's
+    nutation and heliocentric series dominates for a day of hourly points.
+    """
+
+    def __init__(self, block_days: int = 32, keep: int = 4):
+        self.block_s = block_days * 86400
+        self._blocks = ChunkCache(self._compute, 1, keep)
+
+    def _compute(self, k: int) -> dict[str, np.ndarray]:
+        tc = np.arange(k * self.block_s, (k + 1) * self.block_s + 1, SPA_COARSE_S, dtype=np.float64)
+        return spa_slow_terms(tc)
+
+    def bracket(self, t_first: float, t_last: float) -> dict[str, np.ndarray]:
+        """Slow terms on the blocks that bracket ``t_first … t_last`` [s]."""
+        k0, k1 = int(t_first // self.block_s), int(t_last // self.block_s)
+        parts = [self._blocks.chunk(k) for k in range(k0, k1 + 1)]
+        if len(parts) == 1:
+            return parts[0]
+        # neighbouring blocks share their boundary point: keep it once
+        return {key: np.concatenate([parts[0][key]] + [p[key][1:] for p in parts[1:]]) for key in parts[0]}
 
 
 def _year_month(epoch_s: float) -> tuple[int, int]:
@@ -231,13 +283,18 @@ def clear_sky_ineichen(apparent_zenith: np.ndarray, dni_extra: np.ndarray, linke
 
 
 def extra_radiation(epoch_s: np.ndarray) -> np.ndarray:
-    """Extraterrestrial normal irradiance [W m-2] by Spencer (1971), of the UTC day of year."""
-    return np.asarray(pvlib.irradiance.get_extra_radiation(day_of_year(epoch_s).astype(np.float64)),
-                      dtype=np.float64)
+    """Extraterrestrial normal irradiance [W m-2] by Spencer (1971), of the UTC day of year.
+
+    ``pvlib.irradiance.get_extra_radiation`` is evaluated once per distinct day.
+    """
+    days, index = np.unique(day_of_year(epoch_s), return_inverse=True)
+    per_day = np.asarray(pvlib.irradiance.get_extra_radiation(days.astype(np.float64)), dtype=np.float64)
+    return per_day[index]
 
 
 def sun_signals(epoch_s: np.ndarray, latitude: float, longitude: float, altitude_m: float,
-                linke_monthly: np.ndarray | None, linke_fixed: float | None = None) -> dict[str, np.ndarray]:
+                linke_monthly: np.ndarray | None, linke_fixed: float | None = None,
+                slow: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """All sun signals for an array of times (one chunk).
 
     Parameters
@@ -252,6 +309,8 @@ def sun_signals(epoch_s: np.ndarray, latitude: float, longitude: float, altitude
         [-] monthly Linke turbidity (used when ``linke_fixed`` is None).
     linke_fixed : float or None
         [-] constant Linke turbidity.
+    slow : dict of arrays, optional
+        SPA's slow terms bracketing ``epoch_s`` (see :func:`solar_position_spa`).
 
     Returns
     -------
@@ -259,7 +318,7 @@ def sun_signals(epoch_s: np.ndarray, latitude: float, longitude: float, altitude
         ``zenith``, ``apparent_zenith``, ``azimuth`` [degrees], ``dni_extra``,
         ``ghi_clear``, ``dni_clear``, ``dhi_clear`` [W m-2].
     """
-    pos = solar_position_spa(epoch_s, latitude, longitude, altitude_m)
+    pos = solar_position_spa(epoch_s, latitude, longitude, altitude_m, slow=slow)
     dni_extra = extra_radiation(epoch_s)
     linke = linke_fixed if linke_fixed is not None else linke_turbidity_daily(linke_monthly, epoch_s)
     cs = clear_sky_ineichen(pos["apparent_zenith"], dni_extra, linke, altitude_m)
@@ -291,12 +350,14 @@ class Sun(Element):
         self._linke_monthly = (None if cfg.linke_turbidity is not None
                                else linke_turbidity_monthly(self.home.latitude, self.home.longitude))
         self._cache = ChunkCache(self._compute_chunk, steps_per_chunk(self.home.step_s))
+        self._slow = SlowTermsCache()
 
     def _compute_chunk(self, c: int) -> dict[str, np.ndarray]:
         h = self.home
         epoch = h.epoch_s(c * self._cache.length, self._cache.length)
+        slow = self._slow.bracket(float(epoch[0]), float(epoch[-1]))
         return sun_signals(epoch, h.latitude, h.longitude, h.altitude_m, self._linke_monthly,
-                           self.config.linke_turbidity)
+                           self.config.linke_turbidity, slow)
 
     def signals(self, w: Window, inputs: Signals) -> dict[str, np.ndarray]:
         return self._cache.window(w.i0, w.n, self.outputs)
