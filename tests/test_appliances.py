@@ -239,3 +239,9 @@ def test_bad_base_load_configs_name_the_field(bad, field):
     with pytest.raises(ValidationError) as exc:
         BaseLoad.Config.model_validate(bad)
     assert field in str(exc.value)
+
+
+def test_base_load_noise_differs_between_days():
+    ctx = make_ctx(n_steps=2 * 1440, step_s=60, seed=2)
+    a = day_request(BaseLoad("base", {"power_w": 500, "noise_std": 0.2}, ctx), ctx)
+    assert not np.allclose(a[:1440], a[1440:])

@@ -136,3 +136,10 @@ def test_outage_that_started_days_earlier_still_counts():
     later = out.random_outages(seed=1, t0_s=probe[0], t1_s=probe[0] + 1, per_year=20, mean_duration_h=30)
     starts, ends = out.merge_intervals([tuple(x) for x in later])
     assert out.in_intervals(probe, starts, ends).all()
+
+
+def test_days_draw_independent_outages():
+    """Each day has its own stream: start times within the day are not repeated day after day."""
+    found = out.random_outages(seed=8, t0_s=0, t1_s=200 * 86400, per_year=365, mean_duration_h=1)
+    seconds_into_day = np.mod(found[:, 0], 86400)
+    assert len(np.unique(np.round(seconds_into_day))) == len(found) > 100

@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hometwin.element import Element, ElementConfig, Role, Signals, Window
+from hometwin.element import Element, ElementConfig, Role, Signals, Window, counter_rng
 from hometwin.schedule import DAY_S, LocalClock
 from hometwin.services.appliances import profiles
 
@@ -94,7 +94,7 @@ class BaseLoad(Element):
             if d not in self._noise_cache:
                 if len(self._noise_cache) > 8:
                     self._noise_cache.clear()
-                self._noise_cache[d] = profiles.day_rng(self.seed, d).standard_normal(DAY_S // block_s)
+                self._noise_cache[d] = counter_rng(self.seed, d).standard_normal(DAY_S // block_s)
             sel = day == d
             z[sel] = self._noise_cache[d][slot[sel]]
         return np.maximum(0.0, 1.0 + cfg.noise_std * z)

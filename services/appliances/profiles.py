@@ -15,16 +15,10 @@ from typing import Literal, Sequence
 import numpy as np
 import pandas as pd
 
-from hometwin.element import counter_rng
 from hometwin.schedule import DAY_S, DailyWindow, overlap_fraction
 
 WEEK_S = 7 * DAY_S
 YEAR_S = 365 * DAY_S
-
-
-def day_rng(seed: int, day: int) -> np.random.Generator:
-    """``counter_rng`` for one day (a disjoint Philox stream per day)."""
-    return counter_rng(seed, day)
 
 
 def duty_cycle_fraction(epoch_s: np.ndarray, dt_s: float, period_s: float, on_fraction: float,

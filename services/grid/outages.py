@@ -171,14 +171,9 @@ def schedule_mask(wall_s: np.ndarray, table: StageTable) -> np.ndarray:
 
 # -- random outages -------------------------------------------------------------------------------
 
-def day_rng(seed: int, day: int) -> np.random.Generator:
-    """``counter_rng`` for one day (disjoint streams per day; negative days wrap into range)."""
-    return counter_rng(seed, day)
-
-
 def random_outages_of_day(seed: int, day: int, per_year: float, mean_duration_h: float) -> np.ndarray:
     """Outages starting on UTC day ``day`` (days since 1970): array of (start, end) epoch seconds."""
-    rng = day_rng(seed, day)
+    rng = counter_rng(seed, day)
     count = rng.poisson(per_year / DAYS_PER_YEAR)
     if count == 0:
         return np.zeros((0, 2))
