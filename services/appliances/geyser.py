@@ -270,7 +270,7 @@ class Geyser(Element):
                     _plug_flow(temps, m_hot, mnode, cold)
                     got = mc * (before - sum(temps))
                 draw_j[k] = got
-                if want > got:
+                if want > got * (1.0 + 1e-9):
                     unmet[k] = want - got
             # 2. standing losses (exact)
             lost = 0.0

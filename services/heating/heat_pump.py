@@ -60,7 +60,7 @@ def heating_curve(temp_air_c: Any, supply_design_c: float, design_outdoor_c: flo
 @lru_cache(maxsize=32)
 def hplib_parameters(model: str) -> dict[str, float]:
     """Fit parameters of one air/water model of the hplib database (KeyError names close matches)."""
-    import hplib
+    from hplib import hplib
 
     db = hplib.load_database()
     rows = db[db["Model"] == model]
