@@ -216,7 +216,7 @@ class Element:
         except ValidationError as exc:
             from hometwin.errors import format_validation_error  # local: avoid a cycle at import
 
-            raise InvalidProperty(self.name, format_validation_error(exc)) from None
+            raise InvalidProperty(self.name, format_validation_error(exc, root=self.Config)) from None
         self.config = new
         self.setup()
         return {k: getattr(new, k) for k in props}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from typing import Any, Iterable
 
 from pydantic import BaseModel, ValidationError
@@ -10,34 +12,95 @@ _OPS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less
 _CTX_KEY = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}
 
 
-def format_loc(loc: Iterable[Any], drop: tuple[str, ...] = ()) -> str:
+def format_loc(loc: Iterable[Any], drop: tuple[str, ...] = (), root: Any = None) -> str:
     """('spec','elements',3,'battery','config','capacity_kwh') → elements[3].config.capacity_kwh.
 
-    Discriminator tags (the kind name pydantic inserts after a list index) are
-    dropped; so are leading parts named in ``drop``.
+    With ``root`` (the pydantic model validated), the tags pydantic inserts for
+    discriminated unions (an element's kind, a tariff's type …) are dropped;
+    leading parts named in ``drop`` are dropped too.
     """
-    parts: list[str] = []
-    items = list(loc)
-    while items and items[0] in drop:
-        items.pop(0)
-    prev_index = False
-    for item in items:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-            prev_index = True
-            continue
-        if prev_index and item not in ("name", "kind", "enabled", "config") and _looks_like_tag(item):
-            prev_index = False
-            continue  # discriminated-union tag
-        prev_index = False
-        parts.append(("." if parts else "") + str(item))
+    parts, _ = _walk(root, tuple(loc), drop)
     return "".join(parts) or "(document)"
 
 
-def _looks_like_tag(item: Any) -> bool:
-    from hometwin.registry import KINDS
+def _walk(root: Any, loc: tuple[Any, ...], drop: tuple[str, ...] = ()) -> tuple[list[str], Any]:
+    """Follow ``loc`` through the models from ``root``: display parts and the FieldInfo reached."""
+    parts: list[str] = []
+    ann: Any = root
+    info = None
+    for pos, item in enumerate(loc):
+        members = _union_models(ann)
+        if members and isinstance(item, str):
+            member = _tagged_member(members, item)
+            if member is not None:  # a discriminated-union tag: not part of the user's path
+                ann = member
+                continue
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+            ann = _item_type(ann)
+            continue
+        model = _model_of(ann)
+        if not parts and pos < len(drop) + 1 and item in drop:
+            info = model.model_fields.get(item) if model is not None else None
+            ann = info.annotation if info is not None else None
+            continue
+        parts.append(("." if parts else "") + str(item))
+        if model is not None and item in model.model_fields:
+            info = model.model_fields[item]
+            ann = info.annotation
+        else:
+            info, ann = None, None
+    return parts, info
 
-    return isinstance(item, str) and item in KINDS
+
+def _strip(ann: Any) -> Any:
+    while typing.get_origin(ann) is typing.Annotated:
+        ann = typing.get_args(ann)[0]
+    return ann
+
+
+def _union_models(ann: Any) -> list[Any]:
+    ann = _strip(ann)
+    if typing.get_origin(ann) not in (typing.Union, types.UnionType):
+        return []
+    models = [_strip(a) for a in typing.get_args(ann) if a is not type(None)]
+    return models if len(models) > 1 and all(_is_model(m) for m in models) else []
+
+
+def _tagged_member(members: list[Any], tag: str) -> Any:
+    for m in members:
+        if m.__name__ == tag:
+            return m
+        for f in m.model_fields.values():
+            if typing.get_origin(f.annotation) is typing.Literal and tag in typing.get_args(f.annotation):
+                return m
+    return None
+
+
+def _item_type(ann: Any) -> Any:
+    ann = _strip(ann)
+    for arg in typing.get_args(ann):
+        if arg is not type(None):
+            inner = _strip(arg)
+            if typing.get_origin(inner) in (list, tuple, dict):
+                args = typing.get_args(inner)
+                return args[-1] if args else None
+    args = typing.get_args(ann)
+    if typing.get_origin(ann) in (list, tuple, dict) and args:
+        return args[-1]
+    return None
+
+
+def _is_model(ann: Any) -> bool:
+    return isinstance(ann, type) and issubclass(ann, BaseModel)
+
+
+def _model_of(ann: Any) -> Any:
+    ann = _strip(ann)
+    if _is_model(ann):
+        return ann
+    models = [m for m in (_strip(a) for a in typing.get_args(ann)) if _is_model(m)]
+    return models[0] if len(models) == 1 else None
 
 
 def _got(value: Any) -> str:
@@ -58,76 +121,24 @@ def _range_text(field_info: Any) -> str:
     return " and ".join(bounds)
 
 
-def _resolve_field(root: type[BaseModel] | None, loc: tuple[Any, ...]) -> Any:
-    """FieldInfo at ``loc`` inside ``root``, following lists and kind tags (best effort)."""
-    import typing
-
-    from hometwin.registry import KINDS, element_class
-
-    model: Any = root
-    info = None
-    prev: Any = None
-    for item in loc:
-        if model is None:
-            return None
-        if isinstance(item, int):
-            prev = item
-            continue
-        if isinstance(prev, int) and isinstance(item, str) and item in KINDS:
-            try:
-                model = _element_model(element_class(item))
-            except Exception:
-                return None
-            prev = item
-            continue
-        prev = item
-        fields = getattr(model, "model_fields", None)
-        if not fields or item not in fields:
-            return None
-        info = fields[item]
-        model = _model_in(info.annotation)
-    return info
-
-
-def _element_model(cls: Any) -> Any:
-    from hometwin.spec import element_spec_model
-
-    return element_spec_model(cls.kind)
-
-
-def _model_in(annotation: Any) -> Any:
-    import typing
-
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
 def format_validation_error(exc: ValidationError, root: type[BaseModel] | None = None,
                             drop: tuple[str, ...] = ()) -> list[str]:
     """One readable line per problem, all problems at once."""
     lines = []
     for err in exc.errors(include_url=False):
         loc = tuple(err.get("loc", ()))
-        where = format_loc(loc, drop)
+        parts, info = _walk(root, loc, drop)
+        where = "".join(parts) or "(document)"
         etype = err.get("type", "")
         ctx = err.get("ctx") or {}
         value = err.get("input")
-        info = _resolve_field(root, loc) if root is not None else None
         if etype in _OPS:
             rng = _range_text(info) or f"{_OPS[etype]} {ctx.get(_CTX_KEY[etype])}"
             msg = f"must be {rng} (got {_got(value)})"
         elif etype == "missing":
             msg = "required field is missing"
         elif etype == "extra_forbidden":
-            parent = _resolve_field(root, loc[:-1]) if root is not None else None
-            model = _model_in(parent.annotation) if parent is not None else None
-            if model is None and root is not None and len(loc) == 1:
-                model = root
+            model = _parent_model(root, loc[:-1], drop)
             allowed = f" (allowed: {', '.join(model.model_fields)})" if model is not None else ""
             msg = f"unknown field{allowed}"
         elif etype == "literal_error":
@@ -151,3 +162,19 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel] | None =
             msg = f"{err.get('msg', etype)[0].lower()}{err.get('msg', etype)[1:]} (got {_got(value)})"
         lines.append(f"{where}: {msg}")
     return lines
+
+
+def _parent_model(root: Any, loc: tuple[Any, ...], drop: tuple[str, ...]) -> Any:
+    """The model that holds the last field of ``loc`` (for 'unknown field' messages)."""
+    if root is None:
+        return None
+    if not loc:
+        return _model_of(root)
+    parts, info = _walk(root, loc, drop)
+    if info is None:
+        return None
+    ann = info.annotation
+    members = _union_models(ann)
+    if members and isinstance(loc[-1], str):
+        return _tagged_member(members, loc[-1])
+    return _model_of(ann)

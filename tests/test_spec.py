@@ -152,7 +152,7 @@ def test_out_of_range_value_gives_clear_error_never_a_traceback(field, excess, a
         parse_home(home_doc(elements))
     ours = [e for e in exc.value.errors if f".config.{fname}" in e]
     assert ours, exc.value.errors
-    assert re.search(r": must be [<>]=? ", ours[0]), ours[0]
+    assert re.search(r": must be (an integer |a number )?[<>]=? ", ours[0]), ours[0]
     assert "got" in ours[0]
 
 
@@ -164,3 +164,31 @@ def test_wrong_types_give_errors_not_tracebacks(value):
         parse_home(doc)
     except SpecError as exc:
         assert any(e.startswith("elements[3].config.capacity_kwh: ") for e in exc.errors), exc.errors
+
+
+def test_nested_union_tags_are_not_part_of_the_path():
+    doc = home_doc([SUN, WEATHER, INVERTER,
+                    grid(tariff={"type": "series", "unit": "per_mwh", "bogus": 1},
+                         export_tariff={"type": "flat", "price_per_kwh": "cheap"}),
+                    {"name": "w2", "kind": "weather", "config": {"source": {"type": "stochastic", "cloud_cover_mean": 2}}}])
+    with pytest.raises(SpecError) as exc:
+        parse_home(doc)
+    text = "\n".join(exc.value.errors)
+    assert "elements[3].config.tariff.file: required field is missing" in text
+    assert re.search(r"elements\[3\]\.config\.tariff\.bogus: unknown field \(allowed: type, file, ", text)
+    assert "elements[3].config.export_tariff.price_per_kwh: must be a number (got 'cheap')" in text
+    assert "elements[4].config.source.cloud_cover_mean: must be >= 0.05 and <= 0.95 (got 2)" in text
+    assert ".series." not in text and ".stochastic." not in text and ".flat." not in text
+
+
+def test_runtime_set_errors_use_the_same_format():
+    from hometwin.element import InvalidProperty
+    from hometwin.services.battery.model import Battery
+    from tests.conftest import make_ctx
+
+    b = Battery("battery", {}, make_ctx())
+    with pytest.raises(InvalidProperty) as exc:
+        b.set(charge_power_kw=-1)
+    assert exc.value.errors == ["charge_power_kw: must be > 0 and <= 10000 (got -1)"]
+    with pytest.raises(InvalidProperty, match=r"capacity_kwh: not a settable property \(allowed: "):
+        b.set(capacity_kwh=3)
