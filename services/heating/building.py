@@ -36,7 +36,6 @@ Quantities: temperatures [°C], heat flows [W], capacities [J K-1], conductances
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -422,8 +421,3 @@ def _exact(a: np.ndarray, b: np.ndarray, dt: float) -> Discrete:
     big[n + m:, :n] = np.eye(n)
     e = expm(big * dt)
     return Discrete(dt_s=dt, ad=e[:n, :n], bd=e[:n, n:n + m], sx=e[n + m:, :n], su=e[n + m:, n:n + m])
-
-
-@lru_cache(maxsize=64)
-def _preset_building(preset: str) -> Building:
-    return Building.from_config(BuildingConfig(preset=preset))
