@@ -1,0 +1,471 @@
+"""Heating MPC after SmartHjem (NTNU 2014), optionally joint with the battery; geyser scheduling.
+
+Building block (one per heat pump / heater, from its ``params()``): the linear
+state-space model ``ẋ = A_c x + B_c [T_out, Q_air, Q_mass]`` (1 or 2 states,
+air first), discretised exactly for the planning step.  Decision: electric power
+``P[t] ∈ [0, P_max]``, heat ``COP[t]·P[t]`` into the air (or split into the mass
+as the building says).  Comfort: ``T_air ≥ lower[t] − s_lo`` and
+``T_air ≤ upper[t] + s_hi`` with slacks ``s ≥ 0`` priced at
+``comfort_weight`` per K·h — the slacks keep the problem feasible whatever
+happens (the thesis's "comfort temperature" slack).  The band comes from a
+presence schedule (``comfort_c`` at home, ``setback_c`` away, upper = lower +
+``band_k``).  The thesis's quadratic terms become linear ones (HiGHS LP):
+price × energy vs. comfort weight × K·h — raising the price weight (lowering
+``comfort_weight``) trades comfort for money, as in the thesis.
+
+Integral action: after each plan the MPC compares the measured indoor
+temperature with what its model predicted for that moment and integrates the
+error into a heat bias ``q_bias`` [W] on the air node (``q_bias += gain·UA·e``),
+which removes steady-state offsets from model mismatch (tested with a model
+whose loss coefficient is wrong).
+
+Geyser block: one-node tank (``C = V·ρ·c``, loss ``UA`` to ambient, hot-water
+draws as a heat sink forecast), element power ``P[t] ∈ [0, P_max]``, a
+minimum temperature (soft) and a maximum; legionella: the tank reaches ≥ 60 °C
+at least once in every complete local day of the horizon (binaries ``y[t]``
+with ``T[t+1] ≥ 60 − M·(1 − y[t])``, ``Σ_day y ≥ 1``) — a small MILP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from scipy.linalg import expm
+
+from hometwin.services.inverter.strategies.base import Plan, Strategy, StrategyError
+from hometwin.services.inverter.strategies.lp import DispatchProblem, SparseLP, battery_port, lp_plan, solve_dispatch
+
+LEGIONELLA_C = 60.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Comfort band from presence
+# ---------------------------------------------------------------------------------------------
+def _hm(text: str) -> float:
+    h, m = text.split(":")
+    return int(h) * 3600 + int(m) * 60
+
+
+def presence_mask(epoch_s: np.ndarray, tz: str, windows: list[tuple[str, str]], weekend_all_day: bool = True) -> np.ndarray:
+    """True where someone is home (local time windows; whole weekend days if asked)."""
+    import pandas as pd
+
+    t = pd.DatetimeIndex(pd.to_datetime(np.asarray(epoch_s), unit="s", utc=True)).tz_convert(tz)
+    sec = (t.hour * 3600 + t.minute * 60 + t.second).to_numpy()
+    out = np.zeros(len(sec), dtype=bool)
+    for a, b in windows:
+        a_s, b_s = _hm(a), _hm(b)
+        out |= (sec >= a_s) & (sec < b_s) if a_s <= b_s else (sec >= a_s) | (sec < b_s)
+    if weekend_all_day:
+        out |= (t.day_of_week >= 5)
+    return out
+
+
+def comfort_band(epoch_s: np.ndarray, tz: str, comfort: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lower, upper, present) per epoch second from a :class:`ComfortConfig`."""
+    present = presence_mask(epoch_s, tz, comfort.present, comfort.weekend_present_all_day)
+    lower = np.where(present, comfort.comfort_c, comfort.setback_c)
+    upper = np.full(len(lower), comfort.comfort_c + comfort.band_k)  # away: pre-heating up to the comfort top
+    return lower, upper, present
+
+
+def comfort_violation_kh(temp: np.ndarray, lower: np.ndarray, upper: np.ndarray, present: np.ndarray, dt_h: float) -> float:
+    """K·h outside the band while someone is home."""
+    out = np.maximum(lower - temp, 0.0) + np.maximum(temp - upper, 0.0)
+    return float(np.sum(out[present]) * dt_h)
+
+
+# ---------------------------------------------------------------------------------------------
+# Thermal blocks for the LP
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class BuildingBlock:
+    """A heated building in the plan (see the module docstring). Powers in kW, temperatures in °C."""
+
+    name: str
+    a_c: np.ndarray  # (n, n) continuous
+    b_c: np.ndarray  # (n, 3) continuous, inputs [T_out, Q_air_w, Q_mass_w]
+    x0: np.ndarray  # (n,)
+    temp_out: np.ndarray  # (T,)
+    lower: np.ndarray  # (T,) band at the end of each step
+    upper: np.ndarray
+    cop: np.ndarray  # (T,)
+    max_heat_kw: np.ndarray | float
+    comfort_weight: float  # currency per K·h
+    gains_air_w: np.ndarray | float = 0.0
+    gains_mass_w: np.ndarray | float = 0.0
+    heating_to_mass: float = 0.0
+    q_bias_w: float = 0.0
+    _idx: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def check(self) -> None:
+        cap = np.broadcast_to(np.asarray(self.max_heat_kw, dtype=float), self.temp_out.shape)
+        ns = len(self.x0)
+        # steady state at full power: T = T_out + Q/UA (UA from the model: −A_c⁻¹ B_c)
+        ss = -np.linalg.solve(self.a_c, self.b_c)  # (n, 3)
+        gain_heat = ss[0, 1] * (1 - self.heating_to_mass) + ss[0, 2] * self.heating_to_mass
+        t_max = ss[0, 0] * self.temp_out + gain_heat * (cap * 1000.0 + np.asarray(self.gains_air_w) + self.q_bias_w)
+        short = np.flatnonzero(t_max + 1e-6 < self.lower)
+        if short.size:
+            i = int(short[0])
+            raise StrategyError(
+                f"comfort.comfort_c: the band's lower bound {self.lower[i]:.1f} °C is above what {self.name} can "
+                f"reach at full power ({t_max[i]:.1f} °C at {self.temp_out[i]:.1f} °C outdoors, "
+                f"{float(cap[i]):.1f} kW of heat) — lower the comfort temperature or size the heat pump up")
+
+    def add_to(self, lp: SparseLP, dt_h: float, n: int) -> np.ndarray:
+        ns = len(self.x0)
+        dt_s = dt_h * 3600.0
+        # exact ZOH of [A, B] over the step
+        m = np.zeros((ns + 3, ns + 3))
+        m[:ns, :ns] = self.a_c
+        m[:ns, ns:] = self.b_c
+        e = expm(m * dt_s)
+        ad, bd = e[:ns, :ns], e[:ns, ns:]
+        b_heat = bd[:, 1] * (1.0 - self.heating_to_mass) + bd[:, 2] * self.heating_to_mass
+        cop = np.broadcast_to(np.asarray(self.cop, dtype=float), (n,))
+        qmax = np.broadcast_to(np.asarray(self.max_heat_kw, dtype=float), (n,))
+        p = lp.var(f"{self.name}.power", n, 0.0, qmax / cop, 0.0)
+        x = [lp.var(f"{self.name}.x{j}", n + 1, -np.inf, np.inf) for j in range(ns)]
+        ga = np.broadcast_to(np.asarray(self.gains_air_w, dtype=float), (n,)) + self.q_bias_w
+        gm = np.broadcast_to(np.asarray(self.gains_mass_w, dtype=float), (n,))
+        for j in range(ns):
+            lp.rows([(x[j][:1], 1.0)], self.x0[j], self.x0[j])
+            const = bd[j, 0] * self.temp_out + bd[j, 1] * ga + bd[j, 2] * gm
+            terms = [(x[j][1:], 1.0), (p, -b_heat[j] * 1000.0 * cop)]
+            terms += [(x[k][:-1], -ad[j, k]) for k in range(ns)]
+            lp.rows(terms, const, const)
+        w = self.comfort_weight * dt_h
+        s_lo = lp.var(f"{self.name}.below", n, 0.0, np.inf, w)
+        s_hi = lp.var(f"{self.name}.above", n, 0.0, np.inf, w)
+        lp.rows([(x[0][1:], 1.0), (s_lo, 1.0)], self.lower, np.inf)
+        lp.rows([(x[0][1:], 1.0), (s_hi, -1.0)], -np.inf, self.upper)
+        self._idx = {"power": p, "x": x, "below": s_lo, "above": s_hi, "cop": cop}
+        return p
+
+    def extract(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        i = self._idx
+        p = x[i["power"]]
+        return {"power_kw": p, "heat_kw": p * i["cop"], "temp": x[i["x"][0]], "below": x[i["below"]],
+                "above": x[i["above"]]}
+
+
+@dataclass
+class GeyserBlock:
+    """A hot-water tank in the plan (one node), with the daily legionella constraint."""
+
+    name: str
+    volume_l: float
+    ua_w_k: float
+    element_kw: float
+    t0: float
+    t_min: float
+    t_max: float
+    draw_w: np.ndarray  # heat taken by hot-water draws per step [W]
+    ambient_c: np.ndarray | float
+    day_index: np.ndarray  # local day number of each step
+    legionella_done_today: bool = False
+    min_weight: float = 10.0  # currency per K·h below t_min
+    legionella: bool = True
+    _idx: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def check(self) -> None:
+        problems = []
+        if self.t_max < LEGIONELLA_C and self.legionella:
+            problems.append(f"geyser.t_max: {self.t_max} °C is below the legionella temperature {LEGIONELLA_C} °C")
+        if self.t_min > self.t_max:
+            problems.append(f"geyser.t_min: {self.t_min} °C is above t_max {self.t_max} °C")
+        if problems:
+            raise StrategyError(problems)
+
+    def add_to(self, lp: SparseLP, dt_h: float, n: int) -> np.ndarray:
+        c = self.volume_l * 4186.0  # J/K
+        dt_s = dt_h * 3600.0
+        a = float(np.exp(-self.ua_w_k * dt_s / c))
+        g = (1.0 - a) / self.ua_w_k  # K per W of steady heat
+        amb = np.broadcast_to(np.asarray(self.ambient_c, dtype=float), (n,))
+        p = lp.var(f"{self.name}.power", n, 0.0, self.element_kw, 0.0)
+        t = lp.var(f"{self.name}.temp", n + 1, -np.inf, self.t_max)
+        lp.rows([(t[:1], 1.0)], self.t0, self.t0)
+        # T[t+1] = a·T[t] + (1−a)·amb + g·(1000·P − draw)
+        lp.rows([(t[1:], 1.0), (t[:-1], -a), (p, -g * 1000.0)], (1 - a) * amb - g * self.draw_w, (1 - a) * amb - g * self.draw_w)
+        s = lp.var(f"{self.name}.below", n, 0.0, np.inf, self.min_weight * dt_h)
+        lp.rows([(t[1:], 1.0), (s, 1.0)], self.t_min, np.inf)
+        if self.legionella:
+            days = np.asarray(self.day_index)
+            steps_day = int(round(24 / dt_h))
+            y = lp.var(f"{self.name}.hot", n, 0.0, 1.0, integer=True)
+            big = LEGIONELLA_C + 50.0
+            lp.rows([(t[1:], 1.0), (y, -big)], LEGIONELLA_C - big, np.inf)
+            for k, d in enumerate(np.unique(days)):
+                sel = np.flatnonzero(days == d)
+                if k == 0 and self.legionella_done_today:
+                    continue
+                if len(sel) < steps_day and k > 0:  # the horizon's incomplete last day
+                    continue
+                _sum_row(lp, y[sel], 1.0)
+        self._idx = {"power": p, "temp": t, "below": s}
+        return p
+
+    def extract(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        i = self._idx
+        return {"power_kw": x[i["power"]], "temp": x[i["temp"]], "below": x[i["below"]]}
+
+
+def _sum_row(lp: SparseLP, idx: np.ndarray, lo: float) -> None:
+    """One row ``Σ x[idx] ≥ lo``."""
+    r = np.full(len(idx), lp.m)
+    lp._rows.append(r)
+    lp._cols.append(np.asarray(idx))
+    lp._vals.append(np.ones(len(idx)))
+    lp._lo.append(np.array([lo]))
+    lp._hi.append(np.array([np.inf]))
+    lp.m += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Standalone controller (used by the strategy, the tests and the bench)
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class HeatingMPC:
+    """Receding-horizon heating MPC with integral action for one building."""
+
+    a_c: np.ndarray
+    b_c: np.ndarray
+    max_heat_kw: float
+    comfort_weight: float = 5.0
+    integral_gain: float = 0.3
+    heating_to_mass: float = 0.0
+    q_bias_w: float = 0.0
+    _pred: tuple[int, float] | None = None  # (epoch, predicted indoor temp) of the last plan
+
+    @property
+    def ua_w_k(self) -> float:
+        ss = -np.linalg.solve(self.a_c, self.b_c)
+        return 1.0 / ss[0, 1]
+
+    def observe(self, epoch_s: int, temp_measured: float) -> None:
+        """Integral action: fold the model's prediction error at ``epoch_s`` into the heat bias."""
+        if self._pred is not None and self._pred[0] == epoch_s and self.integral_gain > 0:
+            err = temp_measured - self._pred[1]
+            self.q_bias_w += self.integral_gain * self.ua_w_k * err
+
+    def block(self, name: str, x0: np.ndarray, temp_out: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+              cop: np.ndarray | float, gains_air_w: Any = 0.0, gains_mass_w: Any = 0.0,
+              max_heat_kw: Any = None) -> BuildingBlock:
+        n = len(temp_out)
+        return BuildingBlock(name=name, a_c=self.a_c, b_c=self.b_c, x0=np.asarray(x0, dtype=float),
+                             temp_out=np.asarray(temp_out, dtype=float), lower=np.asarray(lower, dtype=float),
+                             upper=np.asarray(upper, dtype=float), cop=np.broadcast_to(np.asarray(cop, dtype=float), (n,)),
+                             max_heat_kw=self.max_heat_kw if max_heat_kw is None else max_heat_kw,
+                             comfort_weight=self.comfort_weight, gains_air_w=gains_air_w, gains_mass_w=gains_mass_w,
+                             heating_to_mass=self.heating_to_mass, q_bias_w=self.q_bias_w)
+
+    def plan(self, t0_s: int, dt_s: int, x0: np.ndarray, temp_out: np.ndarray, price: np.ndarray,
+             lower: np.ndarray, upper: np.ndarray, cop: Any = 1.0, gains_air_w: Any = 0.0, replan_s: int | None = None,
+             check: bool = True) -> dict[str, np.ndarray]:
+        """Heat-only plan (no battery, no PV): returns power, heat and temperature per step."""
+        blk = self.block("heat", x0, temp_out, lower, upper, cop, gains_air_w)
+        if check:
+            blk.check()
+        n = len(temp_out)
+        prob = DispatchProblem(dt_h=dt_s / 3600.0, pv_kw=np.zeros(n), load_kw=np.zeros(n), price_import=price,
+                               price_export=np.zeros(n), soc0=0.0, thermal=[blk])
+        sol = solve_dispatch(prob)
+        out = sol.thermal["heat"]
+        k = max(1, int(round((replan_s or dt_s) / dt_s)))
+        self._pred = (int(t0_s + k * dt_s), float(out["temp"][min(k, n)]))
+        out["solve_s"] = np.array([sol.solve_s])
+        return out
+
+
+def thesis_house(ua_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, float]:
+    """(A_c, B_c, max heat kW) of the SmartHjem house from the heating room's ``smarthjem`` preset."""
+    from hometwin.services.heating.building import Building, BuildingConfig
+
+    b = Building.from_config(BuildingConfig(preset="smarthjem"))
+    a_c, b_c = b.continuous()
+    if ua_scale != 1.0:
+        a_c = a_c * ua_scale
+        b_c = b_c.copy()
+        b_c[:, 0] = b_c[:, 0] * ua_scale
+    return a_c, b_c, 4.0
+
+
+# ---------------------------------------------------------------------------------------------
+# The strategy inside the inverter
+# ---------------------------------------------------------------------------------------------
+class HeatingMPCStrategy(Strategy):
+    """``mpc``: battery + heat pumps jointly; ``heating_mpc``: heat pumps only (battery self-consumption).
+
+    Controllable heating elements are the roster's elements whose ``params()``
+    carry a linear model (``A_c``, ``B_c``) and which accept ``set_plan``.
+    """
+
+    def __init__(self, config: Any, inverter: Any):
+        super().__init__(config, inverter)
+        from hometwin.services.inverter.strategies.forecast import Forecaster
+
+        self.name = config.type
+        self.replan_steps = max(1, int(round(config.replan_min * 60 / inverter.home.step_s)))
+        self.forecaster = Forecaster(inverter, config.forecast)
+        self.mpcs: dict[str, HeatingMPC] = {}
+
+    def heaters(self) -> dict[str, Any]:
+        roster = getattr(self.inverter, "roster", None) or {}
+        return {n: e for n, e in roster.items() if hasattr(e, "set_plan") and hasattr(e, "params")
+                and getattr(e, "building", None) is not None}
+
+    def thermal_blocks(self, fc: Any) -> list[BuildingBlock]:
+        cfg = self.config
+        blocks = []
+        ends = fc.t0_s + np.arange(1, fc.n + 1) * fc.dt_s
+        lo_e, up_e, _ = comfort_band(ends, self.inverter.home.timezone, cfg.comfort)
+        lo_s, up_s, _ = comfort_band(ends - fc.dt_s, self.inverter.home.timezone, cfg.comfort)
+        lower, upper = np.maximum(lo_e, lo_s), np.minimum(up_e, up_s)  # the band over the whole step
+        for name, el in self.heaters().items():
+            p = el.params()
+            a_c, b_c = np.asarray(p["A_c"]), np.asarray(p["B_c"])
+            mpc = self.mpcs.get(name)
+            if mpc is None:
+                h2m = float(getattr(el.config.building, "heating_to_mass", 0.0))
+                mpc = self.mpcs[name] = HeatingMPC(a_c, b_c, p["max_heat_w"] / 1000.0, cfg.comfort_weight_per_kh,
+                                                   cfg.integral_gain, h2m)
+            x0 = np.asarray(p["x0"], dtype=float)
+            mpc.observe(fc.t0_s, float(x0[0]))
+            cop = np.asarray(p["cop"](fc.temp_air), dtype=float) if callable(p.get("cop")) else np.ones(fc.n)
+            cap = el.max_heat_w(fc.temp_air) / 1000.0 if hasattr(el, "max_heat_w") else p["max_heat_w"] / 1000.0
+            ga = gm = 0.0
+            if hasattr(el.building, "gains"):
+                try:
+                    ga, gm = el.building.gains(fc.signals, fc.n)
+                except Exception:  # gains need signals the forecast may lack; integral action covers them
+                    ga = gm = 0.0
+            blk = mpc.block(name, x0, fc.temp_air, lower, upper, np.maximum(cop, 1e-3), ga, gm, max_heat_kw=cap)
+            blk.check()
+            blocks.append(blk)
+        return blocks
+
+    def make_plan(self, w: Any, signals: Any) -> Plan:
+        cfg = self.config
+        if cfg.type == "heating_mpc":
+            plan = _heating_only_plan(self, w)
+        else:
+            plan = lp_plan(self, w)
+        return plan
+
+    def thermal_plan(self, plan: Plan, sol: Any, fc: Any) -> None:
+        k = max(1, self.replan_steps * self.inverter.home.step_s // fc.dt_s)
+        for name, th in sol.thermal.items():
+            plan.power_w[name] = th["power_kw"] * 1000.0
+            plan.setpoints[name] = th["temp"][1:]
+            mpc = self.mpcs.get(name)
+            if mpc is not None:
+                mpc._pred = (int(fc.t0_s + k * fc.dt_s), float(th["temp"][min(k, len(th["temp"]) - 1)]))
+            plan.info.setdefault("heat_kw", {})[name] = th["heat_kw"]
+
+    def apply_thermal(self, w: Any) -> None:
+        plan = self.plan
+        if plan is None:
+            return
+        step = self.inverter.home.step_s
+        k = max(1, plan.dt_s // step)
+        for name, el in self.heaters().items():
+            heat = plan.info.get("heat_kw", {}).get(name)
+            if heat is None:
+                continue
+            el.set_plan(w.i0, heat_w=np.repeat(np.asarray(heat) * 1000.0, k))
+
+
+def _heating_only_plan(strategy: HeatingMPCStrategy, w: Any) -> Plan:
+    """Heat pumps on prices; the battery is left to self-consumption (no battery arrays in the plan)."""
+    cfg = strategy.config
+    fc = strategy.forecaster.forecast(w.i0, cfg.horizon_h * 3600.0, cfg.step_min * 60.0)
+    blocks = strategy.thermal_blocks(fc)
+    n = fc.n
+    prob = DispatchProblem(dt_h=fc.dt_h, pv_kw=fc.pv_kw, load_kw=fc.load_kw, price_import=fc.price_import,
+                           price_export=fc.price_export, soc0=0.0, battery=None, available=fc.available,
+                           import_limit_kw=fc.import_limit_kw, export_limit_kw=fc.export_limit_kw, thermal=blocks)
+    sol = solve_dispatch(prob)
+    plan = Plan(t0_s=fc.t0_s, dt_s=fc.dt_s, n=n, cost=sol.energy_cost, solve_s=sol.solve_s)
+    strategy.thermal_plan(plan, sol, fc)
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------
+# The thesis experiment: a week of the SmartHjem house, MPC vs. thermostat with timer
+# ---------------------------------------------------------------------------------------------
+def simulate_thesis_week(price_hourly: np.ndarray, temp_out_hourly: np.ndarray, t0_s: int, tz: str,
+                         controller: str = "mpc", comfort: Any = None, comfort_weight: float = 5.0,
+                         model_ua_scale: float = 1.0, integral_gain: float = 0.3, plant_dt_s: int = 60,
+                         plan_dt_s: int = 900, horizon_h: float = 8.0, preheat_h: float = 1.0,
+                         hysteresis_k: float = 1.0, days: int = 7) -> dict[str, float]:
+    """Simulate the thesis house (1 air node, 4 kW electric heater) for ``days`` days.
+
+    ``controller``: ``"mpc"`` (this module, replanning every ``plan_dt_s``, heater modulating at the
+    planned power) or ``"thermostat"`` (on/off with ``hysteresis_k`` around the band's middle,
+    the timer switching to comfort ``preheat_h`` before presence starts).  Prices per kWh, hourly.
+    The MPC's model may be wrong (``model_ua_scale``) — integral action corrects it.
+    """
+    from hometwin.services.inverter.strategies.config import ComfortConfig
+
+    comfort = comfort or ComfortConfig()
+    a_p, b_p, qmax = thesis_house()
+    a_m, b_m, _ = thesis_house(model_ua_scale)
+    n = days * 86400 // plant_dt_s
+    ep = t0_s + np.arange(n) * plant_dt_s
+    hour = (ep - t0_s) // 3600
+    price = np.asarray(price_hourly, dtype=float)[hour]
+    tout = np.interp((ep - t0_s) / 3600.0, np.arange(len(temp_out_hourly)), temp_out_hourly)
+    lower, upper, present = comfort_band(ep, tz, comfort)
+    m = np.zeros((4, 4))
+    m[:1, :1] = a_p
+    m[:1, 1:] = b_p
+    e = expm(m * plant_dt_s)
+    ad, bd = float(e[0, 0]), e[0, 1:]
+    temp = np.empty(n)
+    heat = np.zeros(n)
+    t = comfort.comfort_c + 0.5
+    mpc = HeatingMPC(a_m, b_m, qmax, comfort_weight, integral_gain)
+    k_plan = plan_dt_s // plant_dt_s
+    nh = int(horizon_h * 3600 // plan_dt_s)
+    on = False
+    # the timer: comfort from preheat_h before each presence start
+    timer_lower = comfort_band(ep + int(preheat_h * 3600), tz, comfort)[0]
+    sp = np.maximum(lower, timer_lower) + comfort.band_k / 2.0
+    power = 0.0
+    solve = []
+    for i in range(n):
+        if controller == "mpc" and i % k_plan == 0:
+            mpc.observe(int(ep[i]), t)
+            idx = np.minimum(i + (np.arange(nh) + 1) * k_plan, n - 1)
+            j = np.minimum(i + np.arange(nh) * k_plan, n - 1)
+            blk_lower = np.maximum(lower[idx], lower[np.minimum(j, n - 1)])  # the band over the whole step
+            blk_upper = np.minimum(upper[idx], upper[np.minimum(j, n - 1)])
+            hp = np.minimum(hour[j], len(price_hourly) - 1)
+            out = mpc.plan(int(ep[i]), plan_dt_s, np.array([t]), tout[j], np.asarray(price_hourly, dtype=float)[hp],
+                           blk_lower, blk_upper, 1.0, replan_s=plan_dt_s, check=False)
+            power = float(out["heat_kw"][0]) * 1000.0
+            solve.append(float(out["solve_s"][0]))
+        elif controller == "thermostat":
+            if t < sp[i] - hysteresis_k / 2:
+                on = True
+            elif t > sp[i] + hysteresis_k / 2:
+                on = False
+            power = qmax * 1000.0 if on else 0.0
+        heat[i] = power
+        t = ad * t + bd[0] * tout[i] + bd[1] * power
+        temp[i] = t
+    dt_h = plant_dt_s / 3600.0
+    kwh = heat / 1000.0 * dt_h  # COP 1: electric = heat
+    # comfort measured at the end of each step against the band of that moment
+    end_lower, end_upper, end_present = comfort_band(ep + plant_dt_s - 1, tz, comfort)
+    return {"cost": float(np.sum(kwh * price)), "energy_kwh": float(kwh.sum()),
+            "violation_kh": comfort_violation_kh(temp, end_lower, end_upper, end_present, dt_h),
+            "violation_kh_per_day": comfort_violation_kh(temp, end_lower, end_upper, end_present, dt_h) / days,
+            "mean_temp_present": float(temp[end_present].mean()), "min_temp_present": float(temp[end_present].min()),
+            "solve_median_ms": float(np.median(solve) * 1e3) if solve else 0.0, "plans": len(solve),
+            "q_bias_w": float(mpc.q_bias_w), "trace": {"epoch_s": ep, "temp": temp, "heat_w": heat, "lower": end_lower,
+                                                       "upper": end_upper, "present": end_present}}
