@@ -216,10 +216,10 @@ def _day_ahead(price: np.ndarray, t0_s: int, dt_s: int, tz: str) -> np.ndarray:
     times = t0_s + np.arange(len(price)) * dt_s
     per_day = int(round(86400 / dt_s))
     out = price.copy()
-    unknown = np.flatnonzero(times >= known_s)
-    for i in unknown:
-        j = i
-        while j >= 0 and times[j] >= known_s:
-            j -= per_day
-        out[i] = price[j] if j >= 0 else price[max(0, np.flatnonzero(times < known_s)[-1] if (times < known_s).any() else 0)]
+    nk = int(np.count_nonzero(times < known_s))  # published steps (a prefix)
+    for i in range(nk, len(price)):
+        j = i - per_day * int(np.ceil((i - nk + 1) / per_day))
+        if j < 0:
+            j = i % per_day if i % per_day < nk else nk - 1
+        out[i] = price[max(j, 0)]
     return out

@@ -290,8 +290,11 @@ def solve_dispatch(p: DispatchProblem, time_limit_s: float | None = 10.0) -> Dis
     exp = np.where(avail, _arr(p.export_limit_kw, n, "export_limit_kw"), 0.0)
     pmax = float(max(np.max(np.abs(pi)), np.max(np.abs(pe)), 0.0))
     pen = p.unserved_penalty_per_kwh if p.unserved_penalty_per_kwh is not None else 10.0 * pmax + 10.0
-    lp = SparseLP()
     b = p.battery
+    # physically, no more can be exported than PV plus the battery's discharge (keeps negative
+    # import prices from making the LP unbounded)
+    exp = np.minimum(exp, pv + (b.discharge_ac_max_kw if b is not None else 0.0))
+    lp = SparseLP()
     gi = lp.var("import", n, 0.0, imp, pi * dt)
     ge = lp.var("export", n, 0.0, exp, -pe * dt)
     cu = lp.var("curtail", n, 0.0, pv, 0.0)

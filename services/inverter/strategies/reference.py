@@ -23,7 +23,10 @@ class PerfectForesight(Strategy):
     def __init__(self, config: Any, inverter: Any):
         super().__init__(config, inverter)
         home = inverter.home
-        self.replan_steps = max(1, home.n_steps)  # one plan for the whole run
+        # the bound is the first solve over the whole run; the plan the inverter follows is re-solved
+        # daily from the actual state (still with the true future) so model details the LP leaves out
+        # (taper, self-discharge, sub-step variation) cannot accumulate
+        self.replan_steps = max(1, min(home.n_steps, 86400 // home.step_s))
         self.forecaster = Forecaster(inverter, None, perfect=True)
         self.bound: float = float("nan")  # the optimal energy cost of the run (LP objective's cost part)
 
@@ -44,7 +47,8 @@ class PerfectForesight(Strategy):
             plan = lp_plan(self, w, perfect=True, horizon_s=(self.inverter.home.n_steps - w.i0) * self.inverter.home.step_s)
         finally:
             self.config = saved
-        self.bound = float(plan.cost)
+        if not np.isfinite(self.bound):
+            self.bound = float(plan.cost)
         return plan
 
 

@@ -1,0 +1,87 @@
+"""Optimizer benchmarks: solve time of the 48 h / 15 min battery + heat-pump plan, and a year in
+closed loop with hourly replanning.  Appends to bench/RESULTS.md.
+
+    python bench/bench_optimizer.py [--solves 50] [--year-days 365]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def joint_problem(seed: int):
+    from hometwin.services.inverter.strategies.heating_mpc import HeatingMPC
+    from hometwin.services.heating.building import Building, BuildingConfig
+    from hometwin.services.inverter.strategies.lp import BatteryModel, DispatchProblem
+
+    rng = np.random.default_rng(seed)
+    n, dt_h = 192, 0.25
+    h = np.arange(n) * dt_h
+    price = 0.8 + 0.4 * np.sin(2 * np.pi * (h - 10) / 24) + 0.1 * rng.standard_normal(n)
+    pv = np.clip(5 * np.sin(np.pi * ((h % 24) - 8) / 9), 0, None)
+    load = 0.5 + 0.3 * rng.random(n)
+    tout = -2 + 4 * np.sin(2 * np.pi * (h - 9) / 24)
+    b = Building.from_config(BuildingConfig(preset="modern"))
+    a_c, b_c = b.continuous()
+    mpc = HeatingMPC(a_c, b_c, 6.0, comfort_weight=20.0)
+    home = ((h % 24) < 8) | ((h % 24) >= 16)
+    lower = np.where(home, 20.0, 17.0)
+    blk = mpc.block("hp", np.array([20.0, 20.0]), tout, lower, np.full(n, 21.5), 3.0)
+    bat = BatteryModel(capacity_kwh=10, soc_min=0.1, soc_max=1.0, charge_kw=5, discharge_kw=5, converter_kw=5, ac_kw=6)
+    return DispatchProblem(dt_h=dt_h, pv_kw=pv, load_kw=load, price_import=price, price_export=np.full(n, 0.4),
+                           soc0=0.5, battery=bat, thermal=[blk], import_limit_kw=15.0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--solves", type=int, default=50)
+    ap.add_argument("--year-days", type=int, default=365)
+    args = ap.parse_args()
+    from hometwin.services.inverter.strategies.lp import solve_dispatch
+    from hometwin.services.inverter.strategies.compare import run_strategy
+    from test_strategies import spot_home
+
+    times, inner = [], []
+    for i in range(args.solves):
+        p = joint_problem(i)
+        t0 = time.perf_counter()
+        sol = solve_dispatch(p)
+        times.append(time.perf_counter() - t0)
+        inner.append(sol.solve_s)
+    med = statistics.median(times) * 1e3
+    print(f"48 h / 15 min battery + heat pump (2-node building): median {med:.1f} ms over {args.solves} solves "
+          f"(min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f})")
+
+    home = spot_home(f"{args.year_days}d", start="2025-02-01T00:00:00")
+    t0 = time.perf_counter()
+    r = run_strategy(home, {"type": "lp", "replan_min": 60}, None)
+    wall = time.perf_counter() - t0
+    sc = run_strategy(home, "self_consumption", None)
+    print(f"closed loop {args.year_days} d at 15-min steps, hourly replanning (48 h LP, forecast error): "
+          f"{wall:.1f} s wall, {r['plans']} plans, solve median {r['solve_median_ms']:.1f} ms; "
+          f"cost {r['energy_cost']:.0f} vs self-consumption {sc['energy_cost']:.0f} NOK")
+    line = (f"\n## Optimizer ({dt.date.today().isoformat()})\n\n"
+            f"- command: `python bench/bench_optimizer.py --solves {args.solves} --year-days {args.year_days}`\n"
+            f"- machine: {platform.machine()}, {platform.processor() or platform.platform()}, Python {platform.python_version()}\n"
+            f"- 48 h / 15 min battery + heat-pump plan (192 steps, 2-node building): median **{med:.1f} ms** "
+            f"(min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f}) over {args.solves} solves — goal < 100 ms\n"
+            f"- closed loop, {args.year_days} days at 15-min steps, hourly replanning (48 h battery LP, forecast error): "
+            f"**{wall:.1f} s** wall, {r['plans']} plans (solve median {r['solve_median_ms']:.1f} ms); energy cost "
+            f"{r['energy_cost']:.0f} NOK vs {sc['energy_cost']:.0f} NOK self-consumption\n")
+    with open(ROOT / "bench" / "RESULTS.md", "a") as fh:
+        fh.write(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""``hometwin compare-strategies``: one home under several strategies, with the gap to the optimum."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+DEFAULT = ["self_consumption", "time_of_use", "backup", "lp", "lp_forecast_error", "perfect_foresight"]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("compare-strategies")
+    def compare_strategies_cmd(
+        file: Path = typer.Option(..., "-f", "--file", help="home.yaml (needs an inverter; a battery for the battery strategies)"),
+        strategy: Optional[list[str]] = typer.Option(None, "--strategy", "-s",
+                                                     help="a preset name (self_consumption, time_of_use, backup, lp, "
+                                                          "lp_forecast_error, mpc, heating_mpc, perfect_foresight) "
+                                                          "or a JSON mapping; repeat for several"),
+        days: Optional[float] = typer.Option(None, "--days", help="run only this many days"),
+        out: Optional[Path] = typer.Option(None, "--json", help="also write the table as JSON"),
+    ) -> None:
+        """Run a home under several strategies: cost, comfort violation, unserved energy, cycles, gap to the optimum."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from hometwin.cli import load_or_exit
+        from hometwin.services.inverter.strategies.base import StrategyError
+        from hometwin.services.inverter.strategies.compare import compare_strategies
+
+        console = Console()
+        home = load_or_exit(file)
+        names: list[Any] = [json.loads(s) if s.strip().startswith("{") else s for s in (strategy or DEFAULT)]
+        until_s = int(days * 86400) if days else None
+        try:
+            with console.status("running strategies …"):
+                rows = compare_strategies(home, names, until_s)
+        except (StrategyError, ValueError) as exc:
+            Console(stderr=True).print(f"[bold red]strategy error:[/] {exc}")
+            raise typer.Exit(2)
+        cur = next(iter(rows.values()))["currency"]
+        t = Table(title=f"{home.metadata.name}: strategies" + (f" over {days:g} days" if days else ""))
+        for col in ("strategy", f"energy cost [{cur}]", f"total [{cur}]", "gap to optimum", "comfort K·h",
+                    "unserved kWh", "cycles", "solve median ms", "wall s"):
+            t.add_column(col, justify="right" if col != "strategy" else "left")
+        for name, r in rows.items():
+            t.add_row(name, f"{r['energy_cost']:,.2f}", f"{r['total_cost']:,.2f}", f"{r['gap']:+.2%}",
+                      f"{r['comfort_violation_kh']:.2f}", f"{r['unserved_kwh']:.2f}", f"{r['battery_cycles']:.1f}",
+                      f"{r.get('solve_median_ms', 0.0):.1f}", f"{r['wall_s']:.1f}")
+        console.print(t)
+        console.print("gap = (energy cost − perfect-foresight optimum) / |optimum|; the optimum reads the future "
+                      "without error, so no strategy can beat it (up to the simulation's own rounding).")
+        if out:
+            out.write_text(json.dumps({k: {a: b for a, b in v.items() if a != "result"} for k, v in rows.items()},
+                                      indent=2, default=float))

@@ -1,0 +1,96 @@
+"""Run one home under several strategies and compare them with the perfect-foresight bound."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable
+
+import numpy as np
+from pydantic import TypeAdapter
+
+from hometwin.services.inverter.strategies.config import StrategyConfig
+
+#: Named presets for ``--strategy`` (any of them can also be given as a JSON/YAML mapping).
+PRESETS: dict[str, dict[str, Any]] = {
+    "self_consumption": {"type": "rules", "battery": "self_consumption"},
+    "time_of_use": {"type": "rules", "battery": "time_of_use"},
+    "backup": {"type": "rules", "battery": "backup"},
+    "lp": {"type": "lp", "forecast": {"perfect": True}},
+    "lp_forecast_error": {"type": "lp"},
+    "mpc": {"type": "mpc", "forecast": {"perfect": True}},
+    "heating_mpc": {"type": "heating_mpc", "forecast": {"perfect": True}},
+    "perfect_foresight": {"type": "perfect_foresight"},
+}
+
+
+def strategy_config(spec: Any) -> Any:
+    if isinstance(spec, str):
+        if spec not in PRESETS:
+            raise ValueError(f"--strategy: unknown {spec!r} (known: {', '.join(PRESETS)})")
+        spec = PRESETS[spec]
+    return TypeAdapter(StrategyConfig).validate_python(spec)
+
+
+def with_strategy(home: Any, strategy: Any) -> Any:
+    """A copy of ``home`` whose inverter runs ``strategy`` (None = its work mode alone)."""
+    h = home.model_copy(deep=True)
+    inv = next(el for el in h.spec.elements if el.kind == "inverter")
+    inv.config.strategy = None if strategy is None else strategy_config(strategy)
+    return h
+
+
+def run_strategy(home: Any, strategy: Any, until_s: int | None = None) -> dict[str, Any]:
+    """Run ``home`` with ``strategy``; KPIs plus comfort violation and the strategy's own figures."""
+    from hometwin.engine import Engine
+
+    eng = Engine(with_strategy(home, strategy), until_s=until_s)
+    heaters = {n: e for n, e in eng.elements.items() if hasattr(e, "set_plan") and hasattr(e, "building")}
+    viol = {"kh": 0.0}
+    strat = eng.inverter.strategy
+    comfort = getattr(getattr(strat, "config", None), "comfort", None)
+
+    def hook(rec: Any) -> None:  # comfort outside the band while present, sampled per settled window
+        if not heaters:
+            return
+        from hometwin.services.inverter.strategies.heating_mpc import comfort_band
+        from hometwin.services.inverter.strategies.config import ComfortConfig
+
+        cc = comfort or ComfortConfig()
+        t_end = np.array([int(rec.window.epoch_s[rec.k]) + rec.window.dt_s])
+        lo, up, present = comfort_band(t_end, eng.ctx.timezone, cc)
+        if present[0]:
+            for el in heaters.values():
+                t = float(el.state.get("temp_indoor", np.nan))
+                viol["kh"] += (max(lo[0] - t, 0.0) + max(t - up[0], 0.0)) * (rec.k + 1) * rec.window.dt_s / 3600.0
+
+    eng.on_window.append(hook)
+    t0 = time.perf_counter()
+    result = eng.run()
+    k = result.kpis()
+    out = {"energy_cost": k["energy_cost"], "total_cost": k["total_cost"], "unserved_kwh": k["unserved_kwh"],
+           "battery_cycles": k["battery_cycles"], "grid_import_kwh": k["grid_import_kwh"],
+           "comfort_violation_kh": viol["kh"], "wall_s": time.perf_counter() - t0, "currency": result.meta.get("currency", "")}
+    if strat is not None:
+        out.update(strat.summary())
+        if hasattr(strat, "bound"):
+            out["bound"] = strat.bound
+    out["result"] = result
+    return out
+
+
+def compare_strategies(home: Any, strategies: Iterable[Any], until_s: int | None = None,
+                       bound: bool = True) -> dict[str, dict[str, Any]]:
+    """Every strategy's figures and its gap to the perfect-foresight optimum (``gap``, relative)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for s in strategies:
+        name = s if isinstance(s, str) else strategy_config(s).type
+        rows[name] = run_strategy(home, s, until_s)
+    if bound:
+        pf = rows.get("perfect_foresight") or run_strategy(home, "perfect_foresight", until_s)
+        rows.setdefault("perfect_foresight", pf)
+        ref = pf.get("bound", pf["energy_cost"])  # the LP optimum over the whole run
+        for r in rows.values():
+            r["bound"] = ref
+        for r in rows.values():
+            r["gap"] = (r["energy_cost"] - ref) / abs(ref) if ref else float("nan")
+    return rows
