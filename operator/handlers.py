@@ -1,0 +1,78 @@
+"""kopf handlers: thin adapters from Home events to :mod:`hometwin.operator.reconcile`.
+
+Every handler lives in :data:`registry` (not kopf's global one), so embedding the
+operator (tests, ``hometwin operator``) runs exactly these and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from hometwin.operator.crd import GROUP, PLURAL, VERSION
+from hometwin.operator.kube import Kube, KubeError, connection_info, load_api_client, load_configuration
+from hometwin.operator.manifests import DEFAULT_IMAGE, LABEL_HOME, MANAGED_BY
+from hometwin.operator.reconcile import FAILED, failed_status, home_deployments, home_status, reconcile
+from hometwin.spec import SpecError
+
+registry = kopf.OperatorRegistry()
+HOMES = dict(group=GROUP, version=VERSION, plural=PLURAL)
+RETRY_DELAY_S = 10.0  # [s] after an API error: long enough not to hammer a struggling API server
+
+
+@kopf.on.login(registry=registry)
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """In-cluster service account, else the kubeconfig: the same credentials as :class:`Kube`."""
+    return connection_info(load_configuration())
+
+
+@kopf.on.startup(registry=registry)
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Our own annotation prefix, events only for warnings, one API client for all handlers."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="hometwin.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="hometwin.io")
+    settings.posting.level = logging.WARNING
+    if "kube" not in memo:
+        memo.kube = Kube(load_api_client())
+    memo.setdefault("image", os.environ.get("HOMETWIN_IMAGE", DEFAULT_IMAGE))
+
+
+@kopf.on.resume(**HOMES, registry=registry)
+@kopf.on.create(**HOMES, registry=registry)
+@kopf.on.update(**HOMES, field="spec", registry=registry)
+def reconcile_home(body: kopf.Body, namespace: str, patch: kopf.Patch, memo: kopf.Memo,
+                   logger: kopf.Logger, **_: Any) -> None:
+    """Create, update or prune the Home's objects; an invalid Home fails and creates nothing."""
+    try:
+        status, changes = reconcile(memo.kube, body, namespace, memo.image)
+    except SpecError as exc:
+        patch.status.update(failed_status(exc.errors))
+        kopf.warn(body, reason="InvalidSpec", message="; ".join(exc.errors)[:1000])
+        raise kopf.PermanentError(f"invalid Home: {'; '.join(exc.errors)}") from None
+    except KubeError as exc:
+        patch.status["lastError"] = str(exc)
+        raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_S) from exc
+    patch.status.update(status)
+    logger.info("reconciled: %s", ", ".join(changes) or "no changes")
+
+
+def _changed_later(type: str | None, **_: Any) -> bool:
+    # ADDED: we just created it, and the Home handler writes the status when it is done.
+    return type in ("MODIFIED", "DELETED")
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": MANAGED_BY},
+               when=_changed_later, registry=registry)
+def deployment_changed(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    """A Deployment of a home changed (ready, scaled, deleted): refresh that Home's status."""
+    home_name = body.metadata.labels.get(LABEL_HOME)
+    home = memo.kube.get("Home", namespace, home_name) if home_name else None
+    if home is None or (home.get("status") or {}).get("phase") == FAILED:
+        return
+    previous = home.get("status") or {}
+    status = home_status(home_deployments(memo.kube, home_name, namespace), previous.get("phase"))
+    if any(previous.get(k) != status[k] for k in ("phase", "ready", "elements")):
+        memo.kube.patch("Home", namespace, home_name, {"status": status}, sub="status")

@@ -1,0 +1,258 @@
+"""A validated Home → the Kubernetes objects that run it (pure: no API calls, no kopf).
+
+One ConfigMap with the spec, the home's router (Deployment + Service), the clock
+(Deployment) and one Deployment + metrics Service per element, every one owned by
+the Home.  The containers run exactly the commands of
+:func:`hometwin.deploy.service_commands`, so ``hometwin up`` and the operator start
+the same services.
+
+Two annotations make reconciling cheap and selective:
+
+* ``hometwin.io/config-hash`` on a pod template: a hash of what that service reads
+  from the spec (its element entry, location, clock).  The ConfigMap changes for
+  every edit, but only the pod template of the changed element changes, so only
+  that Deployment rolls.
+* ``hometwin.io/desired-hash`` on every object: a hash of the desired object less
+  ``spec.replicas``; the reconciler skips objects whose hash did not change.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any
+
+import yaml
+
+from hometwin.deploy import (DEFAULT_METRICS_PORT, ROUTER_RAWSOCKET_PORT, ROUTER_WS_PORT, SPEC_PATH_IN_POD,
+                             ServiceCommand, service_commands)
+from hometwin.spec import API_VERSION, SpecError
+
+GROUP = "hometwin.io"
+MANAGED_BY = "hometwin-operator"
+DEFAULT_IMAGE = "ghcr.io/hometwin/hometwin:0.1.0"
+CONTAINER = "hometwin"
+SPEC_KEY = "home.yaml"
+SPEC_DIR = SPEC_PATH_IN_POD.rsplit("/", 1)[0]
+
+LABEL_HOME = f"{GROUP}/home"
+LABEL_ELEMENT = f"{GROUP}/element"
+LABEL_SERVICE = f"{GROUP}/service"  # selector: element name, or "router" / "clock"
+CONFIG_HASH = f"{GROUP}/config-hash"
+DESIRED_HASH = f"{GROUP}/desired-hash"
+ENABLED = f"{GROUP}/enabled"  # the `enabled` flag the replicas were last set from
+
+RESERVED_NAMES = ("router", "clock", "spec")  # names of the home's own services and ConfigMap
+MAX_NAME = 63  # Service names are DNS-1035 labels
+
+
+def object_name(home_name: str, service: str) -> str:
+    """``<home>-<service>``, a valid DNS-1035 label (≤ 63 chars, starts with a letter)."""
+    name = f"{home_name}-{service}"
+    if not name[0].isalpha():
+        name = f"ht-{name}"
+    if len(name) > MAX_NAME:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        name = f"{name[:MAX_NAME - 9].rstrip('-')}-{digest}"
+    return name
+
+
+def router_url(home_name: str) -> str:
+    """Where the home's services reach its router (the router Service, in-namespace DNS)."""
+    return f"ws://{object_name(home_name, 'router')}:{ROUTER_WS_PORT}/ws"
+
+
+def digest(data: Any) -> str:
+    """Stable short hash of JSON-able data."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def spec_document(home: Any) -> dict[str, Any]:
+    """The Home as the services read it from the ConfigMap (what the user wrote, validated)."""
+    doc = home.model_dump(mode="json", exclude_unset=True, exclude={"status"})
+    doc["apiVersion"], doc["kind"] = API_VERSION, "Home"
+    doc["metadata"] = {"name": home.metadata.name}
+    return doc
+
+
+def labels(home_name: str, component: str, service: str | None = None) -> dict[str, str]:
+    """Recommended ``app.kubernetes.io/*`` labels plus ``hometwin.io/home|element|service``."""
+    out = {
+        "app.kubernetes.io/name": "hometwin",
+        "app.kubernetes.io/instance": home_name,
+        "app.kubernetes.io/component": component.replace("_", "-"),
+        "app.kubernetes.io/part-of": "hometwin",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        LABEL_HOME: home_name,
+    }
+    if service is not None:
+        out[LABEL_ELEMENT] = service
+        out[LABEL_SERVICE] = service
+    return out
+
+
+def owner_reference(home_name: str, uid: str) -> dict[str, Any]:
+    """The Home as controlling owner: deleting it garbage-collects everything."""
+    return {"apiVersion": API_VERSION, "kind": "Home", "name": home_name, "uid": uid,
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def _resources(home: Any, element: str | None) -> dict[str, Any]:
+    """Home-wide requests/limits, with the element's override merged field by field."""
+    dep = home.spec.deployment
+    out = dep.resources.model_dump(exclude_none=True)
+    override = dep.elements.get(element) if element else None
+    if override is not None:
+        for part, amounts in override.model_dump(exclude_unset=True, exclude_none=True).items():
+            out.setdefault(part, {}).update(amounts)
+    return {part: amounts for part, amounts in out.items() if amounts}
+
+
+def _config_hash(home: Any, cmd: ServiceCommand) -> str:
+    """What this service reads from the spec; elements also read location and clock."""
+    spec = home.spec
+    shared = {"location": spec.location.model_dump(mode="json"), "clock": spec.clock.model_dump(mode="json")}
+    if cmd.role in ("router",):
+        return digest({"realm": cmd.args})
+    if cmd.role == "clock":
+        return digest(shared)
+    element = next(el for el in spec.elements if el.name == cmd.name)
+    return digest(shared | {"element": element.model_dump(mode="json", exclude={"enabled"})})
+
+
+def _probe(cmd: ServiceCommand) -> dict[str, Any]:
+    if cmd.role == "router":  # the router speaks WAMP, not Prometheus
+        check: dict[str, Any] = {"tcpSocket": {"port": "ws"}}
+    else:
+        check = {"httpGet": {"path": "/metrics", "port": "metrics"}}
+    return check | {"periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 3}
+
+
+def _ports(cmd: ServiceCommand) -> list[dict[str, Any]]:
+    if cmd.role == "router":
+        return [{"name": "ws", "containerPort": ROUTER_WS_PORT, "protocol": "TCP"},
+                {"name": "rawsocket", "containerPort": ROUTER_RAWSOCKET_PORT, "protocol": "TCP"}]
+    return [{"name": "metrics", "containerPort": cmd.metrics_port, "protocol": "TCP"}]
+
+
+def _deployment(home: Any, cmd: ServiceCommand, namespace: str, image: str, component: str) -> dict[str, Any]:
+    home_name = home.metadata.name
+    element = cmd.name if cmd.role not in ("router", "clock") else None
+    pod_labels = labels(home_name, component, cmd.name)
+    pod_annotations = {CONFIG_HASH: _config_hash(home, cmd)}
+    if cmd.role != "router":
+        pod_annotations |= {"prometheus.io/scrape": "true", "prometheus.io/port": str(cmd.metrics_port),
+                            "prometheus.io/path": "/metrics"}
+    container = {
+        "name": CONTAINER,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": list(cmd.args),
+        "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"}],
+        "ports": _ports(cmd),
+        "resources": _resources(home, element),
+        "readinessProbe": _probe(cmd) | {"initialDelaySeconds": 2},
+        "livenessProbe": _probe(cmd) | {"initialDelaySeconds": 30},
+        "volumeMounts": [{"name": "spec", "mountPath": SPEC_DIR, "readOnly": True},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": object_name(home_name, cmd.name), "namespace": namespace,
+                     "labels": labels(home_name, component, cmd.name),
+                     "annotations": {ENABLED: str(cmd.enabled).lower()}},
+        "spec": {
+            "replicas": 1 if cmd.enabled else 0,
+            "revisionHistoryLimit": 3,
+            # One instance of a service per home at a time: two ovens on one bus would count twice.
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": {LABEL_HOME: home_name, LABEL_SERVICE: cmd.name}},
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": pod_annotations},
+                "spec": {
+                    "enableServiceLinks": False,
+                    "automountServiceAccountToken": False,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [container],
+                    "volumes": [{"name": "spec", "configMap": {"name": object_name(home_name, "spec")}},
+                                {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                },
+            },
+        },
+    }
+
+
+def _service(home: Any, cmd: ServiceCommand, namespace: str, component: str) -> dict[str, Any]:
+    home_name = home.metadata.name
+    ports = [{"name": p["name"], "port": p["containerPort"], "targetPort": p["name"], "protocol": "TCP"}
+             for p in _ports(cmd)]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": object_name(home_name, cmd.name), "namespace": namespace,
+                     "labels": labels(home_name, component, cmd.name)},
+        "spec": {"type": "ClusterIP", "selector": {LABEL_HOME: home_name, LABEL_SERVICE: cmd.name},
+                 "ports": ports},
+    }
+
+
+def _config_map(home: Any, namespace: str) -> dict[str, Any]:
+    home_name = home.metadata.name
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": object_name(home_name, "spec"), "namespace": namespace,
+                     "labels": labels(home_name, "spec")},
+        "data": {SPEC_KEY: yaml.safe_dump(spec_document(home), sort_keys=False)},
+    }
+
+
+def check_names(home: Any) -> None:
+    """Element names that would collide with the home's own objects are refused."""
+    bad = [f"elements[{i}].name: {el.name!r} is reserved for the home's own services "
+           f"({', '.join(RESERVED_NAMES)}); choose another name"
+           for i, el in enumerate(home.spec.elements) if el.name in RESERVED_NAMES]
+    if bad:
+        raise SpecError(bad)
+
+
+def build_manifests(home: Any, namespace: str, image: str = DEFAULT_IMAGE,
+                    owner_uid: str | None = None) -> list[dict[str, Any]]:
+    """Every object of a validated Home, in apply order (ConfigMap, router, clock, elements).
+
+    ``spec.deployment.image`` wins over ``image`` (the operator's own image).  With
+    ``owner_uid`` every object is owned by the Home (deletion cascades).
+    """
+    check_names(home)
+    image = home.spec.deployment.image or image
+    home_name = home.metadata.name
+    objects = [_config_map(home, namespace)]
+    for cmd in service_commands(home, SPEC_PATH_IN_POD, router_url(home_name), DEFAULT_METRICS_PORT):
+        component = cmd.kind
+        objects.append(_deployment(home, cmd, namespace, image, component))
+        if cmd.role != "clock":
+            objects.append(_service(home, cmd, namespace, component))
+    for obj in objects:
+        if owner_uid:
+            obj["metadata"]["ownerReferences"] = [owner_reference(home_name, owner_uid)]
+        obj["metadata"].setdefault("annotations", {})[DESIRED_HASH] = desired_hash(obj)
+    return objects
+
+
+def desired_hash(obj: dict[str, Any]) -> str:
+    """Hash of an object as the operator wants it, less replicas (owned by `enabled` and kubectl scale)."""
+    body = copy.deepcopy(obj)
+    body.get("spec", {}).pop("replicas", None)
+    body["metadata"].get("annotations", {}).pop(DESIRED_HASH, None)
+    body["metadata"].get("annotations", {}).pop(ENABLED, None)
+    return digest(body)
+
+
+def key(obj: dict[str, Any]) -> tuple[str, str]:
+    """(kind, name) of an object."""
+    return obj["kind"], obj["metadata"]["name"]

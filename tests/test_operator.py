@@ -1,0 +1,326 @@
+"""The real kopf operator against kmock's Kubernetes emulator on a loopback port.
+
+One emulator and one operator (``kopf.operator(standalone=True, …)`` with our own
+registry and login handler, reading a kubeconfig that points at the emulator) run
+in a background thread's event loop for the whole module; each test applies its
+own copy of the Cape Town Home (own name) through the API, as ``kubectl`` would.
+
+Emulator gaps (kmock 0.8), and what the tests do about them:
+
+* no ``resourceVersion``/``uid``/``generation``: kopf needs resourceVersion to tell
+  its own patches from stale events, so :class:`Emulator` adds them on writes;
+* ``GET /api/v1/namespaces`` fails to parse, so the operator runs cluster-wide here
+  (``--namespace`` mode lists namespaces);
+* no garbage collector: deleting a Home does not cascade — the tests check the
+  ownerReferences that make a real cluster cascade, not the cascade;
+* no controllers: nothing sets a Deployment's ``status`` — a test sets
+  ``readyReplicas`` itself, as the Deployment controller would;
+* label selectors are ignored on lists: the operator filters labels itself too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+import itertools
+import json
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import kmock
+import kopf
+import kubernetes_validate
+import pytest
+import yaml
+
+from hometwin.deploy import SPEC_PATH_IN_POD, service_commands
+from hometwin.operator import handlers
+from hometwin.operator.kube import Kube, KubeError, load_api_client
+from hometwin.operator.manifests import CONFIG_HASH, DEFAULT_IMAGE, LABEL_ELEMENT, LABEL_HOME, object_name, router_url
+from hometwin.spec import parse_home
+
+ROOT = Path(__file__).resolve().parents[1]
+CAPE_TOWN = ROOT / "examples" / "homes" / "cape-town.yaml"
+NS = "default"
+WAIT_S = 20.0  # [s] upper bound for the operator to react; polls return as soon as it has
+
+
+class KubectlLoader(yaml.SafeLoader):
+    """Reads YAML as kubectl does: timestamps stay strings (local times keep no offset)."""
+
+
+KubectlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def cape_town(name: str) -> dict[str, Any]:
+    doc = yaml.load(CAPE_TOWN.read_text(), Loader=KubectlLoader)
+    doc["metadata"] = {"name": name, "namespace": NS}
+    return doc
+
+
+class Emulator(kmock.KubernetesEmulator):
+    """kmock's emulator plus what kopf relies on: resourceVersion, uid, generation, creationTimestamp."""
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self._versions = itertools.count(1)
+
+    async def _handle(self, request: Any) -> Any:
+        data = request.data
+        if request.resource is not None and isinstance(data, dict) and \
+                request.action in (kmock.action.CREATE, kmock.action.UPDATE):
+            meta = data.setdefault("metadata", {})
+            meta["resourceVersion"] = str(next(self._versions))
+            if request.action == kmock.action.CREATE:
+                meta.setdefault("uid", str(uuid.uuid4()))
+                meta.setdefault("generation", 1)
+                meta.setdefault("creationTimestamp", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            elif "spec" in data and request.subresource is None:
+                key = (request.resource, request.namespace, request.name)
+                if key in self.objects and not self.objects[key].deleted:
+                    meta["generation"] = int(self.objects[key].get("metadata", {}).get("generation", 1)) + 1
+        return await super()._handle(request)
+
+
+class Cluster:
+    """Emulator + operator in a background event loop; a sync client for the tests."""
+
+    def __init__(self, kubeconfig: Path):
+        self.kubeconfig = kubeconfig
+        self.loop = asyncio.new_event_loop()
+        self.started = threading.Event()
+        self.kube: Kube | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.loop.run_until_complete(self._main())
+        except BaseException as exc:  # surfaced by start()
+            self.error = exc
+            self.started.set()
+
+    async def _main(self) -> None:
+        async with Emulator() as emu, kmock.Server(emu) as server:
+            emu.resources.load_bundled()
+            emu.resources["hometwin.io/v1alpha1/homes"] = kmock.ResourceInfo(
+                kind="Home", singular="home", namespaced=True, subresources={"status"},
+                verbs={"get", "list", "watch", "create", "update", "patch", "delete"})
+            self.emu = emu
+            self.kubeconfig.write_text(yaml.safe_dump({
+                "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
+                "clusters": [{"name": "emulator", "cluster": {"server": str(server.url).rstrip("/")}}],
+                "users": [{"name": "tester", "user": {"token": "test-token"}}],
+                "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "tester"}}],
+            }))
+            self.stop = asyncio.Event()
+            ready = asyncio.Event()
+            operator = asyncio.create_task(kopf.operator(
+                registry=handlers.registry, standalone=True, clusterwide=True,
+                stop_flag=self.stop, ready_flag=ready, memo=kopf.Memo(image="hometwin:test")))
+            await asyncio.wait_for(ready.wait(), timeout=WAIT_S)
+            self.kube = Kube(load_api_client())
+            self.started.set()
+            await operator
+
+    def start(self) -> "Cluster":
+        self.thread.start()
+        assert self.started.wait(WAIT_S), "emulator/operator did not start"
+        if self.error:
+            raise self.error
+        return self
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(WAIT_S)
+
+    # -- kubectl-like helpers -------------------------------------------------------------------
+    def apply(self, home: dict[str, Any]) -> None:
+        assert self.kube is not None
+        self.kube.create(copy.deepcopy(home))
+
+    def home(self, name: str) -> dict[str, Any]:
+        got = self.kube.get("Home", NS, name)
+        assert got is not None
+        return got
+
+    def edit_spec(self, name: str, edit: Callable[[dict[str, Any]], None]) -> None:
+        """Read the Home, change its spec, merge-patch it back (as `kubectl edit`)."""
+        spec = copy.deepcopy(self.home(name)["spec"])
+        edit(spec)
+        self.kube.patch("Home", NS, name, {"spec": spec})
+
+    def deployments(self, home: str) -> dict[str, dict[str, Any]]:
+        """Deployments of a home by element (service) name."""
+        return {d["metadata"]["labels"][LABEL_ELEMENT]: d
+                for d in self.kube.list("Deployment", NS, {LABEL_HOME: home})}
+
+    def objects(self, kind: str, home: str) -> list[dict[str, Any]]:
+        return self.kube.list(kind, NS, {LABEL_HOME: home})
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
+    """Poll ``check`` until it returns something truthy (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+        except (KeyError, AssertionError, KubeError):
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def handled(cluster: Cluster, name: str) -> bool:
+    """kopf has handled the Home's current spec (it stores it once the handler finished)."""
+    home = cluster.home(name)
+    last = (home["metadata"].get("annotations") or {}).get("hometwin.io/last-handled-configuration")
+    return bool(last) and json.loads(last)["spec"] == home["spec"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    kubeconfig = tmp_path_factory.mktemp("kube") / "kubeconfig"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KUBECONFIG", str(kubeconfig))  # the operator's login and client read it
+        running = Cluster(kubeconfig).start()
+        yield running
+        running.close()
+
+
+ELEMENTS = [el["name"] for el in cape_town("x")["spec"]["elements"]]
+
+
+def test_applying_cape_town_creates_its_services(cluster: Cluster) -> None:
+    cluster.apply(cape_town("ct-create"))
+    deps = wait_for(lambda: (d := cluster.deployments("ct-create")) and len(d) == len(ELEMENTS) + 2 and d,
+                    "router, clock and one Deployment per element")
+    home = cluster.home("ct-create")
+    uid = home["metadata"]["uid"]
+
+    # The ConfigMap holds the validated spec the pods read.
+    (cm,) = cluster.objects("ConfigMap", "ct-create")
+    assert parse_home(yaml.safe_load(cm["data"]["home.yaml"])).spec.elements[3].config.capacity_kwh == 10.0
+
+    # Same services and args as `hometwin up` (hometwin.deploy.service_commands).
+    expected = service_commands(parse_home(home), SPEC_PATH_IN_POD, router_url("ct-create"))
+    assert set(deps) == {cmd.name for cmd in expected} == set(ELEMENTS) | {"router", "clock"}
+    for cmd in expected:
+        (container,) = deps[cmd.name]["spec"]["template"]["spec"]["containers"]
+        assert container["args"] == list(cmd.args)
+        assert container["image"] == "hometwin:test"
+        assert deps[cmd.name]["spec"]["replicas"] == 1
+    assert deps["battery"]["spec"]["template"]["spec"]["containers"][0]["args"][:4] == \
+        ["service", "battery", "--name", "battery"]
+
+    for kind in ("ConfigMap", "Deployment", "Service"):
+        for obj in cluster.objects(kind, "ct-create"):
+            labels = obj["metadata"]["labels"]
+            assert labels["app.kubernetes.io/instance"] == "ct-create"
+            assert labels["app.kubernetes.io/managed-by"] == "hometwin-operator"
+            assert labels["app.kubernetes.io/part-of"] == "hometwin"
+            assert {"app.kubernetes.io/name", "app.kubernetes.io/component", LABEL_HOME} <= set(labels)
+            if kind != "ConfigMap":
+                assert labels[LABEL_ELEMENT] in deps
+            (owner,) = obj["metadata"]["ownerReferences"]  # what makes a real cluster cascade deletion
+            assert owner == {"apiVersion": "hometwin.io/v1alpha1", "kind": "Home", "name": "ct-create",
+                             "uid": uid, "controller": True, "blockOwnerDeletion": True}
+            kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+    services = {s["metadata"]["labels"][LABEL_ELEMENT] for s in cluster.objects("Service", "ct-create")}
+    assert services == set(ELEMENTS) | {"router"}
+
+    oven = deps["oven"]["spec"]["template"]["spec"]["containers"][0]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert oven[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in oven["ports"]
+    assert oven["resources"] == {"requests": {"cpu": "50m", "memory": "96Mi"},
+                                 "limits": {"cpu": "500m", "memory": "256Mi"}}
+
+    status = wait_for(lambda: cluster.home("ct-create").get("status", {}).get("phase") and
+                      cluster.home("ct-create")["status"], "a status")
+    assert status["phase"] == "Pending" and status["ready"] == f"0/{len(ELEMENTS)}"
+
+    # The Deployment controller reports pods ready → the Home runs.
+    for name in deps:
+        cluster.kube.patch("Deployment", NS, object_name("ct-create", name), {"status": {"readyReplicas": 1}},
+                           sub="status")
+    status = wait_for(lambda: (s := cluster.home("ct-create")["status"])["phase"] == "Running" and s, "Running")
+    assert status["ready"] == f"{len(ELEMENTS)}/{len(ELEMENTS)}" and status["elements"]["oven"]["ready"]
+
+
+def test_disabling_the_oven_scales_it_to_zero_and_manual_scale_is_respected(cluster: Cluster) -> None:
+    cluster.apply(cape_town("ct-oven"))
+    wait_for(lambda: "oven" in cluster.deployments("ct-oven"), "the oven")
+
+    def oven(enabled: bool) -> Callable[[dict[str, Any]], None]:
+        def edit(spec: dict[str, Any]) -> None:
+            next(el for el in spec["elements"] if el["name"] == "oven")["enabled"] = enabled
+        return edit
+
+    cluster.edit_spec("ct-oven", oven(False))
+    wait_for(lambda: cluster.deployments("ct-oven")["oven"]["spec"]["replicas"] == 0, "oven scaled to 0")
+    assert cluster.deployments("ct-oven")["tv"]["spec"]["replicas"] == 1
+
+    # `kubectl scale deployment ct-oven-tv --replicas=0`, then an unrelated edit: the TV stays off.
+    cluster.kube.patch("Deployment", NS, object_name("ct-oven", "tv"), {"spec": {"replicas": 0}})
+    cluster.edit_spec("ct-oven", oven(True))
+    wait_for(lambda: cluster.deployments("ct-oven")["oven"]["spec"]["replicas"] == 1, "oven back to 1")
+    wait_for(lambda: handled(cluster, "ct-oven"), "the edit handled")
+    assert cluster.deployments("ct-oven")["tv"]["spec"]["replicas"] == 0
+
+
+def test_editing_battery_capacity_updates_only_the_battery(cluster: Cluster) -> None:
+    cluster.apply(cape_town("ct-battery"))
+    wait_for(lambda: handled(cluster, "ct-battery"), "creation handled")
+    before = {n: d["metadata"]["resourceVersion"] for n, d in cluster.deployments("ct-battery").items()}
+    hash_before = cluster.deployments("ct-battery")["battery"]["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH]
+
+    def bigger_battery(spec: dict[str, Any]) -> None:
+        next(el for el in spec["elements"] if el["name"] == "battery")["config"]["capacity_kwh"] = 15.0
+
+    cluster.edit_spec("ct-battery", bigger_battery)
+    wait_for(lambda: handled(cluster, "ct-battery"), "the edit handled")
+    after = cluster.deployments("ct-battery")
+    changed = {n for n, d in after.items() if d["metadata"]["resourceVersion"] != before[n]}
+    assert changed == {"battery"}
+    assert after["battery"]["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH] != hash_before
+    (cm,) = cluster.objects("ConfigMap", "ct-battery")
+    assert "capacity_kwh: 15.0" in cm["data"]["home.yaml"]
+
+
+def test_removing_an_element_deletes_its_deployment(cluster: Cluster) -> None:
+    cluster.apply(cape_town("ct-remove"))
+    wait_for(lambda: "tv" in cluster.deployments("ct-remove"), "the TV")
+    cluster.edit_spec("ct-remove", lambda spec: spec.update(elements=[e for e in spec["elements"] if e["name"] != "tv"]))
+    wait_for(lambda: "tv" not in cluster.deployments("ct-remove"), "the TV's Deployment gone")
+    wait_for(lambda: "tv" not in {s["metadata"]["labels"][LABEL_ELEMENT] for s in cluster.objects("Service", "ct-remove")},
+             "the TV's Service gone")
+    assert set(cluster.deployments("ct-remove")) == set(ELEMENTS) - {"tv"} | {"router", "clock"}
+
+
+def test_an_invalid_home_fails_and_creates_nothing(cluster: Cluster) -> None:
+    broken = cape_town("ct-broken")
+    broken["spec"]["elements"] = [e for e in broken["spec"]["elements"] if e["kind"] != "inverter"]
+    cluster.apply(broken)
+    status = wait_for(lambda: (s := cluster.home("ct-broken").get("status") or {}).get("phase") == "Failed" and s,
+                      "phase Failed")
+    (ready,) = status["conditions"]
+    assert ready["type"] == "Ready" and ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+    assert "inverter" in ready["message"] and "inverter" in status["lastError"]
+    events = wait_for(lambda: [o for (res, ns, _), o in list(cluster.emu.objects.items())
+                               if res.plural == "events" and not o.deleted
+                               and o.get("reason") == "InvalidSpec"
+                               and o.get("involvedObject", {}).get("name") == "ct-broken"], "a warning event")
+    assert events[0]["type"] == "Warning"
+    for kind in ("ConfigMap", "Deployment", "Service"):
+        assert cluster.objects(kind, "ct-broken") == []
