@@ -83,7 +83,8 @@ class Engine:
         self.max_residual_j = 0.0
         self.recorder: Any = None
         self.on_window: list[Callable[[WindowRecord], None]] = []
-        bind = getattr(self.inverter, "bind_roster", None)  # the strategy's view of the other elements
+        inv = next((e for e in self.elements.values() if e.role == Role.converter), None)
+        bind = getattr(inv, "bind_roster", None)  # the strategy's view of the other elements
         if bind is not None:
             bind(self.elements)
 
