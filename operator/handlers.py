@@ -35,6 +35,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="hometwin.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="hometwin.io")
     settings.posting.level = logging.WARNING
+    # Our one CRD is installed before the operator (Helm's crds/): no cluster-wide scans of
+    # namespaces and CRDs, so a namespaced Role is enough.
+    settings.scanning.disabled = True
     if "kube" not in memo:
         memo.kube = Kube(load_api_client())
     memo.setdefault("image", os.environ.get("HOMETWIN_IMAGE", DEFAULT_IMAGE))

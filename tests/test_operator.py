@@ -122,13 +122,16 @@ class Cluster:
             }))
             self.stop = asyncio.Event()
             ready = asyncio.Event()
-            operator = asyncio.create_task(kopf.operator(
+            self.operator = operator = asyncio.create_task(kopf.operator(
                 registry=handlers.registry, standalone=True, clusterwide=True,
                 stop_flag=self.stop, ready_flag=ready, memo=kopf.Memo(image="hometwin:test")))
             await asyncio.wait_for(ready.wait(), timeout=WAIT_S)
             self.kube = Kube(load_api_client())
             self.started.set()
-            await operator
+            try:
+                await operator
+            except asyncio.CancelledError:
+                pass  # stopped by close()
 
     def start(self) -> "Cluster":
         self.thread.start()
@@ -138,7 +141,9 @@ class Cluster:
         return self
 
     def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.stop.set)
+        # A stop flag makes kopf wait for its watch streams, which the emulator never ends:
+        # cancelling is the quick way out of a test run.
+        self.loop.call_soon_threadsafe(self.operator.cancel)
         self.thread.join(WAIT_S)
 
     # -- kubectl-like helpers -------------------------------------------------------------------

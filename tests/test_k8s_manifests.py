@@ -1,0 +1,139 @@
+"""The pure manifest builder: Home → Kubernetes objects."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from hometwin.deploy import SPEC_PATH_IN_POD, service_commands
+from hometwin.operator.manifests import CONFIG_HASH, DESIRED_HASH, LABEL_ELEMENT, LABEL_HOME, build_manifests, \
+    object_name, router_url
+from hometwin.spec import SpecError, load_home, parse_home
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "homes"
+K8S = kubernetes_validate.latest_version()
+
+
+@pytest.fixture(scope="module")
+def home() -> Any:
+    return load_home(EXAMPLES / "cape-town.yaml")
+
+
+def edited(home: Any, edit: Any) -> Any:
+    doc = home.model_dump(mode="json", exclude_unset=True)
+    edit(doc)
+    return parse_home(doc)
+
+
+def by_key(objects: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in objects}
+
+
+def deployments(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["labels"][LABEL_ELEMENT]: o for o in objects if o["kind"] == "Deployment"}
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_object_of_every_example_is_valid_kubernetes(path: Path) -> None:
+    objects = build_manifests(load_home(path), "homes", owner_uid="0c2d5f0e-0000-4000-8000-000000000001")
+    for obj in objects:
+        kubernetes_validate.validate(obj, K8S, strict=True)
+        assert obj["metadata"]["namespace"] == "homes"
+        assert obj["metadata"]["ownerReferences"][0]["kind"] == "Home"
+        assert obj["metadata"]["labels"][LABEL_HOME] == load_home(path).metadata.name
+
+
+def test_same_services_and_args_as_hometwin_up(home: Any) -> None:
+    """`hometwin up` and the operator run the same set of services with the same arguments."""
+    commands = service_commands(home, SPEC_PATH_IN_POD, router_url(home.metadata.name))
+    deps = deployments(build_manifests(home, "default"))
+    assert sorted(deps) == sorted(c.name for c in commands)
+    for cmd in commands:
+        container = deps[cmd.name]["spec"]["template"]["spec"]["containers"][0]
+        assert container["args"] == list(cmd.args)
+        assert deps[cmd.name]["spec"]["replicas"] == (1 if cmd.enabled else 0)
+
+
+def test_objects_of_a_home(home: Any) -> None:
+    objects = build_manifests(home, "default", image="hometwin:1")
+    kinds = [o["kind"] for o in objects]
+    n = len(home.spec.elements)
+    assert kinds.count("ConfigMap") == 1 and kinds.count("Deployment") == n + 2 and kinds.count("Service") == n + 1
+    cm = objects[0]
+    assert parse_home(yaml.safe_load(cm["data"]["home.yaml"])).model_dump() == home.model_dump()
+    oven = deployments(objects)["oven"]
+    pod = oven["spec"]["template"]["spec"]
+    assert pod["volumes"][0] == {"name": "spec", "configMap": {"name": "cape-town-spec"}}
+    assert pod["containers"][0]["volumeMounts"][0]["mountPath"] == str(Path(SPEC_PATH_IN_POD).parent)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert pod["containers"][0][probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    router = deployments(objects)["router"]["spec"]["template"]["spec"]["containers"][0]
+    assert router["readinessProbe"]["tcpSocket"] == {"port": "ws"}
+    assert oven["spec"]["selector"]["matchLabels"] == {LABEL_HOME: "cape-town", "hometwin.io/service": "oven"}
+    labels = oven["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == "oven" and labels[LABEL_ELEMENT] == "oven"
+    assert oven["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert "ownerReferences" not in oven["metadata"]  # none without the Home's uid
+
+
+def test_disabled_element_gets_zero_replicas(home: Any) -> None:
+    off = edited(home, lambda d: next(e for e in d["spec"]["elements"] if e["name"] == "oven").update(enabled=False))
+    deps = deployments(build_manifests(off, "default"))
+    assert deps["oven"]["spec"]["replicas"] == 0 and deps["tv"]["spec"]["replicas"] == 1
+    assert deps["oven"]["metadata"]["annotations"]["hometwin.io/enabled"] == "false"
+
+
+def test_changing_one_element_changes_only_its_deployment(home: Any) -> None:
+    before = by_key(build_manifests(home, "default"))
+    after = by_key(build_manifests(edited(home, lambda d: next(
+        e for e in d["spec"]["elements"] if e["name"] == "battery")["config"].update(capacity_kwh=15.0)), "default"))
+    changed = {k for k in before if before[k]["metadata"]["annotations"][DESIRED_HASH] !=
+               after[k]["metadata"]["annotations"][DESIRED_HASH]}
+    assert changed == {("ConfigMap", "cape-town-spec"), ("Deployment", "cape-town-battery")}
+    battery = ("Deployment", "cape-town-battery")
+    assert before[battery]["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH] != \
+        after[battery]["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH]
+
+
+def test_changing_the_location_rolls_every_element(home: Any) -> None:
+    before = deployments(build_manifests(home, "default"))
+    after = deployments(build_manifests(edited(home, lambda d: d["spec"]["location"].update(latitude=-34.0)), "default"))
+    rolled = {n for n in before if before[n]["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH] !=
+              after[n]["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH]}
+    assert rolled == set(before) - {"router"}
+
+
+def test_resources_default_and_per_element_override(home: Any) -> None:
+    custom = edited(home, lambda d: d["spec"].update(deployment={
+        "image": "registry.local/hometwin:dev",
+        "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+        "elements": {"inverter": {"limits": {"cpu": "2"}}}}))
+    deps = deployments(build_manifests(custom, "default", image="ignored:1"))
+    inverter = deps["inverter"]["spec"]["template"]["spec"]["containers"][0]
+    assert inverter["image"] == "registry.local/hometwin:dev"
+    assert inverter["resources"] == {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"cpu": "2", "memory": "512Mi"}}
+    assert deps["oven"]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "1", "memory": "512Mi"}
+
+
+def test_deployment_overrides_must_name_an_element(home: Any) -> None:
+    with pytest.raises(SpecError, match="deployment.elements.toaster"):
+        edited(home, lambda d: d["spec"].update(deployment={"elements": {"toaster": {}}}))
+
+
+def test_reserved_element_names_are_refused(home: Any) -> None:
+    clash = edited(home, lambda d: next(e for e in d["spec"]["elements"] if e["name"] == "tv").update(name="router"))
+    with pytest.raises(SpecError, match="reserved"):
+        build_manifests(clash, "default")
+
+
+def test_object_names_are_dns_labels() -> None:
+    assert object_name("cape-town", "oven") == "cape-town-oven"
+    long = object_name("a" * 40, "b" * 40)
+    assert len(long) == 63 and long[0].isalpha() and not long.endswith("-")
+    assert object_name("7th-street", "tv") == "ht-7th-street-tv"
