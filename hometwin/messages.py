@@ -1,0 +1,429 @@
+"""Wire messages of the tick protocol (pydantic), their WAMP URIs, and the topics table.
+
+Every message travels as one positional WAMP argument: a dict (msgpack map).
+Arrays are raw little-endian float64 bytes (msgpack ``bin``): exact to the bit
+and cheap to encode; JSON clients (browsers) may send plain lists instead.
+Every inbound message is validated here — array length ``== n``, finite values,
+the sign the protocol prescribes — before it can touch any state; receivers also
+check ``seq`` against their current window (:func:`decode` counts and logs a bad
+message and returns ``None``).
+
+Sign convention: onto the home's AC bus is positive, off it negative (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Annotated, Any, Callable, Literal
+
+import numpy as np
+from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, ValidationError,
+                      model_validator)
+
+log = logging.getLogger("hometwin.messages")
+
+#: Largest window a tick may announce (a year of 1-minute steps fits).
+MAX_STEPS = 600_000
+#: Flows terms may be this far below zero from float rounding [J].
+SIGN_TOLERANCE_J = 1e-6
+
+
+def _to_array(value: Any) -> np.ndarray:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        if len(value) % 8:
+            raise ValueError(f"float64 array bytes: length {len(value)} is not a multiple of 8")
+        arr = np.frombuffer(value, dtype="<f8").copy()
+    elif isinstance(value, np.ndarray):
+        arr = np.array(value, dtype=float)
+    elif isinstance(value, (list, tuple)):
+        try:
+            arr = np.array(value, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError("array: every item must be a number") from None
+    else:
+        raise ValueError(f"array: expected float64 bytes or a list of numbers (got {type(value).__name__})")
+    if arr.ndim != 1:
+        raise ValueError(f"array: must be one-dimensional (got shape {arr.shape})")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"array: {int((~np.isfinite(arr)).sum())} value(s) are not finite")
+    return arr
+
+
+def _to_bytes(arr: np.ndarray) -> bytes:
+    return np.ascontiguousarray(arr, dtype="<f8").tobytes()
+
+
+#: A float64 array on the wire (raw little-endian bytes; lists accepted).
+F64 = Annotated[np.ndarray, PlainValidator(_to_array), PlainSerializer(_to_bytes, return_type=bytes)]
+Seq = Annotated[int, Field(ge=0, description="window counter, +1 per window")]
+Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=False)
+
+    def wire(self) -> dict[str, Any]:
+        """The msgpack-ready dict (arrays as bytes)."""
+        return self.model_dump()
+
+
+def _check_len(name: str, arr: np.ndarray | None, n: int) -> None:
+    if arr is not None and len(arr) != n:
+        raise ValueError(f"{name}: length {len(arr)} != n {n}")
+
+
+def _check_sign(name: str, arr: np.ndarray | None, sign: int, tol: float = 0.0) -> None:
+    if arr is None or not arr.size:
+        return
+    if sign > 0 and arr.min() < -tol:
+        raise ValueError(f"{name}: must be >= 0 (min {arr.min():.6g})")
+    if sign < 0 and arr.max() > tol:
+        raise ValueError(f"{name}: must be <= 0 (max {arr.max():.6g})")
+
+
+# -- the window -------------------------------------------------------------------------------
+
+class Tick(Message):
+    """A window: ``n`` steps of ``dt_s`` seconds from run step ``i0`` (UTC ``t0``, unix seconds)."""
+
+    seq: Seq
+    i0: Annotated[int, Field(ge=0)]
+    n: Annotated[int, Field(ge=1, le=MAX_STEPS)]
+    dt_s: Annotated[int, Field(ge=1, le=86400)]
+    t0: float = Field(description="[s] unix time of step i0")
+
+
+class Signals(Message):
+    """Named signal arrays of one window from one environment or grid element."""
+
+    seq: Seq
+    element: Name
+    n: Annotated[int, Field(ge=1, le=MAX_STEPS)]
+    arrays: dict[str, F64]
+
+    @model_validator(mode="after")
+    def _lengths(self) -> "Signals":
+        for key, arr in self.arrays.items():
+            _check_len(f"arrays.{key}", arr, self.n)
+        return self
+
+
+class EnergyRequest(Message):
+    """What a source offers (≥ 0) or a load asks (≤ 0) per step, in joules."""
+
+    seq: Seq
+    element: Name
+    role: Literal["source", "load"]
+    n: Annotated[int, Field(ge=1, le=MAX_STEPS)]
+    joules: F64
+
+    @model_validator(mode="after")
+    def _shape(self) -> "EnergyRequest":
+        _check_len("joules", self.joules, self.n)
+        _check_sign("joules", self.joules, 1 if self.role == "source" else -1)
+        return self
+
+
+class StorageStatus(Message):
+    """A storage element's flexibility description at the start of a window (``Battery.params``)."""
+
+    seq: Seq
+    element: Name
+    params: dict[str, float]
+
+    @model_validator(mode="after")
+    def _finite(self) -> "StorageStatus":
+        bad = [k for k, v in self.params.items() if not np.isfinite(v)]
+        if bad:
+            raise ValueError(f"params: not finite: {', '.join(bad)}")
+        return self
+
+
+class DispatchRequest(Message):
+    """The inverter's wishes for the battery, per step (DC terminal joules, ≥ 0)."""
+
+    seq: Seq
+    dt_s: Annotated[float, Field(gt=0, le=86400)]
+    n: Annotated[int, Field(ge=1, le=MAX_STEPS)]
+    charge_j: F64
+    discharge_j: F64
+    grid_charge_j: F64 | None = None
+    soc_floor: F64 | None = None
+    grid_target_soc: F64 | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> "DispatchRequest":
+        for key in ("charge_j", "discharge_j", "grid_charge_j", "soc_floor", "grid_target_soc"):
+            _check_len(key, getattr(self, key), self.n)
+            _check_sign(key, getattr(self, key), 1)
+        for key in ("soc_floor", "grid_target_soc"):
+            arr = getattr(self, key)
+            if arr is not None and arr.size and arr.max() > 1.0:
+                raise ValueError(f"{key}: must be within [0, 1] (max {arr.max():.6g})")
+        return self
+
+
+class DispatchResult(Message):
+    """What the battery can do (tentative until the window is settled)."""
+
+    seq: Seq
+    n: Annotated[int, Field(ge=1, le=MAX_STEPS)]
+    charge_j: F64
+    grid_charge_j: F64
+    discharge_j: F64
+    stored_j: F64
+    loss_j: F64
+
+    @model_validator(mode="after")
+    def _shape(self) -> "DispatchResult":
+        for key in ("charge_j", "grid_charge_j", "discharge_j", "stored_j", "loss_j"):
+            _check_len(key, getattr(self, key), self.n)
+        for key in ("charge_j", "grid_charge_j", "discharge_j", "stored_j"):
+            _check_sign(key, getattr(self, key), 1)
+        return self
+
+
+class Settle(Message):
+    """The window is committed through step ``k``: what every participant actually got."""
+
+    seq: Seq
+    i0: Annotated[int, Field(ge=0)]
+    n: Annotated[int, Field(ge=1, le=MAX_STEPS)]
+    k: Annotated[int, Field(ge=0)]
+    served: dict[str, F64]
+    participants: list[Name]
+
+    @model_validator(mode="after")
+    def _shape(self) -> "Settle":
+        if self.k >= self.n:
+            raise ValueError(f"k: must be < n {self.n} (got {self.k})")
+        for key, arr in self.served.items():
+            _check_len(f"served.{key}", arr, self.k + 1)
+        return self
+
+
+FLOW_KEYS = (
+    "pv_offered_j", "pv_dc_j", "pv_ac_j", "curtailed_j", "load_j", "unserved_j",
+    "battery_charge_j", "battery_discharge_j", "grid_import_j", "grid_export_j",
+    "loss_j", "grid_available", "price_import", "price_export", "cost",
+)
+
+
+class Flows(Message):
+    """The settled steps of a window: home flows, what each element got, SoC, roster changes."""
+
+    seq: Seq
+    i0: Annotated[int, Field(ge=0)]
+    n: Annotated[int, Field(ge=1, le=MAX_STEPS)]
+    k: Annotated[int, Field(ge=0)]
+    dt_s: Annotated[int, Field(ge=1, le=86400)]
+    flows: dict[str, F64]
+    served: dict[str, F64]
+    roles: dict[str, str]
+    soc: F64 | None = None
+    stale: list[str] = Field(default_factory=list)
+    max_residual_j: Annotated[float, Field(ge=0)] = 0.0
+
+    @model_validator(mode="after")
+    def _shape(self) -> "Flows":
+        if self.k >= self.n:
+            raise ValueError(f"k: must be < n {self.n} (got {self.k})")
+        missing = [key for key in FLOW_KEYS if key not in self.flows]
+        extra = [key for key in self.flows if key not in FLOW_KEYS]
+        if missing or extra:
+            raise ValueError(f"flows: missing {missing}, unknown {extra}")
+        for key, arr in self.flows.items():
+            _check_len(f"flows.{key}", arr, self.k + 1)
+            if key.endswith("_j"):
+                _check_sign(f"flows.{key}", arr, 1, SIGN_TOLERANCE_J)
+        for key, arr in self.served.items():
+            _check_len(f"served.{key}", arr, self.k + 1)
+        _check_len("soc", self.soc, self.k + 1)
+        return self
+
+
+# -- roster and control ---------------------------------------------------------------------------
+
+class Describe(Message):
+    """An element announces itself (on join and when the balancer asks)."""
+
+    element: Name
+    kind: str
+    role: Literal["environment", "source", "load", "storage", "grid", "converter"]
+    inputs: list[str] = Field(default_factory=list)
+    outputs: list[str] = Field(default_factory=list)
+    settle_on_shortfall: bool = False
+    session: int = Field(0, ge=0, description="WAMP session id (roster leaves by session)")
+    config: dict[str, Any] = Field(default_factory=dict)
+    rpcs: list[str] = Field(default_factory=list)
+
+
+class RosterQuery(Message):
+    """The balancer asks every element to (re-)announce itself."""
+
+    reason: str = ""
+
+
+class Roster(Message):
+    """Who takes part from window ``seq`` on, and who left."""
+
+    seq: Seq
+    elements: list[Name]
+    left: list[Name] = Field(default_factory=list)
+    stale: list[Name] = Field(default_factory=list)
+
+
+class SetProperty(Message):
+    """``hometwin.element.<name>.set`` keyword arguments: property → new value."""
+
+    props: dict[str, Any]
+
+
+class ClockStatus(Message):
+    """Where the run stands (RPC answer and, once a second, an event)."""
+
+    seq: Seq
+    i: Annotated[int, Field(ge=0, description="next step to run")]
+    n_steps: Annotated[int, Field(ge=1)]
+    sim_time: str = Field(description="ISO time of step i (UTC)")
+    speed: float | Literal["max"]
+    window: int | None = Field(None, description="fixed steps per window (None: automatic)")
+    paused: bool = False
+    until: int | None = None
+    lag_s: float = Field(0.0, description="[s] how far the paced clock is behind wall time")
+    done: bool = False
+
+
+class RunDone(Message):
+    """The clock reached the end of the run."""
+
+    seq: Seq
+    i: Annotated[int, Field(ge=0)]
+    n_steps: Annotated[int, Field(ge=1)]
+
+
+class RunFailed(Message):
+    """The run cannot go on (e.g. the ledger did not close): fail loudly."""
+
+    seq: Seq
+    error: str
+
+
+# -- URIs ----------------------------------------------------------------------------------------
+
+PREFIX = "hometwin"
+TICK = f"{PREFIX}.tick"
+SIGNALS = f"{PREFIX}.signals"
+REQUEST = f"{PREFIX}.request"
+STORAGE = f"{PREFIX}.storage"
+SETTLE = f"{PREFIX}.settle"
+FLOWS = f"{PREFIX}.flows"
+ROSTER = f"{PREFIX}.roster"
+ANNOUNCE = f"{PREFIX}.roster.announce"
+ROSTER_QUERY = f"{PREFIX}.roster.query"
+ROSTER_GET = f"{PREFIX}.roster.get"
+CLOCK_STATUS_EVENT = f"{PREFIX}.clock.status"
+RUN_DONE = f"{PREFIX}.run.done"
+RUN_FAILED = f"{PREFIX}.run.failed"
+SESSION_ON_LEAVE = "wamp.session.on_leave"
+
+
+def element_uri(name: str, op: str) -> str:
+    """``hometwin.element.<name>.<op>`` (op: describe, get, set, snapshot, dispatch, forecast)."""
+    return f"{PREFIX}.element.{name}.{op}"
+
+
+def clock_uri(op: str) -> str:
+    """``hometwin.clock.<op>`` (op: pause, resume, set_speed, run_until, status)."""
+    return f"{PREFIX}.clock.{op}"
+
+
+def launcher_uri(op: str) -> str:
+    """``hometwin.launcher.<op>`` (op: on, off, status) — only while ``hometwin up`` runs."""
+    return f"{PREFIX}.launcher.{op}"
+
+
+#: (uri, pub/sub or rpc, message model or None, who publishes / serves, who subscribes / calls, what)
+TOPICS: list[tuple[str, str, type[Message] | None, str, str, str]] = [
+    (TICK, "event", Tick, "clock", "every element, inverter", "a window starts"),
+    (SIGNALS, "event", Signals, "sun, weather, grid", "elements with inputs, inverter", "signals of the window"),
+    (REQUEST, "event", EnergyRequest, "sources, loads", "inverter", "joules per step offered (+) / asked (−)"),
+    (STORAGE, "event", StorageStatus, "battery", "inverter", "battery parameters and stored energy at window start"),
+    (SETTLE, "event", Settle, "inverter", "every element", "commit through step k with what was served"),
+    (FLOWS, "event", Flows, "inverter", "clock, recorder, UI", "settled steps: home flows, per element, SoC"),
+    (ROSTER, "event", Roster, "inverter", "anyone", "roster changed (joined, left, stale)"),
+    (ANNOUNCE, "event", Describe, "every element", "inverter", "an element joins / re-announces"),
+    (ROSTER_QUERY, "event", RosterQuery, "inverter", "every element", "please re-announce"),
+    (CLOCK_STATUS_EVENT, "event", ClockStatus, "clock", "UI, launcher", "once a second"),
+    (RUN_DONE, "event", RunDone, "clock", "launcher", "the run reached its end"),
+    (RUN_FAILED, "event", RunFailed, "inverter", "clock, launcher", "the run failed (ledger)"),
+    (SESSION_ON_LEAVE, "event", None, "router (WAMP meta)", "inverter", "a session left: its element leaves the roster"),
+    (element_uri("<name>", "describe"), "rpc", Describe, "every element", "anyone", "what the element is"),
+    (element_uri("<name>", "get"), "rpc", None, "every element", "anyone", "config, telemetry and window state"),
+    (element_uri("<name>", "set"), "rpc", SetProperty, "every element", "ctl, UI", "validated property change (kwargs), at the next window boundary"),
+    (element_uri("<name>", "snapshot"), "rpc", None, "every element", "anyone", "config + state, to continue exactly here"),
+    (element_uri("<name>", "dispatch"), "rpc", DispatchRequest, "battery", "inverter", "tentative dispatch; returns DispatchResult"),
+    (element_uri("<name>", "forecast"), "rpc", None, "elements with a forecast", "inverter strategies", "forecast of the element's signals"),
+    (ROSTER_GET, "rpc", Roster, "inverter", "clock, ctl", "current roster"),
+    (clock_uri("pause"), "rpc", None, "clock", "ctl, UI", "stop at the next window boundary"),
+    (clock_uri("resume"), "rpc", None, "clock", "ctl, UI", "go on"),
+    (clock_uri("set_speed"), "rpc", None, "clock", "ctl, UI", "simulated s per wall s, or 'max'"),
+    (clock_uri("run_until"), "rpc", None, "clock", "ctl, UI", "pause when step i (or a duration from the start) is reached"),
+    (clock_uri("status"), "rpc", ClockStatus, "clock", "ctl, UI", "where the run stands"),
+    (launcher_uri("on"), "rpc", None, "hometwin up", "ctl", "start an element's process"),
+    (launcher_uri("off"), "rpc", None, "hometwin up", "ctl", "stop an element's process (switch it off)"),
+    (launcher_uri("status"), "rpc", None, "hometwin up", "ctl", "processes and their state"),
+]
+
+
+def _fields(model: type[Message] | None) -> str:
+    if model is None:
+        return "–"
+    return ", ".join(f"`{name}`" for name in model.model_fields)
+
+
+def topics_table() -> str:
+    """The AsyncAPI-style table of every topic and RPC (Markdown), generated from the models."""
+    lines = ["| URI | type | message | fields | from | to | meaning |",
+             "|---|---|---|---|---|---|---|"]
+    for uri, kind, model, sender, receiver, what in TOPICS:
+        name = model.__name__ if model is not None else "–"
+        lines.append(f"| `{uri}` | {kind} | {name} | {_fields(model)} | {sender} | {receiver} | {what} |")
+    return "\n".join(lines) + "\n"
+
+
+# -- decoding with accounting ---------------------------------------------------------------------
+
+class Rejections:
+    """Counts rejected messages (in memory, and in a Prometheus counter when one is given)."""
+
+    def __init__(self, on_reject: Callable[[str, str], None] | None = None):
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.on_reject = on_reject
+
+    def reject(self, topic: str, reason: str, detail: str = "") -> None:
+        self.counts[(topic, reason)] += 1
+        log.warning("rejected message on %s (%s): %s", topic, reason, detail[:500])
+        if self.on_reject is not None:
+            self.on_reject(topic, reason)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def decode(model: type[Message], payload: Any, topic: str, rejections: Rejections) -> Any:
+    """Validate one inbound payload; a bad one is counted, logged and ``None`` is returned."""
+    if not isinstance(payload, dict):
+        rejections.reject(topic, "malformed", f"expected a map, got {type(payload).__name__}")
+        return None
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        rejections.reject(topic, "invalid", "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()))
+        return None
+    except (TypeError, ValueError) as exc:
+        rejections.reject(topic, "invalid", str(exc))
+        return None

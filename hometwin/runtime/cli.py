@@ -1,0 +1,391 @@
+"""``hometwin service|clock|router|up|ctl`` — the WAMP runtime's commands (registered into the CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+DEFAULT_ROUTER = "rs://127.0.0.1:8081"
+
+ctl_app = typer.Typer(no_args_is_help=True, help="Send runtime RPCs to a running twin (set, pause, resume, speed, on, off, status).")
+
+
+def _logging(level: str = "INFO") -> None:
+    import txaio
+
+    txaio.use_asyncio()
+    txaio.start_logging(level="error", out=sys.stdout)
+    ours = logging.getLogger("hometwin")
+    ours.setLevel(getattr(logging, level.upper(), logging.INFO))
+    out = logging.StreamHandler(sys.stdout)
+    out.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    ours.addHandler(out)
+    ours.propagate = False
+
+
+def _home_and_element(spec: Optional[Path], name: str, kind: str, config: Optional[str], until: Optional[str]) -> Any:
+    from hometwin.cli import _parse_until, load_or_exit
+    from hometwin.registry import element_class
+    from hometwin.spec import home_context
+
+    if spec is None:
+        raise typer.BadParameter("--spec is required (the home: location, clock, the element's config)")
+    home = load_or_exit(spec)
+    ctx = home_context(home, _parse_until(until, None))
+    el_spec = next((e for e in home.spec.elements if e.name == name), None)
+    cfg: Any = el_spec.config if el_spec is not None else {}
+    if config:
+        try:
+            cfg = json.loads(config)
+        except json.JSONDecodeError as exc:
+            raise typer.BadParameter(f"--config: not JSON ({exc})") from None
+    if el_spec is not None and el_spec.kind != kind:
+        raise typer.BadParameter(f"element {name!r} is a {el_spec.kind!r} in the spec, not a {kind!r}")
+    if el_spec is None and not config:
+        raise typer.BadParameter(f"element {name!r} is not in {spec}; give its --config")
+    return home, element_class(kind)(name, cfg, ctx)
+
+
+def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery, inverter, oven …)"),
+            name: str = typer.Option(..., "--name", help="element name"),
+            spec: Optional[Path] = typer.Option(None, "--spec", help="home.yaml"),
+            config: Optional[str] = typer.Option(None, "--config", help="element config as JSON (overrides the spec's)"),
+            router: str = typer.Option(DEFAULT_ROUTER, "--router", help="rs://host:port or ws://host:port/ws"),
+            realm: Optional[str] = typer.Option(None, "--realm", help="WAMP realm (default hometwin.<home>)"),
+            metrics_port: int = typer.Option(0, "--metrics-port", help="Prometheus port (0 = none)"),
+            metrics_host: str = typer.Option("0.0.0.0", "--metrics-host"),
+            timeout: float = typer.Option(10.0, "--timeout", help="[s] inverter: wait this long for a packet"),
+            until: Optional[str] = typer.Option(None, "--until", help="run length (as hometwin run --until)"),
+            log_level: str = typer.Option("INFO", "--log-level")) -> None:
+    """Run one element as a WAMP service."""
+    from hometwin.deploy import realm_of
+    from hometwin.runtime.metrics import ServiceMetrics
+    from hometwin.runtime.wamp import component, run_component
+
+    _logging(log_level)
+    home, element = _home_and_element(spec, name, kind, config, until)
+    metrics = ServiceMetrics(name)
+    metrics.serve(metrics_port, metrics_host)
+    if element.role.value == "converter":
+        from hometwin.runtime.balancer import Balancer
+
+        host: Any = Balancer(element, [e.name for e in home.spec.elements], metrics, timeout_s=timeout)
+    else:
+        from hometwin.runtime.service import ElementService
+
+        host = ElementService(element, metrics)
+    comp = component(router, realm or realm_of(home))
+
+    @comp.on_join
+    async def _joined(session: Any, details: Any) -> None:
+        await host.on_join(session)
+        logging.getLogger("hometwin.service").info("%s (%s) joined %s", name, kind, details.realm)
+
+    run_component(comp)
+
+
+def clock(spec: Path = typer.Option(..., "--spec"),
+          router: str = typer.Option(DEFAULT_ROUTER, "--router"),
+          realm: Optional[str] = typer.Option(None, "--realm"),
+          speed: str = typer.Option("max", "--speed", help="simulated s per wall s, or max"),
+          window: Optional[int] = typer.Option(None, "--window", min=1, help="fixed steps per window (default automatic)"),
+          until: Optional[str] = typer.Option(None, "--until", help="run length, e.g. 2d"),
+          days: Optional[float] = typer.Option(None, "--days"),
+          pause_at: Optional[int] = typer.Option(None, "--pause-at", help="pause when this step is reached"),
+          paused: bool = typer.Option(False, "--paused", help="start paused"),
+          metrics_port: int = typer.Option(0, "--metrics-port"),
+          metrics_host: str = typer.Option("0.0.0.0", "--metrics-host"),
+          log_level: str = typer.Option("INFO", "--log-level")) -> None:
+    """Run the clock service (issues ticks)."""
+    from hometwin.cli import _parse_until, load_or_exit
+    from hometwin.deploy import realm_of
+    from hometwin.runtime.clock import Clock
+    from hometwin.runtime.metrics import ServiceMetrics
+    from hometwin.runtime.wamp import component, run_component
+    from hometwin.spec import home_context
+
+    _logging(log_level)
+    home = load_or_exit(spec)
+    ctx = home_context(home, _parse_until(until, days))
+    metrics = ServiceMetrics("clock")
+    metrics.serve(metrics_port, metrics_host)
+    expect = [e.name for e in home.spec.elements if e.enabled]
+    clk = Clock(ctx, speed=speed, window=window, default_window=home.spec.clock.window, expect=expect,
+                paused=paused, until=pause_at, metrics=metrics)
+    comp = component(router, realm or realm_of(home))
+    comp.on("join", lambda session, details: clk.on_join(session))
+    run_component(comp)
+
+
+def router_cmd(realm: str = typer.Option(..., "--realm"),
+               host: str = typer.Option("127.0.0.1", "--host", help="interface (0.0.0.0 in a container)"),
+               port: int = typer.Option(8080, "--port", help="WebSocket port (browsers)"),
+               rawsocket_port: int = typer.Option(8081, "--rawsocket-port", help="RawSocket port (services)"),
+               cbdir: Optional[Path] = typer.Option(None, "--cbdir", help="Crossbar node directory (default a temp dir)")) -> None:
+    """Write a Crossbar node config for the home's realm and run the router."""
+    import signal
+    import threading
+
+    from hometwin.runtime.router import Router
+
+    r = Router(realm=realm, host=host, port=port, rawsocket_port=rawsocket_port, cbdir=cbdir, log=sys.stdout)
+    r.start()
+    print(f"router up: {r.url} (services), {r.ws_url} (browsers), realm {realm}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        while not stop.is_set() and r.proc is not None and r.proc.poll() is None:
+            stop.wait(0.5)
+    finally:
+        r.stop()
+
+
+def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
+       speed: str = typer.Option("max", "--speed", help="simulated s per wall s (60 = a minute per second) or max"),
+       window: Optional[int] = typer.Option(None, "--window", min=1, help="fixed steps per window (default automatic)"),
+       until: Optional[str] = typer.Option(None, "--until"),
+       days: Optional[float] = typer.Option(None, "--days"),
+       out: Path = typer.Option(Path("out"), "--out"),
+       router: Optional[str] = typer.Option(None, "--router", help="use this running router instead of starting one"),
+       port: int = typer.Option(8080, "--port", help="router WebSocket port"),
+       rawsocket_port: int = typer.Option(8081, "--rawsocket-port", help="router RawSocket port"),
+       metrics_port: int = typer.Option(0, "--metrics-port", help="first metrics port (one per process; 0 = none)"),
+       pause_at: Optional[int] = typer.Option(None, "--pause-at", help="pause when this step is reached"),
+       timeout: float = typer.Option(10.0, "--timeout", help="[s] the inverter waits this long for a packet"),
+       live: bool = typer.Option(True, "--live/--no-live", help="print live power flows once a second"),
+       report: bool = typer.Option(False, "--report")) -> None:
+    """Run a home as services: Crossbar router, clock, one process per element."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    from hometwin.cli import _parse_until, console, kpi_table
+    from hometwin.runtime.clock import parse_speed
+    from hometwin.runtime.launcher import Launcher
+
+    try:
+        parse_speed(speed)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    until_s = _parse_until(until, days)
+    err = Console(stderr=True)
+
+    def sink(name: str, color: str, line: str) -> None:
+        err.print(Text.assemble((f"{name:>10} │ ", color), line))
+
+    launcher = Launcher(spec_path=file, speed=speed, window=window, until_s=until_s, out=out, router_url=router,
+                        port=port, rawsocket_port=rawsocket_port, metrics_port=metrics_port, pause_at=pause_at,
+                        timeout_s=timeout, log_sink=sink)
+
+    async def main() -> Any:
+        task = asyncio.ensure_future(launcher.run())
+        if live and err.is_terminal:
+            with Live(launcher.live_table(), console=err, refresh_per_second=1) as view:
+                while not task.done():
+                    await asyncio.wait([task], timeout=1.0)
+                    view.update(launcher.live_table())
+        elif live:
+            last = -1
+            while not task.done():
+                await asyncio.wait([task], timeout=1.0)
+                f = launcher.last_flows
+                if f is not None and f.seq != last:
+                    last = f.seq
+                    err.print(f"step {launcher.i}: pv {f.flows['pv_ac_j'][-1] / f.dt_s:,.0f} W · load "
+                              f"{f.flows['load_j'][-1] / f.dt_s:,.0f} W · grid "
+                              f"{(f.flows['grid_import_j'][-1] - f.flows['grid_export_j'][-1]) / f.dt_s:,.0f} W")
+        return await task
+
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(main())
+    try:
+        result = loop.run_until_complete(task)
+    except KeyboardInterrupt:
+        err.print("[yellow]stopping …[/]")
+        task.cancel()
+        try:
+            loop.run_until_complete(task)
+        except (asyncio.CancelledError, Exception):
+            pass
+        result = launcher.result()
+    finally:
+        loop.close()
+    paths = result.write(out, report=report)
+    console.print(kpi_table({launcher.home.metadata.name: result.kpis()}, result.meta.get("currency", "")))
+    console.print(f"{len(result.frame)} steps as services in {result.meta['wall_s']:.2f} s · wrote "
+                  + ", ".join(str(p) for p in paths.values()))
+    if launcher.failed:
+        err.print(f"[bold red]run failed:[/] {launcher.failed}")
+        raise typer.Exit(3)
+
+
+# -- ctl -----------------------------------------------------------------------------------------
+
+def call(router: str, realm: str, uri: str, *args: Any, timeout_s: float = 10.0, **kwargs: Any) -> Any:
+    """One RPC on a running twin (opens a session, calls, leaves)."""
+    from hometwin.runtime.wamp import component
+
+    async def main() -> Any:
+        comp = component(router, realm)
+        result: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        @comp.on_join
+        async def _joined(session: Any, details: Any) -> None:
+            try:
+                result.set_result(await session.call(uri, *args, **kwargs))
+            except Exception as exc:
+                result.set_exception(exc)
+            await session.leave()
+
+        done = comp.start(asyncio.get_running_loop())
+        try:
+            return await asyncio.wait_for(result, timeout_s)
+        finally:
+            try:
+                await asyncio.wait_for(asyncio.shield(done), 2)
+            except Exception:
+                pass
+
+    import txaio
+
+    txaio.use_asyncio()
+    return asyncio.run(main())
+
+
+_CTL_ROUTER = typer.Option(DEFAULT_ROUTER, "--router", help="router URL")
+_CTL_REALM = typer.Option(None, "--realm", help="realm (hometwin.<home>)")
+_CTL_FILE = typer.Option(None, "-f", "--file", help="home.yaml (for the realm)")
+
+
+def _realm(realm: Optional[str], file: Optional[Path]) -> str:
+    if realm:
+        return realm
+    if file is not None:
+        from hometwin.cli import load_or_exit
+        from hometwin.deploy import realm_of
+
+        return realm_of(load_or_exit(file))
+    raise typer.BadParameter("give --realm or -f home.yaml")
+
+
+def _ctl(router: str, realm: Optional[str], file: Optional[Path], uri: str, *args: Any, **kwargs: Any) -> None:
+    from autobahn.wamp.exception import ApplicationError
+
+    try:
+        out = call(router, _realm(realm, file), uri, *args, **kwargs)
+    except ApplicationError as exc:
+        typer.echo(f"error: {exc.error}: {exc.args[0] if exc.args else ''}", err=True)
+        raise typer.Exit(1)
+    except (OSError, asyncio.TimeoutError) as exc:
+        typer.echo(f"error: no answer from {router}: {exc!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(out, indent=2, default=str))
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return {"on": True, "off": False}.get(text.lower(), text)
+
+
+@ctl_app.command("set")
+def ctl_set(element: str, props: list[str] = typer.Argument(..., help="key=value (JSON values)"),
+            router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM, file: Optional[Path] = _CTL_FILE) -> None:
+    """Set element properties (take effect at the next window boundary): ``set oven on=true``."""
+    from hometwin.messages import element_uri
+
+    kwargs = {}
+    for item in props:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{item!r}: expected key=value")
+        kwargs[key] = _value(value)
+    _ctl(router, realm, file, element_uri(element, "set"), **kwargs)
+
+
+@ctl_app.command("get")
+def ctl_get(element: str, router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM,
+            file: Optional[Path] = _CTL_FILE) -> None:
+    """An element's config and telemetry."""
+    from hometwin.messages import element_uri
+
+    _ctl(router, realm, file, element_uri(element, "get"))
+
+
+@ctl_app.command("pause")
+def ctl_pause(router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM, file: Optional[Path] = _CTL_FILE) -> None:
+    """Pause the clock at the next window boundary."""
+    from hometwin.messages import clock_uri
+
+    _ctl(router, realm, file, clock_uri("pause"))
+
+
+@ctl_app.command("resume")
+def ctl_resume(router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM, file: Optional[Path] = _CTL_FILE) -> None:
+    """Resume the clock."""
+    from hometwin.messages import clock_uri
+
+    _ctl(router, realm, file, clock_uri("resume"))
+
+
+@ctl_app.command("speed")
+def ctl_speed(speed: str, router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM,
+              file: Optional[Path] = _CTL_FILE) -> None:
+    """Set the clock speed (simulated s per wall s, or max)."""
+    from hometwin.messages import clock_uri
+
+    _ctl(router, realm, file, clock_uri("set_speed"), speed)
+
+
+@ctl_app.command("until")
+def ctl_until(step: str, router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM,
+              file: Optional[Path] = _CTL_FILE) -> None:
+    """Run until a step (or a duration from the start, e.g. 18h) and pause there."""
+    from hometwin.messages import clock_uri
+
+    _ctl(router, realm, file, clock_uri("run_until"), step)
+
+
+@ctl_app.command("on")
+def ctl_on(element: str, router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM,
+           file: Optional[Path] = _CTL_FILE) -> None:
+    """Switch an element on (start its process in ``hometwin up``)."""
+    from hometwin.messages import launcher_uri
+
+    _ctl(router, realm, file, launcher_uri("on"), element)
+
+
+@ctl_app.command("off")
+def ctl_off(element: str, router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM,
+            file: Optional[Path] = _CTL_FILE) -> None:
+    """Switch an element off (stop its process; it leaves the roster from the next window)."""
+    from hometwin.messages import launcher_uri
+
+    _ctl(router, realm, file, launcher_uri("off"), element)
+
+
+@ctl_app.command("status")
+def ctl_status(router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM, file: Optional[Path] = _CTL_FILE) -> None:
+    """Clock status and the inverter's roster."""
+    from hometwin.messages import ROSTER_GET, clock_uri
+
+    r = _realm(realm, file)
+    out = {"clock": call(router, r, clock_uri("status")), "roster": call(router, r, ROSTER_GET)}
+    typer.echo(json.dumps(out, indent=2, default=str))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the runtime's commands to the ``hometwin`` CLI."""
+    app.command("service")(service)
+    app.command("clock")(clock)
+    app.command("router")(router_cmd)
+    app.command("up")(up)
+    app.add_typer(ctl_app, name="ctl")

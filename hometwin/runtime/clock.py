@@ -1,0 +1,253 @@
+"""The clock service: issues ticks, paced (``speed`` simulated s per wall s) or as fast as possible.
+
+Window size: fixed (``window``) or automatic — one step when paced, the spec's
+window (default one day) at ``max`` speed.  The next tick goes out when the
+``Flows`` of the previous window arrived (the settle step ``k`` says where the next
+window starts) and, when paced, when wall time says so; a paced clock that cannot
+keep up reports its lag (status, metric, log) instead of drifting silently.
+
+Control RPCs (``hometwin.clock.pause|resume|set_speed|run_until|status``) take
+effect at the next window boundary; ``run_until`` also cuts the window there, like
+``Engine.at``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import pandas as pd
+from autobahn.wamp.exception import ApplicationError
+
+from hometwin import messages as m
+from hometwin.element import HomeContext
+from hometwin.runtime.metrics import ServiceMetrics
+from hometwin.runtime.wamp import handler
+
+log = logging.getLogger("hometwin.clock")
+
+#: Lag above this is logged as a warning (seconds of wall time).
+LAG_WARN_S = 1.0
+
+
+def parse_speed(value: Any) -> float | str:
+    """``max`` or a positive number of simulated seconds per wall second."""
+    if isinstance(value, str) and value.strip().lower() in ("max", "inf", "fast"):
+        return "max"
+    try:
+        speed = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"speed: a number > 0 or 'max' (got {value!r})") from None
+    if not speed > 0 or speed == float("inf"):
+        raise ValueError(f"speed: a number > 0 or 'max' (got {value!r})")
+    return speed
+
+
+class Clock:
+    """The tick source of one home run."""
+
+    def __init__(self, ctx: HomeContext, speed: float | str = "max", window: int | None = None,
+                 default_window: int | None = None, expect: list[str] | None = None,
+                 paused: bool = False, until: int | None = None, start_timeout_s: float = 60.0,
+                 retick_s: float = 60.0,
+                 metrics: ServiceMetrics | None = None):
+        self.ctx = ctx
+        self.speed = parse_speed(speed)
+        self.window = window
+        self.default_window = int(default_window or max(1, 86400 // ctx.step_s))
+        self.expect = list(expect or [])
+        self.paused = paused
+        self.until = until
+        self.start_timeout_s = start_timeout_s
+        self.retick_s = retick_s
+        self.metrics = metrics or ServiceMetrics("clock")
+        self.rejections = m.Rejections(self.metrics.reject)
+        self.i = 0
+        self.seq = 0
+        self.lag_s = 0.0
+        self.done = False
+        self.failed: str | None = None
+        self.session: Any = None
+        self._flows: dict[int, asyncio.Future] = {}
+        self._wake = asyncio.Event()
+        self._anchor: tuple[float, int] | None = None  # (wall time, step) pacing reference
+        self._t0_epoch = float(ctx.start.timestamp())
+        self._last_warn = 0.0
+
+    # -- RPCs --------------------------------------------------------------------------------------
+    def status(self) -> m.ClockStatus:
+        return m.ClockStatus(seq=self.seq, i=self.i, n_steps=self.ctx.n_steps,
+                             sim_time=(self.ctx.start + pd.Timedelta(seconds=self.i * self.ctx.step_s)).isoformat(),
+                             speed=self.speed, window=self.window, paused=self.paused, until=self.until,
+                             lag_s=self.lag_s, done=self.done)
+
+    def rpc_pause(self) -> dict[str, Any]:
+        self.paused = True
+        return self.status().wire()
+
+    def rpc_resume(self) -> dict[str, Any]:
+        self.paused = False
+        self._anchor = None
+        self._wake.set()
+        return self.status().wire()
+
+    def rpc_set_speed(self, speed: Any = None) -> dict[str, Any]:
+        try:
+            self.speed = parse_speed(speed)
+        except ValueError as exc:
+            raise ApplicationError("hometwin.error.invalid_property", str(exc), field="speed") from None
+        self._anchor = None
+        self._wake.set()
+        return self.status().wire()
+
+    def rpc_run_until(self, step: Any = None) -> dict[str, Any]:
+        """Pause when step ``step`` is reached (an int, or a duration from the start such as ``18h``)."""
+        from hometwin.spec import parse_duration_s
+
+        try:
+            target = int(step) if isinstance(step, int) or (isinstance(step, str) and step.isdigit()) \
+                else parse_duration_s(step) // self.ctx.step_s
+        except (TypeError, ValueError) as exc:
+            raise ApplicationError("hometwin.error.invalid_property", f"run_until: {exc}", field="step") from None
+        if target <= self.i or target > self.ctx.n_steps:
+            raise ApplicationError("hometwin.error.invalid_property",
+                                   f"run_until: step must be in ({self.i}, {self.ctx.n_steps}] (got {target})",
+                                   field="step")
+        self.until = target
+        self.paused = False
+        self._anchor = None
+        self._wake.set()
+        return self.status().wire()
+
+    # -- session -----------------------------------------------------------------------------------
+    async def on_join(self, session: Any) -> None:
+        self.session = session
+        for op, fn in (("pause", self.rpc_pause), ("resume", self.rpc_resume), ("set_speed", self.rpc_set_speed),
+                       ("run_until", self.rpc_run_until), ("status", lambda: self.status().wire())):
+            await session.register(fn, m.clock_uri(op))
+        await session.subscribe(handler(m.FLOWS, self.on_flows, self.rejections, self.metrics.msg), m.FLOWS)
+        await session.subscribe(handler(m.RUN_FAILED, self.on_failed, self.rejections, self.metrics.msg), m.RUN_FAILED)
+        asyncio.ensure_future(self._status_loop())
+        asyncio.ensure_future(self.run())
+
+    def on_flows(self, payload: Any) -> None:
+        f = m.decode(m.Flows, payload, m.FLOWS, self.rejections)
+        if f is None:
+            return
+        fut = self._flows.get(f.seq)
+        if fut is None or fut.done():
+            self.rejections.reject(m.FLOWS, "stale_seq", f"flows for seq {f.seq}, waiting for {sorted(self._flows)}")
+            return
+        fut.set_result(f)
+
+    def on_failed(self, payload: Any) -> None:
+        msg = m.decode(m.RunFailed, payload, m.RUN_FAILED, self.rejections)
+        if msg is not None:
+            self.failed = msg.error
+            self._wake.set()
+            for fut in self._flows.values():
+                if not fut.done():
+                    fut.cancel()
+
+    async def _status_loop(self) -> None:
+        while not self.done and self.session is not None:
+            try:
+                self.session.publish(m.CLOCK_STATUS_EVENT, self.status().wire())
+            except Exception:
+                return
+            await asyncio.sleep(1.0)
+
+    async def wait_for_roster(self) -> None:
+        """Wait until every expected element is on the inverter's roster (bounded)."""
+        deadline = time.monotonic() + self.start_timeout_s
+        missing = list(self.expect)
+        while True:
+            try:
+                roster = m.Roster.model_validate(await self.session.call(m.ROSTER_GET))
+                missing = [n for n in self.expect if n not in roster.elements]
+                if not missing:
+                    return
+            except Exception:
+                pass  # the inverter is not registered yet
+            if time.monotonic() > deadline:
+                log.warning("starting without %s (not on the roster after %.0f s)", ", ".join(missing) or "the inverter",
+                            self.start_timeout_s)
+                return
+            await asyncio.sleep(0.1)
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def window_len(self) -> int:
+        auto = 1 if self.speed != "max" else self.default_window
+        n = min(self.window or auto, self.ctx.n_steps - self.i)
+        if self.until is not None and self.until > self.i:
+            n = min(n, self.until - self.i)
+        return max(n, 1)
+
+    async def _pace(self) -> None:
+        if self.speed == "max":
+            self.lag_s = 0.0
+            return
+        now = time.monotonic()
+        if self._anchor is None:
+            self._anchor = (now, self.i)
+        wall0, i0 = self._anchor
+        due = wall0 + (self.i - i0) * self.ctx.step_s / float(self.speed)
+        if due > now:
+            self.lag_s = 0.0
+            await asyncio.sleep(due - now)
+            return
+        self.lag_s = now - due
+        self.metrics.lag.labels("clock").set(self.lag_s)
+        if self.lag_s > LAG_WARN_S and now - self._last_warn > 5.0:
+            self._last_warn = now
+            log.warning("paced clock is %.1f s behind wall time (speed %s): the services cannot keep up",
+                        self.lag_s, self.speed)
+
+    async def _tick(self, tick: m.Tick, fut: asyncio.Future) -> m.Flows:
+        """Publish the tick; re-publish it if no Flows came (a restarted inverter lost it)."""
+        while True:
+            self.session.publish(m.TICK, tick.wire())
+            self.metrics.msg("out", m.TICK)
+            try:
+                return await asyncio.wait_for(asyncio.shield(fut), self.retick_s)
+            except asyncio.TimeoutError:
+                log.warning("no Flows for window %d after %.0f s: publishing its tick again", tick.seq, self.retick_s)
+
+    async def run(self) -> None:
+        await self.wait_for_roster()
+        self.metrics.speed.labels("clock").set(0 if self.speed == "max" else float(self.speed))
+        while self.i < self.ctx.n_steps and not self.failed:
+            if self.until is not None and self.i >= self.until:
+                self.until = None
+                self.paused = True
+            while self.paused and not self.failed:
+                self._wake.clear()
+                await self._wake.wait()
+            if self.failed:
+                break
+            await self._pace()
+            n = self.window_len()
+            seq = self.seq
+            tick = m.Tick(seq=seq, i0=self.i, n=n, dt_s=self.ctx.step_s,
+                          t0=self._t0_epoch + self.i * self.ctx.step_s)
+            fut = self._flows[seq] = asyncio.get_running_loop().create_future()
+            try:
+                flows = await self._tick(tick, fut)
+            except asyncio.CancelledError:
+                break
+            finally:
+                self._flows.pop(seq, None)
+            self.i += flows.k + 1
+            self.seq += 1
+            self.metrics.ticks.labels("clock").inc()
+            self.metrics.steps.labels("clock").inc(flows.k + 1)
+            self.metrics.sim_time.labels("clock").set(self._t0_epoch + self.i * self.ctx.step_s)
+        self.done = True
+        if self.failed:
+            log.error("run failed at seq %d: %s", self.seq, self.failed)
+            return
+        self.session.publish(m.RUN_DONE, m.RunDone(seq=self.seq, i=self.i, n_steps=self.ctx.n_steps).wire())
+        self.session.publish(m.CLOCK_STATUS_EVENT, self.status().wire())
+        log.info("run done: %d steps in %d windows", self.i, self.seq)

@@ -1,0 +1,326 @@
+"""``hometwin up``: a whole home on one machine — router, clock, one OS process per element.
+
+The processes are exactly :func:`hometwin.deploy.service_commands` (the Kubernetes
+operator starts the same), with two local adjustments: every process gets its own
+metrics port (``--metrics-port`` base + index, on 127.0.0.1) and the clock gets the
+run options (speed, window, until, pause-at).  Logs are streamed with the element's
+name, a crashed element is restarted (as Kubernetes would), ``hometwin ctl on|off``
+starts/stops an element's process, and a recorder subscribed to ``Flows`` writes the
+same results and KPIs as ``hometwin run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import numpy as np
+
+from hometwin import messages as m
+from hometwin.deploy import ServiceCommand, realm_of, service_commands
+from hometwin.engine import build_element
+from hometwin.results import Recorder, Result
+from hometwin.runtime.router import Router, free_port
+from hometwin.runtime.wamp import component, plain
+from hometwin.spec import home_context
+
+log = logging.getLogger("hometwin.up")
+
+COLORS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green",
+          "bright_yellow", "bright_blue", "red", "bright_red")
+
+
+class RemoteRun:
+    """What :class:`Recorder` needs of an engine, fed from ``Flows`` messages."""
+
+    def __init__(self, home: Any, until_s: int | None):
+        self.ctx = home_context(home, until_s)
+        self.elements = {el.name: build_element(el, self.ctx) for el in home.spec.elements if el.enabled}
+        self.max_residual_j = 0.0
+
+    @property
+    def battery(self) -> Any:
+        return next((e for e in self.elements.values() if e.role.value == "storage"), None)
+
+
+@dataclass
+class Proc:
+    cmd: ServiceCommand
+    argv: list[str]
+    color: str
+    proc: asyncio.subprocess.Process | None = None
+    wanted: bool = True  # False: switched off (ctl off) — not restarted
+    restarts: int = 0
+    started_at: float = 0.0
+    pump: asyncio.Task | None = None
+
+
+@dataclass
+class Launcher:
+    """Runs one home as services; ``await run()`` returns the :class:`Result`."""
+
+    spec_path: Path
+    speed: str = "max"
+    window: int | None = None
+    until_s: int | None = None
+    out: Path | None = None
+    router_url: str | None = None  # an external router; None = start one
+    host: str = "127.0.0.1"
+    port: int = 8080
+    rawsocket_port: int = 8081
+    metrics_port: int = 0  # base port; 0 = no metrics endpoints
+    pause_at: int | None = None
+    timeout_s: float = 10.0
+    live: bool = True
+    log_sink: Callable[[str, str, str], None] | None = None  # (name, color, line)
+    restart: bool = True
+    transport: str = "rawsocket"  # how the services reach our own router: rawsocket | websocket
+    router_log: Any = None  # a file for crossbar's output (default: discarded)
+    procs: dict[str, Proc] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from hometwin.spec import load_home
+
+        self.spec_path = Path(self.spec_path).resolve()
+        self.home = load_home(self.spec_path)
+        self.realm = realm_of(self.home)
+        self.remote = RemoteRun(self.home, self.until_s)
+        self.recorder = Recorder(self.remote)
+        self.router: Router | None = None
+        self.session: Any = None
+        self.last_flows: m.Flows | None = None
+        self.clock_status: dict[str, Any] = {}
+        self.roster: list[str] = []
+        self.left: list[str] = []
+        self.done = asyncio.Event()
+        self.failed: str | None = None
+        self.stopping = False
+        self.i = 0
+        self.t_start = time.perf_counter()
+
+    # -- processes -----------------------------------------------------------------------------
+    def _argv(self, cmd: ServiceCommand, index: int) -> list[str]:
+        args = list(cmd.args)
+        if "--metrics-port" in args:
+            j = args.index("--metrics-port")
+            args[j + 1] = str(self.metrics_port + index if self.metrics_port else 0)
+            args += ["--metrics-host", "127.0.0.1"]
+        if cmd.kind == "clock":
+            args += ["--speed", str(self.speed)]
+            if self.window:
+                args += ["--window", str(self.window)]
+            if self.until_s:
+                args += ["--until", f"{self.until_s}s"]
+            if self.pause_at is not None:
+                args += ["--pause-at", str(self.pause_at)]
+        if cmd.kind == "inverter":
+            args += ["--timeout", str(self.timeout_s)]
+            if os.environ.get("HOMETWIN_DEBUG_BALANCER"):
+                args += ["--log-level", "DEBUG"]
+        return [sys.executable, "-m", "hometwin.cli"] + args
+
+    async def _spawn(self, p: Proc) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        p.proc = await asyncio.create_subprocess_exec(*p.argv, stdout=asyncio.subprocess.PIPE,
+                                                      stderr=asyncio.subprocess.STDOUT, env=env)
+        p.started_at = time.monotonic()
+        p.pump = asyncio.ensure_future(self._pump(p))
+
+    async def _pump(self, p: Proc) -> None:
+        proc = p.proc
+        assert proc is not None and proc.stdout is not None
+        while True:
+            line = await proc.stdout.readline()
+            if not line:
+                break
+            text = line.decode(errors="replace").rstrip()
+            if "UBJSON" in text or "_ARRAY_API" in text or not text:
+                continue
+            self._log(p.cmd.name, p.color, text)
+        rc = await proc.wait()
+        if self.stopping or not p.wanted:
+            return
+        self._log(p.cmd.name, p.color, f"exited with code {rc}")
+        if self.restart:
+            delay = min(10.0, 0.5 * 2 ** min(p.restarts, 4))
+            p.restarts += 1
+            self._log(p.cmd.name, p.color, f"restarting in {delay:.1f} s (restart {p.restarts})")
+            await asyncio.sleep(delay)
+            if not self.stopping and p.wanted:
+                await self._spawn(p)
+
+    def _log(self, name: str, color: str, text: str) -> None:
+        if self.log_sink is not None:
+            self.log_sink(name, color, text)
+        else:
+            sys.stderr.write(f"[{name}] {text}\n")
+
+    async def _stop_proc(self, p: Proc, timeout_s: float = 8.0) -> None:
+        proc = p.proc
+        if proc is None or proc.returncode is not None:
+            return
+        try:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+        except ProcessLookupError:
+            pass
+
+    async def switch(self, name: str, on: bool) -> dict[str, Any]:
+        """``ctl on|off``: start or stop an element's process (the clock and inverter stay)."""
+        p = self.procs.get(name)
+        if p is None or p.cmd.kind in ("clock", "inverter"):
+            raise ValueError(f"no switchable element {name!r} (known: {', '.join(self._switchable())})")
+        if on:
+            p.wanted = True
+            if p.proc is None or p.proc.returncode is not None:
+                await self._spawn(p)
+        else:
+            p.wanted = False
+            await self._stop_proc(p)
+        return self.proc_status()
+
+    def _switchable(self) -> list[str]:
+        return [n for n, p in self.procs.items() if p.cmd.kind not in ("clock", "inverter")]
+
+    def proc_status(self) -> dict[str, Any]:
+        return {n: {"kind": p.cmd.kind, "running": p.proc is not None and p.proc.returncode is None,
+                    "wanted": p.wanted, "restarts": p.restarts, "pid": p.proc.pid if p.proc else None}
+                for n, p in self.procs.items()}
+
+    # -- control session -----------------------------------------------------------------------------
+    async def _on_join(self, session: Any, details: Any = None) -> None:
+        self.session = session
+        rej = m.Rejections()
+
+        def on_flows(payload: Any) -> None:
+            f = m.decode(m.Flows, payload, m.FLOWS, rej)
+            if f is None:
+                return
+            self.last_flows = f
+            self.remote.max_residual_j = max(self.remote.max_residual_j, f.max_residual_j)
+            w = SimpleNamespace(i0=f.i0, n=f.n)
+            self.recorder.add(SimpleNamespace(window=w, k=f.k, flows=f.flows, soc=f.soc, served=f.served))
+            self.i = f.i0 + f.k + 1
+
+        def on_done(*_: Any, **__: Any) -> None:
+            self.done.set()
+
+        def on_failed(payload: Any = None, *_: Any, **__: Any) -> None:
+            self.failed = str(payload.get("error") if isinstance(payload, dict) else payload)
+            self.done.set()
+
+        def on_roster(payload: Any = None, *_: Any, **__: Any) -> None:
+            r = m.decode(m.Roster, payload, m.ROSTER, rej)
+            if r is not None:
+                self.roster, self.left = r.elements, r.left
+
+        def on_status(payload: Any = None, *_: Any, **__: Any) -> None:
+            if isinstance(payload, dict):
+                self.clock_status = payload
+
+        await session.subscribe(lambda p=None, *a, **k: on_flows(p), m.FLOWS)
+        await session.subscribe(on_done, m.RUN_DONE)
+        await session.subscribe(on_failed, m.RUN_FAILED)
+        await session.subscribe(on_roster, m.ROSTER)
+        await session.subscribe(on_status, m.CLOCK_STATUS_EVENT)
+        await session.register(lambda name: self.switch(name, True), m.launcher_uri("on"))
+        await session.register(lambda name: self.switch(name, False), m.launcher_uri("off"))
+        await session.register(lambda: plain(self.proc_status()), m.launcher_uri("status"))
+        self._joined.set()
+
+    # -- run -----------------------------------------------------------------------------------------
+    async def run(self) -> Result:
+        self._joined = asyncio.Event()
+        url = self.router_url
+        if url is None:
+            self.router = Router(realm=self.realm, host=self.host, port=self.port or free_port(self.host),
+                                 rawsocket_port=self.rawsocket_port or free_port(self.host), log=self.router_log)
+            await asyncio.get_running_loop().run_in_executor(None, self.router.start)
+            url = self.router.ws_url if self.transport == "websocket" else self.router.url
+            self._log("router", "white", f"crossbar up: {self.router.url} (services), {self.router.ws_url} (browsers)")
+        comp = component(url, self.realm)
+        comp.on("join", self._on_join)
+        comp_done = comp.start(asyncio.get_running_loop())
+        try:
+            await asyncio.wait_for(self._joined.wait(), 30)
+            cmds = [c for c in service_commands(self.home, str(self.spec_path), url) if c.kind != "router"]
+            for idx, cmd in enumerate(cmds):
+                p = Proc(cmd=cmd, argv=self._argv(cmd, idx), color=COLORS[idx % len(COLORS)], wanted=cmd.enabled)
+                self.procs[cmd.name] = p
+                if cmd.enabled:
+                    await self._spawn(p)
+            self.t_start = time.perf_counter()
+            await self.done.wait()
+        finally:
+            await self.shutdown(comp)
+            comp_done.cancel() if not comp_done.done() else None
+        return self.result()
+
+    async def shutdown(self, comp: Any = None) -> None:
+        self.stopping = True
+        order = [p for p in self.procs.values() if p.cmd.kind not in ("clock", "inverter")] + \
+                [p for p in self.procs.values() if p.cmd.kind == "inverter"] + \
+                [p for p in self.procs.values() if p.cmd.kind == "clock"]
+        await asyncio.gather(*(self._stop_proc(p) for p in order), return_exceptions=True)
+        for p in order:
+            if p.pump is not None:
+                try:
+                    await asyncio.wait_for(p.pump, 2)
+                except (asyncio.TimeoutError, Exception):
+                    pass
+        if comp is not None:
+            try:
+                await asyncio.wait_for(comp.stop(), 3)
+            except Exception:
+                pass
+        if self.router is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.router.stop)
+
+    def result(self) -> Result:
+        """The recorded run (cut at the last settled step when stopped early)."""
+        res = self.recorder.result(wall_s=time.perf_counter() - self.t_start)
+        if self.i < len(res.frame):
+            res = Result(frame=res.frame.iloc[: self.i].copy(), meta=dict(res.meta, n_steps=self.i, complete=False))
+        res.meta["runtime"] = "services"
+        return res
+
+    def live_table(self) -> Any:
+        from rich.table import Table
+
+        f = self.last_flows
+        st = self.clock_status
+        title = (f"{self.home.metadata.name} · {st.get('sim_time', '…')} · step {st.get('i', 0)}/{st.get('n_steps', '?')}"
+                 f" · speed {st.get('speed', self.speed)}" + (" · PAUSED" if st.get("paused") else "")
+                 + (f" · lag {st.get('lag_s', 0):.1f} s" if st.get("lag_s") else ""))
+        table = Table(title=title)
+        table.add_column("element")
+        table.add_column("W", justify="right")
+        table.add_column("process")
+        procs = self.proc_status()
+        if f is not None:
+            for name, arr in f.served.items():
+                running = procs.get(name, {}).get("running")
+                table.add_row(name, f"{float(arr[-1]) / f.dt_s:,.0f}", "up" if running else "–")
+            for key in ("pv_ac_j", "load_j", "grid_import_j", "grid_export_j", "battery_charge_j",
+                        "battery_discharge_j", "unserved_j"):
+                table.add_row(f"[dim]{key[:-2]}[/]", f"{float(f.flows[key][-1]) / f.dt_s:,.0f}", "")
+            if f.soc is not None:
+                table.add_row("[dim]battery SoC[/]", f"{float(f.soc[-1]):.1%}", "")
+        return table
+
+
+def kpis_equal(a: Result, b: Result, atol_j: float = 1e-9) -> float:
+    """Largest absolute difference between two results' energy columns [J]."""
+    cols = [c for c in a.frame.columns if c.endswith("_j") and c in b.frame.columns]
+    return max(float(np.max(np.abs(a.frame[c].to_numpy() - b.frame[c].to_numpy()))) for c in cols)

@@ -1,0 +1,162 @@
+"""The home's WAMP router: a Crossbar.io node config and the ``crossbar start`` subprocess.
+
+One realm per home (``hometwin.<home>``), a RawSocket transport (services: msgpack,
+the fast path) and a WebSocket transport (browsers: msgpack or JSON), both on the
+loopback interface unless told otherwise.  Config format: Crossbar node config
+version 2 (``workers[].type = "router"`` with ``realms`` and ``transports``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+#: Crossbar's (and autobahn's RawSocket) largest frame: 16 MiB.  A day-long window of a
+#: big home's Flows is well below it (30 arrays × 1440 × 8 B ≈ 350 kB).
+MAX_MESSAGE_SIZE = 2**24
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (for tests and ``hometwin up``)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def node_config(realm: str, host: str = "127.0.0.1", port: int = 8080, rawsocket_port: int = 8081,
+                realms: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A Crossbar node config (version 2): one router worker, realm(s), RawSocket + WebSocket."""
+    permissions = [{
+        "uri": "", "match": "prefix",
+        "allow": {"call": True, "register": True, "publish": True, "subscribe": True},
+        "disclose": {"caller": True, "publisher": True},
+        "cache": True,
+    }]
+    all_realms = [realm] + [r for r in realms if r != realm]
+    return {
+        "version": 2,
+        "controller": {},
+        "workers": [{
+            "type": "router",
+            "realms": [{"name": r, "roles": [{"name": "anonymous", "permissions": permissions}]}
+                       for r in all_realms],
+            "transports": [
+                {"type": "rawsocket", "endpoint": {"type": "tcp", "interface": host, "port": rawsocket_port},
+                 "serializers": ["msgpack", "json"], "options": {"max_message_size": MAX_MESSAGE_SIZE}},
+                {"type": "websocket", "endpoint": {"type": "tcp", "interface": host, "port": port},
+                 "serializers": ["msgpack", "json"], "options": {"max_message_size": MAX_MESSAGE_SIZE}},
+            ],
+        }],
+    }
+
+
+def write_config(cbdir: str | Path, config: dict[str, Any]) -> Path:
+    """Write ``config.json`` into a Crossbar node directory (``.crossbar``)."""
+    cbdir = Path(cbdir)
+    cbdir.mkdir(parents=True, exist_ok=True)
+    path = cbdir / "config.json"
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+def crossbar_executable() -> str:
+    """``crossbar`` next to this interpreter (a venv), else on PATH."""
+    here = Path(sys.executable).parent / "crossbar"
+    if here.exists():
+        return str(here)
+    found = shutil.which("crossbar")
+    if found is None:
+        raise FileNotFoundError("crossbar is not installed (pip install 'hometwin[services]')")
+    return found
+
+
+def wait_for_port(host: str, port: int, timeout_s: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+    """Return once ``host:port`` accepts a TCP connection; raise on timeout or if ``proc`` died."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"router exited with code {proc.returncode} before accepting connections")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"router at {host}:{port} did not accept connections within {timeout_s} s")
+            time.sleep(0.1)
+
+
+@dataclass
+class Router:
+    """A running ``crossbar start`` subprocess; ``url`` is its RawSocket URL for services."""
+
+    realm: str
+    host: str = "127.0.0.1"
+    port: int = 0  # WebSocket; 0 = a free one
+    rawsocket_port: int = 0  # RawSocket; 0 = a free one
+    cbdir: Path | None = None
+    log: IO[Any] | None = None
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+    _tmp: str | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"rs://{self.host}:{self.rawsocket_port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/ws"
+
+    def start(self, timeout_s: float = 60.0) -> "Router":
+        """Write the config, start crossbar, wait until both ports accept connections."""
+        self.port = self.port or free_port(self.host)
+        self.rawsocket_port = self.rawsocket_port or free_port(self.host)
+        if self.cbdir is None:
+            self._tmp = tempfile.mkdtemp(prefix="hometwin-router-")
+            self.cbdir = Path(self._tmp) / ".crossbar"
+        write_config(self.cbdir, node_config(self.realm, self.host, self.port, self.rawsocket_port))
+        cmd = [crossbar_executable(), "start", "--cbdir", str(self.cbdir), "--loglevel", "warn"]
+        out = self.log if self.log is not None else subprocess.DEVNULL
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for_port(self.host, self.rawsocket_port, timeout_s, self.proc)
+            wait_for_port(self.host, self.port, timeout_s, self.proc)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM the node (crossbar stops its workers), SIGKILL if it lingers."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(5)
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> "Router":
+        return self.start()
+
+    def __exit__(self, *_: Any) -> None:
+        self.stop()

@@ -1,0 +1,101 @@
+"""Small autobahn (asyncio) helpers shared by every service: transports, handlers, running."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any, Callable
+from urllib.parse import urlparse
+
+import numpy as np
+from autobahn.asyncio.component import Component
+
+from hometwin.messages import Rejections
+
+log = logging.getLogger("hometwin.runtime")
+
+
+def transport(url: str) -> dict[str, Any]:
+    """Autobahn transport config for ``rs://host:port`` (RawSocket, msgpack) or ``ws://…`` (WebSocket)."""
+    scheme = urlparse(url).scheme
+    if scheme in ("rs", "rss"):
+        return {"type": "rawsocket", "url": url, "serializer": "msgpack", "max_retries": 20,
+                "initial_retry_delay": 0.2, "max_retry_delay": 2.0}
+    if scheme in ("ws", "wss"):
+        return {"type": "websocket", "url": url, "serializers": ["msgpack"], "max_retries": 20,
+                "initial_retry_delay": 0.2, "max_retry_delay": 2.0}
+    raise ValueError(f"router URL must start with rs:// or ws:// (got {url!r})")
+
+
+def component(url: str, realm: str) -> Component:
+    return Component(transports=[transport(url)], realm=realm)
+
+
+def handler(uri: str, fn: Callable[[Any], None], rejections: Rejections,
+            count: Callable[[str, str], None] | None = None) -> Callable[..., None]:
+    """A WAMP event handler taking exactly one positional payload; anything else is rejected."""
+
+    def on_event(*args: Any, **kwargs: Any) -> None:
+        if count is not None:
+            count("in", uri)
+        if len(args) != 1 or kwargs:
+            rejections.reject(uri, "malformed", f"expected one positional argument, got {len(args)} and {sorted(kwargs)}")
+            return
+        try:
+            fn(args[0])
+        except Exception:  # a bug in our handler must not kill the session
+            log.exception("error handling %s", uri)
+
+    return on_event
+
+
+def plain(value: Any) -> Any:
+    """msgpack-safe copy (numpy → Python, tuples → lists)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def run_component(comp: Component, stop: asyncio.Event | None = None,
+                  extra: Callable[[asyncio.AbstractEventLoop], Any] | None = None) -> None:
+    """Run one component until it is done, SIGTERM/SIGINT, or ``stop`` is set."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    stop = stop or asyncio.Event()
+
+    def _stop(*_: Any) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, _stop)
+        except (NotImplementedError, RuntimeError):
+            pass
+
+    async def main() -> None:
+        done = comp.start(loop)
+        if extra is not None:
+            extra(loop)
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([asyncio.ensure_future(done), stopper], return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            try:
+                await asyncio.wait_for(comp.stop(), 3)
+            except Exception:
+                pass
+        else:
+            exc = done.exception() if done.done() and not done.cancelled() else None
+            if exc is not None:
+                raise exc
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
