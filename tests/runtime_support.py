@@ -1,0 +1,138 @@
+"""Helpers for the runtime tests: a real Crossbar router on a free loopback port, a
+``hometwin up`` launcher in a background thread, ctl calls and /metrics scraping."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+import hometwin.runtime  # noqa: F401  (blocks autobahn's broken UBJSON import)
+from hometwin.runtime.cli import call
+from hometwin.runtime.launcher import Launcher
+from hometwin.runtime.router import Router, free_port, node_config, write_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CAPE_TOWN = ROOT / "examples" / "homes" / "cape-town.yaml"
+REALMS = ("hometwin.cape-town", "hometwin.minimal")
+
+
+class SharedRouter(Router):
+    """A router serving every realm the runtime tests use."""
+
+    def start(self, timeout_s: float = 60.0) -> "SharedRouter":
+        super().start(timeout_s)
+        return self
+
+
+@pytest.fixture(scope="session")
+def router(tmp_path_factory: Any) -> Any:
+    """A real Crossbar router on free loopback ports (session-scoped, stopped at the end)."""
+    import hometwin.runtime.router as rt
+
+    cbdir = tmp_path_factory.mktemp("crossbar") / ".crossbar"
+    r = Router(realm=REALMS[0], cbdir=cbdir)
+    orig = rt.node_config
+    rt.node_config = lambda realm, host, port, rs, realms=(): orig(realm, host, port, rs, realms=REALMS)
+    try:
+        r.start(timeout_s=90)
+    finally:
+        rt.node_config = orig
+    yield r
+    r.stop()
+
+
+def wait_until(pred: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            value = pred()
+        except Exception:
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(every_s)
+
+
+class Up:
+    """``hometwin up`` (the Launcher) in a background thread."""
+
+    def __init__(self, router: Router, spec: Path = CAPE_TOWN, **kwargs: Any):
+        self.router = router
+        self.logs: list[str] = []
+        self.launcher = Launcher(spec_path=spec, router_url=router.url, log_sink=self._sink, live=False,
+                                 **kwargs)
+        self.realm = self.launcher.realm
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sink(self, name: str, color: str, line: str) -> None:
+        self.logs.append(f"[{name}] {line}")
+
+    def _run(self) -> None:
+        try:
+            self.result = asyncio.run(self.launcher.run())
+        except BaseException as exc:  # surfaced by join()
+            self.error = exc
+
+    def start(self) -> "Up":
+        self.thread.start()
+        return self
+
+    def join(self, timeout_s: float) -> Any:
+        self.thread.join(timeout_s)
+        if self.thread.is_alive():
+            raise AssertionError("hometwin up did not finish in time; last logs:\n" + "\n".join(self.logs[-40:]))
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    def call(self, uri: str, *args: Any, **kwargs: Any) -> Any:
+        return call(self.router.url, self.realm, uri, *args, **kwargs)
+
+    def clock(self) -> dict[str, Any]:
+        return self.call("hometwin.clock.status")
+
+    def wait_paused_at(self, step: int, timeout_s: float = 120) -> dict[str, Any]:
+        return wait_until(lambda: (lambda s: s if s["paused"] and s["i"] == step else None)(self.clock()),
+                          timeout_s, f"the clock to pause at step {step}")
+
+    def metrics_port(self, name: str) -> int:
+        argv = self.launcher.procs[name].argv
+        return int(argv[argv.index("--metrics-port") + 1])
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Prometheus text → {'name{labels}': value} (loopback only)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+def max_diff(a: Any, b: Any) -> float:
+    """Largest absolute difference over the columns of two result frames (NaN-aware)."""
+    assert list(a.index) == list(b.index)
+    assert sorted(a.columns) == sorted(b.columns), set(a.columns) ^ set(b.columns)
+    worst = 0.0
+    for c in b.columns:
+        x, y = a[c].to_numpy(dtype=float), b[c].to_numpy(dtype=float)
+        assert (np.isnan(x) == np.isnan(y)).all(), c
+        d = np.abs(np.nan_to_num(x) - np.nan_to_num(y))
+        worst = max(worst, float(d.max()) if d.size else 0.0)
+    return worst
+
+
+__all__ = ["router", "Up", "scrape", "wait_until", "max_diff", "CAPE_TOWN", "free_port", "node_config", "write_config"]
