@@ -1,0 +1,69 @@
+"""Runtime changes: properties set over RPC and an element switched off, at window boundaries.
+
+The same actions in-process (``Engine.at(step, action)``) give identical flows:
+
+    step 840 (14:00)  oven.on = true, inverter.mode = self_use     (set RPCs while paused)
+    step 1110 (18:30) oven's process stopped (ctl off)             (roster: oven left)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hometwin.engine import Engine
+from hometwin.spec import load_home
+from runtime_support import CAPE_TOWN, Up, max_diff, router, wait_until  # noqa: F401
+
+pytestmark = pytest.mark.timeout(400)
+SET_AT, OFF_AT = 840, 1110
+
+
+def _set(eng: Engine) -> None:
+    eng.set("oven", on=True)
+    eng.set("inverter", mode="self_use")
+
+
+def test_set_and_switch_off_at_window_boundaries(router):  # type: ignore[no-untyped-def]
+    up = Up(router, window=1440, until_s=86400, pause_at=SET_AT).start()
+    up.wait_paused_at(SET_AT, timeout_s=180)
+    assert up.call("hometwin.element.oven.set", on=True)["values"] == {"on": True}
+    assert up.call("hometwin.element.inverter.set", mode="self_use")["values"] == {"mode": "self_use"}
+    with pytest.raises(Exception):
+        up.call("hometwin.element.inverter.set", mode="turbo")  # refused, nothing queued
+    up.call("hometwin.clock.run_until", OFF_AT)
+    up.wait_paused_at(OFF_AT)
+    up.call("hometwin.launcher.off", "oven")
+    roster = wait_until(lambda: (lambda r: r if "oven" not in r["elements"] else None)(up.call("hometwin.roster.get")),
+                        60, "the oven to leave the roster")
+    assert "oven" in roster["left"]
+    up.call("hometwin.clock.resume")
+    res = up.join(240)
+
+    eng = Engine(load_home(CAPE_TOWN), window=1440, until_s=86400)
+    eng.at(SET_AT, _set)
+    eng.at(OFF_AT, lambda e: e.remove("oven"))
+    ref = eng.run()
+    assert max_diff(res.frame, ref.frame) <= 1e-9
+    oven = res.frame["el.oven_j"].to_numpy()
+    assert (oven[SET_AT:OFF_AT] < 0).all()  # on from the boundary …
+    assert not oven[OFF_AT:].any()  # … and gone from the next window after it left
+    assert res.kpis()["max_ledger_residual_j"] <= 1e-6
+    assert len(res.frame) == 1440  # the run went on
+
+
+def test_single_step_windows_identical_with_a_set(router):  # type: ignore[no-untyped-def]
+    """Window 1 (the paced path) for 3 h, with a property change at a boundary, equals in-process."""
+    steps, at = 180, 60
+    up = Up(router, window=1, until_s=steps * 60, pause_at=at).start()
+    up.wait_paused_at(at, timeout_s=180)
+    up.call("hometwin.element.kettle.set", on=True)
+    up.call("hometwin.clock.resume")
+    res = up.join(240)
+    eng = Engine(load_home(CAPE_TOWN), window=1, until_s=steps * 60)
+    eng.at(at, lambda e: e.set("kettle", on=True))
+    ref = eng.run()
+    assert max_diff(res.frame, ref.frame) <= 1e-9
+    kettle = res.frame["el.kettle_j"].to_numpy()
+    assert not kettle[:at].any() and (kettle[at:] < 0).all()
+    assert np.isfinite(res.frame["soc"]).all()
