@@ -427,3 +427,7 @@ def decode(model: type[Message], payload: Any, topic: str, rejections: Rejection
     except (TypeError, ValueError) as exc:
         rejections.reject(topic, "invalid", str(exc))
         return None
+
+
+if __name__ == "__main__":  # print the topics table for docs/runtime.md
+    print(topics_table(), end="")

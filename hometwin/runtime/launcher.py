@@ -104,6 +104,9 @@ class Launcher:
         self.failed: str | None = None
         self.stopping = False
         self.i = 0
+        self.windows = 0
+        self.t_first_flows = 0.0  # wall time of the first / last Flows (benchmarks)
+        self.t_last_flows = 0.0
         self.t_start = time.perf_counter()
 
     # -- processes -----------------------------------------------------------------------------
@@ -212,6 +215,10 @@ class Launcher:
             w = SimpleNamespace(i0=f.i0, n=f.n)
             self.recorder.add(SimpleNamespace(window=w, k=f.k, flows=f.flows, soc=f.soc, served=f.served))
             self.i = f.i0 + f.k + 1
+            now = time.perf_counter()
+            self.t_first_flows = self.t_first_flows or now
+            self.t_last_flows = now
+            self.windows += 1
 
         def on_done(*_: Any, **__: Any) -> None:
             self.done.set()

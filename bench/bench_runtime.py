@@ -1,0 +1,79 @@
+"""Benchmark: the Cape Town home over a real Crossbar router vs in-process.
+
+1. single-step windows (the paced path at speed max): ticks per second over the router;
+2. the year at 1-minute steps with automatic windows (a day per window at max speed),
+   against the in-process run of the same year measured in this script.
+
+Appends the figures to bench/RESULTS.md.  Usage:
+
+    python bench/bench_runtime.py [--ticks 2880] [--days 365] [--skip-year]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import hometwin.runtime  # noqa: F401
+from hometwin.engine import Engine
+from hometwin.runtime.launcher import Launcher
+from hometwin.spec import load_home
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "examples" / "homes" / "cape-town.yaml"
+
+
+def services(window: int | None, until_s: int) -> tuple[Launcher, object, float]:
+    logs: list[str] = []
+    la = Launcher(spec_path=SPEC, window=window, until_s=until_s, port=0, rawsocket_port=0, live=False,
+                  log_sink=lambda n, c, line: logs.append(f"[{n}] {line}"))
+    t0 = time.perf_counter()
+    res = asyncio.run(la.run())
+    return la, res, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ticks", type=int, default=2880)
+    ap.add_argument("--days", type=float, default=365)
+    ap.add_argument("--skip-year", action="store_true")
+    a = ap.parse_args()
+    lines = []
+    la, res, total = services(1, a.ticks * 60)
+    span = la.t_last_flows - la.t_first_flows
+    tps = (la.windows - 1) / span if span > 0 else float("nan")
+    eng = Engine(load_home(SPEC), window=1, until_s=a.ticks * 60)
+    t0 = time.perf_counter()
+    eng.run()
+    tps_in = a.ticks / (time.perf_counter() - t0)
+    lines.append(f"- single-step windows, {a.ticks} ticks over the router: **{tps:.0f} ticks/s** "
+                 f"(goal ≥ 300; in-process the same windows: {tps_in:.0f} ticks/s, ratio {tps_in / tps:.1f}×; "
+                 f"startup of {len(la.procs)} processes + router {total - span:.1f} s not counted)")
+    print(lines[-1], flush=True)
+    if not a.skip_year:
+        until = int(a.days * 86400)
+        t0 = time.perf_counter()
+        Engine(load_home(SPEC), until_s=until).run()
+        t_in = time.perf_counter() - t0
+        la, res, total = services(None, until)
+        span = la.t_last_flows - la.t_first_flows
+        lines.append(f"- {a.days:g} days at 1-minute steps, automatic windows ({la.windows} windows): services "
+                     f"{span:.1f} s (first to last Flows; {total:.1f} s with startup) vs in-process {t_in:.1f} s → "
+                     f"**{span / t_in:.1f}×** (with startup {total / t_in:.1f}×; goal within 10×)")
+        print(lines[-1], flush=True)
+    head = (f"\n## bench_runtime.py — {dt.date.today().isoformat()}\n\n"
+            f"`python bench/bench_runtime.py {' '.join(sys.argv[1:])}` on {platform.node()} "
+            f"({os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, Python {platform.python_version()}; "
+            f"load average {os.getloadavg()[0]:.1f} while measuring — the cores are shared)\n\n")
+    with open(ROOT / "bench" / "RESULTS.md", "a") as f:
+        f.write(head + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
