@@ -1,0 +1,71 @@
+"""Service metrics: the /metrics endpoint serves power, energy, SoC and counters (loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from hometwin import messages as m
+from hometwin.engine import build_element
+from hometwin.runtime.balancer import Balancer
+from hometwin.runtime.metrics import ServiceMetrics
+from hometwin.spec import home_context, load_home
+from runtime_support import CAPE_TOWN, free_port, scrape
+
+
+def test_endpoint_serves_power_energy_and_soc() -> None:
+    met = ServiceMetrics("oven")
+    port = free_port()
+    met.serve(port, "127.0.0.1")
+    met.settled(np.array([-120_000.0, -60_000.0]), 60, 1.7e9, 0.002, 2)
+    met.telemetry({"soc": 0.42, "temp_water": 55.0})
+    met.reject(m.TICK, "invalid")
+    got = scrape(port)
+    assert got['hometwin_element_power_watts{element="oven"}'] == -1000.0
+    assert got['hometwin_element_energy_joules_total{direction="off_bus",element="oven"}'] == 180_000.0
+    assert got['hometwin_battery_soc_ratio{element="oven"}'] == 0.42
+    assert got['hometwin_element_temperature_celsius{element="oven",quantity="tank"}'] == 55.0
+    assert got['hometwin_messages_rejected_total{element="oven",reason="invalid",uri="hometwin.tick"}'] == 1.0
+    assert got['hometwin_steps_total{element="oven"}'] == 2.0
+
+
+class FakeSession:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, dict]] = []
+        self._session_id = 1
+
+    def publish(self, uri: str, payload: dict) -> None:
+        self.published.append((uri, payload))
+
+    async def register(self, *_: object, **__: object) -> None: ...
+
+    async def subscribe(self, *_: object, **__: object) -> None: ...
+
+
+@pytest.mark.timeout(30)
+def test_missing_packet_is_stale_after_timeout_and_window_settles() -> None:
+    """A load announced but silent: after the timeout the window is settled without it (counted)."""
+    home = load_home(CAPE_TOWN)
+    ctx = home_context(home, 3600)
+    inv = build_element(next(e for e in home.spec.elements if e.name == "inverter"), ctx)
+
+    async def main() -> Balancer:
+        b = Balancer(inv, ["inverter", "oven"], timeout_s=0.2)
+        await b.on_join(FakeSession())
+        b.on_announce(m.Describe(element="oven", kind="oven", role="load", session=7).wire())
+        t0 = float(ctx.start.timestamp())
+        b.on_tick(m.Tick(seq=0, i0=0, n=3, dt_s=60, t0=t0).wire())
+        await asyncio.sleep(0.6)
+        return b
+
+    b = asyncio.run(main())
+    uris = [u for u, _ in b.session.published]
+    assert m.SETTLE in uris and m.FLOWS in uris
+    flows = m.Flows.model_validate(next(p for u, p in b.session.published if u == m.FLOWS))
+    assert flows.stale == ["oven"] and "oven" not in flows.served
+    assert b.stale_total == {"oven": 1}
+    # the oven's session leaves: it is off the roster for the next window
+    b.on_leave(7)
+    assert "oven" not in b.rpc_roster()["elements"] and b.left == ["oven"]
