@@ -105,6 +105,17 @@ def test_window_1440_two_days_identical(day_windows):  # type: ignore[no-untyped
     assert res.kpis()["max_ledger_residual_j"] <= 1e-6
 
 
+@pytest.mark.timeout(1200)
+def test_window_1_two_days_identical(router):  # type: ignore[no-untyped-def]
+    """The acceptance run: 2 days of 1-minute steps in single-step windows (2880 ticks over the router)."""
+    up = Up(router, window=1, until_s=2 * 86400).start()
+    res = up.join(1100)
+    ref = in_process(1, 2)
+    assert len(res.frame) == 2 * DAY
+    assert max_diff(res.frame, ref.frame) <= 1e-9
+    assert res.kpis()["max_ledger_residual_j"] <= 1e-6
+
+
 def test_malformed_messages_rejected_and_counted(day_windows):  # type: ignore[no-untyped-def]
     """Every garbage message was counted by the services that received it; results unchanged (above)."""
     inv = day_windows["inverter"]
