@@ -105,7 +105,7 @@ def clock(spec: Path = typer.Option(..., "--spec"),
     """Run the clock service (issues ticks)."""
     from hometwin.cli import _parse_until, load_or_exit
     from hometwin.deploy import realm_of
-    from hometwin.runtime.clock import Clock
+    from hometwin.runtime.clock import Clock, replan_steps_of
     from hometwin.runtime.metrics import ServiceMetrics
     from hometwin.runtime.wamp import component, run_component
     from hometwin.spec import home_context
@@ -117,7 +117,7 @@ def clock(spec: Path = typer.Option(..., "--spec"),
     metrics.serve(metrics_port, metrics_host)
     expect = [e.name for e in home.spec.elements if e.enabled]
     clk = Clock(ctx, speed=speed, window=window, default_window=home.spec.clock.window, expect=expect,
-                paused=paused, until=pause_at, metrics=metrics)
+                paused=paused, until=pause_at, metrics=metrics, replan_steps=replan_steps_of(home, ctx))
     comp = component(router, realm or realm_of(home))
     comp.on("join", lambda session, details: clk.on_join(session))
     run_component(comp)

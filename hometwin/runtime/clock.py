@@ -52,11 +52,12 @@ class Clock:
                  default_window: int | None = None, expect: list[str] | None = None,
                  paused: bool = False, until: int | None = None, start_timeout_s: float = 60.0,
                  retick_s: float = 60.0,
-                 metrics: ServiceMetrics | None = None):
+                 metrics: ServiceMetrics | None = None, replan_steps: int = 0):
         self.ctx = ctx
         self.speed = parse_speed(speed)
         self.window = window
         self.default_window = int(default_window or max(1, 86400 // ctx.step_s))
+        self.replan_steps = int(replan_steps)  # the inverter strategy's planning cadence (0 = none)
         self.expect = list(expect or [])
         self.paused = paused
         self.until = until
@@ -183,6 +184,8 @@ class Clock:
         n = min(self.window or auto, self.ctx.n_steps - self.i)
         if self.until is not None and self.until > self.i:
             n = min(n, self.until - self.i)
+        if self.replan_steps:  # windows end where the strategy replans, as in Engine._window_len
+            n = min(n, self.replan_steps - (self.i % self.replan_steps))
         return max(n, 1)
 
     async def _pace(self) -> None:
@@ -251,3 +254,14 @@ class Clock:
         self.session.publish(m.RUN_DONE, m.RunDone(seq=self.seq, i=self.i, n_steps=self.ctx.n_steps).wire())
         self.session.publish(m.CLOCK_STATUS_EVENT, self.status().wire())
         log.info("run done: %d steps in %d windows", self.i, self.seq)
+
+
+def replan_steps_of(home: Any, ctx: HomeContext) -> int:
+    """Steps between the inverter strategy's plans (0 without a strategy), from the spec."""
+    from hometwin.registry import element_class
+
+    spec_el = next((e for e in home.spec.elements if e.kind == "inverter" and e.enabled), None)
+    if spec_el is None:
+        return 0
+    inverter = element_class("inverter")(spec_el.name, spec_el.config, ctx)
+    return int(getattr(getattr(inverter, "strategy", None), "replan_steps", 0) or 0)
