@@ -41,7 +41,8 @@ class Plan:
     ``discharge_w``, ``import_w``, ``export_w`` as the optimiser planned them, and
     ``soc_floor`` (per step, 0–1).  Thermal part: set-points per element
     (``setpoints[name]``, °C per step) or on/off windows (``on[name]``, bool per step).
-    Deferrable appliances: ``starts[name]`` = epoch seconds of the planned start.
+    Deferrable appliances: ``starts[name] = {drawn start: planned start}`` (epoch seconds) for
+    every cycle of a smart appliance the plan decided (see :mod:`.appliances`).
     """
 
     t0_s: int
@@ -57,7 +58,7 @@ class Plan:
     setpoints: dict[str, np.ndarray] = field(default_factory=dict)
     power_w: dict[str, np.ndarray] = field(default_factory=dict)  # planned electric power per thermal element
     on: dict[str, np.ndarray] = field(default_factory=dict)
-    starts: dict[str, int] = field(default_factory=dict)
+    starts: dict[str, dict[int, int]] = field(default_factory=dict)
     cost: float = float("nan")
     solve_s: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
@@ -92,12 +93,16 @@ class Strategy:
         self.plans = 0
         self.solve_s: list[float] = []
         self.log: list[dict[str, Any]] = []
+        self._appliances: Any = False  # ApplianceScheduler once built (None: not enabled)
 
     # -- called by the inverter ---------------------------------------------------------------
     def prepare(self, w: Any, signals: Mapping[str, np.ndarray]) -> None:
         """Window boundary, before requests: replan when due and impose thermal set-points."""
         if self.replan_steps and (self.plan is None or w.i0 % self.replan_steps == 0):
+            starts = self.defer_appliances(w)
             self.plan = self.make_plan(w, signals)
+            if starts:
+                self.plan.starts.update(starts)
             self.plans += 1
             self.solve_s.append(self.plan.solve_s)
             self.apply_thermal(w)
@@ -112,24 +117,54 @@ class Strategy:
             return mode_policy(inverter.config, w, signals, inverter.batt_w)
         return plan_policy(self.plan, w, signals, battery, inverter)
 
+    # -- deferrable appliances -----------------------------------------------------------------
+    def appliance_scheduler(self) -> Any:
+        """The :class:`~.appliances.ApplianceScheduler` when the config's ``defer_appliances`` is on
+        and the strategy has a forecaster; built on first use (the roster is bound by then)."""
+        if self._appliances is False:
+            self._appliances = None
+            fc = getattr(self, "forecaster", None)
+            if getattr(self.config, "defer_appliances", False) and fc is not None:
+                from hometwin.services.inverter.strategies.appliances import ApplianceScheduler
+
+                step_s = float(getattr(self.config, "step_min", 15.0)) * 60.0
+                sched = ApplianceScheduler(self, step_s)
+                names = set(sched.appliances())
+                if names:
+                    fc.leave_out(names)
+                    fc.extra_load = sched.planned_load_kw
+                self._appliances = sched
+        return self._appliances
+
+    def defer_appliances(self, w: Any) -> dict[str, dict[int, int]]:
+        """At a replan: move the smart appliances' upcoming starts to the cheapest allowed ones."""
+        sched = self.appliance_scheduler()
+        if sched is None or not sched.appliances():
+            return {}
+        home = self.inverter.home
+        look = sched.lookahead_s(self.replan_steps * home.step_s)
+        fc = self.forecaster.forecast(w.i0, look, sched.step_s, extra=False)
+        return sched.schedule(fc)
+
     # -- for planners -------------------------------------------------------------------------
     def make_plan(self, w: Any, signals: Mapping[str, np.ndarray]) -> Plan:
         raise NotImplementedError
 
     def apply_thermal(self, w: Any) -> None:
-        """Send the plan's set-points / on-windows / starts to the elements that accept them."""
+        """Send the plan's set-points / on-windows to the elements that accept them (appliance starts
+        go out through ``defer_to`` when they are decided, see :meth:`defer_appliances`)."""
         plan = self.plan
         roster = getattr(self.inverter, "roster", None) or {}
         if plan is None:
             return
-        for name in set(plan.setpoints) | set(plan.on) | set(plan.starts) | set(plan.power_w):
+        for name in sorted(set(plan.setpoints) | set(plan.on) | set(plan.power_w)):
             el = roster.get(name)
             apply = getattr(el, "apply_plan", None)
             if apply is None:
                 continue
             apply({"t0_s": plan.t0_s, "dt_s": plan.dt_s,
                    "setpoint_c": _list(plan.setpoints.get(name)), "on": _list(plan.on.get(name)),
-                   "power_w": _list(plan.power_w.get(name)), "start_s": plan.starts.get(name)})
+                   "power_w": _list(plan.power_w.get(name))})
 
     def summary(self) -> dict[str, Any]:
         s = np.asarray(self.solve_s) if self.solve_s else np.zeros(1)

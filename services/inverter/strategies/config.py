@@ -50,6 +50,8 @@ class _Planner(_Strict):
     reserve_soc: Annotated[float | None, Field(ge=0, le=1, description="[0-1] soft SoC floor kept while the grid is up")] = None
     outage_reserve: bool = Field(True, description="plan for announced outages (no grid exchange in them)")
     integer: bool = Field(False, description="MILP: forbid simultaneous charge/discharge and import/export")
+    defer_appliances: bool = Field(True, description="move smart appliances' starts (smart: true) to the cheapest "
+                                   "forecast start within their max_delay_h")
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)
 
 
@@ -90,6 +92,8 @@ class RulesStrategyConfig(_Strict):
     critical_load_kw: Annotated[float | None, Field(ge=0, description="[kW] backup: load to ride through (None: the load forecast)")] = None
     margin: Annotated[float, Field(ge=1, le=3, description="[-] backup: safety factor on the energy needed")] = 1.2
     replan_min: Annotated[float, Field(gt=0, le=24 * 60, description="[min] how often the rules look ahead")] = 15.0
+    defer_appliances: bool = Field(False, description="move smart appliances' starts (smart: true) to the cheapest "
+                                   "forecast start within their max_delay_h")
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)
 
 
@@ -100,6 +104,7 @@ class PerfectForesightConfig(_Strict):
     step_min: Annotated[float, Field(gt=0, le=240, description="[min] optimisation step (the run's step if smaller)")] = 15.0
     wear_cost_per_kwh: Annotated[float, Field(ge=0)] = 0.0
     integer: bool = False
+    defer_appliances: bool = Field(True, description="smart appliances' starts moved on the true prices")
 
 
 StrategyConfig = Annotated[

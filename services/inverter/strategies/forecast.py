@@ -73,6 +73,16 @@ class Forecaster:
         self._shadows: list[Any] | None = None
         self._chunk = max(1, 86400 // self.home.step_s)
         self._cache: dict[int, dict[str, np.ndarray]] = {}
+        #: planned load the strategy itself decides (deferred appliances), added to ``load_kw``:
+        #: ``extra_load(t0_s, dt_s, n) -> kW per plan step``
+        self.extra_load: Any = None
+
+    def leave_out(self, names: set[str]) -> None:
+        """Drop elements from the shadow load (their load is planned, see ``extra_load``)."""
+        if not set(names) <= self.exclude:
+            self.exclude |= set(names)
+            self._shadows = None
+            self._cache.clear()
 
     # -- shadows ------------------------------------------------------------------------------
     def shadows(self) -> list[Any]:
@@ -145,8 +155,10 @@ class Forecaster:
         return {k: np.concatenate(v) for k, v in parts.items()}
 
     # -- forecasts ----------------------------------------------------------------------------
-    def forecast(self, i0: int, horizon_s: float, step_s: float, perfect: bool | None = None) -> Forecast:
-        """Forecast issued at run step ``i0`` for ``horizon_s`` at plan steps of ``step_s``."""
+    def forecast(self, i0: int, horizon_s: float, step_s: float, perfect: bool | None = None,
+                 extra: bool = True) -> Forecast:
+        """Forecast issued at run step ``i0`` for ``horizon_s`` at plan steps of ``step_s``
+        (``extra=False``: without the strategy's own planned load)."""
         home = self.home
         k = max(1, int(round(step_s / home.step_s)))
         dt_s = k * home.step_s
@@ -183,6 +195,8 @@ class Forecaster:
                 pexp = _day_ahead(pexp, t0, dt_s, home.timezone)
             if self.config.outages == "none":
                 avail = np.ones(n_plan, dtype=bool)
+        if extra and self.extra_load is not None:
+            load = load + np.asarray(self.extra_load(t0, dt_s, n_plan), dtype=float)
         sig = {key: agg(tr[key]) for key in ("ghi", "dni", "dhi", "apparent_zenith", "azimuth") if key in tr}
         sig["temp_air"] = temp
         return Forecast(t0_s=t0, dt_s=dt_s, n=n_plan, pv_kw=pv, load_kw=load, temp_air=temp,
