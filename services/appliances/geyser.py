@@ -26,6 +26,20 @@ with ``counter_rng`` (a pure function of time).
 
 Energy bookkeeping (tests check it over a year):
 ``elec_j − draw_j − loss_j = Δ(Σ m·c·T)``.
+
+Optimizer hooks (issue 5), mirroring the heating elements': :meth:`Geyser.params`
+describes the tank's flexibility; :meth:`Geyser.draw_heat_w` and
+:meth:`Geyser.allowed` give a planner (on a shadow built from the published
+config) the draws' heat and the steps the timers allow; :meth:`Geyser.set_plan`
+imposes a plan from run step ``i0`` on — per-step ``setpoint_c`` (the element
+heats whenever the element node is below it, up to it, without hysteresis) and/or
+``on`` (0 blocks the element, 1 lets it heat up to the step's setpoint) — that
+replaces the thermostat where it has a value (``NaN`` or past its end: the
+thermostat again); timers and ``mode: off`` still hold.  ``clear_plan()`` drops
+it.  A plan is part of the state (snapshots keep it), is indexed by run step
+(so it survives any cut of the windows) and, like every change, takes effect
+at the next window.  ``state["hot_s"]`` is the epoch second of the start of the
+last step that ended with the tank at or above ``LEGIONELLA_C`` (60 °C).
 """
 
 from __future__ import annotations
@@ -41,6 +55,7 @@ from hometwin.schedule import DAY_S, DailyWindow, LocalClock, any_mask
 C_WATER = 4186.0  # [J kg-1 K-1]
 RHO_WATER = 1.0  # [kg l-1]
 TEMP_COLD_EU = 10.0  # cold water of the EU 812/2013 tapping cycles [°C]
+LEGIONELLA_C = 60.0  # the tank reaches this at least once a day to keep legionella down [°C]
 
 # EU 812/2013 Annex III, Table 1 (also EN 16147): per tap (start "HH:MM", Q_tap [kWh],
 # f [l/min], T_m [°C]).  Qref: S 2.100 kWh, M 5.845 kWh, L 11.655 kWh.
@@ -172,7 +187,44 @@ class Geyser(Element):
         elif len(self.state["temps"]) != c.nodes:  # node count changed: keep the mean temperature
             mean = float(np.mean(self.state["temps"]))
             self.state["temps"] = [mean] * c.nodes
+        self.state.setdefault("plan", None)
+        self.state.setdefault("hot_s", None)
         self._pending: Any = None
+
+    # -- plan hooks ----------------------------------------------------------------------------
+    def set_plan(self, i0: int, setpoint_c: Any = None, on: Any = None) -> None:
+        """Impose a planner's per-step ``setpoint_c`` [°C] and/or ``on`` (0/1) from run step ``i0`` on
+        (``NaN`` = no opinion; see the module docstring)."""
+        if setpoint_c is None and on is None:
+            raise ValueError("set_plan: give setpoint_c and/or on")
+        plan: dict[str, Any] = {"i0": int(i0)}
+        for key, val in (("setpoint_c", setpoint_c), ("on", on)):
+            if val is None:
+                continue
+            arr = np.asarray(val, dtype=float)
+            if arr.ndim != 1:
+                raise ValueError(f"set_plan: {key} must be a 1-D array")
+            ok = arr[np.isfinite(arr)]
+            if key == "setpoint_c" and ((ok < 0).any() or (ok > 100).any()):
+                raise ValueError("set_plan: setpoint_c must be within 0-100 °C")
+            if key == "on" and not np.isin(ok, (0.0, 1.0)).all():
+                raise ValueError("set_plan: on must be 0 or 1 (NaN: no opinion)")
+            plan[key] = [float(x) for x in arr]
+        self.state["plan"] = plan
+
+    def clear_plan(self) -> None:
+        self.state["plan"] = None
+
+    def _plan_slice(self, key: str, w: Window, n: int) -> list[float] | None:
+        plan = self.state.get("plan")
+        if not plan or key not in plan:
+            return None
+        vals = np.asarray(plan[key], dtype=float)
+        idx = w.i0 + np.arange(n) - plan["i0"]
+        ok = (idx >= 0) & (idx < len(vals))
+        if not ok.any():
+            return None
+        return np.where(ok, vals[np.clip(idx, 0, len(vals) - 1)], np.nan).tolist()
 
     # -- draws ---------------------------------------------------------------------------------
     def _day_events(self, day: int) -> np.ndarray:
@@ -197,13 +249,19 @@ class Geyser(Element):
 
     def draws(self, w: Window) -> tuple[np.ndarray, np.ndarray]:
         """Mixed-water mass [kg] and use temperature [°C] of each step of the window."""
+        return self.draws_at(w.epoch_s, w.dt_s)
+
+    def draws_at(self, epoch_s: np.ndarray, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Mixed-water mass [kg] and use temperature [°C] of steps of ``dt_s`` starting at ``epoch_s``
+        (a pure function of time: past and future alike)."""
         c = self.config
-        n = w.n
+        epoch_s = np.asarray(epoch_s, dtype=np.int64)
+        n = len(epoch_s)
         if c.profile == "none" or c.draw_scale == 0:
             return np.zeros(n), np.zeros(n)
-        wall = self._clock.wall_seconds(w.epoch_s)
+        wall = self._clock.wall_seconds(epoch_s)
         if c.profile in TAPPING_CYCLES:
-            mass, t_use = tapping_draws(wall, w.dt_s, TAPPING_CYCLES[c.profile])
+            mass, t_use = tapping_draws(wall, dt_s, TAPPING_CYCLES[c.profile])
             return mass * c.draw_scale, t_use
         mass, t_use = np.zeros(n), np.zeros(n)
         days = np.floor_divide(wall, DAY_S)
@@ -215,10 +273,28 @@ class Geyser(Element):
                     continue
                 if d < day:  # only the part of yesterday's events that runs past midnight
                     events = events[events[:, 0] + events[:, 1] > DAY_S]
-                m, t = tapping_draws(wall[sel], w.dt_s, events)
+                m, t = tapping_draws(wall[sel], dt_s, events)
                 mass[sel] += m
                 t_use[sel] = np.maximum(t_use[sel], t)
         return mass * c.draw_scale, t_use
+
+    def draw_heat_w(self, epoch_s: np.ndarray, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Mean heat [W] the draws take from the tank in each step (mixed water from cold to its use
+        temperature, as long as the tank is hotter than that) and the draws' use temperature [°C]
+        (0 where nothing is drawn)."""
+        mass, t_use = self.draws_at(epoch_s, dt_s)
+        heat = mass * C_WATER * np.maximum(t_use - self.config.temp_cold_c, 0.0) / float(dt_s)
+        return heat, t_use
+
+    def allowed(self, epoch_s: np.ndarray) -> np.ndarray:
+        """Where the element may run at all (``mode`` and ``timers``), per epoch second."""
+        c = self.config
+        epoch_s = np.asarray(epoch_s, dtype=np.int64)
+        if c.mode == "off":
+            return np.zeros(len(epoch_s), dtype=bool)
+        if c.timers:
+            return np.asarray(any_mask(self._clock.wall_seconds(epoch_s), c.timers), dtype=bool)
+        return np.ones(len(epoch_s), dtype=bool)
 
     # -- the step loop -------------------------------------------------------------------------
     def _run(self, w: Window, scale: np.ndarray | None = None, n: int | None = None) -> dict[str, Any]:
@@ -234,6 +310,12 @@ class Geyser(Element):
         else:
             allowed = [True] * n
         sc = [1.0] * n if scale is None else np.asarray(scale, dtype=float)[:n].tolist()
+        plan_sp = self._plan_slice("setpoint_c", w, n)
+        plan_on = self._plan_slice("on", w, n)
+        planned = plan_sp is not None or plan_on is not None
+        if planned:
+            plan_sp = plan_sp or [float("nan")] * n
+            plan_on = plan_on or [float("nan")] * n
         temps = list(self.state["temps"])
         nn = len(temps)
         mnode = self.node_mass
@@ -280,9 +362,14 @@ class Geyser(Element):
                 lost += mc * (ti - tl)
                 temps[i] = tl
             loss_j[k] = lost
-            # 3. thermostat and element
+            # 3. thermostat (or the plan) and element
             t_el = temps[el]
-            if not allowed[k]:
+            ts = t_set
+            if planned and (plan_sp[k] == plan_sp[k] or plan_on[k] == plan_on[k]):
+                if plan_sp[k] == plan_sp[k]:
+                    ts = plan_sp[k]
+                on = allowed[k] and (plan_on[k] != plan_on[k] or plan_on[k] > 0.5) and t_el < ts
+            elif not allowed[k]:
                 on = False
             elif on:
                 if t_el >= t_set:
@@ -290,11 +377,11 @@ class Geyser(Element):
             elif t_el < t_on:
                 on = True
             if on:
-                e = e_max if e_max < mc * (t_set - t_el) else mc * (t_set - t_el)
+                e = e_max if e_max < mc * (ts - t_el) else mc * (ts - t_el)
                 e = (e if e > 0.0 else 0.0) * sc[k]
                 temps[el] = t_el + e / mc
                 elec[k] = e
-                if temps[el] >= t_set - 1e-12:
+                if temps[el] >= ts - 1e-12:
                     on = False
                 if nn > 1:
                     _buoyancy(temps)
@@ -328,6 +415,9 @@ class Geyser(Element):
         st["loss_j"] += float(traj["loss"][s].sum())
         st["unmet_j"] += float(traj["unmet"][s].sum())
         st["power_w"] = float(traj["elec"][k] / w.dt_s)
+        hot = np.flatnonzero(np.asarray(traj["temps"][s]).mean(axis=1) >= LEGIONELLA_C)
+        if hot.size:
+            st["hot_s"] = int(w.epoch_s[int(hot[-1])])
 
     # -- state -----------------------------------------------------------------------------------
     def stored_heat_j(self) -> float:
@@ -351,11 +441,15 @@ class Geyser(Element):
                 "energy_j": st["elec_j"], "unmet_j": st["unmet_j"]}
 
     def params(self) -> dict[str, float]:
-        """Flexibility description for a planner: tank heat capacity, element power, losses, limits."""
+        """Flexibility description for a planner: tank heat capacity, element power, losses, limits,
+        the state (mean tank temperature) and when the tank was last at the legionella temperature
+        (``last_hot_epoch_s``, NaN if never)."""
         c = self.config
+        hot = self.state.get("hot_s")
         return {"capacity_j_k": c.tank_volume_l * RHO_WATER * C_WATER, "element_w": c.element_kw * 1000.0,
                 "ua_w_k": c.ua_w_k, "temp_max_c": c.setpoint_c, "temp_min_c": c.setpoint_c - c.hysteresis_k,
-                "temp_water": self.temp_water, "temp_ambient_c": c.temp_ambient_c, "temp_cold_c": c.temp_cold_c}
+                "temp_water": self.temp_water, "temp_ambient_c": c.temp_ambient_c, "temp_cold_c": c.temp_cold_c,
+                "last_hot_epoch_s": float("nan") if hot is None else float(hot)}
 
 
 def _plug_flow(temps: list[float], m: float, mnode: float, cold: float) -> None:

@@ -94,6 +94,11 @@ class Strategy:
         self.solve_s: list[float] = []
         self.log: list[dict[str, Any]] = []
         self._appliances: Any = False  # ApplianceScheduler once built (None: not enabled)
+        self.hot_water: Any = None  # GeyserPlanner when the config plans the geysers (``geyser:``)
+        if getattr(config, "geyser", None) is not None:
+            from hometwin.services.inverter.strategies.hot_water import GeyserPlanner
+
+            self.hot_water = GeyserPlanner(self, config.geyser)
 
     # -- called by the inverter ---------------------------------------------------------------
     def prepare(self, w: Any, signals: Mapping[str, np.ndarray]) -> None:
@@ -106,6 +111,8 @@ class Strategy:
             self.plans += 1
             self.solve_s.append(self.plan.solve_s)
             self.apply_thermal(w)
+            if self.hot_water is not None:
+                self.hot_water.apply(self.plan, w)
 
     def policy(self, w: Any, signals: Mapping[str, np.ndarray], battery: Mapping[str, float] | None,
                inverter: Any) -> Any:

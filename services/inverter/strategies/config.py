@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -40,6 +40,33 @@ class ComfortConfig(_Strict):
         return self
 
 
+class GeyserPlanConfig(_Strict):
+    """Geyser scheduling: heat the tank in cheap hours, keep a minimum, reach 60 °C once a day."""
+
+    min_c: Annotated[float, Field(ge=10, le=90, description="[°C] lowest tank temperature the plan keeps (soft), "
+                                  "also before every draw")] = 45.0
+    max_c: Annotated[float | None, Field(ge=20, le=95, description="[°C] highest planned tank temperature "
+                                         "(None: the geyser's setpoint_c)")] = None
+    legionella: bool = Field(True, description="reach 60 °C at least once every local day")
+    legionella_margin_k: Annotated[float, Field(ge=0, le=10, description="[K] planned above 60 °C (within max_c) "
+                                                "so the tank surely gets there")] = 0.5
+    min_weight_per_kh: Annotated[float | None, Field(ge=0, description="[currency/(K·h)] price of the tank below "
+                                                     "min_c (None: 10 × the horizon's highest price + 1)")] = None
+    horizon_h: Annotated[float, Field(ge=24, le=24 * 14, description="[h] plan at least this far ahead when a "
+                                      "geyser is planned (the day's end in view)")] = 24.0
+    draw_memory_days: Annotated[int, Field(ge=1, le=28, description="[d] draws forecast as the mean of the same "
+                                           "time of day over this many past days")] = 7
+
+    @model_validator(mode="after")
+    def _order(self) -> "GeyserPlanConfig":
+        if self.max_c is not None and self.min_c > self.max_c:
+            raise ValueError(f"min_c: {self.min_c} °C is above max_c {self.max_c} °C")
+        if self.max_c is not None and self.legionella and self.max_c < 60.0:
+            raise ValueError(f"max_c: {self.max_c} °C is below the legionella temperature 60 °C "
+                             "(or set legionella: false)")
+        return self
+
+
 class _Planner(_Strict):
     horizon_h: Annotated[float, Field(gt=0, le=24 * 14, description="[h] planning horizon")] = 48.0
     step_min: Annotated[float, Field(gt=0, le=240, description="[min] planning step")] = 15.0
@@ -50,9 +77,22 @@ class _Planner(_Strict):
     reserve_soc: Annotated[float | None, Field(ge=0, le=1, description="[0-1] soft SoC floor kept while the grid is up")] = None
     outage_reserve: bool = Field(True, description="plan for announced outages (no grid exchange in them)")
     integer: bool = Field(False, description="MILP: forbid simultaneous charge/discharge and import/export")
+    mip_rel_gap: Annotated[float, Field(ge=0, le=0.1, description="[-] relative optimality gap of a plan with "
+                                        "integer variables (MILP, the geyser's legionella days)")] = 1e-3
     defer_appliances: bool = Field(True, description="move smart appliances' starts (smart: true) to the cheapest "
                                    "forecast start within their max_delay_h")
+    geyser: GeyserPlanConfig | None = Field(None, description="plan the geysers (true or settings; None/false: "
+                                            "their own thermostat)")
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)
+
+    @field_validator("geyser", mode="before")
+    @classmethod
+    def _geyser(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        if value is False:
+            return None
+        return value
 
 
 class LPStrategyConfig(_Planner):

@@ -154,7 +154,17 @@ class BuildingBlock:
 
 @dataclass
 class GeyserBlock:
-    """A hot-water tank in the plan (one node), with the daily legionella constraint."""
+    """A hot-water tank in the plan (one node), with the daily legionella constraint.
+
+    Minimum (soft, ``min_weight`` per K·h): at the end of every step, and at the start of every step
+    with draws the tank holds that step's draws (``draw_peak_w`` if given: a cautious forecast) —
+    without help from the element — above both
+    ``t_min`` and the draws' use temperature (``draw_use_c``).  Legionella: ``T ≥ legionella_c`` at
+    the end of at least one step of each day in ``hot_days`` (default: the first day unless
+    ``legionella_done_today``, and every later day the horizon covers completely); with a
+    ``miss_penalty`` a day may miss it at that price (the problem stays feasible).  ``element_kw``
+    may be one value per step (0 where a timer keeps the element off).
+    """
 
     name: str
     volume_l: float
@@ -169,12 +179,17 @@ class GeyserBlock:
     legionella_done_today: bool = False
     min_weight: float = 10.0  # currency per K·h below t_min
     legionella: bool = True
+    legionella_c: float = LEGIONELLA_C  # the temperature to reach once a day (≥ 60 °C; a margin above it)
+    hot_days: np.ndarray | None = None  # local days that must reach it (None: as described in the class doc)
+    miss_penalty: float | None = None  # per day that misses it (None: a hard constraint)
+    draw_use_c: np.ndarray | float = 0.0  # use temperature of each step's draws (the tank must hold it)
+    draw_peak_w: np.ndarray | None = None  # draws the tank must hold before the element helps (default draw_w)
     _idx: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def check(self) -> None:
         problems = []
-        if self.t_max < LEGIONELLA_C and self.legionella:
-            problems.append(f"geyser.t_max: {self.t_max} °C is below the legionella temperature {LEGIONELLA_C} °C")
+        if self.t_max < self.legionella_c and self.legionella:
+            problems.append(f"geyser.t_max: {self.t_max} °C is below the legionella temperature {self.legionella_c} °C")
         if self.t_min > self.t_max:
             problems.append(f"geyser.t_min: {self.t_min} °C is above t_max {self.t_max} °C")
         if problems:
@@ -193,25 +208,46 @@ class GeyserBlock:
         lp.rows([(t[1:], 1.0), (t[:-1], -a), (p, -g * 1000.0)], (1 - a) * amb - g * self.draw_w, (1 - a) * amb - g * self.draw_w)
         s = lp.var(f"{self.name}.below", n, 0.0, np.inf, self.min_weight * dt_h)
         lp.rows([(t[1:], 1.0), (s, 1.0)], self.t_min, np.inf)
+        peak = self.draw_w if self.draw_peak_w is None else self.draw_peak_w
+        drop = np.broadcast_to(np.asarray(peak, dtype=float), (n,)) * g  # K a step's draws take
+        use = np.broadcast_to(np.asarray(self.draw_use_c, dtype=float), (n,))
+        wet = np.flatnonzero(drop > 1e-9)
+        sd = lp.var(f"{self.name}.below_draw", len(wet), 0.0, np.inf, self.min_weight * dt_h)
+        if wet.size:
+            lp.rows([(t[wet], 1.0), (sd, 1.0)], np.maximum(self.t_min, use[wet]) + drop[wet], np.inf)
         if self.legionella:
             days = np.asarray(self.day_index)
-            steps_day = int(round(24 / dt_h))
-            y = lp.var(f"{self.name}.hot", n, 0.0, 1.0, integer=True)
-            big = LEGIONELLA_C + 50.0
-            lp.rows([(t[1:], 1.0), (y, -big)], LEGIONELLA_C - big, np.inf)
-            for k, d in enumerate(np.unique(days)):
-                sel = np.flatnonzero(days == d)
-                if k == 0 and self.legionella_done_today:
-                    continue
-                if len(sel) < steps_day and k > 0:  # the horizon's incomplete last day
-                    continue
-                _sum_row(lp, y[sel], 1.0)
-        self._idx = {"power": p, "temp": t, "below": s}
+            groups = []
+            if self.hot_days is None:
+                steps_day = int(round(24 / dt_h))
+                for k, d in enumerate(np.unique(days)):
+                    sel = np.flatnonzero(days == d)
+                    if k == 0 and self.legionella_done_today:
+                        continue
+                    if len(sel) < steps_day and k > 0:  # the horizon's incomplete last day
+                        continue
+                    groups.append(sel)
+            else:
+                groups = [np.flatnonzero(days == d) for d in np.asarray(self.hot_days)]
+                groups = [sel for sel in groups if sel.size]
+            if groups:
+                y = lp.var(f"{self.name}.hot", n, 0.0, 1.0, integer=True)
+                big = self.legionella_c + 50.0
+                lp.rows([(t[1:], 1.0), (y, -big)], self.legionella_c - big, np.inf)
+                miss = None
+                if self.miss_penalty is not None:
+                    miss = lp.var(f"{self.name}.miss", len(groups), 0.0, 1.0, self.miss_penalty)
+                for j, sel in enumerate(groups):
+                    _sum_row(lp, y[sel] if miss is None else np.concatenate([y[sel], miss[j:j + 1]]), 1.0)
+        self._idx = {"power": p, "temp": t, "below": s, "below_draw": sd, "wet": wet}
         return p
 
     def extract(self, x: np.ndarray) -> dict[str, np.ndarray]:
         i = self._idx
-        return {"power_kw": x[i["power"]], "temp": x[i["temp"]], "below": x[i["below"]]}
+        n = len(i["power"])
+        below_draw = np.zeros(n)
+        below_draw[i["wet"]] = x[i["below_draw"]]
+        return {"power_kw": x[i["power"]], "temp": x[i["temp"]], "below": x[i["below"]], "below_draw": below_draw}
 
 
 def _sum_row(lp: SparseLP, idx: np.ndarray, lo: float) -> None:
@@ -299,6 +335,7 @@ def thesis_house(ua_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, float]:
 # ---------------------------------------------------------------------------------------------
 class HeatingMPCStrategy(Strategy):
     """``mpc``: battery + heat pumps jointly; ``heating_mpc``: heat pumps only (battery self-consumption).
+    With ``geyser:`` in the config the geysers join the plan (see :mod:`.hot_water`).
 
     Controllable heating elements are the roster's elements whose ``params()``
     carry a linear model (``A_c``, ``B_c``) and which accept ``set_plan``.
@@ -346,6 +383,8 @@ class HeatingMPCStrategy(Strategy):
             blk = mpc.block(name, x0, fc.temp_air, lower, upper, np.maximum(cop, 1e-3), ga, gm, max_heat_kw=cap)
             blk.check()
             blocks.append(blk)
+        if self.hot_water is not None:
+            blocks += self.hot_water.blocks(fc)
         return blocks
 
     def make_plan(self, w: Any, signals: Any) -> Plan:
@@ -358,7 +397,11 @@ class HeatingMPCStrategy(Strategy):
 
     def thermal_plan(self, plan: Plan, sol: Any, fc: Any) -> None:
         k = max(1, self.replan_steps * self.inverter.home.step_s // fc.dt_s)
+        if self.hot_water is not None:
+            self.hot_water.store(plan, sol)
         for name, th in sol.thermal.items():
+            if "heat_kw" not in th:  # a geyser (stored above)
+                continue
             plan.power_w[name] = th["power_kw"] * 1000.0
             plan.setpoints[name] = th["temp"][1:]
             mpc = self.mpcs.get(name)
@@ -382,12 +425,16 @@ class HeatingMPCStrategy(Strategy):
 def _heating_only_plan(strategy: HeatingMPCStrategy, w: Any) -> Plan:
     """Heat pumps on prices; the battery is left to self-consumption (no battery arrays in the plan)."""
     cfg = strategy.config
-    fc = strategy.forecaster.forecast(w.i0, cfg.horizon_h * 3600.0, cfg.step_min * 60.0)
+    horizon_s = cfg.horizon_h * 3600.0
+    if strategy.hot_water is not None:
+        horizon_s = strategy.hot_water.horizon_s(horizon_s)
+    fc = strategy.forecaster.forecast(w.i0, horizon_s, cfg.step_min * 60.0)
     blocks = strategy.thermal_blocks(fc)
     n = fc.n
     prob = DispatchProblem(dt_h=fc.dt_h, pv_kw=fc.pv_kw, load_kw=fc.load_kw, price_import=fc.price_import,
                            price_export=fc.price_export, soc0=0.0, battery=None, available=fc.available,
-                           import_limit_kw=fc.import_limit_kw, export_limit_kw=fc.export_limit_kw, thermal=blocks)
+                           import_limit_kw=fc.import_limit_kw, export_limit_kw=fc.export_limit_kw, thermal=blocks,
+                           mip_rel_gap=cfg.mip_rel_gap)
     sol = solve_dispatch(prob)
     plan = Plan(t0_s=fc.t0_s, dt_s=fc.dt_s, n=n, cost=sol.energy_cost, solve_s=sol.solve_s)
     strategy.thermal_plan(plan, sol, fc)

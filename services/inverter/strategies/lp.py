@@ -199,6 +199,7 @@ class DispatchProblem:
     floor_penalty_per_kwh: float | None = None  # violation of soc_floor (default: 2 × highest import price + 1)
     thermal: list[Any] = field(default_factory=list)
     integer: bool = False  # MILP: forbid simultaneous charge/discharge and import/export
+    mip_rel_gap: float = 1e-6  # relative optimality gap where the problem has integer variables
 
     @property
     def n(self) -> int:
@@ -343,7 +344,7 @@ def solve_dispatch(p: DispatchProblem, time_limit_s: float | None = 10.0) -> Dis
         terms += [(d, 1.0), (c, -1.0)]
     terms += [(idx, -1.0) for _, idx in thermal_idx]
     lp.rows(terms, load - pv, load - pv)
-    x, obj, res = lp.solve(time_limit_s=time_limit_s)
+    x, obj, res = lp.solve(time_limit_s=time_limit_s, mip_rel_gap=p.mip_rel_gap)
     if x is None:
         raise StrategyError([f"solver: no solution ({res.message.strip()}); the problem data are contradictory"])
     zero = np.zeros(n)
@@ -379,7 +380,7 @@ def plan_from_dispatch(sol: DispatchPlan, t0_s: int, dt_s: int, floor: np.ndarra
 
 
 class LPStrategy(Strategy):
-    """Battery dispatch LP over a receding horizon (``type: lp``)."""
+    """Battery dispatch LP over a receding horizon (``type: lp``), with the geysers if ``geyser:`` is set."""
 
     name = "lp"
 
@@ -394,13 +395,24 @@ class LPStrategy(Strategy):
     def make_plan(self, w: Any, signals: Any) -> Any:
         return lp_plan(self, w)
 
+    def thermal_blocks(self, fc: Any) -> list[Any]:
+        """The geysers' blocks when the config plans them (``geyser:``), none otherwise."""
+        return self.hot_water.blocks(fc) if self.hot_water is not None else []
+
+    def thermal_plan(self, plan: Any, sol: Any, fc: Any) -> None:
+        if self.hot_water is not None:
+            self.hot_water.store(plan, sol)
+
 
 def lp_plan(strategy: Any, w: Any, perfect: bool | None = None, horizon_s: float | None = None) -> Any:
     """One receding-horizon plan of the battery (and the strategy's thermal blocks, if any)."""
     cfg = strategy.config
     inv = strategy.inverter
     port = battery_port(inv)
-    horizon_s = cfg.horizon_h * 3600.0 if horizon_s is None else horizon_s
+    if horizon_s is None:
+        horizon_s = cfg.horizon_h * 3600.0
+        if getattr(strategy, "hot_water", None) is not None:
+            horizon_s = strategy.hot_water.horizon_s(horizon_s)
     fc = strategy.forecaster.forecast(w.i0, horizon_s, cfg.step_min * 60.0, perfect=perfect)
     bm = soc0 = None
     if port is not None:
@@ -419,7 +431,8 @@ def lp_plan(strategy: Any, w: Any, perfect: bool | None = None, horizon_s: float
                            price_export=fc.price_export, soc0=soc0 if soc0 is not None else 0.0, battery=bm,
                            available=avail, import_limit_kw=fc.import_limit_kw, export_limit_kw=fc.export_limit_kw,
                            soc_floor=floor, wear_cost_per_kwh=cfg.wear_cost_per_kwh, terminal_value_per_kwh=tv,
-                           thermal=thermal, integer=getattr(cfg, "integer", False))
+                           thermal=thermal, integer=getattr(cfg, "integer", False),
+                           mip_rel_gap=getattr(cfg, "mip_rel_gap", 1e-6))
     sol = solve_dispatch(prob)
     plan = plan_from_dispatch(sol, fc.t0_s, fc.dt_s, floor)
     plan.info["forecast"] = fc

@@ -1,0 +1,200 @@
+"""Geyser scheduling in closed loop: the geyser MILP inside a planner, its plan applied to the tank.
+
+With ``geyser:`` set in a planner's config (``lp``, ``mpc``, ``heating_mpc``)
+every geyser on the roster becomes a :class:`~.heating_mpc.GeyserBlock` of the
+plan (jointly with the battery and heat pumps where the strategy plans them):
+
+- the tank from the geyser's ``params()`` (heat capacity, element power, losses,
+  the current mean temperature), the element's power limited to the steps its
+  ``timers`` allow;
+- the draws' heat forecast from a shadow geyser built from the published config
+  (``draw_heat_w``): the true future only for perfect forecasts, otherwise the
+  mean of the same time of day over the previous ``draw_memory_days`` days (a
+  persistence forecast, exact for the daily EU tapping cycles), and their most
+  as the cautious forecast the minimum before a draw is held against;
+- a soft minimum ``min_c`` at the end of every step *and* before every draw
+  (the tank holds a step's draws above the minimum, and above their use
+  temperature, without help from the element);
+- the legionella constraint: at or above 60 °C (plus ``legionella_margin_k``)
+  at least once in every local day whose end the horizon reaches — today only
+  if the tank has not been there yet today (``params()["last_hot_epoch_s"]``),
+  soft with a penalty above a day of full-power heating, so a day that can no
+  longer make it (the end of a day, a timer) never makes the problem
+  infeasible;
+- the planning horizon is at least ``horizon_h`` (24 h), so the day's end is
+  always in view.
+
+The plan reaches the geyser as per-run-step set-points (``Geyser.set_plan``):
+in a step the plan heats, the planned end-of-step temperature; elsewhere
+``min_c`` — the element then only keeps the tank off the minimum.  The plan is
+indexed by run step, so it survives any window cut and takes effect at the
+window boundary, like the heating elements' plans.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from hometwin.element import Role
+from hometwin.services.inverter.strategies.base import StrategyError
+from hometwin.services.inverter.strategies.heating_mpc import LEGIONELLA_C, GeyserBlock
+
+DAY_S = 86400
+
+
+def local_day(epoch_s: np.ndarray, tz: str) -> np.ndarray:
+    """Local calendar day number (days since 1970-01-01, local) of each epoch second."""
+    from hometwin.schedule import LocalClock
+
+    e = np.asarray(epoch_s, dtype=np.int64)
+    return np.floor_divide(LocalClock(tz).wall_seconds(e), DAY_S).astype(np.int64)
+
+
+class GeyserPlanner:
+    """The geyser part of a planner (see the module docstring)."""
+
+    def __init__(self, strategy: Any, config: Any):
+        self.strategy = strategy
+        self.config = config
+        self._shadows: dict[str, Any] = {}
+        self._checked = False
+        self.t_min: dict[str, float] = {}
+
+    def geysers(self) -> dict[str, Any]:
+        roster: Mapping[str, Any] = getattr(self.strategy.inverter, "roster", None) or {}
+        return {n: e for n, e in roster.items()
+                if e.role == Role.load and hasattr(e, "draw_heat_w") and hasattr(e, "set_plan")}
+
+    def shadow(self, name: str, el: Any) -> Any:
+        """A geyser built from the published config: the draws and timers, never the live state."""
+        if name not in self._shadows:
+            from hometwin.registry import element_class
+
+            d = el.describe() if hasattr(el, "describe") else {"kind": el.kind, "config": el.config}
+            self._shadows[name] = element_class(d["kind"])(name, d["config"], self.strategy.inverter.home)
+        return self._shadows[name]
+
+    def limits(self, name: str, p: Mapping[str, float]) -> tuple[float, float]:
+        """(t_min, t_max) of geyser ``name`` (its ``params()`` ``p``) under the config; clear errors."""
+        c = self.config
+        setpoint = float(p["temp_max_c"])
+        t_max = setpoint if c.max_c is None else float(c.max_c)
+        what = f"{name}'s setpoint_c {setpoint:g} °C" if c.max_c is None else f"strategy.geyser.max_c {t_max:g} °C"
+        problems = []
+        if c.min_c > t_max:
+            problems.append(f"strategy.geyser.min_c: {c.min_c:g} °C is above {what} — the tank can never be kept there")
+        if c.legionella and t_max < LEGIONELLA_C:
+            problems.append(f"strategy.geyser.legionella: {what} is below the legionella temperature {LEGIONELLA_C:g} °C"
+                            " — raise it (or max_c), or set legionella: false")
+        if float(p["temp_cold_c"]) >= t_max:
+            problems.append(f"strategy.geyser.max_c: {t_max:g} °C is not above {name}'s cold water "
+                            f"{float(p['temp_cold_c']):g} °C")
+        if problems:
+            raise StrategyError(problems)
+        return float(c.min_c), t_max
+
+    def check(self) -> None:
+        """Contradictory settings before the first plan (a geyser plan without a geyser, limits)."""
+        if self._checked:
+            return
+        gs = self.geysers()
+        if not gs:
+            raise StrategyError("strategy.geyser: the home has no geyser to plan (remove geyser: from the strategy)")
+        for name, el in gs.items():
+            self.limits(name, el.params())
+        self._checked = True
+
+    def horizon_s(self, horizon_s: float) -> float:
+        return max(float(horizon_s), self.config.horizon_h * 3600.0)
+
+    # -- the blocks -----------------------------------------------------------------------------
+    def draw_forecast(self, shadow: Any, fc: Any, perfect: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per plan step: the expected draw heat [W], a cautious one [W] (the most of the past days,
+        what the tank must hold before a draw) and the highest use temperature [°C]."""
+        home = self.strategy.inverter.home
+        k = max(1, int(round(fc.dt_s / home.step_s)))
+        ep = fc.t0_s + np.arange(fc.n * k, dtype=np.int64) * home.step_s
+        if perfect:
+            heat, t_use = shadow.draw_heat_w(ep, home.step_s)
+            mean = heat.reshape(fc.n, k).mean(axis=1)
+            return mean, mean, t_use.reshape(fc.n, k).max(axis=1)
+        days = max(1, int(self.config.draw_memory_days))
+        mean = np.zeros(fc.n)
+        peak = np.zeros(fc.n)
+        t_use = np.zeros(fc.n)
+        for d in range(1, days + 1):
+            h, t = shadow.draw_heat_w(ep - d * DAY_S, home.step_s)
+            h = h.reshape(fc.n, k).mean(axis=1)
+            mean += h / days
+            peak = np.maximum(peak, h)
+            t_use = np.maximum(t_use, t.reshape(fc.n, k).max(axis=1))
+        return mean, peak, t_use
+
+    def blocks(self, fc: Any) -> list[GeyserBlock]:
+        self.check()
+        c = self.config
+        home = self.strategy.inverter.home
+        tz = home.timezone
+        perfect = bool(getattr(self.strategy.forecaster, "perfect", False))
+        pmax = float(np.max(np.abs(fc.price_import))) if fc.n else 0.0
+        starts = fc.t0_s + np.arange(fc.n, dtype=np.int64) * fc.dt_s
+        days = local_day(starts, tz)
+        t_end = fc.t0_s + fc.n * fc.dt_s
+        last_full = int(local_day(np.array([t_end]), tz)[0])  # days before this one end inside the horizon
+        today = int(days[0]) if fc.n else 0
+        k = max(1, int(round(fc.dt_s / home.step_s)))
+        ep_run = fc.t0_s + np.arange(fc.n * k, dtype=np.int64) * home.step_s
+        out = []
+        for name, el in self.geysers().items():
+            p = el.params()
+            t_min, t_max = self.limits(name, p)
+            self.t_min[name] = t_min
+            sh = self.shadow(name, el)
+            draw_w, draw_peak, t_use = self.draw_forecast(sh, fc, perfect)
+            allowed = sh.allowed(ep_run).reshape(fc.n, k).mean(axis=1)
+            hot = float(p.get("last_hot_epoch_s", float("nan")))
+            done_today = np.isfinite(hot) and int(local_day(np.array([int(hot)]), tz)[0]) == today
+            hot_days = [int(d) for d in np.unique(days) if d < last_full and not (d == today and done_today)]
+            element_kw = p["element_w"] / 1000.0
+            out.append(GeyserBlock(
+                name=name, volume_l=p["capacity_j_k"] / 4186.0, ua_w_k=max(float(p["ua_w_k"]), 1e-6),
+                element_kw=element_kw * allowed, t0=float(p["temp_water"]), t_min=t_min, t_max=t_max,
+                draw_w=draw_w, ambient_c=float(p["temp_ambient_c"]), day_index=days,
+                legionella_done_today=done_today,
+                min_weight=c.min_weight_per_kh if c.min_weight_per_kh is not None else 10.0 * pmax + 1.0,
+                legionella=c.legionella, legionella_c=min(LEGIONELLA_C + c.legionella_margin_k, t_max),
+                hot_days=np.array(hot_days, dtype=np.int64),
+                miss_penalty=24.0 * element_kw * pmax + 100.0,
+                draw_use_c=np.where(draw_peak > 0, t_use, 0.0), draw_peak_w=draw_peak))
+        return out
+
+    # -- applying the plan ----------------------------------------------------------------------
+    def store(self, plan: Any, sol: Any) -> None:
+        """Copy the geysers' part of a solution into the plan (set-points and planned power)."""
+        for name in self.geysers():
+            th = sol.thermal.get(name)
+            if th is None:
+                continue
+            plan.power_w[name] = np.asarray(th["power_kw"]) * 1000.0
+            plan.setpoints[name] = np.asarray(th["temp"])[1:]
+            plan.info.setdefault("geyser", {})[name] = {"temp": np.asarray(th["temp"]), "below": np.asarray(th["below"])}
+
+    def apply(self, plan: Any, w: Any) -> None:
+        """Send each geyser its plan as per-run-step set-points from the window's first step."""
+        if plan is None:
+            return
+        home = self.strategy.inverter.home
+        k = max(1, int(round(plan.dt_s / home.step_s)))
+        for name, el in self.geysers().items():
+            temp = plan.setpoints.get(name)
+            power = plan.power_w.get(name)
+            if temp is None or power is None:
+                continue
+            floor = self.t_min.get(name, self.config.min_c)
+            sp = np.where(np.asarray(power) > 1.0, np.maximum(np.asarray(temp), floor), floor)
+            offset = int((int(w.epoch_s[0]) - plan.t0_s) // home.step_s)
+            run_sp = np.repeat(sp, k)[max(offset, 0):]
+            if run_sp.size:
+                el.set_plan(w.i0, setpoint_c=run_sp)
