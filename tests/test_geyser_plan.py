@@ -65,7 +65,7 @@ def figures(res, trace, eng) -> dict[str, float]:
     f = res.frame
     e = -f["el.geyser_j"].to_numpy() / KWH
     days = local_day(eng.ctx.epoch_s(0, eng.ctx.n_steps), eng.ctx.timezone)
-    hot_days = sum(trace["end"][days == d].max() >= 60.0 - 1e-9 for d in np.unique(days))
+    hot_days = sum(trace["end"][days == d].max() >= 60.0 - 1e-6 for d in np.unique(days))
     d = trace["draw"]
     return {"kwh": float(e.sum()), "cost": float((e * f["price_import"].to_numpy()).sum()),
             "hot_days": int(hot_days), "days": len(np.unique(days)),

@@ -415,7 +415,7 @@ class Geyser(Element):
         st["loss_j"] += float(traj["loss"][s].sum())
         st["unmet_j"] += float(traj["unmet"][s].sum())
         st["power_w"] = float(traj["elec"][k] / w.dt_s)
-        hot = np.flatnonzero(np.asarray(traj["temps"][s]).mean(axis=1) >= LEGIONELLA_C)
+        hot = np.flatnonzero(np.asarray(traj["temps"][s]).mean(axis=1) >= LEGIONELLA_C - 1e-6)
         if hot.size:
             st["hot_s"] = int(w.epoch_s[int(hot[-1])])
 

@@ -61,6 +61,7 @@ class GeyserPlanner:
         self._shadows: dict[str, Any] = {}
         self._checked = False
         self.t_min: dict[str, float] = {}
+        self.legionella_c: dict[str, float] = {}
 
     def geysers(self) -> dict[str, Any]:
         roster: Mapping[str, Any] = getattr(self.strategy.inverter, "roster", None) or {}
@@ -151,6 +152,8 @@ class GeyserPlanner:
             p = el.params()
             t_min, t_max = self.limits(name, p)
             self.t_min[name] = t_min
+            if c.legionella:
+                self.legionella_c[name] = min(LEGIONELLA_C + c.legionella_margin_k, t_max)
             sh = self.shadow(name, el)
             draw_w, draw_peak, t_use = self.draw_forecast(sh, fc, perfect)
             allowed = sh.allowed(ep_run).reshape(fc.n, k).mean(axis=1)
@@ -164,7 +167,7 @@ class GeyserPlanner:
                 draw_w=draw_w, ambient_c=float(p["temp_ambient_c"]), day_index=days,
                 legionella_done_today=done_today,
                 min_weight=c.min_weight_per_kh if c.min_weight_per_kh is not None else 10.0 * pmax + 1.0,
-                legionella=c.legionella, legionella_c=min(LEGIONELLA_C + c.legionella_margin_k, t_max),
+                legionella=c.legionella, legionella_c=self.legionella_c.get(name, LEGIONELLA_C),
                 hot_days=np.array(hot_days, dtype=np.int64),
                 miss_penalty=24.0 * element_kw * pmax + 100.0,
                 draw_use_c=np.where(draw_peak > 0, t_use, 0.0), draw_peak_w=draw_peak))
@@ -193,7 +196,11 @@ class GeyserPlanner:
             if temp is None or power is None:
                 continue
             floor = self.t_min.get(name, self.config.min_c)
-            sp = np.where(np.asarray(power) > 1.0, np.maximum(np.asarray(temp), floor), floor)
+            temp = np.asarray(temp, dtype=float)
+            hot = self.legionella_c.get(name)
+            if hot is not None:  # the solver's tolerance must not keep the tank a hair below the legionella step
+                temp = np.where(temp >= hot - 0.01, np.maximum(temp, hot), temp)
+            sp = np.where(np.asarray(power) > 1.0, np.maximum(temp, floor), floor)
             offset = int((int(w.epoch_s[0]) - plan.t0_s) // home.step_s)
             run_sp = np.repeat(sp, k)[max(offset, 0):]
             if run_sp.size:
