@@ -13,7 +13,8 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hometwin.element import Element, ElementConfig, Role, Signals, Window, counter_rng
+from hometwin.element import ElementConfig, Role, Signals, Window, counter_rng
+from hometwin.services.appliances.meter import MeteredLoad
 from hometwin.schedule import DAY_S, LocalClock
 from hometwin.services.appliances import profiles
 
@@ -59,7 +60,7 @@ class BaseLoadConfig(ElementConfig):
         return value
 
 
-class BaseLoad(Element):
+class BaseLoad(MeteredLoad):
     """Base load of the house (constant + hourly profile + CSV profile, optional noise)."""
 
     kind = "base_load"
@@ -80,8 +81,7 @@ class BaseLoad(Element):
             self._profile = profiles.read_power_profile(self.home.resolve_path(p.file), self.home.timezone,
                                                         p.repeat, p.time_column, p.value_column)
         self._noise_cache: dict[int, np.ndarray] = {}
-        if not self.state:
-            self.state = {"energy_j": 0.0, "power_w": 0.0}
+        self.init_meter()
 
     def _noise(self, epoch_s: np.ndarray) -> np.ndarray:
         cfg = self.config
@@ -116,10 +116,3 @@ class BaseLoad(Element):
     def request(self, w: Window, signals: Signals) -> np.ndarray:
         return -self.power(w) * w.dt_s
 
-    def settle(self, w: Window, k: int, served: np.ndarray) -> None:
-        got = -np.asarray(served[: k + 1], dtype=float)
-        self.state["energy_j"] += float(got.sum())
-        self.state["power_w"] = float(got[-1] / w.dt_s)
-
-    def telemetry(self) -> dict[str, float]:
-        return {"power_w": self.state["power_w"], "energy_j": self.state["energy_j"]}

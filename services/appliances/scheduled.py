@@ -21,7 +21,8 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hometwin.element import Element, ElementConfig, Role, Signals, Window
+from hometwin.element import ElementConfig, Role, Signals, Window
+from hometwin.services.appliances.meter import MeteredLoad
 from hometwin.schedule import DailyWindow, LocalClock
 from hometwin.services.appliances import profiles
 
@@ -58,7 +59,7 @@ class ScheduledLoadConfig(ElementConfig):
         return self
 
 
-class ScheduledLoad(Element):
+class ScheduledLoad(MeteredLoad):
     """A load that runs on timers or a manual switch (the generic scheduled appliance)."""
 
     kind = "scheduled_load"
@@ -75,8 +76,7 @@ class ScheduledLoad(Element):
         cfg = self.config
         self._clock = LocalClock(self.home.timezone)
         self._timer_powers = [t.power_w or cfg.power_w for t in cfg.timers]
-        if not self.state:
-            self.state = {"energy_j": 0.0, "power_w": 0.0}
+        self.init_meter()
 
     def power(self, w: Window) -> np.ndarray:
         """Mean power [W] of each step of the window (positive = drawn)."""
@@ -98,13 +98,6 @@ class ScheduledLoad(Element):
     def request(self, w: Window, signals: Signals) -> np.ndarray:
         return -self.power(w) * w.dt_s
 
-    def settle(self, w: Window, k: int, served: np.ndarray) -> None:
-        got = -np.asarray(served[: k + 1], dtype=float)
-        self.state["energy_j"] += float(got.sum())
-        self.state["power_w"] = float(got[-1] / w.dt_s)
-
-    def telemetry(self) -> dict[str, float]:
-        return {"power_w": self.state["power_w"], "energy_j": self.state["energy_j"]}
 
 
 # -- presets --------------------------------------------------------------------------------------

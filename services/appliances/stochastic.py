@@ -38,7 +38,8 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hometwin.element import Element, ElementConfig, Role, Signals, Window, counter_rng
+from hometwin.element import ElementConfig, Role, Signals, Window, counter_rng
+from hometwin.services.appliances.meter import MeteredLoad
 from hometwin.schedule import DAY_S, LocalClock
 
 
@@ -84,7 +85,7 @@ class StochasticLoadConfig(ElementConfig):
         return value
 
 
-class StochasticLoad(Element):
+class StochasticLoad(MeteredLoad):
     """A generic stochastic cycle appliance (geometric daily starts, multi-phase cycle)."""
 
     kind = "stochastic_load"
@@ -108,8 +109,7 @@ class StochasticLoad(Element):
         self._cum = np.cumsum(np.asarray(c.hourly_weights, dtype=float))
         self._cum /= self._cum[-1]
         self._days: dict[int, np.ndarray] = {}
-        self.state.setdefault("energy_j", 0.0)
-        self.state.setdefault("power_w", 0.0)
+        self.init_meter()
         self.state.setdefault("moves", {})
 
     # -- randomness: a pure function of the local day -----------------------------------------------
@@ -174,17 +174,12 @@ class StochasticLoad(Element):
         return -self.energy(w)
 
     def settle(self, w: Window, k: int, served: np.ndarray) -> None:
-        got = -np.asarray(served[: k + 1], dtype=float)
-        self.state["energy_j"] += float(got.sum())
-        self.state["power_w"] = float(got[-1] / w.dt_s)
+        super().settle(w, k, served)
         # forget deferrals of cycles that are over
         now = float(w.epoch_s[k] + w.dt_s)
         moves = self.state.get("moves") or {}
         if moves:
             self.state["moves"] = {o: n for o, n in moves.items() if n + self.cycle_s > now}
-
-    def telemetry(self) -> dict[str, float]:
-        return {"power_w": self.state["power_w"], "energy_j": self.state["energy_j"]}
 
     # -- optimizer hook (smart mode) ----------------------------------------------------------------
     def upcoming_starts(self, t0_epoch_s: float, t1_epoch_s: float) -> list[dict[str, Any]]:
