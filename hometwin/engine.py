@@ -38,8 +38,8 @@ def signal_order(elements: Iterable[Element]) -> list[Element]:
     done: list[Element] = []
     have: set[str] = set()
     while pending:
-        ready = [e for e in pending if set(e.inputs) <= have | {s for e2 in done for s in e2.outputs}
-                 or not (set(e.inputs) & {s for p in pending for s in p.outputs})]
+        pending_outputs = {s for p in pending for s in p.outputs}
+        ready = [e for e in pending if set(e.inputs) <= have or not set(e.inputs) & pending_outputs]
         if not ready:  # a cycle: keep spec order
             ready = pending[:1]
         for e in ready:
