@@ -23,27 +23,12 @@ CAPE_TOWN = ROOT / "examples" / "homes" / "cape-town.yaml"
 REALMS = ("hometwin.cape-town", "hometwin.minimal")
 
 
-class SharedRouter(Router):
-    """A router serving every realm the runtime tests use."""
-
-    def start(self, timeout_s: float = 60.0) -> "SharedRouter":
-        super().start(timeout_s)
-        return self
-
-
 @pytest.fixture(scope="session")
 def router(tmp_path_factory: Any) -> Any:
-    """A real Crossbar router on free loopback ports (session-scoped, stopped at the end)."""
-    import hometwin.runtime.router as rt
-
+    """A real Crossbar router on free loopback ports and a Unix socket (session-scoped)."""
     cbdir = tmp_path_factory.mktemp("crossbar") / ".crossbar"
-    r = Router(realm=REALMS[0], cbdir=cbdir)
-    orig = rt.node_config
-    rt.node_config = lambda realm, host, port, rs, realms=(): orig(realm, host, port, rs, realms=REALMS)
-    try:
-        r.start(timeout_s=90)
-    finally:
-        rt.node_config = orig
+    r = Router(realm=REALMS[0], realms=REALMS, cbdir=cbdir, unix=True)
+    r.start(timeout_s=90)
     yield r
     r.stop()
 
@@ -65,10 +50,11 @@ def wait_until(pred: Callable[[], Any], timeout_s: float, what: str, every_s: fl
 class Up:
     """``hometwin up`` (the Launcher) in a background thread."""
 
-    def __init__(self, router: Router, spec: Path = CAPE_TOWN, **kwargs: Any):
+    def __init__(self, router: Router, spec: Path = CAPE_TOWN, unix: bool = False, **kwargs: Any):
         self.router = router
         self.logs: list[str] = []
-        self.launcher = Launcher(spec_path=spec, router_url=router.url, log_sink=self._sink, live=False,
+        url = router.unix_url if unix else router.url  # services over the Unix socket or TCP
+        self.launcher = Launcher(spec_path=spec, router_url=url, log_sink=self._sink, live=False,
                                  **kwargs)
         self.realm = self.launcher.realm
         self.result: Any = None

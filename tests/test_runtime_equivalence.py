@@ -107,8 +107,11 @@ def test_window_1440_two_days_identical(day_windows):  # type: ignore[no-untyped
 
 @pytest.mark.timeout(1200)
 def test_window_1_two_days_identical(router):  # type: ignore[no-untyped-def]
-    """The acceptance run: 2 days of 1-minute steps in single-step windows (2880 ticks over the router)."""
-    up = Up(router, window=1, until_s=2 * 86400).start()
+    """The acceptance run: 2 days of 1-minute steps in single-step windows (2880 ticks over the router).
+
+    The services reach the router over its Unix socket here (what ``hometwin up`` uses by
+    default); the window-1440 run above goes over RawSocket on TCP."""
+    up = Up(router, window=1, until_s=2 * 86400, unix=True).start()
     res = up.join(1100)
     ref = in_process(1, 2)
     assert len(res.frame) == 2 * DAY

@@ -156,6 +156,9 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
        router: Optional[str] = typer.Option(None, "--router", help="use this running router instead of starting one"),
        port: int = typer.Option(8080, "--port", help="router WebSocket port"),
        rawsocket_port: int = typer.Option(8081, "--rawsocket-port", help="router RawSocket port"),
+       transport: str = typer.Option("unix", "--transport",
+                                     help="how the services reach the router started here: unix (a Unix socket "
+                                          "beside the router), rawsocket (TCP) or websocket"),
        metrics_port: int = typer.Option(0, "--metrics-port", help="first metrics port (one per process; 0 = none)"),
        pause_at: Optional[int] = typer.Option(None, "--pause-at", help="pause when this step is reached"),
        timeout: float = typer.Option(10.0, "--timeout", help="[s] the inverter waits this long for a packet"),
@@ -174,6 +177,8 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
         parse_speed(speed)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if transport not in ("unix", "rawsocket", "websocket"):
+        raise typer.BadParameter(f"--transport: unix, rawsocket or websocket (got {transport!r})")
     until_s = _parse_until(until, days)
     err = Console(stderr=True)
 
@@ -181,7 +186,8 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
         err.print(Text.assemble((f"{name:>10} │ ", color), line))
 
     launcher = Launcher(spec_path=file, speed=speed, window=window, until_s=until_s, out=out, router_url=router,
-                        port=port, rawsocket_port=rawsocket_port, metrics_port=metrics_port, pause_at=pause_at,
+                        port=port, rawsocket_port=rawsocket_port, transport=transport, metrics_port=metrics_port,
+                        pause_at=pause_at,
                         timeout_s=timeout, log_sink=sink)
 
     async def main() -> Any:

@@ -82,7 +82,7 @@ class Launcher:
     live: bool = True
     log_sink: Callable[[str, str, str], None] | None = None  # (name, color, line)
     restart: bool = True
-    transport: str = "rawsocket"  # how the services reach our own router: rawsocket | websocket
+    transport: str = "unix"  # how the services reach our own router: unix | rawsocket | websocket
     router_log: Any = None  # a file for crossbar's output (default: discarded)
     procs: dict[str, Proc] = field(default_factory=dict)
 
@@ -252,10 +252,12 @@ class Launcher:
         url = self.router_url
         if url is None:
             self.router = Router(realm=self.realm, host=self.host, port=self.port or free_port(self.host),
-                                 rawsocket_port=self.rawsocket_port or free_port(self.host), log=self.router_log)
+                                 rawsocket_port=self.rawsocket_port or free_port(self.host), log=self.router_log,
+                                 unix=self.transport == "unix")
             await asyncio.get_running_loop().run_in_executor(None, self.router.start)
-            url = self.router.ws_url if self.transport == "websocket" else self.router.url
-            self._log("router", "white", f"crossbar up: {self.router.url} (services), {self.router.ws_url} (browsers)")
+            url = {"websocket": self.router.ws_url, "unix": self.router.unix_url}.get(self.transport, self.router.url)
+            self._log("router", "white", f"crossbar up: services on {url}; {self.router.url} (RawSocket), "
+                                         f"{self.router.ws_url} (browsers)")
         comp = component(url, self.realm)
         comp.on("join", self._on_join)
         comp_done = comp.start(asyncio.get_running_loop())

@@ -34,8 +34,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def node_config(realm: str, host: str = "127.0.0.1", port: int = 8080, rawsocket_port: int = 8081,
-                realms: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A Crossbar node config (version 2): one router worker, realm(s), RawSocket + WebSocket."""
+                realms: tuple[str, ...] = (), unix_path: str | Path | None = None) -> dict[str, Any]:
+    """A Crossbar node config (version 2): one router worker, realm(s), RawSocket + WebSocket,
+    and RawSocket on a Unix socket at ``unix_path`` when given (services on the same machine)."""
     permissions = [{
         "uri": "", "match": "prefix",
         "allow": {"call": True, "register": True, "publish": True, "subscribe": True},
@@ -55,7 +56,9 @@ def node_config(realm: str, host: str = "127.0.0.1", port: int = 8080, rawsocket
                  "serializers": ["msgpack", "json"], "options": {"max_message_size": MAX_MESSAGE_SIZE}},
                 {"type": "websocket", "endpoint": {"type": "tcp", "interface": host, "port": port},
                  "serializers": ["msgpack", "json"], "options": {"max_message_size": MAX_MESSAGE_SIZE}},
-            ],
+            ] + ([{"type": "rawsocket", "endpoint": {"type": "unix", "path": str(unix_path)},
+                   "serializers": ["msgpack"], "options": {"max_message_size": MAX_MESSAGE_SIZE}}]
+                 if unix_path else []),
         }],
     }
 
@@ -95,6 +98,23 @@ def wait_for_port(host: str, port: int, timeout_s: float = 60.0, proc: subproces
             time.sleep(0.1)
 
 
+def wait_for_unix(path: str | Path, timeout_s: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+    """Return once the Unix socket ``path`` accepts a connection; raise on timeout or if ``proc`` died."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"router exited with code {proc.returncode} before accepting connections")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(0.5)
+                s.connect(str(path))
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"router at {path} did not accept connections within {timeout_s} s")
+            time.sleep(0.1)
+
+
 @dataclass
 class Router:
     """A running ``crossbar start`` subprocess; ``url`` is its RawSocket URL for services."""
@@ -103,6 +123,8 @@ class Router:
     host: str = "127.0.0.1"
     port: int = 0  # WebSocket; 0 = a free one
     rawsocket_port: int = 0  # RawSocket; 0 = a free one
+    unix: bool = False  # also RawSocket on a Unix socket in the node directory (``unix_url``)
+    realms: tuple[str, ...] = ()  # more realms on the same router (tests share one)
     cbdir: Path | None = None
     log: IO[Any] | None = None
     proc: subprocess.Popen | None = field(default=None, repr=False)
@@ -111,6 +133,15 @@ class Router:
     @property
     def url(self) -> str:
         return f"rs://{self.host}:{self.rawsocket_port}"
+
+    @property
+    def unix_path(self) -> Path | None:
+        return (Path(self.cbdir) / "router.sock") if self.unix and self.cbdir is not None else None
+
+    @property
+    def unix_url(self) -> str | None:
+        """``rs+unix:///…/router.sock`` — services on this machine; no TCP stack, no Nagle."""
+        return f"rs+unix://{self.unix_path}" if self.unix_path is not None else None
 
     @property
     def ws_url(self) -> str:
@@ -123,13 +154,16 @@ class Router:
         if self.cbdir is None:
             self._tmp = tempfile.mkdtemp(prefix="hometwin-router-")
             self.cbdir = Path(self._tmp) / ".crossbar"
-        write_config(self.cbdir, node_config(self.realm, self.host, self.port, self.rawsocket_port))
+        write_config(self.cbdir, node_config(self.realm, self.host, self.port, self.rawsocket_port,
+                                             realms=tuple(self.realms), unix_path=self.unix_path))
         cmd = [crossbar_executable(), "start", "--cbdir", str(self.cbdir), "--loglevel", "warn"]
         out = self.log if self.log is not None else subprocess.DEVNULL
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_for_port(self.host, self.rawsocket_port, timeout_s, self.proc)
             wait_for_port(self.host, self.port, timeout_s, self.proc)
+            if self.unix_path is not None:
+                wait_for_unix(self.unix_path, timeout_s, self.proc)
         except Exception:
             self.stop()
             raise
