@@ -20,6 +20,9 @@ def register(app: typer.Typer) -> None:
                                                           "lp_forecast_error, mpc, heating_mpc, perfect_foresight) "
                                                           "or a JSON mapping; repeat for several"),
         days: Optional[float] = typer.Option(None, "--days", help="run only this many days"),
+        voll: Optional[float] = typer.Option(None, "--voll", min=0.0,
+                                             help="value of lost load per kWh (tariff currency): adds the cost of "
+                                                  "unserved energy, so outage-blind strategies are not flattered"),
         out: Optional[Path] = typer.Option(None, "--json", help="also write the table as JSON"),
     ) -> None:
         """Run a home under several strategies: cost, comfort violation, unserved energy, cycles, gap to the optimum."""
@@ -36,22 +39,29 @@ def register(app: typer.Typer) -> None:
         until_s = int(days * 86400) if days else None
         try:
             with console.status("running strategies …"):
-                rows = compare_strategies(home, names, until_s)
+                rows = compare_strategies(home, names, until_s, voll_per_kwh=voll)
         except (StrategyError, ValueError) as exc:
             Console(stderr=True).print(f"[bold red]strategy error:[/] {exc}")
             raise typer.Exit(2)
         cur = next(iter(rows.values()))["currency"]
         t = Table(title=f"{home.metadata.name}: strategies" + (f" over {days:g} days" if days else ""))
-        for col in ("strategy", f"energy cost [{cur}]", f"total [{cur}]", "gap to optimum", "comfort K·h",
-                    "unserved kWh", "cycles", "solve median ms", "wall s"):
+        cols = ["strategy", f"energy cost [{cur}]", f"total [{cur}]", "gap to optimum", "comfort K·h",
+                "unserved kWh", "cycles", "solve median ms", "wall s"]
+        if voll is not None:
+            cols.insert(6, f"+ lost load [{cur}]")
+        for col in cols:
             t.add_column(col, justify="right" if col != "strategy" else "left")
         for name, r in rows.items():
-            t.add_row(name, f"{r['energy_cost']:,.2f}", f"{r['total_cost']:,.2f}", f"{r['gap']:+.2%}",
-                      f"{r['comfort_violation_kh']:.2f}", f"{r['unserved_kwh']:.2f}", f"{r['battery_cycles']:.1f}",
-                      f"{r.get('solve_median_ms', 0.0):.1f}", f"{r['wall_s']:.1f}")
+            cells = [name, f"{r['energy_cost']:,.2f}", f"{r['total_cost']:,.2f}", f"{r['gap']:+.2%}",
+                     f"{r['comfort_violation_kh']:.2f}", f"{r['unserved_kwh']:.2f}", f"{r['battery_cycles']:.1f}",
+                     f"{r.get('solve_median_ms', 0.0):.1f}", f"{r['wall_s']:.1f}"]
+            if voll is not None:
+                cells.insert(6, f"{r['cost_with_lost_load']:,.2f}")
+            t.add_row(*cells)
         console.print(t)
         console.print("gap = (energy cost − perfect-foresight optimum) / |optimum|; the optimum reads the future "
-                      "without error, so no strategy can beat it (up to the simulation's own rounding).")
+                      "without error, so no strategy can beat it (up to the simulation's own rounding)."
+                      + (f" + lost load = energy cost + unserved kWh × {voll:g} {cur}/kWh (--voll)." if voll is not None else ""))
         if out:
             out.write_text(json.dumps({k: {a: b for a, b in v.items() if a != "result"} for k, v in rows.items()},
                                       indent=2, default=float))

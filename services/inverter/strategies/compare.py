@@ -79,14 +79,30 @@ def run_strategy(home: Any, strategy: Any, until_s: int | None = None) -> dict[s
 
 
 def compare_strategies(home: Any, strategies: Iterable[Any], until_s: int | None = None,
-                       bound: bool = True) -> dict[str, dict[str, Any]]:
-    """Every strategy's figures and its gap to the perfect-foresight optimum (``gap``, relative)."""
+                       bound: bool = True, voll_per_kwh: float | None = None) -> dict[str, dict[str, Any]]:
+    """Every strategy's figures and its gap to the perfect-foresight optimum (``gap``, relative).
+
+    ``voll_per_kwh`` (value of lost load, in the tariff's currency per kWh): each row also
+    gets ``lost_load_cost`` = unserved kWh × VoLL and ``cost_with_lost_load`` = energy cost
+    + that, so a strategy cannot look cheap by leaving the load dark during an outage.
+    """
+    if voll_per_kwh is not None and not (voll_per_kwh >= 0 and np.isfinite(voll_per_kwh)):
+        raise ValueError(f"voll_per_kwh: must be >= 0 and finite (got {voll_per_kwh})")
     rows: dict[str, dict[str, Any]] = {}
     for s in strategies:
         name = s if isinstance(s, str) else strategy_config(s).type
         rows[name] = run_strategy(home, s, until_s)
+    if voll_per_kwh is not None:
+        for r in rows.values():
+            r["voll_per_kwh"] = float(voll_per_kwh)
+            r["lost_load_cost"] = r["unserved_kwh"] * float(voll_per_kwh)
+            r["cost_with_lost_load"] = r["energy_cost"] + r["lost_load_cost"]
     if bound:
         pf = rows.get("perfect_foresight") or run_strategy(home, "perfect_foresight", until_s)
+        if "perfect_foresight" not in rows and voll_per_kwh is not None:
+            pf["voll_per_kwh"] = float(voll_per_kwh)
+            pf["lost_load_cost"] = pf["unserved_kwh"] * float(voll_per_kwh)
+            pf["cost_with_lost_load"] = pf["energy_cost"] + pf["lost_load_cost"]
         rows.setdefault("perfect_foresight", pf)
         ref = pf.get("bound", pf["energy_cost"])  # the LP optimum over the whole run
         for r in rows.values():
