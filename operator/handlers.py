@@ -14,13 +14,16 @@ import kopf
 
 from hometwin.operator.crd import GROUP, PLURAL, VERSION
 from hometwin.operator.kube import Kube, KubeError, connection_info, load_api_client, load_configuration
-from hometwin.operator.manifests import DEFAULT_IMAGE, LABEL_HOME, MANAGED_BY
+from hometwin.deploy import DEFAULT_METRICS_PORT
+from hometwin.operator.manifests import DEFAULT_IMAGE, LABEL_HOME, MANAGED_BY, object_name
+from hometwin.operator.progress import METRICS_URL, grid_element, read_progress
 from hometwin.operator.reconcile import FAILED, failed_status, home_deployments, home_status, reconcile
 from hometwin.spec import SpecError
 
 registry = kopf.OperatorRegistry()
 HOMES = dict(group=GROUP, version=VERSION, plural=PLURAL)
 RETRY_DELAY_S = 10.0  # [s] after an API error: long enough not to hammer a struggling API server
+PROGRESS_INTERVAL_S = float(os.environ.get("HOMETWIN_PROGRESS_INTERVAL_S", "10"))  # [s] status columns refresh
 
 
 @kopf.on.login(registry=registry)
@@ -41,6 +44,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     if "kube" not in memo:
         memo.kube = Kube(load_api_client())
     memo.setdefault("image", os.environ.get("HOMETWIN_IMAGE", DEFAULT_IMAGE))
+    memo.setdefault("metrics_url", os.environ.get("HOMETWIN_METRICS_URL", METRICS_URL))
 
 
 @kopf.on.resume(**HOMES, registry=registry)
@@ -79,3 +83,23 @@ def deployment_changed(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: An
     status = home_status(home_deployments(memo.kube, home_name, namespace), previous.get("phase"))
     if any(previous.get(k) != status[k] for k in ("phase", "ready", "elements")):
         memo.kube.patch("Home", namespace, home_name, {"status": status}, sub="status")
+
+
+@kopf.timer(**HOMES, interval=PROGRESS_INTERVAL_S, registry=registry)
+def progress(spec: kopf.Spec, name: str, namespace: str, status: kopf.Status, patch: kopf.Patch,
+             memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Simulated time and net grid power from the grid element's /metrics (printer columns)."""
+    if status.get("phase") in (FAILED, None):
+        return
+    grid = grid_element(dict(spec))
+    if grid is None:
+        return
+    url = memo.metrics_url.format(service=object_name(name, grid), namespace=namespace, port=DEFAULT_METRICS_PORT)
+    try:
+        now = read_progress(url, grid)
+    except (OSError, ValueError) as exc:  # the pod is starting or scaled to 0: keep the last values
+        logger.debug("progress: %s not readable: %s", url, exc)
+        return
+    changed = {k: v for k, v in now.items() if status.get(k) != v}
+    if changed:
+        patch.status.update(changed)
