@@ -125,6 +125,20 @@ class Inverter(Element):
             self.strategy = make_strategy(c.strategy, self)
         self.state.setdefault("last_flows_w", {})
 
+    # -- snapshots ----------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Config and state, plus the strategy's state (its plan, integral action …) under ``strategy``."""
+        snap = super().snapshot()
+        if self.strategy is not None:
+            snap["strategy"] = self.strategy.snapshot()
+        return snap
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        """Continue from :meth:`snapshot`: the strategy (rebuilt from the config) takes its state back."""
+        super().restore(snap)
+        if self.strategy is not None and snap.get("strategy") is not None:
+            self.strategy.restore(snap["strategy"])
+
     # -- strategy hooks -----------------------------------------------------------------------
     def bind_roster(self, roster: Mapping[str, Any]) -> None:
         """The other elements as ports (models in-process, RPC proxies over WAMP): the strategy

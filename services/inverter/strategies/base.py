@@ -68,6 +68,36 @@ class Plan:
         k = (np.asarray(epoch_s, dtype=np.int64) - self.t0_s) // self.dt_s
         return np.clip(k, 0, self.n - 1)
 
+    # -- snapshots ------------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """The plan as a tree of dicts, lists, arrays and numbers (snapshots, state files, msgpack).
+
+        ``starts`` become ``[name, drawn, planned]`` triples (map keys stay strings);
+        ``info`` keeps what is such a tree (the heat per heater, the geyser trajectories, the
+        rule) and leaves out the solver's objects (``forecast``, ``dispatch``): nothing reads
+        them after the plan is made; ``solve_s`` (wall time) is not state either.
+        """
+        arrays = {key: _copy(getattr(self, key)) for key in _PLAN_ARRAYS}
+        return {"t0_s": int(self.t0_s), "dt_s": int(self.dt_s), "n": int(self.n), **arrays,
+                "setpoints": _copy_map(self.setpoints), "power_w": _copy_map(self.power_w), "on": _copy_map(self.on),
+                "starts": [[name, int(a), int(b)] for name, moves in self.starts.items() for a, b in moves.items()],
+                "cost": float(self.cost),
+                "info": {k: _copy_tree(v) for k, v in self.info.items() if _is_tree(v)}}
+
+    @classmethod
+    def from_state(cls, d: Mapping[str, Any]) -> "Plan":
+        """Inverse of :meth:`to_state` (lists where arrays were are turned back into arrays)."""
+        starts: dict[str, dict[int, int]] = {}
+        for name, a, b in d.get("starts") or []:
+            starts.setdefault(str(name), {})[int(a)] = int(b)
+        arrays = {key: None if d.get(key) is None else np.array(d[key], dtype=float) for key in _PLAN_ARRAYS}
+        on = {k: np.array(v) for k, v in (d.get("on") or {}).items()}
+        return cls(t0_s=int(d["t0_s"]), dt_s=int(d["dt_s"]), n=int(d["n"]), **arrays,
+                   setpoints={k: np.array(v, dtype=float) for k, v in (d.get("setpoints") or {}).items()},
+                   power_w={k: np.array(v, dtype=float) for k, v in (d.get("power_w") or {}).items()},
+                   on=on, starts=starts, cost=float(d.get("cost", float("nan"))),
+                   info=_copy_tree(dict(d.get("info") or {})))
+
     def covers(self, epoch_s: np.ndarray) -> np.ndarray:
         e = np.asarray(epoch_s, dtype=np.int64)
         return (e >= self.t0_s) & (e < self.t0_s + self.n * self.dt_s)
@@ -94,6 +124,7 @@ class Strategy:
         self.solve_s: list[float] = []
         self.log: list[dict[str, Any]] = []
         self._appliances: Any = False  # ApplianceScheduler once built (None: not enabled)
+        self._restored_decisions: dict[tuple[str, int], int] = {}  # from a snapshot, until the scheduler is built
         self.hot_water: Any = None  # GeyserPlanner when the config plans the geysers (``geyser:``)
         if getattr(config, "geyser", None) is not None:
             from hometwin.services.inverter.strategies.hot_water import GeyserPlanner
@@ -124,6 +155,40 @@ class Strategy:
             return mode_policy(inverter.config, w, signals, inverter.batt_w)
         return plan_policy(self.plan, w, signals, battery, inverter)
 
+    # -- snapshots ------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """What a continuation needs (``Inverter.snapshot`` carries it): the current plan, the
+        plan count, the appliance decisions, the geyser planner's limits and — in subclasses —
+        their own state (the heating MPC's integral action).  Caches (forecast truth, shadow
+        models) are pure functions of the config and rebuild themselves; solve-time statistics
+        start again after a restore.  A tree of dicts, lists, arrays and numbers."""
+        sched = self._appliances if self._appliances not in (False, None) else None
+        decisions = self._restored_decisions if sched is None else sched.decisions
+        out: dict[str, Any] = {"type": getattr(self.config, "type", self.name), "name": self.name,
+                               "plan": None if self.plan is None else self.plan.to_state(), "plans": int(self.plans),
+                               "decisions": [[name, int(a), int(b)] for (name, a), b in decisions.items()]}
+        if self.hot_water is not None:
+            out["hot_water"] = {"t_min": dict(self.hot_water.t_min), "legionella_c": dict(self.hot_water.legionella_c)}
+        return out
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        """Continue from :meth:`snapshot` (of a strategy of the same type)."""
+        want = getattr(self.config, "type", self.name)
+        if snap.get("type") != want:
+            raise ValueError(f"strategy: a snapshot of a {snap.get('type')!r} strategy cannot restore a {want!r} one")
+        plan = snap.get("plan")
+        self.plan = None if plan is None else Plan.from_state(plan)
+        self.plans = int(snap.get("plans", 0))
+        self.solve_s = []
+        decisions = {(str(name), int(a)): int(b) for name, a, b in snap.get("decisions") or []}
+        self._restored_decisions = decisions
+        if self._appliances not in (False, None):
+            self._appliances.decisions = dict(decisions)
+        hw = snap.get("hot_water")
+        if self.hot_water is not None and hw:
+            self.hot_water.t_min = {str(k): float(v) for k, v in (hw.get("t_min") or {}).items()}
+            self.hot_water.legionella_c = {str(k): float(v) for k, v in (hw.get("legionella_c") or {}).items()}
+
     # -- deferrable appliances -----------------------------------------------------------------
     def appliance_scheduler(self) -> Any:
         """The :class:`~.appliances.ApplianceScheduler` when the config's ``defer_appliances`` is on
@@ -136,6 +201,7 @@ class Strategy:
 
                 step_s = float(getattr(self.config, "step_min", 15.0)) * 60.0
                 sched = ApplianceScheduler(self, step_s)
+                sched.decisions.update(self._restored_decisions)
                 names = set(sched.appliances())
                 if names:
                     fc.leave_out(names)
@@ -181,6 +247,40 @@ class Strategy:
 
 def _list(a: np.ndarray | None) -> list[float] | None:
     return None if a is None else np.asarray(a, dtype=float).tolist()
+
+
+_PLAN_ARRAYS = ("charge_w", "discharge_w", "import_w", "export_w", "soc_floor", "soc", "grid_target_soc")
+
+
+def _copy(a: Any) -> Any:
+    return None if a is None else np.array(a, copy=True)
+
+
+def _copy_map(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {str(k): np.array(v, copy=True) for k, v in d.items()}
+
+
+def _is_tree(v: Any) -> bool:
+    """Dicts (string keys), lists, tuples, numeric arrays, numbers, strings, None — nothing else."""
+    if v is None or isinstance(v, (bool, int, float, str, np.floating, np.integer, np.bool_)):
+        return True
+    if isinstance(v, np.ndarray):
+        return v.dtype.kind in "biuf"
+    if isinstance(v, (list, tuple)):
+        return all(_is_tree(x) for x in v)
+    if isinstance(v, dict):
+        return all(isinstance(k, str) and _is_tree(x) for k, x in v.items())
+    return False
+
+
+def _copy_tree(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return v.copy()
+    if isinstance(v, dict):
+        return {k: _copy_tree(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return type(v)(_copy_tree(x) for x in v)
+    return v
 
 
 def plan_policy(plan: Plan, w: Any, signals: Mapping[str, np.ndarray], battery: Mapping[str, float] | None,

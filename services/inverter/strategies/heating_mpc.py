@@ -350,6 +350,26 @@ class HeatingMPCStrategy(Strategy):
         self.forecaster = Forecaster(inverter, config.forecast)
         self.mpcs: dict[str, HeatingMPC] = {}
 
+    def snapshot(self) -> dict[str, Any]:
+        """The base state plus each building's MPC: its model and the integral action (bias, last prediction)."""
+        out = super().snapshot()
+        out["mpcs"] = {name: {"a_c": np.array(mpc.a_c), "b_c": np.array(mpc.b_c), "max_heat_kw": float(mpc.max_heat_kw),
+                              "comfort_weight": float(mpc.comfort_weight), "integral_gain": float(mpc.integral_gain),
+                              "heating_to_mass": float(mpc.heating_to_mass), "q_bias_w": float(mpc.q_bias_w),
+                              "pred": None if mpc._pred is None else [int(mpc._pred[0]), float(mpc._pred[1])]}
+                       for name, mpc in self.mpcs.items()}
+        return out
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        super().restore(snap)
+        self.mpcs = {}
+        for name, d in (snap.get("mpcs") or {}).items():
+            pred = d.get("pred")
+            self.mpcs[str(name)] = HeatingMPC(
+                np.array(d["a_c"], dtype=float), np.array(d["b_c"], dtype=float), float(d["max_heat_kw"]),
+                float(d["comfort_weight"]), float(d["integral_gain"]), float(d["heating_to_mass"]),
+                float(d["q_bias_w"]), None if pred is None else (int(pred[0]), float(pred[1])))
+
     def heaters(self) -> dict[str, Any]:
         roster = getattr(self.inverter, "roster", None) or {}
         return {n: e for n, e in roster.items() if hasattr(e, "set_plan") and hasattr(e, "params")

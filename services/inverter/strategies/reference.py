@@ -30,6 +30,13 @@ class PerfectForesight(Strategy):
         self.forecaster = Forecaster(inverter, None, perfect=True)
         self.bound: float = float("nan")  # the optimal energy cost of the run (LP objective's cost part)
 
+    def snapshot(self) -> dict[str, Any]:
+        return {**super().snapshot(), "bound": float(self.bound)}
+
+    def restore(self, snap: Any) -> None:
+        super().restore(snap)
+        self.bound = float(snap.get("bound", float("nan")))
+
     def make_plan(self, w: Any, signals: Any) -> Any:
         cfg = self.config
 
