@@ -29,7 +29,7 @@ MAX_STEPS = 600_000
 SIGN_TOLERANCE_J = 1e-6
 
 
-def _to_array(value: Any) -> np.ndarray:
+def _to_array(value: Any, posinf: bool = False) -> np.ndarray:
     if isinstance(value, (bytes, bytearray, memoryview)):
         if len(value) % 8:
             raise ValueError(f"float64 array bytes: length {len(value)} is not a multiple of 8")
@@ -45,8 +45,9 @@ def _to_array(value: Any) -> np.ndarray:
         raise ValueError(f"array: expected float64 bytes or a list of numbers (got {type(value).__name__})")
     if arr.ndim != 1:
         raise ValueError(f"array: must be one-dimensional (got shape {arr.shape})")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"array: {int((~np.isfinite(arr)).sum())} value(s) are not finite")
+    bad = ~np.isfinite(arr) & ~(posinf & (arr == np.inf))
+    if bad.any():
+        raise ValueError(f"array: {int(bad.sum())} value(s) are not finite")
     return arr
 
 
@@ -56,6 +57,11 @@ def _to_bytes(arr: np.ndarray) -> bytes:
 
 #: A float64 array on the wire (raw little-endian bytes; lists accepted).
 F64 = Annotated[np.ndarray, PlainValidator(_to_array), PlainSerializer(_to_bytes, return_type=bytes)]
+#: As :data:`F64`, but ``+inf`` allowed (checked per key by the message: a limit of +inf = no limit).
+F64Inf = Annotated[np.ndarray, PlainValidator(lambda v: _to_array(v, posinf=True)),
+                   PlainSerializer(_to_bytes, return_type=bytes)]
+#: Signal names whose value may be +inf: "no limit" (the grid's import/export limits without a limit).
+UNLIMITED_SUFFIX = "_limit_w"
 Seq = Annotated[int, Field(ge=0, description="window counter, +1 per window")]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)]
 
@@ -100,12 +106,15 @@ class Signals(Message):
     seq: Seq
     element: Name
     n: Annotated[int, Field(ge=1, le=MAX_STEPS)]
-    arrays: dict[str, F64]
+    arrays: dict[str, F64Inf]
 
     @model_validator(mode="after")
     def _lengths(self) -> "Signals":
         for key, arr in self.arrays.items():
             _check_len(f"arrays.{key}", arr, self.n)
+            if not key.endswith(UNLIMITED_SUFFIX) and np.isinf(arr).any():
+                raise ValueError(f"arrays.{key}: {int(np.isinf(arr).sum())} value(s) are not finite "
+                                 f"(+inf is allowed only for *{UNLIMITED_SUFFIX}: no limit)")
         return self
 
 
