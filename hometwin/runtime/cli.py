@@ -62,6 +62,13 @@ def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery
             metrics_host: str = typer.Option("0.0.0.0", "--metrics-host"),
             timeout: float = typer.Option(10.0, "--timeout", help="[s] inverter: wait this long for a packet"),
             until: Optional[str] = typer.Option(None, "--until", help="run length (as hometwin run --until)"),
+            state_dir: Optional[Path] = typer.Option(
+                None, "--state-dir", help="keep the element's state in DIR/<name>.json after each settle and "
+                                          "restore it at start (a restart continues where it was)"),
+            state_interval: Optional[float] = typer.Option(
+                None, "--state-interval", min=0.0,
+                help="[s] write the state file at most this often (0 = every settle; default automatic: "
+                     "about 2% of the process's CPU, at least every 1 s); the last settle lands within it"),
             log_level: str = typer.Option("INFO", "--log-level")) -> None:
     """Run one element as a WAMP service."""
     from hometwin.deploy import realm_of
@@ -70,6 +77,12 @@ def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery
 
     _logging(log_level)
     home, element = _home_and_element(spec, name, kind, config, until)
+    if state_dir is not None:
+        from hometwin.runtime.state import StateKeeper
+
+        keeper = StateKeeper(state_dir, element, interval_s=state_interval)
+        keeper.restore()  # before the service announces the element: its config may come from the file
+        keeper.attach()
     metrics = ServiceMetrics(name)
     metrics.serve(metrics_port, metrics_host)
     if element.role.value == "converter":
