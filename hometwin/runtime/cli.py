@@ -112,6 +112,9 @@ def clock(spec: Path = typer.Option(..., "--spec"),
           days: Optional[float] = typer.Option(None, "--days"),
           pause_at: Optional[int] = typer.Option(None, "--pause-at", help="pause when this step is reached"),
           paused: bool = typer.Option(False, "--paused", help="start paused"),
+          retick: float = typer.Option(60.0, "--retick", min=0.1,
+                                       help="[s] publish a window's tick again when no Flows came this long "
+                                            "(a restarted inverter lost it)"),
           metrics_port: int = typer.Option(0, "--metrics-port"),
           metrics_host: str = typer.Option("0.0.0.0", "--metrics-host"),
           log_level: str = typer.Option("INFO", "--log-level")) -> None:
@@ -130,7 +133,8 @@ def clock(spec: Path = typer.Option(..., "--spec"),
     metrics.serve(metrics_port, metrics_host)
     expect = [e.name for e in home.spec.elements if e.enabled]
     clk = Clock(ctx, speed=speed, window=window, default_window=home.spec.clock.window, expect=expect,
-                paused=paused, until=pause_at, metrics=metrics, replan_steps=replan_steps_of(home, ctx))
+                paused=paused, until=pause_at, retick_s=retick, metrics=metrics,
+                replan_steps=replan_steps_of(home, ctx))
     comp = component(router, realm or realm_of(home))
     comp.on("join", lambda session, details: clk.on_join(session))
     run_component(comp)

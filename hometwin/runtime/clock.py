@@ -76,6 +76,7 @@ class Clock:
         self._anchor: tuple[float, int] | None = None  # (wall time, step) pacing reference
         self._t0_epoch = float(ctx.start.timestamp())
         self._last_warn = 0.0
+        self._members: list[str] = []  # who took part in the last settled window (for a re-tick)
 
     # -- RPCs --------------------------------------------------------------------------------------
     def status(self) -> m.ClockStatus:
@@ -209,14 +210,41 @@ class Clock:
                         self.lag_s, self.speed)
 
     async def _tick(self, tick: m.Tick, fut: asyncio.Future) -> m.Flows:
-        """Publish the tick; re-publish it if no Flows came (a restarted inverter lost it)."""
+        """Publish the tick; re-publish it if no Flows came within ``retick_s`` (a restarted inverter lost it).
+
+        Before re-publishing, wait (bounded by ``start_timeout_s``) until the inverter's roster again
+        holds every element of the last settled window, as the first tick waits for the whole roster:
+        a restarted inverter rebuilds its roster from announcements, and a tick that reached it
+        before them would be settled without those elements.
+        """
         while True:
             self.session.publish(m.TICK, tick.wire())
             self.metrics.msg("out", m.TICK)
             try:
                 return await asyncio.wait_for(asyncio.shield(fut), self.retick_s)
             except asyncio.TimeoutError:
-                log.warning("no Flows for window %d after %.0f s: publishing its tick again", tick.seq, self.retick_s)
+                log.warning("no Flows for window %d after %.1f s: publishing its tick again once the inverter's "
+                            "roster is complete", tick.seq, self.retick_s)
+            await self._roster_back(fut)
+            if fut.done():
+                return fut.result()
+            log.warning("window %d: tick published again", tick.seq)
+
+    async def _roster_back(self, fut: asyncio.Future) -> None:
+        names = self._members or self.expect
+        deadline = time.monotonic() + self.start_timeout_s
+        while not fut.done():
+            try:
+                roster = m.Roster.model_validate(await self.session.call(m.ROSTER_GET))
+                if all(n in roster.elements for n in names):
+                    return
+            except Exception:
+                pass  # no inverter registered (it is restarting)
+            if time.monotonic() > deadline:
+                log.warning("the inverter's roster still lacks some of %s after %.0f s", ", ".join(names),
+                            self.start_timeout_s)
+                return
+            await asyncio.sleep(0.1)
 
     async def run(self) -> None:
         await self.wait_for_roster()
@@ -244,6 +272,7 @@ class Clock:
                 self._flows.pop(seq, None)
             self.i += flows.k + 1
             self.seq += 1
+            self._members = list(flows.roles)
             self.metrics.ticks.labels("clock").inc()
             self.metrics.steps.labels("clock").inc(flows.k + 1)
             self.metrics.sim_time.labels("clock").set(self._t0_epoch + self.i * self.ctx.step_s)
