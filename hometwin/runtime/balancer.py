@@ -11,6 +11,18 @@ meta-event ``wamp.session.on_leave`` removes an element whose session left.  The
 roster of a window is fixed when its tick arrives, so a join or a leave counts from
 the next window.  A missing packet never blocks: after ``timeout_s`` the element is
 marked stale (counted, logged) and the window is settled without it.
+
+Strategies (issue 5): the inverter's roster is a dict of
+:class:`~hometwin.runtime.proxies.RemoteElement` (every announced element but the
+inverter, in spec order, as the engine binds its models).  When the inverter has a
+strategy, each window gets a *prepare stage*: once every environment ``Signals`` packet
+of the window arrived, ``Inverter.prepare(w, signals)`` runs in the executor thread
+(the proxies block there on their RPCs: ``params``, ``set_plan``, ``defer_to`` …), then
+the inverter publishes ``Signals{element: <inverter>, arrays: {plan_ready: 1…}}``.
+Plannable elements (``set_plan``/``defer_to``/``apply_plan``) were told at admission
+(``plan_stage`` RPC, before they join the roster) to wait for it before computing
+their request — the order of :meth:`Engine.step_window`.  Without a strategy nothing
+of this happens: no extra message, nobody waits.
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 
@@ -27,6 +40,7 @@ from hometwin import ledger
 from hometwin import messages as m
 from hometwin.element import Role
 from hometwin.engine import signal_order
+from hometwin.runtime import proxies as px
 from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.runtime.service import AHEAD, ElementHost
 
@@ -101,6 +115,20 @@ class Balancer(ElementHost):
         self.stale_total: dict[str, int] = {}
         self.max_residual_j = 0.0
         self.failed: str | None = None
+        # the strategy's view of the home (bound once, refreshed at every prepare stage)
+        self.proxies: dict[str, px.RemoteElement] = {}
+        bind = getattr(element, "bind_roster", None)
+        if bind is not None:
+            bind(self.proxies)
+        self.prepare_stage = getattr(element, "strategy", None) is not None and callable(getattr(element, "prepare", None))
+        self.prepare_epoch = 0  # +1 per prepare stage (proxies refresh their config once per stage)
+        self.prep = "none"  # this window: none (no strategy) | wait | running | done
+        self.window_stale: list[str] = []  # elements settled without in this window (counted once)
+        self.told: dict[str, int] = {}  # plannable element → the session told to wait for plan_ready
+        self._telling: set[tuple[str, int]] = set()
+        self._gone: set[int] = set()  # sessions that left (an admission in flight must not revive them)
+        self.prepare_s: list[float] = []  # wall time of each prepare stage [s]
+        self.rpc_counts: Counter[str] = Counter()  # proxy RPCs by operation (params, set_plan …)
 
     # -- session -----------------------------------------------------------------------------------
     async def on_join(self, session: Any) -> None:
@@ -115,7 +143,18 @@ class Balancer(ElementHost):
         await self.sub(m.STORAGE, lambda p: self.on_packet(m.STORAGE, m.StorageStatus, p))
         await self.sub(m.ANNOUNCE, self.on_announce)
         await session.subscribe(self.on_leave, m.SESSION_ON_LEAVE)
+        if self.prepare_stage:
+            await self.sub(m.RUN_DONE, lambda payload: self.log_prepare_summary())
         self.publish(m.ROSTER_QUERY, m.RosterQuery(reason="inverter joined"))
+
+    def rpc_get(self) -> dict[str, Any]:
+        out = super().rpc_get()
+        if self.prepare_stage:
+            s = self.prepare_s
+            out["prepare"] = {"windows": len(s), "total_s": float(sum(s)), "last_s": float(s[-1]) if s else 0.0,
+                              "max_s": float(max(s)) if s else 0.0, "rpcs": dict(self.rpc_counts),
+                              "roster": list(self.proxies), "waiting": sorted(self.told)}
+        return out
 
     def rpc_roster(self) -> dict[str, Any]:
         return m.Roster(seq=max(self.last_seq, 0), elements=[n for n in self._ordered()],
@@ -132,6 +171,33 @@ class Balancer(ElementHost):
         if d.role == "converter":
             self.rejections.reject(m.ANNOUNCE, "out_of_range", f"{d.element}: a second inverter")
             return
+        if self.prepare_stage and px.plannable_describe(d) and self.told.get(d.element) != d.session:
+            asyncio.ensure_future(self._admit_plannable(d))
+            return
+        self._admit(d)
+
+    async def _admit_plannable(self, d: m.Describe) -> None:
+        """Tell a plannable element to wait for the window's plan (``plan_stage``), then admit it:
+        it takes part only once it will wait, so no window sees its request before its plan."""
+        key = (d.element, d.session)
+        if key in self._telling:
+            return
+        self._telling.add(key)
+        uri = m.element_uri(d.element, px.PLAN_STAGE)
+        try:
+            await asyncio.wait_for(self.session.call(uri, inverter=self.name, wait=True), self.timeout_s)
+            self.metrics.msg("out", uri)
+        except Exception as exc:  # gone again, or an element that cannot wait: it stays off the roster
+            log.warning("roster: %s not admitted — %s failed: %r", d.element, uri, exc)
+            return
+        finally:
+            self._telling.discard(key)
+        if d.session and d.session in self._gone:
+            return  # it left while we were telling it
+        self.told[d.element] = d.session
+        self._admit(d)
+
+    def _admit(self, d: m.Describe) -> None:
         new = d.element not in self.roster
         self.roster[d.element] = d
         if d.session:
@@ -143,6 +209,8 @@ class Balancer(ElementHost):
             self._publish_roster()
 
     def on_leave(self, session_id: Any = None, *args: Any, **kwargs: Any) -> None:
+        if isinstance(session_id, int):
+            self._gone.add(session_id)
         name = self.by_session.pop(int(session_id), None) if isinstance(session_id, int) else None
         if name is None or name not in self.roster:
             return
@@ -169,6 +237,8 @@ class Balancer(ElementHost):
         self.members = self._ordered()
         self.packets = {}
         self.started = False
+        self.window_stale = []
+        self.prep = "wait" if self.prepare_stage else "none"
         for uri, msg in self.early.pop(t.seq, []):
             self._take(uri, msg)
         self.early = {s: v for s, v in self.early.items() if s > t.seq}
@@ -179,7 +249,7 @@ class Balancer(ElementHost):
 
     def on_packet(self, uri: str, model: type[m.Message], payload: Any) -> None:
         msg = m.decode(model, payload, uri, self.rejections)
-        if msg is None:
+        if msg is None or msg.element == self.name:  # our own plan_ready (the router normally skips it)
             return
         if self.w is not None and msg.seq == self.w.seq and not self.started:
             self._take(uri, msg)
@@ -223,24 +293,102 @@ class Balancer(ElementHost):
         return None
 
     def _missing(self) -> list[str]:
-        return [n for n in self.members if n in self.roster and n != self.name
+        return [n for n in self.members if n in self.roster and n != self.name and n not in self.window_stale
                 and self._expects(self.roster[n]) is not None and n not in self.packets]
 
+    def _missing_env(self) -> list[str]:
+        """Environment elements (sun, weather, grid) whose signals the prepare stage still waits for."""
+        return [n for n in self._missing() if self._expects(self.roster[n]) == m.SIGNALS]
+
     def advance(self) -> None:
-        if self.started or self.w is None or self.failed or self._missing():
+        if self.started or self.w is None or self.failed:
             return
-        self._start()
+        if self.prep == "wait":
+            if not self._missing_env():
+                self._start_prepare()
+            return
+        if self.prep == "running" or self._missing():
+            return
+        self._start(stale=list(self.window_stale))
 
     def on_timeout(self, seq: int) -> None:
-        if self.started or self.w is None or self.w.seq != seq:
+        if self.started or self.w is None or self.w.seq != seq or self.prep == "running":
             return
-        missing = self._missing()
+        missing = self._missing_env() if self.prep == "wait" else self._missing()
         for name in missing:
             self.stale_total[name] = self.stale_total.get(name, 0) + 1
             self.metrics.stale.labels(self.name, name).inc()
-        log.warning("window %d: no packet from %s within %.1f s — settled without (stale)", seq,
-                    ", ".join(missing), self.timeout_s)
-        self._start(stale=missing)
+        self.window_stale += missing
+        log.warning("window %d: no packet from %s within %.1f s — %s without (stale)", seq,
+                    ", ".join(missing), self.timeout_s, "planned" if self.prep == "wait" else "settled")
+        if self.prep == "wait":
+            self._start_prepare()
+        else:
+            self._start(stale=list(self.window_stale))
+
+    # -- prepare stage (strategies) -----------------------------------------------------------------
+    def _signals(self, names: list[str]) -> dict[str, np.ndarray]:
+        """The window's environment signals of ``names``' packets, merged in dependency order."""
+        envs = [SimpleNamespace(name=n, inputs=tuple(self.roster[n].inputs), outputs=tuple(self.roster[n].outputs))
+                for n in names if self.roster[n].role not in ("source", "load", "storage") and self.roster[n].outputs]
+        signals: dict[str, np.ndarray] = {}
+        for e in signal_order(envs):
+            signals.update(self.packets[e.name].arrays)
+        return signals
+
+    def sync_proxies(self) -> None:
+        """The strategy's roster for this window: a proxy per member but the inverter, in spec order."""
+        current = {}
+        for name in self.members:
+            d = self.roster.get(name)
+            if name == self.name or d is None:
+                continue
+            p = self.proxies.get(name)
+            if p is None or p.session != d.session or p.kind != d.kind or p.rpcs != tuple(d.rpcs):
+                p = px.RemoteElement(self, d)
+            current[name] = p
+        if list(current) != list(self.proxies) or any(current[n] is not self.proxies[n] for n in current):
+            self.proxies.clear()
+            self.proxies.update(current)
+
+    def _start_prepare(self) -> None:
+        self.prep = "running"
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        w = self.w
+        names = [n for n in self.members if n in self.packets and n not in self.window_stale and n in self.roster]
+        signals = self._signals(names)
+        self.sync_proxies()
+        self.prepare_epoch += 1
+        asyncio.ensure_future(self._prepare(w, signals))
+
+    async def _prepare(self, w: Any, signals: dict[str, np.ndarray]) -> None:
+        t0 = time.perf_counter()
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.element.prepare, w, signals)
+        except px.ElementUnavailable as exc:
+            log.warning("window %d: prepare: %s — the window goes on with the plan as it stands", w.seq, exc)
+        except Exception as exc:  # the strategy failed (contradictory settings, solver): fail loudly, as in-process
+            self.failed = f"{type(exc).__name__}: {exc}"
+            log.exception("window %d: prepare failed", w.seq)
+            self.publish(m.RUN_FAILED, m.RunFailed(seq=w.seq, error=self.failed))
+            return
+        self.prepare_s.append(time.perf_counter() - t0)
+        if self.w is not w or self.started:
+            return  # a newer tick took over
+        self.publish(m.SIGNALS, m.Signals(seq=w.seq, element=self.name, n=w.n, arrays={px.PLAN_READY: np.ones(w.n)}))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("window %d: prepared in %.1f ms", w.seq, self.prepare_s[-1] * 1e3)
+        self.prep = "done"
+        self.timer = self.loop.call_later(self.timeout_s, self.on_timeout, w.seq)
+        self.advance()
+
+    def log_prepare_summary(self) -> None:
+        s = np.asarray(self.prepare_s) if self.prepare_s else np.zeros(1)
+        log.info("prepare stage: %d windows, %.1f ms mean, %.1f ms median, %.1f ms max, %.2f s in all; proxy RPCs: %s",
+                 len(self.prepare_s), s.mean() * 1e3, np.median(s) * 1e3, s.max() * 1e3, s.sum(),
+                 ", ".join(f"{op} {n}" for op, n in self.rpc_counts.most_common()) or "none")
 
     def _start(self, stale: list[str] = ()) -> None:
         self.started = True
@@ -266,11 +414,7 @@ class Balancer(ElementHost):
         parts = [n for n in self.members if n not in stale and n in self.roster
                  and (n in self.packets or self._expects(self.roster[n]) is None)]
         desc = {n: self.roster[n] for n in parts}
-        envs = [SimpleNamespace(name=n, inputs=tuple(desc[n].inputs), outputs=tuple(desc[n].outputs))
-                for n in parts if desc[n].role not in ("source", "load", "storage") and desc[n].outputs]
-        signals: dict[str, np.ndarray] = {}
-        for e in signal_order(envs):
-            signals.update(self.packets[e.name].arrays)
+        signals = self._signals(parts)
         requests = {n: self.packets[n].joules for n in parts if desc[n].role in ("source", "load")}
         roles = {n: Role(desc[n].role) for n in parts}
         stateful = {n: desc[n].settle_on_shortfall for n in parts}

@@ -10,6 +10,15 @@ element, driven by messages instead of calls (DESIGN.md, the tick protocol):
 Handlers are plain (synchronous) functions driven by message arrival, so a window is
 processed in the order the router delivers it; RPC property changes are validated
 at once and applied at the next window boundary (the next Tick).
+
+Planner ports (issue 5): every element serves the methods an inverter strategy calls on
+it (:data:`hometwin.runtime.proxies.PORT_METHODS` it has: ``params``, ``set_plan``,
+``defer_to``, ``upcoming_starts`` …) as RPCs, arguments checked before they touch the
+model.  When the inverter has a strategy it tells each *plannable* element
+(``plan_stage``) to wait, every window, for the inverter's ``plan_ready`` signal — the
+strategy's ``prepare`` ran and its plans (``set_plan``, ``defer_to``) are in place —
+before computing its request, as :meth:`Engine.step_window` calls ``prepare`` before
+the loads' requests.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from autobahn.wamp.exception import ApplicationError
 
 from hometwin import messages as m
 from hometwin.element import Element, HomeContext, InvalidProperty, Role, Window
+from hometwin.runtime import proxies as px
 from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.runtime.wamp import handler, plain
 
@@ -47,6 +57,8 @@ class ElementHost:
         self.w: Window | None = None
         self.t_tick = 0.0
         self._t0_epoch = float(self.ctx.start.timestamp())
+        self.ports = px.port_methods(element)  # planner ports this element serves
+        self._param_fns: dict[str, Any] = {}  # callables of the last params() answer (call_param)
 
     # -- publishing ----------------------------------------------------------------------------
     def publish(self, uri: str, msg: m.Message) -> None:
@@ -60,7 +72,8 @@ class ElementHost:
     def describe_msg(self) -> m.Describe:
         el = self.element
         rpcs = ["describe", "get", "set", "snapshot"] + (["dispatch"] if el.role == Role.storage else []) \
-            + (["forecast"] if callable(getattr(el, "forecast", None)) else [])
+            + (["forecast"] if callable(getattr(el, "forecast", None)) else []) + list(self.ports) \
+            + ([px.CALL_PARAM] if "params" in self.ports else []) + self.extra_rpcs()
         return m.Describe(element=self.name, kind=el.kind, role=el.role.value, inputs=list(el.inputs),
                           outputs=list(el.outputs), settle_on_shortfall=el.settle_on_shortfall,
                           session=int(getattr(self.session, "_session_id", 0) or 0),
@@ -74,6 +87,80 @@ class ElementHost:
         await s.register(lambda: plain(self.element.snapshot()), m.element_uri(self.name, "snapshot"))
         if callable(getattr(self.element, "forecast", None)):
             await s.register(self.rpc_forecast, m.element_uri(self.name, "forecast"))
+        for method in self.ports:
+            await s.register(self.port_rpc(method), m.element_uri(self.name, method))
+        if "params" in self.ports:
+            await s.register(self.rpc_call_param, m.element_uri(self.name, px.CALL_PARAM))
+
+    def extra_rpcs(self) -> list[str]:
+        """RPCs a subclass serves besides the common ones (listed in ``Describe.rpcs``)."""
+        return []
+
+    # -- planner ports ----------------------------------------------------------------------------
+    def port_rpc(self, method: str) -> Any:
+        """The RPC endpoint of port method ``method``: check the arguments, call the model, encode.
+
+        A bad argument is counted and answered with ``hometwin.error.invalid_argument`` naming it;
+        so is a ``ValueError`` of the model's own checks (``defer_to`` of a cycle never drawn).
+        A plan (``set_plan``, ``defer_to``, ``apply_plan``, ``clear_plan``) between this window's
+        request and its settlement is refused (``hometwin.error.stale``): plans take effect
+        before a window's request, never inside it.
+        """
+        uri = m.element_uri(self.name, method)
+        mutates = method in px.PLAN_METHODS or method == "clear_plan"
+
+        def rpc(*args: Any, **kwargs: Any) -> Any:
+            self.metrics.msg("in", uri)
+            fn = getattr(self.element, method)
+            try:
+                bound = px.bind_args(method, fn, args, kwargs)
+            except ValueError as exc:
+                self.rejections.reject(uri, "invalid_argument", str(exc))
+                raise ApplicationError(px.INVALID_ARGUMENT, str(exc)) from None
+            if mutates and self.inside_window():
+                msg = (f"{method}: window {self.last_seq}'s request is already published; a plan takes effect "
+                       "before a window's request (the inverter's prepare stage) or between windows")
+                self.rejections.reject(uri, "stale_seq", msg)
+                raise ApplicationError(px.STALE, msg)
+            try:
+                result = fn(*bound.args, **bound.kwargs)
+            except (ValueError, TypeError) as exc:
+                self.rejections.reject(uri, "invalid_argument", str(exc))
+                raise ApplicationError(px.INVALID_ARGUMENT, f"{method}: {exc}") from None
+            if method == "params":
+                fns: dict[str, Any] = {}
+                out = px.encode(result, "params", callables=fns)
+                self._param_fns = fns
+                return out
+            return px.encode(result, method)
+
+        return rpc
+
+    def rpc_call_param(self, *args: Any, **kwargs: Any) -> Any:
+        """``call_param(key, *args)``: evaluate the callable ``params()[key]`` of the last ``params`` call."""
+        uri = m.element_uri(self.name, px.CALL_PARAM)
+        self.metrics.msg("in", uri)
+        try:
+            if kwargs:
+                raise ValueError(f"{px.CALL_PARAM}: positional arguments only (got {sorted(kwargs)})")
+            if not args or not isinstance(args[0], str) or not args[0]:
+                raise ValueError(f"{px.CALL_PARAM}: key: the name of a params() function comes first")
+            key = args[0]
+            fn = self._param_fns.get(key)
+            if fn is None:
+                known = ", ".join(sorted(self._param_fns)) or "none — call params first"
+                raise ValueError(f"{px.CALL_PARAM}: key: {key!r} is not a function of the last params() (known: {known})")
+            values = [px.call_arg(i, px.decode(a, f"args[{i}]")) for i, a in enumerate(args[1:], start=1)]
+            result = fn(*values)
+        except (ValueError, TypeError) as exc:
+            self.rejections.reject(uri, "invalid_argument", str(exc))
+            raise ApplicationError(px.INVALID_ARGUMENT, str(exc) if str(exc).startswith(px.CALL_PARAM)
+                                   else f"{px.CALL_PARAM}: {exc}") from None
+        return px.encode(result, key)
+
+    def inside_window(self) -> bool:
+        """True between this window's request and its settlement (plans must not land there)."""
+        return False
 
     def rpc_get(self) -> dict[str, Any]:
         return plain({"element": self.name, "kind": self.element.kind, "seq": self.last_seq,
@@ -146,24 +233,62 @@ class ElementService(ElementHost):
         self.needs = set(el.inputs)
         self.signals: dict[str, np.ndarray] = {}
         self.early: dict[int, list[m.Signals]] = {}
-        self.published = False
+        self.published = False  # this window's signals / request are out
+        self.sent_signals = False
         self.settled = True
         self.dispatched: int | None = None
+        self.plannable = px.plannable(el)
+        self.plan_from: str | None = None  # the inverter whose plan_ready this element waits for
+        self.plan_seq = -1  # last window whose plan_ready arrived
+        self._signals_sub: Any = None
+
+    def extra_rpcs(self) -> list[str]:
+        return [px.PLAN_STAGE] if self.plannable else []
 
     async def on_join(self, session: Any) -> None:
         self.session = session
         await self.register_rpcs()
         if self.element.role == Role.storage:
             await session.register(self.rpc_dispatch, m.element_uri(self.name, "dispatch"))
+        if self.plannable:
+            await session.register(self.rpc_plan_stage, m.element_uri(self.name, px.PLAN_STAGE))
         await self.sub(m.TICK, self.on_tick)
         await self.sub(m.SETTLE, self.on_settle)
         if self.needs:
-            await self.sub(m.SIGNALS, self.on_signals)
+            await self._subscribe_signals()
         await self.sub(m.ROSTER_QUERY, lambda payload: self.announce())
         self.announce()
 
+    async def _subscribe_signals(self) -> None:
+        if self._signals_sub is None:
+            self._signals_sub = await self.sub(m.SIGNALS, self.on_signals)
+
     def announce(self) -> None:
         self.publish(m.ANNOUNCE, self.describe_msg())
+
+    async def rpc_plan_stage(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """``plan_stage(inverter, wait=True)``: from now on wait, every window, for ``inverter``'s
+        ``plan_ready`` before computing the request (``wait=False``: stop waiting)."""
+        uri = m.element_uri(self.name, px.PLAN_STAGE)
+        self.metrics.msg("in", uri)
+        try:
+            bound = px.bind_args(px.PLAN_STAGE, _plan_stage_signature, args, kwargs)
+            inverter, wait = bound.arguments["inverter"], bound.arguments.get("wait", True)
+            if not isinstance(wait, bool):
+                raise ValueError(f"{px.PLAN_STAGE}: wait: must be true or false (got {wait!r})")
+            m.Roster(seq=0, elements=[inverter])  # a valid element name
+        except (ValueError, TypeError) as exc:
+            text = str(exc) if px.PLAN_STAGE in str(exc) else f"{px.PLAN_STAGE}: inverter: not an element name"
+            self.rejections.reject(uri, "invalid_argument", text)
+            raise ApplicationError(px.INVALID_ARGUMENT, text) from None
+        if wait:
+            await self._subscribe_signals()
+            self.plan_from = inverter
+        else:
+            self.plan_from = None
+        log.info("%s: %s", self.name, f"waits for {inverter}'s plan every window" if wait else "no longer waits for plans")
+        self.advance()
+        return {"element": self.name, "waits_for": self.plan_from}
 
     # -- window ----------------------------------------------------------------------------------
     def on_tick(self, payload: Any) -> None:
@@ -178,6 +303,7 @@ class ElementService(ElementHost):
         self.t_tick = time.perf_counter()
         self.signals = {}
         self.published = False
+        self.sent_signals = False
         self.settled = False
         for sig in self.early.pop(t.seq, []):
             self._take_signals(sig)
@@ -190,6 +316,8 @@ class ElementService(ElementHost):
         sig = m.decode(m.Signals, payload, m.SIGNALS, self.rejections)
         if sig is None or sig.element == self.name:
             return
+        if px.PLAN_READY in sig.arrays and not self._plan_ok(sig):
+            return
         if self.w is not None and sig.seq == self.w.seq:
             if sig.n != self.w.n:
                 self.rejections.reject(m.SIGNALS, "out_of_range", f"n {sig.n} != window n {self.w.n}")
@@ -201,23 +329,54 @@ class ElementService(ElementHost):
         else:
             self.rejections.reject(m.SIGNALS, "stale_seq", f"seq {sig.seq}, window {self.last_seq}")
 
+    def _plan_ok(self, sig: m.Signals) -> bool:
+        """A ``plan_ready`` signal: only from the inverter we wait for, alone, all ones, once per window."""
+        if self.plan_from is None:
+            return False  # not ours to wait for (an element with inputs sees everyone's signals)
+        why = None
+        if sig.element != self.plan_from:
+            why = ("out_of_range", f"{px.PLAN_READY} from {sig.element}, not from the inverter {self.plan_from}")
+        elif set(sig.arrays) != {px.PLAN_READY}:
+            why = ("invalid", f"{px.PLAN_READY} comes alone (got {sorted(sig.arrays)})")
+        elif not (sig.arrays[px.PLAN_READY] == 1.0).all():
+            why = ("invalid", f"{px.PLAN_READY}: every value must be 1.0")
+        elif sig.seq == self.plan_seq or any(px.PLAN_READY in e.arrays for e in self.early.get(sig.seq, [])):
+            why = ("duplicate", f"second {px.PLAN_READY} for window {sig.seq}")
+        if why is not None:
+            self.rejections.reject(m.SIGNALS, *why)
+            return False
+        return True
+
     def _take_signals(self, sig: m.Signals) -> None:
+        if px.PLAN_READY in sig.arrays:
+            self.plan_seq = sig.seq
+            return
         for key, arr in sig.arrays.items():
             if key in self.needs:
                 self.signals[key] = arr
 
+    def waits_for_plan(self) -> bool:
+        return self.plan_from is not None and self.w is not None and self.plan_seq != self.w.seq
+
+    def inside_window(self) -> bool:
+        return self.published and not self.settled and self.element.role in (Role.source, Role.load)
+
     def advance(self) -> None:
         if self.published or self.w is None or not self.needs <= self.signals.keys():
             return
-        self.published = True
         el, w = self.element, self.w
-        if el.outputs:
+        if el.outputs and not self.sent_signals:
+            self.sent_signals = True
             arrays = {k: np.asarray(v, dtype=float) for k, v in el.signals(w, self.signals).items()}
             self.publish(m.SIGNALS, m.Signals(seq=w.seq, element=self.name, n=w.n, arrays=arrays))
         if el.role in (Role.source, Role.load):
+            if self.waits_for_plan():
+                return  # the inverter's prepare stage may still change this element's plan
+            self.published = True
             joules = np.asarray(el.request(w, self.signals), dtype=float)
             self.publish(m.REQUEST, m.EnergyRequest(seq=w.seq, element=self.name, role=el.role.value,
                                                     n=w.n, joules=joules))
+        self.published = True
 
     def rpc_dispatch(self, payload: Any = None) -> dict[str, Any]:
         uri = m.element_uri(self.name, "dispatch")
@@ -256,3 +415,7 @@ class ElementService(ElementHost):
         end = self._t0_epoch + (w.i0 + st.k + 1) * w.dt_s
         self.metrics.settled(served, w.dt_s, end, time.perf_counter() - self.t_tick, st.k + 1)
         self.metrics.telemetry(self.element.telemetry())
+
+
+def _plan_stage_signature(inverter: str, wait: bool = True) -> None:
+    """The arguments of ``plan_stage`` (checked with :func:`hometwin.runtime.proxies.bind_args`)."""

@@ -1,0 +1,459 @@
+"""Inverter strategies under ``hometwin up``: the prepare stage, remote element proxies, planner RPCs.
+
+    clock ─Tick─▶ sun ─▶ weather, grid ─Signals─▶ inverter: prepare(w, signals) ──RPC──▶ battery.params
+                                                     │  (executor thread; proxies)  ──RPC──▶ heat-pump.params/cop/set_plan
+                                                     │                              ──RPC──▶ water-heater.set_plan, washer.defer_to …
+                                                     └─Signals{plan_ready}─▶ plannable loads ─EnergyRequest─▶ inverter ─▶ …
+
+Two homes run over a real Crossbar router and in-process and must give the same flows
+(≤ 1e-9 J; they are bit-identical): cape-town-lp (load-shedding-aware backup rules that
+grid-charge the battery before outages, the smart dishwasher deferred) and trondheim-spot
+(joint MPC of battery, heat pump with integral action, the water heater's legionella plan,
+smart washer and dishwasher).  Each test also shows the plans acted — against the same home
+without its strategy — so it cannot pass with the planners silently off.
+
+The trondheim run pauses on day 2 to compare the remote elements, seen through
+:class:`~hometwin.runtime.proxies.RemoteElement` from this process, with the in-process
+models at the same step (``params()``, the heat pump's ``cop`` function, ``hasattr``,
+snapshots with the plans they were sent), and to send malformed ``plan_ready`` signals and
+bad planner RPCs: each is answered with an error naming the field, counted in /metrics,
+and the run's results do not change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from autobahn.wamp.exception import ApplicationError
+
+from hometwin import messages as m
+from hometwin.element import Role
+from hometwin.engine import Engine
+from hometwin.runtime import proxies as px
+from hometwin.runtime.metrics import ServiceMetrics
+from hometwin.runtime.wamp import component, plain
+from hometwin.services.inverter.strategies.compare import with_strategy
+from hometwin.spec import load_home
+from runtime_support import REALMS, Up, free_port, max_diff, router, scrape, wait_until  # noqa: F401
+from tests.conftest import EXAMPLES
+
+pytestmark = pytest.mark.timeout(400)
+DAYS = 2
+
+
+def test_copy(src: Path, tmp: Path) -> Path:
+    """``src`` as a home the session router serves (realm ``hometwin.cape-town``), DAYS long, data paths absolute.
+
+    The element services get no ``--until`` from ``hometwin up`` (only the clock does), so the run's
+    length is the spec's duration here: every process — and the in-process reference — sees the same home.
+    """
+    doc = yaml.safe_load(src.read_text())
+    doc["metadata"]["name"] = REALMS[0].split(".", 1)[1]
+    doc["spec"]["clock"]["duration"] = f"{DAYS * 86400}s"
+    for el in doc["spec"]["elements"]:
+        tariff = (el.get("config") or {}).get("tariff") or {}
+        if "file" in tariff:
+            tariff["file"] = str((src.parent / tariff["file"]).resolve())
+    out = tmp / src.name
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
+
+
+test_copy.__test__ = False  # a helper, not a test
+
+
+def grid_charged_steps(frame: Any) -> int:
+    """Steps where the battery charged while the home imported: charging from the grid."""
+    return int(((frame["grid_import_j"] > 1.0) & (frame["battery_charge_j"] > 1.0)).sum())
+
+
+def same_tree(a: Any, b: Any, path: str = "") -> None:
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and sorted(a) == sorted(b), (path, sorted(a), sorted(b) if isinstance(b, dict) else b)
+        for k in a:
+            same_tree(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple, np.ndarray)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            same_tree(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and np.isnan(a):
+        assert isinstance(b, float) and np.isnan(b), path
+    else:
+        assert a == b and type(a) is type(b), (path, a, b)
+
+
+class Wamp:
+    """A WAMP session of this test process on its own event loop thread (RemoteElement's host)."""
+
+    def __init__(self, url: str, realm: str, home: Any):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        joined: concurrent.futures.Future = concurrent.futures.Future()
+        self.comp = component(url, realm)
+
+        @self.comp.on_join
+        async def _joined(session: Any, details: Any) -> None:
+            joined.set_result(session)
+
+        self.loop.call_soon_threadsafe(lambda: self.comp.start(self.loop))
+        self.session = joined.result(60)
+        self.timeout_s = 10.0
+        self.metrics = ServiceMetrics("test")
+        self.rejections = m.Rejections()
+        self.prepare_epoch = 0
+        self.element = SimpleNamespace(home=home)
+
+    def call(self, uri: str, *args: Any, **kwargs: Any) -> Any:
+        async def rpc() -> Any:
+            return await self.session.call(uri, *args, **kwargs)
+
+        return asyncio.run_coroutine_threadsafe(rpc(), self.loop).result(20)
+
+    def publish(self, uri: str, payload: Any) -> None:
+        self.loop.call_soon_threadsafe(self.session.publish, uri, payload)
+
+    def proxy(self, name: str) -> px.RemoteElement:
+        d = m.Describe.model_validate(self.call(m.element_uri(name, "describe")))
+        return px.RemoteElement(self, d)
+
+    def close(self) -> None:
+        async def stop() -> None:
+            await self.session.leave()
+
+        try:
+            asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
+        except Exception:
+            pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def homes(tmp_path_factory: Any) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("planner-homes")
+    return {"cape-town-lp": test_copy(EXAMPLES / "cape-town-lp.yaml", tmp),
+            "trondheim-spot": test_copy(EXAMPLES / "trondheim-spot.yaml", tmp)}
+
+
+# -- over the router ------------------------------------------------------------------------------
+
+SET_AT, OFF_AT = 2400, 2700  # day 2, 16:00 and 21:00 local: replanning boundaries (every 15 min)
+
+
+def _cape_town_actions(eng: Engine) -> Engine:
+    eng.at(SET_AT, lambda e: e.set("dishwasher", max_delay_h=2.0))  # the strategy must see the new limit
+    eng.at(OFF_AT, lambda e: e.remove("geyser"))  # a plannable element leaves: the roster follows
+    return eng
+
+
+def test_cape_town_lp_up_equals_run(router, homes):  # type: ignore[no-untyped-def]
+    """Backup rules (grid-charging before load-shedding) and the deferred dishwasher, 2 days, automatic windows;
+    on day 2 the dishwasher's max_delay_h is set over RPC and the geyser (waiting for plans) is switched off."""
+    spec = homes["cape-town-lp"]
+    up = Up(router, spec=spec, pause_at=SET_AT).start()
+    try:
+        up.wait_paused_at(SET_AT, timeout_s=180)
+        assert up.call("hometwin.element.dishwasher.set", max_delay_h=2.0)["values"] == {"max_delay_h": 2.0}
+        up.call("hometwin.clock.run_until", OFF_AT)
+        up.wait_paused_at(OFF_AT)
+        up.call("hometwin.launcher.off", "geyser")
+        wait_until(lambda: "geyser" not in up.call("hometwin.roster.get")["elements"], 60, "the geyser to leave")
+        up.call("hometwin.clock.resume")
+    except BaseException:
+        up.launcher.done.set()
+        raise
+    eng = _cape_town_actions(Engine(load_home(spec)))
+    ref = eng.run()
+    res = up.join(240)
+    assert len(res.frame) == DAYS * 1440
+    assert max_diff(res.frame, ref.frame) <= 1e-9
+    assert res.kpis()["max_ledger_residual_j"] <= 1e-6
+    assert not [line for line in up.logs if "rejected message" in line or "prepare failed" in line]
+    assert not res.frame["el.geyser_j"].to_numpy()[OFF_AT:].any() and res.frame["el.geyser_j"].to_numpy()[:OFF_AT].any()
+    # the plans acted: the battery was charged from the grid before outages, the dishwasher moved …
+    assert grid_charged_steps(res.frame) >= 10
+    moved = {k: v for k, v in eng.inverter.strategy.appliance_scheduler().decisions.items() if k[1] != v}
+    assert any(name == "dishwasher" for name, _ in moved), moved
+    bare = _cape_town_actions(Engine(with_strategy(load_home(spec), None))).run().frame
+    assert grid_charged_steps(bare) == 0
+    h = load_home(spec)
+    inv = next(e for e in h.spec.elements if e.kind == "inverter")
+    inv.config.strategy = inv.config.strategy.model_copy(update={"defer_appliances": False})
+    no_defer = _cape_town_actions(Engine(h)).run().frame
+    assert not np.array_equal(res.frame["el.dishwasher_j"], no_defer["el.dishwasher_j"])
+    assert res.frame["el.dishwasher_j"].sum() == pytest.approx(no_defer["el.dishwasher_j"].sum(), rel=1e-9)
+    # … within the limit set at SET_AT (the proxies refreshed the dishwasher's config), which changed the plan
+    later = {k: v for k, v in moved.items() if k[0] == "dishwasher" and v >= int(eng.ctx.epoch_s(SET_AT, 1)[0])}
+    assert later and all(v - k[1] <= 2 * 3600 for k, v in later.items()), later
+    unset = Engine(load_home(spec))
+    unset.at(OFF_AT, lambda e: e.remove("geyser"))
+    assert not np.array_equal(unset.run().frame["el.dishwasher_j"], res.frame["el.dishwasher_j"])
+
+
+@pytest.fixture(scope="module")
+def trondheim(router, homes):  # type: ignore[no-untyped-def]
+    """trondheim-spot over the router, paused on day 2 for comparisons and bad input, then to the end."""
+    spec = homes["trondheim-spot"]
+    pause = 288 + 8 * 12  # day 2, 08:00 UTC: a replanning boundary (hourly, 5-min steps)
+    up = Up(router, spec=spec, pause_at=pause, metrics_port=free_port()).start()
+    eng = Engine(load_home(spec))
+    from hometwin.results import Recorder
+
+    rec = Recorder(eng)
+    eng.on_window.append(rec.add)
+    while eng.i < pause:
+        eng.step_window()
+    info: dict[str, Any] = {"engine": eng, "pause": pause, "spec": spec}
+    try:
+        up.wait_paused_at(pause, timeout_s=240)
+        wamp = Wamp(router.url, up.realm, eng.ctx)
+        try:
+            info["remote"] = compare_remote(wamp, eng)
+            info["bad_rpcs"] = bad_rpcs(wamp)
+            info["sent_plan_ready"] = bad_plan_ready(wamp, pause // 12 - 1)
+        finally:
+            wamp.close()
+        import time
+
+        time.sleep(1.0)
+        info["water-heater"] = scrape(up.metrics_port("water-heater"))
+        info["heat-pump"] = scrape(up.metrics_port("heat-pump"))
+        info["washer"] = scrape(up.metrics_port("washer"))
+        info["inverter"] = scrape(up.metrics_port("inverter"))
+        up.call("hometwin.clock.resume")
+    except BaseException:
+        up.launcher.done.set()
+        raise
+    info["result"] = up.join(300)
+    while eng.i < eng.ctx.n_steps:
+        eng.step_window()
+    info["ref"] = rec.result()
+    info["logs"] = up.logs
+    return info
+
+
+def compare_remote(w: Wamp, eng: Engine) -> dict[str, Any]:
+    """Every element through a RemoteElement against the in-process model at the same step."""
+    out: dict[str, Any] = {}
+    temps = np.linspace(-25.0, 15.0, 17)
+    for name, el in eng.elements.items():
+        if el.role == Role.converter:
+            continue
+        p = w.proxy(name)
+        out[name] = p
+        assert (p.name, p.kind, p.role, p.settle_on_shortfall) == (el.name, el.kind, el.role, el.settle_on_shortfall)
+        assert p.describe() == el.describe()
+        assert p.config == el.config
+        for attr in px.PORT_METHODS + px.SHADOW_ATTRS:
+            assert hasattr(p, attr) == (getattr(el, attr, None) is not None), (name, attr)
+        if hasattr(el, "params"):
+            want, got = el.params(), p.params()
+            assert sorted(got) == sorted(want), name
+            for key, val in want.items():
+                if callable(val):
+                    a, b = val(temps), got[key](temps)
+                    assert isinstance(b, np.ndarray) and b.dtype == a.dtype and np.array_equal(a, b), (name, key)
+                else:
+                    same_tree(plain(val), plain(got[key]), f"{name}.params.{key}")
+                    if isinstance(val, np.ndarray):
+                        assert isinstance(got[key], np.ndarray) and got[key].dtype == val.dtype, (name, key)
+        # the plans the strategy sent are the same in both: the whole state, plan included
+        same_tree(plain(el.snapshot()), w.call(m.element_uri(name, "snapshot")), f"{name}.snapshot")
+    hp, wh, washer = eng.elements["heat-pump"], eng.elements["water-heater"], eng.elements["washer"]
+    assert np.array_equal(out["heat-pump"].max_heat_w(temps), hp.max_heat_w(temps))
+    sig = {"ghi": np.full(4, 300.0), "dni": np.full(4, 200.0), "dhi": np.full(4, 100.0),
+           "apparent_zenith": np.full(4, 70.0), "azimuth": np.full(4, 180.0)}
+    assert all(np.array_equal(a, b) for a, b in zip(out["heat-pump"].building.gains(sig, 4), hp.building.gains(sig, 4)))
+    ep = eng.ctx.epoch_s(eng.i, 288)
+    got, want = out["water-heater"].draw_heat_w(ep, 300.0), wh.draw_heat_w(ep, 300.0)
+    assert isinstance(got, tuple) and all(np.array_equal(a, b) for a, b in zip(got, want))
+    t0, t1 = float(ep[0]) - 86400, float(ep[-1])
+    assert out["washer"].upcoming_starts(t0, t1) == washer.upcoming_starts(t0, t1)
+    assert hp.state["plan"] is not None and "heat_w" in hp.state["plan"]  # the MPC's heat plan reached it
+    assert wh.state["plan"] is not None and "setpoint_c" in wh.state["plan"]  # so did the geyser's
+    assert washer.state.get("moves"), "a washer cycle is deferred at the pause"
+    return out
+
+
+def _error(w: Wamp, uri: str, *args: Any, **kwargs: Any) -> ApplicationError:
+    with pytest.raises(ApplicationError) as exc:
+        w.call(uri, *args, **kwargs)
+    return exc.value
+
+
+def bad_rpcs(w: Wamp) -> dict[str, int]:
+    """Bad planner-RPC arguments: each refused with a message naming the field; nothing changes."""
+    cases = [
+        ("water-heater", "set_plan", (), {"i0": -1, "setpoint_c": [50.0]}, "set_plan: i0: must be a run step"),
+        ("water-heater", "set_plan", (), {"i0": 5, "setpoint_c": ["hot"]}, "set_plan: setpoint_c: every item must be a number"),
+        ("water-heater", "set_plan", (), {"setpoint_c": [50.0]}, "set_plan: missing a required argument: 'i0'"),
+        ("water-heater", "set_plan", (), {"i0": 5, "heat_w": [1.0]}, "unexpected keyword argument 'heat_w'"),
+        ("water-heater", "set_plan", (), {"i0": 5, "setpoint_c": [150.0]}, "set_plan: setpoint_c must be within 0-100"),
+        ("water-heater", "set_plan", (), {"i0": 5, "setpoint_c": {"__ndarray__": {"dtype": "|O", "shape": [1], "data": [1]}}},
+         "setpoint_c: dtype object is not allowed"),
+        ("heat-pump", "set_plan", (), {"i0": 5, "heat_w": [-1.0]}, "set_plan: heat_w must be >= 0"),
+        ("heat-pump", "set_plan", (), {"i0": 5, "heat_w": [float("inf")]}, "set_plan: heat_w: infinite values"),
+        ("heat-pump", "max_heat_w", ([[1.0, 2.0]],), {}, "max_heat_w: temp_out: must be a one-dimensional array"),
+        ("heat-pump", px.CALL_PARAM, ("nope",), {}, "call_param: key: 'nope' is not a function of the last params()"),
+        ("heat-pump", px.CALL_PARAM, ("cop", "cold"), {}, "call_param: args[1]: must be a one-dimensional array"),
+        ("washer", "defer_to", ("soon", 5.0), {}, "defer_to: start_epoch_s: must be a finite number"),
+        ("washer", "defer_to", (1.0e9, 1.0e9 + 60), {}, "no cycle was drawn to start at epoch 1000000000"),
+        ("washer", "upcoming_starts", (0.0,), {}, "upcoming_starts: missing a required argument: 't1_epoch_s'"),
+        ("washer", px.PLAN_STAGE, (), {"inverter": "Not A Name!"}, "plan_stage: inverter: not an element name"),
+        ("washer", px.PLAN_STAGE, (), {"inverter": "inverter", "wait": "yes"}, "plan_stage: wait: must be true or false"),
+    ]
+    counts: dict[str, int] = {}
+    for name, op, args, kwargs, text in cases:
+        err = _error(w, m.element_uri(name, op), *args, **kwargs)
+        assert err.error == px.INVALID_ARGUMENT, (name, op, err)
+        assert text in str(err.args[0]), (name, op, err.args)
+        counts[f"{name}.{op}"] = counts.get(f"{name}.{op}", 0) + 1
+    return counts
+
+
+def bad_plan_ready(w: Wamp, seq: int) -> int:
+    """Malformed plan_ready signals for the waiting elements (seq: the last settled window)."""
+    ones = np.ones(12).tobytes()
+    payloads = [
+        {"seq": seq + 1, "element": "sun", "n": 12, "arrays": {px.PLAN_READY: ones}},  # not from the inverter
+        {"seq": seq + 1, "element": "inverter", "n": 12, "arrays": {px.PLAN_READY: np.full(12, 0.5).tobytes()}},
+        {"seq": seq + 1, "element": "inverter", "n": 12, "arrays": {px.PLAN_READY: ones, "ghi": ones}},
+        {"seq": seq, "element": "inverter", "n": 12, "arrays": {px.PLAN_READY: ones}},  # a second one for a window
+        {"seq": 0, "element": "inverter", "n": 12, "arrays": {px.PLAN_READY: ones}},  # long gone
+        {"seq": seq + 1, "element": "inverter", "n": 12, "arrays": {px.PLAN_READY: b"\x00" * 7}},  # not float64
+    ]
+    for p in payloads:
+        w.publish(m.SIGNALS, p)
+    return len(payloads)
+
+
+def _rejected(metrics: dict[str, float], element: str, uri: str, reason: str) -> float:
+    return metrics.get(f'hometwin_messages_rejected_total{{element="{element}",reason="{reason}",uri="{uri}"}}', 0.0)
+
+
+def test_trondheim_spot_mpc_up_equals_run(trondheim):  # type: ignore[no-untyped-def]
+    """Joint MPC (battery, heat pump, water heater, smart washer/dishwasher), 2 days, automatic windows."""
+    res, ref, eng = trondheim["result"], trondheim["ref"], trondheim["engine"]
+    assert len(res.frame) == DAYS * 288
+    assert max_diff(res.frame, ref.frame) <= 1e-9
+    assert res.kpis()["max_ledger_residual_j"] <= 1e-6
+    assert eng.inverter.strategy.plans == DAYS * 24
+    # the plans acted: against the same home on thermostats and self-use, the planned elements differ
+    bare = Engine(with_strategy(load_home(trondheim["spec"]), None)).run().frame
+    for col in ("el.heat-pump_j", "el.water-heater_j", "el.washer_j", "el.battery_j"):
+        assert not np.allclose(res.frame[col], bare[col]), col
+    moved = {k: v for k, v in eng.inverter.strategy.appliance_scheduler().decisions.items() if k[1] != v}
+    assert "washer" in {name for name, _ in moved}, moved
+
+
+def test_remote_elements_are_the_models(trondheim):  # type: ignore[no-untyped-def]
+    """At the pause every remote element, through a RemoteElement, answered exactly as the in-process model
+    (see compare_remote): the proxies the inverter's strategy uses are faithful, callables included."""
+    remote = trondheim["remote"]
+    assert {n for n, p in remote.items() if hasattr(p, "set_plan")} == {"heat-pump", "water-heater"}
+    assert {n for n, p in remote.items() if hasattr(p, "defer_to")} == {"washer", "dishwasher"}
+    assert {n for n, p in remote.items() if getattr(p, "building", None) is not None} == {"heat-pump"}
+    assert {n for n, p in remote.items() if hasattr(p, "params")} == {"battery", "heat-pump", "water-heater"}
+    # the inverter told exactly the plannable elements to wait, and published one plan_ready per window
+    inv = trondheim["inverter"]
+    windows = trondheim["pause"] // 12
+    assert inv[f'hometwin_messages_total{{direction="out",element="inverter",uri="{m.SIGNALS}"}}'] == windows
+    for name in ("heat-pump", "water-heater", "washer", "dishwasher"):
+        assert inv[f'hometwin_messages_total{{direction="out",element="inverter",uri="{m.element_uri(name, px.PLAN_STAGE)}"}}'] == 1
+    assert not any("plan_stage" in k and ("battery" in k or "roof" in k) for k in inv)
+
+
+def test_bad_planner_rpcs_and_plan_ready_rejected_and_counted(trondheim):  # type: ignore[no-untyped-def]
+    """Every bad argument was refused naming its field (bad_rpcs) and counted by the element; malformed
+    plan_ready signals were counted by the elements that wait for plans; the results did not change (above)."""
+    for name, key in (("water-heater", "set_plan"), ("heat-pump", "set_plan"), ("heat-pump", px.CALL_PARAM),
+                      ("washer", "defer_to"), ("washer", px.PLAN_STAGE)):
+        want = trondheim["bad_rpcs"][f"{name}.{key}"]
+        got = _rejected(trondheim[name], name, m.element_uri(name, key), "invalid_argument")
+        assert got == want, (name, key, got, want)
+    for name in ("water-heater", "washer"):  # no inputs: they subscribe to signals only to wait for plans
+        met = trondheim[name]
+        assert _rejected(met, name, m.SIGNALS, "out_of_range") == 1  # from sun
+        assert _rejected(met, name, m.SIGNALS, "invalid") >= 3  # 0.5s, an extra key, not float64
+        assert _rejected(met, name, m.SIGNALS, "duplicate") == 1
+        assert _rejected(met, name, m.SIGNALS, "stale_seq") == 1
+    logs = trondheim["logs"]
+    assert not [line for line in logs if "prepare failed" in line or "Traceback" in line]
+
+
+# -- without a router --------------------------------------------------------------------------------
+
+def test_codec_round_trip_is_exact():
+    x = np.array([0.1, -0.0, 1e-310, np.nan, np.inf, -np.inf, 2.0**-1074, 1.0 / 3.0])
+    value = {"a": x, "b": np.arange(6, dtype=np.int64).reshape(2, 3), "c": np.array([True, False]),
+             "d": (np.float64(1.5), [1, "x", None]), "e": {"f": np.int32(7)}}
+    import msgpack
+
+    wire = msgpack.unpackb(msgpack.packb(px.encode(value)))
+    back = px.decode(wire)
+    assert back["a"].dtype == np.float64 and back["a"].tobytes() == x.tobytes()  # bit for bit, -0.0 and NaN too
+    assert back["b"].dtype == np.int64 and back["b"].shape == (2, 3) and (back["b"] == value["b"]).all()
+    assert back["c"].dtype == bool and back["d"] == (1.5, [1, "x", None]) and back["e"] == {"f": 7}
+    fns: dict[str, Any] = {}
+    enc = px.encode({"cop": lambda t: t * 2, "k": 1.0}, callables=fns)
+    assert enc["cop"] == {"__callable__": "cop"} and list(fns) == ["cop"]
+    assert px.decode(enc, on_callable=lambda key: f"remote {key}")["cop"] == "remote cop"
+    with pytest.raises(TypeError, match=r"value.f: a function cannot cross WAMP"):
+        px.encode({"f": len})
+    for bad, text in (({"__ndarray__": {"dtype": "<f8", "shape": [3], "data": [1.0]}}, "data must be a list of 3 values"),
+                      ({"__ndarray__": {"dtype": "<U3", "shape": [1], "data": ["a"]}}, "is not allowed"),
+                      ({"__ndarray__": [1, 2]}, "needs exactly dtype, shape and data"),
+                      ({"__callable__": "cop"}, "a function cannot be an argument")):
+        with pytest.raises(ValueError, match=text):
+            px.decode(bad, "setpoint_c")
+
+
+def test_signals_allow_unlimited_limits_only():
+    inf = np.array([np.inf, 5.0])
+    ok = m.Signals(seq=0, element="grid", n=2, arrays={"import_limit_w": inf, "export_limit_w": inf})
+    assert np.isinf(ok.arrays["import_limit_w"][0])
+    with pytest.raises(ValueError, match="ghi"):
+        m.Signals(seq=0, element="sun", n=2, arrays={"ghi": inf})
+    with pytest.raises(ValueError, match="not finite"):
+        m.Signals(seq=0, element="grid", n=2, arrays={"import_limit_w": np.array([-np.inf, 1.0])})
+    with pytest.raises(ValueError, match="not finite"):
+        m.Signals(seq=0, element="grid", n=2, arrays={"import_limit_w": np.array([np.nan, 1.0])})
+
+
+def test_plans_refused_inside_a_window_and_ports_only_where_the_model_has_them():
+    """Plans land before a window's request or between windows; inside one (request out, not settled)
+    they are refused and counted.  Ports and RPCs are exactly the model's."""
+    from hometwin.runtime.balancer import Balancer
+    from hometwin.runtime.service import ElementService
+
+    eng = Engine(load_home(EXAMPLES / "trondheim-spot.yaml"), until_s=86400)
+    svc = ElementService(eng.elements["water-heater"])
+    assert svc.ports == ["params", "set_plan", "clear_plan", "draw_heat_w"] and svc.plannable
+    rpcs = svc.describe_msg().rpcs
+    assert {"set_plan", "clear_plan", "params", "call_param", "draw_heat_w", "plan_stage"} <= set(rpcs)
+    assert "defer_to" not in rpcs and "max_heat_w" not in rpcs
+    set_plan = svc.port_rpc("set_plan")
+    assert set_plan(3, setpoint_c=[55.0, 56.0]) is None and eng.elements["water-heater"].state["plan"]["i0"] == 3
+    svc.published, svc.settled = True, False  # between its request and its settlement
+    with pytest.raises(ApplicationError) as exc:
+        set_plan(4, setpoint_c=[50.0])
+    assert exc.value.error == px.STALE and "request is already published" in exc.value.args[0]
+    assert eng.elements["water-heater"].state["plan"]["i0"] == 3
+    assert svc.rejections.counts[(m.element_uri("water-heater", "set_plan"), "stale_seq")] == 1
+    assert svc.port_rpc("params")()["temp_max_c"] == 65.0  # reading is always fine
+    assert ElementService(eng.elements["house"]).ports == [] and not ElementService(eng.elements["house"]).plannable
+    assert ElementService(eng.elements["battery"]).ports == ["params"]
+    # the balancer has a prepare stage only with a strategy
+    assert Balancer(eng.inverter, list(eng.elements)).prepare_stage
+    plain_home = Engine(load_home(EXAMPLES / "cape-town.yaml"), until_s=86400)
+    bal = Balancer(plain_home.inverter, list(plain_home.elements))
+    assert not bal.prepare_stage and bal.prep == "none" and plain_home.inverter.roster is bal.proxies
