@@ -179,6 +179,12 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
        metrics_port: int = typer.Option(0, "--metrics-port", help="first metrics port (one per process; 0 = none)"),
        pause_at: Optional[int] = typer.Option(None, "--pause-at", help="pause when this step is reached"),
        timeout: float = typer.Option(10.0, "--timeout", help="[s] the inverter waits this long for a packet"),
+       retick: Optional[float] = typer.Option(None, "--retick", min=0.1,
+                                              help="[s] the clock publishes a tick again after this long without "
+                                                   "Flows (a restarted inverter lost it; default 60)"),
+       state: bool = typer.Option(True, "--state/--no-state",
+                                  help="elements keep their state in <out>/state, so a crashed one continues "
+                                       "where it was (emptied at start: it is valid for one run)"),
        live: bool = typer.Option(True, "--live/--no-live", help="print live power flows once a second"),
        report: bool = typer.Option(False, "--report")) -> None:
     """Run a home as services: Crossbar router, clock, one process per element."""
@@ -204,8 +210,7 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
 
     launcher = Launcher(spec_path=file, speed=speed, window=window, until_s=until_s, out=out, router_url=router,
                         port=port, rawsocket_port=rawsocket_port, transport=transport, metrics_port=metrics_port,
-                        pause_at=pause_at,
-                        timeout_s=timeout, log_sink=sink)
+                        pause_at=pause_at, timeout_s=timeout, retick_s=retick, keep_state=state, log_sink=sink)
 
     async def main() -> Any:
         task = asyncio.ensure_future(launcher.run())

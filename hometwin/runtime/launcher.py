@@ -1,12 +1,14 @@
 """``hometwin up``: a whole home on one machine — router, clock, one OS process per element.
 
 The processes are exactly :func:`hometwin.deploy.service_commands` (the Kubernetes
-operator starts the same), with two local adjustments: every process gets its own
-metrics port (``--metrics-port`` base + index, on 127.0.0.1) and the clock gets the
-run options (speed, window, until, pause-at).  Logs are streamed with the element's
-name, a crashed element is restarted (as Kubernetes would), ``hometwin ctl on|off``
-starts/stops an element's process, and a recorder subscribed to ``Flows`` writes the
-same results and KPIs as ``hometwin run``.
+operator starts the same), with local adjustments: every process gets its own metrics
+port (``--metrics-port`` base + index, on 127.0.0.1), the clock gets the run options
+(speed, window, until, pause-at, re-tick) and every element a per-run ``--state-dir``.
+Logs are streamed with the element's name, a crashed element is restarted (as
+Kubernetes would) and continues from the state it kept there (see
+:mod:`hometwin.runtime.state`), ``hometwin ctl on|off`` starts/stops an element's
+process, and a recorder subscribed to ``Flows`` writes the same results and KPIs as
+``hometwin run``.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +88,10 @@ class Launcher:
     restart: bool = True
     transport: str = "unix"  # how the services reach our own router: unix | rawsocket | websocket
     router_log: Any = None  # a file for crossbar's output (default: discarded)
+    retick_s: float | None = None  # clock: re-publish a tick after this long without Flows (None: the clock's 60 s)
+    keep_state: bool = True  # every element keeps its state in state_dir, so a crash-restart continues
+    state_dir: Path | None = None  # per run; None: <out>/state, or a temp dir (removed at the end) without out
+    state_interval_s: float | None = None  # an element writes its state at most this often (None: automatic)
     procs: dict[str, Proc] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -108,6 +116,27 @@ class Launcher:
         self.t_first_flows = 0.0  # wall time of the first / last Flows (benchmarks)
         self.t_last_flows = 0.0
         self.t_start = time.perf_counter()
+        self.stale_windows: dict[str, int] = {}  # element → windows settled without it (stale), from Flows
+        self._own_state_dir = False
+
+    # -- state -------------------------------------------------------------------------------------
+    def _prepare_state_dir(self) -> None:
+        """A fresh state folder for this run: a state file is valid for one run only (step 0 starts anew)."""
+        if not self.keep_state:
+            self.state_dir = None
+            return
+        if self.state_dir is None and self.out is not None:
+            self.state_dir = Path(self.out) / "state"
+        if self.state_dir is None:
+            self.state_dir = Path(tempfile.mkdtemp(prefix=f"hometwin-state-{self.home.metadata.name}-"))
+            self._own_state_dir = True
+            return
+        self.state_dir = Path(self.state_dir).resolve()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        for el in self.home.spec.elements:  # only what element services write there
+            for f in [self.state_dir / f"{el.name}.json", self.state_dir / f"{el.name}.json.refused",
+                      *self.state_dir.glob(f".{el.name}.json.*.tmp")]:
+                f.unlink(missing_ok=True)
 
     # -- processes -----------------------------------------------------------------------------
     def _argv(self, cmd: ServiceCommand, index: int) -> list[str]:
@@ -124,6 +153,12 @@ class Launcher:
                 args += ["--until", f"{self.until_s}s"]
             if self.pause_at is not None:
                 args += ["--pause-at", str(self.pause_at)]
+            if self.retick_s is not None:
+                args += ["--retick", str(self.retick_s)]
+        elif self.state_dir is not None:
+            args += ["--state-dir", str(self.state_dir)]
+            if self.state_interval_s is not None:
+                args += ["--state-interval", str(self.state_interval_s)]
         if cmd.kind == "inverter":
             args += ["--timeout", str(self.timeout_s)]
             if os.environ.get("HOMETWIN_DEBUG_BALANCER"):
@@ -155,7 +190,8 @@ class Launcher:
         if self.restart:
             delay = min(10.0, 0.5 * 2 ** min(p.restarts, 4))
             p.restarts += 1
-            self._log(p.cmd.name, p.color, f"restarting in {delay:.1f} s (restart {p.restarts})")
+            kept = f"; state from {self.state_dir}" if self.state_dir is not None and p.cmd.kind != "clock" else ""
+            self._log(p.cmd.name, p.color, f"restarting in {delay:.1f} s (restart {p.restarts}{kept})")
             await asyncio.sleep(delay)
             if not self.stopping and p.wanted:
                 await self._spawn(p)
@@ -212,6 +248,8 @@ class Launcher:
                 return
             self.last_flows = f
             self.remote.max_residual_j = max(self.remote.max_residual_j, f.max_residual_j)
+            for name in f.stale:
+                self.stale_windows[name] = self.stale_windows.get(name, 0) + 1
             w = SimpleNamespace(i0=f.i0, n=f.n)
             self.recorder.add(SimpleNamespace(window=w, k=f.k, flows=f.flows, soc=f.soc, served=f.served))
             self.i = f.i0 + f.k + 1
@@ -263,6 +301,9 @@ class Launcher:
         comp_done = comp.start(asyncio.get_running_loop())
         try:
             await asyncio.wait_for(self._joined.wait(), 30)
+            self._prepare_state_dir()
+            if self.state_dir is not None:
+                self._log("up", "white", f"element state kept in {self.state_dir} (a restarted element continues)")
             cmds = [c for c in service_commands(self.home, str(self.spec_path), url) if c.kind != "router"]
             for idx, cmd in enumerate(cmds):
                 p = Proc(cmd=cmd, argv=self._argv(cmd, idx), color=COLORS[idx % len(COLORS)], wanted=cmd.enabled)
@@ -295,6 +336,8 @@ class Launcher:
                 pass
         if self.router is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.router.stop)
+        if self._own_state_dir and self.state_dir is not None:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def result(self) -> Result:
         """The recorded run (cut at the last settled step when stopped early)."""
