@@ -49,7 +49,7 @@ pytestmark = pytest.mark.timeout(400)
 DAYS = 2
 
 
-def test_copy(src: Path, tmp: Path) -> Path:
+def planner_home(src: Path, tmp: Path) -> Path:
     """``src`` as a home the session router serves (realm ``hometwin.cape-town``), DAYS long, data paths absolute.
 
     The element services get no ``--until`` from ``hometwin up`` (only the clock does), so the run's
@@ -66,8 +66,6 @@ def test_copy(src: Path, tmp: Path) -> Path:
     out.write_text(yaml.safe_dump(doc, sort_keys=False))
     return out
 
-
-test_copy.__test__ = False  # a helper, not a test
 
 
 def grid_charged_steps(frame: Any) -> int:
@@ -140,8 +138,8 @@ class Wamp:
 @pytest.fixture(scope="module")
 def homes(tmp_path_factory: Any) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("planner-homes")
-    return {"cape-town-lp": test_copy(EXAMPLES / "cape-town-lp.yaml", tmp),
-            "trondheim-spot": test_copy(EXAMPLES / "trondheim-spot.yaml", tmp)}
+    return {"cape-town-lp": planner_home(EXAMPLES / "cape-town-lp.yaml", tmp),
+            "trondheim-spot": planner_home(EXAMPLES / "trondheim-spot.yaml", tmp)}
 
 
 # -- over the router ------------------------------------------------------------------------------
