@@ -339,7 +339,7 @@ SESSION_ON_LEAVE = "wamp.session.on_leave"
 
 
 def element_uri(name: str, op: str) -> str:
-    """``hometwin.element.<name>.<op>`` (op: describe, get, set, snapshot, dispatch, forecast)."""
+    """``hometwin.element.<name>.<op>`` (op: describe, get, set, snapshot, dispatch, planner ports)."""
     return f"{PREFIX}.element.{name}.{op}"
 
 
@@ -356,7 +356,8 @@ def launcher_uri(op: str) -> str:
 #: (uri, pub/sub or rpc, message model or None, who publishes / serves, who subscribes / calls, what)
 TOPICS: list[tuple[str, str, type[Message] | None, str, str, str]] = [
     (TICK, "event", Tick, "clock", "every element, inverter", "a window starts"),
-    (SIGNALS, "event", Signals, "sun, weather, grid", "elements with inputs, inverter", "signals of the window"),
+    (SIGNALS, "event", Signals, "sun, weather, grid; inverter (`plan_ready`, only with a strategy)",
+     "elements with inputs, inverter; plannable elements", "signals of the window; `plan_ready`: the plan is applied, request now"),
     (REQUEST, "event", EnergyRequest, "sources, loads", "inverter", "joules per step offered (+) / asked (−)"),
     (STORAGE, "event", StorageStatus, "battery", "inverter", "battery parameters and stored energy at window start"),
     (SETTLE, "event", Settle, "inverter", "every element", "commit through step k with what was served"),
@@ -373,7 +374,13 @@ TOPICS: list[tuple[str, str, type[Message] | None, str, str, str]] = [
     (element_uri("<name>", "set"), "rpc", SetProperty, "every element", "ctl, UI", "validated property change (kwargs), at the next window boundary"),
     (element_uri("<name>", "snapshot"), "rpc", None, "every element", "anyone", "config + state, to continue exactly here"),
     (element_uri("<name>", "dispatch"), "rpc", DispatchRequest, "battery", "inverter", "tentative dispatch; returns DispatchResult"),
-    (element_uri("<name>", "forecast"), "rpc", None, "elements with a forecast", "inverter strategies", "forecast of the element's signals"),
+    (element_uri("<name>", "<port>"), "rpc", None, "elements that have the port", "inverter strategies",
+     "planner ports (`params`, `set_plan`, `clear_plan`, `defer_to`, `upcoming_starts`, `apply_plan`, `max_heat_w`, "
+     "`draw_heat_w`; listed in Describe.rpcs), arguments checked, arrays bit-exact"),
+    (element_uri("<name>", "call_param"), "rpc", None, "elements with `params`", "inverter strategies",
+     "evaluate a function of the last `params()` answer (a heat pump's COP)"),
+    (element_uri("<name>", "plan_stage"), "rpc", None, "plannable elements", "inverter",
+     "from now on wait for the inverter's `plan_ready` before each request"),
     (ROSTER_GET, "rpc", Roster, "inverter", "clock, ctl", "current roster"),
     (clock_uri("pause"), "rpc", None, "clock", "ctl, UI", "stop at the next window boundary"),
     (clock_uri("resume"), "rpc", None, "clock", "ctl, UI", "go on"),

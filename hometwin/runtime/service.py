@@ -72,7 +72,7 @@ class ElementHost:
     def describe_msg(self) -> m.Describe:
         el = self.element
         rpcs = ["describe", "get", "set", "snapshot"] + (["dispatch"] if el.role == Role.storage else []) \
-            + (["forecast"] if callable(getattr(el, "forecast", None)) else []) + list(self.ports) \
+            + list(self.ports) \
             + ([px.CALL_PARAM] if "params" in self.ports else []) + self.extra_rpcs()
         return m.Describe(element=self.name, kind=el.kind, role=el.role.value, inputs=list(el.inputs),
                           outputs=list(el.outputs), settle_on_shortfall=el.settle_on_shortfall,
@@ -85,8 +85,6 @@ class ElementHost:
         await s.register(self.rpc_get, m.element_uri(self.name, "get"))
         await s.register(self.rpc_set, m.element_uri(self.name, "set"))
         await s.register(lambda: plain(self.element.snapshot()), m.element_uri(self.name, "snapshot"))
-        if callable(getattr(self.element, "forecast", None)):
-            await s.register(self.rpc_forecast, m.element_uri(self.name, "forecast"))
         for method in self.ports:
             await s.register(self.port_rpc(method), m.element_uri(self.name, method))
         if "params" in self.ports:
@@ -188,9 +186,6 @@ class ElementHost:
         self.pending_set.append(dict(props))
         return plain({"element": self.name, "applies_at_seq": self.last_seq + 1,
                       "values": {k: getattr(new, k) for k in props}})
-
-    def rpc_forecast(self, *args: Any, **kwargs: Any) -> Any:
-        return plain(self.element.forecast(*args, **kwargs))  # type: ignore[attr-defined]
 
     # -- window boundary -------------------------------------------------------------------------
     def apply_pending(self) -> None:
