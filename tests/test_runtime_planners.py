@@ -49,15 +49,13 @@ pytestmark = pytest.mark.timeout(400)
 DAYS = 2
 
 
-def planner_home(src: Path, tmp: Path) -> Path:
-    """``src`` as a home the session router serves (realm ``hometwin.cape-town``), DAYS long, data paths absolute.
-
-    The element services get no ``--until`` from ``hometwin up`` (only the clock does), so the run's
-    length is the spec's duration here: every process — and the in-process reference — sees the same home.
-    """
+def planner_home(src: Path, tmp: Path, cut: bool = True) -> Path:
+    """``src`` as a home the session router serves (realm ``hometwin.cape-town``), data paths absolute;
+    DAYS long when ``cut`` (else the spec's own duration, and the run is cut with ``--until``)."""
     doc = yaml.safe_load(src.read_text())
     doc["metadata"]["name"] = REALMS[0].split(".", 1)[1]
-    doc["spec"]["clock"]["duration"] = f"{DAYS * 86400}s"
+    if cut:
+        doc["spec"]["clock"]["duration"] = f"{DAYS * 86400}s"
     for el in doc["spec"]["elements"]:
         tariff = (el.get("config") or {}).get("tariff") or {}
         if "file" in tariff:
@@ -138,12 +136,15 @@ class Wamp:
 @pytest.fixture(scope="module")
 def homes(tmp_path_factory: Any) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("planner-homes")
-    return {"cape-town-lp": planner_home(EXAMPLES / "cape-town-lp.yaml", tmp),
+    # cape-town-lp keeps its year and is cut by `hometwin up --until`: every service must get the run's
+    # length (the planner's horizon stops at the end of the run), not only the clock
+    return {"cape-town-lp": planner_home(EXAMPLES / "cape-town-lp.yaml", tmp, cut=False),
             "trondheim-spot": planner_home(EXAMPLES / "trondheim-spot.yaml", tmp)}
 
 
 # -- over the router ------------------------------------------------------------------------------
 
+UNTIL = DAYS * 86400  # [s] the cape-town-lp run, cut from its year
 SET_AT, OFF_AT = 2400, 2700  # day 2, 16:00 and 21:00 local: replanning boundaries (every 15 min)
 
 
@@ -157,7 +158,7 @@ def test_cape_town_lp_up_equals_run(router, homes):  # type: ignore[no-untyped-d
     """Backup rules (grid-charging before load-shedding) and the deferred dishwasher, 2 days, automatic windows;
     on day 2 the dishwasher's max_delay_h is set over RPC and the geyser (waiting for plans) is switched off."""
     spec = homes["cape-town-lp"]
-    up = Up(router, spec=spec, pause_at=SET_AT).start()
+    up = Up(router, spec=spec, pause_at=SET_AT, until_s=UNTIL).start()
     try:
         up.wait_paused_at(SET_AT, timeout_s=180)
         assert up.call("hometwin.element.dishwasher.set", max_delay_h=2.0)["values"] == {"max_delay_h": 2.0}
@@ -169,7 +170,7 @@ def test_cape_town_lp_up_equals_run(router, homes):  # type: ignore[no-untyped-d
     except BaseException:
         up.launcher.done.set()
         raise
-    eng = _cape_town_actions(Engine(load_home(spec)))
+    eng = _cape_town_actions(Engine(load_home(spec), until_s=UNTIL))
     ref = eng.run()
     res = up.join(240)
     assert len(res.frame) == DAYS * 1440
@@ -181,18 +182,18 @@ def test_cape_town_lp_up_equals_run(router, homes):  # type: ignore[no-untyped-d
     assert grid_charged_steps(res.frame) >= 10
     moved = {k: v for k, v in eng.inverter.strategy.appliance_scheduler().decisions.items() if k[1] != v}
     assert any(name == "dishwasher" for name, _ in moved), moved
-    bare = _cape_town_actions(Engine(with_strategy(load_home(spec), None))).run().frame
+    bare = _cape_town_actions(Engine(with_strategy(load_home(spec), None), until_s=UNTIL)).run().frame
     assert grid_charged_steps(bare) == 0
     h = load_home(spec)
     inv = next(e for e in h.spec.elements if e.kind == "inverter")
     inv.config.strategy = inv.config.strategy.model_copy(update={"defer_appliances": False})
-    no_defer = _cape_town_actions(Engine(h)).run().frame
+    no_defer = _cape_town_actions(Engine(h, until_s=UNTIL)).run().frame
     assert not np.array_equal(res.frame["el.dishwasher_j"], no_defer["el.dishwasher_j"])
     assert res.frame["el.dishwasher_j"].sum() == pytest.approx(no_defer["el.dishwasher_j"].sum(), rel=1e-9)
     # … within the limit set at SET_AT (the proxies refreshed the dishwasher's config), which changed the plan
     later = {k: v for k, v in moved.items() if k[0] == "dishwasher" and v >= int(eng.ctx.epoch_s(SET_AT, 1)[0])}
     assert later and all(v - k[1] <= 2 * 3600 for k, v in later.items()), later
-    unset = Engine(load_home(spec))
+    unset = Engine(load_home(spec), until_s=UNTIL)
     unset.at(OFF_AT, lambda e: e.remove("geyser"))
     assert not np.array_equal(unset.run().frame["el.dishwasher_j"], res.frame["el.dishwasher_j"])
 

@@ -145,12 +145,12 @@ class Launcher:
             j = args.index("--metrics-port")
             args[j + 1] = str(self.metrics_port + index if self.metrics_port else 0)
             args += ["--metrics-host", "127.0.0.1"]
+        if self.until_s:  # every service: a planner's horizon stops where the run does
+            args += ["--until", f"{self.until_s}s"]
         if cmd.kind == "clock":
             args += ["--speed", str(self.speed)]
             if self.window:
                 args += ["--window", str(self.window)]
-            if self.until_s:
-                args += ["--until", f"{self.until_s}s"]
             if self.pause_at is not None:
                 args += ["--pause-at", str(self.pause_at)]
             if self.retick_s is not None:
