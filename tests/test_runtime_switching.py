@@ -67,3 +67,42 @@ def test_single_step_windows_identical_with_a_set(router):  # type: ignore[no-un
     kettle = res.frame["el.kettle_j"].to_numpy()
     assert not kettle[:at].any() and (kettle[at:] < 0).all()
     assert np.isfinite(res.frame["soc"]).all()
+
+
+def test_a_repeated_tick_keeps_the_window_a_set_waits_for_the_next():
+    """The clock re-publishes a tick nobody settled (a restarted inverter): the element publishes the
+    same request again; a property set in between applies at the next window, not inside this one."""
+    from hometwin import messages as m
+    from hometwin.engine import Engine
+    from hometwin.runtime.service import ElementService
+    from hometwin.spec import load_home
+    from runtime_support import CAPE_TOWN
+
+    class Recorder:  # the session's publish side; what the router would deliver to the inverter
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, dict]] = []
+
+        def publish(self, uri: str, payload: dict) -> None:
+            self.sent.append((uri, payload))
+
+    eng = Engine(load_home(CAPE_TOWN), until_s=86400)
+    svc = ElementService(eng.elements["oven"])
+    svc.session = Recorder()
+    start = eng.ctx.start.timestamp()
+    i0 = 3 * 60  # 03:00, the oven is off
+    tick = m.Tick(seq=7, i0=i0, n=60, dt_s=60, t0=start + i0 * 60).wire()
+
+    def requests() -> list[float]:
+        return [float(np.sum(m.EnergyRequest.model_validate(p).joules))
+                for uri, p in svc.session.sent if uri == m.REQUEST]
+
+    svc.on_tick(tick)
+    first = requests()
+    assert len(first) == 1
+    svc.rpc_set(on=True)  # arrives mid-window
+    svc.on_tick(tick)  # the same window again
+    assert requests() == first * 2  # identical request: the set did not leak into this window
+    assert svc.pending_set == [{"on": True}]
+    svc.on_settle(m.Settle(seq=7, i0=i0, n=60, k=59, served={"oven": np.zeros(60)}, participants=["oven"]).wire())
+    svc.on_tick(m.Tick(seq=8, i0=i0 + 60, n=60, dt_s=60, t0=start + (i0 + 60) * 60).wire())
+    assert svc.pending_set == [] and requests()[-1] < first[0] - 1e5  # now on: it draws (more) power

@@ -292,8 +292,10 @@ class ElementService(ElementHost):
             return
         if not self.settled and self.w is not None and self.w.seq != t.seq:
             log.warning("%s: window %d was never settled (we were left out)", self.name, self.w.seq)
+        repeat = self.w is not None and t.seq == self.w.seq and not self.settled
         self.last_seq = t.seq
-        self.apply_pending()
+        if not repeat:  # a re-published tick is the same window: a set made meanwhile waits for the next one
+            self.apply_pending()
         self.w = self.window(t)
         self.t_tick = time.perf_counter()
         self.signals = {}
