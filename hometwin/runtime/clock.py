@@ -161,21 +161,24 @@ class Clock:
                 return
             await asyncio.sleep(1.0)
 
-    async def wait_for_roster(self) -> None:
-        """Wait until every expected element is on the inverter's roster (bounded)."""
+    async def wait_for_roster(self, names: list[str] | None = None, done: asyncio.Future | None = None,
+                              then: str = "starting") -> None:
+        """Wait (bounded by ``start_timeout_s``) until every one of ``names`` (default: every expected
+        element) is on the inverter's roster; stop early once ``done`` is."""
+        names = list(self.expect if names is None else names)
         deadline = time.monotonic() + self.start_timeout_s
-        missing = list(self.expect)
-        while True:
+        missing = names
+        while done is None or not done.done():
             try:
                 roster = m.Roster.model_validate(await self.session.call(m.ROSTER_GET))
-                missing = [n for n in self.expect if n not in roster.elements]
+                missing = [n for n in names if n not in roster.elements]
                 if not missing:
                     return
             except Exception:
-                pass  # the inverter is not registered yet
+                pass  # no inverter registered (not yet, or it is restarting)
             if time.monotonic() > deadline:
-                log.warning("starting without %s (not on the roster after %.0f s)", ", ".join(missing) or "the inverter",
-                            self.start_timeout_s)
+                log.warning("%s without %s (not on the roster after %.0f s)", then,
+                            ", ".join(missing) or "the inverter", self.start_timeout_s)
                 return
             await asyncio.sleep(0.1)
 
@@ -225,26 +228,10 @@ class Clock:
             except asyncio.TimeoutError:
                 log.warning("no Flows for window %d after %.1f s: publishing its tick again once the inverter's "
                             "roster is complete", tick.seq, self.retick_s)
-            await self._roster_back(fut)
+            await self.wait_for_roster(self._members or self.expect, fut, then="re-ticking")
             if fut.done():
                 return fut.result()
             log.warning("window %d: tick published again", tick.seq)
-
-    async def _roster_back(self, fut: asyncio.Future) -> None:
-        names = self._members or self.expect
-        deadline = time.monotonic() + self.start_timeout_s
-        while not fut.done():
-            try:
-                roster = m.Roster.model_validate(await self.session.call(m.ROSTER_GET))
-                if all(n in roster.elements for n in names):
-                    return
-            except Exception:
-                pass  # no inverter registered (it is restarting)
-            if time.monotonic() > deadline:
-                log.warning("the inverter's roster still lacks some of %s after %.0f s", ", ".join(names),
-                            self.start_timeout_s)
-                return
-            await asyncio.sleep(0.1)
 
     async def run(self) -> None:
         await self.wait_for_roster()

@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 #: Crossbar's (and autobahn's RawSocket) largest frame: 16 MiB.  A day-long window of a
 #: big home's Flows is well below it (30 arrays × 1440 × 8 B ≈ 350 kB).
@@ -83,36 +83,39 @@ def crossbar_executable() -> str:
     return found
 
 
-def wait_for_port(host: str, port: int, timeout_s: float = 60.0, proc: subprocess.Popen | None = None) -> None:
-    """Return once ``host:port`` accepts a TCP connection; raise on timeout or if ``proc`` died."""
+def _wait_accepting(connect: Callable[[], None], where: str, timeout_s: float,
+                    proc: subprocess.Popen | None) -> None:
+    """Return once ``connect()`` succeeds; raise on timeout or if ``proc`` died first."""
     deadline = time.monotonic() + timeout_s
     while True:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"router exited with code {proc.returncode} before accepting connections")
         try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
+            connect()
+            return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"router at {host}:{port} did not accept connections within {timeout_s} s")
+                raise TimeoutError(f"router at {where} did not accept connections within {timeout_s} s")
             time.sleep(0.1)
+
+
+def wait_for_port(host: str, port: int, timeout_s: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+    """Return once ``host:port`` accepts a TCP connection; raise on timeout or if ``proc`` died."""
+    def connect() -> None:
+        with socket.create_connection((host, port), timeout=0.5):
+            pass
+
+    _wait_accepting(connect, f"{host}:{port}", timeout_s, proc)
 
 
 def wait_for_unix(path: str | Path, timeout_s: float = 60.0, proc: subprocess.Popen | None = None) -> None:
     """Return once the Unix socket ``path`` accepts a connection; raise on timeout or if ``proc`` died."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"router exited with code {proc.returncode} before accepting connections")
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(0.5)
-                s.connect(str(path))
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"router at {path} did not accept connections within {timeout_s} s")
-            time.sleep(0.1)
+    def connect() -> None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(0.5)
+            s.connect(str(path))
+
+    _wait_accepting(connect, str(path), timeout_s, proc)
 
 
 @dataclass

@@ -17,20 +17,23 @@ from hometwin.messages import Rejections
 log = logging.getLogger("hometwin.runtime")
 
 
+#: How a service retries reaching the router (it may start after the services).
+RETRY = {"max_retries": 20, "initial_retry_delay": 0.2, "max_retry_delay": 2.0}
+
+
 def transport(url: str) -> dict[str, Any]:
-    """Autobahn transport config for ``rs://host:port`` (RawSocket, msgpack) or ``ws://…`` (WebSocket)."""
+    """Autobahn transport config for ``rs://host:port`` (RawSocket, msgpack), ``rs+unix:///path``
+    (RawSocket on a Unix socket) or ``ws://…`` (WebSocket)."""
     parsed = urlparse(url)
     scheme = parsed.scheme
     if scheme == "rs+unix":
         return {"type": "rawsocket", "url": url, "endpoint": {"type": "unix", "path": parsed.path},
-                "serializer": "msgpack", "max_retries": 20, "initial_retry_delay": 0.2, "max_retry_delay": 2.0}
+                "serializer": "msgpack", **RETRY}
     if scheme in ("rs", "rss"):
-        return {"type": "rawsocket", "url": url, "serializer": "msgpack", "max_retries": 20,
-                "initial_retry_delay": 0.2, "max_retry_delay": 2.0}
+        return {"type": "rawsocket", "url": url, "serializer": "msgpack", **RETRY}
     if scheme in ("ws", "wss"):
-        return {"type": "websocket", "url": url, "serializers": ["msgpack"], "max_retries": 20,
-                "initial_retry_delay": 0.2, "max_retry_delay": 2.0}
-    raise ValueError(f"router URL must start with rs:// or ws:// (got {url!r})")
+        return {"type": "websocket", "url": url, "serializers": ["msgpack"], **RETRY}
+    raise ValueError(f"router URL must start with rs://, rss://, rs+unix://, ws:// or wss:// (got {url!r})")
 
 
 def component(url: str, realm: str, quick_ack: bool = True) -> Component:
