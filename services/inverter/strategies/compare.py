@@ -92,21 +92,17 @@ def compare_strategies(home: Any, strategies: Iterable[Any], until_s: int | None
     for s in strategies:
         name = s if isinstance(s, str) else strategy_config(s).type
         rows[name] = run_strategy(home, s, until_s)
-    if voll_per_kwh is not None:
-        for r in rows.values():
-            r["voll_per_kwh"] = float(voll_per_kwh)
-            r["lost_load_cost"] = r["unserved_kwh"] * float(voll_per_kwh)
-            r["cost_with_lost_load"] = r["energy_cost"] + r["lost_load_cost"]
     if bound:
         pf = rows.get("perfect_foresight") or run_strategy(home, "perfect_foresight", until_s)
-        if "perfect_foresight" not in rows and voll_per_kwh is not None:
-            pf["voll_per_kwh"] = float(voll_per_kwh)
-            pf["lost_load_cost"] = pf["unserved_kwh"] * float(voll_per_kwh)
-            pf["cost_with_lost_load"] = pf["energy_cost"] + pf["lost_load_cost"]
         rows.setdefault("perfect_foresight", pf)
         ref = pf.get("bound", pf["energy_cost"])  # the LP optimum over the whole run
         for r in rows.values():
             r["bound"] = ref
         for r in rows.values():
             r["gap"] = (r["energy_cost"] - ref) / abs(ref) if ref else float("nan")
+    if voll_per_kwh is not None:
+        for r in rows.values():
+            r["voll_per_kwh"] = float(voll_per_kwh)
+            r["lost_load_cost"] = r["unserved_kwh"] * float(voll_per_kwh)
+            r["cost_with_lost_load"] = r["energy_cost"] + r["lost_load_cost"]
     return rows
