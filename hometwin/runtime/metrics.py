@@ -6,7 +6,7 @@ Names follow Prometheus conventions with the ``hometwin_`` prefix and an
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -47,6 +47,17 @@ class ServiceMetrics:
         self.speed = Gauge("hometwin_clock_speed_ratio", "Simulated seconds per wall second (0 = max)", lab, registry=reg)
         self._e = element
         self._msg_children: dict[tuple[str, str], Counter] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(element, *labels)``, looked up once (prometheus-client's ``labels`` costs
+        ~5 µs a call; single-step windows call these a dozen times per tick).  Created on first use,
+        so a series appears only once it has a value (no SoC gauge on a TV)."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(self._e, *labels)
+        return child
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         """Start the /metrics HTTP endpoint (a daemon thread); port 0 = none."""
@@ -61,30 +72,33 @@ class ServiceMetrics:
         child.inc()
 
     def reject(self, uri: str, reason: str) -> None:
-        self.rejected.labels(self._e, uri, reason).inc()
+        self._child(self.rejected, uri, reason).inc()
 
     def settled(self, served: np.ndarray | None, dt_s: float, end_epoch_s: float, latency_s: float | None,
                 steps: int) -> None:
         """One settled window of this element."""
-        e = self._e
-        self.ticks.labels(e).inc()
-        self.steps.labels(e).inc(steps)
-        self.sim_time.labels(e).set(end_epoch_s)
+        child = self._child
+        child(self.ticks).inc()
+        child(self.steps).inc(steps)
+        child(self.sim_time).set(end_epoch_s)
         if latency_s is not None:
-            self.latency.labels(e).observe(latency_s)
+            child(self.latency).observe(latency_s)
         if served is not None and len(served):
-            self.power.labels(e).set(float(served[-1]) / dt_s)
-            onto = float(served[served > 0].sum())
-            off = float(-served[served < 0].sum())
+            child(self.power).set(float(served[-1]) / dt_s)
+            if len(served) == 1:
+                v = float(served[0])
+                onto, off = max(v, 0.0), max(-v, 0.0)
+            else:
+                onto = float(served[served > 0].sum())
+                off = float(-served[served < 0].sum())
             if onto:
-                self.energy.labels(e, "onto_bus").inc(onto)
+                child(self.energy, "onto_bus").inc(onto)
             if off:
-                self.energy.labels(e, "off_bus").inc(off)
+                child(self.energy, "off_bus").inc(off)
 
     def telemetry(self, values: Mapping[str, float]) -> None:
-        e = self._e
         if "soc" in values:
-            self.soc.labels(e).set(float(values["soc"]))
+            self._child(self.soc).set(float(values["soc"]))
         for key, quantity in TEMPERATURES.items():
             if key in values:
-                self.temperature.labels(e, quantity).set(float(values[key]))
+                self._child(self.temperature, quantity).set(float(values[key]))

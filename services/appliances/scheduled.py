@@ -21,7 +21,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hometwin.element import ElementConfig, Role, Signals, Window
+from hometwin.element import ElementConfig, Role, Signals, TimeChunks, Window
 from hometwin.services.appliances.meter import MeteredLoad
 from hometwin.schedule import DailyWindow, LocalClock
 from hometwin.services.appliances import profiles
@@ -76,21 +76,27 @@ class ScheduledLoad(MeteredLoad):
         cfg = self.config
         self._clock = LocalClock(self.home.timezone)
         self._timer_powers = [t.power_w or cfg.power_w for t in cfg.timers]
+        self._power = TimeChunks(self.power_at)
         self.init_meter()
 
     def power(self, w: Window) -> np.ndarray:
         """Mean power [W] of each step of the window (positive = drawn)."""
+        return self._power(self.config, w)
+
+    def power_at(self, epoch_s: np.ndarray, dt_s: float) -> np.ndarray:
+        """Mean power [W] of steps of ``dt_s`` starting at ``epoch_s`` (a pure function of time)."""
         cfg = self.config
+        n = len(epoch_s)
         if cfg.on:
-            active_w, active = np.full(w.n, cfg.power_w), np.ones(w.n)
+            active_w, active = np.full(n, cfg.power_w), np.ones(n)
         elif cfg.timers:
-            wall_s = self._clock.wall_seconds(w.epoch_s)
-            active_w, active = profiles.timer_power(wall_s, w.dt_s, cfg.timers, self._timer_powers)
+            wall_s = self._clock.wall_seconds(epoch_s)
+            active_w, active = profiles.timer_power(wall_s, dt_s, cfg.timers, self._timer_powers)
         else:
-            active_w, active = np.zeros(w.n), np.zeros(w.n)
+            active_w, active = np.zeros(n), np.zeros(n)
         if cfg.duty_cycle is not None:
             dc = cfg.duty_cycle
-            duty = profiles.duty_cycle_fraction(w.epoch_s, w.dt_s, dc.period_min * 60.0, dc.on_fraction,
+            duty = profiles.duty_cycle_fraction(epoch_s, dt_s, dc.period_min * 60.0, dc.on_fraction,
                                                 dc.phase_min * 60.0)
             active_w, active = active_w * duty, active * duty
         return profiles.mean_power(active_w, active, cfg.standby_w)

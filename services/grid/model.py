@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from hometwin.element import Element, ElementConfig, Role, Signals, Window
+from hometwin.element import Element, ElementConfig, Role, Signals, TimeChunks, Window
 from hometwin.schedule import DAY_S, LocalClock, any_mask, local_day
 from hometwin.services.grid import outages as out
 from hometwin.services.grid import tariffs as tf
@@ -56,6 +56,7 @@ class Grid(Element):
                        if o.schedule else None)
         self._random_block: tuple[int, np.ndarray, np.ndarray] | None = None
         self._last_window: tuple[tuple[int, int, int], tuple[np.ndarray, ...]] | None = None
+        self._arrays = TimeChunks(self._arrays_at)  # single steps cut from a day at once
         self._import_limit_w = np.inf if cfg.import_limit_kw is None else cfg.import_limit_kw * 1000.0
         self._export_limit_w = np.inf if cfg.export_limit_kw is None else cfg.export_limit_kw * 1000.0
         if not self.state:
@@ -112,14 +113,17 @@ class Grid(Element):
         key = (w.i0, w.n, w.dt_s)
         if self._last_window is not None and self._last_window[0] == key:
             return self._last_window[1]
-        epoch_s = w.epoch_s
-        wall_s = self._clock.wall_seconds(epoch_s)
-        cfg = self.config
-        arrays = (self.outage_mask(epoch_s, wall_s),
-                  self._prices(cfg.tariff, self._series["import"], epoch_s, wall_s),
-                  self._prices(cfg.export_tariff, self._series["export"], epoch_s, wall_s))
+        arrays = self._arrays(self.config, w)
         self._last_window = (key, arrays)
         return arrays
+
+    def _arrays_at(self, epoch_s: np.ndarray, dt_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(outage mask, import price, export price) of steps starting at ``epoch_s`` (pure in time)."""
+        wall_s = self._clock.wall_seconds(epoch_s)
+        cfg = self.config
+        return (self.outage_mask(epoch_s, wall_s),
+                self._prices(cfg.tariff, self._series["import"], epoch_s, wall_s),
+                self._prices(cfg.export_tariff, self._series["export"], epoch_s, wall_s))
 
     def signals(self, w: Window, inputs: Signals) -> dict[str, np.ndarray]:
         off, p_imp, p_exp = self._window_arrays(w)
