@@ -5,6 +5,10 @@
    (TCP_QUICKACK) — why single-step windows used to take 40+ ms each;
 1. single-step windows (the paced path at speed max): ticks per second over the router,
    services on the router's Unix socket (the ``hometwin up`` default) and on TCP RawSocket;
+1b. the ceiling of that pattern here: the same processes exchanging the same messages per
+   single-step window over the same router (tick → 13 elements; sun → weather → roof signals;
+   10 requests and the battery's status; the dispatch RPC; settle → 12; Flows → clock and
+   recorder) with handlers that do nothing — what the router and the wake-ups alone allow;
 2. the year at 1-minute steps with automatic windows (a day per window at max speed),
    against the in-process run of the same year measured in this script.
 
@@ -95,6 +99,146 @@ def delayed_ack_probe(rounds: int = 40) -> dict[bool, float]:
     return out
 
 
+# -- 1b: the message pattern alone ---------------------------------------------------------------
+
+#: Cape Town's elements and what each does per window: publishes signals (sig), needs signals
+#: (in), publishes a request (req) or the storage status and serves the dispatch RPC (storage).
+PATTERN = {"sun": "sig", "weather": "sig+in", "grid": "sig", "roof": "req+in", "battery": "storage",
+           "oven": "req", "tv": "req", "kettle": "req", "lights": "req", "fridge": "req", "geyser": "req",
+           "house": "req"}
+_PAY = b"x" * 64
+
+
+def _pattern_element(url: str, realm: str, name: str, what: str) -> None:
+    from hometwin.runtime.wamp import component, run_component
+
+    comp = component(url, realm)
+
+    @comp.on_join
+    async def joined(session, details):  # type: ignore[no-untyped-def]
+        need = {"weather": {"sun"}, "roof": {"sun", "weather"}}.get(name, set())
+        got: set[str] = set()
+
+        def go(seq: int) -> None:
+            if "sig" in what:
+                session.publish("p.signals", name, seq, _PAY)
+            if "req" in what or what == "storage":
+                session.publish("p.req", name, seq, _PAY)
+
+        def tick(seq: int) -> None:
+            got.clear()
+            if not need:
+                go(seq)
+
+        def signals(src: str, seq: int, payload: bytes) -> None:
+            if src in need:
+                got.add(src)
+                if got == need:
+                    go(seq)
+
+        await session.subscribe(tick, "p.tick")
+        await session.subscribe(lambda seq, payload: None, "p.settle")
+        if need:
+            await session.subscribe(signals, "p.signals")
+        if what == "storage":
+            await session.register(lambda seq, payload: payload, "p.dispatch")
+        await session.subscribe(lambda: session.publish("p.ready", name), "p.query")
+
+    run_component(comp)
+
+
+def _pattern_inverter(url: str, realm: str) -> None:
+    from hometwin.runtime.wamp import component, run_component
+
+    comp = component(url, realm)
+
+    @comp.on_join
+    async def joined(session, details):  # type: ignore[no-untyped-def]
+        got: set[str] = set()
+
+        async def settle(seq: int) -> None:
+            await session.call("p.dispatch", seq, _PAY)
+            session.publish("p.settle", seq, _PAY * 4)
+            session.publish("p.flows", seq, _PAY * 8)
+
+        def packet(name: str, seq: int, payload: bytes) -> None:
+            got.add(name)
+            if len(got) == len(PATTERN):
+                got.clear()
+                asyncio.ensure_future(settle(seq))
+
+        await session.subscribe(packet, "p.req")
+        await session.subscribe(packet, "p.signals")
+        await session.subscribe(lambda seq: None, "p.tick")
+        await session.subscribe(lambda: session.publish("p.ready", "inverter"), "p.query")
+
+    run_component(comp)
+
+
+def _pattern_recorder(url: str, realm: str) -> None:
+    from hometwin.runtime.wamp import component, run_component
+
+    comp = component(url, realm)
+
+    @comp.on_join
+    async def joined(session, details):  # type: ignore[no-untyped-def]
+        await session.subscribe(lambda seq, payload: None, "p.flows")
+        await session.subscribe(lambda: session.publish("p.ready", "recorder"), "p.query")
+
+    run_component(comp)
+
+
+def message_pattern_ceiling(ticks: int) -> float:
+    """Single-step windows per second of the home's message pattern with do-nothing handlers."""
+    import multiprocessing as mp
+
+    from hometwin.runtime.router import Router
+    from hometwin.runtime.wamp import component, run_component
+
+    realm = "hometwin.pattern"
+    out: list[float] = []
+    with Router(realm=realm, unix=True) as r:
+        url = r.unix_url
+        procs = [mp.Process(target=_pattern_element, args=(url, realm, n, w), daemon=True) for n, w in PATTERN.items()]
+        procs += [mp.Process(target=_pattern_inverter, args=(url, realm), daemon=True),
+                  mp.Process(target=_pattern_recorder, args=(url, realm), daemon=True)]
+        for p in procs:
+            p.start()
+        comp = component(url, realm)
+        stop = asyncio.Event()
+
+        @comp.on_join
+        async def joined(session, details):  # type: ignore[no-untyped-def]
+            loop = asyncio.get_running_loop()
+            ready: set[str] = set()
+            done = loop.create_future()
+            marks: dict[int, float] = {}
+            await session.subscribe(lambda name: ready.add(name), "p.ready")
+
+            def flows(seq: int, payload: bytes) -> None:
+                marks[seq] = time.perf_counter()
+                if seq + 1 >= ticks:
+                    done.done() or done.set_result(None)
+                else:
+                    session.publish("p.tick", seq + 1)
+
+            await session.subscribe(flows, "p.flows")
+            while len(ready) < len(PATTERN) + 2:
+                session.publish("p.query")
+                await asyncio.sleep(0.3)
+            await asyncio.sleep(0.5)
+            session.publish("p.tick", 0)
+            await asyncio.wait_for(done, 600)
+            warm = min(50, ticks // 10)
+            out.append((ticks - 1 - warm) / (marks[ticks - 1] - marks[warm]))
+            stop.set()
+
+        run_component(comp, stop)
+        for p in procs:
+            p.terminate()
+    return out[0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ticks", type=int, default=2880)
@@ -111,14 +255,20 @@ def main() -> None:
     t0 = time.perf_counter()
     eng.run()
     tps_in = a.ticks / (time.perf_counter() - t0)
+    tps_by: dict[str, float] = {}
     for transport in ("unix", "rawsocket"):
         la, res, total = services(1, a.ticks * 60, transport)
         span = la.t_last_flows - la.t_first_flows
-        tps = (la.windows - 1) / span if span > 0 else float("nan")
+        tps = tps_by[transport] = (la.windows - 1) / span if span > 0 else float("nan")
         lines.append(f"- single-step windows, {a.ticks} ticks over the router ({transport}): **{tps:.0f} ticks/s** "
                      f"(goal ≥ 300; in-process the same windows: {tps_in:.0f} ticks/s, ratio {tps_in / tps:.1f}×; "
                      f"startup of {len(la.procs)} processes + router {total - span:.1f} s not counted)")
         print(lines[-1], flush=True)
+    ceiling = message_pattern_ceiling(a.ticks)
+    lines.append(f"- the same message pattern per single-step window with do-nothing handlers (15 processes, "
+                 f"unix): **{ceiling:.0f} ticks/s** — the ceiling the router and the wake-ups allow here; the "
+                 f"twin (unix) reaches {tps_by['unix'] / ceiling:.0%} of it")
+    print(lines[-1], flush=True)
     if not a.skip_year:
         until = int(a.days * 86400)
         t0 = time.perf_counter()

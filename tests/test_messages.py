@@ -7,6 +7,9 @@ from pathlib import Path
 import msgpack
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from hometwin import messages as m
 
@@ -59,3 +62,62 @@ def test_non_map_payload_is_malformed() -> None:
 def test_docs_topics_table_is_current() -> None:
     """docs/runtime.md carries the generated table verbatim (regenerate: python -m hometwin.messages)."""
     assert m.topics_table() in DOC.read_text()
+
+
+# -- packed array maps (Settle.served, Flows.flows/served) -----------------------------------------
+
+_names = st.lists(st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True), min_size=0, max_size=6, unique=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(names=_names, length=st.integers(1, 5), data=st.data())
+def test_settle_served_packed_round_trip_is_bit_exact(names, length, data) -> None:  # type: ignore[no-untyped-def]
+    """One float64 buffer on the wire, rows in name order; every value (−0.0, subnormals) comes back
+    bit for bit, under the same names, from msgpack."""
+    vals = st.floats(allow_nan=False, allow_infinity=False, width=64)
+    served = {n: np.array(data.draw(st.lists(vals, min_size=length, max_size=length))) for n in names}
+    msg = m.Settle(seq=1, i0=0, n=length, k=length - 1, served=served, participants=list(names))
+    wire = roundtrip(msg)
+    assert isinstance(wire["served"], list) and wire["served"][0] == list(names)  # packed, not a map
+    back = m.decode(m.Settle, wire, m.SETTLE, m.Rejections())
+    assert back is not None and list(back.served) == list(names)
+    for n in names:
+        assert back.served[n].tobytes() == served[n].tobytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(names=_names.filter(bool), length=st.integers(1, 4), where=st.integers(0, 100),
+       bad=st.sampled_from([np.nan, np.inf, -np.inf]))
+def test_a_non_finite_value_anywhere_in_a_packed_map_is_refused(names, length, where, bad) -> None:  # type: ignore[no-untyped-def]
+    flat = np.zeros(len(names) * length)
+    flat[where % len(flat)] = bad
+    payload = {"seq": 0, "i0": 0, "n": length, "k": length - 1, "participants": list(names),
+               "served": [list(names), flat.astype("<f8").tobytes()]}
+    rej = m.Rejections()
+    assert m.decode(m.Settle, payload, m.SETTLE, rej) is None
+    assert rej.counts[(m.SETTLE, "invalid")] == 1
+
+
+@pytest.mark.parametrize("served,why", [
+    ([["a", "b"], np.zeros(3).tobytes()], "equal arrays"),     # 3 values do not split in two
+    ([["a", "a"], np.zeros(2).tobytes()], "unique"),
+    ([["a"], b"\x00" * 12], "multiple of 8"),
+    ([[], np.zeros(1).tobytes()], "no names"),
+    ([["a"]], "packed"),
+    ([[1], np.zeros(1).tobytes()], "strings"),
+    ({"a": [1.0], "b": [float("inf")]}, "b: array"),           # the map form names the entry
+])
+def test_malformed_packed_maps_name_the_problem(served, why) -> None:  # type: ignore[no-untyped-def]
+    seen: list[str] = []
+    rej = m.Rejections(lambda uri, reason: seen.append(reason))
+    payload = {"seq": 0, "i0": 0, "n": 1, "k": 0, "served": served, "participants": []}
+    assert m.decode(m.Settle, payload, m.SETTLE, rej) is None and seen == ["invalid"]
+    with pytest.raises(ValidationError, match=why):
+        m.Settle.model_validate(payload)
+
+
+def test_flows_arrays_of_one_message_share_a_length() -> None:
+    flows = {k: np.zeros(2) for k in m.FLOW_KEYS}
+    flows["cost"] = np.zeros(3)
+    with pytest.raises(Exception, match="length"):
+        m.Flows(seq=0, i0=0, n=3, k=1, dt_s=60, flows=flows, served={}, roles={})

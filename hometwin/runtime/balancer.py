@@ -52,11 +52,9 @@ class BatteryUnavailable(RuntimeError):
 
 
 class BatteryProxy:
-    """:class:`BatteryPort` over WAMP: ``params()`` from the window's StorageStatus, ``dispatch`` an RPC.
-
-    ``Inverter.balance`` is synchronous, so it runs in a worker thread and this proxy
-    blocks that thread on the RPC made by the event loop.
-    """
+    """:class:`BatteryPort` over WAMP: ``params()`` from the window's StorageStatus, ``dispatch`` an RPC —
+    awaited on the event loop (``dispatch_async``, :meth:`Balancer._balance` without a strategy) or
+    blocking a worker thread (``dispatch``, ``Inverter.balance`` there)."""
 
     def __init__(self, balancer: "Balancer", name: str, seq: int, params: dict[str, float]):
         self.b, self.name, self.seq, self._params = balancer, name, seq, params
@@ -67,24 +65,45 @@ class BatteryProxy:
     def dispatch(self, dt_s: float, charge_j: np.ndarray, discharge_j: np.ndarray,
                  grid_charge_j: np.ndarray | None = None, soc_floor: Any = None,
                  grid_target_soc: Any = None) -> m.DispatchResult:
-        n = len(charge_j)
-        req = m.DispatchRequest(seq=self.seq, dt_s=dt_s, n=n, charge_j=charge_j, discharge_j=discharge_j,
-                                grid_charge_j=grid_charge_j, soc_floor=_per_step(soc_floor, n),
-                                grid_target_soc=_per_step(grid_target_soc, n))
-        uri = m.element_uri(self.name, "dispatch")
-        async def rpc() -> Any:
-            return await self.b.session.call(uri, req.wire())
+        """Blocking: for ``Inverter.balance`` in a worker thread (the strategies' path)."""
+        req = self.request(dt_s, charge_j, discharge_j, grid_charge_j, soc_floor, grid_target_soc)
+        async def rpc() -> Any:  # the call itself must be made on the event loop's thread
+            return await self.b.session.call(self.uri, req.wire())
 
         fut = asyncio.run_coroutine_threadsafe(rpc(), self.b.loop)
         try:
             payload = fut.result(self.b.timeout_s)
         except Exception as exc:
             fut.cancel()
-            raise BatteryUnavailable(f"{uri}: {exc!r}") from None
-        self.b.metrics.msg("out", uri)
-        res = m.decode(m.DispatchResult, payload, uri, self.b.rejections)
-        if res is None or res.seq != self.seq or res.n != n:
-            raise BatteryUnavailable(f"{uri}: invalid answer")
+            raise BatteryUnavailable(f"{self.uri}: {exc!r}") from None
+        return self.result(req, payload)
+
+    async def dispatch_async(self, *args: Any) -> m.DispatchResult:
+        """The same RPC awaited on the event loop (``Inverter.balance_steps``, no thread)."""
+        req = self.request(*args)
+        try:
+            payload = await asyncio.wait_for(self.b.session.call(self.uri, req.wire()), self.b.timeout_s)
+        except Exception as exc:
+            raise BatteryUnavailable(f"{self.uri}: {exc!r}") from None
+        return self.result(req, payload)
+
+    @property
+    def uri(self) -> str:
+        return m.element_uri(self.name, "dispatch")
+
+    def request(self, dt_s: float, charge_j: np.ndarray, discharge_j: np.ndarray,
+                grid_charge_j: np.ndarray | None = None, soc_floor: Any = None,
+                grid_target_soc: Any = None) -> m.DispatchRequest:
+        n = len(charge_j)
+        return m.DispatchRequest(seq=self.seq, dt_s=dt_s, n=n, charge_j=charge_j, discharge_j=discharge_j,
+                                 grid_charge_j=grid_charge_j, soc_floor=_per_step(soc_floor, n),
+                                 grid_target_soc=_per_step(grid_target_soc, n))
+
+    def result(self, req: m.DispatchRequest, payload: Any) -> m.DispatchResult:
+        self.b.metrics.msg("out", self.uri)
+        res = m.decode(m.DispatchResult, payload, self.uri, self.b.rejections)
+        if res is None or res.seq != self.seq or res.n != req.n:
+            raise BatteryUnavailable(f"{self.uri}: invalid answer")
         return res
 
 
@@ -408,6 +427,25 @@ class Balancer(ElementHost):
             log.exception("window %d failed", w.seq)
             self.publish(m.RUN_FAILED, m.RunFailed(seq=w.seq, error=self.failed))
 
+    async def _balance(self, w: Any, requests: Any, roles: Any, stateful: Any, signals: Any,
+                       battery: BatteryProxy | None) -> Any:
+        """``Inverter.balance`` with the battery's dispatch as an RPC.  Without a strategy it runs
+        on the event loop, the RPC awaited between its two halves (``balance_steps``): a single-step
+        window then costs no thread hand-offs.  A strategy's ``policy`` may call other elements
+        through blocking proxies, so with one it runs in the worker thread as ``prepare`` does."""
+        inverter = self.element
+        if self.prepare_stage:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, inverter.balance, w, requests, roles, stateful, signals, battery)
+        steps = inverter.balance_steps(w, requests, roles, stateful, signals,
+                                       battery.params() if battery is not None else None)
+        try:
+            ask = next(steps)
+            while True:
+                ask = steps.send(await battery.dispatch_async(*ask))  # type: ignore[union-attr]
+        except StopIteration as done:
+            return done.value
+
     async def _settle_window(self, w: Any, stale: list[str]) -> None:
         # Who takes part: roster members of this window (spec order) that delivered, plus
         # those that deliver nothing (the inverter itself, elements without outputs).
@@ -420,10 +458,9 @@ class Balancer(ElementHost):
         stateful = {n: desc[n].settle_on_shortfall for n in parts}
         storage = next((n for n in parts if desc[n].role == "storage"), None)
         battery = BatteryProxy(self, storage, w.seq, self.packets[storage].params) if storage else None
-        loop = asyncio.get_running_loop()
         inverter = self.element
         try:
-            st = await loop.run_in_executor(None, inverter.balance, w, requests, roles, stateful, signals, battery)
+            st = await self._balance(w, requests, roles, stateful, signals, battery)
         except BatteryUnavailable as exc:
             log.warning("window %d: %s — settled without the battery", w.seq, exc)
             self.stale_total[storage] = self.stale_total.get(storage, 0) + 1
@@ -433,7 +470,7 @@ class Balancer(ElementHost):
             stateful.pop(storage)
             stale = stale + [storage]
             battery = None
-            st = await loop.run_in_executor(None, inverter.balance, w, requests, roles, stateful, signals, None)
+            st = await self._balance(w, requests, roles, stateful, signals, None)
         k = st.k
         if log.isEnabledFor(logging.DEBUG):
             log.debug("window %d: balanced after %.1f ms", w.seq, (time.perf_counter() - self.t_tick) * 1e3)

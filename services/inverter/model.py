@@ -22,7 +22,7 @@ All quantities are joules per step unless the name says otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Mapping, Protocol
+from typing import Annotated, Any, Generator, Literal, Mapping, Protocol
 
 import numpy as np
 import pvlib
@@ -161,6 +161,21 @@ class Inverter(Element):
     def balance(self, w: Window, requests: Mapping[str, np.ndarray], roles: Mapping[str, Role],
                 stateful: Mapping[str, bool], signals: Signals, battery: BatteryPort | None) -> Settlement:
         """Net, dispatch and settle one window (see the module docstring)."""
+        steps = self.balance_steps(w, requests, roles, stateful, signals,
+                                   battery.params() if battery is not None else None)
+        try:
+            ask = next(steps)
+            while True:
+                ask = steps.send(battery.dispatch(*ask))  # type: ignore[union-attr]
+        except StopIteration as done:
+            return done.value
+
+    def balance_steps(self, w: Window, requests: Mapping[str, np.ndarray], roles: Mapping[str, Role],
+                      stateful: Mapping[str, bool], signals: Signals,
+                      battery: Mapping[str, float] | None) -> Generator[tuple[Any, ...], Any, Settlement]:
+        """:meth:`balance` as a generator: yields the battery's ``dispatch`` arguments once (when
+        ``battery``, its ``params()``, is given), takes the answer and returns the Settlement —
+        so a service can make the dispatch an asynchronous RPC without a thread."""
         n, dt = w.n, float(w.dt_s)
         sources = [name for name, role in roles.items() if role == Role.source]
         loads = [name for name, role in roles.items() if role == Role.load]
@@ -184,7 +199,7 @@ class Inverter(Element):
         batt_max = self.batt_w * dt
         ac_max = self.ac_w * dt
         if battery is not None:
-            pol = self.policy(w, signals, battery.params())
+            pol = self.policy(w, signals, battery)
             charge_ac = np.where(pol.charge_from_surplus, np.minimum(surplus, batt_max), 0.0)
             if pol.export_first:
                 charge_ac = np.minimum(charge_ac, np.maximum(surplus - exp_lim, 0.0))
@@ -200,7 +215,7 @@ class Inverter(Element):
                 want_dis = np.minimum(want_dis, np.maximum(pol.discharge_limit_j, deficit - imp_lim))
             want_dis = np.where(gc_active, 0.0, want_dis)
             want_dis = np.minimum(np.minimum(want_dis, batt_max), np.maximum(ac_max - pv_ac, 0.0))
-            res = battery.dispatch(dt, charge_ac * eta, want_dis / eta, grid_ac * eta, pol.soc_floor, pol.grid_target_soc)
+            res = yield (dt, charge_ac * eta, want_dis / eta, grid_ac * eta, pol.soc_floor, pol.grid_target_soc)
             c_dc, g_dc, d_dc = np.asarray(res.charge_j), np.asarray(res.grid_charge_j), np.asarray(res.discharge_j)
         else:
             res = None
