@@ -67,6 +67,8 @@ F64 = Annotated[np.ndarray, PlainValidator(_to_array), PlainSerializer(_to_bytes
 #: As :data:`F64`, but ``+inf`` allowed (checked per key by the message: a limit of +inf = no limit).
 F64Inf = Annotated[np.ndarray, PlainValidator(lambda v: _to_array(v, posinf=True)),
                    PlainSerializer(_to_bytes, return_type=bytes)]
+
+
 def _to_array_map(value: Any) -> dict[str, np.ndarray]:
     """Named float64 arrays of one length: packed ``[names, bytes]`` (one buffer, rows in name
     order — what we send) or a map name → array (bytes or a list of numbers: JSON clients)."""

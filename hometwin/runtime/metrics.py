@@ -46,7 +46,6 @@ class ServiceMetrics:
         self.lag = Gauge("hometwin_clock_lag_seconds", "How far the paced clock is behind wall time [s]", lab, registry=reg)
         self.speed = Gauge("hometwin_clock_speed_ratio", "Simulated seconds per wall second (0 = max)", lab, registry=reg)
         self._e = element
-        self._msg_children: dict[tuple[str, str], Counter] = {}
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -66,10 +65,7 @@ class ServiceMetrics:
 
     # -- helpers for the hot path --------------------------------------------------------------
     def msg(self, direction: str, uri: str) -> None:
-        child = self._msg_children.get((direction, uri))
-        if child is None:
-            child = self._msg_children[(direction, uri)] = self.messages.labels(self._e, direction, uri)
-        child.inc()
+        self._child(self.messages, direction, uri).inc()
 
     def reject(self, uri: str, reason: str) -> None:
         self._child(self.rejected, uri, reason).inc()
