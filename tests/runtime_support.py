@@ -96,6 +96,12 @@ class Up:
         argv = self.launcher.procs[name].argv
         return int(argv[argv.index("--metrics-port") + 1])
 
+    def scrape(self, *names: str, settle_s: float = 1.0) -> dict[str, dict[str, float]]:
+        """/metrics of each named service, read ``settle_s`` after the pause (the last settle's
+        gauges are set by then): {name: {'series{labels}': value}}."""
+        time.sleep(settle_s)
+        return {name: scrape(self.metrics_port(name)) for name in names}
+
 
 def scrape(port: int) -> dict[str, float]:
     """Prometheus text → {'name{labels}': value} (loopback only)."""

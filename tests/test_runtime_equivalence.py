@@ -21,7 +21,7 @@ from hometwin import messages as m
 from hometwin.engine import Engine
 from hometwin.runtime.wamp import component
 from hometwin.spec import load_home
-from runtime_support import CAPE_TOWN, Up, free_port, max_diff, router, scrape, wait_until  # noqa: F401
+from runtime_support import CAPE_TOWN, Up, free_port, max_diff, router, wait_until  # noqa: F401
 
 pytestmark = pytest.mark.timeout(400)
 DAY = 1440
@@ -83,12 +83,7 @@ def day_windows(router):  # type: ignore[no-untyped-def]
     try:
         up.wait_paused_at(DAY, timeout_s=180)
         info["sent"] = publish_garbage(router.url, up.realm)
-        time = __import__("time")
-        time.sleep(1.0)
-        info["oven"] = scrape(up.metrics_port("oven"))
-        info["inverter"] = scrape(up.metrics_port("inverter"))
-        info["battery"] = scrape(up.metrics_port("battery"))
-        info["roof"] = scrape(up.metrics_port("roof"))
+        info.update(up.scrape("oven", "inverter", "battery", "roof"))
         up.call("hometwin.clock.resume")
     except BaseException:
         up.launcher.done.set() if up.launcher else None

@@ -42,7 +42,7 @@ from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.runtime.wamp import component, plain
 from hometwin.services.inverter.strategies.compare import with_strategy
 from hometwin.spec import load_home
-from runtime_support import REALMS, Up, free_port, max_diff, router, scrape, wait_until  # noqa: F401
+from runtime_support import REALMS, Up, free_port, max_diff, router, wait_until  # noqa: F401
 from tests.conftest import EXAMPLES
 
 pytestmark = pytest.mark.timeout(400)
@@ -221,13 +221,7 @@ def trondheim(router, homes):  # type: ignore[no-untyped-def]
             info["sent_plan_ready"] = bad_plan_ready(wamp, pause // 12 - 1)
         finally:
             wamp.close()
-        import time
-
-        time.sleep(1.0)
-        info["water-heater"] = scrape(up.metrics_port("water-heater"))
-        info["heat-pump"] = scrape(up.metrics_port("heat-pump"))
-        info["washer"] = scrape(up.metrics_port("washer"))
-        info["inverter"] = scrape(up.metrics_port("inverter"))
+        info.update(up.scrape("water-heater", "heat-pump", "washer", "inverter"))
         up.call("hometwin.clock.resume")
     except BaseException:
         up.launcher.done.set()
