@@ -14,6 +14,8 @@ SPEC_PATH_IN_POD = "/etc/hometwin/home.yaml"
 DEFAULT_METRICS_PORT = 9100
 ROUTER_WS_PORT = 8080
 ROUTER_RAWSOCKET_PORT = 8081
+#: Where an element's pod keeps its state file (an ``emptyDir``: it outlives a container crash).
+STATE_DIR_IN_POD = "/var/lib/hometwin/state"
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,12 @@ def realm_of(home: Any) -> str:
 
 
 def service_commands(home: Any, spec_path: str, router_url: str,
-                     metrics_port: int = DEFAULT_METRICS_PORT) -> list[ServiceCommand]:
-    """Router, clock and one service per element (disabled ones included, ``enabled=False``)."""
+                     metrics_port: int = DEFAULT_METRICS_PORT, state_dir: str | None = None) -> list[ServiceCommand]:
+    """Router, clock and one service per element (disabled ones included, ``enabled=False``).
+
+    With ``state_dir`` every element keeps its state there (``--state-dir``), so a restarted
+    element continues from its last settle; the router and the clock keep none.
+    """
     from hometwin.registry import element_class
 
     realm = realm_of(home)
@@ -53,6 +59,7 @@ def service_commands(home: Any, spec_path: str, router_url: str,
         role = element_class(el.kind).role.value
         out.append(ServiceCommand(el.name, el.kind, role,
                                   ("service", el.kind, "--name", el.name) + common
-                                  + ("--metrics-port", str(metrics_port)),
+                                  + ("--metrics-port", str(metrics_port))
+                                  + (("--state-dir", state_dir) if state_dir is not None else ()),
                                   enabled=el.enabled, metrics_port=metrics_port))
     return out

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from hometwin.deploy import (DEFAULT_METRICS_PORT, ROUTER_RAWSOCKET_PORT, ROUTER_WS_PORT, SPEC_PATH_IN_POD,
-                             ServiceCommand, service_commands)
+                             STATE_DIR_IN_POD, ServiceCommand, service_commands)
 from hometwin.spec import API_VERSION, SpecError
 
 GROUP = "hometwin.io"
@@ -155,7 +155,8 @@ def _deployment(home: Any, cmd: ServiceCommand, namespace: str, image: str, comp
         "readinessProbe": _probe(cmd) | {"initialDelaySeconds": 2},
         "livenessProbe": _probe(cmd) | {"initialDelaySeconds": 30},
         "volumeMounts": [{"name": "spec", "mountPath": SPEC_DIR, "readOnly": True},
-                         {"name": "tmp", "mountPath": "/tmp"}],
+                         {"name": "tmp", "mountPath": "/tmp"}]
+                        + ([{"name": "state", "mountPath": STATE_DIR_IN_POD}] if element else []),
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
     }
@@ -180,7 +181,10 @@ def _deployment(home: Any, cmd: ServiceCommand, namespace: str, image: str, comp
                                         "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [container],
                     "volumes": [{"name": "spec", "configMap": {"name": object_name(home_name, "spec")}},
-                                {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                                {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+                               # An element's state file outlives a crash of its container (not of its
+                               # pod): the restarted container continues from its last settle.
+                               + ([{"name": "state", "emptyDir": {"sizeLimit": "64Mi"}}] if element else []),
                 },
             },
         },
@@ -232,7 +236,8 @@ def build_manifests(home: Any, namespace: str, image: str = DEFAULT_IMAGE,
     image = home.spec.deployment.image or image
     home_name = home.metadata.name
     objects = [_config_map(home, namespace)]
-    for cmd in service_commands(home, SPEC_PATH_IN_POD, router_url(home_name), DEFAULT_METRICS_PORT):
+    for cmd in service_commands(home, SPEC_PATH_IN_POD, router_url(home_name), DEFAULT_METRICS_PORT,
+                                state_dir=STATE_DIR_IN_POD):
         component = cmd.kind
         objects.append(_deployment(home, cmd, namespace, image, component))
         if cmd.role != "clock":

@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from hometwin.deploy import SPEC_PATH_IN_POD, service_commands
+from hometwin.deploy import SPEC_PATH_IN_POD, STATE_DIR_IN_POD, service_commands
 from hometwin.operator.manifests import CONFIG_HASH, DESIRED_HASH, LABEL_ELEMENT, LABEL_HOME, build_manifests, \
     object_name, router_url
 from hometwin.spec import SpecError, load_home, parse_home
@@ -50,7 +50,7 @@ def test_every_object_of_every_example_is_valid_kubernetes(path: Path) -> None:
 
 def test_same_services_and_args_as_hometwin_up(home: Any) -> None:
     """`hometwin up` and the operator run the same set of services with the same arguments."""
-    commands = service_commands(home, SPEC_PATH_IN_POD, router_url(home.metadata.name))
+    commands = service_commands(home, SPEC_PATH_IN_POD, router_url(home.metadata.name), state_dir=STATE_DIR_IN_POD)
     deps = deployments(build_manifests(home, "default"))
     assert sorted(deps) == sorted(c.name for c in commands)
     for cmd in commands:
@@ -75,6 +75,17 @@ def test_objects_of_a_home(home: Any) -> None:
         assert pod["containers"][0][probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
     router = deployments(objects)["router"]["spec"]["template"]["spec"]["containers"][0]
     assert router["readinessProbe"]["tcpSocket"] == {"port": "ws"}
+    # Elements keep their state on an emptyDir (it outlives a container crash); router and clock keep none.
+    for name, dep in deployments(objects).items():
+        pod_spec = dep["spec"]["template"]["spec"]
+        (container,) = pod_spec["containers"]
+        volumes = {v["name"]: v for v in pod_spec["volumes"]}
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        if name in ("router", "clock"):
+            assert "state" not in volumes and "--state-dir" not in container["args"], name
+        else:
+            assert "emptyDir" in volumes["state"] and mounts["state"] == STATE_DIR_IN_POD, name
+            assert container["args"][container["args"].index("--state-dir") + 1] == STATE_DIR_IN_POD, name
     assert oven["spec"]["selector"]["matchLabels"] == {LABEL_HOME: "cape-town", "hometwin.io/service": "oven"}
     labels = oven["spec"]["template"]["metadata"]["labels"]
     assert labels["app.kubernetes.io/component"] == "oven" and labels[LABEL_ELEMENT] == "oven"

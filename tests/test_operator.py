@@ -37,7 +37,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from hometwin.deploy import SPEC_PATH_IN_POD, service_commands
+from hometwin.deploy import SPEC_PATH_IN_POD, STATE_DIR_IN_POD, service_commands
 from hometwin.operator import handlers
 from hometwin.operator.kube import Kube, KubeError, load_api_client
 from hometwin.operator.manifests import CONFIG_HASH, DEFAULT_IMAGE, LABEL_ELEMENT, LABEL_HOME, object_name, router_url
@@ -218,7 +218,7 @@ def test_applying_cape_town_creates_its_services(cluster: Cluster) -> None:
     assert parse_home(yaml.safe_load(cm["data"]["home.yaml"])).spec.elements[3].config.capacity_kwh == 10.0
 
     # Same services and args as `hometwin up` (hometwin.deploy.service_commands).
-    expected = service_commands(parse_home(home), SPEC_PATH_IN_POD, router_url("ct-create"))
+    expected = service_commands(parse_home(home), SPEC_PATH_IN_POD, router_url("ct-create"), state_dir=STATE_DIR_IN_POD)
     assert set(deps) == {cmd.name for cmd in expected} == set(ELEMENTS) | {"router", "clock"}
     for cmd in expected:
         (container,) = deps[cmd.name]["spec"]["template"]["spec"]["containers"]

@@ -185,6 +185,10 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
        state: bool = typer.Option(True, "--state/--no-state",
                                   help="elements keep their state in <out>/state, so a crashed one continues "
                                        "where it was (emptied at start: it is valid for one run)"),
+       state_interval: Optional[float] = typer.Option(
+           None, "--state-interval", min=0.0,
+           help="[s] each element writes its state file at most this often (0 = every settle; default "
+                "automatic: about 2% of its CPU, at least every 1 s)"),
        live: bool = typer.Option(True, "--live/--no-live", help="print live power flows once a second"),
        report: bool = typer.Option(False, "--report")) -> None:
     """Run a home as services: Crossbar router, clock, one process per element."""
@@ -195,6 +199,7 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
     from hometwin.cli import _parse_until, console, kpi_table
     from hometwin.runtime.clock import parse_speed
     from hometwin.runtime.launcher import Launcher
+    from hometwin.runtime.wamp import cancel_leftovers
 
     try:
         parse_speed(speed)
@@ -210,7 +215,8 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
 
     launcher = Launcher(spec_path=file, speed=speed, window=window, until_s=until_s, out=out, router_url=router,
                         port=port, rawsocket_port=rawsocket_port, transport=transport, metrics_port=metrics_port,
-                        pause_at=pause_at, timeout_s=timeout, retick_s=retick, keep_state=state, log_sink=sink)
+                        pause_at=pause_at, timeout_s=timeout, retick_s=retick, keep_state=state,
+                        state_interval_s=state_interval, log_sink=sink)
 
     async def main() -> Any:
         task = asyncio.ensure_future(launcher.run())
@@ -231,6 +237,10 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
                               f"{(f.flows['grid_import_j'][-1] - f.flows['grid_export_j'][-1]) / f.dt_s:,.0f} W")
         return await task
 
+    import txaio
+
+    txaio.use_asyncio()
+    txaio.start_logging(level="error", out=sys.stderr)  # autobahn's errors only, as in every service
     loop = asyncio.new_event_loop()
     task = loop.create_task(main())
     try:
@@ -244,7 +254,10 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
             pass
         result = launcher.result()
     finally:
-        loop.close()
+        try:
+            cancel_leftovers(loop)
+        finally:
+            loop.close()
     paths = result.write(out, report=report)
     console.print(kpi_table({launcher.home.metadata.name: result.kpis()}, result.meta.get("currency", "")))
     console.print(f"{len(result.frame)} steps as services in {result.meta['wall_s']:.2f} s · wrote "
@@ -258,7 +271,7 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
 
 def call(router: str, realm: str, uri: str, *args: Any, timeout_s: float = 10.0, **kwargs: Any) -> Any:
     """One RPC on a running twin (opens a session, calls, leaves)."""
-    from hometwin.runtime.wamp import component
+    from hometwin.runtime.wamp import component, quiet_stop
 
     async def main() -> Any:
         comp = component(router, realm)
@@ -270,6 +283,7 @@ def call(router: str, realm: str, uri: str, *args: Any, timeout_s: float = 10.0,
                 result.set_result(await session.call(uri, *args, **kwargs))
             except Exception as exc:
                 result.set_exception(exc)
+            quiet_stop(asyncio.get_running_loop())  # leaving on purpose: no "Connection failed" noise
             await session.leave()
 
         done = comp.start(asyncio.get_running_loop())

@@ -33,7 +33,7 @@ from hometwin.deploy import ServiceCommand, realm_of, service_commands
 from hometwin.engine import build_element
 from hometwin.results import Recorder, Result
 from hometwin.runtime.router import Router, free_port
-from hometwin.runtime.wamp import component, plain
+from hometwin.runtime.wamp import component, plain, stop_component
 from hometwin.spec import home_context
 
 log = logging.getLogger("hometwin.up")
@@ -155,8 +155,7 @@ class Launcher:
                 args += ["--pause-at", str(self.pause_at)]
             if self.retick_s is not None:
                 args += ["--retick", str(self.retick_s)]
-        elif self.state_dir is not None:
-            args += ["--state-dir", str(self.state_dir)]
+        elif self.state_dir is not None:  # --state-dir comes with the command (service_commands)
             if self.state_interval_s is not None:
                 args += ["--state-interval", str(self.state_interval_s)]
         if cmd.kind == "inverter":
@@ -304,7 +303,9 @@ class Launcher:
             self._prepare_state_dir()
             if self.state_dir is not None:
                 self._log("up", "white", f"element state kept in {self.state_dir} (a restarted element continues)")
-            cmds = [c for c in service_commands(self.home, str(self.spec_path), url) if c.kind != "router"]
+            cmds = [c for c in service_commands(self.home, str(self.spec_path), url,
+                                                  state_dir=str(self.state_dir) if self.state_dir is not None else None)
+                    if c.kind != "router"]
             for idx, cmd in enumerate(cmds):
                 p = Proc(cmd=cmd, argv=self._argv(cmd, idx), color=COLORS[idx % len(COLORS)], wanted=cmd.enabled)
                 self.procs[cmd.name] = p
@@ -330,10 +331,7 @@ class Launcher:
                 except (asyncio.TimeoutError, Exception):
                     pass
         if comp is not None:
-            try:
-                await asyncio.wait_for(comp.stop(), 3)
-            except Exception:
-                pass
+            await stop_component(comp)
         if self.router is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.router.stop)
         if self._own_state_dir and self.state_dir is not None:

@@ -109,6 +109,45 @@ def plain(value: Any) -> Any:
     return value
 
 
+def quiet_stop(loop: asyncio.AbstractEventLoop) -> None:
+    """From here on this process is stopping on purpose: keep autobahn's shutdown noise out of the logs.
+
+    Why: autobahn's asyncio ``Component`` reports even a clean close after ``leave()`` as
+    "Connection failed: TransportLost: failed to complete connection" (its connection-lost
+    hook runs before the session's disconnect event, which it schedules) and then starts
+    to reconnect; cancelling that reconnect delay at loop close raises inside txaio
+    (``_done_f`` is already gone), and the abandoned tasks are reported as "Task was
+    destroyed but it is pending!".  None of it is news once a stop was asked for, so
+    txaio's loggers go to ``critical`` and the loop's leftover errors go to our DEBUG log.
+    """
+    import txaio
+
+    txaio.set_global_log_level("critical")
+
+    def leftover(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        log.debug("after stop: %s", context.get("message") or context.get("exception"))
+
+    loop.set_exception_handler(leftover)
+
+
+async def stop_component(comp: Component, timeout_s: float = 3.0) -> None:
+    """Leave the realm (bounded by ``timeout_s``) with :func:`quiet_stop` in force."""
+    quiet_stop(asyncio.get_running_loop())
+    try:
+        await asyncio.wait_for(comp.stop(), timeout_s)
+    except Exception:
+        pass  # the router is gone already, or did not answer in time: we are stopping anyway
+
+
+def cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks still pending (status loops, a reconnect delay) and let them finish."""
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
+
 def run_component(comp: Component, stop: asyncio.Event | None = None,
                   extra: Callable[[asyncio.AbstractEventLoop], Any] | None = None) -> None:
     """Run one component until it is done, SIGTERM/SIGINT, or ``stop`` is set."""
@@ -132,10 +171,7 @@ def run_component(comp: Component, stop: asyncio.Event | None = None,
         stopper = asyncio.ensure_future(stop.wait())
         await asyncio.wait([asyncio.ensure_future(done), stopper], return_when=asyncio.FIRST_COMPLETED)
         if stop.is_set():
-            try:
-                await asyncio.wait_for(comp.stop(), 3)
-            except Exception:
-                pass
+            await stop_component(comp)
         else:
             exc = done.exception() if done.done() and not done.cancelled() else None
             if exc is not None:
@@ -144,4 +180,7 @@ def run_component(comp: Component, stop: asyncio.Event | None = None,
     try:
         loop.run_until_complete(main())
     finally:
-        loop.close()
+        try:
+            cancel_leftovers(loop)
+        finally:
+            loop.close()

@@ -1,0 +1,72 @@
+"""Stopping is quiet: a stopped service and a finished ``hometwin up`` print no error noise.
+
+autobahn's asyncio ``Component`` reports a clean close as "Connection failed:
+TransportLost" and starts to reconnect; abandoned tasks are reported as "Task was
+destroyed but it is pending!" (see :func:`hometwin.runtime.wamp.quiet_stop`).  A user
+who sees those after every run learns to ignore errors — so here a real service is
+stopped with SIGTERM, and a real ``hometwin up`` (its own Crossbar router, one
+process per element) runs to its end, and neither prints any of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.runtime_support import CAPE_TOWN, ROOT, router, wait_until  # noqa: F401  (router: a fixture)
+
+NOISE = ("Traceback", "Connection failed", "trying transport", "Task was destroyed", "Exception in callback",
+         "Unhandled error")
+MINIMAL = ROOT / "examples" / "homes" / "minimal.yaml"
+
+
+def noise(text: str) -> list[str]:
+    return [line for line in text.splitlines() if any(n in line for n in NOISE)]
+
+
+def test_sigterm_stops_a_service_cleanly(router):  # type: ignore[no-untyped-def]
+    proc = subprocess.Popen([sys.executable, "-m", "hometwin.cli", "service", "tv", "--name", "tv",
+                             "--spec", str(CAPE_TOWN), "--router", router.unix_url],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while not any("joined" in line for line in lines):  # the log line once it is on the realm
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "".join(lines)
+            lines.append(line)
+            assert time.monotonic() < deadline, "the service did not join within 60 s:\n" + "".join(lines)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = "".join(lines) + out
+    assert proc.returncode == 0, text
+    assert noise(text) == [], text
+
+
+def test_hometwin_up_ends_quietly(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "hometwin.cli", "up", "-f", str(MINIMAL), "--until", "6h",
+                           "--window", "60", "--port", "0", "--rawsocket-port", "0", "--out", str(out),
+                           "--no-live", "--state-interval", "0"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env=dict(os.environ, COLUMNS="400"))  # rich: one log line per line
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text
+    meta = json.loads((out / "kpis.json").read_text())["meta"]
+    assert (meta["n_steps"], meta["windows"], meta["runtime"]) == (360, 6, "services")
+    assert noise(text) == [], "\n".join(noise(text))
+    # --state-interval 0 reached every element: each wrote its state file after each of the
+    # 6 settles (its closing log line counts both), and the files are valid from step 360.
+    for name in meta["elements"]:
+        (kept,) = [line for line in text.splitlines() if f"{name}: state kept in" in line]
+        assert f"{name}.json: 6 settles" in kept and ", 6 writes" in kept, kept
+        assert json.loads((out / "state" / f"{name}.json").read_text())["step"] == 360, name
