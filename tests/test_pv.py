@@ -193,3 +193,12 @@ def test_end_to_end_with_engine():
     kwh_per_kwp_day = roof.state["offered_j"] / 3.6e6 / 3.0 / 2
     assert 2.0 < kwh_per_kwp_day < 8.0  # Cape Town in January, north-facing
     assert roof.state["energy_dc_j"] + roof.state["curtailed_j"] == pytest.approx(roof.state["offered_j"])
+
+
+def test_temperature_models_are_pvlibs_sapm_sets() -> None:
+    """The config's choices are exactly pvlib's SAPM parameter sets (the model reads them from pvlib)."""
+    from typing import get_args
+
+    from hometwin.services.pv.model import TemperatureModel
+
+    assert sorted(get_args(TemperatureModel)) == sorted(TEMPERATURE_MODEL_PARAMETERS["sapm"])

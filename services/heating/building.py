@@ -39,9 +39,12 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import pvlib
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scipy.linalg import expm
+
+from hometwin.lazy import lazy_module
+
+pvlib = lazy_module("pvlib")
+linalg = lazy_module("scipy.linalg")
 
 C_AIR_J_KGK = 1005.4  # specific heat of air (SmartHjem thesis) [J kg-1 K-1]
 RHO_AIR_KG_M3 = 1.225  # density of air (SmartHjem thesis) [kg m-3]
@@ -419,5 +422,5 @@ def _exact(a: np.ndarray, b: np.ndarray, dt: float) -> Discrete:
     big[:n, :n] = a
     big[:n, n:n + m] = b
     big[n + m:, :n] = np.eye(n)
-    e = expm(big * dt)
+    e = linalg.expm(big * dt)
     return Discrete(dt_s=dt, ad=e[:n, :n], bd=e[:n, n:n + m], sx=e[n + m:, :n], su=e[n + m:, n:n + m])

@@ -25,13 +25,15 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Generator, Literal, Mapping, Protocol
 
 import numpy as np
-import pvlib
 from pydantic import Field, model_validator
 
 from hometwin.element import Element, ElementConfig, Role, Signals, Window
 from hometwin.results import FLOW_COLUMNS  # noqa: F401  (the columns a Settlement's flows carry)
 from hometwin.schedule import DailyWindow, window_mask
 from hometwin.services.inverter.strategies.config import StrategyConfig
+from hometwin.lazy import lazy_module
+
+pvlib = lazy_module("pvlib")
 
 WorkMode = Literal["self_use", "time_of_use", "backup", "export_first"]
 

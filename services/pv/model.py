@@ -18,13 +18,13 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import numpy as np
-import pvlib
-from pvlib.temperature import TEMPERATURE_MODEL_PARAMETERS
 from pydantic import Field
 
 from hometwin.element import Element, ElementConfig, Role, Signals, Window
+from hometwin.lazy import lazy_module
 
-SAPM_MODELS = tuple(TEMPERATURE_MODEL_PARAMETERS["sapm"])
+pvlib = lazy_module("pvlib")
+
 TemperatureModel = Literal["open_rack_glass_glass", "close_mount_glass_glass",
                            "open_rack_glass_polymer", "insulated_back_glass_polymer"]
 
@@ -86,7 +86,7 @@ def pvwatts_array_dc(ghi: np.ndarray, dni: np.ndarray, dhi: np.ndarray, temp_air
             poa_direct = poa_direct * np.nan_to_num(pvlib.iam.physical(aoi))
     poa_global = np.nan_to_num(np.asarray(poa["poa_global"], dtype=np.float64))
     effective = poa_direct + poa_diffuse
-    params = TEMPERATURE_MODEL_PARAMETERS["sapm"][temperature_model]
+    params = pvlib.temperature.TEMPERATURE_MODEL_PARAMETERS["sapm"][temperature_model]
     temp_cell = pvlib.temperature.sapm_cell(poa_global, temp_air, wind_speed, **params)
     p_dc = pvlib.pvsystem.pvwatts_dc(effective, temp_cell, pdc0_w, gamma_pdc)
     p_dc = np.maximum(np.asarray(p_dc, dtype=np.float64) * (1.0 - losses_pct / 100.0), 0.0)

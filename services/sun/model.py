@@ -20,12 +20,14 @@ from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
-import pvlib
-from pvlib import spa
 from pydantic import Field
 
 from hometwin.element import Element, ElementConfig, Role, Signals, Window
 from hometwin.services.sun.chunks import ChunkCache, steps_per_chunk
+from hometwin.lazy import lazy_module
+
+pvlib = lazy_module("pvlib")
+spa = lazy_module("pvlib.spa")
 
 #: Seconds between the points where SPA's slowly varying terms (heliocentric
 #: position, nutation, right ascension, declination) are evaluated exactly; in

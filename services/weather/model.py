@@ -38,14 +38,16 @@ from typing import Annotated, Literal, Union
 
 import numpy as np
 import pandas as pd
-import pvlib
 from pydantic import Field, model_validator
-from scipy import signal as sps
-from scipy import special
 
 from hometwin.element import Element, ElementConfig, Role, Signals, Window, counter_rng
 from hometwin.services.sun.chunks import ChunkCache, steps_per_chunk
 from hometwin.services.sun.model import day_of_year
+from hometwin.lazy import lazy_module
+
+pvlib = lazy_module("pvlib")
+sps = lazy_module("scipy.signal")
+special = lazy_module("scipy.special")
 
 OKTAS = 8
 YEAR_S = 365 * 86400  # a typical (TMY) year has 365 days

@@ -32,10 +32,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
-from scipy.linalg import expm
 
 from hometwin.services.inverter.strategies.base import Plan, Strategy, StrategyError
 from hometwin.services.inverter.strategies.lp import DispatchProblem, SparseLP, battery_port, lp_plan, solve_dispatch
+from hometwin.lazy import lazy_module
+
+linalg = lazy_module("scipy.linalg")
 
 LEGIONELLA_C = 60.0
 
@@ -122,7 +124,7 @@ class BuildingBlock:
         m = np.zeros((ns + 3, ns + 3))
         m[:ns, :ns] = self.a_c
         m[:ns, ns:] = self.b_c
-        e = expm(m * dt_s)
+        e = linalg.expm(m * dt_s)
         ad, bd = e[:ns, :ns], e[:ns, ns:]
         b_heat = bd[:, 1] * (1.0 - self.heating_to_mass) + bd[:, 2] * self.heating_to_mass
         cop = np.broadcast_to(np.asarray(self.cop, dtype=float), (n,))
@@ -490,7 +492,7 @@ def simulate_thesis_week(price_hourly: np.ndarray, temp_out_hourly: np.ndarray, 
     m = np.zeros((4, 4))
     m[:1, :1] = a_p
     m[:1, 1:] = b_p
-    e = expm(m * plant_dt_s)
+    e = linalg.expm(m * plant_dt_s)
     ad, bd = float(e[0, 0]), e[0, 1:]
     temp = np.empty(n)
     heat = np.zeros(n)

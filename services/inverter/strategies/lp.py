@@ -32,10 +32,12 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 from hometwin.services.inverter.strategies.base import Strategy, StrategyError
+from hometwin.lazy import lazy_module
+
+sp = lazy_module("scipy.sparse")
+optimize = lazy_module("scipy.optimize")
 
 KWH_J = 3.6e6
 MONTH_H = 30.4375 * 24
@@ -104,8 +106,8 @@ class SparseLP:
             opts["time_limit"] = time_limit_s
         if integrality.any():
             opts["mip_rel_gap"] = mip_rel_gap
-        res = milp(c, constraints=LinearConstraint(A, np.concatenate(self._lo), np.concatenate(self._hi)),
-                   integrality=integrality, bounds=Bounds(np.concatenate(self._lb), np.concatenate(self._ub)),
+        res = optimize.milp(c, constraints=optimize.LinearConstraint(A, np.concatenate(self._lo), np.concatenate(self._hi)),
+                   integrality=integrality, bounds=optimize.Bounds(np.concatenate(self._lb), np.concatenate(self._ub)),
                    options=opts)
         return res.x, float(res.fun) if res.x is not None else float("nan"), res
 
