@@ -21,7 +21,7 @@ from pathlib import Path
 from tests.runtime_support import CAPE_TOWN, ROOT, router, wait_until  # noqa: F401  (router: a fixture)
 
 NOISE = ("Traceback", "Connection failed", "trying transport", "Task was destroyed", "Exception in callback",
-         "Unhandled error")
+         "Unhandled error", "never awaited")
 MINIMAL = ROOT / "examples" / "homes" / "minimal.yaml"
 
 

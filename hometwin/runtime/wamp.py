@@ -131,8 +131,10 @@ def quiet_stop(loop: asyncio.AbstractEventLoop) -> None:
 
 
 async def stop_component(comp: Component, timeout_s: float = 3.0) -> None:
-    """Leave the realm (bounded by ``timeout_s``) with :func:`quiet_stop` in force."""
+    """Leave the realm (bounded by ``timeout_s``) with :func:`quiet_stop` in force, and no reconnecting."""
     quiet_stop(asyncio.get_running_loop())
+    for t in getattr(comp, "_transports", ()):  # the clean close would otherwise start a reconnect
+        t.failed()  # autobahn's own "do not try this transport again"
     try:
         await asyncio.wait_for(comp.stop(), timeout_s)
     except Exception:
