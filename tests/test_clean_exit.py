@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -70,3 +71,42 @@ def test_hometwin_up_ends_quietly(tmp_path: Path) -> None:
         (kept,) = [line for line in text.splitlines() if f"{name}: state kept in" in line]
         assert f"{name}.json: 6 settles" in kept and ", 6 writes" in kept, kept
         assert json.loads((out / "state" / f"{name}.json").read_text())["step"] == 360, name
+
+
+def test_ctrl_c_stops_every_process_and_writes_the_run_so_far(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal signals the whole process group: the launcher stops the router and
+    every service (none is restarted), and writes the steps settled so far, ledger closed."""
+    import psutil
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "hometwin.cli", "up", "-f", str(MINIMAL), "--days", "1",
+                             "--speed", "3600", "--port", "0", "--rawsocket-port", "0", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env=dict(os.environ, COLUMNS="400"), start_new_session=True)
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.extend(iter(proc.stderr.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        # paced at an hour per second: the live line reports the step once a second
+        wait_until(lambda: any(line.startswith("step ") and int(line.split()[1].rstrip(":")) >= 120 for line in err),
+                   180, "two simulated hours of the paced run")
+        family = psutil.Process(proc.pid).children(recursive=True)  # router (own session) + clock + elements
+        assert len(family) >= 7, [p.cmdline()[-6:] for p in family]
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    reader.join(10)
+    text = stdout + "".join(err)
+    assert proc.returncode == 0, text
+    gone, alive = psutil.wait_procs(family, timeout=10)
+    assert alive == [], [p.cmdline()[-6:] for p in alive]
+    assert not any("restarting in" in line for line in err), text  # a stopping launcher restarts nothing
+    assert noise(text) == [], "\n".join(noise(text))
+    meta = json.loads((out / "kpis.json").read_text())["meta"]
+    assert meta["complete"] is False and 120 <= meta["n_steps"] < 1440, meta
+    assert meta["max_ledger_residual_j"] < 1e-6
+    import pandas as pd
+
+    assert len(pd.read_parquet(out / "flows.parquet")) == meta["n_steps"]

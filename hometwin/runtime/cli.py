@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -146,7 +147,6 @@ def router_cmd(realm: str = typer.Option(..., "--realm"),
                rawsocket_port: int = typer.Option(8081, "--rawsocket-port", help="RawSocket port (services)"),
                cbdir: Optional[Path] = typer.Option(None, "--cbdir", help="Crossbar node directory (default a temp dir)")) -> None:
     """Write a Crossbar node config for the home's realm and run the router."""
-    import signal
     import threading
 
     from hometwin.runtime.router import Router
@@ -243,25 +243,35 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
     txaio.start_logging(level="error", out=sys.stderr)  # autobahn's errors only, as in every service
     loop = asyncio.new_event_loop()
     task = loop.create_task(main())
+    signals = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+
+    def on_signal(sig: signal.Signals) -> None:
+        """First Ctrl-C / SIGTERM: stop everything and write the run so far; a second one: stop now."""
+        if launcher.stopping:
+            err.print("[yellow]stopping at once …[/]")
+            task.cancel()
+        else:
+            launcher.stop(signals[sig])
+
+    for sig in signals:  # also when started with SIGINT ignored (a background job of a script)
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
         result = loop.run_until_complete(task)
-    except KeyboardInterrupt:
-        err.print("[yellow]stopping …[/]")
-        task.cancel()
-        try:
-            loop.run_until_complete(task)
-        except (asyncio.CancelledError, Exception):
-            pass
+    except asyncio.CancelledError:
         result = launcher.result()
     finally:
         try:
-            cancel_leftovers(loop)
+            cancel_leftovers(loop)  # a cancelled launcher still stops its processes here
         finally:
             loop.close()
     paths = result.write(out, report=report)
     console.print(kpi_table({launcher.home.metadata.name: result.kpis()}, result.meta.get("currency", "")))
     console.print(f"{len(result.frame)} steps as services in {result.meta['wall_s']:.2f} s · wrote "
                   + ", ".join(str(p) for p in paths.values()))
+    if launcher.interrupted:
+        err.print(f"[yellow]{launcher.interrupted}: stopped after {len(result.frame)} of "
+                  f"{launcher.remote.ctx.n_steps} steps; "
+                  "the files hold the steps settled so far[/]")
     if launcher.failed:
         err.print(f"[bold red]run failed:[/] {launcher.failed}")
         raise typer.Exit(3)

@@ -111,6 +111,7 @@ class Launcher:
         self.done = asyncio.Event()
         self.failed: str | None = None
         self.stopping = False
+        self.interrupted: str | None = None  # why stop() ended the run early
         self.i = 0
         self.windows = 0
         self.t_first_flows = 0.0  # wall time of the first / last Flows (benchmarks)
@@ -284,22 +285,45 @@ class Launcher:
         self._joined.set()
 
     # -- run -----------------------------------------------------------------------------------------
+    def stop(self, why: str = "stopped") -> None:
+        """End the run now (Ctrl-C, SIGTERM): :meth:`run` stops every process and returns the
+        steps settled so far.  Synchronous, so no exiting element is restarted meanwhile."""
+        if not self.stopping:
+            self.stopping = True
+            self.interrupted = why
+            self._log("up", "yellow", f"{why}: stopping the clock, the elements and the router")
+        self.done.set()
+
     async def run(self) -> Result:
         self._joined = asyncio.Event()
         url = self.router_url
-        if url is None:
-            self.router = Router(realm=self.realm, host=self.host, port=self.port or free_port(self.host),
-                                 rawsocket_port=self.rawsocket_port or free_port(self.host), log=self.router_log,
-                                 unix=self.transport == "unix")
-            await asyncio.get_running_loop().run_in_executor(None, self.router.start)
-            url = {"websocket": self.router.ws_url, "unix": self.router.unix_url}.get(self.transport, self.router.url)
-            self._log("router", "white", f"crossbar up: services on {url}; {self.router.url} (RawSocket), "
-                                         f"{self.router.ws_url} (browsers)")
-        comp = component(url, self.realm)
-        comp.on("join", self._on_join)
-        comp_done = comp.start(asyncio.get_running_loop())
+        comp: Any = None
+        comp_done: Any = None
         try:
-            await asyncio.wait_for(self._joined.wait(), 30)
+            if url is None:
+                self.router = Router(realm=self.realm, host=self.host, port=self.port or free_port(self.host),
+                                     rawsocket_port=self.rawsocket_port or free_port(self.host),
+                                     log=self.router_log, unix=self.transport == "unix")
+                await asyncio.get_running_loop().run_in_executor(None, self.router.start)
+                url = {"websocket": self.router.ws_url, "unix": self.router.unix_url}.get(self.transport,
+                                                                                          self.router.url)
+                self._log("router", "white", f"crossbar up: services on {url}; {self.router.url} (RawSocket), "
+                                             f"{self.router.ws_url} (browsers)")
+            if self.stopping:
+                return self.result()
+            comp = component(url, self.realm)
+            comp.on("join", self._on_join)
+            comp_done = comp.start(asyncio.get_running_loop())
+            joined = asyncio.ensure_future(self._joined.wait())
+            stopped = asyncio.ensure_future(self.done.wait())
+            await asyncio.wait([joined, stopped], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if self.stopping:
+                joined.cancel()
+                return self.result()
+            if not joined.done():
+                joined.cancel()
+                raise TimeoutError(f"could not join the realm {self.realm} at {url} within 30 s")
             self._prepare_state_dir()
             if self.state_dir is not None:
                 self._log("up", "white", f"element state kept in {self.state_dir} (a restarted element continues)")
@@ -309,13 +333,14 @@ class Launcher:
             for idx, cmd in enumerate(cmds):
                 p = Proc(cmd=cmd, argv=self._argv(cmd, idx), color=COLORS[idx % len(COLORS)], wanted=cmd.enabled)
                 self.procs[cmd.name] = p
-                if cmd.enabled:
+                if cmd.enabled and not self.stopping:
                     await self._spawn(p)
             self.t_start = time.perf_counter()
             await self.done.wait()
         finally:
             await self.shutdown(comp)
-            comp_done.cancel() if not comp_done.done() else None
+            if comp_done is not None and not comp_done.done():
+                comp_done.cancel()
         return self.result()
 
     async def shutdown(self, comp: Any = None) -> None:
