@@ -110,3 +110,14 @@ def test_ctrl_c_stops_every_process_and_writes_the_run_so_far(tmp_path: Path) ->
     import pandas as pd
 
     assert len(pd.read_parquet(out / "flows.parquet")) == meta["n_steps"]
+
+
+def test_ctl_without_a_twin_says_so_in_one_line(router):  # type: ignore[no-untyped-def]
+    """``hometwin ctl`` on a realm where nothing runs: exit 1, one clear line naming what is missing."""
+    for args, uri in ((["status"], "hometwin.clock.status"), (["set", "oven", "on=true"], "hometwin.element.oven.set")):
+        proc = subprocess.run([sys.executable, "-m", "hometwin.cli", "ctl", *args, "--router", router.url,
+                               "--realm", "hometwin.minimal"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and uri in lines[0] and "hometwin.minimal" in lines[0], proc.stderr
+        assert "is the twin running" in lines[0] and noise(proc.stdout + proc.stderr) == [], proc.stderr

@@ -8,6 +8,11 @@ The same actions in-process (``Engine.at(step, action)``) give identical flows:
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -24,19 +29,29 @@ def _set(eng: Engine) -> None:
     eng.set("inverter", mode="self_use")
 
 
+def ctl(up: Up, *args: str) -> Any:
+    """``hometwin ctl …`` as a user types it, against the running twin; its JSON answer."""
+    proc = subprocess.run([sys.executable, "-m", "hometwin.cli", "ctl", *args, "--router", up.router.url,
+                           "--realm", up.realm], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout)
+
+
 def test_set_and_switch_off_at_window_boundaries(router):  # type: ignore[no-untyped-def]
     up = Up(router, window=1440, until_s=86400, pause_at=SET_AT).start()
     up.wait_paused_at(SET_AT, timeout_s=180)
-    assert up.call("hometwin.element.oven.set", on=True)["values"] == {"on": True}
+    assert ctl(up, "set", "oven", "on=true")["values"] == {"on": True}  # the CLI, as a user would
     assert up.call("hometwin.element.inverter.set", mode="self_use")["values"] == {"mode": "self_use"}
     with pytest.raises(Exception):
         up.call("hometwin.element.inverter.set", mode="turbo")  # refused, nothing queued
     up.call("hometwin.clock.run_until", OFF_AT)
     up.wait_paused_at(OFF_AT)
-    up.call("hometwin.launcher.off", "oven")
+    assert ctl(up, "off", "oven")["oven"]["wanted"] is False
     roster = wait_until(lambda: (lambda r: r if "oven" not in r["elements"] else None)(up.call("hometwin.roster.get")),
                         60, "the oven to leave the roster")
     assert "oven" in roster["left"]
+    status = ctl(up, "status")
+    assert status["clock"]["paused"] and status["clock"]["i"] == OFF_AT and "oven" not in status["roster"]["elements"]
     up.call("hometwin.clock.resume")
     res = up.join(240)
 

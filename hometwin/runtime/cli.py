@@ -311,6 +311,15 @@ def call(router: str, realm: str, uri: str, *args: Any, timeout_s: float = 10.0,
     return asyncio.run(main())
 
 
+@ctl_app.callback()
+def _ctl_logging() -> None:
+    """autobahn's errors only (not its "trying transport" notes), as in every service."""
+    import txaio
+
+    txaio.use_asyncio()
+    txaio.start_logging(level="error", out=sys.stderr)
+
+
 _CTL_ROUTER = typer.Option(DEFAULT_ROUTER, "--router", help="router URL")
 _CTL_REALM = typer.Option(None, "--realm", help="realm (hometwin.<home>)")
 _CTL_FILE = typer.Option(None, "-f", "--file", help="home.yaml (for the realm)")
@@ -327,18 +336,26 @@ def _realm(realm: Optional[str], file: Optional[Path]) -> str:
     raise typer.BadParameter("give --realm or -f home.yaml")
 
 
-def _ctl(router: str, realm: Optional[str], file: Optional[Path], uri: str, *args: Any, **kwargs: Any) -> None:
+def _ctl_call(router: str, realm: str, uri: str, *args: Any, **kwargs: Any) -> Any:
+    """One ``ctl`` RPC; a refusal or a missing twin is one clear line on stderr and exit code 1."""
     from autobahn.wamp.exception import ApplicationError
 
     try:
-        out = call(router, _realm(realm, file), uri, *args, **kwargs)
+        return call(router, realm, uri, *args, **kwargs)
     except ApplicationError as exc:
-        typer.echo(f"error: {exc.error}: {exc.args[0] if exc.args else ''}", err=True)
+        detail = exc.args[0] if exc.args else ""
+        if exc.error == "wamp.error.no_such_procedure":
+            detail = (f"nothing on realm {realm} at {router} serves {uri} — is the twin running there "
+                      "(hometwin up), and are the element name and the realm right?")
+        typer.echo(f"error: {exc.error}: {detail}", err=True)
         raise typer.Exit(1)
-    except (OSError, asyncio.TimeoutError) as exc:
-        typer.echo(f"error: no answer from {router}: {exc!r}", err=True)
+    except (OSError, asyncio.TimeoutError):
+        typer.echo(f"error: no router answered at {router} (realm {realm}) within 10 s", err=True)
         raise typer.Exit(1)
-    typer.echo(json.dumps(out, indent=2, default=str))
+
+
+def _ctl(router: str, realm: Optional[str], file: Optional[Path], uri: str, *args: Any, **kwargs: Any) -> None:
+    typer.echo(json.dumps(_ctl_call(router, _realm(realm, file), uri, *args, **kwargs), indent=2, default=str))
 
 
 def _value(text: str) -> Any:
@@ -430,7 +447,7 @@ def ctl_status(router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM, fil
     from hometwin.messages import ROSTER_GET, clock_uri
 
     r = _realm(realm, file)
-    out = {"clock": call(router, r, clock_uri("status")), "roster": call(router, r, ROSTER_GET)}
+    out = {"clock": _ctl_call(router, r, clock_uri("status")), "roster": _ctl_call(router, r, ROSTER_GET)}
     typer.echo(json.dumps(out, indent=2, default=str))
 
 
