@@ -29,10 +29,15 @@ def _set(eng: Engine) -> None:
     eng.set("inverter", mode="self_use")
 
 
-def ctl(up: Up, *args: str) -> Any:
-    """``hometwin ctl …`` as a user types it, against the running twin; its JSON answer."""
-    proc = subprocess.run([sys.executable, "-m", "hometwin.cli", "ctl", *args, "--router", up.router.url,
+def ctl_run(up: Up, *args: str) -> subprocess.CompletedProcess:
+    """``hometwin ctl …`` as a user types it, against the running twin."""
+    return subprocess.run([sys.executable, "-m", "hometwin.cli", "ctl", *args, "--router", up.router.url,
                            "--realm", up.realm], capture_output=True, text=True, timeout=120)
+
+
+def ctl(up: Up, *args: str) -> Any:
+    """The JSON answer of a ``hometwin ctl`` command that must succeed."""
+    proc = ctl_run(up, *args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(proc.stdout)
 
@@ -42,8 +47,11 @@ def test_set_and_switch_off_at_window_boundaries(router):  # type: ignore[no-unt
     up.wait_paused_at(SET_AT, timeout_s=180)
     assert ctl(up, "set", "oven", "on=true")["values"] == {"on": True}  # the CLI, as a user would
     assert up.call("hometwin.element.inverter.set", mode="self_use")["values"] == {"mode": "self_use"}
-    with pytest.raises(Exception):
-        up.call("hometwin.element.inverter.set", mode="turbo")  # refused, nothing queued
+    refused = ctl_run(up, "set", "inverter", "mode=turbo")  # refused, nothing queued: one line naming the field
+    assert refused.returncode == 1 and "hometwin.error.invalid_property" in refused.stderr, refused.stderr
+    assert "mode" in refused.stderr and "self_use" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    refused = ctl_run(up, "set", "oven", "colour=red")
+    assert refused.returncode == 1 and "not settable: colour" in refused.stderr and "(settable: " in refused.stderr
     up.call("hometwin.clock.run_until", OFF_AT)
     up.wait_paused_at(OFF_AT)
     assert ctl(up, "off", "oven")["oven"]["wanted"] is False

@@ -343,7 +343,10 @@ def _ctl_call(router: str, realm: str, uri: str, *args: Any, **kwargs: Any) -> A
     try:
         return call(router, realm, uri, *args, **kwargs)
     except ApplicationError as exc:
-        detail = exc.args[0] if exc.args else ""
+        detail = str(exc.args[0]) if exc.args else ""
+        allowed = (exc.kwargs or {}).get("allowed")
+        if allowed:
+            detail += f" (settable: {', '.join(map(str, allowed))})"
         if exc.error == "wamp.error.no_such_procedure":
             detail = (f"nothing on realm {realm} at {router} serves {uri} — is the twin running there "
                       "(hometwin up), and are the element name and the realm right?")

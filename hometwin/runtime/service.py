@@ -29,9 +29,11 @@ from typing import Any
 
 import numpy as np
 from autobahn.wamp.exception import ApplicationError
+from pydantic import ValidationError
 
 from hometwin import messages as m
 from hometwin.element import Element, HomeContext, InvalidProperty, Role, Window
+from hometwin.errors import format_validation_error
 from hometwin.runtime import proxies as px
 from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.runtime.wamp import handler, plain
@@ -180,9 +182,10 @@ class ElementHost:
         data.update(props)
         try:
             new = el.Config.model_validate(data)
-        except Exception as exc:
-            self.rejections.reject(m.element_uri(self.name, "set"), "invalid_property", str(exc))
-            raise ApplicationError("hometwin.error.invalid_property", str(exc), field=sorted(props)) from None
+        except ValidationError as exc:  # one line per problem, naming the field and what is allowed
+            text = f"{self.name}: " + "; ".join(format_validation_error(exc, root=el.Config))
+            self.rejections.reject(m.element_uri(self.name, "set"), "invalid_property", text)
+            raise ApplicationError("hometwin.error.invalid_property", text, field=sorted(props)) from None
         self.pending_set.append(dict(props))
         return plain({"element": self.name, "applies_at_seq": self.last_seq + 1,
                       "values": {k: getattr(new, k) for k in props}})
