@@ -12,6 +12,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from hometwin.lazy import lazy_module
 from tests.runtime_support import CAPE_TOWN, ROOT
 
@@ -49,3 +51,22 @@ def test_a_lazy_module_is_the_module_once_used() -> None:
         assert "no_such_function" in str(exc)
     else:
         raise AssertionError("a missing attribute must raise AttributeError")
+
+
+@pytest.mark.parametrize(("kind", "name", "needs_pvlib"), [("tv", "tv", False), ("geyser", "geyser", False),
+                                                           ("pv", "roof", True), ("weather", "weather", True),
+                                                           ("inverter", "inverter", True)])
+def test_a_service_preloads_what_its_element_computes_with(kind: str, name: str, needs_pvlib: bool) -> None:
+    """``hometwin service`` imports pvlib before joining where its element computes with it (the first
+    window must not pay for the import: the inverter's packet timeout would call the element stale),
+    and only there."""
+    code = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from hometwin.runtime.cli import _home_and_element
+        _home_and_element(Path({str(CAPE_TOWN)!r}), {name!r}, {kind!r}, None, None)
+        print("pvlib" in sys.modules and "__file__" in vars(sys.modules["pvlib"]))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(needs_pvlib)

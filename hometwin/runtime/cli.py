@@ -32,6 +32,7 @@ def _logging(level: str = "INFO") -> None:
 
 def _home_and_element(spec: Optional[Path], name: str, kind: str, config: Optional[str], until: Optional[str]) -> Any:
     from hometwin.cli import _parse_until, load_or_exit
+    from hometwin.lazy import preload_for
     from hometwin.registry import element_class
     from hometwin.spec import home_context
 
@@ -50,7 +51,9 @@ def _home_and_element(spec: Optional[Path], name: str, kind: str, config: Option
         raise typer.BadParameter(f"element {name!r} is a {el_spec.kind!r} in the spec, not a {kind!r}")
     if el_spec is None and not config:
         raise typer.BadParameter(f"element {name!r} is not in {spec}; give its --config")
-    return home, element_class(kind)(name, cfg, ctx)
+    element = element_class(kind)(name, cfg, ctx)
+    preload_for(element)  # pvlib & co. now, not in the first window (see hometwin.lazy)
+    return home, element
 
 
 def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery, inverter, oven …)"),
