@@ -232,8 +232,20 @@ class Element:
         The engine and the runtime call this only between windows, so a change
         takes effect at the next window boundary.
         """
-        allowed = set(self.Config.model_fields) if self.settable is None else set(self.settable)
-        bad = [f"{k}: not a settable property (allowed: {', '.join(sorted(allowed))})"
+        new = self.validated(**props)
+        self.config = new
+        self.setup()
+        return {k: getattr(new, k) for k in props}
+
+    def settable_properties(self) -> list[str]:
+        """The config fields :meth:`set` accepts (``settable``, or every field), sorted."""
+        return sorted(self.Config.model_fields if self.settable is None else self.settable)
+
+    def validated(self, **props: Any) -> ElementConfig:
+        """The config :meth:`set` would give for ``props``, changing nothing; :class:`InvalidProperty`
+        (one line per problem, naming the field and what is allowed) when it would be refused."""
+        allowed = self.settable_properties()
+        bad = [f"{k}: not a settable property (allowed: {', '.join(allowed)})"
                for k in props if k not in allowed]
         if bad:
             raise InvalidProperty(self.name, bad)
@@ -245,9 +257,7 @@ class Element:
             from hometwin.errors import format_validation_error  # local: avoid a cycle at import
 
             raise InvalidProperty(self.name, format_validation_error(exc, root=self.Config)) from None
-        self.config = new
-        self.setup()
-        return {k: getattr(new, k) for k in props}
+        return new
 
     # -- window methods ------------------------------------------------------------------
     def signals(self, w: Window, inputs: Signals) -> dict[str, np.ndarray]:

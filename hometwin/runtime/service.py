@@ -29,11 +29,9 @@ from typing import Any
 
 import numpy as np
 from autobahn.wamp.exception import ApplicationError
-from pydantic import ValidationError
 
 from hometwin import messages as m
 from hometwin.element import Element, HomeContext, InvalidProperty, Role, Window
-from hometwin.errors import format_validation_error
 from hometwin.runtime import proxies as px
 from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.runtime.wamp import handler, plain
@@ -172,20 +170,17 @@ class ElementHost:
         if args:
             raise ApplicationError("hometwin.error.invalid_property", "set takes keyword arguments only")
         el = self.element
-        allowed = set(el.Config.model_fields) if el.settable is None else set(el.settable)
+        allowed = el.settable_properties()
         bad = [k for k in props if k not in allowed]
         if bad:
             self.rejections.reject(m.element_uri(self.name, "set"), "invalid_property", str(bad))
             raise ApplicationError("hometwin.error.invalid_property", f"not settable: {', '.join(bad)}",
-                                   field=bad, allowed=sorted(allowed))
-        data = el.config.model_dump()
-        data.update(props)
+                                   field=bad, allowed=allowed)
         try:
-            new = el.Config.model_validate(data)
-        except ValidationError as exc:  # one line per problem, naming the field and what is allowed
-            text = f"{self.name}: " + "; ".join(format_validation_error(exc, root=el.Config))
-            self.rejections.reject(m.element_uri(self.name, "set"), "invalid_property", text)
-            raise ApplicationError("hometwin.error.invalid_property", text, field=sorted(props)) from None
+            new = el.validated(**props)  # what set() will apply at the boundary, checked now
+        except InvalidProperty as exc:
+            self.rejections.reject(m.element_uri(self.name, "set"), "invalid_property", str(exc))
+            raise ApplicationError("hometwin.error.invalid_property", str(exc), field=sorted(props)) from None
         self.pending_set.append(dict(props))
         return plain({"element": self.name, "applies_at_seq": self.last_seq + 1,
                       "values": {k: getattr(new, k) for k in props}})
