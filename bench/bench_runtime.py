@@ -27,6 +27,7 @@ import platform
 import statistics
 import sys
 import time
+from typing import Any
 from pathlib import Path
 
 import hometwin.runtime  # noqa: F401
@@ -62,12 +63,29 @@ def _probe_subscriber(url: str, realm: str, quick_ack: bool) -> None:
     run_component(comp)
 
 
+def run_session(url: str, realm: str, body: Any) -> None:
+    """Join ``realm`` at ``url``, ``await body(session)``, leave — also when ``body`` fails, so that
+    a failed measurement ends instead of waiting forever."""
+    from hometwin.runtime.wamp import component, run_component
+
+    comp = component(url, realm)
+    stop = asyncio.Event()
+
+    @comp.on_join
+    async def joined(session, details):  # type: ignore[no-untyped-def]
+        try:
+            await body(session)
+        finally:
+            stop.set()
+
+    run_component(comp, stop)
+
+
 def delayed_ack_probe(rounds: int = 40) -> dict[bool, float]:
     """Mean round trip (ms) of settle → 2 ms → tick → pong, subscriber with/without quick ACKs."""
     import multiprocessing as mp
 
     from hometwin.runtime.router import Router
-    from hometwin.runtime.wamp import component, run_component
 
     realm = "hometwin.probe"
     out: dict[bool, float] = {}
@@ -75,15 +93,6 @@ def delayed_ack_probe(rounds: int = 40) -> dict[bool, float]:
         for quick in (False, True):
             sub = mp.Process(target=_probe_subscriber, args=(r.url, realm, quick), daemon=True)
             sub.start()
-            comp = component(r.url, realm)
-            stop = asyncio.Event()
-
-            @comp.on_join
-            async def joined(session, details):  # type: ignore[no-untyped-def]
-                try:
-                    await probe(session)
-                finally:
-                    stop.set()  # also on an error: the component must not wait forever
 
             async def probe(session):  # type: ignore[no-untyped-def]
                 q: asyncio.Queue = asyncio.Queue()
@@ -105,7 +114,7 @@ def delayed_ack_probe(rounds: int = 40) -> dict[bool, float]:
                     await q.get()
                 out[quick] = (time.perf_counter() - t0) / rounds * 1e3
 
-            run_component(comp, stop)
+            run_session(r.url, realm, probe)
             sub.terminate()
             sub.join()
     return out
@@ -205,7 +214,6 @@ def message_pattern_ceiling(ticks: int) -> float:
     import multiprocessing as mp
 
     from hometwin.runtime.router import Router
-    from hometwin.runtime.wamp import component, run_component
 
     realm = "hometwin.pattern"
     out: list[float] = []
@@ -216,15 +224,6 @@ def message_pattern_ceiling(ticks: int) -> float:
                   mp.Process(target=_pattern_recorder, args=(url, realm), daemon=True)]
         for p in procs:
             p.start()
-        comp = component(url, realm)
-        stop = asyncio.Event()
-
-        @comp.on_join
-        async def joined(session, details):  # type: ignore[no-untyped-def]
-            try:
-                await pattern(session)
-            finally:
-                stop.set()  # also on an error: the component must not wait forever
 
         async def pattern(session):  # type: ignore[no-untyped-def]
             loop = asyncio.get_running_loop()
@@ -250,7 +249,7 @@ def message_pattern_ceiling(ticks: int) -> float:
             warm = min(50, ticks // 10)
             out.append((ticks - 1 - warm) / (marks[ticks - 1] - marks[warm]))
 
-        run_component(comp, stop)
+        run_session(url, realm, pattern)
         for p in procs:
             p.terminate()
     return out[0]

@@ -22,6 +22,9 @@ from typing import Any
 class _LazyModule(types.ModuleType):
     """Stands for a module until an attribute is asked for; then imports it and copies its namespace."""
 
+    def _loaded(self) -> bool:
+        return "__file__" in self.__dict__  # copied from the module by _load
+
     def _load(self) -> types.ModuleType:
         module = importlib.import_module(self.__name__)
         self.__dict__.update(module.__dict__)
@@ -35,7 +38,7 @@ class _LazyModule(types.ModuleType):
             return getattr(module, attr)  # a module-level __getattr__ (scipy's lazy submodules)
 
     def __repr__(self) -> str:
-        loaded = "loaded" if "__file__" in self.__dict__ else "not loaded yet"
+        loaded = "loaded" if self._loaded() else "not loaded yet"
         return f"<lazy module {self.__name__!r} ({loaded})>"
 
 
@@ -64,7 +67,7 @@ def preload_for(obj: Any) -> list[str]:
         seen.add(name)
         for value in list(vars(module).values()):
             if isinstance(value, _LazyModule):
-                if "__file__" not in value.__dict__:
+                if not value._loaded():
                     value._load()
                     loaded.append(value.__name__)
             elif depth and isinstance(getattr(value, "__module__", None), str):

@@ -139,6 +139,7 @@ def _ports(cmd: ServiceCommand) -> list[dict[str, Any]]:
 def _deployment(home: Any, cmd: ServiceCommand, namespace: str, image: str, component: str) -> dict[str, Any]:
     home_name = home.metadata.name
     element = cmd.name if cmd.role not in ("router", "clock") else None
+    keeps_state = "--state-dir" in cmd.args  # the volume exists where the command writes state
     pod_labels = labels(home_name, component, cmd.name)
     pod_annotations = {CONFIG_HASH: _config_hash(home, cmd)}
     if cmd.role != "router":
@@ -156,7 +157,7 @@ def _deployment(home: Any, cmd: ServiceCommand, namespace: str, image: str, comp
         "livenessProbe": _probe(cmd) | {"initialDelaySeconds": 30},
         "volumeMounts": [{"name": "spec", "mountPath": SPEC_DIR, "readOnly": True},
                          {"name": "tmp", "mountPath": "/tmp"}]
-                        + ([{"name": "state", "mountPath": STATE_DIR_IN_POD}] if element else []),
+                        + ([{"name": "state", "mountPath": STATE_DIR_IN_POD}] if keeps_state else []),
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
     }
@@ -184,7 +185,7 @@ def _deployment(home: Any, cmd: ServiceCommand, namespace: str, image: str, comp
                                 {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
                                # An element's state file outlives a crash of its container (not of its
                                # pod): the restarted container continues from its last settle.
-                               + ([{"name": "state", "emptyDir": {"sizeLimit": "64Mi"}}] if element else []),
+                               + ([{"name": "state", "emptyDir": {"sizeLimit": "64Mi"}}] if keeps_state else []),
                 },
             },
         },

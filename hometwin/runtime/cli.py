@@ -18,10 +18,9 @@ ctl_app = typer.Typer(no_args_is_help=True, help="Send runtime RPCs to a running
 
 
 def _logging(level: str = "INFO") -> None:
-    import txaio
+    from hometwin.runtime.wamp import autobahn_errors_only
 
-    txaio.use_asyncio()
-    txaio.start_logging(level="error", out=sys.stdout)
+    autobahn_errors_only(sys.stdout)
     ours = logging.getLogger("hometwin")
     ours.setLevel(getattr(logging, level.upper(), logging.INFO))
     out = logging.StreamHandler(sys.stdout)
@@ -202,7 +201,7 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
     from hometwin.cli import _parse_until, console, kpi_table
     from hometwin.runtime.clock import parse_speed
     from hometwin.runtime.launcher import Launcher
-    from hometwin.runtime.wamp import cancel_leftovers
+    from hometwin.runtime.wamp import autobahn_errors_only, cancel_leftovers
 
     try:
         parse_speed(speed)
@@ -240,10 +239,7 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
                               f"{(f.flows['grid_import_j'][-1] - f.flows['grid_export_j'][-1]) / f.dt_s:,.0f} W")
         return await task
 
-    import txaio
-
-    txaio.use_asyncio()
-    txaio.start_logging(level="error", out=sys.stderr)  # autobahn's errors only, as in every service
+    autobahn_errors_only(sys.stderr)  # as in every service
     loop = asyncio.new_event_loop()
     task = loop.create_task(main())
     signals = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
@@ -317,10 +313,9 @@ def call(router: str, realm: str, uri: str, *args: Any, timeout_s: float = 10.0,
 @ctl_app.callback()
 def _ctl_logging() -> None:
     """autobahn's errors only (not its "trying transport" notes), as in every service."""
-    import txaio
+    from hometwin.runtime.wamp import autobahn_errors_only
 
-    txaio.use_asyncio()
-    txaio.start_logging(level="error", out=sys.stderr)
+    autobahn_errors_only(sys.stderr)
 
 
 _CTL_ROUTER = typer.Option(DEFAULT_ROUTER, "--router", help="router URL")

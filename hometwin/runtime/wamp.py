@@ -109,6 +109,14 @@ def plain(value: Any) -> Any:
     return value
 
 
+def autobahn_errors_only(out: Any) -> None:
+    """Log autobahn's errors to ``out``, not its notes ("trying transport …"); once per process."""
+    import txaio
+
+    txaio.use_asyncio()
+    txaio.start_logging(level="error", out=out)
+
+
 def quiet_stop(loop: asyncio.AbstractEventLoop) -> None:
     """From here on this process is stopping on purpose: keep autobahn's shutdown noise out of the logs.
 
