@@ -155,7 +155,7 @@ class Engine:
         st = inverter.balance(w, requests, roles, stateful, signals, self.battery)
         k = st.k
         if self.check_ledger:
-            res = ledger.check(w.times[: k + 1], st.served, roles, st.flows)
+            res = ledger.check(lambda: w.times[: k + 1], st.served, roles, st.flows)
             self.max_residual_j = max(self.max_residual_j, res)
         for el in elements:
             if el.role != Role.converter:

@@ -11,7 +11,7 @@ bug and fails the run loudly, naming the step and the elements involved.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -45,16 +45,19 @@ def residual(served: Mapping[str, np.ndarray], roles: Mapping[str, Role],
             - loads - flows["battery_charge_j"] - grid_export - flows["loss_j"])
 
 
-def check(times: pd.DatetimeIndex, served: Mapping[str, np.ndarray], roles: Mapping[str, Role],
+def check(times: Callable[[], pd.DatetimeIndex], served: Mapping[str, np.ndarray], roles: Mapping[str, Role],
           flows: Mapping[str, np.ndarray], tolerance_j: float = TOLERANCE_J) -> float:
-    """Raise :class:`LedgerError` if any step's residual exceeds ``tolerance_j``; return the max."""
+    """Raise :class:`LedgerError` if any step's residual exceeds ``tolerance_j``; return the max.
+
+    ``times()`` gives the steps' timestamps, for the error only: building a pandas index for
+    every single-step window would cost the inverter more than the check itself."""
     res = residual(served, roles, flows)
     worst = float(np.max(np.abs(res))) if res.size else 0.0
     if worst > tolerance_j:
         i = int(np.argmax(np.abs(res)))
         parts = ", ".join(f"{name}={served[name][i]:+.6g} J" for name in served)
         raise LedgerError(
-            f"energy ledger does not close at step {i} of the window ({times[i].isoformat()}): "
+            f"energy ledger does not close at step {i} of the window ({times()[i].isoformat()}): "
             f"residual {res[i]:+.6g} J (tolerance {tolerance_j} J); elements: {parts}; "
             f"battery +{flows['battery_discharge_j'][i]:.6g}/-{flows['battery_charge_j'][i]:.6g} J, "
             f"grid +{flows['grid_import_j'][i]:.6g}/-{flows['grid_export_j'][i]:.6g} J, "

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 import hometwin
+from hometwin import ledger
 from hometwin.element import Element, ElementConfig, Role
 from hometwin.engine import Engine
 from hometwin.spec import load_home
@@ -39,6 +40,23 @@ def test_ledger_closes_on_every_step_of_a_year(cape_town_year):
     k = res.kpis()
     assert k["pv_kwh"] > 1000 and k["grid_import_kwh"] > 10 and k["grid_export_kwh"] > 10
     assert k["battery_discharge_kwh"] > 100 and k["outage_hours"] > 100 and k["curtailed_kwh"] >= 0
+
+
+def test_a_ledger_that_does_not_close_fails_naming_the_step_and_its_time():
+    """The check itself: 2 J more supplied than taken at the second step is refused; the message
+    names that step's UTC time (the timestamps are built only for the error)."""
+    times = pd.date_range("2026-01-01 10:00", periods=3, freq="60s", tz="UTC")
+    served = {"pv": np.array([500.0, 500.0, 500.0]), "oven": np.array([-400.0, -398.0, -400.0]),
+              "grid": np.array([0.0, 0.0, 0.0])}
+    roles = {"pv": Role.source, "oven": Role.load, "grid": Role.grid}
+    flows = {k: np.zeros(3) for k in ("battery_discharge_j", "battery_charge_j", "grid_import_j", "grid_export_j")}
+    flows["loss_j"] = np.array([100.0, 100.0, 100.0])
+    calls = []
+    with pytest.raises(ledger.LedgerError, match=r"step 1 of the window \(2026-01-01T10:01:00\+00:00\): residual \+2 J"):
+        ledger.check(lambda: calls.append(1) or times, served, roles, flows)
+    flows["loss_j"] = np.array([100.0, 102.0, 100.0])
+    assert ledger.check(lambda: calls.append(2) or times, served, roles, flows) == 0.0
+    assert calls == [1]  # a ledger that closes never builds the timestamps
 
 
 def test_battery_stays_in_its_soc_window_and_power_limits_for_a_year(cape_town_year):

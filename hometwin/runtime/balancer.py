@@ -474,7 +474,7 @@ class Balancer(ElementHost):
         k = st.k
         if log.isEnabledFor(logging.DEBUG):
             log.debug("window %d: balanced after %.1f ms", w.seq, (time.perf_counter() - self.t_tick) * 1e3)
-        res = ledger.check(w.times[: k + 1], st.served, roles, st.flows)
+        res = ledger.check(lambda: w.times[: k + 1], st.served, roles, st.flows)
         self.max_residual_j = max(self.max_residual_j, res)
         self.publish(m.SETTLE, m.Settle(seq=w.seq, i0=w.i0, n=w.n, k=k, served=st.served, participants=parts))
         inverter.remember(w, st.flows)
