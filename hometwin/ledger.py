@@ -53,7 +53,7 @@ def check(times: Callable[[], pd.DatetimeIndex], served: Mapping[str, np.ndarray
     every single-step window would cost the inverter more than the check itself."""
     res = residual(served, roles, flows)
     worst = float(np.max(np.abs(res))) if res.size else 0.0
-    if worst > tolerance_j:
+    if not worst <= tolerance_j:  # NaN too: a model that lost track of its energy fails loudly
         i = int(np.argmax(np.abs(res)))
         parts = ", ".join(f"{name}={served[name][i]:+.6g} J" for name in served)
         raise LedgerError(

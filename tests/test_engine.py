@@ -57,6 +57,9 @@ def test_a_ledger_that_does_not_close_fails_naming_the_step_and_its_time():
     flows["loss_j"] = np.array([100.0, 102.0, 100.0])
     assert ledger.check(lambda: calls.append(2) or times, served, roles, flows) == 0.0
     assert calls == [1]  # a ledger that closes never builds the timestamps
+    served["oven"] = np.array([-400.0, np.nan, -400.0])  # NaN compares false with any tolerance
+    with pytest.raises(ledger.LedgerError, match=r"step 1 .* residual \+?nan J"):
+        ledger.check(lambda: times, served, roles, flows)
 
 
 def test_battery_stays_in_its_soc_window_and_power_limits_for_a_year(cape_town_year):
