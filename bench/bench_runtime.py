@@ -8,7 +8,11 @@
 1b. the ceiling of that pattern here: the same processes exchanging the same messages per
    single-step window over the same router (tick → 13 elements; sun → weather → roof signals;
    10 requests and the battery's status; the dispatch RPC; settle → 12; Flows → clock and
-   recorder) with handlers that do nothing — what the router and the wake-ups alone allow;
+   recorder) with handlers that do nothing — what the router and the wake-ups alone allow.
+   For both, the CPU time each process spends per window (from /proc, over the steady part
+   of the run): the twin's elements against the do-nothing processes shows what the
+   handlers cost in place (``bench_handlers.py`` shows why that is several times their cost
+   in one process);
 2. the year at 1-minute steps with automatic windows (a day per window at max speed),
    against the in-process run of the same year measured in this script.
 
@@ -26,6 +30,7 @@ import os
 import platform
 import statistics
 import sys
+import threading
 import time
 from typing import Any
 from pathlib import Path
@@ -33,10 +38,105 @@ from pathlib import Path
 import hometwin.runtime  # noqa: F401
 from hometwin.engine import Engine
 from hometwin.runtime.launcher import Launcher
+from hometwin.runtime.wamp import autobahn_errors_only
 from hometwin.spec import load_home
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "examples" / "homes" / "cape-town.yaml"
+
+
+# -- CPU time of every process (Linux /proc) ----------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+                out += kids
+                todo += kids
+        except OSError:
+            pass
+    return out
+
+
+def _role(pid: int) -> str:
+    """What a process of the run is: the element's name, clock, router, or (a bench child) process."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return "?"
+    if "--name" in argv:
+        return argv[argv.index("--name") + 1]
+    if "clock" in argv:
+        return "clock"
+    if any("crossbar" in a for a in argv):
+        return "router"
+    return "process"
+
+
+class CpuSampler:
+    """Samples every descendant's CPU time (user + system) twice a second, so the CPU each
+    process spends per window can be taken over the steady part of a run (not its startup)."""
+
+    def __init__(self) -> None:
+        self.samples: dict[int, list[tuple[float, float]]] = {}
+        self.roles: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "CpuSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = time.perf_counter()
+            for pid in _descendants(os.getpid()):
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                self.samples.setdefault(pid, []).append((now, (int(fields[11]) + int(fields[12])) / _TICK))
+                if pid not in self.roles:
+                    self.roles[pid] = _role(pid)
+            self._stop.wait(0.5)
+
+    def per_window_ms(self, t_from: float, t_to: float, windows_per_s: float) -> dict[str, list[float]]:
+        """ms of CPU per window, by role (several processes of a role: one figure each)."""
+        out: dict[str, list[float]] = {}
+        for pid, xs in self.samples.items():
+            xs = [x for x in xs if t_from <= x[0] <= t_to]
+            if len(xs) >= 2 and xs[-1][0] > xs[0][0]:
+                rate = (xs[-1][1] - xs[0][1]) / (xs[-1][0] - xs[0][0])
+                out.setdefault(self.roles[pid], []).append(rate / windows_per_s * 1e3)
+        return out
+
+
+def _cpu_line(cpu: dict[str, list[float]], elements: list[str] | None) -> str:
+    router = sum(cpu.get("router", []))
+    if elements is None:  # the ceiling: one do-nothing process per element, inverter, recorder
+        each = sorted(cpu.get("process", []))
+        total = router + sum(each)
+        return (f"router {router:.2f} ms, each do-nothing process {statistics.median(each):.2f} ms "
+                f"(median; the busiest {each[-1]:.2f}), all {total:.1f} ms") if each else "n/a"
+    els = [v for n in elements for v in cpu.get(n, [])]
+    inv = sum(cpu.get("inverter", []))
+    total = router + inv + sum(cpu.get("clock", [])) + sum(els)
+    return (f"router {router:.2f} ms, inverter {inv:.2f} ms, clock {sum(cpu.get('clock', [])):.2f} ms, each "
+            f"element {statistics.median(els):.2f} ms (median; {min(els):.2f}–{max(els):.2f}), "
+            f"all {total:.1f} ms") if els else "n/a"
 
 
 def services(window: int | None, until_s: int, transport: str = "unix") -> tuple[Launcher, object, float]:
@@ -209,8 +309,9 @@ def _pattern_recorder(url: str, realm: str) -> None:
     run_component(comp)
 
 
-def message_pattern_ceiling(ticks: int) -> float:
-    """Single-step windows per second of the home's message pattern with do-nothing handlers."""
+def message_pattern_ceiling(ticks: int) -> tuple[float, float, float]:
+    """Single-step windows per second of the home's message pattern with do-nothing handlers, and
+    the perf_counter span they were measured over."""
     import multiprocessing as mp
 
     from hometwin.runtime.router import Router
@@ -247,7 +348,7 @@ def message_pattern_ceiling(ticks: int) -> float:
             session.publish("p.tick", 0)
             await asyncio.wait_for(done, 600)
             warm = min(50, ticks // 10)
-            out.append((ticks - 1 - warm) / (marks[ticks - 1] - marks[warm]))
+            out.append(((ticks - 1 - warm) / (marks[ticks - 1] - marks[warm]), marks[warm], marks[ticks - 1]))
 
         run_session(url, realm, pattern)
         for p in procs:
@@ -262,6 +363,7 @@ def main() -> None:
     ap.add_argument("--skip-year", action="store_true")
     ap.add_argument("--rounds", type=int, default=1, help="alternate twin (unix) and ceiling this many times")
     a = ap.parse_args()
+    autobahn_errors_only(sys.stderr)  # the bench's own sessions (and their forked children) as the services
     lines = []
     probe = delayed_ack_probe()
     lines.append(f"- delayed-ACK probe (unanswered event, 2 ms, answered event; TCP RawSocket): round trip "
@@ -272,13 +374,17 @@ def main() -> None:
     t0 = time.perf_counter()
     eng.run()
     tps_in = a.ticks / (time.perf_counter() - t0)
+    elements = [e.name for e in load_home(SPEC).spec.elements if e.kind != "inverter"]
+
     def single_step(transport: str) -> float:
-        la, res, total = services(1, a.ticks * 60, transport)
+        with CpuSampler() as cpu:
+            la, res, total = services(1, a.ticks * 60, transport)
         span = la.t_last_flows - la.t_first_flows
         tps = (la.windows - 1) / span if span > 0 else float("nan")
         lines.append(f"- single-step windows, {a.ticks} ticks over the router ({transport}): **{tps:.0f} ticks/s** "
                      f"(goal ≥ 300; in-process the same windows: {tps_in:.0f} ticks/s, ratio {tps_in / tps:.1f}×; "
-                     f"startup of {len(la.procs)} processes + router {total - span:.1f} s not counted)")
+                     f"startup of {len(la.procs)} processes + router {total - span:.1f} s not counted); CPU per "
+                     f"window: " + _cpu_line(cpu.per_window_ms(la.t_first_flows + 1, la.t_last_flows - 1, tps), elements))
         print(lines[-1], flush=True)
         return tps
 
@@ -287,11 +393,13 @@ def main() -> None:
     ratios = []
     for r in range(a.rounds):
         twin = single_step("unix")
-        ceiling = message_pattern_ceiling(a.ticks)
+        with CpuSampler() as cpu:
+            ceiling, t_from, t_to = message_pattern_ceiling(a.ticks)
         ratios.append(twin / ceiling)
         lines.append(f"- the same message pattern per single-step window with do-nothing handlers (15 processes, "
                      f"unix): **{ceiling:.0f} ticks/s** — the ceiling the router and the wake-ups allow here; the "
-                     f"twin (unix) reaches {ratios[-1]:.0%} of it" + (f" (round {r + 1})" if a.rounds > 1 else ""))
+                     f"twin (unix) reaches {ratios[-1]:.0%} of it" + (f" (round {r + 1})" if a.rounds > 1 else "")
+                     + "; CPU per window: " + _cpu_line(cpu.per_window_ms(t_from, t_to, ceiling), None))
         print(lines[-1], flush=True)
     if a.rounds > 1:
         lines.append(f"- twin / ceiling over {a.rounds} alternating rounds: median **{statistics.median(ratios):.0%}** "
