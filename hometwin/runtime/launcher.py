@@ -117,6 +117,7 @@ class Launcher:
         self.t_first_flows = 0.0  # wall time of the first / last Flows (benchmarks)
         self.t_last_flows = 0.0
         self.t_start = time.perf_counter()
+        self.t_router_up = self.t_joined = 0.0  # monotonic, as Proc.started_at (startup order)
         self.stale_windows: dict[str, int] = {}  # element → windows settled without it (stale), from Flows
         self._own_state_dir = False
 
@@ -164,6 +165,11 @@ class Launcher:
             if os.environ.get("HOMETWIN_DEBUG_BALANCER"):
                 args += ["--log-level", "DEBUG"]
         return [sys.executable, "-m", "hometwin.cli"] + args
+
+    async def _spawn_all(self, which: Callable[[Proc], bool]) -> None:
+        for p in self.procs.values():
+            if which(p) and p.wanted and p.proc is None and not self.stopping:
+                await self._spawn(p)
 
     async def _spawn(self, p: Proc) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -282,6 +288,7 @@ class Launcher:
         await session.register(lambda name: self.switch(name, True), m.launcher_uri("on"))
         await session.register(lambda name: self.switch(name, False), m.launcher_uri("off"))
         await session.register(lambda: plain(self.proc_status()), m.launcher_uri("status"))
+        self.t_joined = time.monotonic()
         self._joined.set()
 
     # -- run -----------------------------------------------------------------------------------------
@@ -300,13 +307,30 @@ class Launcher:
         comp: Any = None
         comp_done: Any = None
         try:
+            router_up = None
             if url is None:
                 self.router = Router(realm=self.realm, host=self.host, port=self.port or free_port(self.host),
                                      rawsocket_port=self.rawsocket_port or free_port(self.host),
-                                     log=self.router_log, unix=self.transport == "unix")
-                await asyncio.get_running_loop().run_in_executor(None, self.router.start)
+                                     log=self.router_log, unix=self.transport == "unix").prepare()
                 url = {"websocket": self.router.ws_url, "unix": self.router.unix_url}.get(self.transport,
                                                                                           self.router.url)
+                router_up = asyncio.get_running_loop().run_in_executor(None, self.router.start)
+            self._prepare_state_dir()
+            if self.state_dir is not None:
+                self._log("up", "white", f"element state kept in {self.state_dir} (a restarted element continues)")
+            cmds = [c for c in service_commands(self.home, str(self.spec_path), url,
+                                                  state_dir=str(self.state_dir) if self.state_dir is not None else None)
+                    if c.kind != "router"]
+            for idx, cmd in enumerate(cmds):
+                self.procs[cmd.name] = Proc(cmd=cmd, argv=self._argv(cmd, idx), color=COLORS[idx % len(COLORS)],
+                                            wanted=cmd.enabled)
+            # The elements start while crossbar boots, which leaves a core idle for its ~3 s: each
+            # retries until the router listens (a refused connection is not an error).  The clock
+            # starts once this launcher has joined, so the recorder misses no Flows.
+            await self._spawn_all(lambda p: p.cmd.kind != "clock")
+            if router_up is not None:
+                await router_up
+                self.t_router_up = time.monotonic()
                 self._log("router", "white", f"crossbar up: services on {url}; {self.router.url} (RawSocket), "
                                              f"{self.router.ws_url} (browsers)")
             if self.stopping:
@@ -324,17 +348,7 @@ class Launcher:
             if not joined.done():
                 joined.cancel()
                 raise TimeoutError(f"could not join the realm {self.realm} at {url} within 30 s")
-            self._prepare_state_dir()
-            if self.state_dir is not None:
-                self._log("up", "white", f"element state kept in {self.state_dir} (a restarted element continues)")
-            cmds = [c for c in service_commands(self.home, str(self.spec_path), url,
-                                                  state_dir=str(self.state_dir) if self.state_dir is not None else None)
-                    if c.kind != "router"]
-            for idx, cmd in enumerate(cmds):
-                p = Proc(cmd=cmd, argv=self._argv(cmd, idx), color=COLORS[idx % len(COLORS)], wanted=cmd.enabled)
-                self.procs[cmd.name] = p
-                if cmd.enabled and not self.stopping:
-                    await self._spawn(p)
+            await self._spawn_all(lambda p: p.cmd.kind == "clock")
             self.t_start = time.perf_counter()
             await self.done.wait()
         finally:

@@ -150,8 +150,9 @@ class Router:
     def ws_url(self) -> str:
         return f"ws://{self.host}:{self.port}/ws"
 
-    def start(self, timeout_s: float = 60.0) -> "Router":
-        """Write the config, start crossbar, wait until both ports accept connections."""
+    def prepare(self) -> "Router":
+        """Choose the ports and the node directory, write the config: the URLs are known from
+        here on, before crossbar starts (the launcher starts the services meanwhile)."""
         self.port = self.port or free_port(self.host)
         self.rawsocket_port = self.rawsocket_port or free_port(self.host)
         if self.cbdir is None:
@@ -159,6 +160,12 @@ class Router:
             self.cbdir = Path(self._tmp) / ".crossbar"
         write_config(self.cbdir, node_config(self.realm, self.host, self.port, self.rawsocket_port,
                                              realms=tuple(self.realms), unix_path=self.unix_path))
+        return self
+
+    def start(self, timeout_s: float = 60.0) -> "Router":
+        """Write the config (:meth:`prepare`), start crossbar, wait until every transport accepts
+        connections."""
+        self.prepare()
         cmd = [crossbar_executable(), "start", "--cbdir", str(self.cbdir), "--loglevel", "warn"]
         out = self.log if self.log is not None else subprocess.DEVNULL
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
