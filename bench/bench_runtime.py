@@ -113,14 +113,17 @@ class CpuSampler:
                     self.roles[pid] = _role(pid)
             self._stop.wait(0.5)
 
-    def per_window_ms(self, t_from: float, t_to: float, windows_per_s: float) -> dict[str, list[float]]:
-        """ms of CPU per window, by role (several processes of a role: one figure each)."""
+    def per_window_ms(self, t_from: float, t_to: float, windows_per_s: float,
+                      names: dict[int, str] | None = None) -> dict[str, list[float]]:
+        """ms of CPU per window, by role (several processes of a role: one figure each); ``names``
+        overrides the role of a pid (forked services all show the fork server's command line)."""
         out: dict[str, list[float]] = {}
         for pid, xs in self.samples.items():
             xs = [x for x in xs if t_from <= x[0] <= t_to]
             if len(xs) >= 2 and xs[-1][0] > xs[0][0]:
                 rate = (xs[-1][1] - xs[0][1]) / (xs[-1][0] - xs[0][0])
-                out.setdefault(self.roles[pid], []).append(rate / windows_per_s * 1e3)
+                role = (names or {}).get(pid, self.roles[pid])
+                out.setdefault(role, []).append(rate / windows_per_s * 1e3)
         return out
 
 
@@ -381,10 +384,13 @@ def main() -> None:
             la, res, total = services(1, a.ticks * 60, transport)
         span = la.t_last_flows - la.t_first_flows
         tps = (la.windows - 1) / span if span > 0 else float("nan")
+        names = {p.proc.pid: p.cmd.kind if p.cmd.kind == "clock" else name
+                 for name, p in la.procs.items() if p.proc is not None}
         lines.append(f"- single-step windows, {a.ticks} ticks over the router ({transport}): **{tps:.0f} ticks/s** "
                      f"(goal ≥ 300; in-process the same windows: {tps_in:.0f} ticks/s, ratio {tps_in / tps:.1f}×; "
                      f"startup of {len(la.procs)} processes + router {total - span:.1f} s not counted); CPU per "
-                     f"window: " + _cpu_line(cpu.per_window_ms(la.t_first_flows + 1, la.t_last_flows - 1, tps), elements))
+                     f"window: " + _cpu_line(cpu.per_window_ms(la.t_first_flows + 1, la.t_last_flows - 1, tps, names),
+                                             elements))
         print(lines[-1], flush=True)
         return tps
 

@@ -32,6 +32,7 @@ from hometwin import messages as m
 from hometwin.deploy import ServiceCommand, realm_of, service_commands
 from hometwin.engine import build_element
 from hometwin.results import Recorder, Result
+from hometwin.runtime import zygote
 from hometwin.runtime.router import Router, free_port
 from hometwin.runtime.wamp import component, plain, stop_component
 from hometwin.spec import home_context
@@ -92,6 +93,7 @@ class Launcher:
     keep_state: bool = True  # every element keeps its state in state_dir, so a crash-restart continues
     state_dir: Path | None = None  # per run; None: <out>/state, or a temp dir (removed at the end) without out
     state_interval_s: float | None = None  # an element writes its state at most this often (None: automatic)
+    forkserver: bool = True  # fork the services from a pre-imported server (hometwin.runtime.zygote)
     procs: dict[str, Proc] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -173,8 +175,12 @@ class Launcher:
 
     async def _spawn(self, p: Proc) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        p.proc = await asyncio.create_subprocess_exec(*p.argv, stdout=asyncio.subprocess.PIPE,
-                                                      stderr=asyncio.subprocess.STDOUT, env=env)
+        head = [sys.executable, "-m", "hometwin.cli"]
+        if self.forkserver and zygote.available() and p.argv[:3] == head:
+            p.proc = await zygote.start(p.argv[3:], env)  # type: ignore[assignment]
+        else:
+            p.proc = await asyncio.create_subprocess_exec(*p.argv, stdout=asyncio.subprocess.PIPE,
+                                                          stderr=asyncio.subprocess.STDOUT, env=env)
         p.started_at = time.monotonic()
         p.pump = asyncio.ensure_future(self._pump(p))
 
