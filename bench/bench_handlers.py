@@ -30,9 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import datetime as dt
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -41,6 +38,7 @@ from typing import Any, Callable
 import msgpack
 import numpy as np
 
+import results  # bench/results.py (the script's folder is on sys.path)
 import hometwin.runtime  # noqa: F401  (registers the element kinds' services)
 from hometwin import messages as m
 from hometwin.engine import Engine
@@ -234,12 +232,7 @@ def main() -> None:
     for name in sorted(hot, key=lambda n: -cold.get(n, 0.0)):
         lines.append(f"| {name} | {hot[name]:.0f} | {cold.get(name, 0.0):.0f} | {cold.get(name, 0.0) / hot[name]:.1f}× |")
     print("\n".join(lines), flush=True)
-    head = (f"\n## bench_handlers.py — {dt.date.today().isoformat()}\n\n"
-            f"`python bench/bench_handlers.py {' '.join(sys.argv[1:])}` on {platform.node()} "
-            f"({os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, Python {platform.python_version()}; "
-            f"load average {os.getloadavg()[0]:.1f} while measuring — the cores are shared)\n\n")
-    with open(ROOT / "bench" / "RESULTS.md", "a") as f:
-        f.write(head + "\n".join(lines) + "\n")
+    results.append(lines)
 
 
 if __name__ == "__main__":

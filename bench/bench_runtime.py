@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import os
-import platform
 import statistics
 import sys
 import threading
@@ -35,6 +33,7 @@ import time
 from typing import Any
 from pathlib import Path
 
+import results  # bench/results.py (the script's folder is on sys.path)
 import hometwin.runtime  # noqa: F401
 from hometwin.engine import Engine
 from hometwin.runtime.launcher import Launcher
@@ -423,12 +422,7 @@ def main() -> None:
                      f"{span:.1f} s (first to last Flows; {total:.1f} s with startup) vs in-process {t_in:.1f} s → "
                      f"**{span / t_in:.1f}×** (with startup {total / t_in:.1f}×; goal within 10×)")
         print(lines[-1], flush=True)
-    head = (f"\n## bench_runtime.py — {dt.date.today().isoformat()}\n\n"
-            f"`python bench/bench_runtime.py {' '.join(sys.argv[1:])}` on {platform.node()} "
-            f"({os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, Python {platform.python_version()}; "
-            f"load average {os.getloadavg()[0]:.1f} while measuring — the cores are shared)\n\n")
-    with open(ROOT / "bench" / "RESULTS.md", "a") as f:
-        f.write(head + "\n".join(lines) + "\n")
+    results.append(lines)
 
 
 if __name__ == "__main__":
