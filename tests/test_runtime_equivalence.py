@@ -19,7 +19,7 @@ import pytest
 
 from hometwin import messages as m
 from hometwin.engine import Engine
-from hometwin.runtime.wamp import component
+from hometwin.runtime.wamp import component, stop_component
 from hometwin.spec import load_home
 from runtime_support import CAPE_TOWN, Up, free_port, max_diff, router, wait_until  # noqa: F401
 
@@ -64,11 +64,11 @@ def publish_garbage(url: str, realm: str) -> int:
             for uri, args in payloads:
                 session.publish(uri, *args)
             await asyncio.sleep(1.0)
-            await session.leave()
             done.set_result(None)
 
         comp.start(asyncio.get_running_loop())
         await asyncio.wait_for(done, 30)
+        await stop_component(comp)  # leave without the reconnect autobahn starts after a plain leave()
 
     asyncio.run(main())
     return len(payloads)

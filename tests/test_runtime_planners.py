@@ -39,7 +39,7 @@ from hometwin.element import Role
 from hometwin.engine import Engine
 from hometwin.runtime import proxies as px
 from hometwin.runtime.metrics import ServiceMetrics
-from hometwin.runtime.wamp import component, plain
+from hometwin.runtime.wamp import component, plain, stop_component
 from hometwin.services.inverter.strategies.compare import with_strategy
 from hometwin.spec import load_home
 from runtime_support import REALMS, Up, free_port, max_diff, router, wait_until  # noqa: F401
@@ -122,11 +122,8 @@ class Wamp:
         return px.RemoteElement(self, d)
 
     def close(self) -> None:
-        async def stop() -> None:
-            await self.session.leave()
-
-        try:
-            asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
+        try:  # leave without the reconnect autobahn starts after a plain leave()
+            asyncio.run_coroutine_threadsafe(stop_component(self.comp), self.loop).result(5)
         except Exception:
             pass
         self.loop.call_soon_threadsafe(self.loop.stop)
