@@ -383,8 +383,7 @@ def main() -> None:
             la, res, total = services(1, a.ticks * 60, transport)
         span = la.t_last_flows - la.t_first_flows
         tps = (la.windows - 1) / span if span > 0 else float("nan")
-        names = {p.proc.pid: p.cmd.kind if p.cmd.kind == "clock" else name
-                 for name, p in la.procs.items() if p.proc is not None}
+        names = {p.proc.pid: name for name, p in la.procs.items() if p.proc is not None}  # "clock" too
         lines.append(f"- single-step windows, {a.ticks} ticks over the router ({transport}): **{tps:.0f} ticks/s** "
                      f"(goal ≥ 300; in-process the same windows: {tps_in:.0f} ticks/s, ratio {tps_in / tps:.1f}×; "
                      f"startup of {len(la.procs)} processes + router {total - span:.1f} s not counted); CPU per "

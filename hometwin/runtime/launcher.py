@@ -39,6 +39,10 @@ from hometwin.spec import home_context
 
 log = logging.getLogger("hometwin.up")
 
+#: How a service process starts: ``python -m hometwin.cli <service_commands args>`` (forked from
+#: the pre-imported server, :mod:`hometwin.runtime.zygote`, where it can be).
+CLI = [sys.executable, "-m", "hometwin.cli"]
+
 COLORS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green",
           "bright_yellow", "bright_blue", "red", "bright_red")
 
@@ -166,7 +170,7 @@ class Launcher:
             args += ["--timeout", str(self.timeout_s)]
             if os.environ.get("HOMETWIN_DEBUG_BALANCER"):
                 args += ["--log-level", "DEBUG"]
-        return [sys.executable, "-m", "hometwin.cli"] + args
+        return CLI + args
 
     async def _spawn_all(self, which: Callable[[Proc], bool]) -> None:
         for p in self.procs.values():
@@ -175,9 +179,8 @@ class Launcher:
 
     async def _spawn(self, p: Proc) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        head = [sys.executable, "-m", "hometwin.cli"]
-        if self.forkserver and zygote.available() and p.argv[:3] == head:
-            p.proc = await zygote.start(p.argv[3:], env)  # type: ignore[assignment]
+        if self.forkserver and zygote.available() and p.argv[:len(CLI)] == CLI:
+            p.proc = await zygote.start(p.argv[len(CLI):], env)  # type: ignore[assignment]
         else:
             p.proc = await asyncio.create_subprocess_exec(*p.argv, stdout=asyncio.subprocess.PIPE,
                                                           stderr=asyncio.subprocess.STDOUT, env=env)

@@ -97,9 +97,7 @@ def _run_command(argv: list[str], env: dict[str, str], cwd: str, out: Any) -> No
     sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     os.environ.clear()
     os.environ.update(env)
-    os.chdir(cwd)
-    for sig in (signal.SIGINT, signal.SIGTERM):  # the server ignores Ctrl-C; a service must not
-        signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+    os.chdir(cwd)  # (signals: multiprocessing gives the child back the server's own handlers)
     sys.argv = ["hometwin", *argv]
     from hometwin.cli import main
 
@@ -138,9 +136,6 @@ class ForkedProcess:
     def send_signal(self, sig: int) -> None:
         if self.returncode is None:
             os.kill(self.pid, sig)
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
