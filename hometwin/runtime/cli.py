@@ -280,7 +280,7 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
 
 def call(router: str, realm: str, uri: str, *args: Any, timeout_s: float = 10.0, **kwargs: Any) -> Any:
     """One RPC on a running twin (opens a session, calls, leaves)."""
-    from hometwin.runtime.wamp import component, quiet_stop
+    from hometwin.runtime.wamp import component, stop_component
 
     async def main() -> Any:
         comp = component(router, realm)
@@ -292,17 +292,12 @@ def call(router: str, realm: str, uri: str, *args: Any, timeout_s: float = 10.0,
                 result.set_result(await session.call(uri, *args, **kwargs))
             except Exception as exc:
                 result.set_exception(exc)
-            quiet_stop(asyncio.get_running_loop())  # leaving on purpose: no "Connection failed" noise
-            await session.leave()
 
-        done = comp.start(asyncio.get_running_loop())
+        comp.start(asyncio.get_running_loop())
         try:
             return await asyncio.wait_for(result, timeout_s)
         finally:
-            try:
-                await asyncio.wait_for(asyncio.shield(done), 2)
-            except Exception:
-                pass
+            await stop_component(comp)  # leave quietly, without the reconnect a plain leave() starts
 
     import txaio
 
