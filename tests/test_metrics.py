@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
 
 import numpy as np
 import pytest
@@ -29,6 +31,58 @@ def test_endpoint_serves_power_energy_and_soc() -> None:
     assert got['hometwin_element_temperature_celsius{element="oven",quantity="tank"}'] == 55.0
     assert got['hometwin_messages_rejected_total{element="oven",reason="invalid",uri="hometwin.tick"}'] == 1.0
     assert got['hometwin_steps_total{element="oven"}'] == 2.0
+    # the window latency histogram: 2 ms falls in the le="0.002" bucket (upper bounds are inclusive)
+    assert got['hometwin_window_latency_seconds_bucket{element="oven",le="0.001"}'] == 0.0
+    assert got['hometwin_window_latency_seconds_bucket{element="oven",le="0.002"}'] == 1.0
+    assert got['hometwin_window_latency_seconds_bucket{element="oven",le="+Inf"}'] == 1.0
+    assert got['hometwin_window_latency_seconds_count{element="oven"}'] == 1.0
+    assert got['hometwin_window_latency_seconds_sum{element="oven"}'] == 0.002
+    # a second window adds to the counters and replaces the gauges
+    met.settled(np.array([30_000.0]), 60, 1.7e9 + 60, 0.5, 1)
+    got = scrape(port)
+    assert got['hometwin_element_power_watts{element="oven"}'] == 500.0
+    assert got['hometwin_element_energy_joules_total{direction="onto_bus",element="oven"}'] == 30_000.0
+    assert got['hometwin_element_energy_joules_total{direction="off_bus",element="oven"}'] == 180_000.0
+    assert got['hometwin_steps_total{element="oven"}'] == 3.0 and got['hometwin_ticks_total{element="oven"}'] == 2.0
+    assert got['hometwin_window_latency_seconds_bucket{element="oven",le="0.2"}'] == 1.0
+    assert got['hometwin_window_latency_seconds_bucket{element="oven",le="0.5"}'] == 2.0
+    assert got['hometwin_simulated_time_seconds{element="oven"}'] == 1.7e9 + 60
+
+
+def test_scrapes_while_the_loop_adds_series() -> None:
+    """The HTTP thread reads the values while the handlers add new series: every scrape parses,
+    and the last one has every message counted."""
+    met = ServiceMetrics("tv")
+    port = free_port()
+    met.serve(port, "127.0.0.1")
+    done = threading.Event()
+    scrapes: list[dict[str, float]] = []
+    errors: list[Exception] = []
+
+    def scraper() -> None:
+        while not done.is_set():
+            try:
+                scrapes.append(scrape(port))
+            except Exception as exc:  # noqa: BLE001 — an HTTP 500: the collector failed mid-update
+                errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: make a torn read likely
+    th = threading.Thread(target=scraper)
+    th.start()
+    try:
+        for i in range(20_000):
+            met.msg("in", f"hometwin.element.tv.rpc{i % 2000}")
+            met.settled(np.array([float(i)]), 60, 1.7e9 + 60 * i, 0.001, 1)
+    finally:
+        done.set()
+        th.join()
+        sys.setswitchinterval(interval)
+    assert not errors, errors[:3]
+    assert scrapes, "no scrape finished"
+    got = scrape(port)
+    counts = [v for k, v in got.items() if k.startswith("hometwin_messages_total")]
+    assert len(counts) == 2000 and sum(counts) == 20_000.0
 
 
 class FakeSession:

@@ -336,7 +336,7 @@ class Balancer(ElementHost):
         missing = self._missing_env() if self.prep == "wait" else self._missing()
         for name in missing:
             self.stale_total[name] = self.stale_total.get(name, 0) + 1
-            self.metrics.stale.labels(self.name, name).inc()
+            self.metrics.inc("stale", name)
         self.window_stale += missing
         log.warning("window %d: no packet from %s within %.1f s — %s without (stale)", seq,
                     ", ".join(missing), self.timeout_s, "planned" if self.prep == "wait" else "settled")
@@ -464,7 +464,7 @@ class Balancer(ElementHost):
         except BatteryUnavailable as exc:
             log.warning("window %d: %s — settled without the battery", w.seq, exc)
             self.stale_total[storage] = self.stale_total.get(storage, 0) + 1
-            self.metrics.stale.labels(self.name, storage).inc()
+            self.metrics.inc("stale", storage)
             parts.remove(storage)
             roles.pop(storage)
             stateful.pop(storage)

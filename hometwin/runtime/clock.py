@@ -206,7 +206,7 @@ class Clock:
             await asyncio.sleep(due - now)
             return
         self.lag_s = now - due
-        self.metrics.lag.labels("clock").set(self.lag_s)
+        self.metrics.set("lag", self.lag_s)
         if self.lag_s > LAG_WARN_S and now - self._last_warn > 5.0:
             self._last_warn = now
             log.warning("paced clock is %.1f s behind wall time (speed %s): the services cannot keep up",
@@ -235,7 +235,7 @@ class Clock:
 
     async def run(self) -> None:
         await self.wait_for_roster()
-        self.metrics.speed.labels("clock").set(0 if self.speed == "max" else float(self.speed))
+        self.metrics.set("speed", 0 if self.speed == "max" else float(self.speed))
         while self.i < self.ctx.n_steps and not self.failed:
             if self.until is not None and self.i >= self.until:
                 self.until = None
@@ -260,9 +260,9 @@ class Clock:
             self.i += flows.k + 1
             self.seq += 1
             self._members = list(flows.roles)
-            self.metrics.ticks.labels("clock").inc()
-            self.metrics.steps.labels("clock").inc(flows.k + 1)
-            self.metrics.sim_time.labels("clock").set(self._t0_epoch + self.i * self.ctx.step_s)
+            self.metrics.inc("ticks")
+            self.metrics.inc("steps", amount=flows.k + 1)
+            self.metrics.set("sim_time", self._t0_epoch + self.i * self.ctx.step_s)
         self.done = True
         if self.failed:
             log.error("run failed at seq %d: %s", self.seq, self.failed)
