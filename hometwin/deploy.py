@@ -16,6 +16,8 @@ ROUTER_WS_PORT = 8080
 ROUTER_RAWSOCKET_PORT = 8081
 #: Where an element's pod keeps its state file (an ``emptyDir``: it outlives a container crash).
 STATE_DIR_IN_POD = "/var/lib/hometwin/state"
+#: Where the data files of ``spec.deployment.data_config_map`` are mounted (by file name).
+DATA_DIR_IN_POD = "/var/lib/hometwin/data"
 
 
 @dataclass(frozen=True)
@@ -36,12 +38,26 @@ def realm_of(home: Any) -> str:
     return f"hometwin.{home.metadata.name}"
 
 
+def relative_data_files(el: Any, index: int) -> list[tuple[str, str]]:
+    """``(location, path)`` of the data files element ``el`` (``elements[index]``) names by a
+    relative path: the files a pod must be given (an absolute path is the image's business)."""
+    import os
+
+    from hometwin.element import data_files
+
+    return [(where, path) for where, path in data_files(el.config, f"elements[{index}].config")
+            if not os.path.isabs(path)]
+
+
 def service_commands(home: Any, spec_path: str, router_url: str,
-                     metrics_port: int = DEFAULT_METRICS_PORT, state_dir: str | None = None) -> list[ServiceCommand]:
+                     metrics_port: int = DEFAULT_METRICS_PORT, state_dir: str | None = None,
+                     data_dir: str | None = None) -> list[ServiceCommand]:
     """Router, clock and one service per element (disabled ones included, ``enabled=False``).
 
     With ``state_dir`` every element keeps its state there (``--state-dir``), so a restarted
-    element continues from its last settle; the router and the clock keep none.
+    element continues from its last settle; the router and the clock keep none.  With
+    ``data_dir`` an element that names data files by a relative path looks them up there by
+    file name (``--data-dir``; a pod, where they come from a ConfigMap).
     """
     from hometwin.registry import element_class
 
@@ -55,11 +71,13 @@ def service_commands(home: Any, spec_path: str, router_url: str,
         ServiceCommand("clock", "clock", "clock", ("clock",) + common + ("--metrics-port", str(metrics_port)),
                        metrics_port=metrics_port),
     ]
-    for el in home.spec.elements:
+    for i, el in enumerate(home.spec.elements):
         role = element_class(el.kind).role.value
+        reads_data = data_dir is not None and bool(relative_data_files(el, i))
         out.append(ServiceCommand(el.name, el.kind, role,
                                   ("service", el.kind, "--name", el.name) + common
                                   + ("--metrics-port", str(metrics_port))
-                                  + (("--state-dir", state_dir) if state_dir is not None else ()),
+                                  + (("--state-dir", state_dir) if state_dir is not None else ())
+                                  + (("--data-dir", data_dir) if reads_data else ()),
                                   enabled=el.enabled, metrics_port=metrics_port))
     return out

@@ -28,7 +28,7 @@ import enum
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, ClassVar, Mapping
+from typing import Annotated, Any, ClassVar, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -66,6 +66,39 @@ class InvalidProperty(ValueError):
         super().__init__(f"{element}: " + "; ".join(errors))
 
 
+class DataFileField:
+    """Marks a config field that holds a data file's path (``Annotated[str, DATA_FILE]``).
+
+    :func:`data_files` finds them, so the Kubernetes operator can tell which files a home's
+    pods need (they are not in the image: they come from a ConfigMap, by file name)."""
+
+    def __repr__(self) -> str:
+        return "DATA_FILE"
+
+
+DATA_FILE = DataFileField()
+#: A config field holding a CSV/TMY3 path; relative paths resolve against the spec's folder.
+DataFile = Annotated[str, DATA_FILE]
+
+
+def data_files(model: Any, where: str) -> Iterator[tuple[str, str]]:
+    """``(location, path)`` of every :data:`DataFile` field set in a config model, nested
+    models, lists and maps included (``location`` as ``where.field[i].field``)."""
+    if isinstance(model, BaseModel):
+        for name, info in type(model).model_fields.items():
+            value = getattr(model, name)
+            if isinstance(value, str) and any(isinstance(x, DataFileField) for x in info.metadata):
+                yield f"{where}.{name}", value
+            else:
+                yield from data_files(value, f"{where}.{name}")
+    elif isinstance(model, (list, tuple)):
+        for i, item in enumerate(model):
+            yield from data_files(item, f"{where}[{i}]")
+    elif isinstance(model, dict):
+        for key, item in model.items():
+            yield from data_files(item, f"{where}.{key}")
+
+
 @dataclass(frozen=True)
 class HomeContext:
     """What every element knows about the home it lives in (immutable)."""
@@ -80,12 +113,19 @@ class HomeContext:
     n_steps: int  # steps in the whole run
     seed: int
     base_dir: str = "."  # relative file paths in configs resolve against the spec's folder
+    data_dir: str | None = None  # in a pod: relative data files are looked up by file name here
 
     def resolve_path(self, path: str) -> str:
-        """A config file path, relative ones taken from the spec's folder."""
+        """A config file path: absolute as given; a relative one from the spec's folder, or, with
+        ``data_dir`` (a Kubernetes pod, where the data files are a mounted ConfigMap), by its
+        file name in ``data_dir``."""
         import os
 
-        return path if os.path.isabs(path) else os.path.normpath(os.path.join(self.base_dir, path))
+        if os.path.isabs(path):
+            return path
+        if self.data_dir is not None:
+            return os.path.join(self.data_dir, os.path.basename(path))
+        return os.path.normpath(os.path.join(self.base_dir, path))
 
     def element_seed(self, element_name: str) -> int:
         """A stable 64-bit seed for one element (home seed + element name)."""

@@ -159,6 +159,11 @@ class Deployment(_Strict):
                                  description="requests/limits of every service (router, clock, elements)")
     elements: dict[Annotated[str, Field(pattern=NAME_RE, max_length=40)], Resources] = Field(
         default_factory=dict, description="per-element resources, keyed by element name (override `resources`)")
+    data_config_map: Annotated[str | None, Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", max_length=253,
+        description="ConfigMap (in the Home's namespace) holding the data files the spec names by a "
+                    "relative path (price CSVs, profiles, weather files), one key per file name; mounted "
+                    "into the pods of the elements that read them")] = None
 
 
 class HomeSpecBase(_Strict):

@@ -21,12 +21,15 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
+import re
 from typing import Any
 
 import yaml
 
-from hometwin.deploy import (DEFAULT_METRICS_PORT, ROUTER_RAWSOCKET_PORT, ROUTER_WS_PORT, SPEC_PATH_IN_POD,
-                             STATE_DIR_IN_POD, ServiceCommand, service_commands)
+from hometwin.deploy import (DATA_DIR_IN_POD, DEFAULT_METRICS_PORT, ROUTER_RAWSOCKET_PORT, ROUTER_WS_PORT,
+                             SPEC_PATH_IN_POD, STATE_DIR_IN_POD, ServiceCommand, relative_data_files,
+                             service_commands)
 from hometwin.spec import API_VERSION, SpecError
 
 GROUP = "hometwin.io"
@@ -140,6 +143,7 @@ def _deployment(home: Any, cmd: ServiceCommand, namespace: str, image: str, comp
     home_name = home.metadata.name
     element = cmd.name if cmd.role not in ("router", "clock") else None
     keeps_state = "--state-dir" in cmd.args  # the volume exists where the command writes state
+    reads_data = "--data-dir" in cmd.args  # the home's data ConfigMap is mounted where it reads
     pod_labels = labels(home_name, component, cmd.name)
     pod_annotations = {CONFIG_HASH: _config_hash(home, cmd)}
     if cmd.role != "router":
@@ -157,7 +161,8 @@ def _deployment(home: Any, cmd: ServiceCommand, namespace: str, image: str, comp
         "livenessProbe": _probe(cmd) | {"initialDelaySeconds": 30},
         "volumeMounts": [{"name": "spec", "mountPath": SPEC_DIR, "readOnly": True},
                          {"name": "tmp", "mountPath": "/tmp"}]
-                        + ([{"name": "state", "mountPath": STATE_DIR_IN_POD}] if keeps_state else []),
+                        + ([{"name": "state", "mountPath": STATE_DIR_IN_POD}] if keeps_state else [])
+                        + ([{"name": "data", "mountPath": DATA_DIR_IN_POD, "readOnly": True}] if reads_data else []),
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
     }
@@ -185,7 +190,10 @@ def _deployment(home: Any, cmd: ServiceCommand, namespace: str, image: str, comp
                                 {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
                                # An element's state file outlives a crash of its container (not of its
                                # pod): the restarted container continues from its last settle.
-                               + ([{"name": "state", "emptyDir": {"sizeLimit": "64Mi"}}] if keeps_state else []),
+                               + ([{"name": "state", "emptyDir": {"sizeLimit": "64Mi"}}] if keeps_state else [])
+                               # The spec's data files, by file name; the pod waits until the ConfigMap exists.
+                               + ([{"name": "data", "configMap": {"name": home.spec.deployment.data_config_map}}]
+                                  if reads_data else []),
                 },
             },
         },
@@ -226,6 +234,37 @@ def check_names(home: Any) -> None:
         raise SpecError(bad)
 
 
+#: A ConfigMap key (what ``kubectl create configmap --from-file`` makes of a file name).
+_CONFIG_MAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+
+def check_data_files(home: Any) -> None:
+    """Data files named by a relative path must come from ``deployment.data_config_map``, one
+    key per file name: refused (before anything is created) when there is no such ConfigMap
+    named, when two different paths share a file name, or when a name cannot be a key."""
+    files = [(where, path) for i, el in enumerate(home.spec.elements) for where, path in relative_data_files(el, i)]
+    if not files:
+        return
+    bad: list[str] = []
+    cm = home.spec.deployment.data_config_map
+    if cm is None:
+        names = " ".join(f"--from-file={path}" for _, path in dict.fromkeys(files))
+        bad += [f"{where}: {path!r} is a relative path, and the pods have only the spec: name a ConfigMap "
+                f"holding the file in spec.deployment.data_config_map (kubectl create configmap "
+                f"{home.metadata.name}-data {names})" for where, path in files]
+    by_name: dict[str, tuple[str, str]] = {}
+    for where, path in files:
+        name = os.path.basename(path)
+        if not _CONFIG_MAP_KEY.match(name):
+            bad.append(f"{where}: file name {name!r} cannot be a ConfigMap key (letters, digits, '-', '_', '.')")
+        first = by_name.setdefault(name, (where, path))
+        if os.path.normpath(first[1]) != os.path.normpath(path):
+            bad.append(f"{where}: {path!r} and {first[0]} ({first[1]!r}) share the file name {name!r}; "
+                       f"the pods look data files up by file name in ConfigMap {cm or '(none)'}: rename one")
+    if bad:
+        raise SpecError(bad)
+
+
 def build_manifests(home: Any, namespace: str, image: str = DEFAULT_IMAGE,
                     owner_uid: str | None = None) -> list[dict[str, Any]]:
     """Every object of a validated Home, in apply order (ConfigMap, router, clock, elements).
@@ -234,11 +273,12 @@ def build_manifests(home: Any, namespace: str, image: str = DEFAULT_IMAGE,
     ``owner_uid`` every object is owned by the Home (deletion cascades).
     """
     check_names(home)
+    check_data_files(home)
     image = home.spec.deployment.image or image
     home_name = home.metadata.name
     objects = [_config_map(home, namespace)]
     for cmd in service_commands(home, SPEC_PATH_IN_POD, router_url(home_name), DEFAULT_METRICS_PORT,
-                                state_dir=STATE_DIR_IN_POD):
+                                state_dir=STATE_DIR_IN_POD, data_dir=DATA_DIR_IN_POD):
         component = cmd.kind
         objects.append(_deployment(home, cmd, namespace, image, component))
         if cmd.role != "clock":

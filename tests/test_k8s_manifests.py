@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
+import numpy as np
 import pytest
 import yaml
 
-from hometwin.deploy import SPEC_PATH_IN_POD, STATE_DIR_IN_POD, service_commands
+from hometwin.deploy import DATA_DIR_IN_POD, SPEC_PATH_IN_POD, STATE_DIR_IN_POD, service_commands
 from hometwin.operator.manifests import CONFIG_HASH, DESIRED_HASH, LABEL_ELEMENT, LABEL_HOME, build_manifests, \
     object_name, router_url
 from hometwin.spec import SpecError, load_home, parse_home
+from conftest import shared
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "homes"
 K8S = kubernetes_validate.latest_version()
@@ -148,3 +151,99 @@ def test_object_names_are_dns_labels() -> None:
     long = object_name("a" * 40, "b" * 40)
     assert len(long) == 63 and long[0].isalpha() and not long.endswith("-")
     assert object_name("7th-street", "tv") == "ht-7th-street-tv"
+
+
+# -- data files: relative paths in a spec come from a ConfigMap in the pods -------------------------
+
+SPOT_CSV = "epex_NO3_hourly_eur_mwh_2025-01-24_to_2026-08-21.csv"
+
+
+def spot_tariff(path: str) -> dict[str, Any]:
+    return {"type": "series", "file": path, "format": "epex_wide", "unit": "per_mwh"}
+
+
+def with_files(home: Any, grid_file: str, house_file: str | None = None, config_map: str | None = None) -> Any:
+    def edit(d: dict[str, Any]) -> None:
+        els = {e["name"]: e for e in d["spec"]["elements"]}
+        els["grid"].setdefault("config", {})["tariff"] = spot_tariff(grid_file)
+        if house_file is not None:
+            els["house"].setdefault("config", {})["profile"] = {"file": house_file}
+        if config_map is not None:
+            d["spec"]["deployment"] = {"data_config_map": config_map}
+    return edited(home, edit)
+
+
+def test_a_relative_data_file_without_a_config_map_is_refused(home: Any) -> None:
+    with pytest.raises(SpecError) as err:
+        build_manifests(with_files(home, f"prices/{SPOT_CSV}"), "default")
+    msg = str(err.value)
+    assert "elements[" in msg and ".config.tariff.file" in msg and "spec.deployment.data_config_map" in msg
+    assert f"kubectl create configmap cape-town-data --from-file=prices/{SPOT_CSV}" in msg
+
+
+def test_data_files_are_mounted_by_file_name_into_the_pods_that_read_them(home: Any) -> None:
+    objects = build_manifests(with_files(home, f"../prices/{SPOT_CSV}", config_map="ct-data"), "default")
+    for obj in objects:
+        kubernetes_validate.validate(obj, K8S, strict=True)
+    deps = deployments(objects)
+    grid = deps["grid"]["spec"]["template"]["spec"]
+    args = grid["containers"][0]["args"]
+    assert args[args.index("--data-dir") + 1] == DATA_DIR_IN_POD
+    assert {"name": "data", "mountPath": DATA_DIR_IN_POD, "readOnly": True} in grid["containers"][0]["volumeMounts"]
+    assert {"name": "data", "configMap": {"name": "ct-data"}} in grid["volumes"]
+    # only the grid reads a data file: no other pod gets the volume or the flag
+    for name, dep in deps.items():
+        if name != "grid":
+            pod = dep["spec"]["template"]["spec"]
+            assert "--data-dir" not in pod["containers"][0]["args"]
+            assert all(v["name"] != "data" for v in pod["volumes"]), name
+
+
+def test_two_data_files_with_one_file_name_are_refused(home: Any) -> None:
+    clash = with_files(home, f"a/{SPOT_CSV}", house_file=f"b/{SPOT_CSV}", config_map="ct-data")
+    with pytest.raises(SpecError, match="share the file name"):
+        build_manifests(clash, "default")
+    same = with_files(home, f"a/{SPOT_CSV}", house_file=f"a/./{SPOT_CSV}", config_map="ct-data")
+    build_manifests(same, "default")  # one file named twice is one key
+
+
+def test_absolute_data_paths_are_left_to_the_image(home: Any) -> None:
+    deps = deployments(build_manifests(with_files(home, f"/opt/data/{SPOT_CSV}"), "default"))
+    assert "--data-dir" not in deps["grid"]["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+@pytest.mark.parametrize("name", ["Data", "-data", "data_files", "a" * 254])
+def test_data_config_map_must_be_a_kubernetes_name(home: Any, name: str) -> None:
+    with pytest.raises(SpecError, match="data_config_map"):
+        edited(home, lambda d: d["spec"].update(deployment={"data_config_map": name}))
+
+
+def test_a_pod_reads_its_data_files_by_file_name_from_the_data_dir(tmp_path: Path) -> None:
+    """What a grid pod runs (``hometwin service grid --data-dir …``): the spec's relative tariff path
+    does not exist beside the mounted spec, the file is found by its name in the data folder, and
+    the prices are the ones `hometwin run` reads through the path."""
+    from hometwin.element import Window
+    from hometwin.runtime.cli import _home_and_element
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(shared("spot_prices", SPOT_CSV), data / SPOT_CSV)  # the ConfigMap's key = file name
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    doc = yaml.safe_load((EXAMPLES / "trondheim.yaml").read_text())
+    (etc / "home.yaml").write_text(yaml.safe_dump(doc))
+    assert not (etc / doc_tariff_file(doc)).exists()
+
+    _, in_pod = _home_and_element(etc / "home.yaml", "grid", "grid", None, "2d", data_dir=data)
+    _, local = _home_and_element(EXAMPLES / "trondheim.yaml", "grid", "grid", None, "2d")
+    w = Window(seq=0, i0=0, n=2880, dt_s=60, home=local.home)
+    want = local.signals(w, {})["price_import"]
+    got = in_pod.signals(Window(seq=0, i0=0, n=2880, dt_s=60, home=in_pod.home), {})["price_import"]
+    assert np.array_equal(got, want) and np.ptp(want) > 0  # spot prices: they vary over two days
+
+    with pytest.raises(Exception, match=SPOT_CSV):  # without the data folder the spec's path is missing
+        _home_and_element(etc / "home.yaml", "grid", "grid", None, "2d")
+
+
+def doc_tariff_file(doc: dict[str, Any]) -> str:
+    return next(e for e in doc["spec"]["elements"] if e["name"] == "grid")["config"]["tariff"]["file"]

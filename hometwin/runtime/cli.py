@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
@@ -29,7 +30,8 @@ def _logging(level: str = "INFO") -> None:
     ours.propagate = False
 
 
-def _home_and_element(spec: Optional[Path], name: str, kind: str, config: Optional[str], until: Optional[str]) -> Any:
+def _home_and_element(spec: Optional[Path], name: str, kind: str, config: Optional[str], until: Optional[str],
+                      data_dir: Optional[Path] = None) -> Any:
     from hometwin.cli import _parse_until, load_or_exit
     from hometwin.lazy import preload_for
     from hometwin.registry import element_class
@@ -39,6 +41,8 @@ def _home_and_element(spec: Optional[Path], name: str, kind: str, config: Option
         raise typer.BadParameter("--spec is required (the home: location, clock, the element's config)")
     home = load_or_exit(spec)
     ctx = home_context(home, _parse_until(until, None))
+    if data_dir is not None:
+        ctx = dataclasses.replace(ctx, data_dir=str(data_dir))
     el_spec = next((e for e in home.spec.elements if e.name == name), None)
     cfg: Any = el_spec.config if el_spec is not None else {}
     if config:
@@ -72,6 +76,9 @@ def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery
                 None, "--state-interval", min=0.0,
                 help="[s] write the state file at most this often (0 = every settle; default automatic: "
                      "about 2% of the process's CPU, at least every 1 s); the last settle lands within it"),
+            data_dir: Optional[Path] = typer.Option(
+                None, "--data-dir", help="look up the data files the spec names by a relative path by their "
+                                         "file name in DIR (a pod: the home's data ConfigMap is mounted there)"),
             log_level: str = typer.Option("INFO", "--log-level")) -> None:
     """Run one element as a WAMP service."""
     from hometwin.deploy import realm_of
@@ -79,7 +86,7 @@ def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery
     from hometwin.runtime.wamp import component, run_component
 
     _logging(log_level)
-    home, element = _home_and_element(spec, name, kind, config, until)
+    home, element = _home_and_element(spec, name, kind, config, until, data_dir)
     if state_dir is not None:
         from hometwin.runtime.state import StateKeeper
 

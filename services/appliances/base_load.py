@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hometwin.element import ElementConfig, Role, Signals, Window, counter_rng
+from hometwin.element import DataFile, ElementConfig, Role, Signals, Window, counter_rng
 from hometwin.services.appliances.meter import MeteredLoad
 from hometwin.schedule import DAY_S, LocalClock
 from hometwin.services.appliances import profiles
@@ -24,7 +24,7 @@ class ProfileFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    file: str = Field(description="CSV path; relative paths resolve against the spec's folder")
+    file: DataFile = Field(description="CSV path; relative paths resolve against the spec's folder")
     time_column: str | None = Field(None, description="time column (default: the first)")
     value_column: str | None = Field(None, description="power column in W (default: power_w, else the second)")
     repeat: Literal["day", "week", "year"] = Field("year", description="period the profile repeats with")

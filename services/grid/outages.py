@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hometwin.element import counter_rng
+from hometwin.element import DataFile, counter_rng
 from hometwin.schedule import DAY_S, DailyWindow, day_of_month, minute_of_day, parse_hhmm
 
 DAYS_PER_YEAR = 365.25
@@ -56,7 +56,7 @@ class OutageInterval(_Strict):
 class ScheduleOutages(_Strict):
     """A load-shedding area schedule (eskom-calendar CSV) at a fixed stage."""
 
-    file: str = Field(description="eskom-calendar area CSV; relative paths resolve against the spec's folder")
+    file: DataFile = Field(description="eskom-calendar area CSV; relative paths resolve against the spec's folder")
     stage: int = Field(ge=1, le=8, description="[-] load-shedding stage 1-8")
 
 

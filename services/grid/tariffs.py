@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from hometwin.element import DataFile
 from hometwin.schedule import DailyWindow, window_mask
 
 _WIDE_COL_RE = re.compile(r"^(\d{2})(?::(\d{2}))?-(\d{2})(?::(\d{2}))?$")
@@ -72,7 +73,7 @@ class SeriesTariff(_Strict):
     """Prices from a CSV file (spot prices), plus scale and adder."""
 
     type: Literal["series"] = "series"
-    file: str = Field(description="CSV path; relative paths resolve against the home spec's folder")
+    file: DataFile = Field(description="CSV path; relative paths resolve against the home spec's folder")
     format: Literal["auto", "long", "epex_wide"] = Field(
         "auto", description="'long' (time, value columns), 'epex_wide' (Date,00-01,…), 'auto' detects")
     time_column: str | None = Field(None, description="long format: time column (default: the first)")

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from hometwin.element import Element, ElementConfig, Role, Signals, Window, counter_rng
+from hometwin.element import DataFile, Element, ElementConfig, Role, Signals, Window, counter_rng
 from hometwin.services.sun.chunks import ChunkCache, steps_per_chunk
 from hometwin.services.sun.model import day_of_year
 from hometwin.lazy import lazy_module
@@ -377,7 +377,7 @@ class TMY3Source(ElementConfig):
     """
 
     type: Literal["tmy3"] = "tmy3"
-    path: str = Field(description="TMY3 CSV file; relative paths resolve against the home spec's folder")
+    path: DataFile = Field(description="TMY3 CSV file; relative paths resolve against the home spec's folder")
     interpolation: Literal["linear", "hold"] = Field("linear", description="hourly means → simulation step")
 
 
@@ -389,7 +389,7 @@ class CSVSource(ElementConfig):
     """
 
     type: Literal["csv"] = "csv"
-    path: str = Field(description="CSV file; relative paths resolve against the home spec's folder")
+    path: DataFile = Field(description="CSV file; relative paths resolve against the home spec's folder")
     time_column: str = Field("time", description="name of the time column")
     interpolation: Literal["linear", "hold"] = Field("linear", description="samples → simulation step")
     wind_speed_default_ms: Annotated[float, Field(ge=0.0, le=30.0, description=(
