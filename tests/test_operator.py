@@ -329,3 +329,26 @@ def test_an_invalid_home_fails_and_creates_nothing(cluster: Cluster) -> None:
     assert events[0]["type"] == "Warning"
     for kind in ("ConfigMap", "Deployment", "Service"):
         assert cluster.objects(kind, "ct-broken") == []
+
+
+def test_a_home_with_a_data_file_gets_its_config_map_or_fails_saying_how(cluster: Cluster) -> None:
+    """Trondheim's grid reads a spot-price CSV: with ``data_config_map`` the grid's pod mounts it,
+    without it the Home fails before anything is created, with the kubectl line in its condition."""
+    doc = yaml.load((CAPE_TOWN.parent / "trondheim.yaml").read_text(), Loader=KubectlLoader)
+    doc["metadata"] = {"name": "tr-data", "namespace": NS}
+    cluster.apply(doc)
+    grid = wait_for(lambda: cluster.deployments("tr-data").get("grid"), "the grid's Deployment")
+    pod = grid["spec"]["template"]["spec"]
+    assert {"name": "data", "configMap": {"name": "trondheim-data"}} in pod["volumes"]
+    assert "--data-dir" in pod["containers"][0]["args"]
+    assert "--data-dir" not in cluster.deployments("tr-data")["sun"]["spec"]["template"]["spec"]["containers"][0]["args"]
+
+    bare = copy.deepcopy(doc)
+    bare["metadata"] = {"name": "tr-bare", "namespace": NS}
+    del bare["spec"]["deployment"]
+    cluster.apply(bare)
+    status = wait_for(lambda: (s := cluster.home("tr-bare").get("status") or {}).get("phase") == "Failed" and s,
+                      "phase Failed")
+    (ready,) = status["conditions"]
+    assert ready["reason"] == "InvalidSpec" and "kubectl create configmap tr-bare-data --from-file=" in ready["message"]
+    assert cluster.objects("Deployment", "tr-bare") == []
