@@ -192,9 +192,13 @@ class Clock:
             n = min(n, self.replan_steps - (self.i % self.replan_steps))
         return max(n, 1)
 
+    def _set_lag(self, lag_s: float) -> None:
+        self.lag_s = lag_s
+        self.metrics.set("lag", lag_s)
+
     async def _pace(self) -> None:
         if self.speed == "max":
-            self.lag_s = 0.0
+            self._set_lag(0.0)
             return
         now = time.monotonic()
         if self._anchor is None:
@@ -202,11 +206,10 @@ class Clock:
         wall0, i0 = self._anchor
         due = wall0 + (self.i - i0) * self.ctx.step_s / float(self.speed)
         if due > now:
-            self.lag_s = 0.0
+            self._set_lag(0.0)  # caught up: the gauge says so too
             await asyncio.sleep(due - now)
             return
-        self.lag_s = now - due
-        self.metrics.set("lag", self.lag_s)
+        self._set_lag(now - due)
         if self.lag_s > LAG_WARN_S and now - self._last_warn > 5.0:
             self._last_warn = now
             log.warning("paced clock is %.1f s behind wall time (speed %s): the services cannot keep up",
