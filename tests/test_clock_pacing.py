@@ -96,3 +96,94 @@ def test_paced_clock_reports_lag_and_recovers(caplog: pytest.LogCaptureFixture, 
     wall0, i0 = services.anchor
     assert all(t >= wall0 + (tick.i0 - i0) * 0.05 - 1e-6 for t, tick in services.ticks)
     assert len([tick for _, tick in services.ticks if tick.seq >= services.caught_up]) >= 3
+
+
+# -- the control RPCs, checked before they touch the clock -----------------------------------------
+
+from autobahn.wamp.exception import ApplicationError  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def day_clock(speed: Any = "max") -> Clock:
+    return Clock(home_context(load_home(EXAMPLES / "cape-town.yaml"), 86400), speed=speed)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.one_of(st.floats(max_value=0.0), st.just(float("inf")), st.just(float("nan")), st.integers(max_value=0),
+                 st.text().filter(lambda s: s.strip().lower() not in ("max", "inf", "fast")
+                                  and not _is_positive_number(s)),
+                 st.none(), st.lists(st.integers(), max_size=2)))
+def test_set_speed_refuses_what_is_not_a_positive_speed_and_keeps_the_old_one(bad: Any) -> None:
+    clk = day_clock(speed=60)
+    with pytest.raises(ApplicationError) as err:
+        clk.rpc_set_speed(bad)
+    assert err.value.error == "hometwin.error.invalid_property" and err.value.kwargs["field"] == "speed"
+    assert "a number > 0 or 'max'" in err.value.args[0]
+    assert clk.speed == 60.0
+
+
+def _is_positive_number(text: str) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return 0 < value < float("inf")
+
+
+def test_speed_decides_the_automatic_window() -> None:
+    clk = day_clock()
+    assert clk.window_len() == 1440  # as fast as possible: a day per window
+    assert clk.rpc_set_speed("3600")["speed"] == 3600.0
+    assert clk.window_len() == 1  # paced: one step per window
+    clk.rpc_set_speed("max")
+    assert clk.window_len() == 1440
+    clk.window = 60  # a fixed window wins either way
+    assert clk.window_len() == 60
+
+
+@pytest.mark.parametrize("step", [0, -5, 1441, "25h", "soon", None, 3.5])
+def test_run_until_refuses_steps_outside_the_rest_of_the_run(step: Any) -> None:
+    clk = day_clock()
+    clk.paused = True
+    with pytest.raises(ApplicationError) as err:
+        clk.rpc_run_until(step)
+    assert err.value.kwargs["field"] == "step" and "run_until" in err.value.args[0]
+    assert clk.paused and clk.until is None
+
+
+def test_run_until_accepts_a_step_or_a_duration_and_the_window_stops_there() -> None:
+    clk = day_clock()
+    assert clk.rpc_run_until("18h")["until"] == 1080
+    assert clk.window_len() == 1080  # the window is cut where the clock will pause
+    clk.i = 1080
+    assert clk.rpc_run_until(1200)["until"] == 1200 and clk.window_len() == 120
+
+
+@pytest.mark.timeout(30)
+def test_pause_stops_the_ticks_and_resume_continues() -> None:
+    services = SlowServices(delay_s=0.0)
+
+    async def main() -> tuple[int, int, int]:
+        clk = day_clock(speed=6000)  # a tick every 10 ms
+        services.clock = clk
+        await clk.on_join(services)
+        while clk.seq < 3:
+            await asyncio.sleep(0.005)
+        clk.rpc_pause()
+        while not clk._wake._waiters:  # type: ignore[attr-defined]  # the loop now waits to be woken
+            await asyncio.sleep(0.005)
+        paused_at = len(services.ticks)
+        await asyncio.sleep(0.3)
+        still = len(services.ticks)
+        clk.rpc_resume()
+        while len(services.ticks) < still + 3:
+            await asyncio.sleep(0.005)
+        clk.rpc_pause()
+        return paused_at, still, clk.seq
+
+    paused_at, still, seq = asyncio.run(main())
+    assert still == paused_at  # no tick while paused
+    assert seq >= paused_at + 2  # and on after resume, from where it stopped
+    seqs = [t.seq for _, t in services.ticks]
+    assert seqs == list(range(len(seqs)))  # no window skipped or repeated
