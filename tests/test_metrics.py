@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import threading
 
@@ -49,6 +50,10 @@ def test_endpoint_serves_power_energy_and_soc() -> None:
     assert got['hometwin_simulated_time_seconds{element="oven"}'] == 1.7e9 + 60
 
 
+def _gc_hook(phase: str, info: dict) -> None:
+    """Python code run at every garbage collection (a chance for a thread switch)."""
+
+
 def test_scrapes_while_the_loop_adds_series() -> None:
     """The HTTP thread reads the values while the handlers add new series: every scrape parses,
     and the last one has every message counted."""
@@ -66,8 +71,12 @@ def test_scrapes_while_the_loop_adds_series() -> None:
             except Exception as exc:  # noqa: BLE001 — an HTTP 500: the collector failed mid-update
                 errors.append(exc)
 
-    interval = sys.getswitchinterval()
+    interval, threshold = sys.getswitchinterval(), gc.get_threshold()
     sys.setswitchinterval(1e-6)  # switch threads as often as possible: make a torn read likely
+    # A collection during the copy that runs Python code (a callback here; a finalizer in real
+    # life) lets the loop's thread in mid-copy: make that frequent.
+    gc.set_threshold(20)
+    gc.callbacks.append(_gc_hook)
     th = threading.Thread(target=scraper)
     th.start()
     try:
@@ -78,6 +87,8 @@ def test_scrapes_while_the_loop_adds_series() -> None:
         done.set()
         th.join()
         sys.setswitchinterval(interval)
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(_gc_hook)
     assert not errors, errors[:3]
     assert scrapes, "no scrape finished"
     got = scrape(port)

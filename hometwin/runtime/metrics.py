@@ -57,7 +57,7 @@ class ServiceMetrics:
     """The metrics every service exposes; ``serve(port)`` starts the HTTP endpoint.
 
     Updates are plain dictionary operations on the event loop's thread; the HTTP thread
-    only copies them (``list(dict.items())`` runs under the GIL in one piece)."""
+    only copies them (:func:`_snapshot`)."""
 
     def __init__(self, element: str):
         self.element = element
@@ -128,6 +128,17 @@ class ServiceMetrics:
                 self.values["temperature"][(quantity,)] = float(values[key])
 
 
+def _snapshot(series: dict[tuple[str, ...], float]) -> list[tuple[tuple[str, ...], float]]:
+    """The items of a dict the event loop's thread may add to meanwhile.  Copying is not atomic
+    (a garbage collection during the copy can run Python code and let the other thread in), so a
+    copy that saw the dict grow is taken again; new series are rare, so this ends at once."""
+    while True:
+        try:
+            return list(series.items())
+        except RuntimeError:  # "dictionary changed size during iteration"
+            continue
+
+
 class _Collector:
     """Metric families from a :class:`ServiceMetrics`' values, built at scrape time."""
 
@@ -139,7 +150,7 @@ class _Collector:
         for attr, (kind, name, doc, labels) in FAMILIES.items():
             family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
             family = family_type(name, doc, labels=("element",) + labels)
-            for key, value in list(m.values[attr].items()):
+            for key, value in _snapshot(m.values[attr]):
                 family.add_metric((m.element,) + key, value)
             yield family
         latency = HistogramMetricFamily(*LATENCY, labels=("element",))
