@@ -191,7 +191,11 @@ class Launcher:
         proc = p.proc
         assert proc is not None and proc.stdout is not None
         while True:
-            line = await proc.stdout.readline()
+            try:
+                line = await proc.stdout.readline()
+            except ValueError:  # a line beyond the reader's limit: asyncio dropped it; read on
+                self._log(p.cmd.name, p.color, "(a log line too long to show was left out)")
+                continue
             if not line:
                 break
             text = line.decode(errors="replace").rstrip()
@@ -199,7 +203,8 @@ class Launcher:
                 continue
             self._log(p.cmd.name, p.color, text)
         rc = await proc.wait()
-        if self.stopping or not p.wanted:
+        # Another process may stand for this element by now (``ctl off`` then ``on``): not ours to restart.
+        if self.stopping or not p.wanted or p.proc is not proc:
             return
         self._log(p.cmd.name, p.color, f"exited with code {rc}")
         if self.restart:
@@ -208,7 +213,8 @@ class Launcher:
             kept = f"; state from {self.state_dir}" if self.state_dir is not None and p.cmd.kind != "clock" else ""
             self._log(p.cmd.name, p.color, f"restarting in {delay:.1f} s (restart {p.restarts}{kept})")
             await asyncio.sleep(delay)
-            if not self.stopping and p.wanted:
+            # ``ctl on`` during the wait started it already: one process per element
+            if not self.stopping and p.wanted and p.proc is proc:
                 await self._spawn(p)
 
     def _log(self, name: str, color: str, text: str) -> None:
