@@ -134,3 +134,25 @@ def test_missing_packet_is_stale_after_timeout_and_window_settles() -> None:
     # the oven's session leaves: it is off the roster for the next window
     b.on_leave(7)
     assert "oven" not in b.rpc_roster()["elements"] and b.left == ["oven"]
+
+
+def test_a_late_leave_of_an_old_session_keeps_the_restarted_element() -> None:
+    """A restarted oven announces with a new session before the router reports its old session
+    gone: that late leave must not take the running oven off the roster; its own leave does."""
+    home = load_home(CAPE_TOWN)
+    ctx = home_context(home, 3600)
+    inv = build_element(next(e for e in home.spec.elements if e.name == "inverter"), ctx)
+
+    async def main() -> tuple[list[str], list[str], list[str]]:
+        b = Balancer(inv, ["inverter", "oven"], timeout_s=0.2)
+        await b.on_join(FakeSession())
+        b.on_announce(m.Describe(element="oven", kind="oven", role="load", session=7).wire())
+        b.on_announce(m.Describe(element="oven", kind="oven", role="load", session=8).wire())  # restarted
+        b.on_leave(7)  # the old session's leave, late
+        after_old = b.rpc_roster()["elements"]
+        b.on_leave(8)
+        return after_old, b.rpc_roster()["elements"], b.left
+
+    after_old, after_new, left = asyncio.run(main())
+    assert "oven" in after_old
+    assert "oven" not in after_new and left == ["oven"]

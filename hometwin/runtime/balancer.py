@@ -220,6 +220,10 @@ class Balancer(ElementHost):
         new = d.element not in self.roster
         self.roster[d.element] = d
         if d.session:
+            # A restarted element announces with a new session, maybe before the router reports
+            # the old one gone: that old session no longer stands for it.
+            for old in [s for s, name in self.by_session.items() if name == d.element and s != d.session]:
+                del self.by_session[old]
             self.by_session[d.session] = d.element
         if d.element in self.left:
             self.left.remove(d.element)
