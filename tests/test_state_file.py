@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import logging
 import math
 from functools import cache
@@ -237,6 +238,9 @@ def _edit(text: str, change: Any) -> str:
                                                                               "shape": [3], "data": "AAAA"})),
      "corrupt: buffer"),
     (lambda text: _edit(text, lambda d: d["snapshot"].pop("state")), "corrupt: no snapshot state"),
+    (lambda text: _edit(text, lambda d: d["snapshot"]["state"].update(temps={"$t": "bytes", "data": 123})),
+     "corrupt: AttributeError"),
+    (lambda text: "[" * 100_000 + "]" * 100_000, "nested deeper than Python's recursion limit"),
 ])
 def test_a_damaged_file_is_refused_logged_moved_aside_and_ignored(tmp_path, caplog, geyser, damage, why):
     path = _good_file(tmp_path, geyser)
@@ -346,3 +350,25 @@ def test_automatic_spacing_and_the_last_settle_always_lands(tmp_path, geyser):
 
     keeper = asyncio.run(main())
     assert keeper.writes == 2 and json.loads(keeper.path.read_text())["step"] == 120
+
+
+def test_a_short_write_never_replaces_the_last_whole_file(tmp_path, geyser, monkeypatch):
+    """``os.write`` may write less than asked: the writer goes on until all is written; and when
+    writing fails the last whole file stays and no temp file is left behind."""
+    path = _good_file(tmp_path, geyser)
+    good = path.read_text()
+    real_write = os.write
+    monkeypatch.setattr(sf.os, "write", lambda fd, data: real_write(fd, bytes(data[:7])))  # 7 bytes a call
+    sf.write_atomic(path, good + " ")
+    assert path.read_text() == good + " "
+
+    def full_disk(fd, data):
+        if len(data) < 40:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, bytes(data[:40]))
+
+    monkeypatch.setattr(sf.os, "write", full_disk)
+    with pytest.raises(OSError):
+        sf.write_atomic(path, "x" * 100)
+    assert path.read_text() == good + " "
+    assert list(tmp_path.glob(".*.tmp")) == []

@@ -188,14 +188,20 @@ def envelope(element: Any, fp: str, seq: int, i0: int, k: int, snapshot: Any) ->
 def write_atomic(path: Path, text: str, fsync: bool = False) -> None:
     """Write ``text`` to ``path`` via a temp file in the same folder and :func:`os.replace`."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    data = memoryview(text.encode())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, text.encode())
-        if fsync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            while data:  # os.write may write less than asked (a full disk, a signal)
+                data = data[os.write(fd, data):]
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never half a file in place of the last whole one, nor litter
+        raise
 
 
 def read(path: Path, element: Any, fp: str) -> dict[str, Any]:
@@ -208,6 +214,8 @@ def read(path: Path, element: Any, fp: str) -> dict[str, Any]:
         doc = loads(text)
     except ValueError as exc:
         raise StateRefused(f"corrupt: not JSON ({exc})") from None
+    except RecursionError:
+        raise StateRefused("corrupt: not JSON (nested deeper than Python's recursion limit)") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise StateRefused(f"not a {FORMAT} file (format {got!r})")
@@ -226,6 +234,8 @@ def read(path: Path, element: Any, fp: str) -> dict[str, Any]:
             raise ValueError("no snapshot state")
     except (KeyError, ValueError, TypeError) as exc:
         raise StateRefused(f"corrupt: {exc}") from None
+    except Exception as exc:  # whatever else a damaged encoding makes the decoder raise: refused, not fatal
+        raise StateRefused(f"corrupt: {type(exc).__name__}: {exc}") from None
     return doc
 
 
