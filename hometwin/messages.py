@@ -337,6 +337,10 @@ class Roster(Message):
     elements: list[Name]
     left: list[Name] = Field(default_factory=list)
     stale: list[Name] = Field(default_factory=list)
+    # the inverter's answer to hometwin.roster.get also says where the run is (a restarted clock goes on there)
+    settled_seq: int = Field(-1, ge=-1, description="last window settled (-1: none yet)")
+    next_step: int = Field(0, ge=0, description="step the window after it starts at")
+    window_open: bool = Field(False, description="a window is ticked and not settled yet")
 
 
 class SetProperty(Message):

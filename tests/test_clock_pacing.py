@@ -187,3 +187,32 @@ def test_pause_stops_the_ticks_and_resume_continues() -> None:
     assert seq >= paused_at + 2  # and on after resume, from where it stopped
     seqs = [t.seq for _, t in services.ticks]
     assert seqs == list(range(len(seqs)))  # no window skipped or repeated
+
+
+@pytest.mark.timeout(30)
+def test_a_restarted_clock_waits_for_the_open_window_then_goes_on_after_it() -> None:
+    """Killed mid-window: the inverter still settles the window ticked before; the new clock waits
+    for that (``window_open``), then ticks the next window where it starts, not window 0."""
+    answers = [dict(settled_seq=6, next_step=420, window_open=True)] * 3 + [dict(settled_seq=7, next_step=480)]
+
+    class Restarted(SlowServices):
+        async def call(self, uri: str, *args: Any, **kwargs: Any) -> Any:
+            assert uri == m.ROSTER_GET
+            return m.Roster(seq=7, elements=[], **(answers.pop(0) if len(answers) > 1 else answers[0])).wire()
+
+    services = Restarted(delay_s=0.0)
+
+    async def main() -> Clock:
+        clk = day_clock(speed="max")
+        clk.window = 60
+        services.clock = clk
+        await clk.on_join(services)
+        while not services.ticks:
+            await asyncio.sleep(0.01)
+        clk.rpc_pause()
+        return clk
+
+    asyncio.run(main())
+    first = services.ticks[0][1]
+    assert (first.seq, first.i0, first.n) == (8, 480, 60)
+    assert len(answers) == 1  # it asked until the open window was settled

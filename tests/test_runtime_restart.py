@@ -10,7 +10,9 @@ survives a restart (``--state-dir``).
 (b) the inverter is killed (SIGKILL) at noon and the clock resumed at once: the tick goes
     out while no inverter listens, the clock publishes it again (``retick_s``) once the
     restarted inverter's roster is whole, and the day equals ``hometwin run`` exactly.
-(c) ``hometwin service --state-dir``: a corrupt state file and one written for another
+(c) the clock is killed while paused at noon: the restarted clock asks the inverter where the run
+    is and goes on with the next window (not window 0 again), and the day equals ``hometwin run``.
+(d) ``hometwin service --state-dir``: a corrupt state file and one written for another
     config are refused with a log line and moved aside (the element starts from its
     config); a matching one is restored.
 
@@ -134,6 +136,34 @@ def test_a_killed_inverter_is_restarted_and_the_clock_ticks_again(router):  # ty
     assert up.launcher.stale_windows == {}
     ref = Engine(load_home(CAPE_TOWN), window=60, until_s=86400).run()
     assert max_diff(res.frame, ref.frame) <= 1e-9  # nobody lost a window: the crash left no trace
+
+
+def test_a_killed_clock_is_restarted_and_goes_on_where_the_run_is(router):  # type: ignore[no-untyped-def]
+    """The clock is killed (SIGKILL) while paused at noon; the launcher restarts it and, instead of
+    ticking window 0 again (which every service would refuse as stale, forever), it asks the
+    inverter where the run is and goes on with window 12 at step 720: the day equals `hometwin run`."""
+    up = Up(router, window=60, until_s=86400, pause_at=KILL_INVERTER_AT).start()
+    try:
+        up.wait_paused_at(KILL_INVERTER_AT, timeout_s=180)
+        old_pid = up.launcher.procs["clock"].proc.pid
+        os.kill(old_pid, signal.SIGKILL)
+        wait_until(lambda: up.launcher.procs["clock"].restarts == 1 and up.launcher.procs["clock"].proc.pid != old_pid,
+                   60, "the launcher to restart the clock")
+        # the new clock pauses where the old one was told to (the launcher starts it with --pause-at)
+        st = up.wait_paused_at(KILL_INVERTER_AT, timeout_s=120)
+        assert st["seq"] == 12 and st["i"] == KILL_INVERTER_AT
+        up.call("hometwin.clock.resume")
+    except BaseException:
+        up.launcher.done.set()
+        raise
+    res = up.join(300)
+    logs = "\n".join(up.logs)
+    assert "[clock] exited with code -9" in logs
+    assert "the inverter settled window 11 before this clock started: going on with window 12 at step 720" in logs
+    assert len(res.frame) == 1440 and res.meta.get("complete", True)
+    assert res.kpis()["max_ledger_residual_j"] <= 1e-6
+    ref = Engine(load_home(CAPE_TOWN), window=60, until_s=86400).run()
+    assert max_diff(res.frame, ref.frame) <= 1e-9  # no window lost or run twice
 
 
 # -- (c) the service's --state-dir, one process against the router ---------------------------------

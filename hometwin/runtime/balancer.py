@@ -134,6 +134,8 @@ class Balancer(ElementHost):
         self.stale_total: dict[str, int] = {}
         self.max_residual_j = 0.0
         self.failed: str | None = None
+        self.settled_seq = -1  # the last window settled (its Flows published); -1: none yet
+        self.next_step = 0  # where the window after it starts
         # the strategy's view of the home (bound once, refreshed at every prepare stage)
         self.proxies: dict[str, px.RemoteElement] = {}
         bind = getattr(element, "bind_roster", None)
@@ -176,8 +178,12 @@ class Balancer(ElementHost):
         return out
 
     def rpc_roster(self) -> dict[str, Any]:
-        return m.Roster(seq=max(self.last_seq, 0), elements=[n for n in self._ordered()],
-                        left=list(self.left), stale=sorted(self.stale_total)).wire()
+        return self._roster(max(self.last_seq, 0)).wire()
+
+    def _roster(self, seq: int) -> m.Roster:
+        return m.Roster(seq=seq, elements=self._ordered(), left=list(self.left), stale=sorted(self.stale_total),
+                        settled_seq=self.settled_seq, next_step=self.next_step,
+                        window_open=self.w is not None and self.w.seq != self.settled_seq and not self.failed)
 
     def _ordered(self) -> list[str]:
         known = [n for n in self.order if n in self.roster]
@@ -244,7 +250,7 @@ class Balancer(ElementHost):
         self.advance()  # no need to wait for a packet that cannot come
 
     def _publish_roster(self) -> None:
-        self.publish(m.ROSTER, m.Roster(seq=self.last_seq + 1, elements=self._ordered(), left=list(self.left)))
+        self.publish(m.ROSTER, self._roster(self.last_seq + 1))
 
     # -- window ------------------------------------------------------------------------------------
     def on_tick(self, payload: Any) -> None:
@@ -488,6 +494,7 @@ class Balancer(ElementHost):
         self.publish(m.FLOWS, m.Flows(seq=w.seq, i0=w.i0, n=w.n, k=k, dt_s=w.dt_s, flows=st.flows,
                                       served=st.served, roles={n: r.value for n, r in roles.items()},
                                       soc=soc, stale=stale, max_residual_j=self.max_residual_j))
+        self.settled_seq, self.next_step = w.seq, w.i0 + k + 1
         end = self._t0_epoch + (w.i0 + k + 1) * w.dt_s
         self.metrics.settled(None, w.dt_s, end, time.perf_counter() - self.t_tick, k + 1)
         self.metrics.telemetry(inverter.telemetry())

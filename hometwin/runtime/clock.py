@@ -236,8 +236,27 @@ class Clock:
                 return fut.result()
             log.warning("window %d: tick published again", tick.seq)
 
+    async def resume_where_the_run_is(self) -> None:
+        """A clock restarted mid-run (its process crashed, its pod was rescheduled) goes on after
+        the inverter's last settled window, instead of ticking window 0 again, which every service
+        would refuse as stale.  A window ticked before the restart is let settle first."""
+        deadline = time.monotonic() + self.start_timeout_s
+        while True:
+            try:
+                roster = m.Roster.model_validate(await self.session.call(m.ROSTER_GET))
+            except Exception:
+                return  # no inverter: a new run (wait_for_roster said so)
+            if not roster.window_open or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        if roster.settled_seq >= self.seq:
+            self.seq, self.i = roster.settled_seq + 1, roster.next_step
+            log.warning("the inverter settled window %d before this clock started: going on with window %d at "
+                        "step %d", roster.settled_seq, self.seq, self.i)
+
     async def run(self) -> None:
         await self.wait_for_roster()
+        await self.resume_where_the_run_is()
         self.metrics.set("speed", 0 if self.speed == "max" else float(self.speed))
         while self.i < self.ctx.n_steps and not self.failed:
             if self.until is not None and self.i >= self.until:
