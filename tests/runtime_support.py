@@ -60,15 +60,24 @@ class Up:
         self.result: Any = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def _sink(self, name: str, color: str, line: str) -> None:
         self.logs.append(f"[{name}] {line}")
 
     def _run(self) -> None:
+        async def main() -> Any:
+            self.loop = asyncio.get_running_loop()
+            return await self.launcher.run()
+
         try:
-            self.result = asyncio.run(self.launcher.run())
+            self.result = asyncio.run(main())
         except BaseException as exc:  # surfaced by join()
             self.error = exc
+
+    def stop(self, why: str = "stopped by the test") -> None:
+        """What Ctrl-C does to the launcher (:meth:`Launcher.stop`), from this thread."""
+        self.loop.call_soon_threadsafe(self.launcher.stop, why)
 
     def start(self) -> "Up":
         self.thread.start()

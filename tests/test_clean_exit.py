@@ -121,3 +121,22 @@ def test_ctl_without_a_twin_says_so_in_one_line(router):  # type: ignore[no-unty
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and uri in lines[0] and "hometwin.minimal" in lines[0], proc.stderr
         assert "is the twin running" in lines[0] and noise(proc.stdout + proc.stderr) == [], proc.stderr
+
+
+def test_a_run_stopped_early_records_only_windows_settled_with_every_element(router):  # type: ignore[no-untyped-def]
+    """Stopped mid-run at full speed: the elements get SIGTERM while the clock and the inverter may
+    still settle a window or two without them.  Those windows are not the home's: the result ends
+    at the last window settled before the stop, and equals the in-process run up to there."""
+    from hometwin.engine import Engine
+    from hometwin.spec import load_home
+    from runtime_support import CAPE_TOWN, Up, max_diff, wait_until
+
+    up = Up(router, window=10, until_s=3 * 86400).start()
+    wait_until(lambda: up.loop is not None and up.launcher.i >= 600, 180, "ten simulated hours")
+    up.stop()
+    res = up.join(120)
+    n = len(res.frame)
+    assert 600 <= n < 3 * 1440 and res.meta["complete"] is False
+    assert res.meta["n_steps"] == n and n % 10 == 0  # whole windows
+    ref = Engine(load_home(CAPE_TOWN), window=10, until_s=3 * 86400).run()
+    assert max_diff(res.frame, ref.frame.iloc[:n]) <= 1e-9  # no window settled without a stopping element

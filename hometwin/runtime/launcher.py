@@ -264,6 +264,8 @@ class Launcher:
         rej = m.Rejections()
 
         def on_flows(payload: Any) -> None:
+            if self.stopping:  # the elements are being stopped: a window settled now may lack some
+                return
             f = m.decode(m.Flows, payload, m.FLOWS, rej)
             if f is None:
                 return
