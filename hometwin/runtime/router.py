@@ -121,6 +121,14 @@ def wait_for_unix(path: str | Path, timeout_s: float = 60.0, proc: subprocess.Po
     _wait_accepting(connect, str(path), timeout_s, proc)
 
 
+class RouterExited(RuntimeError):
+    """Crossbar exited before it accepted connections (``port_taken``: a port was in use)."""
+
+    def __init__(self, message: str, port_taken: bool = False):
+        super().__init__(message)
+        self.port_taken = port_taken
+
+
 @dataclass
 class Router:
     """A running ``crossbar start`` subprocess; ``url`` is its RawSocket URL for services."""
@@ -156,8 +164,10 @@ class Router:
     def prepare(self) -> "Router":
         """Choose the ports and the node directory, write the config: the URLs are known from
         here on, before crossbar starts (the launcher starts the services meanwhile)."""
-        self.port = self.port or free_port(self.host)
-        self.rawsocket_port = self.rawsocket_port or free_port(self.host)
+        if not self.port or not self.rawsocket_port:
+            self.port = self.port or free_port(self.host)
+            while not self.rawsocket_port or self.rawsocket_port == self.port:  # two asks may get one port
+                self.rawsocket_port = free_port(self.host)
         if self.cbdir is None:
             self._tmp = tempfile.mkdtemp(prefix="hometwin-router-")
             self.cbdir = Path(self._tmp) / ".crossbar"
@@ -167,23 +177,63 @@ class Router:
 
     def start(self, timeout_s: float = 60.0) -> "Router":
         """Write the config (:meth:`prepare`), start crossbar, wait until every transport accepts
-        connections."""
-        self.prepare()
+        connections.
+
+        A port found free a moment ago can be taken before crossbar binds it (another process's
+        outgoing connection gets it as its local port).  When this call chose the ports, nobody
+        has the URLs yet, so crossbar is started again on new ones (up to three times); a router
+        whose URLs were handed out (:meth:`prepare` called first) fails instead, with crossbar's
+        own words."""
+        auto_ws, auto_rs = not self.port, not self.rawsocket_port  # ours to choose (again)
+        for attempt in range(3):
+            self.prepare()
+            try:
+                return self._start_once(timeout_s)
+            except RouterExited as exc:
+                if (auto_ws or auto_rs) and exc.port_taken and attempt < 2:
+                    self.port = 0 if auto_ws else self.port  # new free ports, a new config;
+                    self.rawsocket_port = 0 if auto_rs else self.rawsocket_port  # given ones stay
+                    continue
+                self.stop()
+                raise
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout_s: float) -> "Router":
         cmd = [crossbar_executable(), "start", "--cbdir", str(self.cbdir), "--loglevel", "warn"]
-        out = self.log if self.log is not None else subprocess.DEVNULL
+        own_log = self.log is None
+        out: Any = open(Path(self.cbdir) / "crossbar.log", "w+b") if own_log else self.log
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_for_port(self.host, self.rawsocket_port, timeout_s, self.proc)
             wait_for_port(self.host, self.port, timeout_s, self.proc)
             if self.unix_path is not None:
                 wait_for_unix(self.unix_path, timeout_s, self.proc)
-        except Exception:
-            self.stop()
+        except Exception as exc:
+            said = ""
+            if own_log:
+                out.seek(0)
+                said = out.read()[-4000:].decode(errors="replace")
+            self._kill()
+            if isinstance(exc, RuntimeError) and "exited" in str(exc):
+                raise RouterExited(f"{exc}; crossbar said:\n{said.strip() or '(nothing)'}",
+                                   port_taken="already in use" in said or "CannotListenError" in said) from None
             raise
+        finally:
+            if own_log:
+                out.close()  # crossbar keeps its own descriptor
         return self
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM the node (crossbar stops its workers), SIGKILL if it lingers."""
+        """SIGTERM the node (crossbar stops its workers), SIGKILL if it lingers; remove our temp folder."""
+        self._kill(timeout_s)
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def _kill(self, timeout_s: float = 15.0) -> None:
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             try:
@@ -198,9 +248,6 @@ class Router:
                 except ProcessLookupError:
                     pass
                 proc.wait(5)
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
 
     def __enter__(self) -> "Router":
         return self.start()
