@@ -9,6 +9,7 @@ version 2 (``workers[].type = "router"`` with ``realms`` and ``transports``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -20,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable
+
+log = logging.getLogger("hometwin.router")
 
 #: Crossbar's (and autobahn's RawSocket) largest frame: 16 MiB.  A day-long window of a
 #: big home's Flows is well below it (30 arrays × 1440 × 8 B ≈ 350 kB).
@@ -181,16 +184,18 @@ class Router:
 
         A port found free a moment ago can be taken before crossbar binds it (another process's
         outgoing connection gets it as its local port).  When this call chose the ports, nobody
-        has the URLs yet, so crossbar is started again on new ones (up to three times); a router
-        whose URLs were handed out (:meth:`prepare` called first) fails instead, with crossbar's
-        own words."""
+        has the URLs yet, so a crossbar that exits before accepting connections is started again
+        on new ones (up to three times, logged with crossbar's own words); a router whose URLs
+        were handed out (:meth:`prepare` called first) fails at once instead, with those words."""
         auto_ws, auto_rs = not self.port, not self.rawsocket_port  # ours to choose (again)
         for attempt in range(3):
             self.prepare()
             try:
                 return self._start_once(timeout_s)
             except RouterExited as exc:
-                if (auto_ws or auto_rs) and exc.port_taken and attempt < 2:
+                if (auto_ws or auto_rs) and attempt < 2:
+                    log.warning("crossbar exited before accepting connections (attempt %d of 3); starting it "
+                                "again on new ports. %s", attempt + 1, exc)
                     self.port = 0 if auto_ws else self.port  # new free ports, a new config;
                     self.rawsocket_port = 0 if auto_rs else self.rawsocket_port  # given ones stay
                     continue
