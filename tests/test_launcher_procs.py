@@ -86,3 +86,26 @@ def test_a_log_line_longer_than_the_reader_takes_does_not_stop_the_log() -> None
     asyncio.run(main())
     assert "[tv] (a log line too long to show was left out)" in logs, logs[:5]
     assert "[tv] after the long line" in logs and "[tv] exited with code 3" in logs, logs[:5]
+
+
+@pytest.mark.timeout(60)
+def test_the_restart_delay_doubles_in_a_crash_loop_and_resets_after_a_good_run() -> None:
+    logs: list[str] = []
+    la = launcher(logs)
+
+    async def main() -> None:
+        p = stand_in(la, "tv", SLEEPER)
+        await la._spawn(p)
+        for n in range(4):
+            proc = p.proc
+            if n == 3:
+                p.started_at -= 3600  # this one ran an hour before it crashed
+            proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+            while p.proc is proc:  # the pump restarts it after its delay
+                await asyncio.sleep(0.01)
+        await _stop_all(la)
+
+    asyncio.run(main())
+    delays = [line.split("restarting in ")[1].split(" s")[0] for line in logs if "restarting in" in line]
+    assert delays[:3] == ["0.5", "1.0", "2.0"], logs
+    assert delays[3] == "0.5", logs

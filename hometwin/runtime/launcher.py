@@ -43,6 +43,10 @@ log = logging.getLogger("hometwin.up")
 #: the pre-imported server, :mod:`hometwin.runtime.zygote`, where it can be).
 CLI = [sys.executable, "-m", "hometwin.cli"]
 
+#: A process that ran this long before it exited is restarted after the shortest delay again
+#: (the kubelet does the same after 10 minutes; local runs are shorter).
+BACKOFF_RESET_S = 60.0
+
 COLORS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green",
           "bright_yellow", "bright_blue", "red", "bright_red")
 
@@ -68,6 +72,7 @@ class Proc:
     proc: asyncio.subprocess.Process | None = None
     wanted: bool = True  # False: switched off (ctl off) — not restarted
     restarts: int = 0
+    backoff: int = 0  # restarts since it last ran BACKOFF_RESET_S without exiting (the delay doubles)
     started_at: float = 0.0
     pump: asyncio.Task | None = None
 
@@ -208,8 +213,11 @@ class Launcher:
             return
         self._log(p.cmd.name, p.color, f"exited with code {rc}")
         if self.restart:
-            delay = min(10.0, 0.5 * 2 ** min(p.restarts, 4))
+            if time.monotonic() - p.started_at >= BACKOFF_RESET_S:
+                p.backoff = 0  # it ran well for a while: a new crash is not part of a crash loop
+            delay = min(10.0, 0.5 * 2 ** min(p.backoff, 4))
             p.restarts += 1
+            p.backoff += 1
             kept = f"; state from {self.state_dir}" if self.state_dir is not None and p.cmd.kind != "clock" else ""
             self._log(p.cmd.name, p.color, f"restarting in {delay:.1f} s (restart {p.restarts}{kept})")
             await asyncio.sleep(delay)
