@@ -190,7 +190,30 @@ def run_component(comp: Component, stop: asyncio.Event | None = None,
     try:
         loop.run_until_complete(main())
     finally:
+        _ignore_stop_signals(loop)
         try:
             cancel_leftovers(loop)
         finally:
             loop.close()
+
+
+def _ignore_stop_signals(loop: asyncio.AbstractEventLoop) -> None:
+    """From here on SIGTERM/SIGINT are ignored: the component has stopped.  Closing the loop would
+    put Python's default handlers back, and a late signal — Ctrl-C reaches every process of
+    ``hometwin up`` and the launcher's SIGTERM follows — then raised ``KeyboardInterrupt`` in the
+    middle of the exit (a traceback in the log, or a last state write cut short).  Both signals
+    are blocked while the handlers are swapped, so none slips through in between."""
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    except (AttributeError, ValueError, OSError):  # not the main thread's business, or no sigmask
+        return
+    try:
+        for sig in stop_signals:
+            try:
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_IGN)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
