@@ -216,3 +216,49 @@ def test_a_restarted_clock_waits_for_the_open_window_then_goes_on_after_it() -> 
     first = services.ticks[0][1]
     assert (first.seq, first.i0, first.n) == (8, 480, 60)
     assert len(answers) == 1  # it asked until the open window was settled
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+def test_a_stop_that_meets_the_flows_stops_the_clock(turns: int) -> None:
+    """The clock's task is cancelled (the service stops) a loop turn or two after its window's
+    Flows arrive, while it is told to pause: it must end, not take the Flows, pause and wait for ever."""
+
+    class Racing(SlowServices):
+        def publish(self, uri: str, payload: Any) -> None:
+            if uri != m.TICK:
+                return
+            t = m.Tick.model_validate(payload)
+            self.ticks.append((time.monotonic(), t))
+            zeros = np.zeros(t.n)
+            flows = m.Flows(seq=t.seq, i0=t.i0, n=t.n, k=t.n - 1, dt_s=t.dt_s,
+                            flows={key: zeros for key in m.FLOW_KEYS}, served={}, roles={}).wire()
+            loop = asyncio.get_running_loop()
+            loop.call_soon(self.clock.on_flows, flows)
+            if len(self.ticks) == 2:
+                clk = self.clock
+
+                def stop(left: int) -> None:
+                    if left:
+                        loop.call_soon(stop, left - 1)
+                    else:
+                        clk.rpc_pause()
+                        clk.task.cancel()
+
+                loop.call_soon(stop, turns)
+
+    services = Racing(delay_s=0.0)
+
+    async def main() -> bool:
+        clk = day_clock(speed="max")
+        clk.window = 60
+        services.clock = clk
+        await clk.on_join(services)
+        await asyncio.wait({clk.task}, timeout=5)
+        ended = clk.task.done()
+        if not ended:
+            clk.failed = "test"
+            clk._wake.set()
+        return ended
+
+    assert asyncio.run(main()), "the clock took the Flows, paused, and did not stop"

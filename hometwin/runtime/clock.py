@@ -71,6 +71,7 @@ class Clock:
         self.done = False
         self.failed: str | None = None
         self.session: Any = None
+        self.task: asyncio.Future | None = None  # run(), once joined
         self._flows: dict[int, asyncio.Future] = {}
         self._wake = asyncio.Event()
         self._anchor: tuple[float, int] | None = None  # (wall time, step) pacing reference
@@ -132,7 +133,7 @@ class Clock:
         await session.subscribe(handler(m.FLOWS, self.on_flows, self.rejections, self.metrics.msg), m.FLOWS)
         await session.subscribe(handler(m.RUN_FAILED, self.on_failed, self.rejections, self.metrics.msg), m.RUN_FAILED)
         asyncio.ensure_future(self._status_loop())
-        asyncio.ensure_future(self.run())
+        self.task = asyncio.ensure_future(self.run())
 
     def on_flows(self, payload: Any) -> None:
         f = m.decode(m.Flows, payload, m.FLOWS, self.rejections)
@@ -226,11 +227,14 @@ class Clock:
         while True:
             self.session.publish(m.TICK, tick.wire())
             self.metrics.msg("out", m.TICK)
-            try:
-                return await asyncio.wait_for(asyncio.shield(fut), self.retick_s)
-            except asyncio.TimeoutError:
-                log.warning("no Flows for window %d after %.1f s: publishing its tick again once the inverter's "
-                            "roster is complete", tick.seq, self.retick_s)
+            # asyncio.wait, not wait_for: on Python 3.11 wait_for returns the result when the Flows
+            # and a cancellation arrive together, swallowing the cancellation; a paused clock then
+            # waited forever for a resume instead of stopping.
+            await asyncio.wait({fut}, timeout=self.retick_s)
+            if fut.done():
+                return fut.result()
+            log.warning("no Flows for window %d after %.1f s: publishing its tick again once the inverter's "
+                        "roster is complete", tick.seq, self.retick_s)
             await self.wait_for_roster(self._members or self.expect, fut, then="re-ticking")
             if fut.done():
                 return fut.result()
