@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import urllib.request
@@ -74,6 +75,21 @@ class Up:
             self.result = asyncio.run(main())
         except BaseException as exc:  # surfaced by join()
             self.error = exc
+
+    @contextlib.contextmanager
+    def driving(self) -> Iterator["Up"]:
+        """The steps of a test that drive the running twin: when one fails, the launcher is told
+        to end, so the test reports that failure instead of waiting out a run that goes on."""
+        try:
+            yield self
+        except BaseException:
+            self.launcher.done.set()
+            raise
+
+    def finish(self, timeout_s: float) -> tuple[Any, str]:
+        """The run's result once it ended, and every process's log lines as one text."""
+        res = self.join(timeout_s)
+        return res, "\n".join(self.logs)
 
     def stop(self, why: str = "stopped by the test") -> None:
         """What Ctrl-C does to the launcher (:meth:`Launcher.stop`), from this thread."""

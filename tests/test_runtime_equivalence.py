@@ -80,14 +80,11 @@ def day_windows(router):  # type: ignore[no-untyped-def]
     up = Up(router, window=DAY, until_s=2 * 86400, pause_at=DAY, metrics_port=free_port()).start()
     # one metrics port per process: base + index; make sure the base range is free enough
     info: dict[str, object] = {}
-    try:
+    with up.driving():
         up.wait_paused_at(DAY, timeout_s=180)
         info["sent"] = publish_garbage(router.url, up.realm)
         info.update(up.scrape("oven", "inverter", "battery", "roof"))
         up.call("hometwin.clock.resume")
-    except BaseException:
-        up.launcher.done.set() if up.launcher else None
-        raise
     info["result"] = up.join(240)
     return info
 

@@ -156,7 +156,7 @@ def test_cape_town_lp_up_equals_run(router, homes):  # type: ignore[no-untyped-d
     on day 2 the dishwasher's max_delay_h is set over RPC and the geyser (waiting for plans) is switched off."""
     spec = homes["cape-town-lp"]
     up = Up(router, spec=spec, pause_at=SET_AT, until_s=UNTIL).start()
-    try:
+    with up.driving():
         up.wait_paused_at(SET_AT, timeout_s=180)
         assert up.call("hometwin.element.dishwasher.set", max_delay_h=2.0)["values"] == {"max_delay_h": 2.0}
         up.call("hometwin.clock.run_until", OFF_AT)
@@ -164,9 +164,6 @@ def test_cape_town_lp_up_equals_run(router, homes):  # type: ignore[no-untyped-d
         up.call("hometwin.launcher.off", "geyser")
         wait_until(lambda: "geyser" not in up.call("hometwin.roster.get")["elements"], 60, "the geyser to leave")
         up.call("hometwin.clock.resume")
-    except BaseException:
-        up.launcher.done.set()
-        raise
     eng = _cape_town_actions(Engine(load_home(spec), until_s=UNTIL))
     ref = eng.run()
     res = up.join(240)
@@ -209,7 +206,7 @@ def trondheim(router, homes):  # type: ignore[no-untyped-def]
     while eng.i < pause:
         eng.step_window()
     info: dict[str, Any] = {"engine": eng, "pause": pause, "spec": spec}
-    try:
+    with up.driving():
         up.wait_paused_at(pause, timeout_s=240)
         wamp = Wamp(router.url, up.realm, eng.ctx)
         try:
@@ -220,9 +217,6 @@ def trondheim(router, homes):  # type: ignore[no-untyped-def]
             wamp.close()
         info.update(up.scrape("water-heater", "heat-pump", "washer", "inverter"))
         up.call("hometwin.clock.resume")
-    except BaseException:
-        up.launcher.done.set()
-        raise
     info["result"] = up.join(300)
     while eng.i < eng.ctx.n_steps:
         eng.step_window()

@@ -51,7 +51,7 @@ def _state(up: Up, name: str) -> dict[str, Any]:
 
 def test_a_killed_element_is_restarted_and_continues_from_its_state(router):  # type: ignore[no-untyped-def]
     up = Up(router, window=60, until_s=86400, pause_at=HANG_AT, timeout_s=3.0, metrics_port=free_port()).start()
-    try:
+    with up.driving():
         up.wait_paused_at(HANG_AT, timeout_s=180)
         # the geyser's file catches up with its last settle (writes are spaced, at most 1 s)
         wait_until(lambda: _state(up, "geyser")["step"] == HANG_AT, 30, "the geyser's state file at step 480")
@@ -81,11 +81,7 @@ def test_a_killed_element_is_restarted_and_continues_from_its_state(router):  # 
         assert got["telemetry"]["temp_water"] != got["config"]["setpoint_c"] == 60
         wait_until(lambda: "geyser" in up.call("hometwin.roster.get")["elements"], 60, "the geyser back on the roster")
         up.call("hometwin.clock.resume")
-    except BaseException:
-        up.launcher.done.set()
-        raise
-    res = up.join(240)
-    logs = "\n".join(up.logs)
+    res, logs = up.finish(240)
     assert "[geyser] exited with code -9" in logs
     assert f"geyser: restored state from {up.launcher.state_dir / 'geyser.json'}: valid from step {HANG_AT}" in logs
     assert f"first window after the restart starts at step {BACK_AT}; the restored state is from step {HANG_AT}" in logs
@@ -113,18 +109,14 @@ def test_a_killed_element_is_restarted_and_continues_from_its_state(router):  # 
 
 def test_a_killed_inverter_is_restarted_and_the_clock_ticks_again(router):  # type: ignore[no-untyped-def]
     up = Up(router, window=60, until_s=86400, pause_at=KILL_INVERTER_AT, retick_s=3.0).start()
-    try:
+    with up.driving():
         up.wait_paused_at(KILL_INVERTER_AT, timeout_s=180)
         old_pid = up.launcher.procs["inverter"].proc.pid
         os.kill(old_pid, signal.SIGKILL)
         wait_until(lambda: up.launcher.procs["inverter"].proc.returncode is not None
                    or up.launcher.procs["inverter"].restarts == 1, 30, "the launcher to see the inverter die")
         up.call("hometwin.clock.resume")  # the noon tick goes out while no inverter listens
-    except BaseException:
-        up.launcher.done.set()
-        raise
-    res = up.join(300)
-    logs = "\n".join(up.logs)
+    res, logs = up.finish(300)
     assert up.launcher.procs["inverter"].restarts == 1
     assert "[inverter] exited with code -9" in logs
     assert "no Flows for window 12 after 3.0 s: publishing its tick again" in logs
@@ -143,7 +135,7 @@ def test_a_killed_clock_is_restarted_and_goes_on_where_the_run_is(router):  # ty
     ticking window 0 again (which every service would refuse as stale, forever), it asks the
     inverter where the run is and goes on with window 12 at step 720: the day equals `hometwin run`."""
     up = Up(router, window=60, until_s=86400, pause_at=KILL_INVERTER_AT).start()
-    try:
+    with up.driving():
         up.wait_paused_at(KILL_INVERTER_AT, timeout_s=180)
         old_pid = up.launcher.procs["clock"].proc.pid
         os.kill(old_pid, signal.SIGKILL)
@@ -153,11 +145,7 @@ def test_a_killed_clock_is_restarted_and_goes_on_where_the_run_is(router):  # ty
         st = up.wait_paused_at(KILL_INVERTER_AT, timeout_s=120)
         assert st["seq"] == 12 and st["i"] == KILL_INVERTER_AT
         up.call("hometwin.clock.resume")
-    except BaseException:
-        up.launcher.done.set()
-        raise
-    res = up.join(300)
-    logs = "\n".join(up.logs)
+    res, logs = up.finish(300)
     assert "[clock] exited with code -9" in logs
     assert "the inverter settled window 11 before this clock started: going on with window 12 at step 720" in logs
     assert len(res.frame) == 1440 and res.meta.get("complete", True)
