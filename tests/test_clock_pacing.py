@@ -109,6 +109,15 @@ def day_clock(speed: Any = "max") -> Clock:
     return Clock(home_context(load_home(EXAMPLES / "cape-town.yaml"), 86400), speed=speed)
 
 
+async def joined(services: SlowServices, speed: Any = "max", window: int | None = 60) -> Clock:
+    """A day clock with fixed windows, joined to a stand-in session (it starts ticking)."""
+    clk = day_clock(speed=speed)
+    clk.window = window
+    services.clock = clk
+    await clk.on_join(services)
+    return clk
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.one_of(st.floats(max_value=0.0), st.just(float("inf")), st.just(float("nan")), st.integers(max_value=0),
                  st.text().filter(lambda s: s.strip().lower() not in ("max", "inf", "fast")
@@ -203,10 +212,7 @@ def test_a_restarted_clock_waits_for_the_open_window_then_goes_on_after_it() -> 
     services = Restarted(delay_s=0.0)
 
     async def main() -> Clock:
-        clk = day_clock(speed="max")
-        clk.window = 60
-        services.clock = clk
-        await clk.on_join(services)
+        clk = await joined(services)
         while not services.ticks:
             await asyncio.sleep(0.01)
         clk.rpc_pause()
@@ -250,10 +256,7 @@ def test_a_stop_that_meets_the_flows_stops_the_clock(turns: int) -> None:
     services = Racing(delay_s=0.0)
 
     async def main() -> bool:
-        clk = day_clock(speed="max")
-        clk.window = 60
-        services.clock = clk
-        await clk.on_join(services)
+        clk = await joined(services)
         await asyncio.wait({clk.task}, timeout=5)
         ended = clk.task.done()
         if not ended:
