@@ -336,7 +336,8 @@ class Roster(Message):
     seq: Seq
     elements: list[Name]
     left: list[Name] = Field(default_factory=list)
-    stale: list[Name] = Field(default_factory=list)
+    stale: list[Name] = Field(default_factory=list, description="elements settled without at least once in this "
+                              "run (per window: Flows.stale)")
     # the inverter's answer to hometwin.roster.get also says where the run is (a restarted clock goes on there)
     settled_seq: int = Field(-1, ge=-1, description="last window settled (-1: none yet)")
     next_step: int = Field(0, ge=0, description="step the window after it starts at")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from array import array
 from collections import Counter
 from types import SimpleNamespace
 from typing import Any
@@ -148,7 +149,7 @@ class Balancer(ElementHost):
         self.told: dict[str, int] = {}  # plannable element → the session told to wait for plan_ready
         self._telling: set[tuple[str, int]] = set()
         self._gone: set[int] = set()  # sessions that left (an admission in flight must not revive them)
-        self.prepare_s: list[float] = []  # wall time of each prepare stage [s]
+        self.prepare_s = array("d")  # wall time of each prepare stage [s] (8 B a window, not a float object)
         self.rpc_counts: Counter[str] = Counter()  # proxy RPCs by operation (params, set_plan …)
 
     # -- session -----------------------------------------------------------------------------------
