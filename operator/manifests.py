@@ -119,7 +119,10 @@ def _config_hash(home: Any, cmd: ServiceCommand) -> str:
     if cmd.role in ("router",):
         return digest({"realm": cmd.args})
     if cmd.role == "clock":
-        return digest(shared)
+        # The clock also cuts windows where the inverter's strategy replans (replan_steps_of): a
+        # strategy edit must reach it.  (A restarted clock goes on where the run is.)
+        inverter = [el.config.model_dump(mode="json") for el in spec.elements if el.kind == "inverter" and el.enabled]
+        return digest(shared | {"inverter": inverter})
     element = next(el for el in spec.elements if el.name == cmd.name)
     return digest(shared | {"element": element.model_dump(mode="json", exclude={"enabled"})})
 
@@ -235,7 +238,7 @@ def check_names(home: Any) -> None:
 
 
 #: A ConfigMap key (what ``kubectl create configmap --from-file`` makes of a file name).
-_CONFIG_MAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+_CONFIG_MAP_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 
 
 def check_data_files(home: Any) -> None:
@@ -248,15 +251,16 @@ def check_data_files(home: Any) -> None:
     bad: list[str] = []
     cm = home.spec.deployment.data_config_map
     if cm is None:
-        names = " ".join(f"--from-file={path}" for _, path in dict.fromkeys(files))
+        names = " ".join(f"--from-file={path}" for path in dict.fromkeys(path for _, path in files))
         bad += [f"{where}: {path!r} is a relative path, and the pods have only the spec: name a ConfigMap "
                 f"holding the file in spec.deployment.data_config_map (kubectl create configmap "
                 f"{home.metadata.name}-data {names})" for where, path in files]
     by_name: dict[str, tuple[str, str]] = {}
     for where, path in files:
         name = os.path.basename(path)
-        if not _CONFIG_MAP_KEY.match(name):
-            bad.append(f"{where}: file name {name!r} cannot be a ConfigMap key (letters, digits, '-', '_', '.')")
+        if not _CONFIG_MAP_KEY.fullmatch(name) or name.startswith("..") or name == "." or len(name) > 253:
+            bad.append(f"{where}: file name {name!r} cannot be a ConfigMap key (letters, digits, '-', '_', '.'; "
+                       "at most 253; not '.' nor starting with '..')")
         first = by_name.setdefault(name, (where, path))
         if os.path.normpath(first[1]) != os.path.normpath(path):
             bad.append(f"{where}: {path!r} and {first[0]} ({first[1]!r}) share the file name {name!r}; "

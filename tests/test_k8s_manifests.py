@@ -247,3 +247,30 @@ def test_a_pod_reads_its_data_files_by_file_name_from_the_data_dir(tmp_path: Pat
 
 def doc_tariff_file(doc: dict[str, Any]) -> str:
     return next(e for e in doc["spec"]["elements"] if e["name"] == "grid")["config"]["tariff"]["file"]
+
+
+def test_an_inverter_edit_rolls_the_clock_too(home: Any) -> None:
+    """The clock cuts windows where the inverter's strategy replans: a change there reaches it."""
+    before = deployments(build_manifests(home, "default"))
+    after = deployments(build_manifests(edited(home, lambda d: next(
+        e for e in d["spec"]["elements"] if e["name"] == "inverter")["config"].update(reserve_soc=0.3)), "default"))
+    rolled = {n for n in before if before[n]["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH] !=
+              after[n]["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH]}
+    assert rolled == {"inverter", "clock"}
+
+
+def test_the_kubectl_line_names_each_file_once(home: Any) -> None:
+    def both(d: dict[str, Any]) -> None:
+        grid = next(e for e in d["spec"]["elements"] if e["name"] == "grid")
+        grid["config"]["tariff"] = spot_tariff(f"prices/{SPOT_CSV}")
+        grid["config"]["export_tariff"] = spot_tariff(f"prices/{SPOT_CSV}")
+    with pytest.raises(SpecError) as err:
+        build_manifests(edited(home, both), "default")
+    line = next(ln for ln in str(err.value).splitlines() if "kubectl create configmap" in ln)
+    assert line.count(f"--from-file=prices/{SPOT_CSV}") == 1
+
+
+@pytest.mark.parametrize("name", ["..prices.csv", ".", "a" * 254 + ".csv", "prices.csv\n", "prix été.csv"])
+def test_file_names_that_cannot_be_config_map_keys_are_refused(home: Any, name: str) -> None:
+    with pytest.raises(SpecError, match="cannot be a ConfigMap key"):
+        build_manifests(with_files(home, f"prices/{name}", config_map="ct-data"), "default")
