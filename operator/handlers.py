@@ -73,11 +73,24 @@ def _changed_later(type: str | None, **_: Any) -> bool:
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": MANAGED_BY},
                when=_changed_later, registry=registry)
-def deployment_changed(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any) -> None:
-    """A Deployment of a home changed (ready, scaled, deleted): refresh that Home's status."""
+def deployment_changed(body: kopf.Body, namespace: str, memo: kopf.Memo, logger: kopf.Logger,
+                       type: str | None = None, **_: Any) -> None:
+    """A Deployment of a home changed (ready, scaled, deleted): refresh that Home's status.  One
+    deleted while its Home stands (``kubectl delete deployment``) is put back, as a Deployment
+    puts back a deleted pod; the operator's own prune deletes only what the Home no longer has."""
     home_name = body.metadata.labels.get(LABEL_HOME)
     home = memo.kube.get("Home", namespace, home_name) if home_name else None
     if home is None or (home.get("status") or {}).get("phase") == FAILED:
+        return
+    if type == "DELETED" and not home["metadata"].get("deletionTimestamp"):
+        try:
+            status, changes = reconcile(memo.kube, home, namespace, memo.image)
+        except (SpecError, KubeError) as exc:  # the Home's own handler reports and retries these
+            logger.warning("%s deleted; not put back now: %s", body.metadata.name, exc)
+            return
+        if changes:
+            logger.info("%s was deleted: put back (%s)", body.metadata.name, ", ".join(changes))
+        memo.kube.patch("Home", namespace, home_name, {"status": status}, sub="status")
         return
     previous = home.get("status") or {}
     status = home_status(home_deployments(memo.kube, home_name, namespace), previous.get("phase"))

@@ -352,3 +352,15 @@ def test_a_home_with_a_data_file_gets_its_config_map_or_fails_saying_how(cluster
     (ready,) = status["conditions"]
     assert ready["reason"] == "InvalidSpec" and "kubectl create configmap tr-bare-data --from-file=" in ready["message"]
     assert cluster.objects("Deployment", "tr-bare") == []
+
+
+def test_a_deployment_deleted_by_hand_is_put_back(cluster: Cluster) -> None:
+    """`kubectl delete deployment ct-gone-tv`: the Home still has the TV, so the operator puts its
+    Deployment back (as a Deployment puts back a deleted pod) instead of reporting Running without it."""
+    cluster.apply(cape_town("ct-gone"))
+    tv = wait_for(lambda: cluster.deployments("ct-gone").get("tv"), "the TV's Deployment")
+    cluster.kube.delete("Deployment", NS, tv["metadata"]["name"])
+    back = wait_for(lambda: (d := cluster.deployments("ct-gone").get("tv")) is not None
+                    and d["metadata"]["uid"] != tv["metadata"]["uid"] and d, "the TV's Deployment back")
+    assert back["spec"]["template"]["spec"]["containers"][0]["args"] == tv["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert set(cluster.deployments("ct-gone")) == set(ELEMENTS) | {"router", "clock"}
