@@ -56,8 +56,9 @@ def service_commands(home: Any, spec_path: str, router_url: str,
 
     With ``state_dir`` every element keeps its state there (``--state-dir``), so a restarted
     element continues from its last settle; the router and the clock keep none.  With
-    ``data_dir`` an element that names data files by a relative path looks them up there by
-    file name (``--data-dir``; a pod, where they come from a ConfigMap).
+    ``data_dir`` every element looks up the data files its config names by a relative path there,
+    by file name (``--data-dir``; a pod, where they come from a ConfigMap), then and after a
+    runtime ``set``.
     """
     from hometwin.registry import element_class
 
@@ -71,13 +72,12 @@ def service_commands(home: Any, spec_path: str, router_url: str,
         ServiceCommand("clock", "clock", "clock", ("clock",) + common + ("--metrics-port", str(metrics_port)),
                        metrics_port=metrics_port),
     ]
-    for i, el in enumerate(home.spec.elements):
+    for el in home.spec.elements:
         role = element_class(el.kind).role.value
-        reads_data = data_dir is not None and bool(relative_data_files(el, i))
         out.append(ServiceCommand(el.name, el.kind, role,
                                   ("service", el.kind, "--name", el.name) + common
                                   + ("--metrics-port", str(metrics_port))
                                   + (("--state-dir", state_dir) if state_dir is not None else ())
-                                  + (("--data-dir", data_dir) if reads_data else ()),
+                                  + (("--data-dir", data_dir) if data_dir is not None else ()),
                                   enabled=el.enabled, metrics_port=metrics_port))
     return out

@@ -282,7 +282,8 @@ def build_manifests(home: Any, namespace: str, image: str = DEFAULT_IMAGE,
     home_name = home.metadata.name
     objects = [_config_map(home, namespace)]
     for cmd in service_commands(home, SPEC_PATH_IN_POD, router_url(home_name), DEFAULT_METRICS_PORT,
-                                state_dir=STATE_DIR_IN_POD, data_dir=DATA_DIR_IN_POD):
+                                state_dir=STATE_DIR_IN_POD,
+                                data_dir=DATA_DIR_IN_POD if home.spec.deployment.data_config_map else None):
         component = cmd.kind
         objects.append(_deployment(home, cmd, namespace, image, component))
         if cmd.role != "clock":

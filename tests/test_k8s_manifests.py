@@ -181,7 +181,7 @@ def test_a_relative_data_file_without_a_config_map_is_refused(home: Any) -> None
     assert f"kubectl create configmap cape-town-data --from-file=prices/{SPOT_CSV}" in msg
 
 
-def test_data_files_are_mounted_by_file_name_into_the_pods_that_read_them(home: Any) -> None:
+def test_data_files_are_mounted_by_file_name_into_every_element_pod(home: Any) -> None:
     objects = build_manifests(with_files(home, f"../prices/{SPOT_CSV}", config_map="ct-data"), "default")
     for obj in objects:
         kubernetes_validate.validate(obj, K8S, strict=True)
@@ -191,12 +191,14 @@ def test_data_files_are_mounted_by_file_name_into_the_pods_that_read_them(home: 
     assert args[args.index("--data-dir") + 1] == DATA_DIR_IN_POD
     assert {"name": "data", "mountPath": DATA_DIR_IN_POD, "readOnly": True} in grid["containers"][0]["volumeMounts"]
     assert {"name": "data", "configMap": {"name": "ct-data"}} in grid["volumes"]
-    # only the grid reads a data file: no other pod gets the volume or the flag
+    # every element (a runtime set may name a file later), not the router or the clock
     for name, dep in deps.items():
-        if name != "grid":
-            pod = dep["spec"]["template"]["spec"]
-            assert "--data-dir" not in pod["containers"][0]["args"]
-            assert all(v["name"] != "data" for v in pod["volumes"]), name
+        pod = dep["spec"]["template"]["spec"]
+        has = "--data-dir" in pod["containers"][0]["args"] and any(v["name"] == "data" for v in pod["volumes"])
+        assert has == (name not in ("router", "clock")), name
+    # without a data ConfigMap no pod gets either
+    for dep in deployments(build_manifests(home, "default")).values():
+        assert "--data-dir" not in dep["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
 def test_two_data_files_with_one_file_name_are_refused(home: Any) -> None:
@@ -208,7 +210,7 @@ def test_two_data_files_with_one_file_name_are_refused(home: Any) -> None:
 
 
 def test_absolute_data_paths_are_left_to_the_image(home: Any) -> None:
-    deps = deployments(build_manifests(with_files(home, f"/opt/data/{SPOT_CSV}"), "default"))
+    deps = deployments(build_manifests(with_files(home, f"/opt/data/{SPOT_CSV}"), "default"))  # not refused
     assert "--data-dir" not in deps["grid"]["spec"]["template"]["spec"]["containers"][0]["args"]
 
 

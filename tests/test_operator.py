@@ -341,7 +341,7 @@ def test_a_home_with_a_data_file_gets_its_config_map_or_fails_saying_how(cluster
     pod = grid["spec"]["template"]["spec"]
     assert {"name": "data", "configMap": {"name": "trondheim-data"}} in pod["volumes"]
     assert "--data-dir" in pod["containers"][0]["args"]
-    assert "--data-dir" not in cluster.deployments("tr-data")["sun"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--data-dir" not in cluster.deployments("tr-data")["clock"]["spec"]["template"]["spec"]["containers"][0]["args"]
 
     bare = copy.deepcopy(doc)
     bare["metadata"] = {"name": "tr-bare", "namespace": NS}
