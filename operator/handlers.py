@@ -98,6 +98,23 @@ def deployment_changed(body: kopf.Body, namespace: str, memo: kopf.Memo, logger:
         memo.kube.patch("Home", namespace, home_name, {"status": status}, sub="status")
 
 
+@kopf.on.event("", "v1", "configmaps", labels={"app.kubernetes.io/managed-by": MANAGED_BY},
+               when=lambda type, **_: type == "DELETED", registry=registry)
+def config_map_deleted(body: kopf.Body, namespace: str, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """The home's spec ConfigMap deleted while its Home stands: put it back (new pods need it)."""
+    home_name = body.metadata.labels.get(LABEL_HOME)
+    home = memo.kube.get("Home", namespace, home_name) if home_name else None
+    if home is None or home["metadata"].get("deletionTimestamp") or (home.get("status") or {}).get("phase") == FAILED:
+        return
+    try:
+        _, changes = reconcile(memo.kube, home, namespace, memo.image)
+    except (SpecError, KubeError) as exc:
+        logger.warning("%s deleted; not put back now: %s", body.metadata.name, exc)
+        return
+    if changes:
+        logger.info("%s was deleted: put back (%s)", body.metadata.name, ", ".join(changes))
+
+
 @kopf.timer(**HOMES, interval=PROGRESS_INTERVAL_S, registry=registry)
 def progress(spec: kopf.Spec, name: str, namespace: str, status: kopf.Status, patch: kopf.Patch,
              memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:

@@ -71,7 +71,7 @@ def test_rbac_is_least_privilege() -> None:
         ("hometwin.io", "homes/finalizers"): {"update"},
         ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
         ("", "services"): {"get", "list", "create", "patch", "delete"},
-        ("", "configmaps"): {"get", "create", "patch"},
+        ("", "configmaps"): {"get", "list", "watch", "create", "patch"},  # watch: a deleted one is put back
         ("", "events"): {"create"},
     }
 

@@ -364,3 +364,12 @@ def test_a_deployment_deleted_by_hand_is_put_back(cluster: Cluster) -> None:
                     and d["metadata"]["uid"] != tv["metadata"]["uid"] and d, "the TV's Deployment back")
     assert back["spec"]["template"]["spec"]["containers"][0]["args"] == tv["spec"]["template"]["spec"]["containers"][0]["args"]
     assert set(cluster.deployments("ct-gone")) == set(ELEMENTS) | {"router", "clock"}
+
+
+def test_a_spec_config_map_deleted_by_hand_is_put_back(cluster: Cluster) -> None:
+    cluster.apply(cape_town("ct-cm"))
+    (cm,) = wait_for(lambda: cluster.objects("ConfigMap", "ct-cm"), "the spec ConfigMap")
+    cluster.kube.delete("ConfigMap", NS, cm["metadata"]["name"])
+    (back,) = wait_for(lambda: [c for c in cluster.objects("ConfigMap", "ct-cm") if c["metadata"]["uid"] != cm["metadata"]["uid"]],
+                       "the spec ConfigMap back")
+    assert back["data"] == cm["data"]

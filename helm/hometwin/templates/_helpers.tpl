@@ -52,7 +52,7 @@ app.kubernetes.io/component: operator
   verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]              # watch: a deleted spec ConfigMap is put back
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]                               # kopf's warnings (invalid Home)
