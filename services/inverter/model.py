@@ -191,7 +191,9 @@ class Inverter(Element):
             exp_w = np.minimum(exp_w, self.config.export_limit_kw * 1000.0)
         exp_lim = np.where(available, exp_w * dt, 0.0)
 
-        pv_dc = np.minimum(pv_offer, self.pv_dc_max_w * dt)
+        # DC above pdc0 yields no more AC (the PVWatts curve reaches the AC rating there): the
+        # inverter does not take it (clipping), so it is curtailed, not converted and lost.
+        pv_dc = np.minimum(pv_offer, min(self.pv_dc_max_w, self.pdc0) * dt)
         pv_ac = pv_to_ac(pv_dc / dt, self.pdc0, self.config.pv_efficiency) * dt
         net = pv_ac - demand
         surplus = np.maximum(net, 0.0)
@@ -215,7 +217,12 @@ class Inverter(Element):
             want_dis = np.maximum(deficit, np.minimum(pol.force_discharge_j, deficit + np.maximum(exp_lim - surplus, 0.0)))
             if pol.discharge_limit_j is not None:  # a plan's cap, lifted where the grid cannot cover the deficit
                 want_dis = np.minimum(want_dis, np.maximum(pol.discharge_limit_j, deficit - imp_lim))
-            want_dis = np.where(gc_active, 0.0, want_dis)
+            # A grid-charge slot holds the battery back, but not where the grid cannot cover the
+            # deficit (an import limit): there grid_ac is 0 and the battery serves what it can.
+            want_dis = np.where(gc_active, np.minimum(want_dis, np.maximum(deficit - imp_lim, 0.0)), want_dis)
+            # Discharging (forced, into the export) and charging from the surplus in one step would
+            # only run the PV through the battery's losses: a step does one or the other.
+            charge_ac = np.where(want_dis > 0, 0.0, charge_ac)
             want_dis = np.minimum(np.minimum(want_dis, batt_max), np.maximum(ac_max - pv_ac, 0.0))
             res = yield (dt, charge_ac * eta, want_dis / eta, grid_ac * eta, pol.soc_floor, pol.grid_target_soc)
             c_dc, g_dc, d_dc = np.asarray(res.charge_j), np.asarray(res.grid_charge_j), np.asarray(res.discharge_j)
