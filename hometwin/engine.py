@@ -105,10 +105,9 @@ class Engine:
 
     def remove(self, name: str) -> Element:
         """An element leaves (switched off); from the next window it no longer contributes."""
-        element = self.elements.pop(name)
-        if element.role == Role.converter:
+        if self.elements[name].role == Role.converter:  # checked before it leaves: the run goes on
             raise ValueError("the inverter cannot leave: it balances the home")
-        return element
+        return self.elements.pop(name)
 
     def set(self, name: str, **props: Any) -> dict[str, Any]:
         """Validated property change; takes effect at the next window boundary."""

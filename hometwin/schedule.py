@@ -101,7 +101,9 @@ class DailyWindow(BaseModel):
 
     @model_validator(mode="after")
     def _not_empty(self) -> "DailyWindow":
-        if parse_hhmm(self.start) % MINUTES_PER_DAY == parse_hhmm(self.end) % MINUTES_PER_DAY:
+        start, end = parse_hhmm(self.start), parse_hhmm(self.end)
+        whole_day = start % MINUTES_PER_DAY == 0 and end == MINUTES_PER_DAY
+        if start % MINUTES_PER_DAY == end % MINUTES_PER_DAY and not whole_day:
             raise ValueError(f"start and end are the same time ({self.start}-{self.end}); "
                              "use 00:00-24:00 for the whole day")
         return self

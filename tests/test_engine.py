@@ -229,3 +229,13 @@ def test_counter_rng_blocks_are_disjoint_and_pure():
     assert not np.isin(a, b).any()  # adjacent blocks share no numbers
     assert np.array_equal(a, counter_rng(5, 10).random(1000))  # pure function of (seed, block)
     assert not np.array_equal(a, counter_rng(6, 10).random(1000))
+
+
+def test_the_inverter_cannot_leave_and_the_run_goes_on() -> None:
+    eng = Engine(load_home(EXAMPLES / "cape-town.yaml"), window=60, until_s=3 * 3600)
+    eng.step_window()
+    with pytest.raises(ValueError, match="the inverter cannot leave"):
+        eng.remove("inverter")
+    assert "inverter" in eng.elements
+    eng.step_window()  # still balanced: the refused removal changed nothing
+    assert eng.i == 120
