@@ -51,7 +51,8 @@ class TouSlot(DailyWindow):
 
 class InverterConfig(ElementConfig):
     ac_power_kw: Annotated[float, Field(gt=0, le=10_000, description="[kW] AC output rating")] = 5.0
-    pv_dc_max_kw: Annotated[float | None, Field(gt=0, le=10_000, description="[kW] MPPT DC input rating (default 1.3 × AC)")] = None
+    pv_dc_max_kw: Annotated[float | None, Field(gt=0, le=10_000, description="[kW] MPPT DC input rating (default 1.3 × AC); "
+                                                     "DC beyond AC rating / pv_efficiency is clipped (curtailed) anyway")] = None
     pv_efficiency: Annotated[float, Field(gt=0.5, le=1, description="[0-1] nominal PV DC→AC efficiency (PVWatts curve)")] = 0.96
     battery_power_kw: Annotated[float | None, Field(gt=0, le=10_000, description="[kW] battery converter rating (default AC rating)")] = None
     battery_efficiency: Annotated[float, Field(gt=0.5, le=1, description="[0-1] battery↔AC conversion efficiency, each way")] = 0.95
