@@ -154,6 +154,29 @@ def test_a_killed_clock_is_restarted_and_goes_on_where_the_run_is(router):  # ty
     assert max_diff(res.frame, ref.frame) <= 1e-9  # no window lost or run twice
 
 
+def test_a_clock_paused_by_ctl_comes_back_paused_after_a_crash(router):  # type: ignore[no-untyped-def]
+    """No --pause-at here: the clock is paused over RPC (``hometwin ctl`` run_until 05:00), then
+    killed; the restarted clock must not run on by itself."""
+    up = Up(router, window=60, until_s=86400, speed="3600").start()  # paced: step 300 is ~5 s away
+    with up.driving():
+        wait_until(lambda: up.call("hometwin.clock.run_until", 300), 120, "the clock to take run_until")
+        st = up.wait_paused_at(300)  # paused over RPC, not by an argument of its command line
+        wait_until(lambda: up.launcher.clock_status.get("paused"), 30, "the launcher to see the pause")
+        old_pid = up.launcher.procs["clock"].proc.pid
+        os.kill(old_pid, signal.SIGKILL)
+        wait_until(lambda: up.launcher.procs["clock"].proc.pid != old_pid, 60, "the launcher to restart the clock")
+        again = wait_until(lambda: (lambda s: s if s["paused"] and s["i"] == st["i"] else None)(up.clock()), 120,
+                           "the restarted clock, paused where it was")
+        assert again["seq"] == st["seq"]
+        up.call("hometwin.clock.set_speed", "max")  # the rest of the day at full speed
+        up.call("hometwin.clock.resume")
+    res, logs = up.finish(300)
+    assert "[clock] exited with code -9" in logs
+    assert len(res.frame) == 1440
+    ref = Engine(load_home(CAPE_TOWN), window=60, until_s=86400).run()
+    assert max_diff(res.frame, ref.frame) <= 1e-9
+
+
 # -- (c) the service's --state-dir, one process against the router ---------------------------------
 
 REALM = "hometwin.minimal"  # a realm of the shared router no other test runs a home in

@@ -182,12 +182,13 @@ class Launcher:
             if which(p) and p.wanted and p.proc is None and not self.stopping:
                 await self._spawn(p)
 
-    async def _spawn(self, p: Proc) -> None:
+    async def _spawn(self, p: Proc, extra: tuple[str, ...] = ()) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        if self.forkserver and zygote.available() and p.argv[:len(CLI)] == CLI:
-            p.proc = await zygote.start(p.argv[len(CLI):], env)  # type: ignore[assignment]
+        argv = p.argv + list(extra)
+        if self.forkserver and zygote.available() and argv[:len(CLI)] == CLI:
+            p.proc = await zygote.start(argv[len(CLI):], env)  # type: ignore[assignment]
         else:
-            p.proc = await asyncio.create_subprocess_exec(*p.argv, stdout=asyncio.subprocess.PIPE,
+            p.proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
                                                           stderr=asyncio.subprocess.STDOUT, env=env)
         p.started_at = time.monotonic()
         p.pump = asyncio.ensure_future(self._pump(p))
@@ -223,7 +224,10 @@ class Launcher:
             await asyncio.sleep(delay)
             # ``ctl on`` during the wait started it already: one process per element
             if not self.stopping and p.wanted and p.proc is proc:
-                await self._spawn(p)
+                # A clock that was paused (ctl pause) comes back paused; where the run is, it asks
+                # the inverter (Clock.resume_where_the_run_is).
+                paused = p.cmd.kind == "clock" and bool(self.clock_status.get("paused"))
+                await self._spawn(p, ("--paused",) if paused else ())
 
     def _log(self, name: str, color: str, text: str) -> None:
         if self.log_sink is not None:
