@@ -153,7 +153,7 @@ class Tick(Message):
     i0: Annotated[int, Field(ge=0)]
     n: Annotated[int, Field(ge=1, le=MAX_STEPS)]
     dt_s: Annotated[int, Field(ge=1, le=86400)]
-    t0: float = Field(description="[s] unix time of step i0")
+    t0: float = Field(allow_inf_nan=False, description="[s] unix time of step i0")
 
 
 class Signals(Message):
@@ -171,6 +171,10 @@ class Signals(Message):
             if not key.endswith(UNLIMITED_SUFFIX) and np.isinf(arr).any():
                 raise ValueError(f"arrays.{key}: {int(np.isinf(arr).sum())} value(s) are not finite "
                                  f"(+inf is allowed only for *{UNLIMITED_SUFFIX}: no limit)")
+            if key.endswith(UNLIMITED_SUFFIX):
+                _check_sign(f"arrays.{key}", arr, 1)  # a limit in W: >= 0 (+inf: none)
+            if key == "grid_available" and arr.size and (arr.min() < 0 or arr.max() > 1):
+                raise ValueError(f"arrays.grid_available: must be within [0, 1] (got {arr.min():.6g}..{arr.max():.6g})")
         return self
 
 
@@ -190,6 +194,11 @@ class EnergyRequest(Message):
         return self
 
 
+#: What a storage element's ``params()`` must hold (``Battery.params``).
+STORAGE_PARAMS = ("capacity_j", "soc_min", "soc_max", "charge_power_w", "discharge_power_w",
+                  "charge_efficiency", "discharge_efficiency", "stored_j")
+
+
 class StorageStatus(Message):
     """A storage element's flexibility description at the start of a window (``Battery.params``)."""
 
@@ -199,9 +208,23 @@ class StorageStatus(Message):
 
     @model_validator(mode="after")
     def _finite(self) -> "StorageStatus":
-        bad = [k for k, v in self.params.items() if not np.isfinite(v)]
+        p = self.params
+        bad = [k for k, v in p.items() if not np.isfinite(v)]
         if bad:
             raise ValueError(f"params: not finite: {', '.join(bad)}")
+        missing = [k for k in STORAGE_PARAMS if k not in p]
+        if missing:
+            raise ValueError(f"params: missing {', '.join(missing)}")
+        if p["capacity_j"] <= 0:
+            raise ValueError(f"params.capacity_j: must be > 0 (got {p['capacity_j']:.6g})")
+        if not 0 <= p["soc_min"] <= p["soc_max"] <= 1:
+            raise ValueError(f"params: 0 <= soc_min <= soc_max <= 1 (got {p['soc_min']:.6g}, {p['soc_max']:.6g})")
+        negative = [k for k in ("charge_power_w", "discharge_power_w", "stored_j") if p[k] < 0]
+        if negative:
+            raise ValueError(f"params: must be >= 0: {', '.join(negative)}")
+        bad_eff = [k for k in ("charge_efficiency", "discharge_efficiency") if not 0 < p[k] <= 1]
+        if bad_eff:
+            raise ValueError(f"params: efficiencies within (0, 1]: {', '.join(bad_eff)}")
         return self
 
 

@@ -192,7 +192,17 @@ class Balancer(ElementHost):
 
     def on_announce(self, payload: Any) -> None:
         d = m.decode(m.Describe, payload, m.ANNOUNCE, self.rejections)
-        if d is None or d.element == self.name:
+        if d is None:
+            return
+        if d.element == self.name:  # the router does not send us our own events: another session
+            self.rejections.reject(m.ANNOUNCE, "out_of_range", f"{d.element}: the inverter's own name")
+            return
+        old = self.roster.get(d.element)
+        if old is not None and (old.kind, old.role) != (d.kind, d.role) and old.session not in self._gone:
+            # An element's kind and role do not change while its session lives: a second announcer
+            # under its name (a misconfigured service) must not take its place on the roster.
+            self.rejections.reject(m.ANNOUNCE, "out_of_range", f"{d.element}: announced as {d.kind} ({d.role}), "
+                                   f"but {old.kind} ({old.role}) of session {old.session} is on the roster")
             return
         if d.role == "converter":
             self.rejections.reject(m.ANNOUNCE, "out_of_range", f"{d.element}: a second inverter")
@@ -487,14 +497,18 @@ class Balancer(ElementHost):
             log.debug("window %d: balanced after %.1f ms", w.seq, (time.perf_counter() - self.t_tick) * 1e3)
         res = ledger.check(lambda: w.times[: k + 1], st.served, roles, st.flows)
         self.max_residual_j = max(self.max_residual_j, res)
-        self.publish(m.SETTLE, m.Settle(seq=w.seq, i0=w.i0, n=w.n, k=k, served=st.served, participants=parts))
-        inverter.remember(w, st.flows)
         soc = None
         if battery is not None and st.battery_result is not None:
             soc = st.battery_result.stored_j[: k + 1] / battery.params()["capacity_j"]
-        self.publish(m.FLOWS, m.Flows(seq=w.seq, i0=w.i0, n=w.n, k=k, dt_s=w.dt_s, flows=st.flows,
-                                      served=st.served, roles={n: r.value for n, r in roles.items()},
-                                      soc=soc, stale=stale, max_residual_j=self.max_residual_j))
+        # Both messages are built (validated) before either goes out: a window whose Flows cannot be
+        # stated is not settled half-way (elements committed, nobody told).
+        settle = m.Settle(seq=w.seq, i0=w.i0, n=w.n, k=k, served=st.served, participants=parts)
+        flows = m.Flows(seq=w.seq, i0=w.i0, n=w.n, k=k, dt_s=w.dt_s, flows=st.flows, served=st.served,
+                        roles={n: r.value for n, r in roles.items()}, soc=soc, stale=stale,
+                        max_residual_j=self.max_residual_j)
+        self.publish(m.SETTLE, settle)
+        inverter.remember(w, st.flows)
+        self.publish(m.FLOWS, flows)
         self.settled_seq, self.next_step = w.seq, w.i0 + k + 1
         end = self._t0_epoch + (w.i0 + k + 1) * w.dt_s
         self.metrics.settled(None, w.dt_s, end, time.perf_counter() - self.t_tick, k + 1)

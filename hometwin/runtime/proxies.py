@@ -178,10 +178,23 @@ def _step(name: str, value: Any) -> int:
     return int(value)
 
 
+#: Unix seconds a port call may name (years 1900-2300): an int64 cast of anything beyond wraps silently.
+EPOCH_RANGE = (-2_208_988_800, 10_413_792_000)
+
+
+def _epoch(name: str, value: Any) -> float:
+    v = _number(name, value)
+    if not EPOCH_RANGE[0] <= v <= EPOCH_RANGE[1]:
+        raise ValueError(f"{name}: unix seconds within {EPOCH_RANGE[0]}..{EPOCH_RANGE[1]} (got {value!r})")
+    return v
+
+
 def _epochs(name: str, value: Any) -> np.ndarray:
     arr = _array(name, value, finite=True)
     if not np.array_equal(arr, np.round(arr)):
         raise ValueError(f"{name}: epoch seconds must be whole numbers")
+    if arr.size and (arr.min() < EPOCH_RANGE[0] or arr.max() > EPOCH_RANGE[1]):
+        raise ValueError(f"{name}: unix seconds within {EPOCH_RANGE[0]}..{EPOCH_RANGE[1]}")
     return np.asarray(value, dtype=np.int64) if isinstance(value, np.ndarray) and value.dtype.kind in "iu" \
         else arr.astype(np.int64)
 
@@ -207,7 +220,7 @@ ARG_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "temp_out": lambda n, v: _array(n, v, finite=True),
     "epoch_s": _epochs,
     "dt_s": lambda n, v: _number(n, v, positive=True),
-    "start_epoch_s": _number, "new_start_epoch_s": _number, "t0_epoch_s": _number, "t1_epoch_s": _number,
+    "start_epoch_s": _epoch, "new_start_epoch_s": _epoch, "t0_epoch_s": _epoch, "t1_epoch_s": _epoch,
     "plan": _mapping,
     "key": _key,
 }

@@ -112,6 +112,7 @@ class ElementHost:
             fn = getattr(self.element, method)
             try:
                 bound = px.bind_args(method, fn, args, kwargs)
+                self.check_run_range(method, bound.arguments)
             except ValueError as exc:
                 self.rejections.reject(uri, "invalid_argument", str(exc))
                 raise ApplicationError(px.INVALID_ARGUMENT, str(exc)) from None
@@ -133,6 +134,20 @@ class ElementHost:
             return px.encode(result, method)
 
         return rpc
+
+    def check_run_range(self, method: str, arguments: dict[str, Any]) -> None:
+        """Steps and times of a port call lie in this run (a step past its end, or a span of
+        centuries, would break or stall every later window)."""
+        ctx = self.ctx
+        i0 = arguments.get("i0")
+        if i0 is not None and not 0 <= i0 < ctx.n_steps:
+            raise ValueError(f"{method}: i0: must be a step of this run, 0 <= i0 < {ctx.n_steps} (got {i0})")
+        t0, t1 = arguments.get("t0_epoch_s"), arguments.get("t1_epoch_s")
+        if t0 is not None and t1 is not None:
+            longest = ctx.n_steps * ctx.step_s + 7 * 86400  # the run, and a week of planning horizon past it
+            if not 0 <= t1 - t0 <= longest:
+                raise ValueError(f"{method}: t1_epoch_s - t0_epoch_s: must be within [0, {longest}] s "
+                                 f"(the run and a week; got {t1 - t0:.6g})")
 
     def rpc_call_param(self, *args: Any, **kwargs: Any) -> Any:
         """``call_param(key, *args)``: evaluate the callable ``params()[key]`` of the last ``params`` call."""
@@ -168,6 +183,7 @@ class ElementHost:
     def rpc_set(self, *args: Any, **props: Any) -> dict[str, Any]:
         """Validate now, apply at the next window boundary; returns the validated values."""
         if args:
+            self.rejections.reject(m.element_uri(self.name, "set"), "invalid_property", "positional arguments")
             raise ApplicationError("hometwin.error.invalid_property", "set takes keyword arguments only")
         el = self.element
         allowed = el.settable_properties()
@@ -197,7 +213,8 @@ class ElementHost:
 
     def check_tick(self, t: m.Tick, repeat_ok: bool = False) -> bool:
         uri = m.TICK
-        if repeat_ok and self.w is not None and t.seq == self.w.seq and t.i0 == self.w.i0 and t.n == self.w.n:
+        if repeat_ok and self.w is not None and t.seq == self.w.seq and t.i0 == self.w.i0 and t.n == self.w.n \
+                and t.dt_s == self.w.dt_s and t.t0 == self._t0_epoch + t.i0 * t.dt_s:
             return True  # the clock repeats a tick nobody settled: publish the packets again
         if t.seq <= self.last_seq:
             self.rejections.reject(uri, "stale_seq", f"seq {t.seq} <= last {self.last_seq}")
@@ -300,7 +317,10 @@ class ElementService(ElementHost):
         self.published = False
         self.sent_signals = False
         self.settled = False
-        for sig in self.early.pop(t.seq, []):
+        for sig in self.early.pop(t.seq, []):  # buffered before their tick: checked against it now
+            if sig.n != t.n:
+                self.rejections.reject(m.SIGNALS, "out_of_range", f"{sig.element}: n {sig.n} != window n {t.n}")
+                continue
             self._take_signals(sig)
         self.early = {s: v for s, v in self.early.items() if s > t.seq}
         if self.element.role == Role.storage:
@@ -379,9 +399,13 @@ class ElementService(ElementHost):
         req = m.decode(m.DispatchRequest, payload, uri, self.rejections)
         if req is None:
             raise ApplicationError("hometwin.error.invalid_message", "invalid DispatchRequest")
-        if self.w is None or req.seq != self.w.seq or req.n != self.w.n:
-            self.rejections.reject(uri, "stale_seq", f"seq {req.seq}/n {req.n}, window {self.last_seq}")
+        if self.w is None or req.seq != self.w.seq or req.n != self.w.n or self.settled:
+            self.rejections.reject(uri, "stale_seq", f"seq {req.seq}/n {req.n}, window {self.last_seq}"
+                                   + (" (settled)" if self.settled else ""))
             raise ApplicationError("hometwin.error.stale", f"dispatch for seq {req.seq}, window is {self.last_seq}")
+        if req.dt_s != self.w.dt_s:
+            self.rejections.reject(uri, "out_of_range", f"dt_s {req.dt_s} != the window's {self.w.dt_s}")
+            raise ApplicationError("hometwin.error.invalid_message", f"dispatch: dt_s {req.dt_s} != {self.w.dt_s}")
         res = self.element.dispatch(req.dt_s, req.charge_j, req.discharge_j, req.grid_charge_j,  # type: ignore[attr-defined]
                                     req.soc_floor, req.grid_target_soc)
         self.dispatched = req.seq
