@@ -153,3 +153,18 @@ def max_diff(a: Any, b: Any) -> float:
 
 
 __all__ = ["router", "Up", "scrape", "wait_until", "max_diff", "CAPE_TOWN", "free_port", "node_config", "write_config"]
+
+
+class StandInSession:
+    """The part of autobahn's session a hosted service uses, recording what it publishes (no router)."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, Any]] = []
+        self._session_id = 1
+
+    def publish(self, uri: str, payload: Any) -> None:
+        self.published.append((uri, payload))
+
+    async def register(self, *_: Any, **__: Any) -> None: ...
+
+    async def subscribe(self, *_: Any, **__: Any) -> None: ...

@@ -16,7 +16,7 @@ from hometwin.runtime.balancer import Balancer
 from hometwin.runtime.service import ElementService
 from hometwin.runtime.wamp import handler
 from hometwin.spec import home_context, load_home
-from runtime_support import CAPE_TOWN
+from runtime_support import CAPE_TOWN, StandInSession
 
 HOME = load_home(CAPE_TOWN)
 CTX = home_context(HOME, 3600)
@@ -24,22 +24,9 @@ T0 = float(CTX.start.timestamp())
 WEATHER_KEYS = ["ghi", "dni", "dhi", "temp_air", "wind_speed", "apparent_zenith", "azimuth", "dni_extra"]
 
 
-class Session:
-    def __init__(self) -> None:
-        self.published: list[tuple[str, Any]] = []
-        self._session_id = 1
-
-    def publish(self, uri: str, payload: Any) -> None:
-        self.published.append((uri, payload))
-
-    async def register(self, *_: Any, **__: Any) -> None: ...
-
-    async def subscribe(self, *_: Any, **__: Any) -> None: ...
-
-
 def service(name: str, home: Any = HOME, ctx: Any = CTX) -> ElementService:
     s = ElementService(build_element(next(e for e in home.spec.elements if e.name == name), ctx))
-    s.session = Session()
+    s.session = StandInSession()
     return s
 
 
@@ -148,7 +135,7 @@ def test_a_second_announcer_cannot_take_an_elements_place() -> None:
 
     async def main() -> Balancer:
         b = Balancer(inverter, [e.name for e in HOME.spec.elements], timeout_s=0.2)
-        await b.on_join(Session())
+        await b.on_join(StandInSession())
         b.on_announce(m.Describe(element="battery", kind="battery", role="storage", session=7).wire())
         b.on_announce(m.Describe(element="battery", kind="oven", role="load", session=99).wire())  # hijack
         b.on_announce(m.Describe(element="inverter", kind="oven", role="load", session=98).wire())

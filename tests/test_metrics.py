@@ -15,7 +15,7 @@ from hometwin.engine import build_element
 from hometwin.runtime.balancer import Balancer
 from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.spec import home_context, load_home
-from runtime_support import CAPE_TOWN, free_port, scrape
+from runtime_support import CAPE_TOWN, StandInSession, free_port, scrape
 
 
 def test_endpoint_serves_power_energy_and_soc() -> None:
@@ -96,19 +96,6 @@ def test_scrapes_while_the_loop_adds_series() -> None:
     assert len(counts) == 2000 and sum(counts) == 20_000.0
 
 
-class FakeSession:
-    def __init__(self) -> None:
-        self.published: list[tuple[str, dict]] = []
-        self._session_id = 1
-
-    def publish(self, uri: str, payload: dict) -> None:
-        self.published.append((uri, payload))
-
-    async def register(self, *_: object, **__: object) -> None: ...
-
-    async def subscribe(self, *_: object, **__: object) -> None: ...
-
-
 @pytest.mark.timeout(30)
 def test_missing_packet_is_stale_after_timeout_and_window_settles() -> None:
     """A load announced but silent: after the timeout the window is settled without it (counted)."""
@@ -118,7 +105,7 @@ def test_missing_packet_is_stale_after_timeout_and_window_settles() -> None:
 
     async def main() -> Balancer:
         b = Balancer(inv, ["inverter", "oven"], timeout_s=0.2)
-        await b.on_join(FakeSession())
+        await b.on_join(StandInSession())
         b.on_announce(m.Describe(element="oven", kind="oven", role="load", session=7).wire())
         t0 = float(ctx.start.timestamp())
         b.on_tick(m.Tick(seq=0, i0=0, n=3, dt_s=60, t0=t0).wire())
@@ -145,7 +132,7 @@ def test_a_late_leave_of_an_old_session_keeps_the_restarted_element() -> None:
 
     async def main() -> tuple[list[str], list[str], list[str]]:
         b = Balancer(inv, ["inverter", "oven"], timeout_s=0.2)
-        await b.on_join(FakeSession())
+        await b.on_join(StandInSession())
         b.on_announce(m.Describe(element="oven", kind="oven", role="load", session=7).wire())
         b.on_announce(m.Describe(element="oven", kind="oven", role="load", session=8).wire())  # restarted
         b.on_leave(7)  # the old session's leave, late
