@@ -45,7 +45,7 @@ def test_a_repeated_tick_must_repeat_the_window_exactly() -> None:
     before = house.session.published[-1][1]
     on_tick({"seq": 0, "i0": 0, "n": 3, "dt_s": 1, "t0": T0})  # "the same window" with 1 s steps
     assert house.w.dt_s == 60 and house.session.published[-1][1] is before
-    assert house.rejections.counts[(m.TICK, "stale_seq")] == 1  # not the window it repeats: a stale seq
+    assert house.rejections.counts[(m.TICK, "out_of_range")] == 1  # a repeat is checked as any tick
 
 
 def test_a_tick_at_nan_time_is_invalid() -> None:

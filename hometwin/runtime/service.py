@@ -213,10 +213,10 @@ class ElementHost:
 
     def check_tick(self, t: m.Tick, repeat_ok: bool = False) -> bool:
         uri = m.TICK
-        if repeat_ok and self.w is not None and t.seq == self.w.seq and t.i0 == self.w.i0 and t.n == self.w.n \
-                and t.dt_s == self.w.dt_s and t.t0 == self._t0_epoch + t.i0 * t.dt_s:
-            return True  # the clock repeats a tick nobody settled: publish the packets again
-        if t.seq <= self.last_seq:
+        # The clock repeats a tick nobody settled (publish the packets again): only its seq is not
+        # new; step length, range and time are checked as for any tick.
+        repeat = repeat_ok and self.w is not None and (t.seq, t.i0, t.n) == (self.w.seq, self.w.i0, self.w.n)
+        if not repeat and t.seq <= self.last_seq:
             self.rejections.reject(uri, "stale_seq", f"seq {t.seq} <= last {self.last_seq}")
             return False
         if t.dt_s != self.ctx.step_s:
