@@ -38,17 +38,6 @@ def realm_of(home: Any) -> str:
     return f"hometwin.{home.metadata.name}"
 
 
-def relative_data_files(el: Any, index: int) -> list[tuple[str, str]]:
-    """``(location, path)`` of the data files element ``el`` (``elements[index]``) names by a
-    relative path: the files a pod must be given (an absolute path is the image's business)."""
-    import os
-
-    from hometwin.element import data_files
-
-    return [(where, path) for where, path in data_files(el.config, f"elements[{index}].config")
-            if not os.path.isabs(path)]
-
-
 def service_commands(home: Any, spec_path: str, router_url: str,
                      metrics_port: int = DEFAULT_METRICS_PORT, state_dir: str | None = None,
                      data_dir: str | None = None) -> list[ServiceCommand]:

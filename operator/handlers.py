@@ -71,26 +71,47 @@ def _changed_later(type: str | None, **_: Any) -> bool:
     return type in ("MODIFIED", "DELETED")
 
 
+def _standing_home(body: kopf.Body, namespace: str, memo: kopf.Memo) -> dict[str, Any] | None:
+    """The Home that owns ``body`` (by its label), unless it is gone or Failed."""
+    home_name = body.metadata.labels.get(LABEL_HOME)
+    home = memo.kube.get("Home", namespace, home_name) if home_name else None
+    if home is None or (home.get("status") or {}).get("phase") == FAILED:
+        return None
+    return home
+
+
+def _put_back(body: kopf.Body, home: dict[str, Any], namespace: str, memo: kopf.Memo,
+              logger: kopf.Logger) -> dict[str, Any] | None:
+    """An object of a standing Home was deleted by hand: reconcile the Home, which recreates it
+    (the operator's own prune deletes only what the Home no longer has); the new status, or
+    ``None`` when the Home is being deleted or cannot be reconciled now."""
+    if home["metadata"].get("deletionTimestamp"):
+        return None
+    try:
+        status, changes = reconcile(memo.kube, home, namespace, memo.image)
+    except (SpecError, KubeError) as exc:  # the Home's own handler reports and retries these
+        logger.warning("%s deleted; not put back now: %s", body.metadata.name, exc)
+        return None
+    if changes:
+        logger.info("%s was deleted: put back (%s)", body.metadata.name, ", ".join(changes))
+    return status
+
+
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": MANAGED_BY},
                when=_changed_later, registry=registry)
 def deployment_changed(body: kopf.Body, namespace: str, memo: kopf.Memo, logger: kopf.Logger,
                        type: str | None = None, **_: Any) -> None:
     """A Deployment of a home changed (ready, scaled, deleted): refresh that Home's status.  One
     deleted while its Home stands (``kubectl delete deployment``) is put back, as a Deployment
-    puts back a deleted pod; the operator's own prune deletes only what the Home no longer has."""
-    home_name = body.metadata.labels.get(LABEL_HOME)
-    home = memo.kube.get("Home", namespace, home_name) if home_name else None
-    if home is None or (home.get("status") or {}).get("phase") == FAILED:
+    puts back a deleted pod."""
+    home = _standing_home(body, namespace, memo)
+    if home is None:
         return
+    home_name = home["metadata"]["name"]
     if type == "DELETED" and not home["metadata"].get("deletionTimestamp"):
-        try:
-            status, changes = reconcile(memo.kube, home, namespace, memo.image)
-        except (SpecError, KubeError) as exc:  # the Home's own handler reports and retries these
-            logger.warning("%s deleted; not put back now: %s", body.metadata.name, exc)
-            return
-        if changes:
-            logger.info("%s was deleted: put back (%s)", body.metadata.name, ", ".join(changes))
-        memo.kube.patch("Home", namespace, home_name, {"status": status}, sub="status")
+        status = _put_back(body, home, namespace, memo, logger)
+        if status is not None:
+            memo.kube.patch("Home", namespace, home_name, {"status": status}, sub="status")
         return
     previous = home.get("status") or {}
     status = home_status(home_deployments(memo.kube, home_name, namespace), previous.get("phase"))
@@ -102,17 +123,9 @@ def deployment_changed(body: kopf.Body, namespace: str, memo: kopf.Memo, logger:
                when=lambda type, **_: type == "DELETED", registry=registry)
 def config_map_deleted(body: kopf.Body, namespace: str, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     """The home's spec ConfigMap deleted while its Home stands: put it back (new pods need it)."""
-    home_name = body.metadata.labels.get(LABEL_HOME)
-    home = memo.kube.get("Home", namespace, home_name) if home_name else None
-    if home is None or home["metadata"].get("deletionTimestamp") or (home.get("status") or {}).get("phase") == FAILED:
-        return
-    try:
-        _, changes = reconcile(memo.kube, home, namespace, memo.image)
-    except (SpecError, KubeError) as exc:
-        logger.warning("%s deleted; not put back now: %s", body.metadata.name, exc)
-        return
-    if changes:
-        logger.info("%s was deleted: put back (%s)", body.metadata.name, ", ".join(changes))
+    home = _standing_home(body, namespace, memo)
+    if home is not None:
+        _put_back(body, home, namespace, memo, logger)
 
 
 @kopf.timer(**HOMES, interval=PROGRESS_INTERVAL_S, registry=registry)

@@ -28,8 +28,8 @@ from typing import Any
 import yaml
 
 from hometwin.deploy import (DATA_DIR_IN_POD, DEFAULT_METRICS_PORT, ROUTER_RAWSOCKET_PORT, ROUTER_WS_PORT,
-                             SPEC_PATH_IN_POD, STATE_DIR_IN_POD, ServiceCommand, relative_data_files,
-                             service_commands)
+                             SPEC_PATH_IN_POD, STATE_DIR_IN_POD, ServiceCommand, service_commands)
+from hometwin.element import data_files
 from hometwin.spec import API_VERSION, SpecError
 
 GROUP = "hometwin.io"
@@ -245,7 +245,8 @@ def check_data_files(home: Any) -> None:
     """Data files named by a relative path must come from ``deployment.data_config_map``, one
     key per file name: refused (before anything is created) when there is no such ConfigMap
     named, when two different paths share a file name, or when a name cannot be a key."""
-    files = [(where, path) for i, el in enumerate(home.spec.elements) for where, path in relative_data_files(el, i)]
+    files = [(where, path) for i, el in enumerate(home.spec.elements)
+             for where, path in data_files(el.config, f"elements[{i}].config") if not os.path.isabs(path)]
     if not files:
         return
     bad: list[str] = []
