@@ -33,7 +33,7 @@ from hometwin.deploy import ServiceCommand, realm_of, service_commands
 from hometwin.engine import build_element
 from hometwin.results import Recorder, Result
 from hometwin.runtime import zygote
-from hometwin.runtime.router import Router, free_port
+from hometwin.runtime.router import Router
 from hometwin.runtime.wamp import component, plain, stop_component
 from hometwin.spec import home_context
 
@@ -338,8 +338,8 @@ class Launcher:
         try:
             router_up = None
             if url is None:
-                self.router = Router(realm=self.realm, host=self.host, port=self.port or free_port(self.host),
-                                     rawsocket_port=self.rawsocket_port or free_port(self.host),
+                self.router = Router(realm=self.realm, host=self.host, port=self.port,  # 0: prepare() chooses
+                                     rawsocket_port=self.rawsocket_port,
                                      log=self.router_log, unix=self.transport == "unix").prepare()
                 url = {"websocket": self.router.ws_url, "unix": self.router.unix_url}.get(self.transport,
                                                                                           self.router.url)

@@ -217,12 +217,13 @@ class Router:
             if self.unix_path is not None:
                 wait_for_unix(self.unix_path, timeout_s, self.proc)
         except Exception as exc:
+            exited = self.proc.poll() is not None  # crossbar gave up (rather than a timeout of ours)
             said = ""
             if own_log:
                 out.seek(0)
                 said = out.read()[-4000:].decode(errors="replace")
             self._kill()
-            if isinstance(exc, RuntimeError) and "exited" in str(exc):
+            if exited:
                 raise RouterExited(f"{exc}; crossbar said:\n{said.strip() or '(nothing)'}",
                                    port_taken="already in use" in said or "CannotListenError" in said) from None
             raise
