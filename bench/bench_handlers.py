@@ -44,7 +44,7 @@ from hometwin import messages as m
 from hometwin.engine import Engine
 from hometwin.registry import element_class
 from hometwin.runtime.balancer import Balancer
-from hometwin.runtime.service import ElementService
+from hometwin.runtime.service import ElementService, runs_ahead
 from hometwin.spec import home_context, load_home
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,9 +177,10 @@ async def run_windows(ticks: int, flush_mb: float) -> tuple[dict[str, float], di
     asyncio.get_running_loop().set_task_factory(bus.task_factory)
     names = [e.name for e in home.spec.elements]
     hosts: dict[int, Any] = {}
+    ahead = runs_ahead(home)  # as `hometwin service` starts them
     for i, e in enumerate(home.spec.elements, start=1):
         el = element_class(e.kind)(e.name, e.config, ctx)
-        hosts[i] = Balancer(el, names) if el.role.value == "converter" else ElementService(el)
+        hosts[i] = Balancer(el, names) if el.role.value == "converter" else ElementService(el, ahead=e.name in ahead)
     for i, h in hosts.items():
         await h.on_join(bus.session(i))
     clock = bus.session(0)

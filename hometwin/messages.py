@@ -73,6 +73,15 @@ def _to_array_map(value: Any) -> dict[str, np.ndarray]:
     """Named float64 arrays of one length: packed ``[names, bytes]`` (one buffer, rows in name
     order — what we send) or a map name → array (bytes or a list of numbers: JSON clients)."""
     if isinstance(value, dict):
+        if value and all(type(a) is np.ndarray and a.ndim == 1 for a in value.values()) \
+                and all(isinstance(k, str) for k in value) and len({len(a) for a in value.values()}) == 1:
+            # What a service builds (the inverter's Settle and Flows): one block, one check, not
+            # one per array; a non-finite value falls through to the per-key check that names it.
+            block = np.array(list(value.values()), dtype=float)
+            with np.errstate(over="ignore", invalid="ignore"):
+                total = np.add.reduce(block, axis=None)
+            if math.isfinite(total):
+                return dict(zip(value, block))
         out = {}
         for key, arr in value.items():
             if not isinstance(key, str):
@@ -323,8 +332,11 @@ class Flows(Message):
             raise ValueError(f"flows: missing {missing}, unknown {extra}")
         for key, arr in self.flows.items():
             _check_len(f"flows.{key}", arr, self.k + 1)
-            if key.endswith("_j"):
-                _check_sign(f"flows.{key}", arr, 1, SIGN_TOLERANCE_J)
+        energy = [arr for key, arr in self.flows.items() if key.endswith("_j")]
+        if energy and np.min(energy) < -SIGN_TOLERANCE_J:  # one reduction; the per-key check names it
+            for key, arr in self.flows.items():
+                if key.endswith("_j"):
+                    _check_sign(f"flows.{key}", arr, 1, SIGN_TOLERANCE_J)
         for key, arr in self.served.items():
             _check_len(f"served.{key}", arr, self.k + 1)
         _check_len("soc", self.soc, self.k + 1)
@@ -345,6 +357,7 @@ class Describe(Message):
     session: int = Field(0, ge=0, description="WAMP session id (roster leaves by session)")
     config: dict[str, Any] = Field(default_factory=dict)
     rpcs: list[str] = Field(default_factory=list)
+    ahead: bool = Field(False, description="runs ahead: its window is the inverter's chunk (hometwin.ahead.*)")
 
 
 class RosterQuery(Message):
@@ -420,6 +433,11 @@ CLOCK_STATUS_EVENT = f"{PREFIX}.clock.status"
 RUN_DONE = f"{PREFIX}.run.done"
 RUN_FAILED = f"{PREFIX}.run.failed"
 SESSION_ON_LEAVE = "wamp.session.on_leave"
+#: Elements that run ahead (``Describe.ahead``) take a chunk of windows at once on these.
+TICK_AHEAD = f"{PREFIX}.ahead.tick"
+SIGNALS_AHEAD = f"{PREFIX}.ahead.signals"
+REQUEST_AHEAD = f"{PREFIX}.ahead.request"
+SETTLE_AHEAD = f"{PREFIX}.ahead.settle"
 
 
 def element_uri(name: str, op: str) -> str:
@@ -452,6 +470,14 @@ TOPICS: list[tuple[str, str, type[Message] | None, str, str, str]] = [
     (CLOCK_STATUS_EVENT, "event", ClockStatus, "clock", "UI, launcher", "once a second"),
     (RUN_DONE, "event", RunDone, "clock", "launcher", "the run reached its end"),
     (RUN_FAILED, "event", RunFailed, "inverter", "clock, launcher", "the run failed (ledger)"),
+    (TICK_AHEAD, "event", Tick, "inverter", "elements that run ahead",
+     "a chunk of windows starts (seq: its first window); repeated when such an element joins mid-chunk"),
+    (SIGNALS_AHEAD, "event", Signals, "sun, weather, grid (running ahead)", "inverter, elements with inputs running ahead",
+     "signals of the chunk; a second packet for the chunk is a revision (after a `set`)"),
+    (REQUEST_AHEAD, "event", EnergyRequest, "sources, loads (running ahead)", "inverter",
+     "joules per step of the chunk; a second packet is a revision, used from the next window"),
+    (SETTLE_AHEAD, "event", Settle, "inverter", "elements that run ahead",
+     "the chunk is committed through step k (once, when settled to its end or cut off)"),
     (SESSION_ON_LEAVE, "event", None, "router (WAMP meta)", "inverter", "a session left: its element leaves the roster"),
     (element_uri("<name>", "describe"), "rpc", Describe, "every element", "anyone", "what the element is"),
     (element_uri("<name>", "get"), "rpc", None, "every element", "anyone", "config, telemetry and window state"),

@@ -76,8 +76,11 @@ def test_set_and_switch_off_at_window_boundaries(router):  # type: ignore[no-unt
 
 
 def test_single_step_windows_identical_with_a_set(router):  # type: ignore[no-untyped-def]
-    """Window 1 (the paced path) for 3 h, with a property change at a boundary, equals in-process."""
-    steps, at = 180, 60
+    """Window 1 (the paced path) for 3 h, with a property change at a boundary, equals in-process.
+
+    The kettle runs ahead (it computes 60 steps at once): a change at step 90, inside its
+    second chunk, is published as a revision and must still count from that very window."""
+    steps, at = 180, 90
     up = Up(router, window=1, until_s=steps * 60, pause_at=at).start()
     up.wait_paused_at(at, timeout_s=180)
     up.call("hometwin.element.kettle.set", on=True)

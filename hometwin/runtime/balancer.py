@@ -48,6 +48,24 @@ from hometwin.runtime.service import AHEAD, ElementHost
 log = logging.getLogger("hometwin.balancer")
 
 
+#: Steps an element running ahead computes at once (the chunk; at least the window).
+AHEAD_STEPS = 60
+
+
+class _Slice:
+    """One window cut from an ahead element's chunk packet: what ``_settle_window`` reads."""
+
+    __slots__ = ("element", "role", "n", "joules", "arrays")
+
+    def __init__(self, msg: Any, j: int, n: int):
+        self.element, self.n = msg.element, n
+        self.role = getattr(msg, "role", None)
+        joules = getattr(msg, "joules", None)
+        self.joules = joules[j:j + n].copy() if joules is not None else None
+        arrays = getattr(msg, "arrays", None)
+        self.arrays = {k: a[j:j + n] for k, a in arrays.items()} if arrays is not None else None
+
+
 class BatteryUnavailable(RuntimeError):
     """The battery's dispatch RPC failed or timed out."""
 
@@ -119,10 +137,19 @@ class Balancer(ElementHost):
     """Hosts the inverter element and balances every window."""
 
     def __init__(self, element: Any, order: list[str], metrics: ServiceMetrics | None = None,
-                 timeout_s: float = 10.0):
+                 timeout_s: float = 10.0, ahead_steps: int = AHEAD_STEPS):
         super().__init__(element, metrics)
         self.order = list(order)  # spec order: roles (and sums) follow it, as in the engine
         self.timeout_s = timeout_s
+        if ahead_steps < 1:
+            raise ValueError(f"ahead_steps: must be >= 1 (got {ahead_steps})")
+        # Elements running ahead (Describe.ahead): their chunk, their packets, what they were served.
+        self.ahead_steps = int(ahead_steps)
+        self.chunk: m.Tick | None = None
+        self.ahead: dict[str, Any] = {}  # element → its packet for the chunk
+        self.revised: dict[str, Any] = {}  # element → a revised packet, used from the next window
+        self.chunk_served: dict[str, np.ndarray] = {}  # ahead participant → served per step of the chunk
+        self.chunk_done = 0  # steps of the chunk settled
         self.roster: dict[str, m.Describe] = {}
         self.by_session: dict[int, str] = {}
         self.left: list[str] = []
@@ -163,6 +190,8 @@ class Balancer(ElementHost):
         await self.sub(m.SIGNALS, lambda p: self.on_packet(m.SIGNALS, m.Signals, p))
         await self.sub(m.REQUEST, lambda p: self.on_packet(m.REQUEST, m.EnergyRequest, p))
         await self.sub(m.STORAGE, lambda p: self.on_packet(m.STORAGE, m.StorageStatus, p))
+        await self.sub(m.SIGNALS_AHEAD, lambda p: self.on_ahead_packet(m.SIGNALS_AHEAD, m.Signals, p))
+        await self.sub(m.REQUEST_AHEAD, lambda p: self.on_ahead_packet(m.REQUEST_AHEAD, m.EnergyRequest, p))
         await self.sub(m.ANNOUNCE, self.on_announce)
         await session.subscribe(self.on_leave, m.SESSION_ON_LEAVE)
         if self.prepare_stage:
@@ -235,6 +264,9 @@ class Balancer(ElementHost):
 
     def _admit(self, d: m.Describe) -> None:
         new = d.element not in self.roster
+        old = self.roster.get(d.element)
+        if old is not None and old.session != d.session:
+            self.chunk_served.pop(d.element, None)  # what its old session got is not the new one's to settle
         self.roster[d.element] = d
         if d.session:
             # A restarted element announces with a new session, maybe before the router reports
@@ -244,6 +276,9 @@ class Balancer(ElementHost):
             self.by_session[d.session] = d.element
         if d.element in self.left:
             self.left.remove(d.element)
+        if d.ahead and d.element not in self.ahead and self.chunk is not None \
+                and self.chunk_done < self.chunk.n:
+            self.publish(m.TICK_AHEAD, self.chunk)  # it joined mid-chunk: the chunk's tick again, for it
         if new:
             log.info("roster: %s (%s) joined", d.element, d.kind)
             self._publish_roster()
@@ -255,6 +290,9 @@ class Balancer(ElementHost):
         if name is None or name not in self.roster:
             return
         del self.roster[name]
+        self.ahead.pop(name, None)
+        self.revised.pop(name, None)
+        self.chunk_served.pop(name, None)  # a new session under its name starts its own share
         self.left.append(name)
         log.info("roster: %s left (session %s)", name, session_id)
         self._publish_roster()
@@ -279,6 +317,8 @@ class Balancer(ElementHost):
         self.started = False
         self.window_stale = []
         self.prep = "wait" if self.prepare_stage else "none"
+        if any(self.roster[n].ahead for n in self.members if n in self.roster):
+            self._ahead_window(self.w)
         for uri, msg in self.early.pop(t.seq, []):
             self._take(uri, msg)
         self.early = {s: v for s, v in self.early.items() if s > t.seq}
@@ -286,6 +326,66 @@ class Balancer(ElementHost):
             self.timer.cancel()
         self.timer = self.loop.call_later(self.timeout_s, self.on_timeout, t.seq)
         self.advance()
+
+    # -- elements running ahead ------------------------------------------------------------------
+    def _ahead_window(self, w: Any) -> None:
+        """A window of members running ahead: their revisions take effect now; a window the chunk
+        does not cover closes it (its settlement goes out) and starts the next one; the chunk
+        packets at hand are sliced for the window."""
+        self.ahead.update(self.revised)
+        self.revised.clear()
+        c = self.chunk
+        if c is None or not (c.i0 <= w.i0 and w.i0 + w.n <= c.i0 + c.n):
+            self._close_chunk()
+            n = max(w.n, min(self.ahead_steps, self.ctx.n_steps - w.i0))
+            c = self.chunk = m.Tick(seq=w.seq, i0=w.i0, n=n, dt_s=w.dt_s, t0=self._t0_epoch + w.i0 * w.dt_s)
+            self.ahead.clear()
+            self.chunk_served, self.chunk_done = {}, 0
+            self.publish(m.TICK_AHEAD, c)
+        for name, msg in self.ahead.items():
+            if name in self.members:
+                self.packets[name] = _Slice(msg, w.i0 - c.i0, w.n)
+
+    def _close_chunk(self) -> None:
+        """Settle the chunk's steps so far with the elements running ahead (once per chunk)."""
+        c = self.chunk
+        if c is None or not self.chunk_done or not self.chunk_served:
+            return
+        k = self.chunk_done - 1
+        st = m.Settle(seq=c.seq, i0=c.i0, n=c.n, k=k, participants=list(self.chunk_served),
+                      served={n: a[: k + 1] for n, a in self.chunk_served.items()})
+        self.chunk_served = {}
+        self.publish(m.SETTLE_AHEAD, st)
+
+    def on_ahead_packet(self, uri: str, model: type[m.Message], payload: Any) -> None:
+        msg = m.decode(model, payload, uri, self.rejections)
+        if msg is None:
+            return
+        name, c = msg.element, self.chunk
+        d = self.roster.get(name)
+        if d is None or not d.ahead:
+            self.rejections.reject(uri, "not_member", f"{name} is not on the roster as an element running ahead")
+            return
+        if self._expects(d) != {m.REQUEST_AHEAD: m.REQUEST, m.SIGNALS_AHEAD: m.SIGNALS}[uri] \
+                or (uri == m.REQUEST_AHEAD and msg.role != d.role):
+            self.rejections.reject(uri, "out_of_range", f"{name} ({d.role}) does not publish on {uri}")
+            return
+        if c is None or msg.seq != c.seq or self.chunk_done >= c.n:
+            self.rejections.reject(uri, "stale_seq", f"{name}: chunk {msg.seq}, the chunk is "
+                                   + ("none" if c is None else f"{c.seq}" + (" (settled)" if self.chunk_done >= c.n else "")))
+            return
+        if msg.n != c.n:
+            self.rejections.reject(uri, "out_of_range", f"{name}: n {msg.n} != chunk n {c.n}")
+            return
+        w = self.w
+        in_flight = w is not None and w.seq != self.settled_seq
+        if in_flight and name in self.packets:
+            self.revised[name] = msg  # this window has its packet: the revision from the next one
+            return
+        self.ahead[name] = msg
+        if in_flight and not self.started and name in self.members and c.i0 <= w.i0 and w.i0 + w.n <= c.i0 + c.n:
+            self.packets[name] = _Slice(msg, w.i0 - c.i0, w.n)
+            self.advance()
 
     def on_packet(self, uri: str, model: type[m.Message], payload: Any) -> None:
         msg = m.decode(model, payload, uri, self.rejections)
@@ -510,6 +610,19 @@ class Balancer(ElementHost):
         inverter.remember(w, st.flows)
         self.publish(m.FLOWS, flows)
         self.settled_seq, self.next_step = w.seq, w.i0 + k + 1
+        c = self.chunk
+        if c is not None and c.i0 <= w.i0 < c.i0 + c.n:
+            j = w.i0 - c.i0
+            for n in parts:
+                if desc[n].ahead:
+                    acc = self.chunk_served.get(n)
+                    if acc is None:
+                        acc = self.chunk_served[n] = np.zeros(c.n)
+                    got = st.served.get(n)
+                    acc[j:j + k + 1] = 0.0 if got is None else got[: k + 1]
+            self.chunk_done = j + k + 1
+            if self.chunk_done >= c.n:
+                self._close_chunk()
         end = self._t0_epoch + (w.i0 + k + 1) * w.dt_s
         self.metrics.settled(None, w.dt_s, end, time.perf_counter() - self.t_tick, k + 1)
         self.metrics.telemetry(inverter.telemetry())

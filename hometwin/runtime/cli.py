@@ -68,6 +68,9 @@ def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery
             metrics_port: int = typer.Option(0, "--metrics-port", help="Prometheus port (0 = none)"),
             metrics_host: str = typer.Option("0.0.0.0", "--metrics-host"),
             timeout: float = typer.Option(10.0, "--timeout", help="[s] inverter: wait this long for a packet"),
+            ahead_steps: int = typer.Option(60, "--ahead-steps", min=1,
+                                            help="inverter: steps the elements that run ahead compute at once "
+                                                 "(their chunk; at least the window)"),
             until: Optional[str] = typer.Option(None, "--until", help="run length (as hometwin run --until)"),
             state_dir: Optional[Path] = typer.Option(
                 None, "--state-dir", help="keep the element's state in DIR/<name>.json after each settle and "
@@ -98,11 +101,13 @@ def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery
     if element.role.value == "converter":
         from hometwin.runtime.balancer import Balancer
 
-        host: Any = Balancer(element, [e.name for e in home.spec.elements], metrics, timeout_s=timeout)
+        host: Any = Balancer(element, [e.name for e in home.spec.elements], metrics, timeout_s=timeout,
+                             ahead_steps=ahead_steps)
     else:
-        from hometwin.runtime.service import ElementService
+        from hometwin.runtime.service import ElementService, runs_ahead, signal_producers
 
-        host = ElementService(element, metrics)
+        host = ElementService(element, metrics, ahead=name in runs_ahead(home),
+                              producers=signal_producers(home, name) if element.inputs else None)
     comp = component(router, realm or realm_of(home))
 
     @comp.on_join

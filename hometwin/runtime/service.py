@@ -42,6 +42,46 @@ log = logging.getLogger("hometwin.service")
 AHEAD = 2
 
 
+def signal_producers(home: Any, name: str) -> set[str] | None:
+    """The enabled elements of ``home`` whose outputs ``name`` reads (its signals come only from
+    them); None when ``name`` is not an enabled element of the spec (then anyone's are taken)."""
+    from hometwin.registry import element_class
+
+    els = {e.name: element_class(e.kind) for e in home.spec.elements if e.enabled}
+    me = els.get(name)
+    if me is None:
+        return None
+    return {p for p, c in els.items() if p != name and set(c.outputs) & set(me.inputs)}
+
+
+def runs_ahead(home: Any) -> set[str]:
+    """The enabled elements of ``home`` that run ahead of the windows (a chunk at a time).
+
+    An element may when its class says so (``Element.runs_ahead``: requests and signals a pure
+    function of time, config and its inputs), every producer of its inputs runs ahead, and every
+    element consuming its outputs does too (the inverter takes both kinds): a per-window consumer
+    gets its signals per window, so its producers stay per window.  Fixpoint from all candidates.
+    """
+    from hometwin.registry import element_class
+
+    els = [e for e in home.spec.elements if e.enabled]
+    cls = {e.name: element_class(e.kind) for e in els}
+    ahead = {e.name for e in els if getattr(cls[e.name], "runs_ahead", False)
+             and cls[e.name].role not in (Role.storage, Role.converter) and not px.plannable(cls[e.name])
+             and not cls[e.name].settle_on_shortfall}
+    producers = {n: {p for p in cls if set(cls[p].outputs) & set(cls[n].inputs)} for n in cls}
+    consumers = {n: {c for c in cls if set(cls[c].inputs) & set(cls[n].outputs)
+                     and cls[c].role != Role.converter} for n in cls}
+    changed = True
+    while changed:
+        changed = False
+        for n in sorted(ahead):
+            if not (producers[n] <= ahead and consumers[n] <= ahead):
+                ahead.discard(n)
+                changed = True
+    return ahead
+
+
 class ElementHost:
     """What every hosted element has: its model, its RPCs, pending property changes, metrics."""
 
@@ -198,8 +238,17 @@ class ElementHost:
             self.rejections.reject(m.element_uri(self.name, "set"), "invalid_property", str(exc))
             raise ApplicationError("hometwin.error.invalid_property", str(exc), field=sorted(props)) from None
         self.pending_set.append(dict(props))
+        if self.revise_now():
+            return plain({"element": self.name, "applies_at_seq": None, "applies": "the inverter's next window",
+                          "values": {k: getattr(new, k) for k in props}})
         return plain({"element": self.name, "applies_at_seq": self.last_seq + 1,
                       "values": {k: getattr(new, k) for k in props}})
+
+    def revise_now(self) -> bool:
+        """Apply a pending ``set`` at once and publish the window's packets again (elements running
+        ahead: the inverter takes the revised chunk from its next window boundary).  False: it waits
+        for the next tick."""
+        return False
 
     # -- window boundary -------------------------------------------------------------------------
     def apply_pending(self) -> None:
@@ -211,8 +260,7 @@ class ElementHost:
             except InvalidProperty as exc:  # validated before; the config changed in between
                 log.error("%s: set refused at the boundary: %s", self.name, exc)
 
-    def check_tick(self, t: m.Tick, repeat_ok: bool = False) -> bool:
-        uri = m.TICK
+    def check_tick(self, t: m.Tick, repeat_ok: bool = False, uri: str = m.TICK) -> bool:
         # The clock repeats a tick nobody settled (publish the packets again): only its seq is not
         # new; step length, range and time are checked as for any tick.
         repeat = repeat_ok and self.w is not None and (t.seq, t.i0, t.n) == (self.w.seq, self.w.i0, self.w.n)
@@ -235,11 +283,25 @@ class ElementHost:
 
 
 class ElementService(ElementHost):
-    """Hosts one non-inverter element (environment, source, load, storage, grid)."""
+    """Hosts one non-inverter element (environment, source, load, storage, grid).
 
-    def __init__(self, element: Element, metrics: ServiceMetrics | None = None):
+    ``ahead=True`` (see :func:`runs_ahead`): the element's window is the inverter's *chunk*
+    (``hometwin.ahead.tick``, many single-step windows at once) and its packets, signals and
+    settlement travel on the ``hometwin.ahead.*`` topics; the inverter slices every window out
+    of them.  A ``set`` then takes effect at once: the chunk's packet is computed again and
+    published, and the inverter uses it from its next window boundary.
+    """
+
+    def __init__(self, element: Element, metrics: ServiceMetrics | None = None, ahead: bool = False,
+                 producers: set[str] | None = None):
         super().__init__(element, metrics)
         el = element
+        self.ahead = ahead
+        #: who may send this element the signals it reads (None: anyone — a service without a spec)
+        self.producers = producers
+        self.uri_tick, self.uri_signals, self.uri_request, self.uri_settle = \
+            (m.TICK_AHEAD, m.SIGNALS_AHEAD, m.REQUEST_AHEAD, m.SETTLE_AHEAD) if ahead \
+            else (m.TICK, m.SIGNALS, m.REQUEST, m.SETTLE)
         self.needs = set(el.inputs)
         self.signals: dict[str, np.ndarray] = {}
         self.early: dict[int, list[m.Signals]] = {}
@@ -255,6 +317,19 @@ class ElementService(ElementHost):
     def extra_rpcs(self) -> list[str]:
         return [px.PLAN_STAGE] if self.plannable else []
 
+    def describe_msg(self) -> m.Describe:
+        d = super().describe_msg()
+        d.ahead = self.ahead
+        return d
+
+    def revise_now(self) -> bool:
+        if not self.ahead or self.w is None or self.settled:
+            return False
+        self.apply_pending()
+        self.published = self.sent_signals = False
+        self.advance()
+        return True
+
     async def on_join(self, session: Any) -> None:
         self.session = session
         await self.register_rpcs()
@@ -262,8 +337,8 @@ class ElementService(ElementHost):
             await session.register(self.rpc_dispatch, m.element_uri(self.name, "dispatch"))
         if self.plannable:
             await session.register(self.rpc_plan_stage, m.element_uri(self.name, px.PLAN_STAGE))
-        await self.sub(m.TICK, self.on_tick)
-        await self.sub(m.SETTLE, self.on_settle)
+        await self.sub(self.uri_tick, self.on_tick)
+        await self.sub(self.uri_settle, self.on_settle)
         if self.needs:
             await self._subscribe_signals()
         await self.sub(m.ROSTER_QUERY, lambda payload: self.announce())
@@ -271,7 +346,7 @@ class ElementService(ElementHost):
 
     async def _subscribe_signals(self) -> None:
         if self._signals_sub is None:
-            self._signals_sub = await self.sub(m.SIGNALS, self.on_signals)
+            self._signals_sub = await self.sub(self.uri_signals, self.on_signals)
 
     def announce(self) -> None:
         self.publish(m.ANNOUNCE, self.describe_msg())
@@ -302,12 +377,13 @@ class ElementService(ElementHost):
 
     # -- window ----------------------------------------------------------------------------------
     def on_tick(self, payload: Any) -> None:
-        t = m.decode(m.Tick, payload, m.TICK, self.rejections)
-        if t is None or not self.check_tick(t, repeat_ok=not self.settled):
+        t = m.decode(m.Tick, payload, self.uri_tick, self.rejections)
+        # A chunk is repeated when an element joins mid-chunk (it needs the chunk's tick): publish again.
+        if t is None or not self.check_tick(t, repeat_ok=self.ahead or not self.settled, uri=self.uri_tick):
             return
-        if not self.settled and self.w is not None and self.w.seq != t.seq:
+        if not self.settled and self.w is not None and self.w.seq != t.seq and not self.ahead:
             log.warning("%s: window %d was never settled (we were left out)", self.name, self.w.seq)
-        repeat = self.w is not None and t.seq == self.w.seq and not self.settled
+        repeat = self.w is not None and t.seq == self.w.seq and (not self.settled or self.ahead)
         self.last_seq = t.seq
         if not repeat:  # a re-published tick is the same window: a set made meanwhile waits for the next one
             self.apply_pending()
@@ -319,7 +395,7 @@ class ElementService(ElementHost):
         self.settled = False
         for sig in self.early.pop(t.seq, []):  # buffered before their tick: checked against it now
             if sig.n != t.n:
-                self.rejections.reject(m.SIGNALS, "out_of_range", f"{sig.element}: n {sig.n} != window n {t.n}")
+                self.rejections.reject(self.uri_signals, "out_of_range", f"{sig.element}: n {sig.n} != window n {t.n}")
                 continue
             self._take_signals(sig)
         self.early = {s: v for s, v in self.early.items() if s > t.seq}
@@ -328,21 +404,31 @@ class ElementService(ElementHost):
         self.advance()
 
     def on_signals(self, payload: Any) -> None:
-        sig = m.decode(m.Signals, payload, m.SIGNALS, self.rejections)
+        uri = self.uri_signals
+        sig = m.decode(m.Signals, payload, uri, self.rejections)
         if sig is None or sig.element == self.name:
             return
         if px.PLAN_READY in sig.arrays and not self._plan_ok(sig):
             return
+        if self.producers is not None and sig.element not in self.producers and self.needs & sig.arrays.keys():
+            self.rejections.reject(uri, "not_member", f"{sig.element} does not produce what {self.name} reads "
+                                   f"(from {', '.join(sorted(self.producers)) or 'nobody'})")
+            return
         if self.w is not None and sig.seq == self.w.seq:
             if sig.n != self.w.n:
-                self.rejections.reject(m.SIGNALS, "out_of_range", f"n {sig.n} != window n {self.w.n}")
+                self.rejections.reject(uri, "out_of_range", f"n {sig.n} != window n {self.w.n}")
                 return
+            if self.ahead and self.published and any(k in self.needs for k in sig.arrays):
+                if self.settled:
+                    self.rejections.reject(uri, "stale_seq", f"seq {sig.seq}: chunk already settled")
+                    return
+                self.published = self.sent_signals = False  # a producer's revision (set): ours follows
             self._take_signals(sig)
             self.advance()
-        elif self.last_seq < sig.seq <= self.last_seq + AHEAD:
+        elif self.last_seq < sig.seq <= self.last_seq + AHEAD or (self.ahead and sig.seq > self.last_seq):
             self.early.setdefault(sig.seq, []).append(sig)
         else:
-            self.rejections.reject(m.SIGNALS, "stale_seq", f"seq {sig.seq}, window {self.last_seq}")
+            self.rejections.reject(uri, "stale_seq", f"seq {sig.seq}, window {self.last_seq}")
 
     def _plan_ok(self, sig: m.Signals) -> bool:
         """A ``plan_ready`` signal: only from the inverter we wait for, alone, all ones, once per window."""
@@ -383,13 +469,13 @@ class ElementService(ElementHost):
         if el.outputs and not self.sent_signals:
             self.sent_signals = True
             arrays = {k: np.asarray(v, dtype=float) for k, v in el.signals(w, self.signals).items()}
-            self.publish(m.SIGNALS, m.Signals(seq=w.seq, element=self.name, n=w.n, arrays=arrays))
+            self.publish(self.uri_signals, m.Signals(seq=w.seq, element=self.name, n=w.n, arrays=arrays))
         if el.role in (Role.source, Role.load):
             if self.waits_for_plan():
                 return  # the inverter's prepare stage may still change this element's plan
             self.published = True
             joules = np.asarray(el.request(w, self.signals), dtype=float)
-            self.publish(m.REQUEST, m.EnergyRequest(seq=w.seq, element=self.name, role=el.role.value,
+            self.publish(self.uri_request, m.EnergyRequest(seq=w.seq, element=self.name, role=el.role.value,
                                                     n=w.n, joules=joules))
         self.published = True
 
@@ -413,15 +499,16 @@ class ElementService(ElementHost):
                                 discharge_j=res.discharge_j, stored_j=res.stored_j, loss_j=res.loss_j).wire()
 
     def on_settle(self, payload: Any) -> None:
-        st = m.decode(m.Settle, payload, m.SETTLE, self.rejections)
+        uri = self.uri_settle
+        st = m.decode(m.Settle, payload, uri, self.rejections)
         if st is None:
             return
         w = self.w
         if w is None or st.seq != w.seq or self.settled:
-            self.rejections.reject(m.SETTLE, "stale_seq", f"seq {st.seq}, window {self.last_seq}")
+            self.rejections.reject(uri, "stale_seq", f"seq {st.seq}, window {self.last_seq}")
             return
         if st.i0 != w.i0 or st.n != w.n:
-            self.rejections.reject(m.SETTLE, "out_of_range", f"window {st.i0}/{st.n} != {w.i0}/{w.n}")
+            self.rejections.reject(uri, "out_of_range", f"window {st.i0}/{st.n} != {w.i0}/{w.n}")
             return
         self.settled = True
         if self.name not in st.participants:

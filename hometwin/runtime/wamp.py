@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 from autobahn.asyncio.component import Component
+from pydantic import BaseModel
 
 from hometwin.messages import Rejections
 
@@ -97,7 +98,9 @@ def handler(uri: str, fn: Callable[[Any], None], rejections: Rejections,
 
 
 def plain(value: Any) -> Any:
-    """msgpack-safe copy (numpy → Python, tuples → lists)."""
+    """msgpack-safe copy (numpy → Python, tuples → lists, pydantic models → their JSON data)."""
+    if isinstance(value, BaseModel):  # a nested config value (a weather source, timers) set over RPC
+        return plain(value.model_dump(mode="json"))
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, (np.floating, np.integer, np.bool_)):

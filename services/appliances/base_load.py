@@ -65,6 +65,7 @@ class BaseLoad(MeteredLoad):
 
     kind = "base_load"
     role = Role.load
+    runs_ahead = True
     Config: ClassVar[type[ElementConfig]] = BaseLoadConfig
     inputs = ()
     outputs = ()

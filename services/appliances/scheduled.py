@@ -64,6 +64,7 @@ class ScheduledLoad(MeteredLoad):
 
     kind = "scheduled_load"
     role = Role.load
+    runs_ahead = True
     Config: ClassVar[type[ElementConfig]] = ScheduledLoadConfig
     inputs = ()
     outputs = ()

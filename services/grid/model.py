@@ -38,6 +38,7 @@ class Grid(Element):
 
     kind = "grid"
     role = Role.grid
+    runs_ahead = True
     Config = GridConfig
     inputs = ()
     outputs = ("grid_available", "price_import", "price_export", "import_limit_w", "export_limit_w")

@@ -114,6 +114,7 @@ class PVArray(Element):
 
     kind = "pv"
     role = Role.source
+    runs_ahead = True
     Config = PVArrayConfig
     inputs = ("ghi", "dni", "dhi", "temp_air", "wind_speed", "apparent_zenith", "azimuth", "dni_extra")
     description = "PV array: pvlib transposition, SAPM cell temperature and PVWatts DC."

@@ -343,6 +343,7 @@ class Sun(Element):
 
     kind = "sun"
     role = Role.environment
+    runs_ahead = True
     Config = SunConfig
     outputs = ("zenith", "apparent_zenith", "azimuth", "dni_extra", "ghi_clear", "dni_clear", "dhi_clear")
     description = "Solar position (NREL SPA) and clear-sky irradiance (Ineichen, pvlib Linke turbidity)."

@@ -426,6 +426,7 @@ class Weather(Element):
 
     kind = "weather"
     role = Role.environment
+    runs_ahead = True
     Config = WeatherConfig
     inputs = ("zenith", "apparent_zenith", "ghi_clear")
     outputs = ("cloud_cover", "ghi", "dni", "dhi", "temp_air", "wind_speed")

@@ -1,0 +1,242 @@
+"""Elements that run ahead: a chunk of single-step windows at once, the same flows as in-process.
+
+The services of a home are hosted on an in-memory bus (msgpack as on the wire, events in
+order; :class:`runtime_support.MemoryBus`) so that hundreds of single-step windows run in a
+second; the real router runs the same protocol in ``test_runtime_equivalence`` and
+``test_runtime_switching``.  Compared with :class:`hometwin.engine.Engine` at window 1:
+
+- every window's flows and what each element got, to 1e-9 J;
+- an element running ahead wakes once per chunk (its tick and its settlement), not per window;
+- a ``set`` inside a chunk counts from the next window (the chunk is published again: a
+  revision), also for a producer of signals (weather → roof);
+- an element that leaves inside a chunk is gone from the next window; one that joins inside a
+  chunk gets the chunk's tick again and takes part from the next window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+from hometwin import messages as m
+from hometwin.engine import Engine
+from hometwin.registry import element_class
+from hometwin.runtime.balancer import Balancer
+from hometwin.runtime.service import ElementService, runs_ahead, signal_producers
+from hometwin.spec import home_context, load_home
+from runtime_support import CAPE_TOWN, MemoryBus
+
+TRONDHEIM = Path(__file__).resolve().parents[1] / "examples" / "homes" / "trondheim.yaml"
+CLOCK = 999  # the test's session id: it plays the clock
+
+
+def test_which_elements_run_ahead():
+    """Pure functions of time run ahead; a per-window consumer keeps its producers per window."""
+    cape = load_home(CAPE_TOWN)
+    assert runs_ahead(cape) == {"sun", "weather", "roof", "grid", "oven", "tv", "kettle", "lights", "fridge", "house"}
+    # Trondheim's heat pump (a thermal building, per window) reads the weather and the sun, so
+    # those stay per window, and so does the roof that reads them.
+    tr = load_home(TRONDHEIM)
+    ahead = runs_ahead(tr)
+    assert not ahead & {"sun", "weather", "roof", "heat-pump", "battery", "inverter"}
+    assert {"grid", "house"} <= ahead
+    kinds = {e.name: e.kind for e in tr.spec.elements}
+    assert all(getattr(element_class(kinds[n]), "runs_ahead", False) for n in ahead)
+
+
+class Home:
+    """Every enabled element of a home as a hosted service on one bus."""
+
+    def __init__(self, spec: Path, steps: int, ahead_steps: int = 60):
+        self.home = load_home(spec)
+        self.ctx = home_context(self.home, steps * 60)
+        self.bus = MemoryBus()
+        self.names = [e.name for e in self.home.spec.elements]
+        self.ahead = runs_ahead(self.home)
+        self.ahead_steps = ahead_steps
+        self.sid = {name: i for i, name in enumerate(self.names, start=1)}
+        self.hosts: dict[str, Any] = {}
+
+    def host(self, name: str) -> Any:
+        e = next(e for e in self.home.spec.elements if e.name == name)
+        el = element_class(e.kind)(e.name, e.config, self.ctx)
+        if el.role.value == "converter":
+            return Balancer(el, self.names, ahead_steps=self.ahead_steps)
+        return ElementService(el, ahead=name in self.ahead, producers=signal_producers(self.home, name))
+
+    async def start(self) -> None:
+        for name in self.names:
+            self.hosts[name] = self.host(name)
+            await self.hosts[name].on_join(self.bus.session(self.sid[name]))
+
+    async def join(self, name: str, sid: int) -> None:
+        self.hosts[name] = self.host(name)
+        self.sid[name] = sid
+        await self.hosts[name].on_join(self.bus.session(sid))
+
+    async def run(self, windows: int, before: dict[int, Callable[[], Any]] | None = None) -> list[m.Flows]:
+        clock = self.bus.session(CLOCK)
+        got: asyncio.Queue = asyncio.Queue()
+        await clock.subscribe(got.put_nowait, m.FLOWS)
+        t0, dt = float(self.ctx.start.timestamp()), self.ctx.step_s
+        out, i = [], 0
+        for seq in range(windows):
+            action = (before or {}).get(seq)
+            if action is not None:
+                result = action()
+                if asyncio.iscoroutine(result):
+                    await result
+            clock.publish(m.TICK, m.Tick(seq=seq, i0=i, n=1, dt_s=dt, t0=t0 + i * dt).wire())
+            f = m.Flows.model_validate(await asyncio.wait_for(got.get(), 10))
+            assert f.seq == seq and f.i0 == i and not f.stale
+            out.append(f)
+            i = f.i0 + f.k + 1
+        return out
+
+    def received(self, name: str, uri: str) -> int:
+        return self.bus.received[(self.sid[name], uri)]
+
+
+def frame_diff(flows: list[m.Flows], ref: Any) -> float:
+    """Largest difference [J] of the home's flows and every element's share against ``ref.frame``."""
+    worst = 0.0
+    for f in flows:
+        row = ref.frame.iloc[f.i0]
+        for key in m.FLOW_KEYS:
+            a, b = float(f.flows[key][0]), float(row[key])
+            if not (np.isnan(a) and np.isnan(b)):
+                worst = max(worst, abs(a - b))
+        for col in ref.frame.columns:
+            if col.startswith("el."):
+                name = col[3:-2]
+                a = float(f.served[name][0]) if name in f.served else 0.0
+                worst = max(worst, abs(a - float(row[col])))
+    return worst
+
+
+def in_process(spec: Path, steps: int, actions: dict[int, Callable[[Engine], Any]] | None = None) -> Any:
+    eng = Engine(load_home(spec), window=1, until_s=steps * 60)
+    for step, action in (actions or {}).items():
+        eng.at(step, action)
+    return eng.run()
+
+
+def test_single_steps_in_chunks_equal_in_process():
+    steps = 600  # 00:00-10:00 local: night and a summer morning's PV
+
+    async def main() -> tuple[Home, list[m.Flows]]:
+        h = Home(CAPE_TOWN, steps)
+        await h.start()
+        return h, await h.run(steps)
+
+    h, flows = asyncio.run(main())
+    ref = in_process(CAPE_TOWN, steps)
+    assert frame_diff(flows, ref) <= 1e-9
+    assert ref.frame["el.tv_j"].lt(0).all() and ref.frame["pv_offered_j"].gt(0).any()  # not a run of zeros
+    # Running ahead: one tick and one settlement per 60-step chunk, no window ticks.  Per window
+    # (the geyser, the battery) every tick arrives.
+    for name in ("tv", "roof", "sun", "grid"):
+        assert h.received(name, m.TICK_AHEAD) == steps // 60 and h.received(name, m.SETTLE_AHEAD) == steps // 60, name
+        assert h.received(name, m.TICK) == 0 and h.received(name, m.SETTLE) == 0, name
+    assert h.received("geyser", m.TICK) == steps and h.received("geyser", m.TICK_AHEAD) == 0
+    # Settled through the end in chunks, the meters hold what the engine's frame says they got.
+    assert h.hosts["tv"].element.state["energy_j"] == pytest.approx(-ref.frame["el.tv_j"].sum(), rel=1e-12)
+    assert h.hosts["grid"].element.state["import_j"] == pytest.approx(ref.frame["grid_import_j"].sum(), rel=1e-12)
+    assert h.hosts["roof"].element.state["energy_dc_j"] == pytest.approx(ref.frame["el.roof_j"].sum(), rel=1e-12)
+
+
+def test_a_set_inside_a_chunk_counts_from_the_next_window():
+    """The kettle switched on at window 90 (inside the chunk 60–119) and the weather made
+    overcast at window 450, 07:30 (chunk 420–479): the roof, reading the weather ahead, revises too."""
+    steps, kettle_at, cloud_at = 600, 90, 450
+
+    async def main() -> list[m.Flows]:
+        h = Home(CAPE_TOWN, steps)
+        await h.start()
+        call = h.bus.session(CLOCK).call
+
+        async def overcast() -> None:
+            w = h.hosts["weather"].element.config.source.model_dump()
+            await call(m.element_uri("weather", "set"), source={**w, "cloud_cover_mean": 0.95})
+
+        return await h.run(steps, {kettle_at: lambda: call(m.element_uri("kettle", "set"), on=True),
+                                   cloud_at: overcast})
+
+    flows = asyncio.run(main())
+
+    def overcast(e: Engine) -> None:
+        w = e.elements["weather"].config.source.model_dump()
+        e.set("weather", source={**w, "cloud_cover_mean": 0.95})
+
+    ref = in_process(CAPE_TOWN, steps, {kettle_at: lambda e: e.set("kettle", on=True), cloud_at: overcast})
+    assert frame_diff(flows, ref) <= 1e-9
+    kettle = ref.frame["el.kettle_j"].to_numpy()
+    assert not kettle[:kettle_at].any() and (kettle[kettle_at:120] < 0).all()  # (load-shedding from 02:00)
+    plain = in_process(CAPE_TOWN, steps)  # the change shows in the roof's output from that window on
+    roof, roof0 = ref.frame["el.roof_j"].to_numpy(), plain.frame["el.roof_j"].to_numpy()
+    assert np.array_equal(roof[:cloud_at], roof0[:cloud_at]) and not np.array_equal(roof[cloud_at:], roof0[cloud_at:])
+
+
+def test_leaving_and_joining_inside_a_chunk():
+    """The TV's session leaves before window 70 and a new TV service joins before window 100
+    (both inside a chunk): gone from window 70, back from window 100, as Engine.remove/add."""
+    steps, off_at, on_at = 200, 70, 100
+
+    async def main() -> tuple[Home, list[m.Flows]]:
+        h = Home(CAPE_TOWN, steps)
+        await h.start()
+        flows = await h.run(steps, {off_at: lambda: h.bus.leave(h.sid["tv"]), on_at: lambda: h.join("tv", 50)})
+        return h, flows
+
+    h, flows = asyncio.run(main())
+    home = load_home(CAPE_TOWN)
+    tv_spec = next(e for e in home.spec.elements if e.name == "tv")
+
+    def back(e: Engine) -> None:
+        e.add(element_class("tv")("tv", tv_spec.config, e.ctx))
+
+    ref = in_process(CAPE_TOWN, steps, {off_at: lambda e: e.remove("tv"), on_at: back})
+    assert frame_diff(flows, ref) <= 1e-9
+    tv = [f.served.get("tv", np.zeros(1))[0] for f in flows]
+    assert all(v < 0 for v in tv[:off_at]) and not any(tv[off_at:on_at]) and all(v < 0 for v in tv[on_at:])
+    # the new TV got the chunk's tick again when it joined (60–119), then the chunks 120–179 and
+    # 180–199 (the last one ends with the run)
+    assert h.received("tv", m.TICK_AHEAD) == 3
+    assert h.hosts["tv"].element.state["energy_j"] == pytest.approx(-sum(tv[on_at:]), rel=1e-12)
+
+
+def test_ahead_packets_are_checked():
+    """A chunk packet from an element that does not run ahead, with the wrong length, for an old
+    chunk, or of the wrong sign is refused and counted, and the window's flows are unchanged."""
+    steps = 130
+
+    async def main() -> tuple[Home, list[m.Flows]]:
+        h = Home(CAPE_TOWN, steps)
+        await h.start()
+        pub = h.bus.session(CLOCK).publish
+        joules = lambda v, n: np.full(n, v).tobytes()  # noqa: E731
+
+        def garbage() -> None:
+            pub(m.REQUEST_AHEAD, {"seq": 60, "element": "geyser", "role": "load", "n": 60, "joules": joules(-5.0, 60)})
+            pub(m.REQUEST_AHEAD, {"seq": 60, "element": "tv", "role": "load", "n": 2, "joules": joules(-5.0, 2)})
+            pub(m.REQUEST_AHEAD, {"seq": 0, "element": "tv", "role": "load", "n": 60, "joules": joules(-5.0, 60)})
+            pub(m.REQUEST_AHEAD, {"seq": 60, "element": "tv", "role": "load", "n": 60, "joules": joules(5.0, 60)})
+            pub(m.REQUEST_AHEAD, {"seq": 60, "element": "tv", "role": "source", "n": 60, "joules": joules(5.0, 60)})
+            pub(m.SIGNALS_AHEAD, {"seq": 60, "element": "oven", "n": 60, "arrays": {"ghi": joules(1.0, 60)}})
+
+        return h, await h.run(steps, {75: garbage})
+
+    h, flows = asyncio.run(main())
+    assert frame_diff(flows, in_process(CAPE_TOWN, steps)) <= 1e-9
+    counts = h.hosts["inverter"].rejections.counts
+    assert counts[(m.REQUEST_AHEAD, "not_member")] == 1  # the geyser runs per window
+    assert counts[(m.REQUEST_AHEAD, "out_of_range")] == 2  # n 2; a load's packet as a source
+    assert counts[(m.REQUEST_AHEAD, "stale_seq")] == 1  # chunk 0 is settled
+    assert counts[(m.REQUEST_AHEAD, "invalid")] == 1  # a load offering energy
+    assert counts[(m.SIGNALS_AHEAD, "out_of_range")] == 1  # the oven publishes no signals
+    # nor does the roof take the oven's "ghi" for its chunk (it reads the sun's and the weather's)
+    assert h.hosts["roof"].rejections.counts[(m.SIGNALS_AHEAD, "not_member")] == 1
