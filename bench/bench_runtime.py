@@ -6,9 +6,12 @@
 1. single-step windows (the paced path at speed max): ticks per second over the router,
    services on the router's Unix socket (the ``hometwin up`` default) and on TCP RawSocket;
 1b. the ceiling of that pattern here: the same processes exchanging the same messages per
-   single-step window over the same router (tick → 13 elements; sun → weather → roof signals;
-   10 requests and the battery's status; the dispatch RPC; settle → 12; Flows → clock and
-   recorder) with handlers that do nothing — what the router and the wake-ups alone allow.
+   single-step window over the same router (tick → inverter, geyser, battery; the geyser's
+   request and the battery's status; the dispatch RPC; settle → geyser, battery; Flows → clock
+   and recorder; every 60 windows the chunk's tick, packets and settle of the ten elements that
+   run ahead) with handlers that do nothing — what the router and the wake-ups alone allow; in
+   the first round also the pattern before elements ran ahead (tick → 13 elements, 43
+   deliveries per window).
    For both, the CPU time each process spends per window (from /proc, over the steady part
    of the run): the twin's elements against the do-nothing processes shows what the
    handlers cost in place (``bench_handlers.py`` shows why that is several times their cost
@@ -36,7 +39,9 @@ from pathlib import Path
 import results  # bench/results.py (the script's folder is on sys.path)
 import hometwin.runtime  # noqa: F401
 from hometwin.engine import Engine
+from hometwin.runtime.balancer import AHEAD_STEPS
 from hometwin.runtime.launcher import Launcher
+from hometwin.runtime.service import runs_ahead
 from hometwin.runtime.wamp import autobahn_errors_only
 from hometwin.spec import load_home
 
@@ -232,10 +237,13 @@ PATTERN = {"sun": "sig", "weather": "sig+in", "grid": "sig", "roof": "req+in", "
 _PAY = b"x" * 64
 
 
-def _pattern_element(url: str, realm: str, name: str, what: str) -> None:
+def _pattern_element(url: str, realm: str, name: str, what: str, ahead: bool = False) -> None:
+    """One element of the pattern: per window (tick → packet, settle) or, running ahead, per chunk
+    (``p.atick`` → packet on ``p.areq``/``p.asig``, ``p.asettle``)."""
     from hometwin.runtime.wamp import component, run_component
 
     comp = component(url, realm)
+    a = "a" if ahead else ""
 
     @comp.on_join
     async def joined(session, details):  # type: ignore[no-untyped-def]
@@ -244,9 +252,9 @@ def _pattern_element(url: str, realm: str, name: str, what: str) -> None:
 
         def go(seq: int) -> None:
             if "sig" in what:
-                session.publish("p.signals", name, seq, _PAY)
+                session.publish(f"p.{a}signals", name, seq, _PAY)
             if "req" in what or what == "storage":
-                session.publish("p.req", name, seq, _PAY)
+                session.publish(f"p.{a}req", name, seq, _PAY)
 
         def tick(seq: int) -> None:
             got.clear()
@@ -259,10 +267,10 @@ def _pattern_element(url: str, realm: str, name: str, what: str) -> None:
                 if got == need:
                     go(seq)
 
-        await session.subscribe(tick, "p.tick")
-        await session.subscribe(lambda seq, payload: None, "p.settle")
+        await session.subscribe(tick, f"p.{a}tick")
+        await session.subscribe(lambda seq, payload: None, f"p.{a}settle")
         if need:
-            await session.subscribe(signals, "p.signals")
+            await session.subscribe(signals, f"p.{a}signals")
         if what == "storage":
             await session.register(lambda seq, payload: payload, "p.dispatch")
         await session.subscribe(lambda: session.publish("p.ready", name), "p.query")
@@ -270,29 +278,41 @@ def _pattern_element(url: str, realm: str, name: str, what: str) -> None:
     run_component(comp)
 
 
-def _pattern_inverter(url: str, realm: str) -> None:
+def _pattern_inverter(url: str, realm: str, per_window: int, ahead: int, chunk: int) -> None:
+    """Waits for the packets of a window (and, at a chunk's first window, the chunk's), calls the
+    dispatch RPC, publishes settle and Flows (and, at a chunk's end, the chunk's settle)."""
     from hometwin.runtime.wamp import component, run_component
 
     comp = component(url, realm)
 
     @comp.on_join
     async def joined(session, details):  # type: ignore[no-untyped-def]
-        got: set[str] = set()
+        got: dict[int, set[str]] = {}
+
+        def needed(seq: int) -> int:
+            return per_window + (ahead if ahead and seq % chunk == 0 else 0)
 
         async def settle(seq: int) -> None:
             await session.call("p.dispatch", seq, _PAY)
             session.publish("p.settle", seq, _PAY * 4)
             session.publish("p.flows", seq, _PAY * 8)
+            if ahead and (seq + 1) % chunk == 0:
+                session.publish("p.asettle", seq, _PAY * 4)
 
         def packet(name: str, seq: int, payload: bytes) -> None:
-            got.add(name)
-            if len(got) == len(PATTERN):
-                got.clear()
+            have = got.setdefault(seq, set())
+            have.add(name)
+            if len(have) == needed(seq):
+                del got[seq]
                 asyncio.ensure_future(settle(seq))
 
-        await session.subscribe(packet, "p.req")
-        await session.subscribe(packet, "p.signals")
-        await session.subscribe(lambda seq: None, "p.tick")
+        def tick(seq: int) -> None:
+            if ahead and seq % chunk == 0:
+                session.publish("p.atick", seq)
+
+        for topic in ("p.req", "p.signals", "p.areq", "p.asignals"):
+            await session.subscribe(packet, topic)
+        await session.subscribe(tick, "p.tick")
         await session.subscribe(lambda: session.publish("p.ready", "inverter"), "p.query")
 
     run_component(comp)
@@ -311,9 +331,11 @@ def _pattern_recorder(url: str, realm: str) -> None:
     run_component(comp)
 
 
-def message_pattern_ceiling(ticks: int) -> tuple[float, float, float]:
+def message_pattern_ceiling(ticks: int, ahead: set[str] | frozenset = frozenset(), chunk: int = 60) -> tuple[float, float, float]:
     """Single-step windows per second of the home's message pattern with do-nothing handlers, and
-    the perf_counter span they were measured over."""
+    the perf_counter span they were measured over.  ``ahead``: the elements that run ahead (one
+    tick, one packet and one settle per ``chunk`` windows); none: every element per window (the
+    protocol before they ran ahead)."""
     import multiprocessing as mp
 
     from hometwin.runtime.router import Router
@@ -322,8 +344,11 @@ def message_pattern_ceiling(ticks: int) -> tuple[float, float, float]:
     out: list[float] = []
     with Router(realm=realm, unix=True) as r:
         url = r.unix_url
-        procs = [mp.Process(target=_pattern_element, args=(url, realm, n, w), daemon=True) for n, w in PATTERN.items()]
-        procs += [mp.Process(target=_pattern_inverter, args=(url, realm), daemon=True),
+        procs = [mp.Process(target=_pattern_element, args=(url, realm, n, w, n in ahead), daemon=True)
+                 for n, w in PATTERN.items()]
+        per_window = len([n for n in PATTERN if n not in ahead])
+        procs += [mp.Process(target=_pattern_inverter, args=(url, realm, per_window, len(PATTERN) - per_window, chunk),
+                             daemon=True),
                   mp.Process(target=_pattern_recorder, args=(url, realm), daemon=True)]
         for p in procs:
             p.start()
@@ -395,16 +420,26 @@ def main() -> None:
     # Twin and ceiling alternate, round after round: other tenants' load moves both alike, so
     # the ratio of a round is the figure to compare; the median over the rounds is reported.
     ratios = []
+    ahead = runs_ahead(load_home(SPEC))
     for r in range(a.rounds):
         twin = single_step("unix")
         with CpuSampler() as cpu:
-            ceiling, t_from, t_to = message_pattern_ceiling(a.ticks)
+            ceiling, t_from, t_to = message_pattern_ceiling(a.ticks, ahead, AHEAD_STEPS)
         ratios.append(twin / ceiling)
         lines.append(f"- the same message pattern per single-step window with do-nothing handlers (15 processes, "
-                     f"unix): **{ceiling:.0f} ticks/s** — the ceiling the router and the wake-ups allow here; the "
-                     f"twin (unix) reaches {ratios[-1]:.0%} of it" + (f" (round {r + 1})" if a.rounds > 1 else "")
+                     f"{len(ahead)} of them running ahead in chunks of {AHEAD_STEPS}; unix): **{ceiling:.0f} ticks/s** "
+                     f"— the ceiling the router and the wake-ups allow here; the twin (unix) reaches {ratios[-1]:.0%} "
+                     f"of it" + (f" (round {r + 1})" if a.rounds > 1 else "")
                      + "; CPU per window: " + _cpu_line(cpu.per_window_ms(t_from, t_to, ceiling), None))
         print(lines[-1], flush=True)
+        if r == 0:
+            with CpuSampler() as cpu:
+                before, t_from, t_to = message_pattern_ceiling(a.ticks)
+            lines.append(f"- for comparison, the pattern before elements ran ahead (every element ticked and settled "
+                         f"per window, 43 deliveries) with do-nothing handlers: **{before:.0f} ticks/s**; the twin "
+                         f"reaches {twin / before:.0%} of it; CPU per window: "
+                         + _cpu_line(cpu.per_window_ms(t_from, t_to, before), None))
+            print(lines[-1], flush=True)
     if a.rounds > 1:
         lines.append(f"- twin / ceiling over {a.rounds} alternating rounds: median **{statistics.median(ratios):.0%}** "
                      f"(" + ", ".join(f"{x:.0%}" for x in ratios) + ")")

@@ -290,11 +290,15 @@ class Settle(Message):
     k: Annotated[int, Field(ge=0)]
     served: ArrayMap
     participants: list[Name]
+    parts: list[int] = Field(default_factory=list, description="hometwin.ahead.settle: where each window the "
+                             "inverter balanced ends (steps from i0), so a chunk is settled window by window")
 
     @model_validator(mode="after")
     def _shape(self) -> "Settle":
         if self.k >= self.n:
             raise ValueError(f"k: must be < n {self.n} (got {self.k})")
+        if self.parts and (self.parts[-1] != self.k + 1 or any(b <= a for a, b in zip([0] + self.parts, self.parts))):
+            raise ValueError(f"parts: increasing window ends from i0, the last k + 1 = {self.k + 1} (got {self.parts[:8]})")
         for key, arr in self.served.items():
             _check_len(f"served.{key}", arr, self.k + 1)
         return self
@@ -438,6 +442,8 @@ TICK_AHEAD = f"{PREFIX}.ahead.tick"
 SIGNALS_AHEAD = f"{PREFIX}.ahead.signals"
 REQUEST_AHEAD = f"{PREFIX}.ahead.request"
 SETTLE_AHEAD = f"{PREFIX}.ahead.settle"
+#: RPC (inverter): settle the steps of the chunk settled so far with the elements running ahead now.
+SETTLE_AHEAD_NOW = f"{PREFIX}.ahead.settle_now"
 
 
 def element_uri(name: str, op: str) -> str:
@@ -457,12 +463,12 @@ def launcher_uri(op: str) -> str:
 
 #: (uri, pub/sub or rpc, message model or None, who publishes / serves, who subscribes / calls, what)
 TOPICS: list[tuple[str, str, type[Message] | None, str, str, str]] = [
-    (TICK, "event", Tick, "clock", "every element, inverter", "a window starts"),
+    (TICK, "event", Tick, "clock", "elements per window, inverter", "a window starts"),
     (SIGNALS, "event", Signals, "sun, weather, grid; inverter (`plan_ready`, only with a strategy)",
      "elements with inputs, inverter; plannable elements", "signals of the window; `plan_ready`: the plan is applied, request now"),
     (REQUEST, "event", EnergyRequest, "sources, loads", "inverter", "joules per step offered (+) / asked (−)"),
     (STORAGE, "event", StorageStatus, "battery", "inverter", "battery parameters and stored energy at window start"),
-    (SETTLE, "event", Settle, "inverter", "every element", "commit through step k with what was served"),
+    (SETTLE, "event", Settle, "inverter", "elements per window", "commit through step k with what was served"),
     (FLOWS, "event", Flows, "inverter", "clock, recorder, UI", "settled steps: home flows, per element, SoC"),
     (ROSTER, "event", Roster, "inverter", "anyone", "roster changed (joined, left, stale)"),
     (ANNOUNCE, "event", Describe, "every element", "inverter", "an element joins / re-announces"),
@@ -477,7 +483,9 @@ TOPICS: list[tuple[str, str, type[Message] | None, str, str, str]] = [
     (REQUEST_AHEAD, "event", EnergyRequest, "sources, loads (running ahead)", "inverter",
      "joules per step of the chunk; a second packet is a revision, used from the next window"),
     (SETTLE_AHEAD, "event", Settle, "inverter", "elements that run ahead",
-     "the chunk is committed through step k (once, when settled to its end or cut off)"),
+     "the chunk's steps from i0 are committed through step k (at its end, when cut off, or when the clock pauses)"),
+    (SETTLE_AHEAD_NOW, "rpc", None, "inverter", "clock (before it pauses)",
+     "settle the chunk so far with the elements running ahead (their state is then exact at the pause)"),
     (SESSION_ON_LEAVE, "event", None, "router (WAMP meta)", "inverter", "a session left: its element leaves the roster"),
     (element_uri("<name>", "describe"), "rpc", Describe, "every element", "anyone", "what the element is"),
     (element_uri("<name>", "get"), "rpc", None, "every element", "anyone", "config, telemetry and window state"),

@@ -240,3 +240,38 @@ def test_ahead_packets_are_checked():
     assert counts[(m.SIGNALS_AHEAD, "out_of_range")] == 1  # the oven publishes no signals
     # nor does the roof take the oven's "ghi" for its chunk (it reads the sun's and the weather's)
     assert h.hosts["roof"].rejections.counts[(m.SIGNALS_AHEAD, "not_member")] == 1
+
+
+def test_a_pause_inside_a_chunk_settles_it_so_far():
+    """Before the clock pauses it asks the inverter to settle the elements running ahead: at 06:40
+    (window 400, inside the chunk 360–419) their meters hold exactly what the engine's frame says
+    they got so far; the rest of the chunk is settled later, nothing twice."""
+    steps, pause = 600, 400
+    seen: dict[str, float] = {}
+
+    async def main() -> tuple[Home, list[m.Flows]]:
+        h = Home(CAPE_TOWN, steps)
+        await h.start()
+
+        async def pause_here() -> None:
+            answer = await h.bus.session(CLOCK).call(m.SETTLE_AHEAD_NOW)
+            assert answer == {"settled_to": pause, "chunk": [360, 360, 60]}
+            roof = h.hosts["roof"].element.state
+            seen.update(tv=h.hosts["tv"].element.state["energy_j"], roof_dc=roof["energy_dc_j"],
+                        roof_offered=roof["offered_j"], grid_import=h.hosts["grid"].element.state["import_j"])
+
+        return h, await h.run(steps, {pause: pause_here})
+
+    h, flows = asyncio.run(main())
+    ref = in_process(CAPE_TOWN, steps)
+    assert frame_diff(flows, ref) <= 1e-9
+    before = ref.frame.iloc[:pause]
+    assert before["pv_offered_j"].gt(0).any()  # the sun is up: the roof's meters move
+    assert seen["tv"] == pytest.approx(-before["el.tv_j"].sum(), rel=1e-12)
+    assert seen["roof_dc"] == pytest.approx(before["el.roof_j"].sum(), rel=1e-12)
+    assert seen["roof_offered"] == pytest.approx(before["pv_offered_j"].sum(), rel=1e-12)
+    assert seen["grid_import"] == pytest.approx(before["grid_import_j"].sum(), rel=1e-12)
+    assert h.hosts["tv"].element.state["energy_j"] == pytest.approx(-ref.frame["el.tv_j"].sum(), rel=1e-12)
+    assert h.hosts["roof"].element.state["offered_j"] == pytest.approx(ref.frame["pv_offered_j"].sum(), rel=1e-12)
+    assert h.received("tv", m.SETTLE_AHEAD) == steps // 60 + 1  # one chunk in two parts
+    assert not h.hosts["tv"].rejections.total

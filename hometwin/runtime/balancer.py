@@ -150,6 +150,8 @@ class Balancer(ElementHost):
         self.revised: dict[str, Any] = {}  # element → a revised packet, used from the next window
         self.chunk_served: dict[str, np.ndarray] = {}  # ahead participant → served per step of the chunk
         self.chunk_done = 0  # steps of the chunk settled
+        self.chunk_told = 0  # … of which the elements running ahead were told (hometwin.ahead.settle)
+        self.chunk_ends: list[int] = []  # where each window settled in the chunk ended (steps from its i0)
         self.roster: dict[str, m.Describe] = {}
         self.by_session: dict[int, str] = {}
         self.left: list[str] = []
@@ -186,6 +188,7 @@ class Balancer(ElementHost):
         self.roster[self.name] = self.describe_msg()
         await self.register_rpcs()
         await session.register(self.rpc_roster, m.ROSTER_GET)
+        await session.register(self.rpc_settle_ahead_now, m.SETTLE_AHEAD_NOW)
         await self.sub(m.TICK, self.on_tick)
         await self.sub(m.SIGNALS, lambda p: self.on_packet(m.SIGNALS, m.Signals, p))
         await self.sub(m.REQUEST, lambda p: self.on_packet(m.REQUEST, m.EnergyRequest, p))
@@ -340,22 +343,36 @@ class Balancer(ElementHost):
             n = max(w.n, min(self.ahead_steps, self.ctx.n_steps - w.i0))
             c = self.chunk = m.Tick(seq=w.seq, i0=w.i0, n=n, dt_s=w.dt_s, t0=self._t0_epoch + w.i0 * w.dt_s)
             self.ahead.clear()
-            self.chunk_served, self.chunk_done = {}, 0
+            self.chunk_served, self.chunk_done, self.chunk_told, self.chunk_ends = {}, 0, 0, []
             self.publish(m.TICK_AHEAD, c)
         for name, msg in self.ahead.items():
             if name in self.members:
                 self.packets[name] = _Slice(msg, w.i0 - c.i0, w.n)
 
     def _close_chunk(self) -> None:
-        """Settle the chunk's steps so far with the elements running ahead (once per chunk)."""
+        """Settle the chunk's steps settled since the last time with the elements running ahead: at
+        its end, when a window it does not cover cuts it off, and when the clock pauses (then their
+        state is exact at the pause).  The message covers the rest of the chunk from the first step
+        not told yet (``i0``) and commits through ``k`` of it."""
         c = self.chunk
-        if c is None or not self.chunk_done or not self.chunk_served:
+        a, b = self.chunk_told, self.chunk_done
+        if c is None or b <= a:
             return
-        k = self.chunk_done - 1
-        st = m.Settle(seq=c.seq, i0=c.i0, n=c.n, k=k, participants=list(self.chunk_served),
-                      served={n: a[: k + 1] for n, a in self.chunk_served.items()})
-        self.chunk_served = {}
+        self.chunk_told = b
+        if not self.chunk_served:
+            return
+        st = m.Settle(seq=c.seq, i0=c.i0 + a, n=c.n - a, k=b - a - 1, participants=list(self.chunk_served),
+                      served={n: acc[a:b] for n, acc in self.chunk_served.items()},
+                      parts=[e - a for e in self.chunk_ends if a < e <= b])
         self.publish(m.SETTLE_AHEAD, st)
+
+    def rpc_settle_ahead_now(self) -> dict[str, Any]:
+        """``hometwin.ahead.settle_now``: the clock pauses; tell the elements running ahead what they got
+        so far (published before this answer, so they have it before anyone who saw the pause asks)."""
+        self.metrics.msg("in", m.SETTLE_AHEAD_NOW)
+        self._close_chunk()
+        c = self.chunk
+        return {"settled_to": self.next_step, "chunk": None if c is None else [c.seq, c.i0, c.n]}
 
     def on_ahead_packet(self, uri: str, model: type[m.Message], payload: Any) -> None:
         msg = m.decode(model, payload, uri, self.rejections)
@@ -621,6 +638,7 @@ class Balancer(ElementHost):
                     got = st.served.get(n)
                     acc[j:j + k + 1] = 0.0 if got is None else got[: k + 1]
             self.chunk_done = j + k + 1
+            self.chunk_ends.append(self.chunk_done)
             if self.chunk_done >= c.n:
                 self._close_chunk()
         end = self._t0_epoch + (w.i0 + k + 1) * w.dt_s

@@ -193,6 +193,8 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
        metrics_port: int = typer.Option(0, "--metrics-port", help="first metrics port (one per process; 0 = none)"),
        pause_at: Optional[int] = typer.Option(None, "--pause-at", help="pause when this step is reached"),
        timeout: float = typer.Option(10.0, "--timeout", help="[s] the inverter waits this long for a packet"),
+       ahead_steps: int = typer.Option(60, "--ahead-steps", min=1,
+                                       help="steps the elements that run ahead compute at once (1: every window)"),
        retick: Optional[float] = typer.Option(None, "--retick", min=0.1,
                                               help="[s] the clock publishes a tick again after this long without "
                                                    "Flows (a restarted inverter lost it; default 60)"),
@@ -229,7 +231,7 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
 
     launcher = Launcher(spec_path=file, speed=speed, window=window, until_s=until_s, out=out, router_url=router,
                         port=port, rawsocket_port=rawsocket_port, transport=transport, metrics_port=metrics_port,
-                        pause_at=pause_at, timeout_s=timeout, retick_s=retick, keep_state=state,
+                        pause_at=pause_at, timeout_s=timeout, ahead_steps=ahead_steps, retick_s=retick, keep_state=state,
                         state_interval_s=state_interval, log_sink=sink)
 
     async def main() -> Any:

@@ -258,14 +258,27 @@ class Clock:
             log.warning("the inverter settled window %d before this clock started: going on with window %d at "
                         "step %d", roster.settled_seq, self.seq, self.i)
 
+    async def settle_ahead_now(self) -> None:
+        """Ask the inverter to settle the elements running ahead up to here (it answers after
+        publishing it); without an inverter, or with an old one, there is nothing to wait for."""
+        try:
+            await asyncio.wait_for(self.session.call(m.SETTLE_AHEAD_NOW), self.start_timeout_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("%s: %r", m.SETTLE_AHEAD_NOW, exc)
+
     async def run(self) -> None:
         await self.wait_for_roster()
         await self.resume_where_the_run_is()
         self.metrics.set("speed", 0 if self.speed == "max" else float(self.speed))
         while self.i < self.ctx.n_steps and not self.failed:
             if self.until is not None and self.i >= self.until:
+                await self.settle_ahead_now()  # before the pause shows: their state is exact then
                 self.until = None
                 self.paused = True
+            elif self.paused and self.seq:
+                await self.settle_ahead_now()
             while self.paused and not self.failed:
                 self._wake.clear()
                 await self._wake.wait()

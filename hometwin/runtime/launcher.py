@@ -93,6 +93,7 @@ class Launcher:
     metrics_port: int = 0  # base port; 0 = no metrics endpoints
     pause_at: int | None = None
     timeout_s: float = 10.0
+    ahead_steps: int = 60  # the inverter's chunk for elements that run ahead (hometwin service --ahead-steps)
     live: bool = True
     log_sink: Callable[[str, str, str], None] | None = None  # (name, color, line)
     restart: bool = True
@@ -172,7 +173,7 @@ class Launcher:
             if self.state_interval_s is not None:
                 args += ["--state-interval", str(self.state_interval_s)]
         if cmd.kind == "inverter":
-            args += ["--timeout", str(self.timeout_s)]
+            args += ["--timeout", str(self.timeout_s), "--ahead-steps", str(self.ahead_steps)]
             if os.environ.get("HOMETWIN_DEBUG_BALANCER"):
                 args += ["--log-level", "DEBUG"]
         return CLI + args

@@ -312,6 +312,7 @@ class ElementService(ElementHost):
         self.plannable = px.plannable(el)
         self.plan_from: str | None = None  # the inverter whose plan_ready this element waits for
         self.plan_seq = -1  # last window whose plan_ready arrived
+        self.settled_to: int | None = None  # running ahead: the chunk is settled up to this step
         self._signals_sub: Any = None
 
     def extra_rpcs(self) -> list[str]:
@@ -393,6 +394,8 @@ class ElementService(ElementHost):
         self.published = False
         self.sent_signals = False
         self.settled = False
+        if not repeat:
+            self.settled_to = None
         for sig in self.early.pop(t.seq, []):  # buffered before their tick: checked against it now
             if sig.n != t.n:
                 self.rejections.reject(self.uri_signals, "out_of_range", f"{sig.element}: n {sig.n} != window n {t.n}")
@@ -507,17 +510,33 @@ class ElementService(ElementHost):
         if w is None or st.seq != w.seq or self.settled:
             self.rejections.reject(uri, "stale_seq", f"seq {st.seq}, window {self.last_seq}")
             return
-        if st.i0 != w.i0 or st.n != w.n:
-            self.rejections.reject(uri, "out_of_range", f"window {st.i0}/{st.n} != {w.i0}/{w.n}")
+        # Running ahead, a chunk may be settled in parts (the clock paused inside it): each part
+        # covers the rest of the chunk from the first step not settled yet.
+        start = self.settled_to if self.ahead and self.settled_to is not None else w.i0
+        if st.i0 != start or st.i0 + st.n != w.i0 + w.n:
+            self.rejections.reject(uri, "out_of_range", f"window {st.i0}/{st.n} != {start}/{w.i0 + w.n - start}")
             return
-        self.settled = True
+        if self.ahead:
+            self.settled_to = st.i0 + st.k + 1
+            self.settled = self.settled_to >= w.i0 + w.n
+            if st.i0 != w.i0:  # a later part: the rest of the chunk from st.i0
+                w = Window(seq=w.seq, i0=st.i0, n=st.n, dt_s=w.dt_s, home=self.ctx)
+        else:
+            self.settled = True
         if self.name not in st.participants:
             log.warning("%s: left out of window %d (stale or not on the roster yet)", self.name, st.seq)
             return
         served = st.served.get(self.name)
         if served is None:
             served = np.zeros(st.k + 1)
-        self.element.settle(w, st.k, served)
+        if st.parts:  # a chunk: window by window, as the inverter balanced it (and as `hometwin run` settles)
+            a = 0
+            for b in st.parts:
+                part = Window(seq=w.seq, i0=st.i0 + a, n=b - a, dt_s=w.dt_s, home=self.ctx)
+                self.element.settle(part, b - a - 1, served[a:b])
+                a = b
+        else:
+            self.element.settle(w, st.k, served)
         end = self._t0_epoch + (w.i0 + st.k + 1) * w.dt_s
         self.metrics.settled(served, w.dt_s, end, time.perf_counter() - self.t_tick, st.k + 1)
         self.metrics.telemetry(self.element.telemetry())

@@ -144,7 +144,8 @@ class PVArray(Element):
 
     def settle(self, w: Window, k: int, served: np.ndarray) -> None:
         served = np.asarray(served[:k + 1], dtype=np.float64)
-        offered = self._offered[:k + 1] if self._offered_i0 == w.i0 and len(self._offered) > k else served
+        j = w.i0 - self._offered_i0  # > 0: a later part of the window it offered for (a chunk settled in parts)
+        offered = self._offered[j:j + k + 1] if 0 <= j and len(self._offered) > j + k else served
         st = self.state
         st["energy_dc_j"] += float(served.sum())
         st["offered_j"] += float(offered.sum())
