@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import msgpack
 import numpy as np
 
 import results  # bench/results.py (the script's folder is on sys.path)
@@ -44,6 +43,7 @@ from hometwin import messages as m
 from hometwin.engine import Engine
 from hometwin.registry import element_class
 from hometwin.runtime.balancer import Balancer
+from hometwin.runtime.membus import MemoryBus
 from hometwin.runtime.service import ElementService, runs_ahead
 from hometwin.spec import home_context, load_home
 
@@ -51,34 +51,21 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "examples" / "homes" / "cape-town.yaml"
 
 
-def _resolved(value: Any = None) -> asyncio.Future:
-    f = asyncio.get_running_loop().create_future()
-    f.set_result(value)
-    return f
-
-
-class Bus:
-    """Publish/subscribe and RPC between the hosts of one process, deliveries in publish order.
+class Bus(MemoryBus):
+    """The in-memory router, timing its hosts.
 
     Time is charged to the host whose code runs: its event handlers, its RPC endpoints and
     every step of a task it started (the inverter settles in a task), minus the deliveries
     and RPCs nested inside (an RPC's caller waits for it over the router too)."""
 
     def __init__(self, flush: np.ndarray | None):
-        self.subs: dict[str, list[tuple[int, Callable[..., Any]]]] = collections.defaultdict(list)
-        self.rpcs: dict[str, tuple[int, Callable[..., Any]]] = {}
-        self.queue: collections.deque = collections.deque()
-        self.pumping = False
+        super().__init__()
         self.flush = flush
         self.spent: collections.Counter = collections.Counter()  # host id → seconds of its own code
-        self.deliveries = 0
         self.current: int | None = None  # the host whose code runs now
         self._nested: list[float] = []
 
-    def session(self, host_id: int) -> "BusSession":
-        return BusSession(self, host_id)
-
-    def run(self, host_id: int, fn: Callable[..., Any], *args: Any) -> Any:
+    def run(self, host_id: int, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args)`` as a wake-up of ``host_id``: caches flushed first in the cold run."""
         t_outer = time.perf_counter()
         if self.flush is not None:
@@ -87,7 +74,7 @@ class Bus:
         self._nested.append(0.0)
         t = time.perf_counter()
         try:
-            return fn(*args)
+            return fn(*args, **kwargs)
         finally:
             end = time.perf_counter()
             self.spent[host_id] += end - t - self._nested.pop()
@@ -124,48 +111,6 @@ class Bus:
 
         return asyncio.Task(charged(), loop=loop, **kwargs)
 
-    def publish(self, sender: int, uri: str, args: tuple[Any, ...]) -> None:
-        data = msgpack.packb(list(args), use_bin_type=True)
-        for host_id, fn in self.subs[uri]:
-            if host_id != sender:  # WAMP's default: a publisher does not get its own event
-                self.queue.append((host_id, fn, data))
-        if self.pumping:
-            return
-        self.pumping = True
-        try:
-            while self.queue:
-                host_id, fn, data = self.queue.popleft()
-                self.deliveries += 1
-                self.run(host_id, fn, *msgpack.unpackb(data, raw=False))
-        finally:
-            self.pumping = False
-
-
-class BusSession:
-    """The part of autobahn's ``ApplicationSession`` the hosts use."""
-
-    def __init__(self, bus: Bus, host_id: int):
-        self.bus, self._session_id = bus, host_id
-
-    def subscribe(self, fn: Callable[..., Any], uri: str) -> asyncio.Future:
-        self.bus.subs[uri].append((self._session_id, fn))
-        return _resolved()
-
-    def register(self, fn: Callable[..., Any], uri: str) -> asyncio.Future:
-        self.bus.rpcs[uri] = (self._session_id, fn)
-        return _resolved()
-
-    def publish(self, uri: str, *args: Any, **kwargs: Any) -> None:
-        self.bus.publish(self._session_id, uri, args)
-
-    async def call(self, uri: str, *args: Any, **kwargs: Any) -> Any:
-        host_id, fn = self.bus.rpcs[uri]
-        wire = msgpack.unpackb(msgpack.packb(list(args), use_bin_type=True), raw=False)
-        result = self.bus.run(host_id, fn, *wire)
-        if asyncio.iscoroutine(result):
-            result = await result
-        return msgpack.unpackb(msgpack.packb(result, use_bin_type=True), raw=False)
-
 
 async def run_windows(ticks: int, flush_mb: float) -> tuple[dict[str, float], dict[str, float], int]:
     """Run ``ticks`` single-step windows on a fresh bus; returns µs per window by host (after a
@@ -185,7 +130,7 @@ async def run_windows(ticks: int, flush_mb: float) -> tuple[dict[str, float], di
         await h.on_join(bus.session(i))
     clock = bus.session(0)
     flows: asyncio.Queue = asyncio.Queue()
-    clock.subscribe(flows.put_nowait, m.FLOWS)
+    await clock.subscribe(flows.put_nowait, m.FLOWS)
     await asyncio.sleep(0.05)  # let the roster settle (announcements are plain publishes)
     t0_epoch = float(ctx.start.timestamp())
     warm = max(1, ticks // 10)

@@ -39,7 +39,7 @@ from pathlib import Path
 import results  # bench/results.py (the script's folder is on sys.path)
 import hometwin.runtime  # noqa: F401
 from hometwin.engine import Engine
-from hometwin.runtime.balancer import AHEAD_STEPS
+from hometwin.messages import AHEAD_STEPS
 from hometwin.runtime.launcher import Launcher
 from hometwin.runtime.service import runs_ahead
 from hometwin.runtime.wamp import autobahn_errors_only

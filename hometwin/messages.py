@@ -437,6 +437,8 @@ CLOCK_STATUS_EVENT = f"{PREFIX}.clock.status"
 RUN_DONE = f"{PREFIX}.run.done"
 RUN_FAILED = f"{PREFIX}.run.failed"
 SESSION_ON_LEAVE = "wamp.session.on_leave"
+#: Steps an element running ahead computes at once by default (the chunk; at least the window).
+AHEAD_STEPS = 60
 #: Elements that run ahead (``Describe.ahead``) take a chunk of windows at once on these.
 TICK_AHEAD = f"{PREFIX}.ahead.tick"
 SIGNALS_AHEAD = f"{PREFIX}.ahead.signals"

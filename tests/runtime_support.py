@@ -155,6 +155,8 @@ def max_diff(a: Any, b: Any) -> float:
 __all__ = ["router", "Up", "scrape", "wait_until", "max_diff", "CAPE_TOWN", "free_port", "node_config", "write_config",
            "MemoryBus"]
 
+from hometwin.runtime.membus import MemoryBus  # noqa: E402  (re-exported for the protocol tests)
+
 
 class StandInSession:
     """The part of autobahn's session a hosted service uses, recording what it publishes (no router)."""
@@ -170,70 +172,3 @@ class StandInSession:
 
     async def subscribe(self, *_: Any, **__: Any) -> None: ...
 
-
-class MemoryBus:
-    """A router in memory for hosted services (no Crossbar): every payload goes through msgpack as on
-    the wire, events reach every subscriber but their publisher in order, RPCs are called directly,
-    and :meth:`leave` drops a session and reports it on ``wamp.session.on_leave`` as the router does.
-    For protocol tests that need many windows quickly; the router itself is tested elsewhere."""
-
-    def __init__(self) -> None:
-        import collections
-
-        self.subs: dict[str, list[tuple[int, Any]]] = collections.defaultdict(list)
-        self.rpcs: dict[str, tuple[int, Any]] = {}
-        self.queue: Any = collections.deque()
-        self.pumping = False
-        self.received: Any = collections.Counter()  # (session, uri) → events delivered
-
-    def session(self, session_id: int) -> "_BusSession":
-        return _BusSession(self, session_id)
-
-    def publish(self, sender: int, uri: str, args: tuple[Any, ...]) -> None:
-        import msgpack
-
-        data = msgpack.packb(list(args), use_bin_type=True)
-        for sid, fn in list(self.subs[uri]):
-            if sid != sender:
-                self.queue.append((sid, uri, fn, data))
-        if self.pumping:
-            return
-        self.pumping = True
-        try:
-            while self.queue:
-                sid, uri, fn, data = self.queue.popleft()
-                self.received[(sid, uri)] += 1
-                fn(*msgpack.unpackb(data, raw=False))
-        finally:
-            self.pumping = False
-
-    def leave(self, session_id: int) -> None:
-        for uri in list(self.subs):
-            self.subs[uri] = [(sid, fn) for sid, fn in self.subs[uri] if sid != session_id]
-        self.rpcs = {u: (sid, fn) for u, (sid, fn) in self.rpcs.items() if sid != session_id}
-        self.publish(0, "wamp.session.on_leave", (session_id,))
-
-
-class _BusSession:
-    def __init__(self, bus: MemoryBus, session_id: int):
-        self.bus, self._session_id = bus, session_id
-
-    async def subscribe(self, fn: Any, uri: str) -> None:
-        self.bus.subs[uri].append((self._session_id, fn))
-
-    async def register(self, fn: Any, uri: str) -> None:
-        self.bus.rpcs[uri] = (self._session_id, fn)
-
-    def publish(self, uri: str, *args: Any, **kwargs: Any) -> None:
-        self.bus.publish(self._session_id, uri, args)
-
-    async def call(self, uri: str, *args: Any, **kwargs: Any) -> Any:
-        import asyncio
-        import msgpack
-
-        _, fn = self.bus.rpcs[uri]
-        wire = msgpack.unpackb(msgpack.packb([list(args), kwargs], use_bin_type=True), raw=False)
-        result = fn(*wire[0], **wire[1])
-        if asyncio.iscoroutine(result):
-            result = await result
-        return msgpack.unpackb(msgpack.packb(result, use_bin_type=True), raw=False)

@@ -48,10 +48,6 @@ from hometwin.runtime.service import AHEAD, ElementHost
 log = logging.getLogger("hometwin.balancer")
 
 
-#: Steps an element running ahead computes at once (the chunk; at least the window).
-AHEAD_STEPS = 60
-
-
 class _Slice:
     """One window cut from an ahead element's chunk packet: what ``_settle_window`` reads."""
 
@@ -64,6 +60,11 @@ class _Slice:
         self.joules = joules[j:j + n].copy() if joules is not None else None
         arrays = getattr(msg, "arrays", None)
         self.arrays = {k: a[j:j + n] for k, a in arrays.items()} if arrays is not None else None
+
+
+def _covers(chunk: m.Tick | None, w: Any) -> bool:
+    """True when every step of window ``w`` lies in ``chunk``."""
+    return chunk is not None and chunk.i0 <= w.i0 and w.i0 + w.n <= chunk.i0 + chunk.n
 
 
 class BatteryUnavailable(RuntimeError):
@@ -137,7 +138,7 @@ class Balancer(ElementHost):
     """Hosts the inverter element and balances every window."""
 
     def __init__(self, element: Any, order: list[str], metrics: ServiceMetrics | None = None,
-                 timeout_s: float = 10.0, ahead_steps: int = AHEAD_STEPS):
+                 timeout_s: float = 10.0, ahead_steps: int = m.AHEAD_STEPS):
         super().__init__(element, metrics)
         self.order = list(order)  # spec order: roles (and sums) follow it, as in the engine
         self.timeout_s = timeout_s
@@ -338,7 +339,7 @@ class Balancer(ElementHost):
         self.ahead.update(self.revised)
         self.revised.clear()
         c = self.chunk
-        if c is None or not (c.i0 <= w.i0 and w.i0 + w.n <= c.i0 + c.n):
+        if not _covers(c, w):
             self._close_chunk()
             n = max(w.n, min(self.ahead_steps, self.ctx.n_steps - w.i0))
             c = self.chunk = m.Tick(seq=w.seq, i0=w.i0, n=n, dt_s=w.dt_s, t0=self._t0_epoch + w.i0 * w.dt_s)
@@ -400,7 +401,7 @@ class Balancer(ElementHost):
             self.revised[name] = msg  # this window has its packet: the revision from the next one
             return
         self.ahead[name] = msg
-        if in_flight and not self.started and name in self.members and c.i0 <= w.i0 and w.i0 + w.n <= c.i0 + c.n:
+        if in_flight and not self.started and name in self.members and _covers(c, w):
             self.packets[name] = _Slice(msg, w.i0 - c.i0, w.n)
             self.advance()
 

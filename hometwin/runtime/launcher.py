@@ -93,7 +93,7 @@ class Launcher:
     metrics_port: int = 0  # base port; 0 = no metrics endpoints
     pause_at: int | None = None
     timeout_s: float = 10.0
-    ahead_steps: int = 60  # the inverter's chunk for elements that run ahead (hometwin service --ahead-steps)
+    ahead_steps: int = m.AHEAD_STEPS  # the inverter's chunk for elements that run ahead (hometwin service --ahead-steps)
     live: bool = True
     log_sink: Callable[[str, str, str], None] | None = None  # (name, color, line)
     restart: bool = True

@@ -42,16 +42,19 @@ log = logging.getLogger("hometwin.service")
 AHEAD = 2
 
 
+def _signal_graph(home: Any) -> tuple[dict[str, Any], dict[str, set[str]]]:
+    """The classes of ``home``'s enabled elements, and for each the others whose outputs it reads."""
+    from hometwin.registry import element_class
+
+    cls = {e.name: element_class(e.kind) for e in home.spec.elements if e.enabled}
+    producers = {n: {p for p in cls if p != n and set(cls[p].outputs) & set(cls[n].inputs)} for n in cls}
+    return cls, producers
+
+
 def signal_producers(home: Any, name: str) -> set[str] | None:
     """The enabled elements of ``home`` whose outputs ``name`` reads (its signals come only from
     them); None when ``name`` is not an enabled element of the spec (then anyone's are taken)."""
-    from hometwin.registry import element_class
-
-    els = {e.name: element_class(e.kind) for e in home.spec.elements if e.enabled}
-    me = els.get(name)
-    if me is None:
-        return None
-    return {p for p, c in els.items() if p != name and set(c.outputs) & set(me.inputs)}
+    return _signal_graph(home)[1].get(name)
 
 
 def runs_ahead(home: Any) -> set[str]:
@@ -62,16 +65,10 @@ def runs_ahead(home: Any) -> set[str]:
     element consuming its outputs does too (the inverter takes both kinds): a per-window consumer
     gets its signals per window, so its producers stay per window.  Fixpoint from all candidates.
     """
-    from hometwin.registry import element_class
-
-    els = [e for e in home.spec.elements if e.enabled]
-    cls = {e.name: element_class(e.kind) for e in els}
-    ahead = {e.name for e in els if getattr(cls[e.name], "runs_ahead", False)
-             and cls[e.name].role not in (Role.storage, Role.converter) and not px.plannable(cls[e.name])
-             and not cls[e.name].settle_on_shortfall}
-    producers = {n: {p for p in cls if set(cls[p].outputs) & set(cls[n].inputs)} for n in cls}
-    consumers = {n: {c for c in cls if set(cls[c].inputs) & set(cls[n].outputs)
-                     and cls[c].role != Role.converter} for n in cls}
+    cls, producers = _signal_graph(home)
+    ahead = {n for n, c in cls.items() if getattr(c, "runs_ahead", False)
+             and c.role not in (Role.storage, Role.converter) and not px.plannable(c) and not c.settle_on_shortfall}
+    consumers = {n: {c for c in cls if n in producers[c] and cls[c].role != Role.converter} for n in cls}
     changed = True
     while changed:
         changed = False
@@ -238,11 +235,11 @@ class ElementHost:
             self.rejections.reject(m.element_uri(self.name, "set"), "invalid_property", str(exc))
             raise ApplicationError("hometwin.error.invalid_property", str(exc), field=sorted(props)) from None
         self.pending_set.append(dict(props))
+        values = {k: getattr(new, k) for k in props}
         if self.revise_now():
             return plain({"element": self.name, "applies_at_seq": None, "applies": "the inverter's next window",
-                          "values": {k: getattr(new, k) for k in props}})
-        return plain({"element": self.name, "applies_at_seq": self.last_seq + 1,
-                      "values": {k: getattr(new, k) for k in props}})
+                          "values": values})
+        return plain({"element": self.name, "applies_at_seq": self.last_seq + 1, "values": values})
 
     def revise_now(self) -> bool:
         """Apply a pending ``set`` at once and publish the window's packets again (elements running
@@ -512,7 +509,7 @@ class ElementService(ElementHost):
             return
         # Running ahead, a chunk may be settled in parts (the clock paused inside it): each part
         # covers the rest of the chunk from the first step not settled yet.
-        start = self.settled_to if self.ahead and self.settled_to is not None else w.i0
+        start = w.i0 if self.settled_to is None else self.settled_to
         if st.i0 != start or st.i0 + st.n != w.i0 + w.n:
             self.rejections.reject(uri, "out_of_range", f"window {st.i0}/{st.n} != {start}/{w.i0 + w.n - start}")
             return

@@ -1,0 +1,90 @@
+"""A WAMP router in memory for services hosted in one process: protocol tests and handler benches.
+
+:class:`MemoryBus` stands in for Crossbar where many windows must run in a second: every payload
+goes through msgpack as on the wire, events reach every subscriber but their publisher in publish
+order, RPCs call the endpoint directly, and :meth:`MemoryBus.leave` drops a session and reports it
+on ``wamp.session.on_leave`` as the router does.  :meth:`MemoryBus.run` is where every delivery and
+RPC runs a host's code (``bench/bench_handlers.py`` charges time there).  The router itself is
+tested over Crossbar (``tests/test_runtime_*``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Any, Callable
+
+import msgpack
+
+from hometwin import messages as m
+
+
+def _wire(value: Any) -> Any:
+    return msgpack.unpackb(msgpack.packb(value, use_bin_type=True), raw=False)
+
+
+class MemoryBus:
+    """Publish/subscribe and RPC between the hosts of one process, deliveries in publish order."""
+
+    def __init__(self) -> None:
+        self.subs: dict[str, list[tuple[int, Callable[..., Any]]]] = collections.defaultdict(list)
+        self.rpcs: dict[str, tuple[int, Callable[..., Any]]] = {}
+        self.queue: collections.deque = collections.deque()
+        self.pumping = False
+        self.deliveries = 0
+        self.received: collections.Counter = collections.Counter()  # (session, uri) → events delivered
+
+    def session(self, session_id: int) -> "BusSession":
+        return BusSession(self, session_id)
+
+    def run(self, session_id: int, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` as a wake-up of ``session_id`` (a delivery or an RPC)."""
+        return fn(*args, **kwargs)
+
+    def publish(self, sender: int, uri: str, args: tuple[Any, ...]) -> None:
+        data = msgpack.packb(list(args), use_bin_type=True)
+        for sid, fn in list(self.subs[uri]):
+            if sid != sender:  # WAMP's default: a publisher does not get its own event
+                self.queue.append((sid, uri, fn, data))
+        if self.pumping:
+            return
+        self.pumping = True
+        try:
+            while self.queue:
+                sid, uri, fn, data = self.queue.popleft()
+                self.deliveries += 1
+                self.received[(sid, uri)] += 1
+                self.run(sid, fn, *msgpack.unpackb(data, raw=False))
+        finally:
+            self.pumping = False
+
+    def leave(self, session_id: int) -> None:
+        """The session is gone: its subscriptions and registrations too, and ``on_leave`` says so."""
+        for uri in list(self.subs):
+            self.subs[uri] = [(sid, fn) for sid, fn in self.subs[uri] if sid != session_id]
+        self.rpcs = {u: (sid, fn) for u, (sid, fn) in self.rpcs.items() if sid != session_id}
+        self.publish(0, m.SESSION_ON_LEAVE, (session_id,))
+
+
+class BusSession:
+    """The part of autobahn's ``ApplicationSession`` the hosts use."""
+
+    def __init__(self, bus: MemoryBus, session_id: int):
+        self.bus, self._session_id = bus, session_id
+
+    async def subscribe(self, fn: Callable[..., Any], uri: str) -> None:
+        self.bus.subs[uri].append((self._session_id, fn))
+
+    async def register(self, fn: Callable[..., Any], uri: str) -> None:
+        self.bus.rpcs[uri] = (self._session_id, fn)
+
+    def publish(self, uri: str, *args: Any, **kwargs: Any) -> None:
+        self.bus.publish(self._session_id, uri, args)
+
+    async def call(self, uri: str, *args: Any, **kwargs: Any) -> Any:
+        sid, fn = self.bus.rpcs[uri]
+        wire_args, wire_kwargs = _wire([list(args), kwargs])
+        result = self.bus.run(sid, fn, *wire_args, **wire_kwargs)
+        if asyncio.iscoroutine(result):
+            result = await result
+        return _wire(result)
