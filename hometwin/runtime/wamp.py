@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import socket
+import struct
 from typing import Any, Callable
 from urllib.parse import urlparse
 
@@ -40,9 +41,36 @@ def transport(url: str) -> dict[str, Any]:
 def component(url: str, realm: str, quick_ack: bool = True) -> Component:
     """An autobahn asyncio component for ``url``/``realm``; see :func:`acknowledge_at_once`."""
     comp = Component(transports=[transport(url)], realm=realm)
+    comp.on("connect", lambda session, proto: one_write_per_frame(proto))
     if quick_ack:
         comp.on("connect", lambda session, proto: acknowledge_at_once(proto))
     return comp
+
+
+def one_write_per_frame(proto: Any) -> bool:
+    """Send each RawSocket frame with one ``write`` (one ``send`` system call), not two.
+
+    Why: autobahn's asyncio ``PrefixProtocol.sendString`` writes the 4-byte length prefix
+    and the message as two ``transport.write`` calls.  asyncio sends at once whatever
+    finds its buffer empty, so every WAMP message cost two system calls here, and the
+    router often read the prefix alone and woke up again for the rest.  In a firecracker
+    VM a system call is dear: py-spy put a sixth of the inverter's time in those sends
+    (bench/RESULTS.md, 2026-11-21).  The frame's bytes are the same.
+    Returns False for transports that are not RawSocket (WebSocket frames itself).
+    """
+    fmt = getattr(proto, "prefix_format", None)
+    limit = getattr(proto, "max_length_send", None)
+    if fmt is None or limit is None or not callable(getattr(proto, "sendString", None)):
+        return False
+    pack = struct.Struct(fmt).pack
+
+    def send_string(data: bytes) -> None:
+        if len(data) > proto.max_length_send:
+            raise ValueError("Data too big")
+        proto.transport.write(pack(len(data)) + data)
+
+    proto.sendString = send_string  # looked up on the instance by send()
+    return True
 
 
 def acknowledge_at_once(proto: Any) -> bool:
