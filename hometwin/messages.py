@@ -292,11 +292,16 @@ class Settle(Message):
     participants: list[Name]
     parts: list[int] = Field(default_factory=list, description="hometwin.ahead.settle: where each window the "
                              "inverter balanced ends (steps from i0), so a chunk is settled window by window")
+    next: Tick | None = Field(None, description="the next window's tick when the inverter has it already (the "
+                              "clock keeps two single-step windows in flight): elements per window start it at once")
 
     @model_validator(mode="after")
     def _shape(self) -> "Settle":
         if self.k >= self.n:
             raise ValueError(f"k: must be < n {self.n} (got {self.k})")
+        if self.next is not None and (self.next.seq != self.seq + 1 or self.next.i0 != self.i0 + self.k + 1):
+            raise ValueError(f"next: the window after this one, seq {self.seq + 1} from step {self.i0 + self.k + 1} "
+                             f"(got seq {self.next.seq} from step {self.next.i0})")
         if self.parts and (self.parts[-1] != self.k + 1 or any(b <= a for a, b in zip([0] + self.parts, self.parts))):
             raise ValueError(f"parts: increasing window ends from i0, the last k + 1 = {self.k + 1} (got {self.parts[:8]})")
         for key, arr in self.served.items():
@@ -446,6 +451,9 @@ REQUEST_AHEAD = f"{PREFIX}.ahead.request"
 SETTLE_AHEAD = f"{PREFIX}.ahead.settle"
 #: RPC (inverter): settle the steps of the chunk settled so far with the elements running ahead now.
 SETTLE_AHEAD_NOW = f"{PREFIX}.ahead.settle_now"
+#: The clock's tick, relayed by the inverter to the elements per window that did not get it in the
+#: previous window's ``Settle.next`` (the first window, after a pause, windows of many steps).
+TICK_WINDOW = f"{PREFIX}.window.tick"
 
 
 def element_uri(name: str, op: str) -> str:
@@ -465,12 +473,15 @@ def launcher_uri(op: str) -> str:
 
 #: (uri, pub/sub or rpc, message model or None, who publishes / serves, who subscribes / calls, what)
 TOPICS: list[tuple[str, str, type[Message] | None, str, str, str]] = [
-    (TICK, "event", Tick, "clock", "elements per window, inverter", "a window starts"),
+    (TICK, "event", Tick, "clock", "inverter", "a window starts (at speed max, single steps: two in flight)"),
+    (TICK_WINDOW, "event", Tick, "inverter", "elements per window",
+     "the clock's tick, for those whose last `Settle` did not carry it as `next`"),
     (SIGNALS, "event", Signals, "sun, weather, grid; inverter (`plan_ready`, only with a strategy)",
      "elements with inputs, inverter; plannable elements", "signals of the window; `plan_ready`: the plan is applied, request now"),
     (REQUEST, "event", EnergyRequest, "sources, loads", "inverter", "joules per step offered (+) / asked (−)"),
     (STORAGE, "event", StorageStatus, "battery", "inverter", "battery parameters and stored energy at window start"),
-    (SETTLE, "event", Settle, "inverter", "elements per window", "commit through step k with what was served"),
+    (SETTLE, "event", Settle, "inverter", "elements per window",
+     "commit through step k with what was served; `next`: the next window's tick, when it is out already"),
     (FLOWS, "event", Flows, "inverter", "clock, recorder, UI", "settled steps: home flows, per element, SoC"),
     (ROSTER, "event", Roster, "inverter", "anyone", "roster changed (joined, left, stale)"),
     (ANNOUNCE, "event", Describe, "every element", "inverter", "an element joins / re-announces"),

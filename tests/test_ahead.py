@@ -78,23 +78,31 @@ class Home:
         self.sid[name] = sid
         await self.hosts[name].on_join(self.bus.session(sid))
 
-    async def run(self, windows: int, before: dict[int, Callable[[], Any]] | None = None) -> list[m.Flows]:
+    async def run(self, windows: int, before: dict[int, Callable[[], Any]] | None = None,
+                  in_flight: int = 2, drain: bool = True) -> list[m.Flows]:
+        """``windows`` single-step windows, ``in_flight`` ticks out at a time as the clock at speed max
+        keeps them; ``before[seq]`` runs before window ``seq``'s tick, with no window in flight
+        (``drain=False``: while the windows before it are in flight)."""
         clock = self.bus.session(CLOCK)
         got: asyncio.Queue = asyncio.Queue()
         await clock.subscribe(got.put_nowait, m.FLOWS)
         t0, dt = float(self.ctx.start.timestamp()), self.ctx.step_s
-        out, i = [], 0
-        for seq in range(windows):
-            action = (before or {}).get(seq)
-            if action is not None:
-                result = action()
-                if asyncio.iscoroutine(result):
-                    await result
-            clock.publish(m.TICK, m.Tick(seq=seq, i0=i, n=1, dt_s=dt, t0=t0 + i * dt).wire())
+        out: list[m.Flows] = []
+        issued = 0
+        while len(out) < windows:
+            flight = issued - len(out)
+            while issued < windows and flight < in_flight and not (drain and flight and (before or {}).get(issued)):
+                action = (before or {}).get(issued)
+                if action is not None:
+                    result = action()
+                    if asyncio.iscoroutine(result):
+                        await result
+                clock.publish(m.TICK, m.Tick(seq=issued, i0=issued, n=1, dt_s=dt, t0=t0 + issued * dt).wire())
+                issued += 1
+                flight += 1
             f = m.Flows.model_validate(await asyncio.wait_for(got.get(), 10))
-            assert f.seq == seq and f.i0 == i and not f.stale
+            assert f.seq == len(out) and f.i0 == len(out) and f.k == 0 and not f.stale
             out.append(f)
-            i = f.i0 + f.k + 1
         return out
 
     def received(self, name: str, uri: str) -> int:
@@ -138,11 +146,17 @@ def test_single_steps_in_chunks_equal_in_process():
     assert frame_diff(flows, ref) <= 1e-9
     assert ref.frame["el.tv_j"].lt(0).all() and ref.frame["pv_offered_j"].gt(0).any()  # not a run of zeros
     # Running ahead: one tick and one settlement per 60-step chunk, no window ticks.  Per window
-    # (the geyser, the battery) every tick arrives.
+    # (the geyser, the battery): a Settle per window, each carrying the next window's tick (the
+    # clock keeps two in flight), so only the first tick is relayed; the clock's ticks go to the
+    # inverter alone.
     for name in ("tv", "roof", "sun", "grid"):
         assert h.received(name, m.TICK_AHEAD) == steps // 60 and h.received(name, m.SETTLE_AHEAD) == steps // 60, name
-        assert h.received(name, m.TICK) == 0 and h.received(name, m.SETTLE) == 0, name
-    assert h.received("geyser", m.TICK) == steps and h.received("geyser", m.TICK_AHEAD) == 0
+        assert h.received(name, m.TICK_WINDOW) == 0 and h.received(name, m.SETTLE) == 0, name
+    for name in ("geyser", "battery"):
+        assert h.received(name, m.SETTLE) == steps and h.received(name, m.TICK_WINDOW) == 1, name
+        assert h.received(name, m.TICK) == 0 and h.received(name, m.TICK_AHEAD) == 0, name
+    assert h.received("inverter", m.TICK) == steps
+    assert not h.hosts["inverter"].rejections.counts and not h.hosts["geyser"].rejections.counts
     # Settled through the end in chunks, the meters hold what the engine's frame says they got.
     assert h.hosts["tv"].element.state["energy_j"] == pytest.approx(-ref.frame["el.tv_j"].sum(), rel=1e-12)
     assert h.hosts["grid"].element.state["import_j"] == pytest.approx(ref.frame["grid_import_j"].sum(), rel=1e-12)
@@ -207,6 +221,41 @@ def test_leaving_and_joining_inside_a_chunk():
     # 180–199 (the last one ends with the run)
     assert h.received("tv", m.TICK_AHEAD) == 3
     assert h.hosts["tv"].element.state["energy_j"] == pytest.approx(-sum(tv[on_at:]), rel=1e-12)
+
+
+def test_a_per_window_element_that_joins_gets_the_tick_relayed_to_it_alone():
+    """With two windows in flight the next tick rides in the Settle.  The geyser's session leaves
+    before window 70 and a new one joins before window 100, both while windows are in flight: the
+    newcomer alone gets the tick relayed (``hometwin.window.tick`` to its session), the battery
+    keeps starting windows from its Settles, nobody sees a window twice, and the flows are the
+    engine's with the geyser removed and added."""
+    steps, off_at, on_at = 160, 70, 100
+
+    async def main() -> tuple[Home, list[m.Flows]]:
+        h = Home(CAPE_TOWN, steps)
+        await h.start()
+        flows = await h.run(steps, {off_at: lambda: h.bus.leave(h.sid["geyser"]),
+                                    on_at: lambda: h.join("geyser", 60)}, drain=False)
+        return h, flows
+
+    h, flows = asyncio.run(main())
+    home = load_home(CAPE_TOWN)
+    spec = next(e for e in home.spec.elements if e.name == "geyser")
+
+    def back(e: Engine) -> None:
+        e.add(element_class("geyser")("geyser", spec.config, e.ctx))
+
+    roles = ["geyser" in f.roles for f in flows]
+    gone, back_at = roles.index(False), off_at + roles[off_at:].index(True)
+    assert gone in (off_at - 1, off_at) and back_at in (on_at, on_at + 1)  # the window in flight, or the next
+    ref = in_process(CAPE_TOWN, steps, {gone: lambda e: e.remove("geyser"), back_at: back})
+    assert frame_diff(flows, ref) <= 1e-9
+    assert all(roles[:gone]) and not any(roles[gone:back_at]) and all(roles[back_at:])
+    # the battery: the first tick relayed, every later one in a Settle
+    assert h.received("battery", m.TICK_WINDOW) == 1 and h.received("battery", m.SETTLE) == steps
+    # the new geyser: its first tick relayed to it alone, the rest in Settles
+    assert h.received("geyser", m.TICK_WINDOW) == 1 and h.received("geyser", m.SETTLE) >= steps - back_at
+    assert not h.hosts["inverter"].rejections.counts and not h.hosts["battery"].rejections.counts
 
 
 def test_ahead_packets_are_checked():

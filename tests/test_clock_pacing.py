@@ -267,3 +267,61 @@ def test_a_stop_that_meets_the_flows_stops_the_clock(turns: int) -> None:
         return ended
 
     assert asyncio.run(main()), "the clock took the Flows, paused, and did not stop"
+
+
+# -- single-step windows at speed max: two in flight ------------------------------------------------
+
+class CountingServices(SlowServices):
+    """Answers each tick after ``delay_s`` and records how many ticks were out, unanswered, at once."""
+
+    def __init__(self, delay_s: float):
+        super().__init__(delay_s)
+        self.out: set[int] = set()
+        self.most_out = 0
+
+    def publish(self, uri: str, payload: Any) -> None:
+        if uri == m.TICK:
+            seq = payload["seq"]
+            self.out.add(seq)
+            self.most_out = max(self.most_out, len(self.out))
+            asyncio.get_running_loop().call_later(self.delay_s, self.out.discard, seq)
+        super().publish(uri, payload)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("in_flight", [1, 2])
+def test_single_steps_at_max_keep_windows_in_flight_and_pause_exactly(in_flight: int) -> None:
+    """At speed max the clock sends the next single-step tick before the last window's Flows came
+    (``in_flight``), never more, in order and gap-free; ``run_until`` still pauses exactly there,
+    with nothing beyond it ticked, and the clock goes on from there."""
+    ctx = home_context(load_home(EXAMPLES / "cape-town.yaml"), 86400)
+    services = CountingServices(delay_s=0.002)
+
+    async def main() -> tuple[Clock, list[int]]:
+        clk = Clock(ctx, speed="max", window=1, until=40, in_flight=in_flight)
+        services.clock = clk
+        await clk.on_join(services)
+        while not clk.paused or services.out:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.05)  # nothing more goes out while paused
+        at_pause = [t.i0 for _, t in services.ticks]
+        clk.rpc_run_until(55)
+        while not clk.paused or clk.i < 55 or services.out:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.05)
+        clk.task.cancel()
+        return clk, at_pause
+
+    clk, at_pause = asyncio.run(main())
+    assert at_pause == list(range(40))  # paused at step 40 exactly, nothing ticked past it
+    ticks = [t for _, t in services.ticks]
+    assert [t.seq for t in ticks] == list(range(55)) and [t.i0 for t in ticks] == list(range(55))
+    assert all(t.n == 1 for t in ticks)
+    assert services.most_out == in_flight
+    assert clk.i == 55 and clk.seq == 55 and clk.status().i == 55
+
+
+def test_a_clock_keeps_at_least_one_window_in_flight() -> None:
+    ctx = home_context(load_home(EXAMPLES / "cape-town.yaml"), 86400)
+    with pytest.raises(ValueError, match="in_flight: must be >= 1"):
+        Clock(ctx, in_flight=0)

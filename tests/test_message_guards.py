@@ -40,23 +40,23 @@ def on(s: Any, uri: str, fn: Any) -> Any:
 
 def test_a_repeated_tick_must_repeat_the_window_exactly() -> None:
     house = service("house")
-    on_tick = on(house, m.TICK, house.on_tick)
+    on_tick = on(house, m.TICK_WINDOW, house.on_tick)
     on_tick(tick(0))
     before = house.session.published[-1][1]
     on_tick({"seq": 0, "i0": 0, "n": 3, "dt_s": 1, "t0": T0})  # "the same window" with 1 s steps
     assert house.w.dt_s == 60 and house.session.published[-1][1] is before
-    assert house.rejections.counts[(m.TICK, "out_of_range")] == 1  # a repeat is checked as any tick
+    assert house.rejections.counts[(m.TICK_WINDOW, "out_of_range")] == 1  # a repeat is checked as any tick
 
 
 def test_a_tick_at_nan_time_is_invalid() -> None:
     house = service("house")
-    on(house, m.TICK, house.on_tick)({"seq": 0, "i0": 0, "n": 3, "dt_s": 60, "t0": float("nan")})
-    assert house.last_seq == -1 and house.rejections.counts[(m.TICK, "invalid")] == 1
+    on(house, m.TICK_WINDOW, house.on_tick)({"seq": 0, "i0": 0, "n": 3, "dt_s": 60, "t0": float("nan")})
+    assert house.last_seq == -1 and house.rejections.counts[(m.TICK_WINDOW, "invalid")] == 1
 
 
 def test_signals_buffered_before_their_tick_are_checked_against_it() -> None:
     roof = service("roof")
-    on_tick, on_sig = on(roof, m.TICK, roof.on_tick), on(roof, m.SIGNALS, roof.on_signals)
+    on_tick, on_sig = on(roof, m.TICK_WINDOW, roof.on_tick), on(roof, m.SIGNALS, roof.on_signals)
     on_tick(tick(0))
     on_sig({"seq": 1, "element": "weather", "n": 7, "arrays": {k: [1.0] * 7 for k in WEATHER_KEYS}})  # early
     roof.settled = True
@@ -90,7 +90,7 @@ def test_a_storage_status_must_describe_a_battery(change: Any, why: str) -> None
 
 def test_a_stray_dispatch_cannot_change_the_battery_after_or_outside_its_window() -> None:
     battery = service("battery")
-    on(battery, m.TICK, battery.on_tick)(tick(0))
+    on(battery, m.TICK_WINDOW, battery.on_tick)(tick(0))
     zeros = np.zeros(3)
     odd = m.DispatchRequest(seq=0, dt_s=86400, n=3, charge_j=np.full(3, 1e9), discharge_j=zeros).wire()
     with pytest.raises(ApplicationError):

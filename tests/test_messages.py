@@ -121,3 +121,15 @@ def test_flows_arrays_of_one_message_share_a_length() -> None:
     flows["cost"] = np.zeros(3)
     with pytest.raises(Exception, match="length"):
         m.Flows(seq=0, i0=0, n=3, k=1, dt_s=60, flows=flows, served={}, roles={})
+
+
+def test_settle_next_is_the_window_after_the_one_settled():
+    """``Settle.next`` carries the next window's tick: seq + 1, from the step after k — nothing else."""
+    tick = dict(dt_s=60, t0=1.7e9, n=1)
+    ok = m.Settle(seq=4, i0=10, n=3, k=1, served={}, participants=[], next=m.Tick(seq=5, i0=12, **tick))
+    assert m.Settle.model_validate(ok.wire()).next == ok.next
+    rej = m.Rejections()
+    for seq, i0 in ((6, 12), (5, 13), (5, 11), (4, 12)):
+        bad = dict(ok.wire(), next=dict(seq=seq, i0=i0, **tick))
+        assert m.decode(m.Settle, bad, m.SETTLE, rej) is None
+    assert rej.counts[(m.SETTLE, "invalid")] == 4

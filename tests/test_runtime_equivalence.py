@@ -50,6 +50,10 @@ def publish_garbage(url: str, realm: str) -> int:
         (m.STORAGE, ({"seq": 1, "element": "battery", "params": {"capacity_j": float("inf")}},)),
         (m.SETTLE, ({"seq": 0, "i0": 0, "n": 1, "k": 5, "served": {}, "participants": []},)),
         (m.SETTLE, ({"seq": 0, "i0": 0, "n": 1440, "k": 1439, "served": {}, "participants": ["oven"]},)),
+        # a next tick that does not follow the window it settles
+        (m.SETTLE, ({"seq": 0, "i0": 0, "n": 1, "k": 0, "served": {}, "participants": ["geyser"],
+                     "next": {"seq": 7, "i0": 1, "n": 1, "dt_s": 60, "t0": 0.0}},)),
+        (m.TICK_WINDOW, ("not a map",)), (m.TICK_WINDOW, ({"seq": 1, "i0": 10**7, "n": 1, "dt_s": 60, "t0": 0.0},)),
         (m.FLOWS, ({"seq": 1, "i0": 0, "n": 1, "k": 0, "dt_s": 60, "flows": {}, "served": {}, "roles": {}},)),
         # the topics of the elements that run ahead (sun, weather, roof, grid, the timed loads)
         (m.TICK_AHEAD, ("not a map",)), (m.TICK_AHEAD, ({"seq": 1, "i0": 10**7, "n": 60, "dt_s": 60, "t0": 0.0},)),
@@ -126,7 +130,7 @@ def test_malformed_messages_rejected_and_counted(day_windows):  # type: ignore[n
     uris = {k.split('uri="')[1].split('"')[0] for k in rejected}
     assert {m.TICK, m.SIGNALS, m.REQUEST, m.STORAGE, m.ANNOUNCE, m.SIGNALS_AHEAD, m.REQUEST_AHEAD} <= uris, rejected
     # the oven runs ahead (a chunk of windows at once), the geyser per window: each counted what it got
-    for name, topics in (("oven", (m.SETTLE_AHEAD, m.TICK_AHEAD)), ("geyser", (m.SETTLE, m.TICK))):
+    for name, topics in (("oven", (m.SETTLE_AHEAD, m.TICK_AHEAD)), ("geyser", (m.SETTLE, m.TICK_WINDOW))):
         got = {k.split('uri="')[1].split('"')[0] for k in day_windows[name] if k.startswith("hometwin_messages_rejected_total")}
         assert set(topics) <= got, (name, got)
     clock_free = sum(rejected.values())

@@ -166,6 +166,10 @@ class Balancer(ElementHost):
         self.max_residual_j = 0.0
         self.failed: str | None = None
         self.settled_seq = -1  # the last window settled (its Flows published); -1: none yet
+        # The clock keeps two single-step windows in flight at speed max: the next tick waits here
+        # while a window is open, and rides in its Settle (``next``) to the elements per window.
+        self.queued: list[m.Tick] = []
+        self.carried: tuple[int, frozenset[str]] | None = None  # (seq of the tick, who got it) in a Settle
         self.next_step = 0  # where the window after it starts
         # the strategy's view of the home (bound once, refreshed at every prepare stage)
         self.proxies: dict[str, px.RemoteElement] = {}
@@ -310,8 +314,22 @@ class Balancer(ElementHost):
         t = m.decode(m.Tick, payload, m.TICK, self.rejections)
         if t is None or not self.check_tick(t):
             return
-        if not self.started and self.w is not None:
-            log.error("window %d abandoned: a new tick arrived before it was settled", self.w.seq)
+        w = self.w
+        if w is not None and w.seq != self.settled_seq and not self.failed:
+            last = self.queued[-1] if self.queued else w
+            if any(q.seq == t.seq for q in self.queued):
+                self.rejections.reject(m.TICK, "duplicate", f"seq {t.seq} is waiting already")
+                return
+            if t.seq == last.seq + 1 and (self.queued or w.n == 1):  # the clock's next window, in flight
+                self.queued.append(t)
+                return
+            if not self.started:
+                log.error("window %d abandoned: a new tick arrived before it was settled", w.seq)
+        self.queued = [q for q in self.queued if q.seq > t.seq]
+        self._open(t)
+
+    def _open(self, t: m.Tick) -> None:
+        """Window ``t`` starts: roster, relay of its tick, packets at hand, timeout."""
         self.last_seq = t.seq
         self.apply_pending()
         self.w = self.window(t)
@@ -321,6 +339,7 @@ class Balancer(ElementHost):
         self.started = False
         self.window_stale = []
         self.prep = "wait" if self.prepare_stage else "none"
+        self._relay(t)
         if any(self.roster[n].ahead for n in self.members if n in self.roster):
             self._ahead_window(self.w)
         for uri, msg in self.early.pop(t.seq, []):
@@ -330,6 +349,21 @@ class Balancer(ElementHost):
             self.timer.cancel()
         self.timer = self.loop.call_later(self.timeout_s, self.on_timeout, t.seq)
         self.advance()
+
+    def _relay(self, t: m.Tick) -> None:
+        """Send the clock's tick to the members per window that did not get it as the last Settle's
+        ``next``: all of them at the first window, after a pause, for windows of many steps; only a
+        newcomer (by its session) when the rest got it."""
+        per_window = [n for n in self.members if n != self.name and n in self.roster and not self.roster[n].ahead]
+        c = self.carried
+        need = [n for n in per_window if c is None or c[0] != t.seq or n not in c[1]]
+        if not need:
+            return
+        sessions = [self.roster[n].session for n in need]
+        if len(need) == len(per_window) or not all(sessions):
+            self.publish(m.TICK_WINDOW, t)
+        else:
+            self.publish(m.TICK_WINDOW, t, eligible=sessions)
 
     # -- elements running ahead ------------------------------------------------------------------
     def _ahead_window(self, w: Any) -> None:
@@ -620,11 +654,16 @@ class Balancer(ElementHost):
             soc = st.battery_result.stored_j[: k + 1] / battery.params()["capacity_j"]
         # Both messages are built (validated) before either goes out: a window whose Flows cannot be
         # stated is not settled half-way (elements committed, nobody told).
-        settle = m.Settle(seq=w.seq, i0=w.i0, n=w.n, k=k, served=st.served, participants=parts)
+        nxt = self.queued[0] if self.queued else None
+        if nxt is not None and (nxt.seq != w.seq + 1 or nxt.i0 != w.i0 + k + 1):
+            nxt = None  # not the window after this one (never from our clock): relayed when it opens
+        settle = m.Settle(seq=w.seq, i0=w.i0, n=w.n, k=k, served=st.served, participants=parts, next=nxt)
         flows = m.Flows(seq=w.seq, i0=w.i0, n=w.n, k=k, dt_s=w.dt_s, flows=st.flows, served=st.served,
                         roles={n: r.value for n, r in roles.items()}, soc=soc, stale=stale,
                         max_residual_j=self.max_residual_j)
         self.publish(m.SETTLE, settle)
+        # who starts the next window from this Settle: its participants per window (see ElementService.on_settle)
+        self.carried = None if nxt is None else (nxt.seq, frozenset(n for n in parts if not desc[n].ahead and n != self.name))
         inverter.remember(w, st.flows)
         self.publish(m.FLOWS, flows)
         self.settled_seq, self.next_step = w.seq, w.i0 + k + 1
@@ -645,3 +684,5 @@ class Balancer(ElementHost):
         end = self._t0_epoch + (w.i0 + k + 1) * w.dt_s
         self.metrics.settled(None, w.dt_s, end, time.perf_counter() - self.t_tick, k + 1)
         self.metrics.telemetry(inverter.telemetry())
+        if self.queued and self.w is w and not self.failed:
+            self._open(self.queued.pop(0))  # the clock's next window arrived meanwhile

@@ -31,6 +31,11 @@ log = logging.getLogger("hometwin.clock")
 #: Lag above this is logged as a warning (seconds of wall time).
 LAG_WARN_S = 1.0
 
+#: Single-step windows at speed max the clock keeps in flight: the next tick goes out before the
+#: last window's Flows are back (a single step always ends where it was asked to), so it waits at
+#: the inverter and rides in the window's Settle to the elements per window (docs/runtime.md).
+IN_FLIGHT = 2
+
 
 def parse_speed(value: Any) -> float | str:
     """``max`` or a positive number of simulated seconds per wall second."""
@@ -52,13 +57,16 @@ class Clock:
                  default_window: int | None = None, expect: list[str] | None = None,
                  paused: bool = False, until: int | None = None, start_timeout_s: float = 60.0,
                  retick_s: float = 60.0,
-                 metrics: ServiceMetrics | None = None, replan_steps: int = 0):
+                 metrics: ServiceMetrics | None = None, replan_steps: int = 0, in_flight: int = IN_FLIGHT):
         self.ctx = ctx
         self.speed = parse_speed(speed)
         self.window = window
         self.default_window = int(default_window or max(1, 86400 // ctx.step_s))
         self.replan_steps = int(replan_steps)  # the inverter strategy's planning cadence (0 = none)
         self.expect = list(expect or [])
+        if in_flight < 1:
+            raise ValueError(f"in_flight: must be >= 1 (got {in_flight})")
+        self.in_flight = int(in_flight)
         self.paused = paused
         self.until = until
         self.start_timeout_s = start_timeout_s
@@ -184,14 +192,44 @@ class Clock:
             await asyncio.sleep(0.1)
 
     # -- the loop ------------------------------------------------------------------------------------
-    def window_len(self) -> int:
+    def window_len(self, i: int | None = None) -> int:
+        """Steps of the window starting at step ``i`` (default: where the run stands)."""
+        i = self.i if i is None else i
         auto = 1 if self.speed != "max" else self.default_window
-        n = min(self.window or auto, self.ctx.n_steps - self.i)
-        if self.until is not None and self.until > self.i:
-            n = min(n, self.until - self.i)
+        n = min(self.window or auto, self.ctx.n_steps - i)
+        if self.until is not None and self.until > i:
+            n = min(n, self.until - i)
         if self.replan_steps:  # windows end where the strategy replans, as in Engine._window_len
-            n = min(n, self.replan_steps - (self.i % self.replan_steps))
+            n = min(n, self.replan_steps - (i % self.replan_steps))
         return max(n, 1)
+
+    def _may_add(self, flight: list[tuple[m.Tick, asyncio.Future]], i: int) -> bool:
+        """Another tick may go out before the oldest window's Flows: at speed max, while every
+        window in flight and the next are single steps (each ends where it was asked to) and
+        nothing (a pause, ``run_until``, the run's end, a failure) stops at ``i``."""
+        return (len(flight) < self.in_flight and self.speed == "max" and not self.paused and not self.failed
+                and i < self.ctx.n_steps and (self.until is None or i < self.until)
+                and all(t.n == 1 for t, _ in flight) and self.window_len(i) == 1)
+
+    async def _retire(self, flight: list[tuple[m.Tick, asyncio.Task]]) -> bool:
+        """Wait for the oldest window's Flows; the run goes on from where it ended.  False: the
+        run stops (the clock was cancelled, or the run failed)."""
+        tick, task = flight[0]
+        try:
+            flows = await task
+        except asyncio.CancelledError:
+            return False
+        finally:
+            if task.done():
+                flight.pop(0)
+                self._flows.pop(tick.seq, None)
+        self.i += flows.k + 1
+        self.seq += 1
+        self._members = list(flows.roles)
+        self.metrics.inc("ticks")
+        self.metrics.inc("steps", amount=flows.k + 1)
+        self.metrics.set("sim_time", self._t0_epoch + self.i * self.ctx.step_s)
+        return True
 
     def _set_lag(self, lag_s: float) -> None:
         self.lag_s = lag_s
@@ -272,36 +310,40 @@ class Clock:
         await self.wait_for_roster()
         await self.resume_where_the_run_is()
         self.metrics.set("speed", 0 if self.speed == "max" else float(self.speed))
-        while self.i < self.ctx.n_steps and not self.failed:
-            if self.until is not None and self.i >= self.until:
-                await self.settle_ahead_now()  # before the pause shows: their state is exact then
-                self.until = None
-                self.paused = True
-            elif self.paused and self.seq:
-                await self.settle_ahead_now()
-            while self.paused and not self.failed:
-                self._wake.clear()
-                await self._wake.wait()
-            if self.failed:
-                break
-            await self._pace()
-            n = self.window_len()
-            seq = self.seq
-            tick = m.Tick(seq=seq, i0=self.i, n=n, dt_s=self.ctx.step_s,
-                          t0=self._t0_epoch + self.i * self.ctx.step_s)
-            fut = self._flows[seq] = asyncio.get_running_loop().create_future()
-            try:
-                flows = await self._tick(tick, fut)
-            except asyncio.CancelledError:
-                break
-            finally:
-                self._flows.pop(seq, None)
-            self.i += flows.k + 1
-            self.seq += 1
-            self._members = list(flows.roles)
-            self.metrics.inc("ticks")
-            self.metrics.inc("steps", amount=flows.k + 1)
-            self.metrics.set("sim_time", self._t0_epoch + self.i * self.ctx.step_s)
+        flight: list[tuple[m.Tick, asyncio.Task]] = []  # ticks out, oldest first, each awaiting its Flows
+        i = self.i  # where the next tick starts
+        try:
+            while not self.failed:
+                if flight and not self._may_add(flight, i):
+                    if not await self._retire(flight):
+                        break
+                    continue
+                if not flight:  # a window boundary with nothing out: pause, run_until, the end
+                    i = self.i
+                    if i >= self.ctx.n_steps:
+                        break
+                    if self.until is not None and i >= self.until:
+                        await self.settle_ahead_now()  # before the pause shows: their state is exact then
+                        self.until = None
+                        self.paused = True
+                    elif self.paused and self.seq:
+                        await self.settle_ahead_now()
+                    while self.paused and not self.failed:
+                        self._wake.clear()
+                        await self._wake.wait()
+                    if self.failed:
+                        break
+                    await self._pace()
+                n = self.window_len(i)
+                seq = self.seq + len(flight)
+                tick = m.Tick(seq=seq, i0=i, n=n, dt_s=self.ctx.step_s, t0=self._t0_epoch + i * self.ctx.step_s)
+                fut = self._flows[seq] = asyncio.get_running_loop().create_future()
+                flight.append((tick, asyncio.ensure_future(self._tick(tick, fut))))
+                i += n  # for windows of many steps a guess (their Flows say where they end): none follows them
+        finally:
+            for tick, task in flight:
+                task.cancel()
+                self._flows.pop(tick.seq, None)
         self.done = True
         if self.failed:
             log.error("run failed at seq %d: %s", self.seq, self.failed)

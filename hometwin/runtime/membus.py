@@ -41,10 +41,11 @@ class MemoryBus:
         """``fn(*args, **kwargs)`` as a wake-up of ``session_id`` (a delivery or an RPC)."""
         return fn(*args, **kwargs)
 
-    def publish(self, sender: int, uri: str, args: tuple[Any, ...]) -> None:
+    def publish(self, sender: int, uri: str, args: tuple[Any, ...], eligible: list[int] | None = None) -> None:
         data = msgpack.packb(list(args), use_bin_type=True)
         for sid, fn in list(self.subs[uri]):
-            if sid != sender:  # WAMP's default: a publisher does not get its own event
+            # WAMP's default: a publisher does not get its own event; ``eligible``: only those sessions
+            if sid != sender and (eligible is None or sid in eligible):
                 self.queue.append((sid, uri, fn, data))
         if self.pumping:
             return
@@ -78,8 +79,8 @@ class BusSession:
     async def register(self, fn: Callable[..., Any], uri: str) -> None:
         self.bus.rpcs[uri] = (self._session_id, fn)
 
-    def publish(self, uri: str, *args: Any, **kwargs: Any) -> None:
-        self.bus.publish(self._session_id, uri, args)
+    def publish(self, uri: str, *args: Any, options: Any = None) -> None:
+        self.bus.publish(self._session_id, uri, args, getattr(options, "eligible", None))
 
     async def call(self, uri: str, *args: Any, **kwargs: Any) -> Any:
         sid, fn = self.bus.rpcs[uri]

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import PublishOptions
 
 from hometwin import messages as m
 from hometwin.element import Element, HomeContext, InvalidProperty, Role, Window
@@ -98,8 +99,12 @@ class ElementHost:
         self._param_fns: dict[str, Any] = {}  # callables of the last params() answer (call_param)
 
     # -- publishing ----------------------------------------------------------------------------
-    def publish(self, uri: str, msg: m.Message) -> None:
-        self.session.publish(uri, msg.wire())
+    def publish(self, uri: str, msg: m.Message, eligible: list[int] | None = None) -> None:
+        """Publish ``msg``; ``eligible``: only to these sessions (WAMP subscriber allow-listing)."""
+        if eligible is None:
+            self.session.publish(uri, msg.wire())
+        else:
+            self.session.publish(uri, msg.wire(), options=PublishOptions(eligible=list(eligible)))
         self.metrics.msg("out", uri)
 
     def sub(self, uri: str, fn: Any) -> Any:
@@ -298,7 +303,7 @@ class ElementService(ElementHost):
         self.producers = producers
         self.uri_tick, self.uri_signals, self.uri_request, self.uri_settle = \
             (m.TICK_AHEAD, m.SIGNALS_AHEAD, m.REQUEST_AHEAD, m.SETTLE_AHEAD) if ahead \
-            else (m.TICK, m.SIGNALS, m.REQUEST, m.SETTLE)
+            else (m.TICK_WINDOW, m.SIGNALS, m.REQUEST, m.SETTLE)
         self.needs = set(el.inputs)
         self.signals: dict[str, np.ndarray] = {}
         self.early: dict[int, list[m.Signals]] = {}
@@ -376,8 +381,13 @@ class ElementService(ElementHost):
     # -- window ----------------------------------------------------------------------------------
     def on_tick(self, payload: Any) -> None:
         t = m.decode(m.Tick, payload, self.uri_tick, self.rejections)
+        if t is not None:
+            self.start_window(t, self.uri_tick)
+
+    def start_window(self, t: m.Tick, uri: str) -> None:
+        """Window ``t`` starts: from its tick (``uri``) or the last window's ``Settle.next``."""
         # A chunk is repeated when an element joins mid-chunk (it needs the chunk's tick): publish again.
-        if t is None or not self.check_tick(t, repeat_ok=self.ahead or not self.settled, uri=self.uri_tick):
+        if not self.check_tick(t, repeat_ok=self.ahead or not self.settled, uri=uri):
             return
         if not self.settled and self.w is not None and self.w.seq != t.seq and not self.ahead:
             log.warning("%s: window %d was never settled (we were left out)", self.name, self.w.seq)
@@ -522,7 +532,7 @@ class ElementService(ElementHost):
             self.settled = True
         if self.name not in st.participants:
             log.warning("%s: left out of window %d (stale or not on the roster yet)", self.name, st.seq)
-            return
+            return  # the inverter relays the next tick to those left out (hometwin.window.tick)
         served = st.served.get(self.name)
         if served is None:
             served = np.zeros(st.k + 1)
@@ -537,6 +547,8 @@ class ElementService(ElementHost):
         end = self._t0_epoch + (w.i0 + st.k + 1) * w.dt_s
         self.metrics.settled(served, w.dt_s, end, time.perf_counter() - self.t_tick, st.k + 1)
         self.metrics.telemetry(self.element.telemetry())
+        if st.next is not None and not self.ahead:
+            self.start_window(st.next, uri)  # the clock's next tick, already at the inverter
 
 
 def _plan_stage_signature(inverter: str, wait: bool = True) -> None:
