@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -130,6 +131,12 @@ def clock(spec: Path = typer.Option(..., "--spec"),
           retick: float = typer.Option(60.0, "--retick", min=0.1,
                                        help="[s] publish a window's tick again when no Flows came this long "
                                             "(a restarted inverter lost it)"),
+          in_flight: int = typer.Option(2, "--in-flight", min=1,
+                                        help="single-step windows kept in flight at speed max (1: wait for "
+                                             "each window's Flows before the next tick)"),
+          nice: int = typer.Option(0, "--nice", min=0, max=19,
+                                   help="lower this process's CPU priority by this much (hometwin up: 10; with "
+                                        "windows in flight the clock is off their critical path)"),
           metrics_port: int = typer.Option(0, "--metrics-port"),
           metrics_host: str = typer.Option("0.0.0.0", "--metrics-host"),
           log_level: str = typer.Option("INFO", "--log-level")) -> None:
@@ -142,6 +149,8 @@ def clock(spec: Path = typer.Option(..., "--spec"),
     from hometwin.spec import home_context
 
     _logging(log_level)
+    if nice:
+        os.nice(nice)
     home = load_or_exit(spec)
     ctx = home_context(home, _parse_until(until, days))
     metrics = ServiceMetrics("clock")
@@ -149,7 +158,7 @@ def clock(spec: Path = typer.Option(..., "--spec"),
     expect = [e.name for e in home.spec.elements if e.enabled]
     clk = Clock(ctx, speed=speed, window=window, default_window=home.spec.clock.window, expect=expect,
                 paused=paused, until=pause_at, retick_s=retick, metrics=metrics,
-                replan_steps=replan_steps_of(home, ctx))
+                replan_steps=replan_steps_of(home, ctx), in_flight=in_flight)
     comp = component(router, realm or realm_of(home))
     comp.on("join", lambda session, details: clk.on_join(session))
     run_component(comp)
@@ -198,6 +207,10 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
        retick: Optional[float] = typer.Option(None, "--retick", min=0.1,
                                               help="[s] the clock publishes a tick again after this long without "
                                                    "Flows (a restarted inverter lost it; default 60)"),
+       in_flight: int = typer.Option(2, "--in-flight", min=1,
+                                     help="single-step windows the clock keeps in flight at speed max"),
+       clock_nice: int = typer.Option(10, "--clock-nice", min=0, max=19,
+                                      help="the clock's lower CPU priority (off the windows' critical path)"),
        state: bool = typer.Option(True, "--state/--no-state",
                                   help="elements keep their state in <out>/state, so a crashed one continues "
                                        "where it was (emptied at start: it is valid for one run)"),
@@ -232,7 +245,7 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
     launcher = Launcher(spec_path=file, speed=speed, window=window, until_s=until_s, out=out, router_url=router,
                         port=port, rawsocket_port=rawsocket_port, transport=transport, metrics_port=metrics_port,
                         pause_at=pause_at, timeout_s=timeout, ahead_steps=ahead_steps, retick_s=retick, keep_state=state,
-                        state_interval_s=state_interval, log_sink=sink)
+                        state_interval_s=state_interval, log_sink=sink, in_flight=in_flight, clock_nice=clock_nice)
 
     async def main() -> Any:
         task = asyncio.ensure_future(launcher.run())

@@ -94,6 +94,10 @@ class Launcher:
     pause_at: int | None = None
     timeout_s: float = 10.0
     ahead_steps: int = m.AHEAD_STEPS  # the inverter's chunk for elements that run ahead (hometwin service --ahead-steps)
+    in_flight: int = 2  # single-step windows the clock keeps in flight at speed max (hometwin clock --in-flight)
+    # The clock's lower CPU priority (hometwin clock --nice): with windows in flight it is off their critical
+    # path, and on a small machine its turn on a core delayed the inverter's and the per-window elements'.
+    clock_nice: int = 10
     live: bool = True
     log_sink: Callable[[str, str, str], None] | None = None  # (name, color, line)
     restart: bool = True
@@ -169,6 +173,7 @@ class Launcher:
                 args += ["--pause-at", str(self.pause_at)]
             if self.retick_s is not None:
                 args += ["--retick", str(self.retick_s)]
+            args += ["--in-flight", str(self.in_flight), "--nice", str(self.clock_nice)]
         elif self.state_dir is not None:  # --state-dir comes with the command (service_commands)
             if self.state_interval_s is not None:
                 args += ["--state-interval", str(self.state_interval_s)]
