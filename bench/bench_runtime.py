@@ -6,12 +6,13 @@
 1. single-step windows (the paced path at speed max): ticks per second over the router,
    services on the router's Unix socket (the ``hometwin up`` default) and on TCP RawSocket;
 1b. the ceiling of that pattern here: the same processes exchanging the same messages per
-   single-step window over the same router (tick → inverter, geyser, battery; the geyser's
-   request and the battery's status; the dispatch RPC; settle → geyser, battery; Flows → clock
-   and recorder; every 60 windows the chunk's tick, packets and settle of the ten elements that
-   run ahead) with handlers that do nothing — what the router and the wake-ups alone allow; in
-   the first round also the pattern before elements ran ahead (tick → 13 elements, 43
-   deliveries per window).
+   single-step window over the same router (a clock at nice 10 keeping two ticks in flight,
+   each to the inverter alone; settle → geyser, battery, carrying the next tick; the geyser's
+   request and the battery's status; the dispatch RPC; Flows → clock and recorder; every 60
+   windows the chunk's tick, packets and settle of the ten elements that run ahead) with
+   handlers that do nothing — what the router and the wake-ups alone allow; in the first round
+   also the pattern before elements ran ahead (the clock's tick → 13 elements, one window in
+   flight, 43 deliveries per window).
    For both, the CPU time each process spends per window (from /proc, over the steady part
    of the run): the twin's elements against the do-nothing processes shows what the
    handlers cost in place (``bench_handlers.py`` shows why that is several times their cost
@@ -237,9 +238,11 @@ PATTERN = {"sun": "sig", "weather": "sig+in", "grid": "sig", "roof": "req+in", "
 _PAY = b"x" * 64
 
 
-def _pattern_element(url: str, realm: str, name: str, what: str, ahead: bool = False) -> None:
+def _pattern_element(url: str, realm: str, name: str, what: str, ahead: bool = False, relay: bool = False) -> None:
     """One element of the pattern: per window (tick → packet, settle) or, running ahead, per chunk
-    (``p.atick`` → packet on ``p.areq``/``p.asig``, ``p.asettle``)."""
+    (``p.atick`` → packet on ``p.areq``/``p.asig``, ``p.asettle``).  ``relay`` (the protocol now):
+    a per-window element's tick comes in the last window's settle (``next``) or, when it did not,
+    relayed by the inverter (``p.wtick``); otherwise (before) straight from the clock (``p.tick``)."""
     from hometwin.runtime.wamp import component, run_component
 
     comp = component(url, realm)
@@ -267,8 +270,12 @@ def _pattern_element(url: str, realm: str, name: str, what: str, ahead: bool = F
                 if got == need:
                     go(seq)
 
-        await session.subscribe(tick, f"p.{a}tick")
-        await session.subscribe(lambda seq, payload: None, f"p.{a}settle")
+        def settle(seq: int, payload: bytes, nxt: int = -1) -> None:
+            if nxt >= 0:
+                tick(nxt)
+
+        await session.subscribe(tick, "p.atick" if ahead else "p.wtick" if relay else "p.tick")
+        await session.subscribe(settle, f"p.{a}settle")
         if need:
             await session.subscribe(signals, f"p.{a}signals")
         if what == "storage":
@@ -278,9 +285,11 @@ def _pattern_element(url: str, realm: str, name: str, what: str, ahead: bool = F
     run_component(comp)
 
 
-def _pattern_inverter(url: str, realm: str, per_window: int, ahead: int, chunk: int) -> None:
-    """Waits for the packets of a window (and, at a chunk's first window, the chunk's), calls the
-    dispatch RPC, publishes settle and Flows (and, at a chunk's end, the chunk's settle)."""
+def _pattern_inverter(url: str, realm: str, per_window: int, ahead: int, chunk: int, relay: bool) -> None:
+    """Waits for the tick and the packets of a window (and, at a chunk's first window, the chunk's),
+    calls the dispatch RPC, publishes settle and Flows (and, at a chunk's end, the chunk's settle).
+    ``relay``: ticks that come while a window is open wait, and ride in its settle as ``next``;
+    one that did not is relayed to the elements per window (``p.wtick``)."""
     from hometwin.runtime.wamp import component, run_component
 
     comp = component(url, realm)
@@ -288,27 +297,44 @@ def _pattern_inverter(url: str, realm: str, per_window: int, ahead: int, chunk: 
     @comp.on_join
     async def joined(session, details):  # type: ignore[no-untyped-def]
         got: dict[int, set[str]] = {}
+        ticks: list[int] = []  # ticked, not yet settled: the open window first
+        carried = [-1]
 
         def needed(seq: int) -> int:
             return per_window + (ahead if ahead and seq % chunk == 0 else 0)
 
         async def settle(seq: int) -> None:
             await session.call("p.dispatch", seq, _PAY)
-            session.publish("p.settle", seq, _PAY * 4)
+            ticks.pop(0)
+            nxt = ticks[0] if relay and ticks else -1
+            session.publish("p.settle", seq, _PAY * 4, nxt)
+            carried[0] = nxt
             session.publish("p.flows", seq, _PAY * 8)
             if ahead and (seq + 1) % chunk == 0:
                 session.publish("p.asettle", seq, _PAY * 4)
+            if ticks:
+                open_(ticks[0])
 
-        def packet(name: str, seq: int, payload: bytes) -> None:
-            have = got.setdefault(seq, set())
-            have.add(name)
-            if len(have) == needed(seq):
+        def ready(seq: int) -> None:
+            if ticks and ticks[0] == seq and len(got.get(seq, ())) == needed(seq):
                 del got[seq]
                 asyncio.ensure_future(settle(seq))
 
-        def tick(seq: int) -> None:
+        def packet(name: str, seq: int, payload: bytes) -> None:
+            got.setdefault(seq, set()).add(name)
+            ready(seq)
+
+        def open_(seq: int) -> None:
             if ahead and seq % chunk == 0:
                 session.publish("p.atick", seq)
+            if relay and carried[0] != seq:
+                session.publish("p.wtick", seq)
+            ready(seq)
+
+        def tick(seq: int) -> None:
+            ticks.append(seq)
+            if len(ticks) == 1:
+                open_(seq)
 
         for topic in ("p.req", "p.signals", "p.areq", "p.asignals"):
             await session.subscribe(packet, topic)
@@ -331,56 +357,70 @@ def _pattern_recorder(url: str, realm: str) -> None:
     run_component(comp)
 
 
-def message_pattern_ceiling(ticks: int, ahead: set[str] | frozenset = frozenset(), chunk: int = 60) -> tuple[float, float, float]:
+def _pattern_clock(url: str, realm: str, ticks: int, in_flight: int, nice: int, out: Any) -> None:
+    """The clock of the pattern: ``in_flight`` ticks out at a time, the next on each Flows; puts
+    (windows per second, t_from, t_to) over the steady part into ``out``."""
+    if nice:
+        os.nice(nice)  # as hometwin up starts the clock (--clock-nice)
+
+    async def pattern(session):  # type: ignore[no-untyped-def]
+        loop = asyncio.get_running_loop()
+        ready: set[str] = set()
+        done = loop.create_future()
+        marks: dict[int, float] = {}
+        await session.subscribe(lambda name: ready.add(name), "p.ready")
+
+        def flows(seq: int, payload: bytes) -> None:
+            marks[seq] = time.perf_counter()
+            if seq + 1 >= ticks:
+                done.done() or done.set_result(None)
+            elif seq + in_flight < ticks:
+                session.publish("p.tick", seq + in_flight)
+
+        await session.subscribe(flows, "p.flows")
+        while len(ready) < len(PATTERN) + 2:
+            session.publish("p.query")
+            await asyncio.sleep(0.3)
+        await asyncio.sleep(0.5)
+        for seq in range(min(in_flight, ticks)):
+            session.publish("p.tick", seq)
+        await asyncio.wait_for(done, 600)
+        warm = min(50, ticks // 10)
+        out.put(((ticks - 1 - warm) / (marks[ticks - 1] - marks[warm]), marks[warm], marks[ticks - 1]))
+
+    run_session(url, realm, pattern)
+
+
+def message_pattern_ceiling(ticks: int, ahead: set[str] | frozenset = frozenset(), chunk: int = 60,
+                            now: bool = True) -> tuple[float, float, float]:
     """Single-step windows per second of the home's message pattern with do-nothing handlers, and
     the perf_counter span they were measured over.  ``ahead``: the elements that run ahead (one
-    tick, one packet and one settle per ``chunk`` windows); none: every element per window (the
-    protocol before they ran ahead)."""
+    tick, one packet and one settle per ``chunk`` windows).  ``now``: the protocol as it is (two
+    ticks in flight from a clock at nice 10, to the inverter alone; the next tick in the settle);
+    else as before any of that (every tick from the clock to every element per window, one in flight)."""
     import multiprocessing as mp
 
     from hometwin.runtime.router import Router
 
     realm = "hometwin.pattern"
-    out: list[float] = []
     with Router(realm=realm, unix=True) as r:
         url = r.unix_url
-        procs = [mp.Process(target=_pattern_element, args=(url, realm, n, w, n in ahead), daemon=True)
+        procs = [mp.Process(target=_pattern_element, args=(url, realm, n, w, n in ahead, now), daemon=True)
                  for n, w in PATTERN.items()]
         per_window = len([n for n in PATTERN if n not in ahead])
-        procs += [mp.Process(target=_pattern_inverter, args=(url, realm, per_window, len(PATTERN) - per_window, chunk),
-                             daemon=True),
+        procs += [mp.Process(target=_pattern_inverter, args=(url, realm, per_window, len(PATTERN) - per_window, chunk,
+                                                             now), daemon=True),
                   mp.Process(target=_pattern_recorder, args=(url, realm), daemon=True)]
         for p in procs:
             p.start()
-
-        async def pattern(session):  # type: ignore[no-untyped-def]
-            loop = asyncio.get_running_loop()
-            ready: set[str] = set()
-            done = loop.create_future()
-            marks: dict[int, float] = {}
-            await session.subscribe(lambda name: ready.add(name), "p.ready")
-
-            def flows(seq: int, payload: bytes) -> None:
-                marks[seq] = time.perf_counter()
-                if seq + 1 >= ticks:
-                    done.done() or done.set_result(None)
-                else:
-                    session.publish("p.tick", seq + 1)
-
-            await session.subscribe(flows, "p.flows")
-            while len(ready) < len(PATTERN) + 2:
-                session.publish("p.query")
-                await asyncio.sleep(0.3)
-            await asyncio.sleep(0.5)
-            session.publish("p.tick", 0)
-            await asyncio.wait_for(done, 600)
-            warm = min(50, ticks // 10)
-            out.append(((ticks - 1 - warm) / (marks[ticks - 1] - marks[warm]), marks[warm], marks[ticks - 1]))
-
-        run_session(url, realm, pattern)
+        out = mp.Queue()
+        clock = mp.Process(target=_pattern_clock, args=(url, realm, ticks, 2 if now else 1, 10 if now else 0, out))
+        clock.start()
+        result = out.get(timeout=900)
+        clock.join(30)
         for p in procs:
             p.terminate()
-    return out[0]
+    return result
 
 
 def main() -> None:
@@ -426,7 +466,7 @@ def main() -> None:
         with CpuSampler() as cpu:
             ceiling, t_from, t_to = message_pattern_ceiling(a.ticks, ahead, AHEAD_STEPS)
         ratios.append(twin / ceiling)
-        lines.append(f"- the same message pattern per single-step window with do-nothing handlers (15 processes, "
+        lines.append(f"- the same message pattern per single-step window with do-nothing handlers (16 processes, "
                      f"{len(ahead)} of them running ahead in chunks of {AHEAD_STEPS}; unix): **{ceiling:.0f} ticks/s** "
                      f"— the ceiling the router and the wake-ups allow here; the twin (unix) reaches {ratios[-1]:.0%} "
                      f"of it" + (f" (round {r + 1})" if a.rounds > 1 else "")
@@ -434,9 +474,10 @@ def main() -> None:
         print(lines[-1], flush=True)
         if r == 0:
             with CpuSampler() as cpu:
-                before, t_from, t_to = message_pattern_ceiling(a.ticks)
-            lines.append(f"- for comparison, the pattern before elements ran ahead (every element ticked and settled "
-                         f"per window, 43 deliveries) with do-nothing handlers: **{before:.0f} ticks/s**; the twin "
+                before, t_from, t_to = message_pattern_ceiling(a.ticks, now=False)
+            lines.append(f"- for comparison, the pattern before elements ran ahead (every element ticked by the clock "
+                         f"and settled per window, one window in flight, 43 deliveries) with do-nothing handlers: "
+                         f"**{before:.0f} ticks/s**; the twin "
                          f"reaches {twin / before:.0%} of it; CPU per window: "
                          + _cpu_line(cpu.per_window_ms(t_from, t_to, before), None))
             print(lines[-1], flush=True)
