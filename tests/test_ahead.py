@@ -195,26 +195,36 @@ def test_a_set_inside_a_chunk_counts_from_the_next_window():
     assert np.array_equal(roof[:cloud_at], roof0[:cloud_at]) and not np.array_equal(roof[cloud_at:], roof0[cloud_at:])
 
 
+def leave_and_join(name: str, steps: int, off_at: int, on_at: int, drain: bool = True) -> tuple[Home, list[m.Flows]]:
+    """``name``'s session leaves before window ``off_at``; a new service of it joins before ``on_at``."""
+
+    async def main() -> tuple[Home, list[m.Flows]]:
+        h = Home(CAPE_TOWN, steps)
+        await h.start()
+        flows = await h.run(steps, {off_at: lambda: h.bus.leave(h.sid[name]), on_at: lambda: h.join(name, 60)},
+                            drain=drain)
+        return h, flows
+
+    return asyncio.run(main())
+
+
+def removed_and_added(name: str, steps: int, off_at: int, on_at: int) -> Any:
+    """The engine's run with ``name`` removed at step ``off_at`` and a new one added at ``on_at``."""
+    spec = next(e for e in load_home(CAPE_TOWN).spec.elements if e.name == name)
+
+    def back(e: Engine) -> None:
+        e.add(element_class(spec.kind)(name, spec.config, e.ctx))
+
+    return in_process(CAPE_TOWN, steps, {off_at: lambda e: e.remove(name), on_at: back})
+
+
 def test_leaving_and_joining_inside_a_chunk():
     """The TV's session leaves before window 70 and a new TV service joins before window 100
     (both inside a chunk): gone from window 70, back from window 100, as Engine.remove/add."""
     steps, off_at, on_at = 200, 70, 100
 
-    async def main() -> tuple[Home, list[m.Flows]]:
-        h = Home(CAPE_TOWN, steps)
-        await h.start()
-        flows = await h.run(steps, {off_at: lambda: h.bus.leave(h.sid["tv"]), on_at: lambda: h.join("tv", 50)})
-        return h, flows
-
-    h, flows = asyncio.run(main())
-    home = load_home(CAPE_TOWN)
-    tv_spec = next(e for e in home.spec.elements if e.name == "tv")
-
-    def back(e: Engine) -> None:
-        e.add(element_class("tv")("tv", tv_spec.config, e.ctx))
-
-    ref = in_process(CAPE_TOWN, steps, {off_at: lambda e: e.remove("tv"), on_at: back})
-    assert frame_diff(flows, ref) <= 1e-9
+    h, flows = leave_and_join("tv", steps, off_at, on_at)
+    assert frame_diff(flows, removed_and_added("tv", steps, off_at, on_at)) <= 1e-9
     tv = [f.served.get("tv", np.zeros(1))[0] for f in flows]
     assert all(v < 0 for v in tv[:off_at]) and not any(tv[off_at:on_at]) and all(v < 0 for v in tv[on_at:])
     # the new TV got the chunk's tick again when it joined (60–119), then the chunks 120–179 and
@@ -231,25 +241,11 @@ def test_a_per_window_element_that_joins_gets_the_tick_relayed_to_it_alone():
     engine's with the geyser removed and added."""
     steps, off_at, on_at = 160, 70, 100
 
-    async def main() -> tuple[Home, list[m.Flows]]:
-        h = Home(CAPE_TOWN, steps)
-        await h.start()
-        flows = await h.run(steps, {off_at: lambda: h.bus.leave(h.sid["geyser"]),
-                                    on_at: lambda: h.join("geyser", 60)}, drain=False)
-        return h, flows
-
-    h, flows = asyncio.run(main())
-    home = load_home(CAPE_TOWN)
-    spec = next(e for e in home.spec.elements if e.name == "geyser")
-
-    def back(e: Engine) -> None:
-        e.add(element_class("geyser")("geyser", spec.config, e.ctx))
-
+    h, flows = leave_and_join("geyser", steps, off_at, on_at, drain=False)
     roles = ["geyser" in f.roles for f in flows]
     gone, back_at = roles.index(False), off_at + roles[off_at:].index(True)
     assert gone in (off_at - 1, off_at) and back_at in (on_at, on_at + 1)  # the window in flight, or the next
-    ref = in_process(CAPE_TOWN, steps, {gone: lambda e: e.remove("geyser"), back_at: back})
-    assert frame_diff(flows, ref) <= 1e-9
+    assert frame_diff(flows, removed_and_added("geyser", steps, gone, back_at)) <= 1e-9
     assert all(roles[:gone]) and not any(roles[gone:back_at]) and all(roles[back_at:])
     # the battery: the first tick relayed, every later one in a Settle
     assert h.received("battery", m.TICK_WINDOW) == 1 and h.received("battery", m.SETTLE) == steps
