@@ -114,8 +114,15 @@ class Up:
         return self.call("hometwin.clock.status")
 
     def wait_paused_at(self, step: int, timeout_s: float = 120) -> dict[str, Any]:
-        return wait_until(lambda: (lambda s: s if s["paused"] and s["i"] == step else None)(self.clock()),
-                          timeout_s, f"the clock to pause at step {step}")
+        try:
+            return wait_until(lambda: (lambda s: s if s["paused"] and s["i"] == step else None)(self.clock()),
+                              timeout_s, f"the clock to pause at step {step}")
+        except AssertionError as exc:  # say where the run stands and what the services said last
+            try:
+                status: Any = self.clock()
+            except Exception as why:
+                status = f"no answer ({why!r})"
+            raise AssertionError(f"{exc}; clock status: {status}; last logs:\n" + "\n".join(self.logs[-60:])) from None
 
     def metrics_port(self, name: str) -> int:
         argv = self.launcher.procs[name].argv
