@@ -451,6 +451,8 @@ REQUEST_AHEAD = f"{PREFIX}.ahead.request"
 SETTLE_AHEAD = f"{PREFIX}.ahead.settle"
 #: RPC (inverter): settle the steps of the chunk settled so far with the elements running ahead now.
 SETTLE_AHEAD_NOW = f"{PREFIX}.ahead.settle_now"
+#: Single-step windows the clock keeps in flight at speed max by default (1: DESIGN.md's pattern).
+IN_FLIGHT = 2
 #: The clock's tick, relayed by the inverter to the elements per window that did not get it in the
 #: previous window's ``Settle.next`` (the first window, after a pause, windows of many steps).
 TICK_WINDOW = f"{PREFIX}.window.tick"

@@ -31,11 +31,6 @@ log = logging.getLogger("hometwin.clock")
 #: Lag above this is logged as a warning (seconds of wall time).
 LAG_WARN_S = 1.0
 
-#: Single-step windows at speed max the clock keeps in flight: the next tick goes out before the
-#: last window's Flows are back (a single step always ends where it was asked to), so it waits at
-#: the inverter and rides in the window's Settle to the elements per window (docs/runtime.md).
-IN_FLIGHT = 2
-
 
 def parse_speed(value: Any) -> float | str:
     """``max`` or a positive number of simulated seconds per wall second."""
@@ -57,7 +52,7 @@ class Clock:
                  default_window: int | None = None, expect: list[str] | None = None,
                  paused: bool = False, until: int | None = None, start_timeout_s: float = 60.0,
                  retick_s: float = 60.0,
-                 metrics: ServiceMetrics | None = None, replan_steps: int = 0, in_flight: int = IN_FLIGHT):
+                 metrics: ServiceMetrics | None = None, replan_steps: int = 0, in_flight: int = m.IN_FLIGHT):
         self.ctx = ctx
         self.speed = parse_speed(speed)
         self.window = window
@@ -203,10 +198,12 @@ class Clock:
             n = min(n, self.replan_steps - (i % self.replan_steps))
         return max(n, 1)
 
-    def _may_add(self, flight: list[tuple[m.Tick, asyncio.Future]], i: int) -> bool:
+    def _may_add(self, flight: list[tuple[m.Tick, asyncio.Task]], i: int) -> bool:
         """Another tick may go out before the oldest window's Flows: at speed max, while every
-        window in flight and the next are single steps (each ends where it was asked to) and
-        nothing (a pause, ``run_until``, the run's end, a failure) stops at ``i``."""
+        window in flight and the next are single steps (each ends where it was asked to, so the
+        next one's start is known before its Flows; the next tick then waits at the inverter and
+        rides in the window's Settle to the elements per window — docs/runtime.md) and nothing
+        (a pause, ``run_until``, the run's end, a failure) stops at ``i``."""
         return (len(flight) < self.in_flight and self.speed == "max" and not self.paused and not self.failed
                 and i < self.ctx.n_steps and (self.until is None or i < self.until)
                 and all(t.n == 1 for t, _ in flight) and self.window_len(i) == 1)

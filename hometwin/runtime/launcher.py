@@ -94,7 +94,7 @@ class Launcher:
     pause_at: int | None = None
     timeout_s: float = 10.0
     ahead_steps: int = m.AHEAD_STEPS  # the inverter's chunk for elements that run ahead (hometwin service --ahead-steps)
-    in_flight: int = 2  # single-step windows the clock keeps in flight at speed max (hometwin clock --in-flight)
+    in_flight: int = m.IN_FLIGHT  # single-step windows the clock keeps in flight at speed max (hometwin clock --in-flight)
     # The clock's lower CPU priority (hometwin clock --nice): with windows in flight it is off their critical
     # path, and on a small machine its turn on a core delayed the inverter's and the per-window elements'.
     clock_nice: int = 10

@@ -52,10 +52,10 @@ def one_write_per_frame(proto: Any) -> bool:
 
     Why: autobahn's asyncio ``PrefixProtocol.sendString`` writes the 4-byte length prefix
     and the message as two ``transport.write`` calls.  asyncio sends at once whatever
-    finds its buffer empty, so every WAMP message cost two system calls here, and the
-    router often read the prefix alone and woke up again for the rest.  In a firecracker
-    VM a system call is dear: py-spy put a sixth of the inverter's time in those sends
-    (bench/RESULTS.md, 2026-11-21).  The frame's bytes are the same.
+    finds its buffer empty, so every WAMP message went out as two sends, and the router
+    could wake up for the prefix alone.  A send is cheap here (~3 µs); what one frame per
+    send saves is the receiver's extra wake-up, which was not measured on its own.  The
+    frame's bytes are the same.
     Returns False for transports that are not RawSocket (WebSocket frames itself).
     """
     fmt = getattr(proto, "prefix_format", None)
@@ -65,7 +65,7 @@ def one_write_per_frame(proto: Any) -> bool:
     pack = struct.Struct(fmt).pack
 
     def send_string(data: bytes) -> None:
-        if len(data) > proto.max_length_send:
+        if len(data) > limit:
             raise ValueError("Data too big")
         proto.transport.write(pack(len(data)) + data)
 
