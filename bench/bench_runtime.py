@@ -7,9 +7,10 @@
    services on the router's Unix socket (the ``hometwin up`` default) and on TCP RawSocket;
 1b. the ceiling of that pattern here: the same processes exchanging the same messages per
    single-step window over the same router (a clock at nice 10 keeping two ticks in flight,
-   each to the inverter alone; settle → geyser, battery, carrying the next tick; the geyser's
-   request and the battery's status; the dispatch RPC; Flows → clock and recorder; every 60
-   windows the chunk's tick, packets and settle of the ten elements that run ahead) with
+   each a run of 16 windows to the inverter alone, which says when a run is done; settle →
+   geyser, battery, carrying the next tick; the geyser's request and the battery's status; the
+   dispatch RPC; Flows → recorder; every 60 windows the chunk's tick, packets and settle of the
+   ten elements that run ahead) with
    handlers that do nothing — what the router and the wake-ups alone allow; in the first round
    also the pattern before elements ran ahead (the clock's tick → 13 elements, one window in
    flight, 43 deliveries per window).
@@ -40,7 +41,7 @@ from pathlib import Path
 import results  # bench/results.py (the script's folder is on sys.path)
 import hometwin.runtime  # noqa: F401
 from hometwin.engine import Engine
-from hometwin.messages import AHEAD_STEPS
+from hometwin.messages import AHEAD_STEPS, RUN_WINDOWS
 from hometwin.runtime.launcher import Launcher
 from hometwin.runtime.service import runs_ahead
 from hometwin.runtime.wamp import autobahn_errors_only
@@ -288,8 +289,9 @@ def _pattern_element(url: str, realm: str, name: str, what: str, ahead: bool = F
 def _pattern_inverter(url: str, realm: str, per_window: int, ahead: int, chunk: int, relay: bool) -> None:
     """Waits for the tick and the packets of a window (and, at a chunk's first window, the chunk's),
     calls the dispatch RPC, publishes settle and Flows (and, at a chunk's end, the chunk's settle).
-    ``relay``: ticks that come while a window is open wait, and ride in its settle as ``next``;
-    one that did not is relayed to the elements per window (``p.wtick``)."""
+    ``relay`` (the protocol now): a tick is a run of windows, opened one after another, and its last
+    one settled is told to the clock (``p.done``); ticks that come while a window is open wait, and
+    ride in its settle as ``next``; one that did not is relayed to the elements per window (``p.wtick``)."""
     from hometwin.runtime.wamp import component, run_component
 
     comp = component(url, realm)
@@ -298,6 +300,7 @@ def _pattern_inverter(url: str, realm: str, per_window: int, ahead: int, chunk: 
     async def joined(session, details):  # type: ignore[no-untyped-def]
         got: dict[int, set[str]] = {}
         ticks: list[int] = []  # ticked, not yet settled: the open window first
+        ends: set[int] = set()  # the last window of each run
         carried = [-1]
 
         def needed(seq: int) -> int:
@@ -310,6 +313,9 @@ def _pattern_inverter(url: str, realm: str, per_window: int, ahead: int, chunk: 
             session.publish("p.settle", seq, _PAY * 4, nxt)
             carried[0] = nxt
             session.publish("p.flows", seq, _PAY * 8)
+            if seq in ends:
+                ends.discard(seq)
+                session.publish("p.done", seq)
             if ahead and (seq + 1) % chunk == 0:
                 session.publish("p.asettle", seq, _PAY * 4)
             if ticks:
@@ -331,9 +337,12 @@ def _pattern_inverter(url: str, realm: str, per_window: int, ahead: int, chunk: 
                 session.publish("p.wtick", seq)
             ready(seq)
 
-        def tick(seq: int) -> None:
-            ticks.append(seq)
-            if len(ticks) == 1:
+        def tick(seq: int, windows: int = 1) -> None:
+            opened = bool(ticks)
+            ticks.extend(range(seq, seq + windows))
+            if relay:
+                ends.add(seq + windows - 1)
+            if not opened:
                 open_(seq)
 
         for topic in ("p.req", "p.signals", "p.areq", "p.asignals"):
@@ -357,9 +366,10 @@ def _pattern_recorder(url: str, realm: str) -> None:
     run_component(comp)
 
 
-def _pattern_clock(url: str, realm: str, ticks: int, in_flight: int, nice: int, out: Any) -> None:
-    """The clock of the pattern: ``in_flight`` ticks out at a time, the next on each Flows; puts
-    (windows per second, t_from, t_to) over the steady part into ``out``."""
+def _pattern_clock(url: str, realm: str, ticks: int, in_flight: int, nice: int, out: Any, run: int = 0) -> None:
+    """The clock of the pattern: ``in_flight`` ticks out at a time, the next on each Flows — or,
+    ``run`` > 0 (the protocol now), each tick a run of ``run`` windows, the next when the inverter
+    says one is done (``p.done``); puts (windows per second, t_from, t_to) over the steady part into ``out``."""
     if nice:
         os.nice(nice)  # as hometwin up starts the clock (--clock-nice)
 
@@ -370,22 +380,33 @@ def _pattern_clock(url: str, realm: str, ticks: int, in_flight: int, nice: int, 
         marks: dict[int, float] = {}
         await session.subscribe(lambda name: ready.add(name), "p.ready")
 
-        def flows(seq: int, payload: bytes) -> None:
+        sent = [0]  # windows ticked so far
+
+        def send() -> None:
+            n = min(run or 1, ticks - sent[0])
+            if n > 0:
+                if run:
+                    session.publish("p.tick", sent[0], n)
+                else:
+                    session.publish("p.tick", sent[0])
+                sent[0] += n
+
+        def flows(seq: int, payload: bytes = b"") -> None:
             marks[seq] = time.perf_counter()
             if seq + 1 >= ticks:
                 done.done() or done.set_result(None)
-            elif seq + in_flight < ticks:
-                session.publish("p.tick", seq + in_flight)
+            else:
+                send()
 
-        await session.subscribe(flows, "p.flows")
+        await session.subscribe(flows, "p.done" if run else "p.flows")
         while len(ready) < len(PATTERN) + 2:
             session.publish("p.query")
             await asyncio.sleep(0.3)
         await asyncio.sleep(0.5)
-        for seq in range(min(in_flight, ticks)):
-            session.publish("p.tick", seq)
+        for _ in range(in_flight):
+            send()
         await asyncio.wait_for(done, 600)
-        warm = min(50, ticks // 10)
+        warm = min(s for s in marks if s >= min(50, ticks // 10))
         out.put(((ticks - 1 - warm) / (marks[ticks - 1] - marks[warm]), marks[warm], marks[ticks - 1]))
 
     run_session(url, realm, pattern)
@@ -395,9 +416,10 @@ def message_pattern_ceiling(ticks: int, ahead: set[str] | frozenset = frozenset(
                             now: bool = True) -> tuple[float, float, float]:
     """Single-step windows per second of the home's message pattern with do-nothing handlers, and
     the perf_counter span they were measured over.  ``ahead``: the elements that run ahead (one
-    tick, one packet and one settle per ``chunk`` windows).  ``now``: the protocol as it is (two
-    ticks in flight from a clock at nice 10, to the inverter alone; the next tick in the settle);
-    else as before any of that (every tick from the clock to every element per window, one in flight)."""
+    tick, one packet and one settle per ``chunk`` windows).  ``now``: the protocol as it is (ticks
+    of runs of RUN_WINDOWS windows, two in flight, from a clock at nice 10 to the inverter alone, which
+    says when a run is done; the next tick in the settle); else as before any of that (every tick
+    from the clock to every element per window, one in flight, the clock waiting for each Flows)."""
     import multiprocessing as mp
 
     from hometwin.runtime.router import Router
@@ -414,7 +436,8 @@ def message_pattern_ceiling(ticks: int, ahead: set[str] | frozenset = frozenset(
         for p in procs:
             p.start()
         out = mp.Queue()
-        clock = mp.Process(target=_pattern_clock, args=(url, realm, ticks, 2 if now else 1, 10 if now else 0, out))
+        clock = mp.Process(target=_pattern_clock, args=(url, realm, ticks, 2 if now else 1, 10 if now else 0, out,
+                                                        RUN_WINDOWS if now else 0))
         clock.start()
         result = out.get(timeout=900)
         clock.join(30)

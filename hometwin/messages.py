@@ -26,6 +26,8 @@ log = logging.getLogger("hometwin.messages")
 
 #: Largest window a tick may announce (a year of 1-minute steps fits).
 MAX_STEPS = 600_000
+#: Most single-step windows one tick may stand for (``Tick.windows``).
+MAX_RUN_WINDOWS = 1024
 #: Flows terms may be this far below zero from float rounding [J].
 SIGN_TOLERANCE_J = 1e-6
 
@@ -163,6 +165,39 @@ class Tick(Message):
     n: Annotated[int, Field(ge=1, le=MAX_STEPS)]
     dt_s: Annotated[int, Field(ge=1, le=86400)]
     t0: float = Field(allow_inf_nan=False, description="[s] unix time of step i0")
+    windows: Annotated[int, Field(ge=1, le=MAX_RUN_WINDOWS)] = Field(
+        1, description="a run: this many single-step windows seq, seq + 1, … from step i0 (the clock's tick to "
+        "the inverter at speed max; the inverter opens them one after another)")
+
+    @model_validator(mode="after")
+    def _run(self) -> "Tick":
+        if self.windows > 1 and self.n != 1:
+            raise ValueError(f"windows: a run of {self.windows} windows is of single steps (n = 1, got n {self.n})")
+        return self
+
+    def split(self) -> list["Tick"]:
+        """The windows of a run, each its own single-window tick (``[self]`` for one window)."""
+        if self.windows == 1:
+            return [self]
+        return [Tick(seq=self.seq + j, i0=self.i0 + j, n=1, dt_s=self.dt_s, t0=self.t0 + j * self.dt_s)
+                for j in range(self.windows)]
+
+
+class TickDone(Message):
+    """The inverter settled every window of the clock's tick ``seq`` (``windows`` of them from step
+    ``i0``): the clock's next tick starts at ``next_step`` (a window of many steps may settle early)."""
+
+    seq: Seq
+    windows: Annotated[int, Field(ge=1, le=MAX_RUN_WINDOWS)] = 1
+    i0: Annotated[int, Field(ge=0)]
+    next_step: Annotated[int, Field(ge=1)]
+    participants: list[Name] = Field(default_factory=list, description="who took part in its last window")
+
+    @model_validator(mode="after")
+    def _steps(self) -> "TickDone":
+        if self.next_step <= self.i0:
+            raise ValueError(f"next_step: must be > i0 {self.i0} (got {self.next_step})")
+        return self
 
 
 class Signals(Message):
@@ -299,9 +334,11 @@ class Settle(Message):
     def _shape(self) -> "Settle":
         if self.k >= self.n:
             raise ValueError(f"k: must be < n {self.n} (got {self.k})")
-        if self.next is not None and (self.next.seq != self.seq + 1 or self.next.i0 != self.i0 + self.k + 1):
+        if self.next is not None and (self.next.seq != self.seq + 1 or self.next.i0 != self.i0 + self.k + 1
+                                      or self.next.windows != 1):
             raise ValueError(f"next: the window after this one, seq {self.seq + 1} from step {self.i0 + self.k + 1} "
-                             f"(got seq {self.next.seq} from step {self.next.i0})")
+                             f"(got seq {self.next.seq} from step {self.next.i0}"
+                             + (f", a run of {self.next.windows} windows)" if self.next.windows != 1 else ")"))
         if self.parts and (self.parts[-1] != self.k + 1 or any(b <= a for a, b in zip([0] + self.parts, self.parts))):
             raise ValueError(f"parts: increasing window ends from i0, the last k + 1 = {self.k + 1} (got {self.parts[:8]})")
         for key, arr in self.served.items():
@@ -451,8 +488,13 @@ REQUEST_AHEAD = f"{PREFIX}.ahead.request"
 SETTLE_AHEAD = f"{PREFIX}.ahead.settle"
 #: RPC (inverter): settle the steps of the chunk settled so far with the elements running ahead now.
 SETTLE_AHEAD_NOW = f"{PREFIX}.ahead.settle_now"
-#: Single-step windows the clock keeps in flight at speed max by default (1: DESIGN.md's pattern).
+#: Ticks the clock keeps in flight at speed max while windows are single steps (1: DESIGN.md's pattern).
 IN_FLIGHT = 2
+#: Single-step windows one clock tick stands for at speed max by default (``Tick.windows``): the clock's
+#: tick and the inverter's ``TickDone`` then cost per run of windows, not per window (1: one tick a window).
+RUN_WINDOWS = 16
+#: The inverter settled the windows of a clock tick (the clock's next tick may go out).
+TICK_DONE = f"{PREFIX}.tick.done"
 #: The clock's tick, relayed by the inverter to the elements per window that did not get it in the
 #: previous window's ``Settle.next`` (the first window, after a pause, windows of many steps).
 TICK_WINDOW = f"{PREFIX}.window.tick"
@@ -475,7 +517,9 @@ def launcher_uri(op: str) -> str:
 
 #: (uri, pub/sub or rpc, message model or None, who publishes / serves, who subscribes / calls, what)
 TOPICS: list[tuple[str, str, type[Message] | None, str, str, str]] = [
-    (TICK, "event", Tick, "clock", "inverter", "a window starts (at speed max, single steps: two in flight)"),
+    (TICK, "event", Tick, "clock", "inverter",
+     "a window starts; at speed max a run of `windows` single steps (two runs in flight)"),
+    (TICK_DONE, "event", TickDone, "inverter", "clock", "every window of the tick `seq` is settled; go on at `next_step`"),
     (TICK_WINDOW, "event", Tick, "inverter", "elements per window",
      "the clock's tick, for those whose last `Settle` did not carry it as `next`"),
     (SIGNALS, "event", Signals, "sun, weather, grid; inverter (`plan_ready`, only with a strategy)",
@@ -484,7 +528,7 @@ TOPICS: list[tuple[str, str, type[Message] | None, str, str, str]] = [
     (STORAGE, "event", StorageStatus, "battery", "inverter", "battery parameters and stored energy at window start"),
     (SETTLE, "event", Settle, "inverter", "elements per window",
      "commit through step k with what was served; `next`: the next window's tick, when it is out already"),
-    (FLOWS, "event", Flows, "inverter", "clock, recorder, UI", "settled steps: home flows, per element, SoC"),
+    (FLOWS, "event", Flows, "inverter", "recorder, UI", "settled steps of every window: home flows, per element, SoC"),
     (ROSTER, "event", Roster, "inverter", "anyone", "roster changed (joined, left, stale)"),
     (ANNOUNCE, "event", Describe, "every element", "inverter", "an element joins / re-announces"),
     (ROSTER_QUERY, "event", RosterQuery, "inverter", "every element", "please re-announce"),

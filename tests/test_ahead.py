@@ -79,30 +79,42 @@ class Home:
         await self.hosts[name].on_join(self.bus.session(sid))
 
     async def run(self, windows: int, before: dict[int, Callable[[], Any]] | None = None,
-                  in_flight: int = 2, drain: bool = True) -> list[m.Flows]:
+                  in_flight: int = 2, drain: bool = True, run_windows: int = 1) -> list[m.Flows]:
         """``windows`` single-step windows, ``in_flight`` ticks out at a time as the clock at speed max
-        keeps them; ``before[seq]`` runs before window ``seq``'s tick, with no window in flight
-        (``drain=False``: while the windows before it are in flight)."""
+        keeps them, each a run of up to ``run_windows`` windows (a run stops short of an action);
+        ``before[seq]`` runs before window ``seq``'s tick, with no window in flight (``drain=False``:
+        while the windows before it are in flight).  Every tick must be told done, once."""
+        before = before or {}
         clock = self.bus.session(CLOCK)
         got: asyncio.Queue = asyncio.Queue()
         await clock.subscribe(got.put_nowait, m.FLOWS)
+        self.done: list[m.TickDone] = []
+        await clock.subscribe(lambda p: self.done.append(m.TickDone.model_validate(p)), m.TICK_DONE)
         t0, dt = float(self.ctx.start.timestamp()), self.ctx.step_s
         out: list[m.Flows] = []
+        self.ticks: list[m.Tick] = []
         issued = 0
         while len(out) < windows:
-            flight = issued - len(out)
-            while issued < windows and flight < in_flight and not (drain and flight and (before or {}).get(issued)):
-                action = (before or {}).get(issued)
+            flight = len(self.ticks) - len(self.done)
+            while issued < windows and flight < in_flight and not (drain and flight and before.get(issued)):
+                action = before.get(issued)
                 if action is not None:
                     result = action()
                     if asyncio.iscoroutine(result):
                         await result
-                clock.publish(m.TICK, m.Tick(seq=issued, i0=issued, n=1, dt_s=dt, t0=t0 + issued * dt).wire())
-                issued += 1
+                r = 1
+                while r < run_windows and issued + r < windows and before.get(issued + r) is None:
+                    r += 1
+                tick = m.Tick(seq=issued, i0=issued, n=1, dt_s=dt, t0=t0 + issued * dt, windows=r)
+                self.ticks.append(tick)
+                clock.publish(m.TICK, tick.wire())
+                issued += r
                 flight += 1
             f = m.Flows.model_validate(await asyncio.wait_for(got.get(), 10))
             assert f.seq == len(out) and f.i0 == len(out) and f.k == 0 and not f.stale
             out.append(f)
+        assert [(d.seq, d.windows, d.i0, d.next_step) for d in self.done] == \
+            [(t.seq, t.windows, t.i0, t.i0 + t.windows) for t in self.ticks]
         return out
 
     def received(self, name: str, uri: str) -> int:
@@ -163,6 +175,43 @@ def test_single_steps_in_chunks_equal_in_process():
     assert h.hosts["roof"].element.state["energy_dc_j"] == pytest.approx(ref.frame["el.roof_j"].sum(), rel=1e-12)
 
 
+def test_runs_of_single_steps_equal_in_process():
+    """The clock's ticks as runs of 16 single-step windows (what it sends at speed max): the
+    inverter opens them one after another, carries each next tick in the Settle, tells the clock
+    once per run (TickDone), and the flows are those of the engine, window by window."""
+    steps = 600
+
+    async def main() -> tuple[Home, list[m.Flows]]:
+        h = Home(CAPE_TOWN, steps)
+        await h.start()
+        return h, await h.run(steps, run_windows=16)
+
+    h, flows = asyncio.run(main())
+    assert frame_diff(flows, in_process(CAPE_TOWN, steps)) <= 1e-9
+    assert [t.windows for t in h.ticks] == [16] * 37 + [8]  # 600 = 37 × 16 + 8
+    assert h.received("inverter", m.TICK) == 38 and len(h.done) == 38
+    for name in ("geyser", "battery"):  # every window's tick but the first rode in a Settle
+        assert h.received(name, m.SETTLE) == steps and h.received(name, m.TICK_WINDOW) == 1, name
+    assert not h.hosts["inverter"].rejections.counts and not h.hosts["geyser"].rejections.counts
+
+
+def test_only_the_inverter_opens_a_run_of_windows():
+    """A run of windows on the elements' tick topics is refused and counted: one tick a window there."""
+
+    async def main() -> Home:
+        h = Home(CAPE_TOWN, 120)
+        await h.start()
+        run = m.Tick(seq=0, i0=0, n=1, dt_s=60, t0=float(h.ctx.start.timestamp()), windows=4).wire()
+        h.bus.session(CLOCK).publish(m.TICK_WINDOW, run)
+        h.bus.session(CLOCK).publish(m.TICK_AHEAD, run)
+        return h
+
+    h = asyncio.run(main())
+    assert h.hosts["geyser"].rejections.counts[(m.TICK_WINDOW, "out_of_range")] == 1
+    assert h.hosts["tv"].rejections.counts[(m.TICK_AHEAD, "out_of_range")] == 1
+    assert h.hosts["geyser"].w is None and h.hosts["tv"].w is None  # nothing started
+
+
 def test_a_set_inside_a_chunk_counts_from_the_next_window():
     """The kettle switched on at window 90 (inside the chunk 60–119) and the weather made
     overcast at window 450, 07:30 (chunk 420–479): the roof, reading the weather ahead, revises too."""
@@ -195,14 +244,15 @@ def test_a_set_inside_a_chunk_counts_from_the_next_window():
     assert np.array_equal(roof[:cloud_at], roof0[:cloud_at]) and not np.array_equal(roof[cloud_at:], roof0[cloud_at:])
 
 
-def leave_and_join(name: str, steps: int, off_at: int, on_at: int, drain: bool = True) -> tuple[Home, list[m.Flows]]:
+def leave_and_join(name: str, steps: int, off_at: int, on_at: int, drain: bool = True,
+                   run_windows: int = 1) -> tuple[Home, list[m.Flows]]:
     """``name``'s session leaves before window ``off_at``; a new service of it joins before ``on_at``."""
 
     async def main() -> tuple[Home, list[m.Flows]]:
         h = Home(CAPE_TOWN, steps)
         await h.start()
         flows = await h.run(steps, {off_at: lambda: h.bus.leave(h.sid[name]), on_at: lambda: h.join(name, 60)},
-                            drain=drain)
+                            drain=drain, run_windows=run_windows)
         return h, flows
 
     return asyncio.run(main())
@@ -233,18 +283,22 @@ def test_leaving_and_joining_inside_a_chunk():
     assert h.hosts["tv"].element.state["energy_j"] == pytest.approx(-sum(tv[on_at:]), rel=1e-12)
 
 
-def test_a_per_window_element_that_joins_gets_the_tick_relayed_to_it_alone():
-    """With two windows in flight the next tick rides in the Settle.  The geyser's session leaves
-    before window 70 and a new one joins before window 100, both while windows are in flight: the
-    newcomer alone gets the tick relayed (``hometwin.window.tick`` to its session), the battery
-    keeps starting windows from its Settles, nobody sees a window twice, and the flows are the
-    engine's with the geyser removed and added."""
+@pytest.mark.parametrize("run_windows", [1, 16])
+def test_a_per_window_element_that_joins_gets_the_tick_relayed_to_it_alone(run_windows: int):
+    """With two ticks in flight the next tick rides in the Settle.  The geyser's session leaves
+    before window 70 and a new one joins before window 100, both while windows are in flight (two
+    single windows, or two runs of up to 16): the newcomer alone gets the tick relayed
+    (``hometwin.window.tick`` to its session), the battery keeps starting windows from its Settles,
+    nobody sees a window twice, and the flows are the engine's with the geyser removed and added."""
     steps, off_at, on_at = 160, 70, 100
 
-    h, flows = leave_and_join("geyser", steps, off_at, on_at, drain=False)
+    h, flows = leave_and_join("geyser", steps, off_at, on_at, drain=False, run_windows=run_windows)
     roles = ["geyser" in f.roles for f in flows]
-    gone, back_at = roles.index(False), off_at + roles[off_at:].index(True)
-    assert gone in (off_at - 1, off_at) and back_at in (on_at, on_at + 1)  # the window in flight, or the next
+    gone = roles.index(False)
+    back_at = gone + roles[gone:].index(True)
+    # from a window in flight when it left (joined), or the next
+    early = 1 if run_windows == 1 else 2 * run_windows
+    assert off_at - early <= gone <= off_at and on_at - early <= back_at <= on_at + 1, (gone, back_at)
     assert frame_diff(flows, removed_and_added("geyser", steps, gone, back_at)) <= 1e-9
     assert all(roles[:gone]) and not any(roles[gone:back_at]) and all(roles[back_at:])
     # the battery: the first tick relayed, every later one in a Settle

@@ -1,6 +1,6 @@
 """A paced clock that the services cannot keep up with reports its lag (status, metric, log)
 instead of drifting silently, and reports none once they keep up again (no router needed:
-a stand-in session answers each tick with its Flows after a set delay)."""
+a stand-in session answers each tick with its TickDone after a set delay)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import logging
 import time
 from typing import Any
 
-import numpy as np
 import pytest
 
 from hometwin import messages as m
@@ -19,8 +18,13 @@ from hometwin.spec import home_context, load_home
 from tests.conftest import EXAMPLES
 
 
+def done(t: m.Tick) -> dict[str, Any]:
+    """What the inverter publishes once every window of ``t`` is settled in full."""
+    return m.TickDone(seq=t.seq, windows=t.windows, i0=t.i0, next_step=t.i0 + t.n * t.windows).wire()
+
+
 class SlowServices:
-    """Answers every tick with its window's Flows ``delay_s`` later (the services' window time)."""
+    """Answers every tick with its TickDone ``delay_s`` later (the services' time for its windows)."""
 
     def __init__(self, delay_s: float):
         self.delay_s = delay_s
@@ -34,10 +38,7 @@ class SlowServices:
             t = m.Tick.model_validate(payload)
             loop = asyncio.get_running_loop()
             self.ticks.append((time.monotonic(), t))
-            zeros = np.zeros(t.n)
-            flows = m.Flows(seq=t.seq, i0=t.i0, n=t.n, k=t.n - 1, dt_s=t.dt_s,
-                            flows={key: zeros for key in m.FLOW_KEYS}, served={}, roles={})
-            loop.call_later(self.delay_s, self.clock.on_flows, flows.wire())
+            loop.call_later(self.delay_s, self.clock.on_done, done(t))
 
     async def call(self, uri: str, *args: Any, **kwargs: Any) -> Any:
         if uri == m.SETTLE_AHEAD_NOW:  # the clock pauses: the inverter settles the elements running ahead
@@ -238,11 +239,8 @@ def test_a_stop_that_meets_the_flows_stops_the_clock(turns: int) -> None:
                 return
             t = m.Tick.model_validate(payload)
             self.ticks.append((time.monotonic(), t))
-            zeros = np.zeros(t.n)
-            flows = m.Flows(seq=t.seq, i0=t.i0, n=t.n, k=t.n - 1, dt_s=t.dt_s,
-                            flows={key: zeros for key in m.FLOW_KEYS}, served={}, roles={}).wire()
             loop = asyncio.get_running_loop()
-            loop.call_soon(self.clock.on_flows, flows)
+            loop.call_soon(self.clock.on_done, done(t))
             if len(self.ticks) == 2:
                 clk = self.clock
 
@@ -289,22 +287,23 @@ class CountingServices(SlowServices):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("in_flight", [1, 2])
-def test_single_steps_at_max_keep_windows_in_flight_and_pause_exactly(in_flight: int) -> None:
-    """At speed max the clock sends the next single-step tick before the last window's Flows came
-    (``in_flight``), never more, in order and gap-free; ``run_until`` still pauses exactly there,
-    with nothing beyond it ticked, and the clock goes on from there."""
+@pytest.mark.parametrize("in_flight,run_windows", [(1, 1), (2, 1), (1, 16), (2, 16)])
+def test_single_steps_at_max_keep_windows_in_flight_and_pause_exactly(in_flight: int, run_windows: int) -> None:
+    """At speed max the clock sends the next tick of single-step windows before the last one is
+    done (``in_flight``), never more, each a run of up to ``run_windows`` windows, in order and
+    gap-free; ``run_until`` still pauses exactly there, with nothing beyond it ticked (a run stops
+    short of it), and the clock goes on from there."""
     ctx = home_context(load_home(EXAMPLES / "cape-town.yaml"), 86400)
     services = CountingServices(delay_s=0.002)
 
     async def main() -> tuple[Clock, list[int]]:
-        clk = Clock(ctx, speed="max", window=1, until=40, in_flight=in_flight)
+        clk = Clock(ctx, speed="max", window=1, until=40, in_flight=in_flight, run_windows=run_windows)
         services.clock = clk
         await clk.on_join(services)
         while not clk.paused or services.out:
             await asyncio.sleep(0.005)
         await asyncio.sleep(0.05)  # nothing more goes out while paused
-        at_pause = [t.i0 for _, t in services.ticks]
+        at_pause = [w.i0 for _, t in services.ticks for w in t.split()]
         clk.rpc_run_until(55)
         while not clk.paused or clk.i < 55 or services.out:
             await asyncio.sleep(0.005)
@@ -315,13 +314,28 @@ def test_single_steps_at_max_keep_windows_in_flight_and_pause_exactly(in_flight:
     clk, at_pause = asyncio.run(main())
     assert at_pause == list(range(40))  # paused at step 40 exactly, nothing ticked past it
     ticks = [t for _, t in services.ticks]
-    assert [t.seq for t in ticks] == list(range(55)) and [t.i0 for t in ticks] == list(range(55))
+    windows = [w for t in ticks for w in t.split()]
+    assert [w.seq for w in windows] == list(range(55)) and [w.i0 for w in windows] == list(range(55))
     assert all(t.n == 1 for t in ticks)
+    # runs of run_windows, cut short where run_until stops them: 40 = 16 + 16 + 8, then 15
+    assert [t.windows for t in ticks] == ([1] * 55 if run_windows == 1 else [16, 16, 8, 15])
     assert services.most_out == in_flight
     assert clk.i == 55 and clk.seq == 55 and clk.status().i == 55
+
+
+def test_a_paced_clock_ticks_every_window_alone() -> None:
+    """Paced, each step has its own wall time: no runs (one window a tick), whatever run_windows says."""
+    clk = Clock(home_context(load_home(EXAMPLES / "cape-town.yaml"), 86400), speed=600, run_windows=16)
+    assert clk.window_len(0) == 1 and clk._run_len(0) == 1
+    clk.speed = "max"
+    assert clk._run_len(0) == 1  # automatic windows at speed max are a day long: no run either
+    clk.window = 1
+    assert clk._run_len(0) == 16 and clk._run_len(1440 - 5) == 5  # the run's end cuts the last run
 
 
 def test_a_clock_keeps_at_least_one_window_in_flight() -> None:
     ctx = home_context(load_home(EXAMPLES / "cape-town.yaml"), 86400)
     with pytest.raises(ValueError, match="in_flight: must be >= 1"):
         Clock(ctx, in_flight=0)
+    with pytest.raises(ValueError, match=r"run_windows: must be in \[1, 1024\]"):
+        Clock(ctx, run_windows=0)

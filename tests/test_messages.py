@@ -40,6 +40,11 @@ def test_json_lists_accepted() -> None:
     (m.Signals, {"seq": 0, "element": "sun", "n": 1, "arrays": {"ghi": b"\x00" * 7}}, "bytes"),
     (m.Tick, {"seq": -1, "i0": 0, "n": 1, "dt_s": 60, "t0": 0}, "seq"),
     (m.Tick, {"seq": 0, "i0": 0, "n": 1, "dt_s": 60, "t0": 0, "extra": 1}, "extra"),
+    (m.Tick, {"seq": 0, "i0": 0, "n": 2, "dt_s": 60, "t0": 0, "windows": 3}, "run of long windows"),
+    (m.Tick, {"seq": 0, "i0": 0, "n": 1, "dt_s": 60, "t0": 0, "windows": 0}, "no windows"),
+    (m.Tick, {"seq": 0, "i0": 0, "n": 1, "dt_s": 60, "t0": 0, "windows": m.MAX_RUN_WINDOWS + 1}, "run too long"),
+    (m.TickDone, {"seq": 0, "windows": 16, "i0": 5, "next_step": 5}, "nothing done"),
+    (m.TickDone, {"seq": 0, "windows": 1, "i0": 5}, "where next"),
     (m.DispatchRequest, {"seq": 0, "dt_s": 60, "n": 1, "charge_j": [-1.0], "discharge_j": [0.0]}, "sign"),
     (m.DispatchRequest, {"seq": 0, "dt_s": 60, "n": 1, "charge_j": [0.0], "discharge_j": [0.0], "soc_floor": [1.5]}, "range"),
     (m.Settle, {"seq": 0, "i0": 0, "n": 2, "k": 2, "served": {}, "participants": []}, "k"),
@@ -133,3 +138,16 @@ def test_settle_next_is_the_window_after_the_one_settled():
         bad = dict(ok.wire(), next=dict(seq=seq, i0=i0, **tick))
         assert m.decode(m.Settle, bad, m.SETTLE, rej) is None
     assert rej.counts[(m.SETTLE, "invalid")] == 4
+    # a run of windows is the inverter's to open: the next window is one window
+    assert m.decode(m.Settle, dict(ok.wire(), next=dict(seq=5, i0=12, windows=2, **tick)), m.SETTLE, rej) is None
+
+
+@settings(max_examples=50, deadline=None)
+@given(seq=st.integers(0, 10**6), i0=st.integers(0, 10**6), windows=st.integers(1, m.MAX_RUN_WINDOWS))
+def test_a_run_splits_into_its_windows(seq: int, i0: int, windows: int) -> None:
+    """``Tick.split``: ``windows`` single steps, seq and step + 1 each, at their own start time."""
+    t0 = 1.7e9 + 60 * i0
+    run = m.Tick.model_validate(roundtrip(m.Tick(seq=seq, i0=i0, n=1, dt_s=60, t0=t0, windows=windows)))
+    parts = run.split()
+    assert [(w.seq, w.i0, w.n, w.windows) for w in parts] == [(seq + j, i0 + j, 1, 1) for j in range(windows)]
+    assert all(w.t0 == 1.7e9 + 60 * (i0 + j) for j, w in enumerate(parts))

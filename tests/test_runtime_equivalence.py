@@ -54,6 +54,11 @@ def publish_garbage(url: str, realm: str) -> int:
         (m.SETTLE, ({"seq": 0, "i0": 0, "n": 1, "k": 0, "served": {}, "participants": ["geyser"],
                      "next": {"seq": 7, "i0": 1, "n": 1, "dt_s": 60, "t0": 0.0}},)),
         (m.TICK_WINDOW, ("not a map",)), (m.TICK_WINDOW, ({"seq": 1, "i0": 10**7, "n": 1, "dt_s": 60, "t0": 0.0},)),
+        # a run of windows is the inverter's to open, not an element's
+        (m.TICK_WINDOW, ({"seq": 10**6, "i0": 0, "n": 1, "dt_s": 60, "t0": 0.0, "windows": 3},)),
+        # the clock: a done that ends before it starts, and one for a tick it is not waiting for
+        (m.TICK_DONE, ({"seq": 3, "windows": 1, "i0": 9, "next_step": 2},)),
+        (m.TICK_DONE, ({"seq": 0, "windows": 1, "i0": 0, "next_step": 1440},)),
         (m.FLOWS, ({"seq": 1, "i0": 0, "n": 1, "k": 0, "dt_s": 60, "flows": {}, "served": {}, "roles": {}},)),
         # the topics of the elements that run ahead (sun, weather, roof, grid, the timed loads)
         (m.TICK_AHEAD, ("not a map",)), (m.TICK_AHEAD, ({"seq": 1, "i0": 10**7, "n": 60, "dt_s": 60, "t0": 0.0},)),
@@ -95,7 +100,7 @@ def day_windows(router):  # type: ignore[no-untyped-def]
     with up.driving():
         up.wait_paused_at(DAY, timeout_s=180)
         info["sent"] = publish_garbage(router.url, up.realm)
-        info.update(up.scrape("oven", "inverter", "battery", "roof", "geyser"))
+        info.update(up.scrape("oven", "inverter", "battery", "roof", "geyser", "clock"))
         up.call("hometwin.clock.resume")
     info["result"] = up.join(240)
     return info
@@ -133,6 +138,9 @@ def test_malformed_messages_rejected_and_counted(day_windows):  # type: ignore[n
     for name, topics in (("oven", (m.SETTLE_AHEAD, m.TICK_AHEAD)), ("geyser", (m.SETTLE, m.TICK_WINDOW))):
         got = {k.split('uri="')[1].split('"')[0] for k in day_windows[name] if k.startswith("hometwin_messages_rejected_total")}
         assert set(topics) <= got, (name, got)
+    clock = {k.split('uri="')[1].split('"')[0] + "/" + k.split('reason="')[1].split('"')[0]
+             for k in day_windows["clock"] if k.startswith("hometwin_messages_rejected_total")}
+    assert {m.TICK_DONE + "/invalid", m.TICK_DONE + "/stale_seq"} <= clock, clock
     clock_free = sum(rejected.values())
     assert clock_free >= 10
 

@@ -171,6 +171,7 @@ class Balancer(ElementHost):
         self.queued: list[m.Tick] = []
         self.carried: tuple[int, frozenset[str]] | None = None  # (seq of the tick, who got it) in a Settle
         self.next_step = 0  # where the window after it starts
+        self.tick_ends: dict[int, m.Tick] = {}  # last window of a clock tick → the tick (TickDone goes out then)
         # the strategy's view of the home (bound once, refreshed at every prepare stage)
         self.proxies: dict[str, px.RemoteElement] = {}
         bind = getattr(element, "bind_roster", None)
@@ -312,21 +313,24 @@ class Balancer(ElementHost):
     # -- window ------------------------------------------------------------------------------------
     def on_tick(self, payload: Any) -> None:
         t = m.decode(m.Tick, payload, m.TICK, self.rejections)
-        if t is None or not self.check_tick(t):
+        if t is None or not self.check_tick(t, runs=True):
             return
+        windows = t.split()  # a run of single-step windows: opened one after another
         w = self.w
         if w is not None and w.seq != self.settled_seq and not self.failed:
             last = self.queued[-1] if self.queued else w
             if any(q.seq == t.seq for q in self.queued):
                 self.rejections.reject(m.TICK, "duplicate", f"seq {t.seq} is waiting already")
                 return
-            if t.seq == last.seq + 1 and (self.queued or w.n == 1):  # the clock's next window, in flight
-                self.queued.append(t)
+            if t.seq == last.seq + 1 and (self.queued or w.n == 1):  # the clock's next tick, in flight
+                self.queued += windows
+                self.tick_ends[windows[-1].seq] = t
                 return
             if not self.started:
                 log.error("window %d abandoned: a new tick arrived before it was settled", w.seq)
-        self.queued = [q for q in self.queued if q.seq > t.seq]
-        self._open(t)
+        self.queued = windows[1:] + [q for q in self.queued if q.seq > windows[-1].seq]
+        self.tick_ends[windows[-1].seq] = t
+        self._open(windows[0])
 
     def _open(self, t: m.Tick) -> None:
         """Window ``t`` starts: roster, relay of its tick, packets at hand, timeout."""
@@ -681,6 +685,12 @@ class Balancer(ElementHost):
             self.chunk_ends.append(self.chunk_done)
             if self.chunk_done >= c.n:
                 self._close_chunk()
+        tick = self.tick_ends.pop(w.seq, None)
+        if tick is not None:  # every window of the clock's tick is settled: its next may go out
+            self.publish(m.TICK_DONE, m.TickDone(seq=tick.seq, windows=tick.windows, i0=tick.i0,
+                                                 next_step=w.i0 + k + 1, participants=parts))
+        for gone in [s for s in self.tick_ends if s < w.seq]:  # a tick whose windows were abandoned (a jump)
+            del self.tick_ends[gone]
         end = self._t0_epoch + (w.i0 + k + 1) * w.dt_s
         self.metrics.settled(None, w.dt_s, end, time.perf_counter() - self.t_tick, k + 1)
         self.metrics.telemetry(inverter.telemetry())

@@ -129,11 +129,14 @@ def clock(spec: Path = typer.Option(..., "--spec"),
           pause_at: Optional[int] = typer.Option(None, "--pause-at", help="pause when this step is reached"),
           paused: bool = typer.Option(False, "--paused", help="start paused"),
           retick: float = typer.Option(60.0, "--retick", min=0.1,
-                                       help="[s] publish a window's tick again when no Flows came this long "
+                                       help="[s] publish a tick again when it was not done this long "
                                             "(a restarted inverter lost it)"),
           in_flight: int = typer.Option(2, "--in-flight", min=1,
-                                        help="single-step windows kept in flight at speed max (1: wait for "
-                                             "each window's Flows before the next tick)"),
+                                        help="ticks of single-step windows kept in flight at speed max (1: wait "
+                                             "until a tick is done before the next)"),
+          run_windows: int = typer.Option(16, "--run-windows", min=1, max=1024,
+                                          help="single-step windows one tick stands for at speed max (1: a tick "
+                                               "a window)"),
           nice: int = typer.Option(0, "--nice", min=0, max=19,
                                    help="lower this process's CPU priority by this much (hometwin up: 10; with "
                                         "windows in flight the clock is off their critical path)"),
@@ -158,7 +161,7 @@ def clock(spec: Path = typer.Option(..., "--spec"),
     expect = [e.name for e in home.spec.elements if e.enabled]
     clk = Clock(ctx, speed=speed, window=window, default_window=home.spec.clock.window, expect=expect,
                 paused=paused, until=pause_at, retick_s=retick, metrics=metrics,
-                replan_steps=replan_steps_of(home, ctx), in_flight=in_flight)
+                replan_steps=replan_steps_of(home, ctx), in_flight=in_flight, run_windows=run_windows)
     comp = component(router, realm or realm_of(home))
     comp.on("join", lambda session, details: clk.on_join(session))
     run_component(comp)
@@ -205,10 +208,12 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
        ahead_steps: int = typer.Option(60, "--ahead-steps", min=1,
                                        help="steps the elements that run ahead compute at once (1: every window)"),
        retick: Optional[float] = typer.Option(None, "--retick", min=0.1,
-                                              help="[s] the clock publishes a tick again after this long without "
-                                                   "Flows (a restarted inverter lost it; default 60)"),
+                                              help="[s] the clock publishes a tick again when it was not done "
+                                                   "this long (a restarted inverter lost it; default 60)"),
        in_flight: int = typer.Option(2, "--in-flight", min=1,
-                                     help="single-step windows the clock keeps in flight at speed max"),
+                                     help="ticks of single-step windows the clock keeps in flight at speed max"),
+       run_windows: int = typer.Option(16, "--run-windows", min=1, max=1024,
+                                       help="single-step windows one clock tick stands for at speed max"),
        clock_nice: int = typer.Option(10, "--clock-nice", min=0, max=19,
                                       help="the clock's lower CPU priority (off the windows' critical path)"),
        state: bool = typer.Option(True, "--state/--no-state",
@@ -245,7 +250,8 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
     launcher = Launcher(spec_path=file, speed=speed, window=window, until_s=until_s, out=out, router_url=router,
                         port=port, rawsocket_port=rawsocket_port, transport=transport, metrics_port=metrics_port,
                         pause_at=pause_at, timeout_s=timeout, ahead_steps=ahead_steps, retick_s=retick, keep_state=state,
-                        state_interval_s=state_interval, log_sink=sink, in_flight=in_flight, clock_nice=clock_nice)
+                        state_interval_s=state_interval, log_sink=sink, in_flight=in_flight, run_windows=run_windows,
+                        clock_nice=clock_nice)
 
     async def main() -> Any:
         task = asyncio.ensure_future(launcher.run())

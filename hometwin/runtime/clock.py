@@ -2,9 +2,13 @@
 
 Window size: fixed (``window``) or automatic — one step when paced, the spec's
 window (default one day) at ``max`` speed.  The next tick goes out when the
-``Flows`` of the previous window arrived (the settle step ``k`` says where the next
-window starts) and, when paced, when wall time says so; a paced clock that cannot
-keep up reports its lag (status, metric, log) instead of drifting silently.
+inverter's ``TickDone`` for the previous one arrived (its ``next_step`` says where the
+next window starts: a window of many steps may settle early) and, when paced, when
+wall time says so; a paced clock that cannot keep up reports its lag (status, metric,
+log) instead of drifting silently.  At ``max`` speed with single-step windows one tick
+stands for a run of ``run_windows`` of them (``Tick.windows``) and two ticks are in
+flight (``in_flight``): the inverter opens the windows one after another, and the
+clock's part costs per run, not per window (docs/runtime.md, "Runs of windows").
 
 Control RPCs (``hometwin.clock.pause|resume|set_speed|run_until|status``) take
 effect at the next window boundary; ``run_until`` also cuts the window there, like
@@ -52,7 +56,8 @@ class Clock:
                  default_window: int | None = None, expect: list[str] | None = None,
                  paused: bool = False, until: int | None = None, start_timeout_s: float = 60.0,
                  retick_s: float = 60.0,
-                 metrics: ServiceMetrics | None = None, replan_steps: int = 0, in_flight: int = m.IN_FLIGHT):
+                 metrics: ServiceMetrics | None = None, replan_steps: int = 0, in_flight: int = m.IN_FLIGHT,
+                 run_windows: int = m.RUN_WINDOWS):
         self.ctx = ctx
         self.speed = parse_speed(speed)
         self.window = window
@@ -62,6 +67,9 @@ class Clock:
         if in_flight < 1:
             raise ValueError(f"in_flight: must be >= 1 (got {in_flight})")
         self.in_flight = int(in_flight)
+        if not 1 <= run_windows <= m.MAX_RUN_WINDOWS:
+            raise ValueError(f"run_windows: must be in [1, {m.MAX_RUN_WINDOWS}] (got {run_windows})")
+        self.run_windows = int(run_windows)
         self.paused = paused
         self.until = until
         self.start_timeout_s = start_timeout_s
@@ -75,7 +83,7 @@ class Clock:
         self.failed: str | None = None
         self.session: Any = None
         self.task: asyncio.Future | None = None  # run(), once joined
-        self._flows: dict[int, asyncio.Future] = {}
+        self._done: dict[int, asyncio.Future] = {}  # tick seq → its TickDone
         self._wake = asyncio.Event()
         self._anchor: tuple[float, int] | None = None  # (wall time, step) pacing reference
         self._t0_epoch = float(ctx.start.timestamp())
@@ -133,27 +141,27 @@ class Clock:
         for op, fn in (("pause", self.rpc_pause), ("resume", self.rpc_resume), ("set_speed", self.rpc_set_speed),
                        ("run_until", self.rpc_run_until), ("status", lambda: self.status().wire())):
             await session.register(fn, m.clock_uri(op))
-        await session.subscribe(handler(m.FLOWS, self.on_flows, self.rejections, self.metrics.msg), m.FLOWS)
+        await session.subscribe(handler(m.TICK_DONE, self.on_done, self.rejections, self.metrics.msg), m.TICK_DONE)
         await session.subscribe(handler(m.RUN_FAILED, self.on_failed, self.rejections, self.metrics.msg), m.RUN_FAILED)
         asyncio.ensure_future(self._status_loop())
         self.task = asyncio.ensure_future(self.run())
 
-    def on_flows(self, payload: Any) -> None:
-        f = m.decode(m.Flows, payload, m.FLOWS, self.rejections)
-        if f is None:
+    def on_done(self, payload: Any) -> None:
+        d = m.decode(m.TickDone, payload, m.TICK_DONE, self.rejections)
+        if d is None:
             return
-        fut = self._flows.get(f.seq)
+        fut = self._done.get(d.seq)
         if fut is None or fut.done():
-            self.rejections.reject(m.FLOWS, "stale_seq", f"flows for seq {f.seq}, waiting for {sorted(self._flows)}")
+            self.rejections.reject(m.TICK_DONE, "stale_seq", f"tick {d.seq} done, waiting for {sorted(self._done)}")
             return
-        fut.set_result(f)
+        fut.set_result(d)
 
     def on_failed(self, payload: Any) -> None:
         msg = m.decode(m.RunFailed, payload, m.RUN_FAILED, self.rejections)
         if msg is not None:
             self.failed = msg.error
             self._wake.set()
-            for fut in self._flows.values():
+            for fut in self._done.values():
                 if not fut.done():
                     fut.cancel()
 
@@ -198,33 +206,45 @@ class Clock:
             n = min(n, self.replan_steps - (i % self.replan_steps))
         return max(n, 1)
 
+    def _run_len(self, i: int) -> int:
+        """Windows the tick from step ``i`` stands for: up to ``run_windows`` single steps at speed
+        max (as many as follow before the run's end, ``run_until``'s step or a longer window); one
+        when paced (each step has its own wall time) or when the window at ``i`` is longer."""
+        if self.speed != "max" or self.window_len(i) != 1:
+            return 1
+        r = 1
+        while (r < self.run_windows and i + r < self.ctx.n_steps and (self.until is None or i + r < self.until)
+               and self.window_len(i + r) == 1):
+            r += 1
+        return r
+
     def _may_add(self, flight: list[tuple[m.Tick, asyncio.Task]], i: int) -> bool:
-        """Another tick may go out before the oldest window's Flows: at speed max, while every
+        """Another tick may go out before the oldest one is done: at speed max, while every
         window in flight and the next are single steps (each ends where it was asked to, so the
-        next one's start is known before its Flows; the next tick then waits at the inverter and
-        rides in the window's Settle to the elements per window — docs/runtime.md) and nothing
-        (a pause, ``run_until``, the run's end, a failure) stops at ``i``."""
+        next one's start is known before it is settled; the next tick then waits at the inverter
+        and rides in the window's Settle to the elements per window — docs/runtime.md) and
+        nothing (a pause, ``run_until``, the run's end, a failure) stops at ``i``."""
         return (len(flight) < self.in_flight and self.speed == "max" and not self.paused and not self.failed
                 and i < self.ctx.n_steps and (self.until is None or i < self.until)
                 and all(t.n == 1 for t, _ in flight) and self.window_len(i) == 1)
 
     async def _retire(self, flight: list[tuple[m.Tick, asyncio.Task]]) -> bool:
-        """Wait for the oldest window's Flows; the run goes on from where it ended.  False: the
+        """Wait until the oldest tick is done; the run goes on from where it ended.  False: the
         run stops (the clock was cancelled, or the run failed)."""
         tick, task = flight[0]
         try:
-            flows = await task
+            done = await task
         except asyncio.CancelledError:
             return False
         finally:
             if task.done():
                 flight.pop(0)
-                self._flows.pop(tick.seq, None)
-        self.i += flows.k + 1
-        self.seq += 1
-        self._members = list(flows.roles)
-        self.metrics.inc("ticks")
-        self.metrics.inc("steps", amount=flows.k + 1)
+                self._done.pop(tick.seq, None)
+        steps, self.i = done.next_step - self.i, done.next_step
+        self.seq = tick.seq + tick.windows
+        self._members = list(done.participants)
+        self.metrics.inc("ticks", amount=tick.windows)
+        self.metrics.inc("steps", amount=steps)
         self.metrics.set("sim_time", self._t0_epoch + self.i * self.ctx.step_s)
         return True
 
@@ -251,8 +271,8 @@ class Clock:
             log.warning("paced clock is %.1f s behind wall time (speed %s): the services cannot keep up",
                         self.lag_s, self.speed)
 
-    async def _tick(self, tick: m.Tick, fut: asyncio.Future) -> m.Flows:
-        """Publish the tick; re-publish it if no Flows came within ``retick_s`` (a restarted inverter lost it).
+    async def _tick(self, tick: m.Tick, fut: asyncio.Future) -> m.TickDone:
+        """Publish the tick; re-publish it if it was not done within ``retick_s`` (a restarted inverter lost it).
 
         Before re-publishing, wait (bounded by ``start_timeout_s``) until the inverter's roster again
         holds every element of the last settled window, as the first tick waits for the whole roster:
@@ -262,18 +282,18 @@ class Clock:
         while True:
             self.session.publish(m.TICK, tick.wire())
             self.metrics.msg("out", m.TICK)
-            # asyncio.wait, not wait_for: on Python 3.11 wait_for returns the result when the Flows
+            # asyncio.wait, not wait_for: on Python 3.11 wait_for returns the result when the TickDone
             # and a cancellation arrive together, swallowing the cancellation; a paused clock then
             # waited forever for a resume instead of stopping.
             await asyncio.wait({fut}, timeout=self.retick_s)
             if fut.done():
                 return fut.result()
-            log.warning("no Flows for window %d after %.1f s: publishing its tick again once the inverter's "
+            log.warning("tick %d not done after %.1f s: publishing it again once the inverter's "
                         "roster is complete", tick.seq, self.retick_s)
             await self.wait_for_roster(self._members or self.expect, fut, then="re-ticking")
             if fut.done():
                 return fut.result()
-            log.warning("window %d: tick published again", tick.seq)
+            log.warning("tick %d published again", tick.seq)
 
     async def resume_where_the_run_is(self) -> None:
         """A clock restarted mid-run (its process crashed, its pod was rescheduled) goes on after
@@ -307,7 +327,7 @@ class Clock:
         await self.wait_for_roster()
         await self.resume_where_the_run_is()
         self.metrics.set("speed", 0 if self.speed == "max" else float(self.speed))
-        flight: list[tuple[m.Tick, asyncio.Task]] = []  # ticks out, oldest first, each awaiting its Flows
+        flight: list[tuple[m.Tick, asyncio.Task]] = []  # ticks out, oldest first, each awaiting its TickDone
         i = self.i  # where the next tick starts
         try:
             while not self.failed:
@@ -332,15 +352,16 @@ class Clock:
                         break
                     await self._pace()
                 n = self.window_len(i)
-                seq = self.seq + len(flight)
-                tick = m.Tick(seq=seq, i0=i, n=n, dt_s=self.ctx.step_s, t0=self._t0_epoch + i * self.ctx.step_s)
-                fut = self._flows[seq] = asyncio.get_running_loop().create_future()
+                seq = self.seq + sum(t.windows for t, _ in flight)
+                tick = m.Tick(seq=seq, i0=i, n=n, dt_s=self.ctx.step_s, t0=self._t0_epoch + i * self.ctx.step_s,
+                              windows=self._run_len(i))
+                fut = self._done[seq] = asyncio.get_running_loop().create_future()
                 flight.append((tick, asyncio.ensure_future(self._tick(tick, fut))))
-                i += n  # for windows of many steps a guess (their Flows say where they end): none follows them
+                i += n * tick.windows  # for a window of many steps a guess (TickDone says): none follows it
         finally:
             for tick, task in flight:
                 task.cancel()
-                self._flows.pop(tick.seq, None)
+                self._done.pop(tick.seq, None)
         self.done = True
         if self.failed:
             log.error("run failed at seq %d: %s", self.seq, self.failed)

@@ -94,7 +94,8 @@ class Launcher:
     pause_at: int | None = None
     timeout_s: float = 10.0
     ahead_steps: int = m.AHEAD_STEPS  # the inverter's chunk for elements that run ahead (hometwin service --ahead-steps)
-    in_flight: int = m.IN_FLIGHT  # single-step windows the clock keeps in flight at speed max (hometwin clock --in-flight)
+    in_flight: int = m.IN_FLIGHT  # ticks of single-step windows the clock keeps in flight at speed max (--in-flight)
+    run_windows: int = m.RUN_WINDOWS  # single-step windows one clock tick stands for at speed max (--run-windows)
     # The clock's lower CPU priority (hometwin clock --nice): with windows in flight it is off their critical
     # path, and on a small machine its turn on a core delayed the inverter's and the per-window elements'.
     clock_nice: int = 10
@@ -103,7 +104,7 @@ class Launcher:
     restart: bool = True
     transport: str = "unix"  # how the services reach our own router: unix | rawsocket | websocket
     router_log: Any = None  # a file for crossbar's output (default: discarded)
-    retick_s: float | None = None  # clock: re-publish a tick after this long without Flows (None: the clock's 60 s)
+    retick_s: float | None = None  # clock: re-publish a tick not done after this long (None: the clock's 60 s)
     keep_state: bool = True  # every element keeps its state in state_dir, so a crash-restart continues
     state_dir: Path | None = None  # per run; None: <out>/state, or a temp dir (removed at the end) without out
     state_interval_s: float | None = None  # an element writes its state at most this often (None: automatic)
@@ -173,7 +174,8 @@ class Launcher:
                 args += ["--pause-at", str(self.pause_at)]
             if self.retick_s is not None:
                 args += ["--retick", str(self.retick_s)]
-            args += ["--in-flight", str(self.in_flight), "--nice", str(self.clock_nice)]
+            args += ["--in-flight", str(self.in_flight), "--run-windows", str(self.run_windows),
+                     "--nice", str(self.clock_nice)]
         elif self.state_dir is not None:  # --state-dir comes with the command (service_commands)
             if self.state_interval_s is not None:
                 args += ["--state-interval", str(self.state_interval_s)]

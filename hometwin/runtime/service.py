@@ -262,18 +262,24 @@ class ElementHost:
             except InvalidProperty as exc:  # validated before; the config changed in between
                 log.error("%s: set refused at the boundary: %s", self.name, exc)
 
-    def check_tick(self, t: m.Tick, repeat_ok: bool = False, uri: str = m.TICK) -> bool:
+    def check_tick(self, t: m.Tick, repeat_ok: bool = False, uri: str = m.TICK, runs: bool = False) -> bool:
+        """``t`` may start this host's next window (``runs``: a run of windows may, the inverter's)."""
         # The clock repeats a tick nobody settled (publish the packets again): only its seq is not
         # new; step length, range and time are checked as for any tick.
         repeat = repeat_ok and self.w is not None and (t.seq, t.i0, t.n) == (self.w.seq, self.w.i0, self.w.n)
         if not repeat and t.seq <= self.last_seq:
             self.rejections.reject(uri, "stale_seq", f"seq {t.seq} <= last {self.last_seq}")
             return False
+        if t.windows != 1 and not runs:
+            self.rejections.reject(uri, "out_of_range", f"windows {t.windows}: a run of windows is the inverter's "
+                                   "to open, one tick a window here")
+            return False
         if t.dt_s != self.ctx.step_s:
             self.rejections.reject(uri, "out_of_range", f"dt_s {t.dt_s} != step_s {self.ctx.step_s}")
             return False
-        if t.i0 + t.n > self.ctx.n_steps:
-            self.rejections.reject(uri, "out_of_range", f"window {t.i0}+{t.n} beyond the run ({self.ctx.n_steps} steps)")
+        if t.i0 + t.n * t.windows > self.ctx.n_steps:
+            self.rejections.reject(uri, "out_of_range", f"window {t.i0}+{t.n * t.windows} beyond the run "
+                                   f"({self.ctx.n_steps} steps)")
             return False
         if abs(t.t0 - (self._t0_epoch + t.i0 * t.dt_s)) > 1e-3:
             self.rejections.reject(uri, "out_of_range", f"t0 {t.t0} does not match step {t.i0}")
