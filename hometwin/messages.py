@@ -175,6 +175,10 @@ class Tick(Message):
             raise ValueError(f"windows: a run of {self.windows} windows is of single steps (n = 1, got n {self.n})")
         return self
 
+    def follows(self, seq: int, step: int) -> bool:
+        """True when this is the one window after window ``seq``, starting at ``step``."""
+        return self.seq == seq + 1 and self.i0 == step and self.windows == 1
+
     def split(self) -> list["Tick"]:
         """The windows of a run, each its own single-window tick (``[self]`` for one window)."""
         if self.windows == 1:
@@ -334,8 +338,7 @@ class Settle(Message):
     def _shape(self) -> "Settle":
         if self.k >= self.n:
             raise ValueError(f"k: must be < n {self.n} (got {self.k})")
-        if self.next is not None and (self.next.seq != self.seq + 1 or self.next.i0 != self.i0 + self.k + 1
-                                      or self.next.windows != 1):
+        if self.next is not None and not self.next.follows(self.seq, self.i0 + self.k + 1):
             raise ValueError(f"next: the window after this one, seq {self.seq + 1} from step {self.i0 + self.k + 1} "
                              f"(got seq {self.next.seq} from step {self.next.i0}"
                              + (f", a run of {self.next.windows} windows)" if self.next.windows != 1 else ")"))

@@ -659,7 +659,7 @@ class Balancer(ElementHost):
         # Both messages are built (validated) before either goes out: a window whose Flows cannot be
         # stated is not settled half-way (elements committed, nobody told).
         nxt = self.queued[0] if self.queued else None
-        if nxt is not None and (nxt.seq != w.seq + 1 or nxt.i0 != w.i0 + k + 1):
+        if nxt is not None and not nxt.follows(w.seq, w.i0 + k + 1):
             nxt = None  # not the window after this one (never from our clock): relayed when it opens
         settle = m.Settle(seq=w.seq, i0=w.i0, n=w.n, k=k, served=st.served, participants=parts, next=nxt)
         flows = m.Flows(seq=w.seq, i0=w.i0, n=w.n, k=k, dt_s=w.dt_s, flows=st.flows, served=st.served,
@@ -688,7 +688,7 @@ class Balancer(ElementHost):
         tick = self.tick_ends.pop(w.seq, None)
         if tick is not None:  # every window of the clock's tick is settled: its next may go out
             self.publish(m.TICK_DONE, m.TickDone(seq=tick.seq, windows=tick.windows, i0=tick.i0,
-                                                 next_step=w.i0 + k + 1, participants=parts))
+                                                 next_step=self.next_step, participants=parts))
         for gone in [s for s in self.tick_ends if s < w.seq]:  # a tick whose windows were abandoned (a jump)
             del self.tick_ends[gone]
         end = self._t0_epoch + (w.i0 + k + 1) * w.dt_s

@@ -206,6 +206,11 @@ class Clock:
             n = min(n, self.replan_steps - (i % self.replan_steps))
         return max(n, 1)
 
+    def _single_at(self, i: int) -> bool:
+        """A single-step window starts at step ``i`` with nothing stopping there (the run's end,
+        ``run_until``'s step)."""
+        return i < self.ctx.n_steps and (self.until is None or i < self.until) and self.window_len(i) == 1
+
     def _run_len(self, i: int) -> int:
         """Windows the tick from step ``i`` stands for: up to ``run_windows`` single steps at speed
         max (as many as follow before the run's end, ``run_until``'s step or a longer window); one
@@ -213,8 +218,7 @@ class Clock:
         if self.speed != "max" or self.window_len(i) != 1:
             return 1
         r = 1
-        while (r < self.run_windows and i + r < self.ctx.n_steps and (self.until is None or i + r < self.until)
-               and self.window_len(i + r) == 1):
+        while r < self.run_windows and self._single_at(i + r):
             r += 1
         return r
 
@@ -225,8 +229,7 @@ class Clock:
         and rides in the window's Settle to the elements per window — docs/runtime.md) and
         nothing (a pause, ``run_until``, the run's end, a failure) stops at ``i``."""
         return (len(flight) < self.in_flight and self.speed == "max" and not self.paused and not self.failed
-                and i < self.ctx.n_steps and (self.until is None or i < self.until)
-                and all(t.n == 1 for t, _ in flight) and self.window_len(i) == 1)
+                and all(t.n == 1 for t, _ in flight) and self._single_at(i))
 
     async def _retire(self, flight: list[tuple[m.Tick, asyncio.Task]]) -> bool:
         """Wait until the oldest tick is done; the run goes on from where it ended.  False: the
