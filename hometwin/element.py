@@ -271,6 +271,22 @@ class Element:
         self.setup()
         self.state = _copy_state(snap["state"])
 
+    def checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """An in-memory mark to :meth:`rollback` to: the instance's attributes (a window in
+        progress, the config, caches) and a copy of the state.  Cheap (no config dump), not for
+        files: the runtime takes one before it settles a window ahead of its ``Settle``
+        (speculative packets).  Models replace what ``request``/``settle``/``set`` change — they
+        assign attributes and state entries rather than mutate shared objects in place — which
+        the built-in models do (a cache filled in place is fine: it holds pure functions)."""
+        return dict(self.__dict__), _copy_state(self.state)
+
+    def rollback(self, mark: tuple[dict[str, Any], dict[str, Any]]) -> None:
+        """Return to a :meth:`checkpoint` (``mark`` stays usable)."""
+        attrs, state = mark
+        self.__dict__.clear()
+        self.__dict__.update(attrs)
+        self.state = _copy_state(state)
+
     def set(self, **props: Any) -> dict[str, Any]:
         """Validated runtime change of config properties; returns the new values.
 

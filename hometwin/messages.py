@@ -234,6 +234,9 @@ class EnergyRequest(Message):
     role: Literal["source", "load"]
     n: Annotated[int, Field(ge=1, le=MAX_STEPS)]
     joules: F64
+    speculative: bool = Field(False, description="published before the last window's Settle, assuming that "
+                              "window settles in full for this element; the inverter takes it only if that Settle "
+                              "lists the element in confirmed, else the element publishes it again (not speculative)")
 
     @model_validator(mode="after")
     def _shape(self) -> "EnergyRequest":
@@ -253,6 +256,8 @@ class StorageStatus(Message):
     seq: Seq
     element: Name
     params: dict[str, float]
+    speculative: bool = Field(False, description="published right after the last window's dispatch answer, "
+                              "assuming that window settles in full (see EnergyRequest.speculative)")
 
     @model_validator(mode="after")
     def _finite(self) -> "StorageStatus":
@@ -333,6 +338,10 @@ class Settle(Message):
                              "inverter balanced ends (steps from i0), so a chunk is settled window by window")
     next: Tick | None = Field(None, description="the next window's tick when the inverter has it already (the "
                               "clock keeps two single-step windows in flight): elements per window start it at once")
+    then: Tick | None = Field(None, description="the window after next, when the inverter has its tick already: an "
+                              "element per window may publish its packet for it ahead (speculative)")
+    confirmed: list[Name] = Field(default_factory=list, description="participants whose speculative packet for next "
+                                  "the inverter takes: this window settled in full for them, as they assumed")
 
     @model_validator(mode="after")
     def _shape(self) -> "Settle":
@@ -342,6 +351,15 @@ class Settle(Message):
             raise ValueError(f"next: the window after this one, seq {self.seq + 1} from step {self.i0 + self.k + 1} "
                              f"(got seq {self.next.seq} from step {self.next.i0}"
                              + (f", a run of {self.next.windows} windows)" if self.next.windows != 1 else ")"))
+        if self.then is not None and (self.next is None or not self.then.follows(self.next.seq, self.next.i0 + self.next.n)):
+            where = "no next" if self.next is None else f"seq {self.next.seq + 1} from step {self.next.i0 + self.next.n}"
+            raise ValueError(f"then: the window after next ({where}; got seq {self.then.seq} from step {self.then.i0}"
+                             + (f", a run of {self.then.windows} windows)" if self.then.windows != 1 else ")"))
+        if self.confirmed and self.next is None:
+            raise ValueError("confirmed: speculative packets are for the next window, and there is none")
+        stray = sorted(set(self.confirmed) - set(self.participants))
+        if stray:
+            raise ValueError(f"confirmed: not participants of this window: {', '.join(stray[:5])}")
         if self.parts and (self.parts[-1] != self.k + 1 or any(b <= a for a, b in zip([0] + self.parts, self.parts))):
             raise ValueError(f"parts: increasing window ends from i0, the last k + 1 = {self.k + 1} (got {self.parts[:8]})")
         for key, arr in self.served.items():
@@ -527,10 +545,13 @@ TOPICS: list[tuple[str, str, type[Message] | None, str, str, str]] = [
      "the clock's tick, for those whose last `Settle` did not carry it as `next`"),
     (SIGNALS, "event", Signals, "sun, weather, grid; inverter (`plan_ready`, only with a strategy)",
      "elements with inputs, inverter; plannable elements", "signals of the window; `plan_ready`: the plan is applied, request now"),
-    (REQUEST, "event", EnergyRequest, "sources, loads", "inverter", "joules per step offered (+) / asked (−)"),
-    (STORAGE, "event", StorageStatus, "battery", "inverter", "battery parameters and stored energy at window start"),
+    (REQUEST, "event", EnergyRequest, "sources, loads", "inverter", "joules per step offered (+) / asked (−); "
+     "`speculative`: out ahead of the last window's Settle"),
+    (STORAGE, "event", StorageStatus, "battery", "inverter", "battery parameters and stored energy at window start; "
+     "`speculative`: out right after the last window's dispatch answer"),
     (SETTLE, "event", Settle, "inverter", "elements per window",
-     "commit through step k with what was served; `next`: the next window's tick, when it is out already"),
+     "commit through step k with what was served; `next`: the next window's tick, when it is out already; "
+     "`then`: the one after it; `confirmed`: whose speculative packet for `next` is taken"),
     (FLOWS, "event", Flows, "inverter", "recorder, UI", "settled steps of every window: home flows, per element, SoC"),
     (ROSTER, "event", Roster, "inverter", "anyone", "roster changed (joined, left, stale)"),
     (ANNOUNCE, "event", Describe, "every element", "inverter", "an element joins / re-announces"),

@@ -310,7 +310,8 @@ def test_a_per_window_element_that_joins_gets_the_tick_relayed_to_it_alone(run_w
 
 def test_ahead_packets_are_checked():
     """A chunk packet from an element that does not run ahead, with the wrong length, for an old
-    chunk, or of the wrong sign is refused and counted, and the window's flows are unchanged."""
+    chunk, of the wrong sign, or marked speculative is refused and counted, and the window's flows
+    are unchanged."""
     steps = 130
 
     async def main() -> tuple[Home, list[m.Flows]]:
@@ -326,6 +327,8 @@ def test_ahead_packets_are_checked():
             pub(m.REQUEST_AHEAD, {"seq": 60, "element": "tv", "role": "load", "n": 60, "joules": joules(5.0, 60)})
             pub(m.REQUEST_AHEAD, {"seq": 60, "element": "tv", "role": "source", "n": 60, "joules": joules(5.0, 60)})
             pub(m.SIGNALS_AHEAD, {"seq": 60, "element": "oven", "n": 60, "arrays": {"ghi": joules(1.0, 60)}})
+            pub(m.REQUEST_AHEAD, {"seq": 60, "element": "tv", "role": "load", "n": 60, "joules": joules(-5.0, 60),
+                                  "speculative": True})  # a chunk is never published ahead
 
         return h, await h.run(steps, {75: garbage})
 
@@ -333,7 +336,7 @@ def test_ahead_packets_are_checked():
     assert frame_diff(flows, in_process(CAPE_TOWN, steps)) <= 1e-9
     counts = h.hosts["inverter"].rejections.counts
     assert counts[(m.REQUEST_AHEAD, "not_member")] == 1  # the geyser runs per window
-    assert counts[(m.REQUEST_AHEAD, "out_of_range")] == 2  # n 2; a load's packet as a source
+    assert counts[(m.REQUEST_AHEAD, "out_of_range")] == 3  # n 2; a load's packet as a source; speculative
     assert counts[(m.REQUEST_AHEAD, "stale_seq")] == 1  # chunk 0 is settled
     assert counts[(m.REQUEST_AHEAD, "invalid")] == 1  # a load offering energy
     assert counts[(m.SIGNALS_AHEAD, "out_of_range")] == 1  # the oven publishes no signals

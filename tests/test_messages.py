@@ -142,6 +142,33 @@ def test_settle_next_is_the_window_after_the_one_settled():
     assert m.decode(m.Settle, dict(ok.wire(), next=dict(seq=5, i0=12, windows=2, **tick)), m.SETTLE, rej) is None
 
 
+
+def test_settle_then_and_confirmed_speak_of_the_next_window():
+    """``Settle.then`` is the window after ``next``; ``confirmed`` names participants, and only with a
+    ``next`` (their speculative packets are for it)."""
+    tick = dict(dt_s=60, t0=1.7e9, n=1)
+    ok = m.Settle(seq=4, i0=10, n=1, k=0, served={}, participants=["geyser", "battery"],
+                  next=m.Tick(seq=5, i0=11, **tick), then=m.Tick(seq=6, i0=12, **tick), confirmed=["geyser"])
+    back = m.Settle.model_validate(roundtrip(ok))
+    assert (back.then, back.confirmed) == (ok.then, ["geyser"])
+    wire = ok.wire()
+    rej = m.Rejections()
+    bad = [
+        dict(wire, then=dict(seq=7, i0=12, **tick)),  # not the window after next
+        dict(wire, then=dict(seq=6, i0=13, **tick)),
+        dict(wire, then=dict(seq=6, i0=12, windows=4, **tick)),  # a run
+        dict(wire, next=None, confirmed=[]),  # then without next
+        dict(wire, next=None, then=None),  # confirmed without next
+        dict(wire, confirmed=["oven"]),  # not a participant
+    ]
+    for payload in bad:
+        assert m.decode(m.Settle, payload, m.SETTLE, rej) is None, payload
+    assert rej.counts[(m.SETTLE, "invalid")] == len(bad)
+    # the packets that may go out ahead carry the mark; it is a boolean
+    req = m.EnergyRequest(seq=5, element="geyser", role="load", n=1, joules=np.array([-1.0]), speculative=True)
+    assert m.EnergyRequest.model_validate(roundtrip(req)).speculative
+    assert m.decode(m.EnergyRequest, dict(req.wire(), speculative="maybe"), m.REQUEST, rej) is None
+
 @settings(max_examples=50, deadline=None)
 @given(seq=st.integers(0, 10**6), i0=st.integers(0, 10**6), windows=st.integers(1, m.MAX_RUN_WINDOWS))
 def test_a_run_splits_into_its_windows(seq: int, i0: int, windows: int) -> None:

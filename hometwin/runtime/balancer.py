@@ -172,6 +172,7 @@ class Balancer(ElementHost):
         self.carried: tuple[int, frozenset[str]] | None = None  # (seq of the tick, who got it) in a Settle
         self.next_step = 0  # where the window after it starts
         self.tick_ends: dict[int, m.Tick] = {}  # last window of a clock tick → the tick (TickDone goes out then)
+        self.confirmed: dict[str, int] = {}  # element → the window whose speculative packet is taken from it
         # the strategy's view of the home (bound once, refreshed at every prepare stage)
         self.proxies: dict[str, px.RemoteElement] = {}
         bind = getattr(element, "bind_roster", None)
@@ -203,8 +204,7 @@ class Balancer(ElementHost):
         await self.sub(m.REQUEST_AHEAD, lambda p: self.on_ahead_packet(m.REQUEST_AHEAD, m.EnergyRequest, p))
         await self.sub(m.ANNOUNCE, self.on_announce)
         await session.subscribe(self.on_leave, m.SESSION_ON_LEAVE)
-        if self.prepare_stage:
-            await self.sub(m.RUN_DONE, lambda payload: self.log_prepare_summary())
+        await self.sub(m.RUN_DONE, lambda payload: self.log_summary())
         self.publish(m.ROSTER_QUERY, m.RosterQuery(reason="inverter joined"))
 
     def rpc_get(self) -> dict[str, Any]:
@@ -300,6 +300,7 @@ class Balancer(ElementHost):
             return
         del self.roster[name]
         self.ahead.pop(name, None)
+        self.confirmed.pop(name, None)
         self.revised.pop(name, None)
         self.chunk_served.pop(name, None)  # a new session under its name starts its own share
         self.left.append(name)
@@ -426,6 +427,9 @@ class Balancer(ElementHost):
                 or (uri == m.REQUEST_AHEAD and msg.role != d.role):
             self.rejections.reject(uri, "out_of_range", f"{name} ({d.role}) does not publish on {uri}")
             return
+        if getattr(msg, "speculative", False):
+            self.rejections.reject(uri, "out_of_range", f"{name}: a chunk is never published ahead (speculative)")
+            return
         if c is None or msg.seq != c.seq or self.chunk_done >= c.n:
             self.rejections.reject(uri, "stale_seq", f"{name}: chunk {msg.seq}, the chunk is "
                                    + ("none" if c is None else f"{c.seq}" + (" (settled)" if self.chunk_done >= c.n else "")))
@@ -457,6 +461,13 @@ class Balancer(ElementHost):
 
     def _take(self, uri: str, msg: Any) -> None:
         name = msg.element
+        if getattr(msg, "speculative", False):
+            # Published ahead of the last window's Settle: taken only if that Settle confirmed it (served
+            # in full, as its element assumed); else its element takes it back and publishes it again.
+            if self.confirmed.get(name) != msg.seq or name not in self.members:  # (or it left meanwhile)
+                self.metrics.inc("speculation", "dropped")
+                return
+            self.metrics.inc("speculation", "used")
         d = self.roster.get(name)
         if name not in self.members or d is None:
             self.rejections.reject(uri, "not_member", f"{name} is not on the roster of window {msg.seq}")
@@ -580,6 +591,15 @@ class Balancer(ElementHost):
         self.timer = self.loop.call_later(self.timeout_s, self.on_timeout, w.seq)
         self.advance()
 
+    def log_summary(self) -> None:
+        """At the run's end: the prepare stage's cost (with a strategy), the speculative packets."""
+        if self.prepare_stage:
+            self.log_prepare_summary()
+        spec = self.metrics.values["speculation"]
+        if spec:
+            log.info("speculative packets: %d used, %d dropped (taken back by their elements)",
+                     spec.get(("used",), 0), spec.get(("dropped",), 0))
+
     def log_prepare_summary(self) -> None:
         s = np.asarray(self.prepare_s) if self.prepare_s else np.zeros(1)
         log.info("prepare stage: %d windows, %.1f ms mean, %.1f ms median, %.1f ms max, %.2f s in all; proxy RPCs: %s",
@@ -623,6 +643,34 @@ class Balancer(ElementHost):
         except StopIteration as done:
             return done.value
 
+    def _speculation(self, w: Any, k: int, nxt: m.Tick | None, parts: list[str], desc: dict[str, m.Describe],
+                     requests: dict[str, np.ndarray], served: dict[str, np.ndarray],
+                     dispatched: bool) -> tuple[m.Tick | None, list[str]]:
+        """Speculative packets (docs/runtime.md): the window after ``nxt`` when its tick is here (the
+        elements per window may publish their packet for it ahead), and the participants per window
+        whose packet for ``nxt``, published ahead, is taken — this window settled in full for them,
+        as they assumed: a source or load got exactly what it asked, the battery its dispatch answer.
+        None with a strategy (its prepare stage reads the elements between windows)."""
+        self.confirmed = {}
+        if nxt is None or self.prepare_stage:
+            return None, []
+        then = self.queued[1] if len(self.queued) > 1 else None
+        if then is not None and not then.follows(nxt.seq, nxt.i0 + nxt.n):
+            then = None
+        confirmed = []
+        if k == w.n - 1:
+            for n in parts:
+                d = desc[n]
+                if d.ahead or n == self.name or n not in self.roster:
+                    continue
+                if d.role in ("source", "load"):
+                    if np.array_equal(served[n], requests[n]):
+                        confirmed.append(n)
+                elif d.role == "storage" and dispatched:
+                    confirmed.append(n)
+        self.confirmed = {n: nxt.seq for n in confirmed}
+        return then, confirmed
+
     async def _settle_window(self, w: Any, stale: list[str]) -> None:
         # Who takes part: roster members of this window (spec order) that delivered, plus
         # those that deliver nothing (the inverter itself, elements without outputs).
@@ -661,7 +709,10 @@ class Balancer(ElementHost):
         nxt = self.queued[0] if self.queued else None
         if nxt is not None and not nxt.follows(w.seq, w.i0 + k + 1):
             nxt = None  # not the window after this one (never from our clock): relayed when it opens
-        settle = m.Settle(seq=w.seq, i0=w.i0, n=w.n, k=k, served=st.served, participants=parts, next=nxt)
+        then, confirmed = self._speculation(w, k, nxt, parts, desc, requests, st.served, battery is not None
+                                            and st.battery_result is not None)
+        settle = m.Settle(seq=w.seq, i0=w.i0, n=w.n, k=k, served=st.served, participants=parts, next=nxt,
+                          then=then, confirmed=confirmed)
         flows = m.Flows(seq=w.seq, i0=w.i0, n=w.n, k=k, dt_s=w.dt_s, flows=st.flows, served=st.served,
                         roles={n: r.value for n, r in roles.items()}, soc=soc, stale=stale,
                         max_residual_j=self.max_residual_j)

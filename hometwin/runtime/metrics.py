@@ -45,6 +45,9 @@ FAMILIES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "rejected": ("counter", "hometwin_messages_rejected", "Inbound messages rejected (logged, dropped)",
                  ("uri", "reason")),
     "stale": ("counter", "hometwin_elements_stale", "Windows settled without an element's packet", ("missing",)),
+    "speculation": ("counter", "hometwin_speculative_packets",
+                    "Packets published ahead of the last window's Settle (speculative), by outcome: kept / "
+                    "rolled_back (an element), used / dropped (the inverter)", ("outcome",)),
     "sim_time": ("gauge", "hometwin_simulated_time_seconds",
                  "Simulated time reached (unix seconds, end of last step)", ()),
     "lag": ("gauge", "hometwin_clock_lag_seconds", "How far the paced clock is behind wall time [s]", ()),

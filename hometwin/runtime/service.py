@@ -23,6 +23,7 @@ the loads' requests.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -80,6 +81,20 @@ def runs_ahead(home: Any) -> set[str]:
     return ahead
 
 
+class _Spec:
+    """A packet out ahead of this window's ``Settle``: the window it is for (``tick``), the element
+    as it was before it settled this window as assumed (``mark``), and the ``set``s it applied at
+    that boundary (pending again if the packet is taken back)."""
+
+    __slots__ = ("tick", "mark", "applied", "joules")
+
+    def __init__(self, tick: m.Tick, mark: Any, applied: list[dict[str, Any]], joules: np.ndarray | None):
+        self.tick, self.mark, self.applied, self.joules = tick, mark, applied, joules
+
+    def is_for(self, t: m.Tick | None) -> bool:
+        return t is not None and (t.seq, t.i0, t.n, t.dt_s) == (self.tick.seq, self.tick.i0, self.tick.n, self.tick.dt_s)
+
+
 class ElementHost:
     """What every hosted element has: its model, its RPCs, pending property changes, metrics."""
 
@@ -96,6 +111,7 @@ class ElementHost:
         self.t_tick = 0.0
         self._t0_epoch = float(self.ctx.start.timestamp())
         self.ports = px.port_methods(element)  # planner ports this element serves
+        self.spec: _Spec | None = None  # a packet published ahead of this window's Settle (ElementService)
         self._param_fns: dict[str, Any] = {}  # callables of the last params() answer (call_param)
 
     # -- publishing ----------------------------------------------------------------------------
@@ -126,7 +142,7 @@ class ElementHost:
         await s.register(lambda: self.describe_msg().wire(), m.element_uri(self.name, "describe"))
         await s.register(self.rpc_get, m.element_uri(self.name, "get"))
         await s.register(self.rpc_set, m.element_uri(self.name, "set"))
-        await s.register(lambda: plain(self.element.snapshot()), m.element_uri(self.name, "snapshot"))
+        await s.register(lambda: plain(self.committed(self.element.snapshot)), m.element_uri(self.name, "snapshot"))
         for method in self.ports:
             await s.register(self.port_rpc(method), m.element_uri(self.name, method))
         if "params" in self.ports:
@@ -217,10 +233,25 @@ class ElementHost:
         """True between this window's request and its settlement (plans must not land there)."""
         return False
 
+    def committed(self, fn: Any) -> Any:
+        """``fn()`` on the element as committed: with a packet out ahead (speculative) the model has
+        already settled this window as assumed; what the twin has settled is the mark before it."""
+        spec = self.spec
+        if spec is None:
+            return fn()
+        el = self.element
+        now = el.checkpoint()
+        el.rollback(spec.mark)
+        try:
+            return fn()
+        finally:
+            el.rollback(now)
+
     def rpc_get(self) -> dict[str, Any]:
-        return plain({"element": self.name, "kind": self.element.kind, "seq": self.last_seq,
-                      "config": self.element.config.model_dump(mode="json"),
-                      "telemetry": self.element.telemetry(), "pending_set": self.pending_set})
+        el = self.element
+        return plain({"element": self.name, "kind": el.kind, "seq": self.last_seq,
+                      "config": self.committed(lambda: el.config).model_dump(mode="json"),
+                      "telemetry": self.committed(el.telemetry), "pending_set": self.pending_set})
 
     def rpc_set(self, *args: Any, **props: Any) -> dict[str, Any]:
         """Validate now, apply at the next window boundary; returns the validated values."""
@@ -244,6 +275,9 @@ class ElementHost:
         if self.revise_now():
             return plain({"element": self.name, "applies_at_seq": None, "applies": "the inverter's next window",
                           "values": values})
+        if self.spec is not None:  # the next window's packet is out ahead: the one after it, or the next
+            return plain({"element": self.name, "applies_at_seq": None,  # one if that packet is taken back
+                          "applies": "the first window whose packet is not out yet", "values": values})
         return plain({"element": self.name, "applies_at_seq": self.last_seq + 1, "values": values})
 
     def revise_now(self) -> bool:
@@ -253,14 +287,18 @@ class ElementHost:
         return False
 
     # -- window boundary -------------------------------------------------------------------------
-    def apply_pending(self) -> None:
+    def apply_pending(self) -> list[dict[str, Any]]:
+        """Apply the pending ``set``s (a window boundary); returns them (applied or refused)."""
+        done = []
         while self.pending_set:
             props = self.pending_set.pop(0)
+            done.append(props)
             try:
                 values = self.element.set(**props)
                 log.info("%s: set %s", self.name, values)
             except InvalidProperty as exc:  # validated before; the config changed in between
                 log.error("%s: set refused at the boundary: %s", self.name, exc)
+        return done
 
     def check_tick(self, t: m.Tick, repeat_ok: bool = False, uri: str = m.TICK, runs: bool = False) -> bool:
         """``t`` may start this host's next window (``runs``: a run of windows may, the inverter's)."""
@@ -322,6 +360,12 @@ class ElementService(ElementHost):
         self.plan_seq = -1  # last window whose plan_ready arrived
         self.settled_to: int | None = None  # running ahead: the chunk is settled up to this step
         self._signals_sub: Any = None
+        # Speculative packets (docs/runtime.md): an element per window whose next packet depends only
+        # on what it was served publishes it ahead of this window's Settle, assuming it is served in full.
+        self.speculates = not ahead and not self.needs and not el.outputs \
+            and el.role in (Role.source, Role.load, Role.storage)
+        self.then: m.Tick | None = None  # the window after this one (the Settle that started it said so)
+        self.requested: np.ndarray | None = None  # this window's request (source, load)
 
     def extra_rpcs(self) -> list[str]:
         return [px.PLAN_STAGE] if self.plannable else []
@@ -390,11 +434,15 @@ class ElementService(ElementHost):
         if t is not None:
             self.start_window(t, self.uri_tick)
 
-    def start_window(self, t: m.Tick, uri: str) -> None:
-        """Window ``t`` starts: from its tick (``uri``) or the last window's ``Settle.next``."""
+    def start_window(self, t: m.Tick, uri: str, then: m.Tick | None = None) -> None:
+        """Window ``t`` starts: from its tick (``uri``) or the last window's ``Settle.next`` (``then``:
+        that Settle's window after it)."""
         # A chunk is repeated when an element joins mid-chunk (it needs the chunk's tick): publish again.
         if not self.check_tick(t, repeat_ok=self.ahead or not self.settled, uri=uri):
             return
+        if self.spec is not None:  # not the window it was for, or its tick again: the packet is taken back
+            self._rollback()
+        self.then = self._checked_then(then, uri)
         if not self.settled and self.w is not None and self.w.seq != t.seq and not self.ahead:
             log.warning("%s: window %d was never settled (we were left out)", self.name, self.w.seq)
         repeat = self.w is not None and t.seq == self.w.seq and (not self.settled or self.ahead)
@@ -490,10 +538,73 @@ class ElementService(ElementHost):
             if self.waits_for_plan():
                 return  # the inverter's prepare stage may still change this element's plan
             self.published = True
-            joules = np.asarray(el.request(w, self.signals), dtype=float)
+            joules = self.requested = np.asarray(el.request(w, self.signals), dtype=float)
             self.publish(self.uri_request, m.EnergyRequest(seq=w.seq, element=self.name, role=el.role.value,
                                                     n=w.n, joules=joules))
+            if self.may_speculate():
+                self._speculate(joules)
         self.published = True
+
+    # -- speculative packets -------------------------------------------------------------------
+    def may_speculate(self) -> bool:
+        """The next window is known (``then``) and this element's packet for it depends only on
+        what it gets in this one; not while it waits for a strategy's plans."""
+        return self.speculates and self.then is not None and self.spec is None and self.plan_from is None \
+            and self.w is not None and not self.settled
+
+    def _speculate(self, served: np.ndarray) -> None:
+        """Settle this window as if served ``served`` (what it asked; the battery: its dispatch answer),
+        apply the pending ``set``s at the boundary, and publish the next window's packet now,
+        marked speculative; the mark before it is kept to roll back to."""
+        el, w, t = self.element, self.w, self.then
+        mark = el.checkpoint()
+        type(el).settle(el, w, w.n - 1, served)  # the model's own: a state file keeps committed windows only
+        applied = self.apply_pending()
+        nw = self.window(t)
+        if el.role == Role.storage:
+            self.spec = _Spec(t, mark, applied, None)
+            self.publish(m.STORAGE, m.StorageStatus(seq=t.seq, element=self.name, params=el.params(), speculative=True))
+        else:
+            joules = np.asarray(el.request(nw, {}), dtype=float)
+            self.spec = _Spec(t, mark, applied, joules)
+            self.publish(self.uri_request, m.EnergyRequest(seq=t.seq, element=self.name, role=el.role.value, n=nw.n,
+                                                           joules=joules, speculative=True))
+
+    def _checked_then(self, then: m.Tick | None, uri: str) -> m.Tick | None:
+        """A Settle's ``then`` if it may start a window here (as a tick is checked), else None."""
+        if then is None or not self.speculates:
+            return None
+        return then if self.check_tick(then, uri=uri) else None
+
+    def _rollback(self) -> None:
+        """Take the packet out ahead back: the element as before it settled this window as assumed."""
+        spec, self.spec = self.spec, None
+        self.element.rollback(spec.mark)
+        self.pending_set[:0] = spec.applied
+        self.metrics.inc("speculation", "rolled_back")
+
+    def _keep(self, st: m.Settle, served: np.ndarray) -> None:
+        """The Settle confirms the packet out ahead: the element already is where this window's
+        settlement leaves it, and the next window (``st.next``) is under way."""
+        spec, self.spec = self.spec, None
+        el, w = self.element, self.w
+        committed = getattr(el, "settle_committed", None)  # the state file (StateKeeper)
+        if committed is not None:
+            committed(w.seq, w.i0, st.k)
+        self.metrics.inc("speculation", "kept")
+        self._settled_metrics(w, st.k, served)
+        t = st.next
+        self.last_seq = t.seq
+        self.w = self.window(t)
+        self.t_tick = time.perf_counter()
+        self.signals = {}
+        self.published = self.sent_signals = True
+        self.settled = False
+        self.settled_to = None
+        self.then = self._checked_then(st.then, self.uri_settle)
+        self.requested = spec.joules
+        if spec.joules is not None and self.may_speculate():
+            self._speculate(spec.joules)
 
     def rpc_dispatch(self, payload: Any = None) -> dict[str, Any]:
         uri = m.element_uri(self.name, "dispatch")
@@ -511,6 +622,12 @@ class ElementService(ElementHost):
         res = self.element.dispatch(req.dt_s, req.charge_j, req.discharge_j, req.grid_charge_j,  # type: ignore[attr-defined]
                                     req.soc_floor, req.grid_target_soc)
         self.dispatched = req.seq
+        if self.may_speculate():
+            # its next status once the answer is out (autobahn sends it from the loop's next turn)
+            served = np.asarray(res.discharge_j, dtype=float) - (np.asarray(res.charge_j, dtype=float)
+                                                                 + np.asarray(res.grid_charge_j, dtype=float))
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_soon, self._speculate_storage, req.seq, served)
         return m.DispatchResult(seq=req.seq, n=req.n, charge_j=res.charge_j, grid_charge_j=res.grid_charge_j,
                                 discharge_j=res.discharge_j, stored_j=res.stored_j, loss_j=res.loss_j).wire()
 
@@ -537,11 +654,18 @@ class ElementService(ElementHost):
         else:
             self.settled = True
         if self.name not in st.participants:
+            if self.spec is not None:
+                self._rollback()
             log.warning("%s: left out of window %d (stale or not on the roster yet)", self.name, st.seq)
             return  # the inverter relays the next tick to those left out (hometwin.window.tick)
         served = st.served.get(self.name)
         if served is None:
             served = np.zeros(st.k + 1)
+        if self.spec is not None:
+            if self.name in st.confirmed and self.spec.is_for(st.next):
+                self._keep(st, served)
+                return
+            self._rollback()  # not served as assumed, or no such next window: settle it as it was
         if st.parts:  # a chunk: window by window, as the inverter balanced it (and as `hometwin run` settles)
             a = 0
             for b in st.parts:
@@ -550,11 +674,18 @@ class ElementService(ElementHost):
                 a = b
         else:
             self.element.settle(w, st.k, served)
-        end = self._t0_epoch + (w.i0 + st.k + 1) * w.dt_s
-        self.metrics.settled(served, w.dt_s, end, time.perf_counter() - self.t_tick, st.k + 1)
-        self.metrics.telemetry(self.element.telemetry())
+        self._settled_metrics(w, st.k, served)
         if st.next is not None and not self.ahead:
-            self.start_window(st.next, uri)  # the clock's next tick, already at the inverter
+            self.start_window(st.next, uri, then=st.then)  # the clock's next tick, already at the inverter
+
+    def _settled_metrics(self, w: Window, k: int, served: np.ndarray) -> None:
+        end = self._t0_epoch + (w.i0 + k + 1) * w.dt_s
+        self.metrics.settled(served, w.dt_s, end, time.perf_counter() - self.t_tick, k + 1)
+        self.metrics.telemetry(self.element.telemetry())
+
+    def _speculate_storage(self, seq: int, served: np.ndarray) -> None:
+        if self.w is not None and self.w.seq == seq and self.dispatched == seq and self.may_speculate():
+            self._speculate(served)
 
 
 def _plan_stage_signature(inverter: str, wait: bool = True) -> None:

@@ -320,6 +320,9 @@ class StateKeeper:
                 self.committed(w.seq, w.i0, k)
 
             el.settle = settle
+            # A window settled ahead of its Settle (speculative packets) goes through the model's own
+            # settle, not this wrapper: it is committed, and kept here, only when the Settle confirms it.
+            el.settle_committed = self.committed
         else:
             def remember(w: Any, flows: Any) -> None:
                 inner(w, flows)
