@@ -720,7 +720,7 @@ class Balancer(ElementHost):
         # who starts the next window from this Settle: its participants per window (see ElementService.on_settle)
         self.carried = None if nxt is None else (nxt.seq, frozenset(n for n in parts if not desc[n].ahead and n != self.name))
         inverter.remember(w, st.flows)
-        self.publish(m.FLOWS, flows)
+        later: list[tuple[str, m.Message]] = [(m.FLOWS, flows)]  # for the recorder and the UI, and the clock
         self.settled_seq, self.next_step = w.seq, w.i0 + k + 1
         c = self.chunk
         if c is not None and c.i0 <= w.i0 < c.i0 + c.n:
@@ -738,12 +738,22 @@ class Balancer(ElementHost):
                 self._close_chunk()
         tick = self.tick_ends.pop(w.seq, None)
         if tick is not None:  # every window of the clock's tick is settled: its next may go out
-            self.publish(m.TICK_DONE, m.TickDone(seq=tick.seq, windows=tick.windows, i0=tick.i0,
-                                                 next_step=self.next_step, participants=parts))
+            later.append((m.TICK_DONE, m.TickDone(seq=tick.seq, windows=tick.windows, i0=tick.i0,
+                                                  next_step=self.next_step, participants=parts)))
         for gone in [s for s in self.tick_ends if s < w.seq]:  # a tick whose windows were abandoned (a jump)
             del self.tick_ends[gone]
         end = self._t0_epoch + (w.i0 + k + 1) * w.dt_s
         self.metrics.settled(None, w.dt_s, end, time.perf_counter() - self.t_tick, k + 1)
         self.metrics.telemetry(inverter.telemetry())
+        if tick is not None or not self.queued or self.w is not w or self.failed:
+            self._publish_all(later)  # the clock waits for TickDone (and the recorder for Flows first)
         if self.queued and self.w is w and not self.failed:
             self._open(self.queued.pop(0))  # the clock's next window arrived meanwhile
+            if tick is None:
+                # Inside a run, Flows waits for the loop's next turn: the next window's dispatch call
+                # (its balance task starts first) then reaches the router ahead of it.
+                self.loop.call_soon(self._publish_all, later)
+
+    def _publish_all(self, messages: list[tuple[str, m.Message]]) -> None:
+        for uri, msg in messages:
+            self.publish(uri, msg)
