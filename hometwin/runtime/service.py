@@ -365,7 +365,6 @@ class ElementService(ElementHost):
         self.speculates = not ahead and not self.needs and not el.outputs \
             and el.role in (Role.source, Role.load, Role.storage)
         self.then: m.Tick | None = None  # the window after this one (the Settle that started it said so)
-        self.requested: np.ndarray | None = None  # this window's request (source, load)
 
     def extra_rpcs(self) -> list[str]:
         return [px.PLAN_STAGE] if self.plannable else []
@@ -538,7 +537,7 @@ class ElementService(ElementHost):
             if self.waits_for_plan():
                 return  # the inverter's prepare stage may still change this element's plan
             self.published = True
-            joules = self.requested = np.asarray(el.request(w, self.signals), dtype=float)
+            joules = np.asarray(el.request(w, self.signals), dtype=float)
             self.publish(self.uri_request, m.EnergyRequest(seq=w.seq, element=self.name, role=el.role.value,
                                                     n=w.n, joules=joules))
             if self.may_speculate():
@@ -602,7 +601,6 @@ class ElementService(ElementHost):
         self.settled = False
         self.settled_to = None
         self.then = self._checked_then(st.then, self.uri_settle)
-        self.requested = spec.joules
         if spec.joules is not None and self.may_speculate():
             self._speculate(spec.joules)
 
