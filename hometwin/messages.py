@@ -347,14 +347,12 @@ class Settle(Message):
     def _shape(self) -> "Settle":
         if self.k >= self.n:
             raise ValueError(f"k: must be < n {self.n} (got {self.k})")
-        if self.next is not None and not self.next.follows(self.seq, self.i0 + self.k + 1):
-            raise ValueError(f"next: the window after this one, seq {self.seq + 1} from step {self.i0 + self.k + 1} "
-                             f"(got seq {self.next.seq} from step {self.next.i0}"
-                             + (f", a run of {self.next.windows} windows)" if self.next.windows != 1 else ")"))
-        if self.then is not None and (self.next is None or not self.then.follows(self.next.seq, self.next.i0 + self.next.n)):
-            where = "no next" if self.next is None else f"seq {self.next.seq + 1} from step {self.next.i0 + self.next.n}"
-            raise ValueError(f"then: the window after next ({where}; got seq {self.then.seq} from step {self.then.i0}"
-                             + (f", a run of {self.then.windows} windows)" if self.then.windows != 1 else ")"))
+        if self.next is not None:
+            _check_follows("next: the window after this one", self.next, self.seq, self.i0 + self.k + 1)
+        if self.then is not None:
+            if self.next is None:
+                raise ValueError("then: the window after next, and there is no next")
+            _check_follows("then: the window after next", self.then, self.next.seq, self.next.i0 + self.next.n)
         if self.confirmed and self.next is None:
             raise ValueError("confirmed: speculative packets are for the next window, and there is none")
         stray = sorted(set(self.confirmed) - set(self.participants))
@@ -365,6 +363,13 @@ class Settle(Message):
         for key, arr in self.served.items():
             _check_len(f"served.{key}", arr, self.k + 1)
         return self
+
+
+def _check_follows(what: str, t: Tick, seq: int, step: int) -> None:
+    """``t`` is the one window after window ``seq``, from ``step`` (:meth:`Tick.follows`), else say why."""
+    if not t.follows(seq, step):
+        raise ValueError(f"{what}, seq {seq + 1} from step {step} (got seq {t.seq} from step {t.i0}"
+                         + (f", a run of {t.windows} windows)" if t.windows != 1 else ")"))
 
 
 FLOW_KEYS = (

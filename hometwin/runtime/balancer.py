@@ -745,14 +745,16 @@ class Balancer(ElementHost):
         end = self._t0_epoch + (w.i0 + k + 1) * w.dt_s
         self.metrics.settled(None, w.dt_s, end, time.perf_counter() - self.t_tick, k + 1)
         self.metrics.telemetry(inverter.telemetry())
-        if tick is not None or not self.queued or self.w is not w or self.failed:
-            self._publish_all(later)  # the clock waits for TickDone (and the recorder for Flows first)
-        if self.queued and self.w is w and not self.failed:
-            self._open(self.queued.pop(0))  # the clock's next window arrived meanwhile
-            if tick is None:
-                # Inside a run, Flows waits for the loop's next turn: the next window's dispatch call
-                # (its balance task starts first) then reaches the router ahead of it.
-                self.loop.call_soon(self._publish_all, later)
+        opens = bool(self.queued) and self.w is w and not self.failed  # the clock's next window is here
+        if opens and tick is None:
+            self._open(self.queued.pop(0))
+            # Inside a run, Flows waits for the loop's next turn: the next window's dispatch call (its
+            # balance task starts first) then reaches the router ahead of it.
+            self.loop.call_soon(self._publish_all, later)
+            return
+        self._publish_all(later)  # the clock waits for TickDone (and the recorder for Flows first)
+        if opens:
+            self._open(self.queued.pop(0))
 
     def _publish_all(self, messages: list[tuple[str, m.Message]]) -> None:
         for uri, msg in messages:

@@ -249,9 +249,10 @@ class ElementHost:
 
     def rpc_get(self) -> dict[str, Any]:
         el = self.element
+        config, telemetry = self.committed(lambda: (el.config, el.telemetry()))
         return plain({"element": self.name, "kind": el.kind, "seq": self.last_seq,
-                      "config": self.committed(lambda: el.config).model_dump(mode="json"),
-                      "telemetry": self.committed(el.telemetry), "pending_set": self.pending_set})
+                      "config": config.model_dump(mode="json"), "telemetry": telemetry,
+                      "pending_set": self.pending_set})
 
     def rpc_set(self, *args: Any, **props: Any) -> dict[str, Any]:
         """Validate now, apply at the next window boundary; returns the validated values."""
@@ -441,21 +442,13 @@ class ElementService(ElementHost):
             return
         if self.spec is not None:  # not the window it was for, or its tick again: the packet is taken back
             self._rollback()
-        self.then = self._checked_then(then, uri)
         if not self.settled and self.w is not None and self.w.seq != t.seq and not self.ahead:
             log.warning("%s: window %d was never settled (we were left out)", self.name, self.w.seq)
         repeat = self.w is not None and t.seq == self.w.seq and (not self.settled or self.ahead)
-        self.last_seq = t.seq
         if not repeat:  # a re-published tick is the same window: a set made meanwhile waits for the next one
             self.apply_pending()
-        self.w = self.window(t)
-        self.t_tick = time.perf_counter()
-        self.signals = {}
-        self.published = False
-        self.sent_signals = False
-        self.settled = False
-        if not repeat:
             self.settled_to = None
+        self._enter(t, then, uri, published=False)
         for sig in self.early.pop(t.seq, []):  # buffered before their tick: checked against it now
             if sig.n != t.n:
                 self.rejections.reject(self.uri_signals, "out_of_range", f"{sig.element}: n {sig.n} != window n {t.n}")
@@ -465,6 +458,16 @@ class ElementService(ElementHost):
         if self.element.role == Role.storage:
             self.publish(m.STORAGE, m.StorageStatus(seq=t.seq, element=self.name, params=self.element.params()))
         self.advance()
+
+    def _enter(self, t: m.Tick, then: m.Tick | None, uri: str, published: bool) -> None:
+        """Window ``t`` is this element's from now (``published``: its packet went out ahead)."""
+        self.last_seq = t.seq
+        self.w = self.window(t)
+        self.t_tick = time.perf_counter()
+        self.signals = {}
+        self.published = self.sent_signals = published
+        self.settled = False
+        self.then = self._checked_then(then, uri)
 
     def on_signals(self, payload: Any) -> None:
         uri = self.uri_signals
@@ -592,15 +595,7 @@ class ElementService(ElementHost):
             committed(w.seq, w.i0, st.k)
         self.metrics.inc("speculation", "kept")
         self._settled_metrics(w, st.k, served)
-        t = st.next
-        self.last_seq = t.seq
-        self.w = self.window(t)
-        self.t_tick = time.perf_counter()
-        self.signals = {}
-        self.published = self.sent_signals = True
-        self.settled = False
-        self.settled_to = None
-        self.then = self._checked_then(st.then, self.uri_settle)
+        self._enter(st.next, st.then, self.uri_settle, published=True)
         if spec.joules is not None and self.may_speculate():
             self._speculate(spec.joules)
 
