@@ -17,7 +17,7 @@ import pytest
 import hometwin.runtime  # noqa: F401  (blocks autobahn's broken UBJSON import)
 from hometwin.runtime.cli import call
 from hometwin.runtime.launcher import Launcher
-from hometwin.runtime.router import Router, free_port, node_config, write_config
+from hometwin.runtime.router import Router, free_port, free_ports, node_config, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPE_TOWN = ROOT / "examples" / "homes" / "cape-town.yaml"
@@ -159,7 +159,19 @@ def max_diff(a: Any, b: Any) -> float:
     return worst
 
 
-__all__ = ["router", "Up", "scrape", "wait_until", "max_diff", "CAPE_TOWN", "free_port", "node_config", "write_config",
+def diff_report(a: Any, b: Any, tol: float = 1e-9, rows: int = 8) -> str:
+    """Where two result frames differ by more than ``tol``: per column, the first rows (for a failure message)."""
+    out = []
+    for c in b.columns:
+        x, y = a[c].to_numpy(dtype=float), b[c].to_numpy(dtype=float)
+        bad = np.flatnonzero(np.abs(np.nan_to_num(x) - np.nan_to_num(y)) > tol)
+        if bad.size:
+            out.append(f"{c}: {bad.size} rows, first " + ", ".join(
+                f"{a.index[i]} {x[i]!r} vs {y[i]!r}" for i in bad[:rows]))
+    return "\n".join(out) or "no difference"
+
+
+__all__ = ["router", "Up", "scrape", "wait_until", "max_diff", "diff_report", "CAPE_TOWN", "free_port", "free_ports", "node_config", "write_config",
            "MemoryBus"]
 
 from hometwin.runtime.membus import MemoryBus  # noqa: E402  (re-exported for the protocol tests)

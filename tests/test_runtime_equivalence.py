@@ -21,7 +21,7 @@ from hometwin import messages as m
 from hometwin.engine import Engine
 from hometwin.runtime.wamp import component, stop_component
 from hometwin.spec import load_home
-from runtime_support import CAPE_TOWN, Up, free_port, max_diff, router, wait_until  # noqa: F401
+from runtime_support import CAPE_TOWN, Up, diff_report, free_ports, max_diff, router, wait_until  # noqa: F401
 
 pytestmark = pytest.mark.timeout(400)
 DAY = 1440
@@ -94,7 +94,7 @@ def publish_garbage(url: str, realm: str) -> int:
 @pytest.fixture(scope="module")
 def day_windows(router):  # type: ignore[no-untyped-def]
     """Cape Town, 2 days, window 1440; paused after day 1 for garbage and /metrics."""
-    up = Up(router, window=DAY, until_s=2 * 86400, pause_at=DAY, metrics_port=free_port()).start()
+    up = Up(router, window=DAY, until_s=2 * 86400, pause_at=DAY, metrics_port=free_ports(32)).start()
     # one metrics port per process: base + index; make sure the base range is free enough
     info: dict[str, object] = {}
     with up.driving():
@@ -110,6 +110,7 @@ def test_window_1440_two_days_identical(day_windows):  # type: ignore[no-untyped
     ref = in_process(DAY, 2)
     res = day_windows["result"]
     assert len(res.frame) == 2 * DAY
+    assert res.meta["steps_without"] == {}  # every element in every window (none late, none stale)
     assert max_diff(res.frame, ref.frame) <= 1e-9
     assert res.kpis()["max_ledger_residual_j"] <= 1e-6
 
@@ -121,7 +122,7 @@ def test_window_1_two_days_identical(router):  # type: ignore[no-untyped-def]
     The services reach the router over its Unix socket here (what ``hometwin up`` uses by
     default); the window-1440 run above goes over RawSocket on TCP."""
     pause = 2 * DAY - 120
-    up = Up(router, window=1, until_s=2 * 86400, unix=True, pause_at=pause, metrics_port=free_port()).start()
+    up = Up(router, window=1, until_s=2 * 86400, unix=True, pause_at=pause, metrics_port=free_ports(32)).start()
     with up.driving():
         up.wait_paused_at(pause, timeout_s=900)
         # At speed max the geyser and the battery publish each packet ahead of the Settle (runs of
@@ -131,7 +132,9 @@ def test_window_1_two_days_identical(router):  # type: ignore[no-untyped-def]
     res = up.join(300)
     ref = in_process(1, 2)
     assert len(res.frame) == 2 * DAY
-    assert max_diff(res.frame, ref.frame) <= 1e-9
+    warnings = [line for line in up.logs if "WARNING" in line or "ERROR" in line]
+    assert res.meta["steps_without"] == {}, "\n".join(warnings[-40:])  # every element in every window
+    assert max_diff(res.frame, ref.frame) <= 1e-9, diff_report(res.frame, ref.frame) + "\n" + "\n".join(warnings[-40:])
     assert res.kpis()["max_ledger_residual_j"] <= 1e-6
     spec = {name: {k.split('outcome="')[1].split('"')[0]: v for k, v in seen[name].items()
                    if k.startswith("hometwin_speculative_packets_total")} for name in seen}

@@ -42,7 +42,7 @@ from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.runtime.wamp import component, plain, stop_component
 from hometwin.services.inverter.strategies.compare import with_strategy
 from hometwin.spec import load_home
-from runtime_support import REALMS, Up, free_port, max_diff, router, wait_until  # noqa: F401
+from runtime_support import REALMS, Up, free_ports, max_diff, router, wait_until  # noqa: F401
 from tests.conftest import EXAMPLES
 
 pytestmark = pytest.mark.timeout(400)
@@ -197,7 +197,7 @@ def trondheim(router, homes):  # type: ignore[no-untyped-def]
     """trondheim-spot over the router, paused on day 2 for comparisons and bad input, then to the end."""
     spec = homes["trondheim-spot"]
     pause = 288 + 8 * 12  # day 2, 08:00 UTC: a replanning boundary (hourly, 5-min steps)
-    up = Up(router, spec=spec, pause_at=pause, metrics_port=free_port()).start()
+    up = Up(router, spec=spec, pause_at=pause, metrics_port=free_ports(32)).start()
     eng = Engine(load_home(spec))
     from hometwin.results import Recorder
 

@@ -38,7 +38,7 @@ from hometwin.engine import Engine, build_element
 from hometwin.runtime import state as sf
 from hometwin.runtime.cli import call
 from hometwin.spec import home_context, load_home
-from runtime_support import CAPE_TOWN, Up, free_port, max_diff, router, scrape, wait_until  # noqa: F401
+from runtime_support import CAPE_TOWN, Up, free_ports, max_diff, router, scrape, wait_until  # noqa: F401
 
 pytestmark = pytest.mark.timeout(400)
 HANG_AT, BACK_AT = 480, 540  # 08:00 (after the morning draws, the element timer off) and 09:00
@@ -50,7 +50,7 @@ def _state(up: Up, name: str) -> dict[str, Any]:
 
 
 def test_a_killed_element_is_restarted_and_continues_from_its_state(router):  # type: ignore[no-untyped-def]
-    up = Up(router, window=60, until_s=86400, pause_at=HANG_AT, timeout_s=3.0, metrics_port=free_port()).start()
+    up = Up(router, window=60, until_s=86400, pause_at=HANG_AT, timeout_s=3.0, metrics_port=free_ports(32)).start()
     with up.driving():
         up.wait_paused_at(HANG_AT, timeout_s=180)
         # the geyser's file catches up with its last settle (writes are spaced, at most 1 s)

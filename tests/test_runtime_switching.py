@@ -71,6 +71,7 @@ def test_set_and_switch_off_at_window_boundaries(router):  # type: ignore[no-unt
     oven = res.frame["el.oven_j"].to_numpy()
     assert (oven[SET_AT:OFF_AT] < 0).all()  # on from the boundary …
     assert not oven[OFF_AT:].any()  # … and gone from the next window after it left
+    assert res.meta["steps_without"] == {"oven": 1440 - OFF_AT}  # the run's own account of it
     assert res.kpis()["max_ledger_residual_j"] <= 1e-6
     assert len(res.frame) == 1440  # the run went on
 

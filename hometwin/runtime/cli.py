@@ -60,6 +60,13 @@ def _home_and_element(spec: Optional[Path], name: str, kind: str, config: Option
     return home, element
 
 
+def _serve_metrics(metrics: Any, port: int, host: str) -> None:
+    try:
+        metrics.serve(port, host)
+    except ValueError as exc:  # the port is taken: say so in one line (hometwin up restarts us)
+        raise typer.BadParameter(str(exc)) from None
+
+
 def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery, inverter, oven …)"),
             name: str = typer.Option(..., "--name", help="element name"),
             spec: Optional[Path] = typer.Option(None, "--spec", help="home.yaml"),
@@ -98,7 +105,7 @@ def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery
         keeper.restore()  # before the service announces the element: its config may come from the file
         keeper.attach()
     metrics = ServiceMetrics(name)
-    metrics.serve(metrics_port, metrics_host)
+    _serve_metrics(metrics, metrics_port, metrics_host)
     if element.role.value == "converter":
         from hometwin.runtime.balancer import Balancer
 
@@ -157,7 +164,7 @@ def clock(spec: Path = typer.Option(..., "--spec"),
     home = load_or_exit(spec)
     ctx = home_context(home, _parse_until(until, days))
     metrics = ServiceMetrics("clock")
-    metrics.serve(metrics_port, metrics_host)
+    _serve_metrics(metrics, metrics_port, metrics_host)
     expect = [e.name for e in home.spec.elements if e.enabled]
     clk = Clock(ctx, speed=speed, window=window, default_window=home.spec.clock.window, expect=expect,
                 paused=paused, until=pause_at, retick_s=retick, metrics=metrics,
@@ -232,7 +239,7 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
 
     from hometwin.cli import _parse_until, console, kpi_table
     from hometwin.runtime.clock import parse_speed
-    from hometwin.runtime.launcher import Launcher
+    from hometwin.runtime.launcher import Launcher, PortsInUse
     from hometwin.runtime.wamp import autobahn_errors_only, cancel_leftovers
 
     try:
@@ -252,6 +259,11 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
                         pause_at=pause_at, timeout_s=timeout, ahead_steps=ahead_steps, retick_s=retick, keep_state=state,
                         state_interval_s=state_interval, log_sink=sink, in_flight=in_flight, run_windows=run_windows,
                         clock_nice=clock_nice)
+
+    try:
+        launcher.check_metrics_ports()  # refused before the router or any element starts
+    except PortsInUse as exc:
+        raise typer.BadParameter(str(exc)) from None
 
     async def main() -> Any:
         task = asyncio.ensure_future(launcher.run())
@@ -300,6 +312,10 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
     console.print(kpi_table({launcher.home.metadata.name: result.kpis()}, result.meta.get("currency", "")))
     console.print(f"{len(result.frame)} steps as services in {result.meta['wall_s']:.2f} s · wrote "
                   + ", ".join(str(p) for p in paths.values()))
+    if result.meta.get("steps_without"):
+        err.print("[yellow]steps settled without an element: "
+                  + ", ".join(f"{n} {k}" for n, k in result.meta["steps_without"].items())
+                  + " (switched off, not on the roster yet, or stale: the log says which)[/]")
     if launcher.interrupted:
         err.print(f"[yellow]{launcher.interrupted}: stopped after {len(result.frame)} of "
                   f"{launcher.remote.ctx.n_steps} steps; "

@@ -33,7 +33,7 @@ from hometwin.deploy import ServiceCommand, realm_of, service_commands
 from hometwin.engine import build_element
 from hometwin.results import Recorder, Result
 from hometwin.runtime import zygote
-from hometwin.runtime.router import Router
+from hometwin.runtime.router import Router, port_free
 from hometwin.runtime.wamp import component, plain, stop_component
 from hometwin.spec import home_context
 
@@ -46,6 +46,12 @@ CLI = [sys.executable, "-m", "hometwin.cli"]
 #: A process that ran this long before it exited is restarted after the shortest delay again
 #: (the kubelet does the same after 10 minutes; local runs are shorter).
 BACKOFF_RESET_S = 60.0
+METRICS_HOST = "127.0.0.1"  # the processes' /metrics: this machine only
+
+
+class PortsInUse(ValueError):
+    """``hometwin up`` refused to start: a port it needs is taken."""
+
 
 COLORS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green",
           "bright_yellow", "bright_blue", "red", "bright_red")
@@ -136,6 +142,9 @@ class Launcher:
         self.t_start = time.perf_counter()
         self.t_router_up = self.t_joined = 0.0  # monotonic, as Proc.started_at (startup order)
         self.stale_windows: dict[str, int] = {}  # element → windows settled without it (stale), from Flows
+        #: element → steps settled without it for any reason (switched off, not on the roster yet, stale)
+        self.steps_without: dict[str, int] = {}
+        self._enabled = [e.name for e in self.home.spec.elements if e.enabled]
         self._own_state_dir = False
 
     # -- state -------------------------------------------------------------------------------------
@@ -163,7 +172,7 @@ class Launcher:
         if "--metrics-port" in args:
             j = args.index("--metrics-port")
             args[j + 1] = str(self.metrics_port + index if self.metrics_port else 0)
-            args += ["--metrics-host", "127.0.0.1"]
+            args += ["--metrics-host", METRICS_HOST]
         if self.until_s:  # every service: a planner's horizon stops where the run does
             args += ["--until", f"{self.until_s}s"]
         if cmd.kind == "clock":
@@ -293,6 +302,9 @@ class Launcher:
             self.remote.max_residual_j = max(self.remote.max_residual_j, f.max_residual_j)
             for name in f.stale:
                 self.stale_windows[name] = self.stale_windows.get(name, 0) + 1
+            for name in self._enabled:
+                if name not in f.roles:
+                    self.steps_without[name] = self.steps_without.get(name, 0) + f.k + 1
             w = SimpleNamespace(i0=f.i0, n=f.n)
             self.recorder.add(SimpleNamespace(window=w, k=f.k, flows=f.flows, soc=f.soc, served=f.served))
             self.i = f.i0 + f.k + 1
@@ -338,7 +350,25 @@ class Launcher:
             self._log("up", "yellow", f"{why}: stopping the clock, the elements and the router")
         self.done.set()
 
+    def check_metrics_ports(self) -> None:
+        """Refuse before anything starts when a process's /metrics port (``metrics_port`` + its
+        index) is taken: that service would crash-loop, and the run go on without it."""
+        if not self.metrics_port:
+            return
+        names = [c.name for c in service_commands(self.home, str(self.spec_path), "") if c.kind != "router"]
+        last = self.metrics_port + len(names) - 1
+        if self.metrics_port < 1 or last > 65535:
+            raise PortsInUse(f"--metrics-port: {self.metrics_port} + {len(names) - 1} (one port per process) "
+                             f"must lie in 1–65535")
+        taken = [f"{self.metrics_port + i} ({name})" for i, name in enumerate(names)
+                 if not port_free(self.metrics_port + i, METRICS_HOST)]
+        if taken:
+            raise PortsInUse(f"--metrics-port {self.metrics_port}: port{'s' if len(taken) > 1 else ''} "
+                             f"{', '.join(taken)} in use on {METRICS_HOST}; the {len(names)} processes need "
+                             f"{self.metrics_port}–{last} free")
+
     async def run(self) -> Result:
+        self.check_metrics_ports()
         self._joined = asyncio.Event()
         url = self.router_url
         comp: Any = None
@@ -419,6 +449,7 @@ class Launcher:
         if self.i < len(res.frame):
             res = Result(frame=res.frame.iloc[: self.i].copy(), meta=dict(res.meta, n_steps=self.i, complete=False))
         res.meta["runtime"] = "services"
+        res.meta["steps_without"] = dict(self.steps_without)
         return res
 
     def live_table(self) -> Any:

@@ -73,9 +73,14 @@ class ServiceMetrics:
         self.registry.register(_Collector(self))
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
-        """Start the /metrics HTTP endpoint (a daemon thread); port 0 = none."""
+        """Start the /metrics HTTP endpoint (a daemon thread); port 0 = none.  A port that cannot
+        be listened on is a :class:`ValueError` naming it (the service refuses to start)."""
         if port:
-            start_http_server(port, addr=addr, registry=self.registry)
+            try:
+                start_http_server(port, addr=addr, registry=self.registry)
+            except OSError as exc:
+                raise ValueError(f"--metrics-port {port}: cannot listen on {addr}:{port} "
+                                 f"({exc.strerror or exc})") from None
 
     # -- updates ---------------------------------------------------------------------------------
     def inc(self, attr: str, *labels: str, amount: float = 1.0) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -29,11 +30,54 @@ log = logging.getLogger("hometwin.router")
 MAX_MESSAGE_SIZE = 2**24
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (for tests and ``hometwin up``)."""
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """``port`` can be listened on now (bound as servers bind, with ``SO_REUSEADDR``)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range of local ports for outgoing connections (Linux; else IANA's)."""
+    try:
+        lo, hi = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
+def free_ports(n: int = 1, host: str = "127.0.0.1") -> int:
+    """The first of ``n`` consecutive TCP ports that were free a moment ago (for tests and
+    ``hometwin up``: its router, one metrics port per process).
+
+    They are chosen outside the kernel's ephemeral range: there any outgoing connection may
+    get one as its local port before our server binds it (a service then cannot serve its
+    /metrics and crash-loops; a router fails to start), which a port asked of the kernel
+    (``bind(0)``, from that very range) risks most."""
+    lo, hi = _ephemeral_range()
+    if lo - 10000 >= 4 * n:
+        span = (10000, lo - n)
+    elif 65536 - (hi + 1) >= 4 * n:
+        span = (hi + 1, 65536 - n)
+    else:
+        span = (1024, 65536 - n)
+    for _ in range(500):
+        base = _rng.randrange(*span)
+        if all(port_free(p, host) for p in range(base, base + n)):
+            return base
+    raise OSError(f"no {n} consecutive free TCP ports on {host} in {span[0]}–{span[1] + n - 1}")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (:func:`free_ports`)."""
+    return free_ports(1, host)
+
+
+_rng = random.Random()  # its own: a test that seeds the global generator must not make two runs collide
 
 
 def node_config(realm: str, host: str = "127.0.0.1", port: int = 8080, rawsocket_port: int = 8081,
