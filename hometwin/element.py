@@ -51,10 +51,15 @@ class Role(str, enum.Enum):
     converter = "converter"  # the inverter: balances every window
 
 
-class ElementConfig(BaseModel):
-    """Base of every element's config: unknown keys are errors, never ignored."""
+#: The config of the models a spec is made of: an unknown key is an error, never ignored, and so
+#: are inf and NaN (no quantity of a home is infinite; a YAML ``.inf`` is a typo or a trap).
+STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+class ElementConfig(BaseModel):
+    """Base of every element's config: unknown keys, inf and NaN are errors, never taken."""
+
+    model_config = ConfigDict(STRICT, validate_assignment=True, frozen=False)
 
 
 class InvalidProperty(ValueError):

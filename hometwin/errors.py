@@ -154,8 +154,9 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel] | None =
             rng = _range_text(info)
             kind = "an integer" if etype.startswith("int") else "a number"
             msg = f"must be {kind}{' ' + rng if rng else ''} (got {_got(value)})"
-        elif etype in ("finite_number",):
-            msg = f"must be a finite number (got {_got(value)})"
+        elif etype == "finite_number":
+            rng = _range_text(info)
+            msg = f"must be a finite number{' ' + rng if rng else ''} (got {_got(value)})"
         elif etype.startswith("value_error") or etype == "assertion_error":
             msg = str(err.get("msg", "")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
         else:

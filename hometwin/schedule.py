@@ -44,7 +44,9 @@ from typing import Iterable, Literal, Sequence, Union
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from hometwin.element import STRICT
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -76,7 +78,7 @@ def parse_hhmm(text: str) -> float:
 class DailyWindow(BaseModel):
     """A daily local-time window ``start``–``end`` (end exclusive; crosses midnight if end <= start)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     start: str = Field(description="[HH:MM] local start time")
     end: str = Field(description="[HH:MM] local end time (exclusive); 24:00 = end of day; "

@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model, field_validator, model_validator
 
-from hometwin.element import HomeContext
+from hometwin.element import HomeContext, STRICT
 from hometwin.errors import format_validation_error
 from hometwin.registry import KINDS, element_class
 
@@ -60,7 +60,7 @@ def parse_duration_s(value: Any) -> int:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
 
 class Metadata(BaseModel):

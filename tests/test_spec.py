@@ -192,3 +192,53 @@ def test_runtime_set_errors_use_the_same_format():
     assert exc.value.errors == ["charge_power_kw: must be > 0 and <= 10000 (got -1)"]
     with pytest.raises(InvalidProperty, match=r"capacity_kwh: not a settable property \(allowed: "):
         b.set(capacity_kwh=3)
+
+
+def _float_fields():
+    """(kind, field) of every element config field that takes a number with a fraction."""
+    import types
+    import typing
+
+    from hometwin.registry import KINDS, element_class
+
+    def takes_float(ann) -> bool:  # float, or float | None (not a list of them)
+        return ann is float or (typing.get_origin(ann) in (typing.Union, types.UnionType) and float in typing.get_args(ann))
+
+    return [(kind, fname) for kind in sorted(KINDS)
+            for fname, info in element_class(kind).Config.model_fields.items() if takes_float(info.annotation)]
+
+
+FLOATS = _float_fields()
+
+
+def test_there_are_many_float_fields():
+    assert len(FLOATS) > 50
+
+
+@pytest.mark.parametrize("text", [".inf", "-.inf", ".nan"])
+@pytest.mark.parametrize("kind,fname", FLOATS, ids=lambda v: str(v))
+def test_inf_and_nan_are_refused_in_every_number_field(kind, fname, text):
+    """A YAML ``.inf``/``.nan`` in any element's number field (all of them): one line naming the field."""
+    dut = {"name": "dut", "kind": kind, "config": {fname: "@"}}
+    elements = {"inverter": [SUN, WEATHER, dut, grid()], "grid": [SUN, WEATHER, INVERTER, dut]}.get(
+        kind, [SUN, WEATHER, INVERTER, grid(), dut])
+    doc = yaml.safe_dump(home_doc(elements)).replace("'@'", text)  # YAML's own spelling, as a user types it
+    with pytest.raises(SpecError) as exc:
+        parse_home(yaml.safe_load(doc))
+    where = f"elements[{elements.index(dut)}].config.{fname}: "
+    ours = [e for e in exc.value.errors if e.startswith(where)]
+    assert ours and "must be a finite number" in ours[0] and "got" in ours[0], exc.value.errors
+
+
+def test_inf_is_refused_in_nested_models_and_runtime_sets():
+    from hometwin.element import InvalidProperty
+    from hometwin.services.battery.model import Battery
+    from tests.conftest import make_ctx
+
+    doc = home_doc([SUN, WEATHER, INVERTER, grid(tariff={"type": "flat", "price_per_kwh": float("inf")})])
+    with pytest.raises(SpecError) as exc:
+        parse_home(doc)
+    assert "elements[3].config.tariff.price_per_kwh: must be a finite number" in "\n".join(exc.value.errors)
+    b = Battery("battery", {}, make_ctx())
+    with pytest.raises(InvalidProperty, match=r"soc_min: must be a finite number .*\(got nan\)"):
+        b.set(soc_min=float("nan"))

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
-from hometwin.element import DataFile, ElementConfig, Role, Signals, Window, counter_rng
+from hometwin.element import DataFile, ElementConfig, Role, STRICT, Signals, Window, counter_rng
 from hometwin.services.appliances.meter import MeteredLoad
 from hometwin.schedule import DAY_S, LocalClock
 from hometwin.services.appliances import profiles
@@ -22,7 +22,7 @@ from hometwin.services.appliances import profiles
 class ProfileFile(BaseModel):
     """A CSV of time + power [W] that repeats every day, week or year (local time)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     file: DataFile = Field(description="CSV path; relative paths resolve against the spec's folder")
     time_column: str | None = Field(None, description="time column (default: the first)")

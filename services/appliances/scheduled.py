@@ -19,9 +19,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from hometwin.element import ElementConfig, Role, Signals, TimeChunks, Window
+from hometwin.element import ElementConfig, Role, STRICT, Signals, TimeChunks, Window
 from hometwin.services.appliances.meter import MeteredLoad
 from hometwin.schedule import DailyWindow, LocalClock
 from hometwin.services.appliances import profiles
@@ -36,7 +36,7 @@ class Timer(DailyWindow):
 class DutyCycle(BaseModel):
     """Periodic on/off cycling while running (thermostat-driven compressor)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     period_min: float = Field(20.0, gt=0, le=1440, description="[min] length of one on/off cycle")
     on_fraction: float = Field(0.35, gt=0, le=1, description="[-] share of each cycle that is on")

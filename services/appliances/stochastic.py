@@ -36,9 +36,9 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
-from hometwin.element import ElementConfig, Role, Signals, Window, counter_rng
+from hometwin.element import ElementConfig, Role, STRICT, Signals, Window, counter_rng
 from hometwin.services.appliances.meter import MeteredLoad
 from hometwin.schedule import DAY_S, LocalClock
 
@@ -46,7 +46,7 @@ from hometwin.schedule import DAY_S, LocalClock
 class Phase(BaseModel):
     """One phase of a cycle: a duration at a constant power."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
     name: str = Field("run", description="label, e.g. 'heat', 'wash', 'spin'")
     duration_min: Annotated[float, Field(gt=0, le=1440, description="[min] length of the phase")]
     power_w: Annotated[float, Field(ge=0, le=50_000, description="[W] power during the phase")]

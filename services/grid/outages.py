@@ -24,9 +24,9 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from hometwin.element import DataFile, counter_rng
+from hometwin.element import DataFile, STRICT, counter_rng
 from hometwin.schedule import DAY_S, DailyWindow, day_of_month, minute_of_day, parse_hhmm
 
 DAYS_PER_YEAR = 365.25
@@ -34,7 +34,7 @@ MAX_DURATION_MEANS = 30.0
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
 
 class OutageInterval(_Strict):

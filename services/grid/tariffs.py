@@ -36,16 +36,16 @@ from typing import Annotated, Literal, Union
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from hometwin.element import DataFile
+from hometwin.element import DataFile, STRICT
 from hometwin.schedule import DailyWindow, window_mask
 
 _WIDE_COL_RE = re.compile(r"^(\d{2})(?::(\d{2}))?-(\d{2})(?::(\d{2}))?$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
 
 class FlatTariff(_Strict):

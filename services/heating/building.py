@@ -39,7 +39,9 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
+
+from hometwin.element import STRICT
 
 from hometwin.lazy import lazy_module
 
@@ -116,7 +118,7 @@ def heat_up_time_s(capacity_j_k: float, h_w_k: float, power_w: float, temp_out: 
 # -- configuration -------------------------------------------------------------------------------
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
 
 def _u_value(u: float | None, k: float | None, d: float | None, what: str) -> float:

@@ -34,7 +34,9 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from hometwin.element import STRICT
 
 from .building import BuildingConfig
 from .control import HeatedBuilding, Source, ThermostatConfig
@@ -93,7 +95,7 @@ def hplib_performance(p: dict[str, float], temp_air_c: np.ndarray, temp_supply_c
 class CopPoint(BaseModel):
     """One row of a manufacturer's table."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
     temp_air_c: Annotated[float, Field(ge=-40, le=50, description="[°C] outdoor air")]
     cop: Annotated[float, Field(gt=0, le=20, description="[-] COP at this point")]
     heat_kw: Annotated[float, Field(gt=0, le=1000, description="[kW] heating capacity at this point")]
