@@ -24,6 +24,7 @@ Energy is in joules per step; power (W) only at the edges.
 
 from __future__ import annotations
 
+import copy
 import enum
 import hashlib
 from dataclasses import dataclass, field
@@ -298,10 +299,9 @@ class Element:
         The engine and the runtime call this only between windows, so a change
         takes effect at the next window boundary.
         """
-        new = self.validated(**props)
-        self.config = new
-        self.setup()
-        return {k: getattr(new, k) for k in props}
+        ready = self._prepared(**props)
+        self.__dict__.update(ready.__dict__)  # all or nothing: a refused set leaves the element as it was
+        return {k: getattr(self.config, k) for k in props}
 
     def settable_properties(self) -> list[str]:
         """The config fields :meth:`set` accepts (``settable``, or every field), sorted."""
@@ -309,7 +309,24 @@ class Element:
 
     def validated(self, **props: Any) -> ElementConfig:
         """The config :meth:`set` would give for ``props``, changing nothing; :class:`InvalidProperty`
-        (one line per problem, naming the field and what is allowed) when it would be refused."""
+        (one line per problem, naming the field and what is allowed) when it would be refused —
+        by the config model, or by :meth:`setup` (a data file that is not there)."""
+        return self._prepared(**props).config
+
+    def _prepared(self, **props: Any) -> "Element":
+        """A shallow copy of this element with ``props`` set and set up (``setup`` assigns what it
+        derives, as ``checkpoint`` assumes): what :meth:`set` turns this element into."""
+        new = self._config_with(**props)
+        ready = copy.copy(self)
+        ready.state = _copy_state(self.state)
+        ready.config = new
+        try:
+            ready.setup()
+        except Exception as exc:  # the model said no (e.g. a profile file that is not there)
+            raise InvalidProperty(self.name, [f"{', '.join(sorted(props))}: {exc}"]) from None
+        return ready
+
+    def _config_with(self, **props: Any) -> ElementConfig:
         allowed = self.settable_properties()
         bad = [f"{k}: not a settable property (allowed: {', '.join(allowed)})"
                for k in props if k not in allowed]

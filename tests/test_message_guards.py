@@ -111,6 +111,23 @@ def test_a_positional_set_is_counted() -> None:
     assert oven.rejections.counts[(m.element_uri("oven", "set"), "invalid_property")] == 1
 
 
+def test_a_set_its_model_cannot_take_is_refused_at_once_and_changes_nothing() -> None:
+    """A profile file that is not there passes the config model but not the element's setup: the
+    set RPC says so at once (not at the boundary, where it used to leave a half-set element)."""
+    house = service("house")
+    el = house.element
+    w = house.window(m.Tick.model_validate(tick(0, 0, 60)))
+    before = el.request(w, {}).copy()
+    with pytest.raises(ApplicationError, match=r"house: profile: power profile file not found: \S*/nope.csv"):
+        house.rpc_set(profile={"file": "nope.csv"})
+    assert house.pending_set == [] and el.config.profile is None
+    assert house.rejections.counts[(m.element_uri("house", "set"), "invalid_property")] == 1
+    assert np.array_equal(el.request(w, {}), before)
+    assert house.rpc_set(power_w=500.0)["values"] == {"power_w": 500.0}  # a good one still goes through
+    house.apply_pending()
+    assert np.allclose(el.request(w, {}), -500.0 * 60)
+
+
 def test_port_calls_name_steps_and_times_of_this_run() -> None:
     home = load_home(CAPE_TOWN.parent / "cape-town-lp.yaml")
     ctx = home_context(home, 86400)
