@@ -92,6 +92,8 @@ class Result:
 
     frame: pd.DataFrame
     meta: dict[str, Any] = field(default_factory=dict)
+    #: accepted control actions (``ControlEvent``s: set, on/off, pause, speed …), in order
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     def kpis(self) -> dict[str, float]:
         """Energy totals (kWh), cost, self-consumption, autarky, unserved, outages, cycles, yield."""
@@ -158,6 +160,9 @@ class Result:
         paths["kpis"] = out / "kpis.json"
         paths["kpis"].write_text(json.dumps({"meta": _jsonable(self.meta), "kpis": _jsonable(self.kpis()),
                                              "elements_kwh": self.element_energy_kwh()}, indent=2))
+        if self.events:
+            paths["events"] = out / "events.json"
+            paths["events"].write_text(json.dumps([_jsonable(e) for e in self.events], indent=2))
         if report:
             paths["report"] = out / "report.html"
             paths["report"].write_text(render_report(self))

@@ -89,12 +89,12 @@ def same_tree(a: Any, b: Any, path: str = "") -> None:
 class Wamp:
     """A WAMP session of this test process on its own event loop thread (RemoteElement's host)."""
 
-    def __init__(self, url: str, realm: str, home: Any):
+    def __init__(self, url: str, realm: str, home: Any, credentials: Any = None):
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         joined: concurrent.futures.Future = concurrent.futures.Future()
-        self.comp = component(url, realm)
+        self.comp = component(url, realm, credentials=credentials)
 
         @self.comp.on_join
         async def _joined(session: Any, details: Any) -> None:
@@ -208,7 +208,7 @@ def trondheim(router, homes):  # type: ignore[no-untyped-def]
     info: dict[str, Any] = {"engine": eng, "pause": pause, "spec": spec}
     with up.driving():
         up.wait_paused_at(pause, timeout_s=240)
-        wamp = Wamp(router.url, up.realm, eng.ctx)
+        wamp = Wamp(router.url, up.realm, eng.ctx, credentials=router.credentials("element.inverter"))
         try:
             info["remote"] = compare_remote(wamp, eng)
             info["bad_rpcs"] = bad_rpcs(wamp)

@@ -24,11 +24,12 @@ from typing import Any
 
 import pandas as pd
 from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import RegisterOptions
 
 from hometwin import messages as m
 from hometwin.element import HomeContext
 from hometwin.runtime.metrics import ServiceMetrics
-from hometwin.runtime.wamp import handler
+from hometwin.runtime.wamp import handler, plain
 
 log = logging.getLogger("hometwin.clock")
 
@@ -135,12 +136,25 @@ class Clock:
         self._wake.set()
         return self.status().wire()
 
+    def _recorded(self, op: str, fn: Any) -> Any:
+        """A control RPC whose accepted calls are published as ``ControlEvent``s (the run's events)."""
+
+        def endpoint(*args: Any, details: Any = None, **kwargs: Any) -> Any:
+            answer = fn(*args, **kwargs)
+            event = m.ControlEvent(source="clock", action=op, args={"args": plain(list(args)), **plain(kwargs)},
+                                   by=getattr(details, "caller_authid", None), step=self.i, wall_time=time.time())
+            self.session.publish(m.EVENT, event.wire())
+            return answer
+
+        return endpoint
+
     # -- session -----------------------------------------------------------------------------------
     async def on_join(self, session: Any) -> None:
         self.session = session
         for op, fn in (("pause", self.rpc_pause), ("resume", self.rpc_resume), ("set_speed", self.rpc_set_speed),
-                       ("run_until", self.rpc_run_until), ("status", lambda: self.status().wire())):
-            await session.register(fn, m.clock_uri(op))
+                       ("run_until", self.rpc_run_until)):
+            await session.register(self._recorded(op, fn), m.clock_uri(op), options=RegisterOptions(details=True))
+        await session.register(lambda: self.status().wire(), m.clock_uri("status"))
         await session.subscribe(handler(m.TICK_DONE, self.on_done, self.rejections, self.metrics.msg), m.TICK_DONE)
         await session.subscribe(handler(m.RUN_FAILED, self.on_failed, self.rejections, self.metrics.msg), m.RUN_FAILED)
         asyncio.ensure_future(self._status_loop())

@@ -27,6 +27,7 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
+from autobahn.wamp.types import RegisterOptions
 
 from hometwin import messages as m
 from hometwin.deploy import ServiceCommand, realm_of, service_commands
@@ -34,7 +35,7 @@ from hometwin.engine import build_element
 from hometwin.results import Recorder, Result
 from hometwin.runtime import zygote
 from hometwin.runtime.router import Router, port_free
-from hometwin.runtime.wamp import component, plain, stop_component
+from hometwin.runtime.wamp import Credentials, component, plain, stop_component, subscribe
 from hometwin.spec import home_context
 
 log = logging.getLogger("hometwin.up")
@@ -115,6 +116,10 @@ class Launcher:
     state_dir: Path | None = None  # per run; None: <out>/state, or a temp dir (removed at the end) without out
     state_interval_s: float | None = None  # an element writes its state at most this often (None: automatic)
     forkserver: bool = True  # fork the services from a pre-imported server (hometwin.runtime.zygote)
+    #: The home's credentials (hometwin.auth), one file per principal.  With our own router: made anew
+    #: here (None: <out>/credentials, or a temp dir removed at the end without out).  With an external
+    #: router (``router_url``): that router's folder, required.
+    credentials_dir: Path | None = None
     procs: dict[str, Proc] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -146,6 +151,31 @@ class Launcher:
         self.steps_without: dict[str, int] = {}
         self._enabled = [e.name for e in self.home.spec.elements if e.enabled]
         self._own_state_dir = False
+        self._own_credentials_dir = False
+        self.events: list[dict[str, Any]] = []  # accepted control actions (ControlEvent), in order
+        self.rejections = m.Rejections()
+
+    # -- credentials -------------------------------------------------------------------------------
+    def _prepare_credentials(self) -> dict[str, str]:
+        """Fresh secrets for every principal of the home (our own router), written 0600 into
+        :attr:`credentials_dir`; or, with an external router, that router's folder read back."""
+        from hometwin import auth
+
+        authids = auth.principals_for(auth.home_elements(self.home))
+        if self.router_url is not None:
+            if self.credentials_dir is None:
+                raise auth.CredentialError(f"--router {self.router_url}: give that router's --credentials folder "
+                                           "(every session authenticates)")
+            return auth.read_credentials(self.credentials_dir, authids)
+        if self.credentials_dir is None and self.out is not None:
+            self.credentials_dir = Path(self.out) / "credentials"
+        if self.credentials_dir is None:
+            self.credentials_dir = Path(tempfile.mkdtemp(prefix=f"hometwin-credentials-{self.home.metadata.name}-"))
+            self._own_credentials_dir = True
+        self.credentials_dir = Path(self.credentials_dir).resolve()
+        secrets = auth.new_secrets(authids)
+        auth.write_credentials(self.credentials_dir, secrets)
+        return secrets
 
     # -- state -------------------------------------------------------------------------------------
     def _prepare_state_dir(self) -> None:
@@ -329,13 +359,30 @@ class Launcher:
             if isinstance(payload, dict):
                 self.clock_status = payload
 
+        def on_event(payload: Any) -> None:
+            e = m.decode(m.ControlEvent, payload, m.EVENT, self.rejections)
+            if e is not None:
+                self.events.append(e.model_dump())
+                self._log("up", "white", f"control: {e.action} {e.element or ''} {e.args or ''} by {e.by}".strip())
+
+        def switch(on: bool) -> Any:
+            async def endpoint(name: str, details: Any = None) -> dict[str, Any]:
+                answer = await self.switch(name, on)
+                ev = m.ControlEvent(source="launcher", action="on" if on else "off", element=name,
+                                    by=getattr(details, "caller_authid", None), step=self.i, wall_time=time.time())
+                self.events.append(ev.model_dump())  # a publisher does not get its own event
+                session.publish(m.EVENT, ev.wire())
+                return answer
+            return endpoint
+
         await session.subscribe(lambda p=None, *a, **k: on_flows(p), m.FLOWS)
         await session.subscribe(on_done, m.RUN_DONE)
         await session.subscribe(on_failed, m.RUN_FAILED)
         await session.subscribe(on_roster, m.ROSTER)
         await session.subscribe(on_status, m.CLOCK_STATUS_EVENT)
-        await session.register(lambda name: self.switch(name, True), m.launcher_uri("on"))
-        await session.register(lambda name: self.switch(name, False), m.launcher_uri("off"))
+        await subscribe(session, m.EVENT, on_event, self.rejections)
+        await session.register(switch(True), m.launcher_uri("on"), options=RegisterOptions(details=True))
+        await session.register(switch(False), m.launcher_uri("off"), options=RegisterOptions(details=True))
         await session.register(lambda: plain(self.proc_status()), m.launcher_uri("status"))
         self.t_joined = time.monotonic()
         self._joined.set()
@@ -375,10 +422,13 @@ class Launcher:
         comp_done: Any = None
         try:
             router_up = None
+            secrets = self._prepare_credentials()
             if url is None:
+                from hometwin.auth import home_elements, roles_for
+
                 self.router = Router(realm=self.realm, host=self.host, port=self.port,  # 0: prepare() chooses
-                                     rawsocket_port=self.rawsocket_port,
-                                     log=self.router_log, unix=self.transport == "unix").prepare()
+                                     rawsocket_port=self.rawsocket_port, roles=roles_for(home_elements(self.home)),
+                                     secrets=secrets, log=self.router_log, unix=self.transport == "unix").prepare()
                 url = {"websocket": self.router.ws_url, "unix": self.router.unix_url}.get(self.transport,
                                                                                           self.router.url)
                 router_up = asyncio.get_running_loop().run_in_executor(None, self.router.start)
@@ -386,7 +436,8 @@ class Launcher:
             if self.state_dir is not None:
                 self._log("up", "white", f"element state kept in {self.state_dir} (a restarted element continues)")
             cmds = [c for c in service_commands(self.home, str(self.spec_path), url,
-                                                  state_dir=str(self.state_dir) if self.state_dir is not None else None)
+                                                  state_dir=str(self.state_dir) if self.state_dir is not None else None,
+                                                  credentials_dir=str(self.credentials_dir))
                     if c.kind != "router"]
             for idx, cmd in enumerate(cmds):
                 self.procs[cmd.name] = Proc(cmd=cmd, argv=self._argv(cmd, idx), color=COLORS[idx % len(COLORS)],
@@ -402,7 +453,7 @@ class Launcher:
                                              f"{self.router.ws_url} (browsers)")
             if self.stopping:
                 return self.result()
-            comp = component(url, self.realm)
+            comp = component(url, self.realm, credentials=Credentials("launcher", secrets["launcher"]))
             comp.on("join", self._on_join)
             comp_done = comp.start(asyncio.get_running_loop())
             joined = asyncio.ensure_future(self._joined.wait())
@@ -442,6 +493,8 @@ class Launcher:
             await asyncio.get_running_loop().run_in_executor(None, self.router.stop)
         if self._own_state_dir and self.state_dir is not None:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+        if self._own_credentials_dir and self.credentials_dir is not None:
+            shutil.rmtree(self.credentials_dir, ignore_errors=True)
 
     def result(self) -> Result:
         """The recorded run (cut at the last settled step when stopped early)."""
@@ -450,6 +503,8 @@ class Launcher:
             res = Result(frame=res.frame.iloc[: self.i].copy(), meta=dict(res.meta, n_steps=self.i, complete=False))
         res.meta["runtime"] = "services"
         res.meta["steps_without"] = dict(self.steps_without)
+        res.meta["messages_rejected"] = {f"{uri} {why}": n for (uri, why), n in self.rejections.counts.items()}
+        res.events = list(self.events)
         return res
 
     def live_table(self) -> Any:

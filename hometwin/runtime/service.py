@@ -30,13 +30,14 @@ from typing import Any
 
 import numpy as np
 from autobahn.wamp.exception import ApplicationError
-from autobahn.wamp.types import PublishOptions
+from autobahn.wamp.types import PublishOptions, RegisterOptions
 
 from hometwin import messages as m
+from hometwin.auth import element_authid
 from hometwin.element import Element, HomeContext, InvalidProperty, Role, Window
 from hometwin.runtime import proxies as px
 from hometwin.runtime.metrics import ServiceMetrics
-from hometwin.runtime.wamp import handler, plain
+from hometwin.runtime.wamp import plain, subscribe
 
 log = logging.getLogger("hometwin.service")
 
@@ -124,7 +125,9 @@ class ElementHost:
         self.metrics.msg("out", uri)
 
     def sub(self, uri: str, fn: Any) -> Any:
-        return self.session.subscribe(handler(uri, fn, self.rejections, self.metrics.msg), uri)
+        """Subscribe ``fn``; on the topics whose packets name their sender, only packets the router
+        says that sender published get through (:func:`hometwin.runtime.wamp.subscribe`)."""
+        return subscribe(self.session, uri, fn, self.rejections, self.metrics.msg)
 
     # -- RPCs ------------------------------------------------------------------------------------
     def describe_msg(self) -> m.Describe:
@@ -141,7 +144,7 @@ class ElementHost:
         s = self.session
         await s.register(lambda: self.describe_msg().wire(), m.element_uri(self.name, "describe"))
         await s.register(self.rpc_get, m.element_uri(self.name, "get"))
-        await s.register(self.rpc_set, m.element_uri(self.name, "set"))
+        await s.register(self.rpc_set_recorded, m.element_uri(self.name, "set"), options=RegisterOptions(details=True))
         await s.register(lambda: plain(self.committed(self.element.snapshot)), m.element_uri(self.name, "snapshot"))
         for method in self.ports:
             await s.register(self.port_rpc(method), m.element_uri(self.name, method))
@@ -280,6 +283,15 @@ class ElementHost:
             return plain({"element": self.name, "applies_at_seq": None,  # one if that packet is taken back
                           "applies": "the first window whose packet is not out yet", "values": values})
         return plain({"element": self.name, "applies_at_seq": self.last_seq + 1, "values": values})
+
+    def rpc_set_recorded(self, *args: Any, details: Any = None, **props: Any) -> dict[str, Any]:
+        """:meth:`rpc_set`, and an accepted change published as a ``ControlEvent`` (who asked: the
+        caller the router discloses) for the run's events."""
+        answer = self.rpc_set(*args, **props)
+        self.publish(m.EVENT, m.ControlEvent(source=element_authid(self.name), action="set", element=self.name,
+                                             args=answer.get("values", {}), by=getattr(details, "caller_authid", None),
+                                             wall_time=time.time()))
+        return answer
 
     def revise_now(self) -> bool:
         """Apply a pending ``set`` at once and publish the window's packets again (elements running
