@@ -325,3 +325,31 @@ def test_docs_roles_table_is_the_router_config():  # type: ignore[no-untyped-def
     """docs/security.md's table of roles is generated from the config the router gets."""
     text = (ROOT / "docs" / "security.md").read_text()
     assert auth.roles_table(auth.home_elements(load_home(CAPE_TOWN))) in text
+
+
+def test_a_process_without_its_credentials_says_so_in_one_line(tmp_path):  # type: ignore[no-untyped-def]
+    """No credentials, or a folder without this principal's file: exit 2 before anything starts,
+    one line naming what is missing (and never a file's content)."""
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-m", "hometwin.cli"]
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "element.oven").write_text(MARKER)  # someone else's key
+    (tmp_path / "creds" / "element.tv").mkdir()  # not a file
+    cases = [
+        (["service", "tv", "--name", "tv", "--spec", str(CAPE_TOWN), "--router", "rs://127.0.0.1:1"],
+         "--credentials DIR is required"),
+        (["service", "tv", "--name", "tv", "--spec", str(CAPE_TOWN), "--router", "rs://127.0.0.1:1",
+          "--credentials", str(tmp_path / "creds")], "must be a regular file"),
+        (["clock", "--spec", str(CAPE_TOWN), "--router", "rs://127.0.0.1:1", "--credentials", str(tmp_path / "creds")],
+         "no credentials for 'clock'"),
+        (["ctl", "status", "--realm", REALM, "--router", "rs://127.0.0.1:1", "--credentials", str(tmp_path / "creds")],
+         "no credentials for 'controller'"),
+    ]
+    for args, words in cases:
+        proc = subprocess.run(cli + args, capture_output=True, text=True, timeout=120)
+        text = proc.stdout + proc.stderr
+        assert proc.returncode == 2, (args, text)
+        assert words in " ".join(text.split()), (args, text)
+        assert "Traceback" not in text and MARKER not in text
