@@ -308,7 +308,7 @@ def bad_plan_ready(w: Wamp, seq: int) -> int:
     """Malformed plan_ready signals for the waiting elements (seq: the last settled window)."""
     ones = np.ones(12).tobytes()
     payloads = [
-        {"seq": seq + 1, "element": "sun", "n": 12, "arrays": {px.PLAN_READY: ones}},  # not from the inverter
+        {"seq": seq + 1, "element": "sun", "n": 12, "arrays": {px.PLAN_READY: ones}},  # not from the sun
         {"seq": seq + 1, "element": "inverter", "n": 12, "arrays": {px.PLAN_READY: np.full(12, 0.5).tobytes()}},
         {"seq": seq + 1, "element": "inverter", "n": 12, "arrays": {px.PLAN_READY: ones, "ghi": ones}},
         {"seq": seq, "element": "inverter", "n": 12, "arrays": {px.PLAN_READY: ones}},  # a second one for a window
@@ -366,7 +366,8 @@ def test_bad_planner_rpcs_and_plan_ready_rejected_and_counted(trondheim):  # typ
         assert got == want, (name, key, got, want)
     for name in ("water-heater", "washer"):  # no inputs: they subscribe to signals only to wait for plans
         met = trondheim[name]
-        assert _rejected(met, name, m.SIGNALS, "out_of_range") == 1  # from sun
+        # naming the sun, but published by the inverter's principal (this test's session)
+        assert _rejected(met, name, m.SIGNALS, "forged") == 1
         assert _rejected(met, name, m.SIGNALS, "invalid") >= 3  # 0.5s, an extra key, not float64
         assert _rejected(met, name, m.SIGNALS, "duplicate") == 1
         assert _rejected(met, name, m.SIGNALS, "stale_seq") == 1
