@@ -64,7 +64,7 @@ class ScheduleOutages(_Strict):
 class RandomOutages(_Strict):
     """Unplanned outages: Poisson starts, exponential durations."""
 
-    per_year: float = Field(ge=0, description="[1 a-1] expected number of outages per year")
+    per_year: float = Field(ge=0, le=8760, description="[1 a-1] expected number of outages per year (at most one an hour)")
     mean_duration_h: float = Field(gt=0, le=720, description="[h] mean outage duration")
 
 
