@@ -394,7 +394,9 @@ class Element:
         try:
             ready.setup()
         except Exception as exc:  # the model said no (e.g. a profile file that is not there)
-            raise InvalidProperty(self.name, [f"{', '.join(sorted(props))}: {exc}"]) from None
+            text = " ".join(str(exc).split())  # one bounded line (a model's text may quote a value)
+            raise InvalidProperty(self.name, [f"{', '.join(sorted(props))}: "
+                                              f"{text if len(text) <= 400 else text[:397] + '...'}"]) from None
         return ready
 
     def _config_with(self, **props: Any) -> ElementConfig:

@@ -175,6 +175,8 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel] | None =
             msg = f"must be a finite number{' ' + rng if rng else ''} (got {_got(value)})"
         elif etype.startswith("value_error") or etype == "assertion_error":
             msg = str(err.get("msg", "")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+            msg = "\n".join(m if len(m) <= 300 else m[:297] + "..." for m in msg.split("\n")[:50])  # a validator's
+            # own text may quote a long value: one bounded line per problem
         else:
             msg = f"{err.get('msg', etype)[0].lower()}{err.get('msg', etype)[1:]} (got {_got(value)})"
         lines.append(f"{where}: {msg}")

@@ -168,6 +168,22 @@ def test_unbounded_config_numbers_meet_the_backstop(config: dict[str, Any], line
     assert refused(lambda: parse_home(d))[0].startswith(line)
 
 
+@SETTINGS
+@given(size=st.integers(10**3, 10**6), where=st.sampled_from(["timezone", "timer", "name", "currency"]))
+def test_long_strings_are_refused_in_one_short_line(size: int, where: str) -> None:
+    d = doc()
+    if where == "timezone":
+        d["spec"]["location"]["timezone"] = "Europe/" + "x" * size
+    elif where == "timer":
+        element(d, "house").update(kind="oven", config={"timers": [{"start": "1" * size, "end": "10:00"}]})
+    elif where == "name":
+        element(d, "house")["name"] = "a" * size
+    else:
+        element(d, "grid")["config"]["currency"] = ["EUR"] * size
+    errors = refused(lambda: parse_home(d))
+    assert len(errors) == 1 and len(errors[0]) < 400, errors
+
+
 # -- durations, dates, run size and element counts ----------------------------------------------
 
 @SETTINGS
