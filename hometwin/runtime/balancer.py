@@ -180,6 +180,7 @@ class Balancer(ElementHost):
         # life (a packet, an announce): a stopped process (SIGSTOP) costs one timeout, not one a window.
         self.asleep: set[str] = set()
         self.last_parts: list[str] = []  # who took part in the last window settled (a repeated TickDone's)
+        self.last_soc: float | None = None  # the battery's SoC at the end of the last window it took part in
         # the strategy's view of the home (bound once, refreshed at every prepare stage)
         self.proxies: dict[str, px.RemoteElement] = {}
         bind = getattr(element, "bind_roster", None)
@@ -837,6 +838,9 @@ class Balancer(ElementHost):
         soc = None
         if battery is not None and st.battery_result is not None:
             soc = st.battery_result.stored_j[: k + 1] / battery.params()["capacity_j"]
+            self.last_soc = float(soc[-1])
+        elif self.last_soc is not None:  # settled without the battery (stale, left): not dispatched, its charge holds
+            soc = np.full(k + 1, self.last_soc)
         # Both messages are built (validated) before either goes out: a window whose Flows cannot be
         # stated is not settled half-way (elements committed, nobody told).
         nxt = self.queued[0] if self.queued else None
