@@ -18,6 +18,7 @@ Every wait is bounded (a failure shows the logs); no assertion depends on wall-c
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from typing import Any
@@ -243,3 +244,64 @@ def _as_window(f: m.Flows) -> Any:
     from types import SimpleNamespace
 
     return SimpleNamespace(window=SimpleNamespace(i0=f.i0, n=f.n), k=f.k, flows=f.flows, soc=f.soc, served=f.served)
+
+
+# -- the inverter alone: re-sent ticks after a restart (a stand-in session, no router) ------------------
+
+class _Resumed:
+    """A stand-in session whose geyser says it got the Settle of window 40 (steps are windows here)."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, Any]] = []
+        self._session_id = 1
+
+    def publish(self, uri: str, payload: Any, **_: Any) -> None:
+        self.published.append((uri, payload))
+
+    async def call(self, uri: str, *_: Any, **__: Any) -> Any:
+        if uri == m.element_uri("geyser", "get"):
+            return {"element": "geyser", "settled_seq": 40, "next_step": 41}
+        raise RuntimeError(f"no callee for {uri}")
+
+    async def register(self, *_: Any, **__: Any) -> None: ...
+
+    async def subscribe(self, *_: Any, **__: Any) -> None: ...
+
+
+def test_a_restarted_inverter_answers_settled_ticks_and_holds_one_beyond_a_gap() -> None:
+    from hometwin.engine import build_element
+    from hometwin.runtime.balancer import Balancer
+    from hometwin.spec import home_context
+
+    home = load_home(CAPE_TOWN)
+    ctx = home_context(home, DAY)
+    t0 = float(ctx.start.timestamp())
+    inverter = build_element(next(e for e in home.spec.elements if e.name == "inverter"), ctx)
+
+    def run(seq: int) -> dict[str, Any]:
+        return m.Tick(seq=seq, i0=seq, n=1, dt_s=60, t0=t0 + seq * 60, windows=16).wire()
+
+    async def main() -> Any:
+        s = _Resumed()
+        b = Balancer(inverter, [e.name for e in home.spec.elements], timeout_s=5.0)
+        await b.on_join(s)
+        assert (b.settled_seq, b.next_step) == (40, 41)
+        s.published.clear()
+        b.on_tick(run(25))  # windows 25–40, all settled before the restart: TickDone again, nothing settled
+        assert [u for u, _ in s.published] == [m.TICK_DONE]
+        assert m.TickDone.model_validate(s.published[0][1]).next_step == 41
+        b.on_tick(run(49))  # beyond a gap (the run 33–48 went to the dead inverter): held
+        assert [u for u, _ in s.published] == [m.TICK_DONE] and list(b.held) == [49]
+        b.on_tick(run(33))  # re-sent, settled through 40: opens 41, then the held run follows at 49
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if b.settled_seq == 64:
+                break
+        return b, s
+
+    b, s = asyncio.run(main())
+    flows = [m.Flows.model_validate(p) for u, p in s.published if u == m.FLOWS]
+    assert [f.i0 for f in flows] == list(range(41, 65))  # each window once, none of 25–40 again
+    done = [m.TickDone.model_validate(p) for u, p in s.published if u == m.TICK_DONE]
+    assert [(d.seq, d.next_step) for d in done] == [(25, 41), (33, 49), (49, 65)]
+    assert b.held == {}
