@@ -237,7 +237,10 @@ class Balancer(ElementHost):
         for name, a in zip(names + ["clock"], answers):
             if not isinstance(a, dict):
                 continue
-            seq, step = (a.get("seq", 0) - 1, a.get("i")) if name == "clock" else (a.get("settled_seq"), a.get("next_step"))
+            if name == "clock":  # its next tick's seq and step: what it got TickDone for is before them
+                seq, step = a.get("seq", 0) - 1, a.get("i")
+            else:
+                seq, step = a.get("settled_seq"), a.get("next_step")
             if type(seq) is not int or type(step) is not int or not (seq >= 0 and 0 < step <= n_steps):
                 continue
             if (seq, step) > best:
