@@ -139,7 +139,7 @@ def test_a_battery_killed_mid_run_is_settled_without_then_rejoins(router):  # ty
     """SIGKILL of the battery mid-run: the windows until it is back are settled without it (counted
     in ``meta.steps_without``); no step is lost or settled twice, the ledger closes, SoC stays finite,
     and the steps before the kill equal `hometwin run`."""
-    up = Up(router, window=1, until_s=DAY, timeout_s=3.0).start()
+    up = Up(router, window=1, until_s=DAY, timeout_s=5.0).start()
     with up.driving():
         _wait_step(up, 400)
         old = _kill(up, "battery")
@@ -177,7 +177,7 @@ def test_a_stopped_geyser_costs_one_timeout_then_rejoins(router):  # type: ignor
     used to wait the whole timeout): it is stale after one timeout and not awaited again; after
     SIGCONT its packets show it is back and it takes part again from 09:00."""
     hang, back = 480, 540
-    up = Up(router, window=1, until_s=DAY, pause_at=hang, timeout_s=2.0).start()
+    up = Up(router, window=1, until_s=DAY, pause_at=hang, timeout_s=5.0).start()
     with up.driving():
         up.wait_paused_at(hang, timeout_s=WAIT_S)
         pid = _kill(up, "geyser", signal.SIGSTOP)
