@@ -90,6 +90,7 @@ class Clock:
         self._t0_epoch = float(ctx.start.timestamp())
         self._last_warn = 0.0
         self._members: list[str] = []  # who took part in the last settled window (for a re-tick)
+        self._flight: list[tuple[m.Tick, asyncio.Task]] = []  # the ticks out, oldest first (run's list)
 
     # -- RPCs --------------------------------------------------------------------------------------
     def status(self) -> m.ClockStatus:
@@ -296,21 +297,31 @@ class Clock:
         a restarted inverter rebuilds its roster from announcements, and a tick that reached it
         before them would be settled without those elements.
         """
+        self.session.publish(m.TICK, tick.wire())
+        self.metrics.msg("out", m.TICK)
         while True:
-            self.session.publish(m.TICK, tick.wire())
-            self.metrics.msg("out", m.TICK)
             # asyncio.wait, not wait_for: on Python 3.11 wait_for returns the result when the TickDone
             # and a cancellation arrive together, swallowing the cancellation; a paused clock then
             # waited forever for a resume instead of stopping.
             await asyncio.wait({fut}, timeout=self.retick_s)
             if fut.done():
                 return fut.result()
+            if self._flight and self._flight[0][0] is not tick:
+                continue  # the oldest tick in flight publishes them all again, in order
             log.warning("tick %d not done after %.1f s: publishing it again once the inverter's "
                         "roster is complete", tick.seq, self.retick_s)
             await self.wait_for_roster(self._members or self.expect, fut, then="re-ticking")
             if fut.done():
                 return fut.result()
-            log.warning("tick %d published again", tick.seq)
+            # Every tick in flight, oldest first: a restarted inverter that got a later one alone would
+            # hold it for the gap; in order it opens them one after another (a settled window of theirs
+            # it answers without settling it again: docs/runtime.md, "State across restarts").
+            again = [t for t, _ in self._flight] or [tick]
+            for t in again:
+                self.session.publish(m.TICK, t.wire())
+                self.metrics.msg("out", m.TICK)
+            log.warning("tick %d published again%s", tick.seq,
+                        f" (and the {len(again) - 1} in flight after it)" if len(again) > 1 else "")
 
     async def resume_where_the_run_is(self) -> None:
         """A clock restarted mid-run (its process crashed, its pod was rescheduled) goes on after
@@ -345,6 +356,7 @@ class Clock:
         await self.resume_where_the_run_is()
         self.metrics.set("speed", 0 if self.speed == "max" else float(self.speed))
         flight: list[tuple[m.Tick, asyncio.Task]] = []  # ticks out, oldest first, each awaiting its TickDone
+        self._flight = flight
         i = self.i  # where the next tick starts
         try:
             while not self.failed:

@@ -71,6 +71,49 @@ class RemoteRun:
         return next((e for e in self.elements.values() if e.role.value == "storage"), None)
 
 
+class RecordedSteps:
+    """Which steps the recorder holds, so that none is overwritten or counted twice.
+
+    A ``Flows`` that covers a step already recorded is a second settlement of it (a restarted
+    inverter, or a forgery): if it says exactly what is recorded for those steps (every flow
+    column, the SoC, every element's served energy; bit for bit) it is the same settlement
+    published again and is ignored; otherwise it is refused, logged and counted
+    (``kpis.json``'s ``meta.flows_rejected``) and the recorded steps stay as they are."""
+
+    def __init__(self, n_steps: int):
+        self.have = np.zeros(n_steps, dtype=bool)
+        self.rejected = 0  # Flows refused: they would have changed a recorded step
+        self.ignored = 0  # Flows that repeated recorded steps exactly
+
+    def admit(self, f: m.Flows, rec: Recorder) -> str | None:
+        """None: record ``f``; else why not (``"same"``: it repeats recorded steps exactly)."""
+        s = slice(f.i0, f.i0 + f.k + 1)
+        if f.i0 + f.k + 1 > len(self.have):
+            self.rejected += 1
+            return f"steps {f.i0}–{f.i0 + f.k} lie beyond the run's {len(self.have)} steps"
+        old = self.have[s]
+        if not old.any():
+            self.have[s] = True
+            return None
+        at = np.flatnonzero(old) + f.i0  # the steps recorded already
+        j = at - f.i0
+        same = all(np.array_equal(rec.cols[c][at], np.asarray(f.flows[c])[j]) for c in rec.cols) \
+            and (np.array_equal(rec.soc[at], np.asarray(f.soc)[j], equal_nan=True) if f.soc is not None
+                 else bool(np.isnan(rec.soc[at]).all())) \
+            and all(np.array_equal(rec.elements[n][at] if n in rec.elements else np.zeros(len(at)),
+                                   np.asarray(f.served[n])[j] if n in f.served else np.zeros(len(at)))
+                    for n in set(rec.elements) | set(f.served))
+        if not same:
+            self.rejected += 1
+            return (f"window {f.seq} settles steps {at[0]}–{at[-1]} again, differently from what is recorded "
+                    "(refused: a settled step is never overwritten)")
+        if old.all():
+            self.ignored += 1
+            return "same"
+        self.have[s] = True  # the recorded steps it repeats exactly, and new ones
+        return None
+
+
 @dataclass
 class Proc:
     cmd: ServiceCommand
@@ -154,6 +197,7 @@ class Launcher:
         self._own_credentials_dir = False
         self.events: list[dict[str, Any]] = []  # accepted control actions (ControlEvent), in order
         self.rejections = m.Rejections()
+        self.recorded = RecordedSteps(self.remote.ctx.n_steps)  # no step overwritten or counted twice
 
     # -- credentials -------------------------------------------------------------------------------
     def _prepare_credentials(self) -> dict[str, str]:
@@ -327,6 +371,13 @@ class Launcher:
                 return
             f = m.decode(m.Flows, payload, m.FLOWS, rej)
             if f is None:
+                return
+            why = self.recorded.admit(f, self.recorder)
+            if why == "same":
+                log.info("Flows of window %d repeat recorded steps %d–%d exactly: ignored", f.seq, f.i0, f.i0 + f.k)
+                return
+            if why is not None:
+                self._log("up", "red", f"Flows refused: {why}")
                 return
             self.last_flows = f
             self.remote.max_residual_j = max(self.remote.max_residual_j, f.max_residual_j)
@@ -505,6 +556,8 @@ class Launcher:
         res.meta["steps_without"] = dict(self.steps_without)
         res.meta["messages_rejected"] = {f"{uri} {why}": n for (uri, why), n in self.rejections.counts.items()}
         res.events = list(self.events)
+        res.meta["flows_rejected"] = self.recorded.rejected  # Flows that would have changed a recorded step
+        res.meta["flows_repeated"] = self.recorded.ignored  # … that repeated recorded steps exactly (ignored)
         return res
 
     def live_table(self) -> Any:

@@ -378,9 +378,18 @@ class ElementService(ElementHost):
         self.speculates = not ahead and not self.needs and not el.outputs \
             and el.role in (Role.source, Role.load, Role.storage)
         self.then: m.Tick | None = None  # the window after this one (the Settle that started it said so)
+        # The last window the inverter settled while this element listened (a participant or left out) and
+        # the step after it: a restarted inverter asks (``get``) and resumes after it, settling none twice.
+        self.settled_seq, self.next_step = -1, 0
+        self.chunk_windows = 0  # running ahead: windows of the chunk settled so far (its Settles' parts)
 
     def extra_rpcs(self) -> list[str]:
         return [px.PLAN_STAGE] if self.plannable else []
+
+    def rpc_get(self) -> dict[str, Any]:
+        out = super().rpc_get()
+        out["settled_seq"], out["next_step"] = self.settled_seq, self.next_step  # (a restarted inverter asks)
+        return out
 
     def describe_msg(self) -> m.Describe:
         d = super().describe_msg()
@@ -654,10 +663,15 @@ class ElementService(ElementHost):
         if self.ahead:
             self.settled_to = st.i0 + st.k + 1
             self.settled = self.settled_to >= w.i0 + w.n
+            if st.i0 == w.i0:
+                self.chunk_windows = 0
+            self.chunk_windows += len(st.parts) or 1  # the chunk's windows have consecutive seqs from its own
+            self.settled_seq, self.next_step = w.seq + self.chunk_windows - 1, self.settled_to
             if st.i0 != w.i0:  # a later part: the rest of the chunk from st.i0
                 w = Window(seq=w.seq, i0=st.i0, n=st.n, dt_s=w.dt_s, home=self.ctx)
         else:
             self.settled = True
+            self.settled_seq, self.next_step = st.seq, st.i0 + st.k + 1
         if self.name not in st.participants:
             if self.spec is not None:
                 self._rollback()
