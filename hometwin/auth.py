@@ -159,8 +159,10 @@ def _element_role(name: str, kind: str, everyone: list[str]) -> Role:
         b.allow("publish", [u for u in _INVERTER_PUBLISH if u in IDENTIFIED_TOPICS], disclose=True)
         b.allow("subscribe", _INVERTER_SUBSCRIBE)
         b.allow("register", _INVERTER_REGISTER)
-        # The optimizer drives the other elements: dispatch, planner ports, plan_stage.
+        # The optimizer drives the other elements: dispatch, planner ports, plan_stage; a restarted
+        # inverter asks them and the clock where the run was settled.
         b.allow("call", [m.element_uri(other, "") for other in everyone if other != name])
+        b.allow("call", (m.clock_uri("status"),))
     return b.role()
 
 
