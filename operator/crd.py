@@ -312,7 +312,8 @@ def openapi_schema() -> dict[str, Any]:
     schema = json_schema()
     defs = schema.pop("$defs")
     spec = structural(schema["properties"]["spec"], defs)
-    spec["properties"]["elements"]["maxItems"] = min(MAX_ELEMENTS, spec["properties"]["elements"].get("maxItems", MAX_ELEMENTS))
+    elements = spec["properties"]["elements"]
+    elements["maxItems"] = min(MAX_ELEMENTS, elements.get("maxItems", MAX_ELEMENTS))
     return {
         "type": "object",
         "description": "A home's energy system: location, clock and elements (one Deployment each).",

@@ -201,11 +201,25 @@ def _ports(cmd: ServiceCommand) -> list[dict[str, Any]]:
     return [{"name": "metrics", "containerPort": cmd.metrics_port, "protocol": "TCP"}]
 
 
+def _volumes(home: Any, cmd: ServiceCommand) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(volume, its mount) pairs of a service's pod: one line per volume."""
+    out = [({"name": "spec", "configMap": {"name": object_name(home.metadata.name, "spec")}},
+            {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True}),
+           ({"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, {"name": "tmp", "mountPath": "/tmp"})]
+    if "--state-dir" in cmd.args:  # an element's state file outlives a crash of its container (not of
+        # its pod): the restarted container continues from its last settle
+        out.append(({"name": "state", "emptyDir": {"sizeLimit": "64Mi"}},
+                    {"name": "state", "mountPath": STATE_DIR_IN_POD}))
+    if "--data-dir" in cmd.args:  # the spec's data files, by file name; the pod waits for the ConfigMap
+        out.append(({"name": "data", "configMap": {"name": home.spec.deployment.data_config_map}},
+                    {"name": "data", "mountPath": DATA_DIR_IN_POD, "readOnly": True}))
+    return out
+
+
 def _deployment(home: Any, cmd: ServiceCommand, namespace: str, image: str, component: str) -> dict[str, Any]:
     home_name = home.metadata.name
     element = cmd.name if cmd.role not in ("router", "clock") else None
-    keeps_state = "--state-dir" in cmd.args  # the volume exists where the command writes state
-    reads_data = "--data-dir" in cmd.args  # the home's data ConfigMap is mounted where it reads
+    volumes = _volumes(home, cmd)
     pod_labels = labels(home_name, component, cmd.name)
     pod_annotations = {CONFIG_HASH: _config_hash(home, cmd)}
     if cmd.role != "router":
@@ -222,10 +236,7 @@ def _deployment(home: Any, cmd: ServiceCommand, namespace: str, image: str, comp
         # Router: ready when the RawSocket transport accepts, alive while the WebSocket one does.
         "readinessProbe": _probe(cmd) | {"initialDelaySeconds": 2},
         "livenessProbe": _probe(cmd, router_port="ws") | {"initialDelaySeconds": 30},
-        "volumeMounts": [{"name": "spec", "mountPath": SPEC_DIR, "readOnly": True},
-                         {"name": "tmp", "mountPath": "/tmp"}]
-                        + ([{"name": "state", "mountPath": STATE_DIR_IN_POD}] if keeps_state else [])
-                        + ([{"name": "data", "mountPath": DATA_DIR_IN_POD, "readOnly": True}] if reads_data else []),
+        "volumeMounts": [mount for _, mount in volumes],
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
     }
@@ -249,14 +260,7 @@ def _deployment(home: Any, cmd: ServiceCommand, namespace: str, image: str, comp
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
                                         "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [container],
-                    "volumes": [{"name": "spec", "configMap": {"name": object_name(home_name, "spec")}},
-                                {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
-                               # An element's state file outlives a crash of its container (not of its
-                               # pod): the restarted container continues from its last settle.
-                               + ([{"name": "state", "emptyDir": {"sizeLimit": "64Mi"}}] if keeps_state else [])
-                               # The spec's data files, by file name; the pod waits until the ConfigMap exists.
-                               + ([{"name": "data", "configMap": {"name": home.spec.deployment.data_config_map}}]
-                                  if reads_data else []),
+                    "volumes": [volume for volume, _ in volumes],
                 },
             },
         },

@@ -9,6 +9,8 @@ from typing import Any
 
 import kubernetes_validate
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 import pytest
 import yaml
 
@@ -415,3 +417,11 @@ def test_policy_from_the_operator_environment() -> None:
                 {"HOMETWIN_ROUTER_MAX_UNAVAILABLE": "2"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             policy_from_env(bad, "x:1")
+
+
+@given(tag=st.text(st.characters(codec="ascii", exclude_categories=("Cc",)), min_size=1, max_size=40))
+def test_a_glob_star_never_crosses_a_slash(tag: str) -> None:
+    """Whatever follows the allowed repository's ':' — a tag, a digest, a path trick — is allowed
+    exactly when it stays in that repository (no '/')."""
+    assert image_allowed(f"ghcr.io/hometwin/hometwin:{tag}", ["ghcr.io/hometwin/hometwin:*"]) is ("/" not in tag)
+    assert not image_allowed(f"ghcr.io/hometwin/hometwin{tag}", ["ghcr.io/hometwin/hometwin:*"]) or tag[0] == ":"
