@@ -34,18 +34,21 @@ DOCKERFILE = ROOT / "Dockerfile"
 PIP_TIMEOUT_S = 900  # [s] a fresh venv from pip's cache takes 2-4 min on a loaded machine
 RUN_TIMEOUT_S = 240  # [s] router start (Crossbar) + join + a one-day run of hourly steps
 
-# Two elements: the inverter (it settles windows) and a load whose requests it balances; the
-# clock waits until both have joined before the first tick.
+# The inverter (it settles windows), a load and the grid that serves it; the clock waits until all
+# three have joined before the first tick.
+HOUSE_W = 350.0
 HOME = {
     "apiVersion": "hometwin.io/v1alpha1", "kind": "Home", "metadata": {"name": "imagecheck"},
     "spec": {
         "location": {"latitude": 52.52, "longitude": 13.40, "timezone": "Europe/Berlin"},
         "clock": {"start": "2025-06-01T00:00:00", "duration": "1d", "step_s": 3600, "seed": 1},
         "elements": [{"name": "inverter", "kind": "inverter", "config": {"ac_power_kw": 4.0}},
-                     {"name": "house", "kind": "base_load", "config": {"power_w": 350}}],
+                     {"name": "grid", "kind": "grid",
+                      "config": {"currency": "EUR", "tariff": {"type": "flat", "price_per_kwh": 0.35}}},
+                     {"name": "house", "kind": "base_load", "config": {"power_w": HOUSE_W}}],
     },
 }
-STEPS = 24
+STEPS = 24  # a day of hourly steps
 
 
 def image_recipe(dockerfile: Path = DOCKERFILE) -> tuple[list[tuple[list[str], str]], list[str]]:
@@ -127,13 +130,37 @@ def processes() -> Iterator[list[subprocess.Popen]]:
 
 
 def launch(procs: list[subprocess.Popen], bin_dir: Path, log: Path, *args: str) -> subprocess.Popen:
-    """``hometwin ARGS`` from the image's venv, output to ``log`` (the one place that builds a
-    service's command line from outside: add credentials here)."""
+    """``hometwin ARGS`` from the image's venv, output to ``log``."""
     with log.open("w") as out:
         proc = subprocess.Popen([str(bin_dir / "hometwin"), *args], stdout=out, stderr=subprocess.STDOUT,
                                 cwd=log.parent, env=_clean_env(), start_new_session=True)
     procs.append(proc)
     return proc
+
+
+def start_home(procs: list[subprocess.Popen], bin_dir: Path, run: Path) -> dict[str, int]:
+    """Router, then every element and the clock of :data:`HOME`, as the operator's pods run them
+    but on loopback; their metrics ports by name.  The one place that builds the services'
+    command lines (credentials go here)."""
+    spec = run / "home.yaml"
+    spec.write_text(yaml.safe_dump(HOME))
+    realm = f"hometwin.{HOME['metadata']['name']}"
+    ws = free_ports(2)
+    names = [el["name"] for el in HOME["spec"]["elements"]] + ["clock"]
+    first = free_ports(len(names))
+    ports = {name: first + i for i, name in enumerate(names)}
+    launch(procs, bin_dir, run / "router.log", "router", "--realm", realm, "--host", "127.0.0.1",
+           "--port", str(ws), "--rawsocket-port", str(ws + 1))
+    wait_until(lambda: "router up" in (run / "router.log").read_text() or procs[0].poll() is not None,
+               RUN_TIMEOUT_S, "the router to start")
+    assert procs[0].poll() is None, (run / "router.log").read_text()[-3000:]
+    common = ("--spec", str(spec), "--router", f"rs://127.0.0.1:{ws + 1}", "--realm", realm,
+              "--metrics-host", "127.0.0.1")
+    for el in HOME["spec"]["elements"]:
+        launch(procs, bin_dir, run / f"{el['name']}.log", "service", el["kind"], "--name", el["name"],
+               *common, "--metrics-port", str(ports[el["name"]]))
+    launch(procs, bin_dir, run / "clock.log", "clock", *common, "--metrics-port", str(ports["clock"]))
+    return ports
 
 
 def metrics(port: int) -> dict[str, float]:
@@ -165,36 +192,23 @@ def test_a_home_runs_from_the_image_install_set(tmp_path: Path) -> None:
 
     run = tmp_path / "run"
     run.mkdir()
-    spec = run / "home.yaml"
-    spec.write_text(yaml.safe_dump(HOME))
-    realm = "hometwin.imagecheck"
-    ws = free_ports(2)
-    rs = ws + 1
-    clock_port = free_ports(3)
-    ports = {"clock": clock_port, "inverter": clock_port + 1, "house": clock_port + 2}
-    router = f"rs://127.0.0.1:{rs}"
+
+    def logs() -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted(run.glob("*.log")))
+
     with processes() as procs:
-        launch(procs, bin_dir, run / "router.log", "router", "--realm", realm, "--host", "127.0.0.1",
-               "--port", str(ws), "--rawsocket-port", str(rs))
-        wait_until(lambda: "router up" in (run / "router.log").read_text() or procs[0].poll() is not None,
-                   RUN_TIMEOUT_S, "the router to start")
-        assert procs[0].poll() is None, (run / "router.log").read_text()[-3000:]
-        common = ("--spec", str(spec), "--router", router, "--realm", realm, "--metrics-host", "127.0.0.1")
-        for el in HOME["spec"]["elements"]:
-            launch(procs, bin_dir, run / f"{el['name']}.log", "service", el["kind"], "--name", el["name"],
-                   *common, "--metrics-port", str(ports[el["name"]]))
-        launch(procs, bin_dir, run / "clock.log", "clock", *common, "--metrics-port", str(ports["clock"]))
-
-        def logs() -> str:
-            return "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted(run.glob("*.log")))
-
+        ports = start_home(procs, bin_dir, run)
         try:
             wait_until(lambda: metrics(ports["clock"]).get('hometwin_steps_total{element="clock"}') == STEPS,
                        RUN_TIMEOUT_S, f"the clock to settle all {STEPS} steps")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{logs()}") from None
         assert all(p.poll() is None for p in procs), logs()  # nobody crashed on the way
-        house = metrics(ports["house"])
-        assert "joined hometwin.imagecheck" in (run / "house.log").read_text()
-        assert "run done: 24 steps" in (run / "clock.log").read_text()
-    assert house, "the element served its /metrics"
+        grid, house = metrics(ports["grid"]), metrics(ports["house"])
+    # Every element settled the whole day, and the energy balances: what the grid put onto the
+    # bus is what the house took off it, 350 W for 24 h.
+    day_j = HOUSE_W * STEPS * 3600
+    assert grid['hometwin_steps_total{element="grid"}'] == house['hometwin_steps_total{element="house"}'] == STEPS
+    assert house['hometwin_element_energy_joules_total{direction="off_bus",element="house"}'] == pytest.approx(day_j)
+    assert grid['hometwin_element_energy_joules_total{direction="onto_bus",element="grid"}'] == pytest.approx(day_j)
+    assert "run done: 24 steps" in (run / "clock.log").read_text()
