@@ -6,16 +6,17 @@ operator (tests, ``hometwin operator``) runs exactly these and nothing else.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from typing import Any
+from typing import Any, Mapping
 
 import kopf
 
 from hometwin.operator.crd import GROUP, PLURAL, VERSION
 from hometwin.operator.kube import Kube, KubeError, connection_info, load_api_client, load_configuration
 from hometwin.deploy import DEFAULT_METRICS_PORT
-from hometwin.operator.manifests import DEFAULT_IMAGE, LABEL_HOME, MANAGED_BY, object_name
+from hometwin.operator.manifests import DEFAULT_IMAGE, LABEL_HOME, MANAGED_BY, Peer, Policy, object_name
 from hometwin.operator.progress import METRICS_URL, grid_element, read_progress
 from hometwin.operator.reconcile import FAILED, failed_status, home_deployments, home_status, reconcile
 from hometwin.spec import SpecError
@@ -24,6 +25,45 @@ registry = kopf.OperatorRegistry()
 HOMES = dict(group=GROUP, version=VERSION, plural=PLURAL)
 RETRY_DELAY_S = 10.0  # [s] after an API error: long enough not to hammer a struggling API server
 PROGRESS_INTERVAL_S = float(os.environ.get("HOMETWIN_PROGRESS_INTERVAL_S", "10"))  # [s] status columns refresh
+
+
+def _labels(env: Mapping[str, str], var: str) -> dict[str, str]:
+    try:
+        labels = json.loads(env.get(var) or "{}")
+    except ValueError as exc:
+        raise ValueError(f"{var}: not JSON ({exc}); give pod labels as {{\"key\": \"value\"}}") from None
+    if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise ValueError(f"{var}: must be a JSON object of strings (pod labels), got {labels!r}")
+    return labels
+
+
+def repository(image: str) -> str:
+    """``registry/name`` of ``registry/name:tag`` or ``registry/name@digest`` (a port stays)."""
+    image = image.split("@", 1)[0]
+    head, _, tail = image.rpartition(":")
+    return head if head and "/" not in tail else image
+
+
+def policy_from_env(env: Mapping[str, str], image: str) -> Policy:
+    """The chart's values as the operator gets them (helm/hometwin/templates/deployment.yaml):
+
+    ``HOMETWIN_ALLOWED_IMAGES`` comma-separated globs (default: the operator's own image
+    repository, any tag); ``HOMETWIN_OPERATOR_NAMESPACE`` + ``HOMETWIN_OPERATOR_POD_LABELS``
+    (JSON) the operator's pods; ``HOMETWIN_SCRAPER_NAMESPACE`` (empty: any) +
+    ``HOMETWIN_SCRAPER_POD_LABELS`` the metrics scraper, when either is set;
+    ``HOMETWIN_ROUTER_MAX_UNAVAILABLE`` the router's disruption budget (0 or 1).
+    """
+    allowed = tuple(p.strip() for p in env.get("HOMETWIN_ALLOWED_IMAGES", "").split(",") if p.strip())
+    operator = scraper = None
+    if env.get("HOMETWIN_OPERATOR_NAMESPACE"):
+        operator = Peer(env["HOMETWIN_OPERATOR_NAMESPACE"], _labels(env, "HOMETWIN_OPERATOR_POD_LABELS"))
+    if "HOMETWIN_SCRAPER_NAMESPACE" in env or "HOMETWIN_SCRAPER_POD_LABELS" in env:
+        scraper = Peer(env.get("HOMETWIN_SCRAPER_NAMESPACE") or None, _labels(env, "HOMETWIN_SCRAPER_POD_LABELS"))
+    budget = env.get("HOMETWIN_ROUTER_MAX_UNAVAILABLE", "0")
+    if budget not in ("0", "1"):
+        raise ValueError(f"HOMETWIN_ROUTER_MAX_UNAVAILABLE: 0 or 1 (the router is one pod), got {budget!r}")
+    return Policy(allowed_images=allowed or (f"{repository(image)}:*",), operator=operator, scraper=scraper,
+                  router_max_unavailable=int(budget))
 
 
 @kopf.on.login(registry=registry)
@@ -45,6 +85,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         memo.kube = Kube(load_api_client())
     memo.setdefault("image", os.environ.get("HOMETWIN_IMAGE", DEFAULT_IMAGE))
     memo.setdefault("metrics_url", os.environ.get("HOMETWIN_METRICS_URL", METRICS_URL))
+    memo.setdefault("policy", policy_from_env(os.environ, memo.image))
 
 
 @kopf.on.resume(**HOMES, registry=registry)
@@ -54,11 +95,12 @@ def reconcile_home(body: kopf.Body, namespace: str, patch: kopf.Patch, memo: kop
                    logger: kopf.Logger, **_: Any) -> None:
     """Create, update or prune the Home's objects; an invalid Home fails and creates nothing."""
     try:
-        status, changes = reconcile(memo.kube, body, namespace, memo.image)
-    except SpecError as exc:
-        patch.status.update(failed_status(exc.errors))
-        kopf.warn(body, reason="InvalidSpec", message="; ".join(exc.errors)[:1000])
-        raise kopf.PermanentError(f"invalid Home: {'; '.join(exc.errors)}") from None
+        status, changes = reconcile(memo.kube, body, namespace, memo.image, memo.policy)
+    except SpecError as exc:  # invalid, or an image outside the allow-list: no retry fixes it
+        reason = getattr(exc, "reason", "InvalidSpec")
+        patch.status.update(failed_status(exc.errors, reason))
+        kopf.warn(body, reason=reason, message="; ".join(exc.errors)[:1000])
+        raise kopf.PermanentError(f"{reason}: {'; '.join(exc.errors)}") from None
     except KubeError as exc:
         patch.status["lastError"] = str(exc)
         raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_S) from exc
@@ -88,7 +130,7 @@ def _put_back(body: kopf.Body, home: dict[str, Any], namespace: str, memo: kopf.
     if home["metadata"].get("deletionTimestamp"):
         return None
     try:
-        status, changes = reconcile(memo.kube, home, namespace, memo.image)
+        status, changes = reconcile(memo.kube, home, namespace, memo.image, memo.policy)
     except (SpecError, KubeError) as exc:  # the Home's own handler reports and retries these
         logger.warning("%s deleted; not put back now: %s", body.metadata.name, exc)
         return None

@@ -21,6 +21,8 @@ PATHS: dict[str, tuple[str, str]] = {
     "ConfigMap": ("api/v1", "configmaps"),
     "Service": ("api/v1", "services"),
     "Deployment": ("apis/apps/v1", "deployments"),
+    "NetworkPolicy": ("apis/networking.k8s.io/v1", "networkpolicies"),
+    "PodDisruptionBudget": ("apis/policy/v1", "poddisruptionbudgets"),
     "Home": ("apis/hometwin.io/v1alpha1", "homes"),
 }
 

@@ -1,8 +1,10 @@
 """A validated Home → the Kubernetes objects that run it (pure: no API calls, no kopf).
 
-One ConfigMap with the spec, the home's router (Deployment + Service), the clock
-(Deployment) and one Deployment + metrics Service per element, every one owned by
-the Home.  The containers run exactly the commands of
+One ConfigMap with the spec, a NetworkPolicy fencing the home's pods, the home's router
+(Deployment + Service + PodDisruptionBudget), the clock (Deployment) and one Deployment +
+metrics Service per element, every one owned by the Home.  What the cluster admin decides
+(images a Home may run, who besides the home may reach it) comes in a :class:`Policy`.
+The containers run exactly the commands of
 :func:`hometwin.deploy.service_commands`, so ``hometwin up`` and the operator start
 the same services.
 
@@ -23,7 +25,8 @@ import hashlib
 import json
 import os
 import re
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -48,6 +51,60 @@ ENABLED = f"{GROUP}/enabled"  # the `enabled` flag the replicas were last set fr
 
 RESERVED_NAMES = ("router", "clock", "spec")  # names of the home's own services and ConfigMap
 MAX_NAME = 63  # Service names are DNS-1035 labels
+
+
+class ImageNotAllowed(SpecError):
+    """``spec.deployment.image`` is outside the operator's allow-list (the admin's policy, not a
+    typo a retry could fix: the Home fails permanently until it is edited)."""
+
+    reason = "ImageNotAllowed"
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Pods that may reach a home's pods: in the namespace named ``namespace`` (``None``: any
+    namespace) whose labels include ``pod_labels`` (empty: any pod there)."""
+
+    namespace: str | None = None
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+
+    def selector(self) -> dict[str, Any]:
+        """A NetworkPolicy ``from`` entry (both selectors in one entry: pods in that namespace)."""
+        namespaces = {"matchLabels": {"kubernetes.io/metadata.name": self.namespace}} if self.namespace else {}
+        return {"namespaceSelector": namespaces,
+                "podSelector": {"matchLabels": dict(self.pod_labels)} if self.pod_labels else {}}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The cluster admin's rules for every Home (chart values, given to the operator as env vars).
+
+    ``allowed_images``: globs a ``spec.deployment.image`` must match (``*`` never crosses a
+    ``/``); ``None`` checks nothing (the pure builder's default; the operator always has a list).
+    ``operator``/``scraper``: the only pods outside the home that may reach it, and only its
+    ``/metrics`` port (the operator reads the grid's for the status columns; Prometheus scrapes
+    every element and the clock).
+    ``router_max_unavailable``: the router's PodDisruptionBudget (0: a drain waits for an admin).
+    """
+
+    allowed_images: tuple[str, ...] | None = None
+    operator: Peer | None = None
+    scraper: Peer | None = None
+    router_max_unavailable: int = 0
+
+
+def image_allowed(image: str, patterns: Sequence[str]) -> bool:
+    """``image`` matches one of the globs (``*``: any run of characters but ``/``)."""
+    return any(re.fullmatch("[^/]*".join(re.escape(part) for part in p.split("*")), image) for p in patterns)
+
+
+def check_image(home: Any, allowed: Sequence[str] | None) -> None:
+    """Refuse a Home whose ``spec.deployment.image`` is outside ``allowed`` (:class:`ImageNotAllowed`)."""
+    image = home.spec.deployment.image
+    if allowed is None or image is None or image_allowed(image, allowed):
+        return
+    raise ImageNotAllowed([f"spec.deployment.image: {image!r} is not an allowed image; this operator runs only "
+                           f"{', '.join(repr(p) for p in allowed) or '(none)'} (chart value operator.allowedImages)"])
 
 
 def object_name(home_name: str, service: str) -> str:
@@ -127,9 +184,11 @@ def _config_hash(home: Any, cmd: ServiceCommand) -> str:
     return digest(shared | {"element": element.model_dump(mode="json", exclude={"enabled"})})
 
 
-def _probe(cmd: ServiceCommand) -> dict[str, Any]:
-    if cmd.role == "router":  # the router speaks WAMP, not Prometheus
-        check: dict[str, Any] = {"tcpSocket": {"port": "ws"}}
+def _probe(cmd: ServiceCommand, router_port: str = "rawsocket") -> dict[str, Any]:
+    """Elements and clock: their /metrics answers once the process serves.  The router speaks
+    WAMP, not HTTP: a TCP connect to a transport's port (Crossbar listens once the realm is up)."""
+    if cmd.role == "router":
+        check: dict[str, Any] = {"tcpSocket": {"port": router_port}}
     else:
         check = {"httpGet": {"path": "/metrics", "port": "metrics"}}
     return check | {"periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 3}
@@ -142,11 +201,25 @@ def _ports(cmd: ServiceCommand) -> list[dict[str, Any]]:
     return [{"name": "metrics", "containerPort": cmd.metrics_port, "protocol": "TCP"}]
 
 
+def _volumes(home: Any, cmd: ServiceCommand) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(volume, its mount) pairs of a service's pod: one line per volume."""
+    out = [({"name": "spec", "configMap": {"name": object_name(home.metadata.name, "spec")}},
+            {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True}),
+           ({"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, {"name": "tmp", "mountPath": "/tmp"})]
+    if "--state-dir" in cmd.args:  # an element's state file outlives a crash of its container (not of
+        # its pod): the restarted container continues from its last settle
+        out.append(({"name": "state", "emptyDir": {"sizeLimit": "64Mi"}},
+                    {"name": "state", "mountPath": STATE_DIR_IN_POD}))
+    if "--data-dir" in cmd.args:  # the spec's data files, by file name; the pod waits for the ConfigMap
+        out.append(({"name": "data", "configMap": {"name": home.spec.deployment.data_config_map}},
+                    {"name": "data", "mountPath": DATA_DIR_IN_POD, "readOnly": True}))
+    return out
+
+
 def _deployment(home: Any, cmd: ServiceCommand, namespace: str, image: str, component: str) -> dict[str, Any]:
     home_name = home.metadata.name
     element = cmd.name if cmd.role not in ("router", "clock") else None
-    keeps_state = "--state-dir" in cmd.args  # the volume exists where the command writes state
-    reads_data = "--data-dir" in cmd.args  # the home's data ConfigMap is mounted where it reads
+    volumes = _volumes(home, cmd)
     pod_labels = labels(home_name, component, cmd.name)
     pod_annotations = {CONFIG_HASH: _config_hash(home, cmd)}
     if cmd.role != "router":
@@ -160,12 +233,10 @@ def _deployment(home: Any, cmd: ServiceCommand, namespace: str, image: str, comp
         "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"}],
         "ports": _ports(cmd),
         "resources": _resources(home, element),
+        # Router: ready when the RawSocket transport accepts, alive while the WebSocket one does.
         "readinessProbe": _probe(cmd) | {"initialDelaySeconds": 2},
-        "livenessProbe": _probe(cmd) | {"initialDelaySeconds": 30},
-        "volumeMounts": [{"name": "spec", "mountPath": SPEC_DIR, "readOnly": True},
-                         {"name": "tmp", "mountPath": "/tmp"}]
-                        + ([{"name": "state", "mountPath": STATE_DIR_IN_POD}] if keeps_state else [])
-                        + ([{"name": "data", "mountPath": DATA_DIR_IN_POD, "readOnly": True}] if reads_data else []),
+        "livenessProbe": _probe(cmd, router_port="ws") | {"initialDelaySeconds": 30},
+        "volumeMounts": [mount for _, mount in volumes],
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
     }
@@ -189,14 +260,7 @@ def _deployment(home: Any, cmd: ServiceCommand, namespace: str, image: str, comp
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
                                         "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [container],
-                    "volumes": [{"name": "spec", "configMap": {"name": object_name(home_name, "spec")}},
-                                {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
-                               # An element's state file outlives a crash of its container (not of its
-                               # pod): the restarted container continues from its last settle.
-                               + ([{"name": "state", "emptyDir": {"sizeLimit": "64Mi"}}] if keeps_state else [])
-                               # The spec's data files, by file name; the pod waits until the ConfigMap exists.
-                               + ([{"name": "data", "configMap": {"name": home.spec.deployment.data_config_map}}]
-                                  if reads_data else []),
+                    "volumes": [volume for volume, _ in volumes],
                 },
             },
         },
@@ -214,6 +278,46 @@ def _service(home: Any, cmd: ServiceCommand, namespace: str, component: str) -> 
                      "labels": labels(home_name, component, cmd.name)},
         "spec": {"type": "ClusterIP", "selector": {LABEL_HOME: home_name, LABEL_SERVICE: cmd.name},
                  "ports": ports},
+    }
+
+
+def _network_policy(home: Any, namespace: str, policy: Policy) -> dict[str, Any]:
+    """Ingress to the home's pods: its router's ports from the home's own pods only, /metrics
+    from the operator and the scraper only, nothing else (the pods talk only through the router).
+
+    Egress stays open (DNS, and the router is reached through its Service).  A pod outside the
+    home that carries the home's label gets through: labels are not identities (WAMP
+    authentication is the second fence)."""
+    home_name = home.metadata.name
+    router_ports = [{"protocol": "TCP", "port": ROUTER_WS_PORT}, {"protocol": "TCP", "port": ROUTER_RAWSOCKET_PORT}]
+    ingress: list[dict[str, Any]] = [
+        {"from": [{"podSelector": {"matchLabels": {LABEL_HOME: home_name}}}], "ports": router_ports}]
+    readers = [peer.selector() for peer in (policy.operator, policy.scraper) if peer is not None]
+    if readers:
+        ingress.append({"from": readers, "ports": [{"protocol": "TCP", "port": DEFAULT_METRICS_PORT}]})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": object_name(home_name, "network"), "namespace": namespace,
+                     "labels": labels(home_name, "network-policy")},
+        "spec": {"podSelector": {"matchLabels": {LABEL_HOME: home_name}}, "policyTypes": ["Ingress"],
+                 "ingress": ingress},
+    }
+
+
+def _disruption_budget(home: Any, namespace: str, policy: Policy) -> dict[str, Any]:
+    """The router is a singleton by design (a second one would split the realm, and the home's
+    services with it), so ``minAvailable`` has nothing to count on: ``maxUnavailable`` 0 (the
+    default) makes a drain or the autoscaler wait for an admin instead of stalling the home
+    unannounced; 1 lets them through."""
+    home_name = home.metadata.name
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": object_name(home_name, "router"), "namespace": namespace,
+                     "labels": labels(home_name, "router", "router")},
+        "spec": {"maxUnavailable": policy.router_max_unavailable,
+                 "selector": {"matchLabels": {LABEL_HOME: home_name, LABEL_SERVICE: "router"}}},
     }
 
 
@@ -271,17 +375,20 @@ def check_data_files(home: Any) -> None:
 
 
 def build_manifests(home: Any, namespace: str, image: str = DEFAULT_IMAGE,
-                    owner_uid: str | None = None) -> list[dict[str, Any]]:
-    """Every object of a validated Home, in apply order (ConfigMap, router, clock, elements).
+                    owner_uid: str | None = None, policy: Policy = Policy()) -> list[dict[str, Any]]:
+    """Every object of a validated Home, in apply order (ConfigMap, NetworkPolicy before any pod,
+    router and its PodDisruptionBudget, clock, elements).
 
-    ``spec.deployment.image`` wins over ``image`` (the operator's own image).  With
-    ``owner_uid`` every object is owned by the Home (deletion cascades).
+    ``spec.deployment.image`` wins over ``image`` (the operator's own image) when the policy
+    allows it (:class:`ImageNotAllowed` otherwise).  With ``owner_uid`` every object is owned by
+    the Home (deletion cascades).
     """
     check_names(home)
     check_data_files(home)
+    check_image(home, policy.allowed_images)
     image = home.spec.deployment.image or image
     home_name = home.metadata.name
-    objects = [_config_map(home, namespace)]
+    objects = [_config_map(home, namespace), _network_policy(home, namespace, policy)]
     for cmd in service_commands(home, SPEC_PATH_IN_POD, router_url(home_name), DEFAULT_METRICS_PORT,
                                 state_dir=STATE_DIR_IN_POD,
                                 data_dir=DATA_DIR_IN_POD if home.spec.deployment.data_config_map else None):
@@ -289,6 +396,8 @@ def build_manifests(home: Any, namespace: str, image: str = DEFAULT_IMAGE,
         objects.append(_deployment(home, cmd, namespace, image, component))
         if cmd.role != "clock":
             objects.append(_service(home, cmd, namespace, component))
+        if cmd.role == "router":
+            objects.append(_disruption_budget(home, namespace, policy))
     for obj in objects:
         if owner_uid:
             obj["metadata"]["ownerReferences"] = [owner_reference(home_name, owner_uid)]

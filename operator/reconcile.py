@@ -8,7 +8,8 @@ calls it.  Rules:
 * ``spec.replicas`` of an element's Deployment is written on create and when the
   element's ``enabled`` flag changed — never otherwise, so ``kubectl scale`` sticks.
 * Objects of the home that the spec no longer names are deleted.
-* The spec is validated before anything is written: an invalid Home creates nothing.
+* The spec is validated before anything is written: an invalid Home creates nothing; so is
+  its image against the admin's allow-list (:class:`~hometwin.operator.manifests.Policy`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import datetime as dt
 from typing import Any
 
 from hometwin.operator.kube import Kube
-from hometwin.operator.manifests import DESIRED_HASH, ENABLED, LABEL_HOME, LABEL_SERVICE, MANAGED_BY, \
+from hometwin.operator.manifests import DESIRED_HASH, ENABLED, LABEL_HOME, LABEL_SERVICE, MANAGED_BY, Policy, \
     build_manifests, key
 from hometwin.spec import parse_home
 
@@ -31,11 +32,11 @@ def home_document(body: Any) -> dict[str, Any]:
     return {k: copy.deepcopy(body[k]) for k in ("apiVersion", "kind", "metadata", "spec") if k in body}
 
 
-def desired_objects(body: Any, namespace: str, image: str) -> list[dict[str, Any]]:
-    """Validate the Home (:class:`SpecError` if invalid) and build its objects."""
+def desired_objects(body: Any, namespace: str, image: str, policy: Policy = Policy()) -> list[dict[str, Any]]:
+    """Validate the Home (:class:`SpecError` if invalid or not allowed) and build its objects."""
     doc = home_document(body)
     home = parse_home(doc)
-    return build_manifests(home, namespace, image, owner_uid=doc["metadata"].get("uid"))
+    return build_manifests(home, namespace, image, owner_uid=doc["metadata"].get("uid"), policy=policy)
 
 
 def _patch_for(desired: dict[str, Any], existing: dict[str, Any]) -> dict[str, Any] | None:
@@ -130,12 +131,13 @@ def home_deployments(kube: Kube, home_name: str, namespace: str) -> list[dict[st
     return kube.list("Deployment", namespace, {LABEL_HOME: home_name, "app.kubernetes.io/managed-by": MANAGED_BY})
 
 
-def reconcile(kube: Kube, body: Any, namespace: str, image: str) -> tuple[dict[str, Any], list[str]]:
+def reconcile(kube: Kube, body: Any, namespace: str, image: str,
+              policy: Policy = Policy()) -> tuple[dict[str, Any], list[str]]:
     """Validate, apply, prune; return the Home's new status and what was written.
 
-    Raises :class:`SpecError` before any write when the Home is invalid.
+    Raises :class:`SpecError` before any write when the Home is invalid or its image not allowed.
     """
-    objects = desired_objects(body, namespace, image)
+    objects = desired_objects(body, namespace, image, policy)
     name = body["metadata"]["name"]
     changes = apply(kube, objects) + prune(kube, name, namespace, objects)
     previous = (body.get("status") or {}).get("phase")

@@ -24,6 +24,9 @@ VALUES: dict[str, dict[str, Any]] = {
         "serviceAccount": {"create": True, "name": "twin-operator"},
     },
     "extra namespaces": {"operator": {"watchNamespaces": ["homes-a", "homes-b"]}},
+    "hardening": {"operator": {"allowedImages": ["registry.local/hometwin:*", "ghcr.io/hometwin/hometwin:0.1.*"]},
+                  "homes": {"routerMaxUnavailable": 1},
+                  "metrics": {"scraper": {"namespace": "", "podLabels": {"app": "vmagent"}}}},
 }
 
 
@@ -44,7 +47,7 @@ def test_lint_is_clean(values: dict[str, Any]) -> None:
 @pytest.mark.parametrize("values", VALUES.values(), ids=VALUES.keys())
 def test_every_rendered_manifest_is_valid_kubernetes(values: dict[str, Any]) -> None:
     docs = render(values)
-    assert {d["kind"] for d in docs} >= {"ServiceAccount", "Deployment"}
+    assert {d["kind"] for d in docs} >= {"ServiceAccount", "Deployment", "NetworkPolicy"}
     for doc in docs:
         if doc["apiVersion"].startswith("monitoring.coreos.com"):
             continue  # a CRD-typed object (Prometheus operator): not in Kubernetes' own schemas
@@ -72,6 +75,8 @@ def test_rbac_is_least_privilege() -> None:
         ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
         ("", "services"): {"get", "list", "create", "patch", "delete"},
         ("", "configmaps"): {"get", "list", "watch", "create", "patch"},  # watch: a deleted one is put back
+        ("networking.k8s.io", "networkpolicies"): {"get", "create", "patch"},  # one per Home, owned by it
+        ("policy", "poddisruptionbudgets"): {"get", "create", "patch"},  # the router's
         ("", "events"): {"create"},
     }
 
@@ -88,12 +93,49 @@ def test_operator_deployment_runs_hometwin_operator_with_the_image() -> None:
     assert "--namespace=hometwin" in default_dep["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
+def _env(values: dict[str, Any]) -> dict[str, str]:
+    (dep,) = [d for d in render(values) if d["kind"] == "Deployment"]
+    return {e["name"]: e["value"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_the_operator_gets_the_hardening_values_as_its_policy() -> None:
+    """What the chart passes is what the operator reads (handlers.policy_from_env)."""
+    from hometwin.operator.handlers import policy_from_env
+    from hometwin.operator.manifests import Peer
+
+    env = _env({})
+    policy = policy_from_env(env, env["HOMETWIN_IMAGE"])
+    assert policy.allowed_images == ("ghcr.io/hometwin/hometwin:*",)  # the chart's own repository, any tag
+    (operator,) = [d for d in render({}) if d["kind"] == "Deployment"]
+    assert policy.operator == Peer("hometwin", operator["spec"]["template"]["metadata"]["labels"])
+    assert policy.scraper == Peer("monitoring", {"app.kubernetes.io/name": "prometheus"})
+    assert policy.router_max_unavailable == 0
+
+    env = _env(VALUES["hardening"])
+    policy = policy_from_env(env, env["HOMETWIN_IMAGE"])
+    assert policy.allowed_images == ("registry.local/hometwin:*", "ghcr.io/hometwin/hometwin:0.1.*")
+    assert policy.scraper == Peer(None, {"app": "vmagent"}) and policy.router_max_unavailable == 1
+    no_scraper = _env({"metrics": {"scraper": {"enabled": False}}})
+    assert policy_from_env(no_scraper, no_scraper["HOMETWIN_IMAGE"]).scraper is None
+
+
+def test_the_operator_pod_takes_no_ingress() -> None:
+    (policy,) = [d for d in render({}) if d["kind"] == "NetworkPolicy"]
+    (operator,) = [d for d in render({}) if d["kind"] == "Deployment"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == operator["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"] and not policy["spec"].get("ingress")
+
+
 def test_values_schema_refuses_nonsense() -> None:
     with helm.Chart.load(CHART) as chart:
         with pytest.raises(helm.HelmValuesError):
             chart.validate_schema({"operator": {"clusterWide": "yes"}})
         with pytest.raises(helm.HelmValuesError):
             chart.validate_schema({"imagee": {}})
+        for bad in ({"homes": {"routerMaxUnavailable": 2}}, {"operator": {"allowedImages": ["a:*,b:*"]}},
+                    {"metrics": {"scraper": {"namespace": "Monitoring"}}}):
+            with pytest.raises(helm.HelmValuesError):
+                chart.validate_schema(bad)
 
 
 def test_chart_crd_is_the_generated_one() -> None:

@@ -9,12 +9,15 @@ from typing import Any
 
 import kubernetes_validate
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 import pytest
 import yaml
 
 from hometwin.deploy import DATA_DIR_IN_POD, SPEC_PATH_IN_POD, STATE_DIR_IN_POD, service_commands
-from hometwin.operator.manifests import CONFIG_HASH, DESIRED_HASH, LABEL_ELEMENT, LABEL_HOME, build_manifests, \
-    object_name, router_url
+from hometwin.operator.handlers import policy_from_env, repository
+from hometwin.operator.manifests import CONFIG_HASH, DESIRED_HASH, LABEL_ELEMENT, LABEL_HOME, ImageNotAllowed, Peer, \
+    Policy, build_manifests, image_allowed, object_name, router_url
 from hometwin.spec import SpecError, load_home, parse_home
 from conftest import shared
 
@@ -43,7 +46,9 @@ def deployments(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_object_of_every_example_is_valid_kubernetes(path: Path) -> None:
-    objects = build_manifests(load_home(path), "homes", owner_uid="0c2d5f0e-0000-4000-8000-000000000001")
+    objects = build_manifests(load_home(path), "homes", owner_uid="0c2d5f0e-0000-4000-8000-000000000001",
+                              policy=POLICY)
+    assert {"NetworkPolicy", "PodDisruptionBudget"} <= {o["kind"] for o in objects}
     for obj in objects:
         kubernetes_validate.validate(obj, K8S, strict=True)
         assert obj["metadata"]["namespace"] == "homes"
@@ -67,6 +72,8 @@ def test_objects_of_a_home(home: Any) -> None:
     kinds = [o["kind"] for o in objects]
     n = len(home.spec.elements)
     assert kinds.count("ConfigMap") == 1 and kinds.count("Deployment") == n + 2 and kinds.count("Service") == n + 1
+    assert kinds.count("NetworkPolicy") == 1 and kinds.count("PodDisruptionBudget") == 1
+    assert kinds.index("NetworkPolicy") < kinds.index("Deployment")  # the fence stands before any pod
     cm = objects[0]
     assert parse_home(yaml.safe_load(cm["data"]["home.yaml"])).model_dump() == home.model_dump()
     oven = deployments(objects)["oven"]
@@ -77,7 +84,9 @@ def test_objects_of_a_home(home: Any) -> None:
     for probe in ("readinessProbe", "livenessProbe"):
         assert pod["containers"][0][probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
     router = deployments(objects)["router"]["spec"]["template"]["spec"]["containers"][0]
-    assert router["readinessProbe"]["tcpSocket"] == {"port": "ws"}
+    assert router["readinessProbe"]["tcpSocket"] == {"port": "rawsocket"}  # what the services use
+    assert router["livenessProbe"]["tcpSocket"] == {"port": "ws"}
+    assert {p["name"]: p["containerPort"] for p in router["ports"]} == {"ws": 8080, "rawsocket": 8081}
     # Elements keep their state on an emptyDir (it outlives a container crash); router and clock keep none.
     for name, dep in deployments(objects).items():
         pod_spec = dep["spec"]["template"]["spec"]
@@ -276,3 +285,143 @@ def test_the_kubectl_line_names_each_file_once(home: Any) -> None:
 def test_file_names_that_cannot_be_config_map_keys_are_refused(home: Any, name: str) -> None:
     with pytest.raises(SpecError, match="cannot be a ConfigMap key"):
         build_manifests(with_files(home, f"prices/{name}", config_map="ct-data"), "default")
+
+
+# -- hardening: NetworkPolicy, PodDisruptionBudget, image allow-list ---------------------------------
+
+OPERATOR = Peer("hometwin", {"app.kubernetes.io/name": "hometwin", "app.kubernetes.io/component": "operator"})
+SCRAPER = Peer("monitoring", {"app.kubernetes.io/name": "prometheus"})
+POLICY = Policy(allowed_images=("ghcr.io/hometwin/hometwin:*",), operator=OPERATOR, scraper=SCRAPER)
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, selector  # what the builder writes
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def admits(policy: dict[str, Any], policy_ns: str, to: dict[str, str], source_ns: str, source: dict[str, str],
+           port: int) -> bool:
+    """NetworkPolicy ingress semantics (matchLabels only): is a TCP connection from a pod
+    (namespace, labels) to ``port`` of a pod with labels ``to`` allowed?"""
+    spec = policy["spec"]
+    if not _selects(spec["podSelector"], to):
+        return True  # not selected: this policy does not isolate that pod
+    assert spec["policyTypes"] == ["Ingress"]
+    for rule in spec.get("ingress", []):
+        if not any(p["port"] == port and p["protocol"] == "TCP" for p in rule["ports"]):
+            continue
+        for peer in rule["from"]:
+            ns_ok = (_selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": source_ns})
+                     if "namespaceSelector" in peer else source_ns == policy_ns)
+            if ns_ok and _selects(peer.get("podSelector", {}), source):
+                return True
+    return False
+
+
+def pod_labels(objects: list[dict[str, Any]], service: str) -> dict[str, str]:
+    return deployments(objects)[service]["spec"]["template"]["metadata"]["labels"]
+
+
+def test_network_policy_lets_only_the_home_reach_its_router(home: Any) -> None:
+    objects = build_manifests(home, "homes", owner_uid="0c2d5f0e-0000-4000-8000-000000000001", policy=POLICY)
+    (policy,) = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    kubernetes_validate.validate(policy, K8S, strict=True)
+    router, battery, clock = (pod_labels(objects, s) for s in ("router", "battery", "clock"))
+    other_home = pod_labels(build_manifests(edited(home, lambda d: d["metadata"].update(name="next-door")), "homes"),
+                            "battery")
+    operator = dict(OPERATOR.pod_labels) | {"pod-template-hash": "abc"}
+    prometheus = {"app.kubernetes.io/name": "prometheus", "statefulset": "prom"}
+
+    def ok(to: dict[str, str], ns: str, source: dict[str, str], port: int) -> bool:
+        return admits(policy, "homes", to, ns, source, port)
+
+    for port in (8080, 8081):
+        assert ok(router, "homes", battery, port) and ok(router, "homes", clock, port)  # the home's own pods
+        assert not ok(router, "homes", other_home, port)  # another home in the same namespace
+        assert not ok(router, "default", battery, port)  # the same labels in another namespace
+        assert not ok(router, "hometwin", operator, port) and not ok(router, "monitoring", prometheus, port)
+    for target in (battery, clock):
+        assert ok(target, "monitoring", prometheus, 9100) and ok(target, "hometwin", operator, 9100)
+        assert not ok(target, "homes", other_home, 9100) and not ok(target, "homes", router, 9100)
+        assert not ok(target, "monitoring", {"app": "grafana"}, 9100)  # the scraper's namespace, not the scraper
+        assert not ok(target, "default", prometheus, 9100)  # the scraper's labels, not its namespace
+    # metrics ports the home actually serves, router ports the router actually opens
+    served = {p["containerPort"] for d in deployments(objects).values()
+              for p in d["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]} == served == {8080, 8081, 9100}
+    # no scraper, no operator: nobody outside the home gets in at all
+    (bare,) = [o for o in build_manifests(home, "homes") if o["kind"] == "NetworkPolicy"]
+    assert not admits(bare, "homes", battery, "hometwin", operator, 9100)
+    assert len(bare["spec"]["ingress"]) == 1
+
+
+@pytest.mark.parametrize("max_unavailable", [0, 1])
+def test_the_router_has_a_disruption_budget_and_nothing_else_does(home: Any, max_unavailable: int) -> None:
+    objects = build_manifests(home, "homes", owner_uid="0c2d5f0e-0000-4000-8000-000000000001",
+                              policy=Policy(router_max_unavailable=max_unavailable))
+    (pdb,) = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    kubernetes_validate.validate(pdb, K8S, strict=True)
+    assert pdb["spec"]["maxUnavailable"] == max_unavailable and "minAvailable" not in pdb["spec"]
+    covered = {name for name, dep in deployments(objects).items()
+               if _selects(pdb["spec"]["selector"], dep["spec"]["template"]["metadata"]["labels"])}
+    assert covered == {"router"}
+    assert deployments(objects)["router"]["spec"]["replicas"] == 1  # a singleton: why not minAvailable
+
+
+@pytest.mark.parametrize("image, allowed", [
+    ("ghcr.io/hometwin/hometwin:0.1.0", True),
+    ("ghcr.io/hometwin/hometwin:dev", True),
+    ("ghcr.io/hometwin/hometwin:0.1.0@sha256:" + "a" * 64, True),
+    ("ghcr.io/hometwin/hometwin", False),  # no tag: whatever :latest is today
+    ("ghcr.io/hometwin/hometwin-miner:1", False),
+    ("ghcr.io/hometwin/hometwin:1/../../evil/x:1", False),  # `*` never crosses a '/'
+    ("evil.example/ghcr.io/hometwin/hometwin:1", False),
+    ("docker.io/library/busybox:latest", False),
+])
+def test_image_allow_list(image: str, allowed: bool) -> None:
+    assert image_allowed(image, ["ghcr.io/hometwin/hometwin:*"]) is allowed
+    assert image_allowed(image, []) is False
+
+
+def test_a_home_with_an_image_outside_the_allow_list_builds_nothing(home: Any) -> None:
+    rogue = edited(home, lambda d: d["spec"].update(deployment={"image": "evil.example/miner:latest"}))
+    with pytest.raises(ImageNotAllowed) as err:
+        build_manifests(rogue, "homes", policy=POLICY)
+    (line,) = err.value.errors
+    assert line.startswith("spec.deployment.image: 'evil.example/miner:latest' is not an allowed image")
+    assert "'ghcr.io/hometwin/hometwin:*'" in line and "operator.allowedImages" in line
+    ours = edited(home, lambda d: d["spec"].update(deployment={"image": "ghcr.io/hometwin/hometwin:0.2.0"}))
+    images = {d["spec"]["template"]["spec"]["containers"][0]["image"]
+              for d in deployments(build_manifests(ours, "homes", policy=POLICY)).values()}
+    assert images == {"ghcr.io/hometwin/hometwin:0.2.0"}
+    build_manifests(home, "homes", image="anything:1", policy=POLICY)  # no image named: the operator's own
+
+
+def test_policy_from_the_operator_environment() -> None:
+    env = {"HOMETWIN_ALLOWED_IMAGES": "registry.local/hometwin:*, ghcr.io/hometwin/hometwin:*",
+           "HOMETWIN_OPERATOR_NAMESPACE": "hometwin",
+           "HOMETWIN_OPERATOR_POD_LABELS": '{"app.kubernetes.io/component": "operator"}',
+           "HOMETWIN_SCRAPER_NAMESPACE": "monitoring",
+           "HOMETWIN_SCRAPER_POD_LABELS": '{"app.kubernetes.io/name": "prometheus"}',
+           "HOMETWIN_ROUTER_MAX_UNAVAILABLE": "1"}
+    policy = policy_from_env(env, "ghcr.io/hometwin/hometwin:0.1.0")
+    assert policy == Policy(allowed_images=("registry.local/hometwin:*", "ghcr.io/hometwin/hometwin:*"),
+                            operator=Peer("hometwin", {"app.kubernetes.io/component": "operator"}),
+                            scraper=Peer("monitoring", {"app.kubernetes.io/name": "prometheus"}),
+                            router_max_unavailable=1)
+    default = policy_from_env({}, "registry.local:5000/team/hometwin:dev")
+    assert default == Policy(allowed_images=("registry.local:5000/team/hometwin:*",))  # own repository, any tag
+    assert repository("ghcr.io/hometwin/hometwin@sha256:" + "b" * 64) == "ghcr.io/hometwin/hometwin"
+    assert repository("localhost:5000/hometwin") == "localhost:5000/hometwin"
+    for bad in ({"HOMETWIN_SCRAPER_POD_LABELS": "prometheus"}, {"HOMETWIN_SCRAPER_POD_LABELS": '{"a": 1}'},
+                {"HOMETWIN_ROUTER_MAX_UNAVAILABLE": "2"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            policy_from_env(bad, "x:1")
+
+
+@given(tag=st.text(st.characters(codec="ascii", exclude_categories=("Cc",)), min_size=1, max_size=40))
+def test_a_glob_star_never_crosses_a_slash(tag: str) -> None:
+    """Whatever follows the allowed repository's ':' — a tag, a digest, a path trick — is allowed
+    exactly when it stays in that repository (no '/')."""
+    assert image_allowed(f"ghcr.io/hometwin/hometwin:{tag}", ["ghcr.io/hometwin/hometwin:*"]) is ("/" not in tag)
+    assert not image_allowed(f"ghcr.io/hometwin/hometwin{tag}", ["ghcr.io/hometwin/hometwin:*"]) or tag[0] == ":"

@@ -9,6 +9,8 @@ Emulator gaps (kmock 0.8), and what the tests do about them:
 
 * no ``resourceVersion``/``uid``/``generation``: kopf needs resourceVersion to tell
   its own patches from stale events, so :class:`Emulator` adds them on writes;
+* no ``generateName``: kopf's events all came out named ``kopf-event-``, so only the
+  module's first warning event was stored; :class:`Emulator` adds a suffix;
 * ``GET /api/v1/namespaces`` fails to parse, so the operator runs cluster-wide here
   (``--namespace`` mode lists namespaces);
 * no garbage collector: deleting a Home does not cascade — the tests check the
@@ -46,7 +48,7 @@ from hometwin.spec import parse_home
 ROOT = Path(__file__).resolve().parents[1]
 CAPE_TOWN = ROOT / "examples" / "homes" / "cape-town.yaml"
 NS = "default"
-WAIT_S = 20.0  # [s] upper bound for the operator to react; polls return as soon as it has
+WAIT_S = 90.0  # [s] upper bound for the operator to react (a loaded machine); polls return as soon as it has
 
 
 class KubectlLoader(yaml.SafeLoader):
@@ -79,6 +81,8 @@ class Emulator(kmock.KubernetesEmulator):
             meta = data.setdefault("metadata", {})
             meta["resourceVersion"] = str(next(self._versions))
             if request.action == kmock.action.CREATE:
+                if meta.get("generateName") and not meta.get("name"):
+                    meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
                 meta.setdefault("uid", str(uuid.uuid4()))
                 meta.setdefault("generation", 1)
                 meta.setdefault("creationTimestamp", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -228,14 +232,16 @@ def test_applying_cape_town_creates_its_services(cluster: Cluster) -> None:
     assert deps["battery"]["spec"]["template"]["spec"]["containers"][0]["args"][:4] == \
         ["service", "battery", "--name", "battery"]
 
-    for kind in ("ConfigMap", "Deployment", "Service"):
-        for obj in cluster.objects(kind, "ct-create"):
+    for kind in ("ConfigMap", "Deployment", "Service", "NetworkPolicy", "PodDisruptionBudget"):
+        objects = cluster.objects(kind, "ct-create")
+        assert objects, kind
+        for obj in objects:
             labels = obj["metadata"]["labels"]
             assert labels["app.kubernetes.io/instance"] == "ct-create"
             assert labels["app.kubernetes.io/managed-by"] == "hometwin-operator"
             assert labels["app.kubernetes.io/part-of"] == "hometwin"
             assert {"app.kubernetes.io/name", "app.kubernetes.io/component", LABEL_HOME} <= set(labels)
-            if kind != "ConfigMap":
+            if kind not in ("ConfigMap", "NetworkPolicy"):
                 assert labels[LABEL_ELEMENT] in deps
             (owner,) = obj["metadata"]["ownerReferences"]  # what makes a real cluster cascade deletion
             assert owner == {"apiVersion": "hometwin.io/v1alpha1", "kind": "Home", "name": "ct-create",
@@ -243,6 +249,10 @@ def test_applying_cape_town_creates_its_services(cluster: Cluster) -> None:
             kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
     services = {s["metadata"]["labels"][LABEL_ELEMENT] for s in cluster.objects("Service", "ct-create")}
     assert services == set(ELEMENTS) | {"router"}
+    (policy,) = cluster.objects("NetworkPolicy", "ct-create")
+    assert policy["spec"]["podSelector"] == {"matchLabels": {LABEL_HOME: "ct-create"}}
+    (pdb,) = cluster.objects("PodDisruptionBudget", "ct-create")
+    assert pdb["spec"]["selector"]["matchLabels"] == deps["router"]["spec"]["selector"]["matchLabels"]
 
     oven = deps["oven"]["spec"]["template"]["spec"]["containers"][0]
     for probe in ("readinessProbe", "livenessProbe"):
@@ -327,8 +337,56 @@ def test_an_invalid_home_fails_and_creates_nothing(cluster: Cluster) -> None:
                                and o.get("reason") == "InvalidSpec"
                                and o.get("involvedObject", {}).get("name") == "ct-broken"], "a warning event")
     assert events[0]["type"] == "Warning"
-    for kind in ("ConfigMap", "Deployment", "Service"):
+    for kind in KINDS:
         assert cluster.objects(kind, "ct-broken") == []
+
+
+KINDS = ("ConfigMap", "Deployment", "Service", "NetworkPolicy", "PodDisruptionBudget")
+
+
+def warnings_for(cluster: Cluster, name: str, reason: str) -> list[dict[str, Any]]:
+    return [o for (res, ns, _), o in list(cluster.emu.objects.items())
+            if res.plural == "events" and not o.deleted and o.get("reason") == reason
+            and o.get("involvedObject", {}).get("name") == name]
+
+
+def test_an_image_outside_the_allow_list_is_refused_for_good(cluster: Cluster,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """The module's operator runs image ``hometwin:test`` with no allow-list given, so it allows
+    its own repository, ``hometwin:*``.  A Home naming another image fails before anything is
+    created, says why (status, condition, warning event naming the field), and is not retried;
+    after an edit to an allowed image it runs, and a later edit back leaves what runs alone."""
+    rogue = cape_town("ct-rogue")
+    rogue["spec"]["deployment"] = {"image": "evil.example/miner:latest"}
+    cluster.apply(rogue)
+    status = wait_for(lambda: (s := cluster.home("ct-rogue").get("status") or {}).get("phase") == "Failed" and s,
+                      "phase Failed")
+    (ready,) = status["conditions"]
+    assert ready["status"] == "False" and ready["reason"] == "ImageNotAllowed"
+    assert ready["message"].startswith("spec.deployment.image: 'evil.example/miner:latest' is not an allowed image")
+    assert "'hometwin:*'" in ready["message"] and status["lastError"] == ready["message"]
+    (event, *_) = wait_for(lambda: warnings_for(cluster, "ct-rogue", "ImageNotAllowed"), "a warning event")
+    assert event["type"] == "Warning" and "spec.deployment.image" in event["message"]
+    # Permanent: kopf is done with this spec (a temporary error would leave it unhandled, retried),
+    # and its log line names the field.
+    wait_for(lambda: handled(cluster, "ct-rogue"), "the spec handled, not retried")
+    assert "failed permanently: ImageNotAllowed: spec.deployment.image: 'evil.example/miner:latest'" in caplog.text
+    for kind in KINDS:
+        assert cluster.objects(kind, "ct-rogue") == [], kind
+
+    cluster.edit_spec("ct-rogue", lambda spec: spec["deployment"].update(image="hometwin:v2"))
+    deps = wait_for(lambda: (d := cluster.deployments("ct-rogue")) and len(d) == len(ELEMENTS) + 2 and d,
+                    "the Home deployed with an allowed image")
+    assert {d["spec"]["template"]["spec"]["containers"][0]["image"] for d in deps.values()} == {"hometwin:v2"}
+
+    cluster.edit_spec("ct-rogue", lambda spec: spec["deployment"].update(image="hometwin/../evil:1"))
+    wait_for(lambda: handled(cluster, "ct-rogue") or (cluster.home("ct-rogue").get("status") or {}).get("phase")
+             == "Failed", "the edit refused")
+    wait_for(lambda: cluster.home("ct-rogue")["status"]["phase"] == "Failed", "phase Failed again")
+    after = cluster.deployments("ct-rogue")
+    assert {d["spec"]["template"]["spec"]["containers"][0]["image"] for d in after.values()} == {"hometwin:v2"}
+    assert {n: d["metadata"]["resourceVersion"] for n, d in after.items()} == \
+        {n: d["metadata"]["resourceVersion"] for n, d in deps.items()}
 
 
 def test_a_home_with_a_data_file_gets_its_config_map_or_fails_saying_how(cluster: Cluster) -> None:

@@ -33,6 +33,14 @@ app.kubernetes.io/component: operator
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
+{{- define "hometwin.allowedImages" -}}
+{{- if .Values.operator.allowedImages -}}
+{{- join "," .Values.operator.allowedImages -}}
+{{- else -}}
+{{- printf "%s:*" .Values.image.repository -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Exactly what the operator does, nothing more (see operator/handlers.py, reconcile.py, kube.py). */}}
 {{- define "hometwin.rules" -}}
 - apiGroups: ["hometwin.io"]
@@ -53,6 +61,12 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch", "create", "patch"]              # watch: a deleted spec ConfigMap is put back
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "patch"]              # one per Home, owned by it (deleted with it)
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "create", "patch"]              # the router's, owned by the Home
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]                               # kopf's warnings (invalid Home)
