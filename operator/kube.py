@@ -19,6 +19,7 @@ MERGE_PATCH = "application/merge-patch+json"
 # kind → (API prefix, plural)
 PATHS: dict[str, tuple[str, str]] = {
     "ConfigMap": ("api/v1", "configmaps"),
+    "Secret": ("api/v1", "secrets"),
     "Service": ("api/v1", "services"),
     "Deployment": ("apis/apps/v1", "deployments"),
     "NetworkPolicy": ("apis/networking.k8s.io/v1", "networkpolicies"),

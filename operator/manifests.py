@@ -20,6 +20,7 @@ Two annotations make reconciling cheap and selective:
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
@@ -30,7 +31,8 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from hometwin.deploy import (DATA_DIR_IN_POD, DEFAULT_METRICS_PORT, ROUTER_RAWSOCKET_PORT, ROUTER_WS_PORT,
+from hometwin.auth import element_authid
+from hometwin.deploy import (CREDENTIALS_DIR_IN_POD, DATA_DIR_IN_POD, DEFAULT_METRICS_PORT, ROUTER_RAWSOCKET_PORT, ROUTER_WS_PORT,
                              SPEC_PATH_IN_POD, STATE_DIR_IN_POD, ServiceCommand, service_commands)
 from hometwin.element import data_files
 from hometwin.spec import API_VERSION, SpecError
@@ -213,7 +215,33 @@ def _volumes(home: Any, cmd: ServiceCommand) -> list[tuple[dict[str, Any], dict[
     if "--data-dir" in cmd.args:  # the spec's data files, by file name; the pod waits for the ConfigMap
         out.append(({"name": "data", "configMap": {"name": home.spec.deployment.data_config_map}},
                     {"name": "data", "mountPath": DATA_DIR_IN_POD, "readOnly": True}))
+    # The home's credentials (hometwin.auth): the router reads every principal's secret, any other pod
+    # only its own key of the Secret (a pod that is taken over cannot act as another).
+    secret: dict[str, Any] = {"secretName": credentials_secret_name(home.metadata.name), "defaultMode": 0o400}
+    if cmd.role != "router":
+        authid = "clock" if cmd.role == "clock" else element_authid(cmd.name)
+        secret["items"] = [{"key": authid, "path": authid}]
+    out.append(({"name": "credentials", "secret": secret},
+                {"name": "credentials", "mountPath": CREDENTIALS_DIR_IN_POD, "readOnly": True}))
     return out
+
+
+def credentials_secret_name(home_name: str) -> str:
+    """The Secret holding a home's principals' secrets, one key per authid."""
+    return object_name(home_name, "credentials")
+
+
+def credentials_secret(home: Any, namespace: str, secrets: dict[str, str]) -> dict[str, Any]:
+    """The home's credentials Secret (made once by the operator; not part of the declared objects,
+    whose hash would change with every fresh secret)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": credentials_secret_name(home.metadata.name), "namespace": namespace,
+                     "labels": labels(home.metadata.name, "credentials")},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(secrets.items())},
+    }
 
 
 def _deployment(home: Any, cmd: ServiceCommand, namespace: str, image: str, component: str) -> dict[str, Any]:

@@ -18,9 +18,10 @@ import copy
 import datetime as dt
 from typing import Any
 
+from hometwin import auth
 from hometwin.operator.kube import Kube
 from hometwin.operator.manifests import DESIRED_HASH, ENABLED, LABEL_HOME, LABEL_SERVICE, MANAGED_BY, Policy, \
-    build_manifests, key
+    build_manifests, credentials_secret, credentials_secret_name, key, owner_reference
 from hometwin.spec import parse_home
 
 PENDING, RUNNING, DEGRADED, FAILED = "Pending", "Running", "Degraded", "Failed"
@@ -51,6 +52,28 @@ def _patch_for(desired: dict[str, Any], existing: dict[str, Any]) -> dict[str, A
     if desired["kind"] == "Deployment" and not flag_flipped:
         patch["spec"].pop("replicas")  # respect a manual `kubectl scale`
     return patch
+
+
+def ensure_credentials(kube: Kube, body: Any, namespace: str) -> list[str]:
+    """The home's credentials Secret: made once with a fresh secret per principal (owned by the
+    Home); a principal added since (a new element) gets its key; existing keys are never changed
+    (the pods run with them).  Rotation: delete the Secret, the next reconcile makes a new one."""
+    doc = home_document(body)
+    home = parse_home(doc)
+    authids = auth.principals_for(auth.home_elements(home))
+    name = credentials_secret_name(home.metadata.name)
+    existing = kube.get("Secret", namespace, name)
+    if existing is None:
+        obj = credentials_secret(home, namespace, auth.new_secrets(authids))
+        if doc["metadata"].get("uid"):
+            obj["metadata"]["ownerReferences"] = [owner_reference(home.metadata.name, doc["metadata"]["uid"])]
+        kube.create(obj)
+        return [f"created Secret/{name}"]
+    missing = [a for a in authids if a not in (existing.get("data") or {})]
+    if not missing:
+        return []
+    kube.patch("Secret", namespace, name, {"data": credentials_secret(home, namespace, auth.new_secrets(missing))["data"]})
+    return [f"patched Secret/{name} (+{', '.join(missing)})"]
 
 
 def apply(kube: Kube, objects: list[dict[str, Any]]) -> list[str]:
@@ -139,7 +162,7 @@ def reconcile(kube: Kube, body: Any, namespace: str, image: str,
     """
     objects = desired_objects(body, namespace, image, policy)
     name = body["metadata"]["name"]
-    changes = apply(kube, objects) + prune(kube, name, namespace, objects)
+    changes = ensure_credentials(kube, body, namespace) + apply(kube, objects) + prune(kube, name, namespace, objects)
     previous = (body.get("status") or {}).get("phase")
     status = home_status(home_deployments(kube, name, namespace), previous)
     status["lastError"] = ""

@@ -23,6 +23,7 @@ Emulator gaps (kmock 0.8), and what the tests do about them:
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import datetime as dt
 import itertools
@@ -39,6 +40,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from hometwin import auth
 from hometwin.deploy import SPEC_PATH_IN_POD, STATE_DIR_IN_POD, service_commands
 from hometwin.operator import handlers
 from hometwin.operator.kube import Kube, KubeError, load_api_client
@@ -254,6 +256,29 @@ def test_applying_cape_town_creates_its_services(cluster: Cluster) -> None:
     (pdb,) = cluster.objects("PodDisruptionBudget", "ct-create")
     assert pdb["spec"]["selector"]["matchLabels"] == deps["router"]["spec"]["selector"]["matchLabels"]
 
+    # The home's credentials: one Secret, a fresh secret per principal; a pod mounts only its own key,
+    # the router every one (it checks them all).
+    (secret,) = cluster.objects("Secret", "ct-create")
+    assert sorted(secret["data"]) == sorted(auth.principals_for(auth.home_elements(parse_home(home))))
+    assert len({base64.b64decode(v) for v in secret["data"].values()}) == len(secret["data"])
+    (owner,) = secret["metadata"]["ownerReferences"]
+    assert owner["uid"] == uid
+    kubernetes_validate.validate(secret, kubernetes_validate.latest_version(), strict=True)
+
+    def credentials_volume(name: str) -> dict[str, Any]:
+        pod = deps[name]["spec"]["template"]["spec"]
+        (vol,) = [v for v in pod["volumes"] if v["name"] == "credentials"]
+        (mount,) = [mt for mt in pod["containers"][0]["volumeMounts"] if mt["name"] == "credentials"]
+        assert mount == {"name": "credentials", "mountPath": "/etc/hometwin/credentials", "readOnly": True}
+        assert vol["secret"]["secretName"] == secret["metadata"]["name"] and vol["secret"]["defaultMode"] == 0o400
+        return vol["secret"]
+
+    assert credentials_volume("oven")["items"] == [{"key": "element.oven", "path": "element.oven"}]
+    assert credentials_volume("clock")["items"] == [{"key": "clock", "path": "clock"}]
+    assert "items" not in credentials_volume("router")
+    assert deps["router"]["spec"]["template"]["spec"]["containers"][0]["args"][:5] == \
+        ["router", "--spec", SPEC_PATH_IN_POD, "--credentials", "/etc/hometwin/credentials"]
+
     oven = deps["oven"]["spec"]["template"]["spec"]["containers"][0]
     for probe in ("readinessProbe", "livenessProbe"):
         assert oven[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
@@ -341,7 +366,7 @@ def test_an_invalid_home_fails_and_creates_nothing(cluster: Cluster) -> None:
         assert cluster.objects(kind, "ct-broken") == []
 
 
-KINDS = ("ConfigMap", "Deployment", "Service", "NetworkPolicy", "PodDisruptionBudget")
+KINDS = ("ConfigMap", "Deployment", "Service", "NetworkPolicy", "PodDisruptionBudget", "Secret")
 
 
 def warnings_for(cluster: Cluster, name: str, reason: str) -> list[dict[str, Any]]:

@@ -59,6 +59,9 @@ app.kubernetes.io/component: operator
   resources: ["services"]
   verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "create", "patch"]              # one per Home: its principals' credentials (hometwin.auth)
+- apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch", "create", "patch"]              # watch: a deleted spec ConfigMap is put back
 - apiGroups: ["networking.k8s.io"]
