@@ -26,6 +26,7 @@ from typing import Iterator
 import pytest
 import yaml
 
+from hometwin import auth
 from hometwin.runtime.router import free_ports
 from runtime_support import wait_until
 
@@ -141,7 +142,7 @@ def launch(procs: list[subprocess.Popen], bin_dir: Path, log: Path, *args: str) 
 def start_home(procs: list[subprocess.Popen], bin_dir: Path, run: Path) -> dict[str, int]:
     """Router, then every element and the clock of :data:`HOME`, as the operator's pods run them
     but on loopback; their metrics ports by name.  The one place that builds the services'
-    command lines (credentials go here)."""
+    command lines."""
     spec = run / "home.yaml"
     spec.write_text(yaml.safe_dump(HOME))
     realm = f"hometwin.{HOME['metadata']['name']}"
@@ -149,13 +150,16 @@ def start_home(procs: list[subprocess.Popen], bin_dir: Path, run: Path) -> dict[
     names = [el["name"] for el in HOME["spec"]["elements"]] + ["clock"]
     first = free_ports(len(names))
     ports = {name: first + i for i, name in enumerate(names)}
-    launch(procs, bin_dir, run / "router.log", "router", "--realm", realm, "--host", "127.0.0.1",
-           "--port", str(ws), "--rawsocket-port", str(ws + 1))
+    # The home's credentials as the operator's Secret holds them, one file per principal.
+    creds = auth.write_credentials(run / "credentials", auth.new_secrets(auth.principals_for(
+        [(el["name"], el["kind"]) for el in HOME["spec"]["elements"]])))
+    launch(procs, bin_dir, run / "router.log", "router", "--spec", str(spec), "--credentials", str(creds),
+           "--realm", realm, "--host", "127.0.0.1", "--port", str(ws), "--rawsocket-port", str(ws + 1))
     wait_until(lambda: "router up" in (run / "router.log").read_text() or procs[0].poll() is not None,
                RUN_TIMEOUT_S, "the router to start")
     assert procs[0].poll() is None, (run / "router.log").read_text()[-3000:]
     common = ("--spec", str(spec), "--router", f"rs://127.0.0.1:{ws + 1}", "--realm", realm,
-              "--metrics-host", "127.0.0.1")
+              "--credentials", str(creds), "--metrics-host", "127.0.0.1")
     for el in HOME["spec"]["elements"]:
         launch(procs, bin_dir, run / f"{el['name']}.log", "service", el["kind"], "--name", el["name"],
                *common, "--metrics-port", str(ports[el["name"]]))
