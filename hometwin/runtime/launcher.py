@@ -316,10 +316,12 @@ class Launcher:
         rej = m.Rejections()
 
         def on_flows(payload: Any) -> None:
-            if self.stopping:  # the elements are being stopped: a window settled now may lack some
+            if self.stopping or self.failed:  # the elements are being stopped: a window settled now may lack some
                 return
             f = m.decode(m.Flows, payload, m.FLOWS, rej)
             if f is None:
+                return
+            if f.i0 < self.i and not self._flows_again(f):
                 return
             self.last_flows = f
             self.remote.max_residual_j = max(self.remote.max_residual_j, f.max_residual_j)
@@ -367,6 +369,26 @@ class Launcher:
         txaio.set_global_log_level("error")  # autobahn's errors again (quiet while the router was away)
         self.t_joined = time.monotonic()
         self._joined.set()
+
+    def _flows_again(self, f: m.Flows) -> bool:
+        """``Flows`` for steps recorded already: a settled step is never overwritten.  The same
+        window published again with the same numbers is ignored; different numbers mean that a
+        window was settled a second time (a clock and an inverter restarted together, which went
+        back to a window before where the run was), and every window after it is wrong: the run
+        ends there (exit code 3), its files hold the steps recorded before."""
+        s = slice(f.i0, f.i0 + f.k + 1)
+        same = all(np.array_equal(self.recorder.cols[c][s], np.asarray(f.flows[c])) for c in f.flows
+                   if c in self.recorder.cols)
+        if same:
+            log.info("Flows of window %d (steps %d–%d) again, with the same numbers: ignored", f.seq, s.start,
+                     s.stop - 1)
+            return False
+        self.failed = (f"window {f.seq} (steps {s.start}–{s.stop - 1}) was settled again, with other numbers, after "
+                       f"steps 0–{self.i - 1} were recorded (a restarted clock or inverter went back to an earlier "
+                       "window); not overwriting them: the run stops here")
+        self._log("up", "red", self.failed)
+        self.done.set()
+        return False
 
     async def _refuse_a_second_home(self, session: Any) -> None:
         """On a router given with ``--router``, this home may run already (another ``hometwin up``,
@@ -479,7 +501,11 @@ class Launcher:
         comp_done: Any = None
         try:
             router_up = None
-            if url is None:
+            if url is not None:  # a router of someone else's: is this home running there already?
+                comp, comp_done = await self._join(url)  # (refused in _on_join; before anything is touched)
+                if self.done.is_set():
+                    return self.result()
+            else:
                 self.router = Router(realm=self.realm, host=self.host, port=self.port,  # 0: prepare() chooses
                                      rawsocket_port=self.rawsocket_port, log=self.router_log,
                                      unix=self.transport == "unix", on_spawn=self.reaper.watch_group).prepare()
@@ -510,21 +536,11 @@ class Launcher:
                 self._router_watch = asyncio.ensure_future(self._watch_router(url))
             if self.stopping:
                 return self.result()
-            comp = component(url, self.realm)
-            comp.on("join", self._on_join)
-            comp.on("disconnect", lambda *_a, **_k: None if self.stopping else txaio_quiet())
-            comp_done = comp.start(asyncio.get_running_loop())
-            joined = asyncio.ensure_future(self._joined.wait())
-            stopped = asyncio.ensure_future(self.done.wait())
-            await asyncio.wait([joined, stopped], timeout=30, return_when=asyncio.FIRST_COMPLETED)
-            stopped.cancel()
-            if self.stopping or self.done.is_set():  # Ctrl-C, or this home runs on that router already
-                joined.cancel()
-                return self.result()
-            if not joined.done():
-                joined.cancel()
-                raise TimeoutError(f"could not join the realm {self.realm} at {url} within 30 s")
-            if router_up is None:  # a router of someone else's: checked for this home first (_on_join)
+            if comp is None:
+                comp, comp_done = await self._join(url)
+                if self.done.is_set():  # Ctrl-C meanwhile
+                    return self.result()
+            else:
                 await self._spawn_all(lambda p: p.cmd.kind != "clock")
             await self._spawn_all(lambda p: p.cmd.kind == "clock")
             self.t_start = time.perf_counter()
@@ -534,6 +550,23 @@ class Launcher:
             if comp_done is not None and not comp_done.done():
                 comp_done.cancel()
         return self.result()
+
+    async def _join(self, url: str) -> tuple[Any, Any]:
+        """Join the realm (the recorder's session; :meth:`_on_join`), within 30 s, or until the run ends."""
+        comp = component(url, self.realm)
+        comp.on("join", self._on_join)
+        comp.on("disconnect", lambda *_a, **_k: None if self.stopping else txaio_quiet())
+        comp_done = comp.start(asyncio.get_running_loop())
+        joined = asyncio.ensure_future(self._joined.wait())
+        stopped = asyncio.ensure_future(self.done.wait())
+        await asyncio.wait([joined, stopped], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not joined.done():
+            joined.cancel()
+            if not self.done.is_set():
+                await stop_component(comp)
+                raise TimeoutError(f"could not join the realm {self.realm} at {url} within 30 s")
+        return comp, comp_done
 
     async def shutdown(self, comp: Any = None) -> None:
         self.stopping = True
