@@ -190,11 +190,12 @@ def test_a_killed_launcher_leaves_no_process_and_no_folder(tmp_path: Path) -> No
                             start_new_session=True)
     err: list[str] = []
     threading.Thread(target=lambda: err.extend(iter(proc.stderr.readline, "")), daemon=True).start()  # type: ignore[union-attr]
+    family: list[psutil.Process] = []
     try:
         wait_until(lambda: any(line.startswith("step ") for line in err) or proc.poll() is not None, 240,
                    "the first settled window")
         assert proc.poll() is None, "".join(err)
-        family = _tree(proc.pid)
+        family[:] = _tree(proc.pid)
         names = [" ".join(p.cmdline()[:3]) for p in family]
         # crossbar (controller + worker), the reaper, the fork server, the resource tracker, 14 services
         assert len(family) >= 18, names
@@ -207,9 +208,12 @@ def test_a_killed_launcher_leaves_no_process_and_no_folder(tmp_path: Path) -> No
         gone, alive = psutil.wait_procs(family, timeout=60)
         assert alive == [], [p.cmdline()[:4] for p in alive]
         wait_until(lambda: not node.exists(), 30, f"the router's folder {node} to be removed")
-    finally:
-        for p in _tree(proc.pid) if proc.poll() is None else []:
-            p.kill()
+    finally:  # (what a failing test leaves: the processes it saw)
+        for p in family:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
         if proc.poll() is None:
             proc.kill()
 
@@ -349,7 +353,7 @@ def test_a_second_launcher_on_the_same_ports_is_refused_in_one_line(tmp_path: Pa
     assert "another hometwin up?" in text and "Address already in use" not in text and "crossbar up" not in text
 
 
-def test_the_same_home_twice_on_one_router_is_refused_in_words(router) -> None:  # type: ignore[no-untyped-def]
+def test_the_same_home_twice_on_one_router_is_refused_in_words(router, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     first = Up(router, spec=MINIMAL, window=60, until_s=86400, pause_at=60).start()
     with first.driving():
         first.wait_paused_at(60, timeout_s=240)
@@ -362,7 +366,29 @@ def test_the_same_home_twice_on_one_router_is_refused_in_words(router) -> None: 
                                  "operator); stop it first, or use another router")
         assert second.procs == {} and second.state_dir is None  # nothing was started or touched
         assert len(res.frame) == 0
+        # the command: exit 3, the reason in words, nothing written
+        proc = subprocess.run(CLI + ["up", "-f", str(MINIMAL), "--router", router.url, "--days", "1", "--no-live",
+                                     "--out", str(tmp_path / "second")], capture_output=True, text=True,
+                              timeout=120, env=ENV)
+        text = " ".join((proc.stdout + proc.stderr).split())
+        assert proc.returncode == 3, text
+        assert f"realm hometwin.minimal on {router.url} already has an inverter" in text, text
+        assert "nothing written" in text and not (tmp_path / "second" / "kpis.json").exists()
         assert first.clock()["paused"] and first.clock()["i"] == 60  # the first run is untouched
         first.call(m.clock_uri("resume"))
     res1 = first.join(240)
     assert len(res1.frame) == 1440
+
+
+def test_a_run_that_ends_before_its_last_step_says_so(router) -> None:  # type: ignore[no-untyped-def]
+    """``hometwin.run.done`` before the end (forged, or a clock that gave up): the result is cut at
+    the last step recorded, ``meta.partial`` says why, and ``ended_early`` makes ``up`` exit 3."""
+    up = Up(router, spec=MINIMAL, window=60, until_s=86400, pause_at=120).start()
+    with up.driving():
+        up.wait_paused_at(120, timeout_s=240)
+        up.loop.call_soon_threadsafe(up.launcher.done.set)  # what an early run.done does (Launcher.on_done)
+    res = up.join(120)
+    why = "the run ended at step 120 of 1440 without a failure reported (hometwin.run.done before the end)"
+    assert up.launcher.ended_early == why and not up.launcher.failed and not up.launcher.interrupted
+    assert len(res.frame) == 120 and res.meta["complete"] is False
+    assert res.meta["partial"] == {"steps_settled": 120, "steps_asked": 1440, "why": why}

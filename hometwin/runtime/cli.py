@@ -328,6 +328,11 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
             cancel_leftovers(loop)  # a cancelled launcher still stops its processes here
         finally:
             loop.close()
+    if not len(result.frame):  # nothing settled (refused, or stopped before the first window): nothing to write
+        why = launcher.failed or launcher.interrupted or "no window was settled"
+        err.print(f"[bold red]{'run failed' if launcher.failed else 'stopped'}:[/] {why} — nothing settled, "
+                  f"nothing written to {out}")
+        raise typer.Exit(128 + got[0] if got and not launcher.failed else EXIT_FAILED)
     console.print(kpi_table({launcher.home.metadata.name: result.kpis()}, result.meta.get("currency", "")))
     paths = write_or_exit(result, out, report, checkpoint, n_steps)
     console.print(f"{len(result.frame)} steps as services in {result.meta['wall_s']:.2f} s · wrote "

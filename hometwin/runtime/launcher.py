@@ -249,17 +249,19 @@ class Launcher:
         # Another process may stand for this element by now (``ctl off`` then ``on``): not ours to restart.
         if self.stopping or not p.wanted or p.proc is not proc:
             return
-        lost = rc == EXIT_ROUTER_LOST  # it left because the router went away: not a crash
-        if not lost:
+        if time.monotonic() - p.started_at >= BACKOFF_RESET_S:
+            p.backoff = 0  # it ran well for a while: a new crash is not part of a crash loop
+        # It left because the router went away (it said so): started again at once, without more
+        # words — unless it keeps leaving (then it backs off, and says so, as after a crash).
+        quiet = rc == EXIT_ROUTER_LOST and p.backoff == 0
+        if not quiet:
             self._log(p.cmd.name, p.color, f"exited with code {rc}")
         if self.restart:
-            if time.monotonic() - p.started_at >= BACKOFF_RESET_S:
-                p.backoff = 0  # it ran well for a while: a new crash is not part of a crash loop
-            delay = 0.5 if lost else min(10.0, 0.5 * 2 ** min(p.backoff, 4))
+            delay = min(10.0, 0.5 * 2 ** min(p.backoff, 4))
             p.restarts += 1
-            p.backoff += 0 if lost else 1
+            p.backoff += 1
             kept = f"; state from {self.state_dir}" if self.state_dir is not None and p.cmd.kind != "clock" else ""
-            if not lost:
+            if not quiet:
                 self._log(p.cmd.name, p.color, f"restarting in {delay:.1f} s (restart {p.restarts}{kept})")
             await asyncio.sleep(delay)
             # ``ctl on`` during the wait started it already: one process per element
