@@ -227,7 +227,8 @@ def test_hometwin_up_interrupted_exits_128_plus_the_signal_and_writes_the_run_so
                                    "--rawsocket-port", "0", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=ENV)
     err: list[str] = []
-    threading.Thread(target=lambda: err.extend(iter(proc.stderr.readline, "")), daemon=True).start()  # type: ignore[union-attr]
+    reader = threading.Thread(target=lambda: err.extend(iter(proc.stderr.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
     try:
         wait_until(lambda: any(line.startswith("step ") and int(line.split()[1].rstrip(":")) >= 60 for line in err)
                    or proc.poll() is not None, 240, "an hour of the paced run")
@@ -238,6 +239,7 @@ def test_hometwin_up_interrupted_exits_128_plus_the_signal_and_writes_the_run_so
     finally:
         if proc.poll() is None:
             proc.kill()
+    reader.join(30)  # every line of stderr, to its end
     text = stdout + "".join(err)
     assert proc.returncode == 128 + sig, text
     assert psutil.wait_procs(family, timeout=30)[1] == []
