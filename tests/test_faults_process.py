@@ -363,9 +363,9 @@ def test_the_same_home_twice_on_one_router_is_refused_in_words(router, tmp_path:
         second = Launcher(spec_path=MINIMAL, router_url=router.url, window=60, until_s=86400, live=False,
                           log_sink=lambda name, color, line: logs.append(line))
         res = asyncio.run(asyncio.wait_for(second.run(), 120))
-        assert second.failed == (f"realm hometwin.minimal on {router.url} already has an inverter, a clock, a launcher "
-                                 "(hometwin up): this home runs there already (another hometwin up, or the "
-                                 "operator); stop it first, or use another router")
+        assert second.failed == (f"realm hometwin.minimal on {router.url} already has an inverter, a clock: this home "
+                                 "runs there already (another hometwin up, or the operator); stop it first, or use "
+                                 "another router")
         assert second.procs == {} and second.state_dir is None  # nothing was started or touched
         assert len(res.frame) == 0
         # the command: exit 3, the reason in words, nothing written

@@ -58,10 +58,6 @@ class PortsInUse(ValueError):
     """``hometwin up`` refused to start: a port it needs is taken."""
 
 
-class HomeAlreadyRunning(RuntimeError):
-    """``hometwin up --router URL``: the home's realm there has an inverter or a clock already."""
-
-
 COLORS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green",
           "bright_yellow", "bright_blue", "red", "bright_red")
 
@@ -396,14 +392,18 @@ class Launcher:
         """On a router given with ``--router``, this home may run already (another ``hometwin up``,
         the operator): its inverter or clock has registered its RPCs on the realm.  Refuse then,
         before any service starts, instead of a second clock and inverter fighting over it."""
+        from autobahn.wamp.exception import ApplicationError
+
         taken = []
-        for uri, what in ((m.ROSTER_GET, "an inverter"), (m.clock_uri("status"), "a clock"),
-                          (m.launcher_uri("status"), "a launcher (hometwin up)")):
-            try:
-                if await session.call("wamp.registration.lookup", uri) is not None:
-                    taken.append(what)
-            except Exception as exc:  # the meta API not allowed: say nothing rather than guess
-                log.debug("wamp.registration.lookup %s: %s", uri, exc)
+        for uri, what in ((m.ROSTER_GET, "an inverter"), (m.clock_uri("status"), "a clock")):
+            try:  # an RPC nobody serves is refused at once (no_such_procedure); one that answers is taken
+                await asyncio.wait_for(session.call(uri), 10)
+                taken.append(what)
+            except ApplicationError as exc:
+                if exc.error != "wamp.error.no_such_procedure":
+                    taken.append(what)  # served, and refused (not allowed to us): someone is there
+            except asyncio.TimeoutError:
+                taken.append(what)  # served, and hung: someone is there
         if taken:
             self.failed = (f"realm {self.realm} on {self.router_url} already has {', '.join(taken)}: this home "
                            "runs there already (another hometwin up, or the operator); stop it first, or use "
