@@ -40,6 +40,7 @@ import numpy as np
 import results  # bench/results.py (the script's folder is on sys.path)
 import hometwin.runtime  # noqa: F401  (registers the element kinds' services)
 from hometwin import messages as m
+from hometwin.auth import element_authid
 from hometwin.engine import Engine
 from hometwin.registry import element_class
 from hometwin.runtime.balancer import Balancer
@@ -127,7 +128,7 @@ async def run_windows(ticks: int, flush_mb: float) -> tuple[dict[str, float], di
         el = element_class(e.kind)(e.name, e.config, ctx)
         hosts[i] = Balancer(el, names) if el.role.value == "converter" else ElementService(el, ahead=e.name in ahead)
     for i, h in hosts.items():
-        await h.on_join(bus.session(i))
+        await h.on_join(bus.session(i, authid=element_authid(h.name)))
     clock = bus.session(0)
     flows: asyncio.Queue = asyncio.Queue()
     await clock.subscribe(flows.put_nowait, m.FLOWS)

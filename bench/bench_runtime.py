@@ -157,10 +157,30 @@ def services(window: int | None, until_s: int, transport: str = "unix") -> tuple
     return la, res, time.perf_counter() - t0
 
 
+class _OpenRole:
+    """The do-nothing pattern's own URIs (``p.*``, ``probe.*``) for one principal of its own: the
+    measurement of the router, not of the home's roles (whose cost the twin's rounds include)."""
+
+    def crossbar(self) -> dict:
+        return {"name": "bench", "permissions": [{"uri": "", "match": "prefix", "allow": {
+            "call": True, "register": True, "publish": True, "subscribe": True},
+            "disclose": {"caller": False, "publisher": False}, "cache": True}]}
+
+
+OPEN = _OpenRole()
+BENCH_SECRETS = {"bench": __import__("secrets").token_urlsafe(32)}  # forked children share it
+
+
+def _bench_credentials() -> object:
+    from hometwin.runtime.wamp import Credentials
+
+    return Credentials("bench", BENCH_SECRETS["bench"])
+
+
 def _probe_subscriber(url: str, realm: str, quick_ack: bool) -> None:
     from hometwin.runtime.wamp import component, run_component
 
-    comp = component(url, realm, quick_ack=quick_ack)
+    comp = component(url, realm, quick_ack=quick_ack, credentials=_bench_credentials())
 
     @comp.on_join
     async def joined(session, details):  # type: ignore[no-untyped-def]
@@ -177,7 +197,7 @@ def run_session(url: str, realm: str, body: Any) -> None:
     a failed measurement ends instead of waiting forever."""
     from hometwin.runtime.wamp import component, run_component
 
-    comp = component(url, realm)
+    comp = component(url, realm, credentials=_bench_credentials())
     stop = asyncio.Event()
 
     @comp.on_join
@@ -198,7 +218,7 @@ def delayed_ack_probe(rounds: int = 40) -> dict[bool, float]:
 
     realm = "hometwin.probe"
     out: dict[bool, float] = {}
-    with Router(realm=realm) as r:
+    with Router(realm=realm, roles=[OPEN], secrets=BENCH_SECRETS) as r:
         for quick in (False, True):
             sub = mp.Process(target=_probe_subscriber, args=(r.url, realm, quick), daemon=True)
             sub.start()
@@ -246,7 +266,7 @@ def _pattern_element(url: str, realm: str, name: str, what: str, ahead: bool = F
     relayed by the inverter (``p.wtick``); otherwise (before) straight from the clock (``p.tick``)."""
     from hometwin.runtime.wamp import component, run_component
 
-    comp = component(url, realm)
+    comp = component(url, realm, credentials=_bench_credentials())
     a = "a" if ahead else ""
 
     @comp.on_join
@@ -294,7 +314,7 @@ def _pattern_inverter(url: str, realm: str, per_window: int, ahead: int, chunk: 
     ride in its settle as ``next``; one that did not is relayed to the elements per window (``p.wtick``)."""
     from hometwin.runtime.wamp import component, run_component
 
-    comp = component(url, realm)
+    comp = component(url, realm, credentials=_bench_credentials())
 
     @comp.on_join
     async def joined(session, details):  # type: ignore[no-untyped-def]
@@ -356,7 +376,7 @@ def _pattern_inverter(url: str, realm: str, per_window: int, ahead: int, chunk: 
 def _pattern_recorder(url: str, realm: str) -> None:
     from hometwin.runtime.wamp import component, run_component
 
-    comp = component(url, realm)
+    comp = component(url, realm, credentials=_bench_credentials())
 
     @comp.on_join
     async def joined(session, details):  # type: ignore[no-untyped-def]
@@ -425,7 +445,7 @@ def message_pattern_ceiling(ticks: int, ahead: set[str] | frozenset = frozenset(
     from hometwin.runtime.router import Router
 
     realm = "hometwin.pattern"
-    with Router(realm=realm, unix=True) as r:
+    with Router(realm=realm, unix=True, roles=[OPEN], secrets=BENCH_SECRETS) as r:
         url = r.unix_url
         procs = [mp.Process(target=_pattern_element, args=(url, realm, n, w, n in ahead, now), daemon=True)
                  for n, w in PATTERN.items()]

@@ -39,7 +39,7 @@ def fail_spec(exc: Exception) -> None:
     source = getattr(exc, "source", "") or ""
     err_console.print(f"[bold red]invalid home spec{(' ' + source) if source else ''}[/] — {len(errors)} problem(s), nothing was run:")
     for line in errors:
-        err_console.print(f"  {line}", markup=False, highlight=False)
+        err_console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)  # one line each
     raise typer.Exit(EXIT_SPEC)
 
 
@@ -58,8 +58,11 @@ def _parse_until(until: Optional[str], days: Optional[float]) -> Optional[int]:
     if until and days:
         raise typer.BadParameter("give --until or --days, not both")
     if days is not None:
-        if days <= 0:
-            raise typer.BadParameter(f"--days: must be > 0 (got {days})")
+        from hometwin.spec import MAX_RUN_S, MAX_RUN_YEARS
+
+        if not 0 < days <= MAX_RUN_S / 86400:  # NaN fails too
+            raise typer.BadParameter(f"--days: must be > 0 and at most {MAX_RUN_S // 86400} ({MAX_RUN_YEARS} years) "
+                                     f"(got {days})")
         return int(days * 86400)
     if until:
         try:
@@ -274,8 +277,15 @@ def write_or_exit(result: Any, out: Path, report: bool, checkpoint: Any, steps_a
 
 @app.command()
 def validate(file: Path = typer.Option(..., "-f", "--file", help="home.yaml")) -> None:
-    """Validate a home.yaml: every problem, one line each (exit 2 if any)."""
+    """Validate a home.yaml and its data files: every problem, one line each (exit 2 if any)."""
+    from hometwin.spec import SpecError, check_setup
+
     home = load_or_exit(file)
+    try:
+        check_setup(home)  # the data files and every element's setup, as `run` does; nothing runs
+    except SpecError as exc:
+        exc.source = str(file)
+        fail_spec(exc)
     n = len(home.spec.elements)
     console.print(f"[green]ok[/] {file}: home {home.metadata.name!r}, {n} elements")
 

@@ -18,6 +18,9 @@ ROUTER_RAWSOCKET_PORT = 8081
 STATE_DIR_IN_POD = "/var/lib/hometwin/state"
 #: Where the data files of ``spec.deployment.data_config_map`` are mounted (by file name).
 DATA_DIR_IN_POD = "/var/lib/hometwin/data"
+#: Where a pod finds the home's credentials (hometwin.auth): its own key of the home's Secret, the
+#: router all of them.
+CREDENTIALS_DIR_IN_POD = "/etc/hometwin/credentials"
 
 
 @dataclass(frozen=True)
@@ -40,23 +43,26 @@ def realm_of(home: Any) -> str:
 
 def service_commands(home: Any, spec_path: str, router_url: str,
                      metrics_port: int = DEFAULT_METRICS_PORT, state_dir: str | None = None,
-                     data_dir: str | None = None) -> list[ServiceCommand]:
+                     data_dir: str | None = None,
+                     credentials_dir: str = CREDENTIALS_DIR_IN_POD) -> list[ServiceCommand]:
     """Router, clock and one service per element (disabled ones included, ``enabled=False``).
 
     With ``state_dir`` every element keeps its state there (``--state-dir``), so a restarted
     element continues from its last settle; the router and the clock keep none.  With
     ``data_dir`` every element looks up the data files its config names by a relative path there,
     by file name (``--data-dir``; a pod, where they come from a ConfigMap), then and after a
-    runtime ``set``.
+    runtime ``set``.  Every process authenticates with its key in ``credentials_dir``
+    (``--credentials``; the router reads every principal's there).
     """
     from hometwin.registry import element_class
 
     realm = realm_of(home)
-    common = ("--spec", spec_path, "--router", router_url, "--realm", realm)
+    common = ("--spec", spec_path, "--router", router_url, "--realm", realm, "--credentials", credentials_dir)
     out = [
         ServiceCommand("router", "router", "router",
-                       ("router", "--realm", realm, "--host", "0.0.0.0",
-                        "--port", str(ROUTER_WS_PORT), "--rawsocket-port", str(ROUTER_RAWSOCKET_PORT)),
+                       ("router", "--spec", spec_path, "--credentials", credentials_dir, "--realm", realm,
+                        "--host", "0.0.0.0", "--port", str(ROUTER_WS_PORT),
+                        "--rawsocket-port", str(ROUTER_RAWSOCKET_PORT)),
                        metrics_port=metrics_port),
         ServiceCommand("clock", "clock", "clock", ("clock",) + common + ("--metrics-port", str(metrics_port)),
                        metrics_port=metrics_port),

@@ -25,6 +25,7 @@ Energy is in joules per step; power (W) only at the edges.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import enum
 import hashlib
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from typing import Annotated, Any, ClassVar, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 #: Signals are named arrays of one window, using pvlib's glossary where it has a
 #: name (ghi, dni, dhi, temp_air, wind_speed, apparent_zenith, azimuth …) and
@@ -53,14 +54,78 @@ class Role(str, enum.Enum):
 
 
 #: The config of the models a spec is made of: an unknown key is an error, never ignored, and so
-#: are inf and NaN (no quantity of a home is infinite; a YAML ``.inf`` is a typo or a trap).
-STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+#: are inf and NaN (no quantity of a home is infinite; a YAML ``.inf`` is a typo or a trap), and
+#: types are strict: ``true`` or ``'2400'`` is not a number (pydantic's lax mode took them as 1
+#: and 2400).  An int is still a float.  Date-times are the one lax type (:data:`DateTime`).
+STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+
+def _no_number(value: Any) -> Any:
+    if isinstance(value, (bool, int, float)):
+        raise ValueError(f"must be a date-time such as '2025-06-01T00:00' (got {value!r})")
+    return value
+
+
+#: A date-time in a spec: a YAML timestamp or an ISO 8601 string (Kubernetes sends strings), never
+#: a number (lax pydantic took ``0`` or ``true`` as seconds since 1970).
+DateTime = Annotated[dt.datetime, Field(strict=False), BeforeValidator(_no_number)]
+
+
+#: [W] the largest power of one load (1 MW: beyond any home's connection).
+MAX_LOAD_W = 1e6
+#: The largest magnitude of any number in an element's config whose field declares no bound of
+#: its own: no quantity of a home comes near 1e9 in the units configs use (W, kW, kWh, °C,
+#: currency, counts), while 1e308 overflows to inf in the first sum.
+MAX_CONFIG_MAGNITUDE = 1e9
 
 
 class ElementConfig(BaseModel):
-    """Base of every element's config: unknown keys, inf and NaN are errors, never taken."""
+    """Base of every element's config: unknown keys, inf and NaN are errors, never taken; numbers
+    are strict (:data:`STRICT`) and bounded (:data:`MAX_CONFIG_MAGNITUDE`)."""
 
     model_config = ConfigDict(STRICT, validate_assignment=True, frozen=False)
+
+    @model_validator(mode="after")
+    def _bounded_numbers(self) -> "ElementConfig":
+        problems = list(_unbounded(self, ""))
+        if problems:
+            raise ValueError("\n".join(problems[:20]) + (f"\n(and {len(problems) - 20} more)" if len(problems) > 20 else ""))
+        return self
+
+
+def _declares_bound(info: Any) -> bool:
+    return any(getattr(m, a, None) is not None for m in getattr(info, "metadata", ()) for a in ("le", "lt"))
+
+
+def _unbounded(value: Any, where: str, budget: list[int] | None = None) -> Iterator[str]:
+    """'field: …' for every number beyond :data:`MAX_CONFIG_MAGNITUDE` in fields without a bound
+    of their own (nested models, lists and maps included; nested element configs check their own)."""
+    budget = budget if budget is not None else [100_000]
+    budget[0] -= 1
+    if budget[0] < 0:
+        return
+    if isinstance(value, BaseModel):
+        if where and isinstance(value, ElementConfig):
+            return  # validated (and bounded) on its own
+        for name, info in type(value).model_fields.items():
+            if not _declares_bound(info):
+                yield from _unbounded(getattr(value, name), f"{where}.{name}" if where else name, budget)
+            else:
+                yield from (p for p in _unbounded_items(getattr(value, name), f"{where}.{name}" if where else name, budget))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _unbounded(item, f"{where}[{i}]", budget)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _unbounded(item, f"{where}.{key}", budget)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > MAX_CONFIG_MAGNITUDE:
+        yield f"{where}: must be at most {MAX_CONFIG_MAGNITUDE:g} in magnitude (got {value:g})"
+
+
+def _unbounded_items(value: Any, where: str, budget: list[int]) -> Iterator[str]:
+    """A bounded field's value is fine as a number; models inside it are still walked."""
+    if isinstance(value, (BaseModel, list, tuple, dict)):
+        yield from _unbounded(value, where, budget)
 
 
 class InvalidProperty(ValueError):
@@ -118,20 +183,26 @@ class HomeContext:
     step_s: int  # seconds per step
     n_steps: int  # steps in the whole run
     seed: int
-    base_dir: str = "."  # relative file paths in configs resolve against the spec's folder
+    #: The spec's folder: relative file paths in configs resolve against it, and every data file
+    #: must lie inside it (or a data root, :mod:`hometwin.datafiles`).  ``None`` (a context built
+    #: in code, not from a spec) confines nothing.
+    base_dir: str | None = None
     data_dir: str | None = None  # in a pod: relative data files are looked up by file name here
 
-    def resolve_path(self, path: str) -> str:
-        """A config file path: absolute as given; a relative one from the spec's folder, or, with
-        ``data_dir`` (a Kubernetes pod, where the data files are a mounted ConfigMap), by its
-        file name in ``data_dir``."""
-        import os
+    def resolve_path(self, path: str, field: str = "file") -> str:
+        """A data file a config names (``field``, for the message), confined: relative paths from
+        the spec's folder, or, with ``data_dir`` (a Kubernetes pod, where the data files are a
+        mounted ConfigMap), by file name in ``data_dir``; the real path (symlinks resolved) must
+        lie inside that folder or a configured data root, else :class:`DataFileError` naming
+        ``field`` and the rule.  Readers then open it with :func:`hometwin.datafiles.read_limited`."""
+        from hometwin.datafiles import DataFileError, confine
 
-        if os.path.isabs(path):
-            return path
-        if self.data_dir is not None:
-            return os.path.join(self.data_dir, os.path.basename(path))
-        return os.path.normpath(os.path.join(self.base_dir, path))
+        try:
+            return confine(path, self.base_dir, self.data_dir)
+        except DataFileError as exc:
+            err = DataFileError(f"{field}: {exc}")
+            err.field = field  # type: ignore[attr-defined]
+            raise err from None
 
     def element_seed(self, element_name: str) -> int:
         """A stable 64-bit seed for one element (home seed + element name)."""
@@ -323,7 +394,9 @@ class Element:
         try:
             ready.setup()
         except Exception as exc:  # the model said no (e.g. a profile file that is not there)
-            raise InvalidProperty(self.name, [f"{', '.join(sorted(props))}: {exc}"]) from None
+            text = " ".join(str(exc).split())  # one bounded line (a model's text may quote a value)
+            raise InvalidProperty(self.name, [f"{', '.join(sorted(props))}: "
+                                              f"{text if len(text) <= 400 else text[:397] + '...'}"]) from None
         return ready
 
     def _config_with(self, **props: Any) -> ElementConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 import types
 import typing
 from typing import Any, Iterable
@@ -103,8 +104,23 @@ def _model_of(ann: Any) -> Any:
     return models[0] if len(models) == 1 else None
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = 50
+_REPR.maxother = 50
+_REPR.maxlong = 40
+_REPR.maxlevel = 2
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 4
+
+
+def bounded_repr(value: Any) -> str:
+    """``repr(value)`` at most 60 characters, bounded before formatting (see :func:`_got`)."""
+    return _got(value)
+
+
 def _got(value: Any) -> str:
-    text = repr(value)
+    """The offending value, bounded *before* it is formatted: ``reprlib`` looks at a few items of
+    a few levels, so a value of a billion nested items (a YAML alias bomb) costs microseconds."""
+    text = _REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -159,6 +175,8 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel] | None =
             msg = f"must be a finite number{' ' + rng if rng else ''} (got {_got(value)})"
         elif etype.startswith("value_error") or etype == "assertion_error":
             msg = str(err.get("msg", "")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+            msg = "\n".join(m if len(m) <= 300 else m[:297] + "..." for m in msg.split("\n")[:50])  # a validator's
+            # own text may quote a long value: one bounded line per problem
         else:
             msg = f"{err.get('msg', etype)[0].lower()}{err.get('msg', etype)[1:]} (got {_got(value)})"
         lines.append(f"{where}: {msg}")

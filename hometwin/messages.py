@@ -488,6 +488,20 @@ class RunFailed(Message):
     error: str
 
 
+class ControlEvent(Message):
+    """A control action that was accepted (a property set, on/off, pause, resume, speed, until):
+    published by whoever applied it, recorded with the run's results (``events.json``)."""
+
+    source: str = Field(max_length=64, description="principal that applied it and published this "
+                        "(element.<name>, clock, launcher); subscribers check it is the publisher")
+    action: Literal["set", "on", "off", "pause", "resume", "set_speed", "run_until"]
+    element: str | None = Field(None, max_length=64, description="the element it concerns, if any")
+    args: dict[str, Any] = Field(default_factory=dict, description="what was asked (a set: the properties)")
+    by: str | None = Field(None, max_length=64, description="principal that asked for it (the caller)")
+    step: int | None = Field(None, ge=0, description="first step it applies at, where known")
+    wall_time: float = Field(description="[s] unix time it was accepted")
+
+
 # -- URIs ----------------------------------------------------------------------------------------
 
 PREFIX = "hometwin"
@@ -524,6 +538,8 @@ TICK_DONE = f"{PREFIX}.tick.done"
 #: The clock's tick, relayed by the inverter to the elements per window that did not get it in the
 #: previous window's ``Settle.next`` (the first window, after a pause, windows of many steps).
 TICK_WINDOW = f"{PREFIX}.window.tick"
+#: An accepted control action (``ControlEvent``), for the results' events.
+EVENT = f"{PREFIX}.event"
 
 
 def element_uri(name: str, op: str) -> str:
@@ -564,6 +580,8 @@ TOPICS: list[tuple[str, str, type[Message] | None, str, str, str]] = [
     (CLOCK_STATUS_EVENT, "event", ClockStatus, "clock", "UI, launcher", "once a second"),
     (RUN_DONE, "event", RunDone, "clock", "launcher", "the run reached its end"),
     (RUN_FAILED, "event", RunFailed, "inverter", "clock, launcher", "the run failed (ledger)"),
+    (EVENT, "event", ControlEvent, "an element (set), clock (pause, resume, speed, until), hometwin up (on, off)",
+     "launcher, recorder, UI", "a control action was accepted; the publisher must be its `source`"),
     (TICK_AHEAD, "event", Tick, "inverter", "elements that run ahead",
      "a chunk of windows starts (seq: its first window); repeated when such an element joins mid-chunk"),
     (SIGNALS_AHEAD, "event", Signals, "sun, weather, grid (running ahead)", "inverter, elements with inputs running ahead",

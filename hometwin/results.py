@@ -95,6 +95,8 @@ class Result:
 
     frame: pd.DataFrame
     meta: dict[str, Any] = field(default_factory=dict)
+    #: accepted control actions (``ControlEvent``s: set, on/off, pause, speed …), in order
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     def kpis(self) -> dict[str, float]:
         """Energy totals (kWh), cost, self-consumption, autarky, unserved, outages, cycles, yield."""
@@ -148,7 +150,8 @@ class Result:
         steps = min(int(steps), len(self.frame))
         return Result(frame=self.frame.iloc[:steps].copy(),
                       meta=dict(self.meta, n_steps=steps, complete=False,
-                                partial={"steps_settled": steps, "steps_asked": int(steps_asked), "why": why}))
+                                partial={"steps_settled": steps, "steps_asked": int(steps_asked), "why": why}),
+                      events=list(self.events))
 
     # -- export ----------------------------------------------------------------------------------
     def write(self, out_dir: str | Path, report: bool = False, formats: tuple[str, ...] = ("parquet", "csv")) -> dict[str, Path]:
@@ -174,6 +177,9 @@ class Result:
         kpis = json.dumps({"meta": _jsonable(self.meta), "kpis": _jsonable(self.kpis()),
                            "elements_kwh": self.element_energy_kwh()}, indent=2)
         writers["kpis"] = (out / "kpis.json", lambda tmp: tmp.write_text(kpis))
+        if self.events:
+            events = json.dumps([_jsonable(e) for e in self.events], indent=2)
+            writers["events"] = (out / "events.json", lambda tmp: tmp.write_text(events))
         if report:
             html = render_report(self)
             writers["report"] = (out / "report.html", lambda tmp: tmp.write_text(html))

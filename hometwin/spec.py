@@ -8,6 +8,7 @@ pydantic model of its kind, chosen by the ``kind`` discriminator.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import zoneinfo
 from functools import cache
@@ -16,16 +17,35 @@ from typing import Annotated, Any, Literal, Union
 
 import pandas as pd
 import yaml
+from pandas.errors import OutOfBoundsTimedelta
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model, field_validator, model_validator
 
-from hometwin.element import HomeContext, STRICT
-from hometwin.errors import format_validation_error
+from hometwin.element import DateTime, HomeContext, STRICT
+from hometwin.errors import bounded_repr, format_validation_error
 from hometwin.registry import KINDS, element_class
 
 API_VERSION = "hometwin.io/v1alpha1"
 NAME_RE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"  # DNS-1123 label: element = Deployment name part
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*$")
 _UNIT_S = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+# -- limits of a run (docs/inputs.md) ---------------------------------------------------------
+#: Longest run: 50 years (twice a PV array's or a building's service life in a study).
+MAX_RUN_YEARS = 50
+MAX_RUN_S = int(MAX_RUN_YEARS * 365.25 * 86400)
+#: Clock dates: 1900 to 2199.  pandas' nanosecond timestamps end in 1677 and 2262, and a run of
+#: 50 years from 2199 still fits; no weather or price data exist before 1900.
+MIN_YEAR, MAX_YEAR = 1900, 2199
+#: Most steps of a run: 10 million (19 years at 1-minute steps); each costs a row of results.
+MAX_STEPS = 10_000_000
+#: Most element-steps (steps × enabled elements): 200 million (a year at 1-minute steps with 380
+#: elements, or 15 years of the 13-element reference home); about the work of 10 minutes.
+MAX_ELEMENT_STEPS = 200_000_000
+#: Most elements of a home: 200 (``hometwin up`` starts a process per element; the CRD gets it as
+#: ``maxItems``).  A house has a few dozen devices.
+MAX_ELEMENTS = 200
+#: Bounds of the free-form parts of a document (``metadata`` extras, ``status``): nodes and depth.
+MAX_FREE_NODES, MAX_FREE_DEPTH = 10_000, 20
 
 
 class SpecError(ValueError):
@@ -38,24 +58,27 @@ class SpecError(ValueError):
 
 
 def parse_duration_s(value: Any) -> int:
-    """'7d', '36h', '90m', '3600s', 3600, or an ISO-8601/timedelta → whole seconds."""
+    """'7d', '36h', '90m', '3600s', 3600, or an ISO-8601/timedelta → whole seconds, at most
+    :data:`MAX_RUN_S` (50 years)."""
     if isinstance(value, dt.timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value)
-    elif isinstance(value, str):
+    elif isinstance(value, str) and len(value) <= 64:
         match = _DURATION_RE.match(value)
         if match:
             seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
         else:
             try:
                 seconds = pd.Timedelta(value).total_seconds()
-            except ValueError:
-                raise ValueError(f"not a duration (got {value!r}; use e.g. '7d', '36h', '15m', '60s')") from None
+            except (ValueError, OverflowError, OutOfBoundsTimedelta):
+                raise ValueError(f"not a duration (got {bounded_repr(value)}; use e.g. '7d', '36h', '15m', '60s')") from None
     else:
-        raise ValueError(f"not a duration (got {value!r})")
+        raise ValueError(f"not a duration (got {bounded_repr(value)}; use e.g. '7d', '36h', '15m', '60s')")
+    if not math.isfinite(seconds) or abs(seconds) > MAX_RUN_S:
+        raise ValueError(f"must be at most {MAX_RUN_YEARS} years ({MAX_RUN_S} s) (got {bounded_repr(value)})")
     if seconds != int(seconds):
-        raise ValueError(f"must be whole seconds (got {value!r})")
+        raise ValueError(f"must be whole seconds (got {bounded_repr(value)})")
     return int(seconds)
 
 
@@ -67,15 +90,40 @@ class Metadata(BaseModel):
     # Kubernetes adds uid, namespace, labels … to metadata; they are kept, not validated.
     model_config = ConfigDict(extra="allow")
     name: Annotated[str, Field(pattern=NAME_RE, max_length=40, description="Home name (DNS-1123 label)")]
-    namespace: str | None = None
+    namespace: Annotated[str | None, Field(max_length=63)] = None
     labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _bounded_extras(self) -> "Metadata":
+        for key, value in (self.model_extra or {}).items():
+            _check_free(value, f"metadata.{key}")
+        return self
+
+
+def _check_free(value: Any, where: str) -> None:
+    """Refuse a free-form value (kept, not validated) beyond :data:`MAX_FREE_NODES` nodes or
+    :data:`MAX_FREE_DEPTH` levels; stops at the first node over (shared subtrees count each time)."""
+    budget = MAX_FREE_NODES
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise ValueError(f"{where}: more than {MAX_FREE_NODES} items")
+        if depth > MAX_FREE_DEPTH:
+            raise ValueError(f"{where}: nested more than {MAX_FREE_DEPTH} levels deep")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+            budget -= len(item)
+        elif isinstance(item, (list, tuple)):
+            stack.extend((v, depth + 1) for v in item)
 
 
 class Location(_Strict):
     latitude: Annotated[float, Field(ge=-90, le=90, description="[degrees] north positive")]
     longitude: Annotated[float, Field(ge=-180, le=180, description="[degrees] east positive")]
     altitude_m: Annotated[float, Field(ge=-500, le=9000, description="[m] above sea level")] = 0.0
-    timezone: str = Field("UTC", description="IANA time zone for schedules and tariffs, e.g. Africa/Johannesburg")
+    timezone: str = Field("UTC", max_length=64, description="IANA time zone for schedules and tariffs, e.g. Africa/Johannesburg")
 
     @field_validator("timezone")
     @classmethod
@@ -83,29 +131,41 @@ class Location(_Strict):
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'Europe/Oslo')") from None
+            raise ValueError(f"unknown time zone {bounded_repr(value)} (use an IANA name such as 'Europe/Oslo')") from None
         return value
 
 
 class Clock(_Strict):
-    start: dt.datetime = Field(description="first step; without an offset it is local time of the home")
-    end: dt.datetime | None = Field(None, description="end (exclusive); give end or duration")
+    start: DateTime = Field(description="first step; without an offset it is local time of the home")
+    end: DateTime | None = Field(None, description="end (exclusive); give end or duration")
     duration: str | int | None = Field(None, description="run length, e.g. '7d', '36h' (instead of end)")
     step_s: Annotated[int, Field(ge=1, le=86400, description="[s] simulation step")] = 60
-    window: Annotated[int | None, Field(ge=1, description="steps per window (default: one day)")] = None
+    window: Annotated[int | None, Field(ge=1, le=MAX_STEPS, description="steps per window (default: one day)")] = None
     seed: Annotated[int, Field(ge=0, le=2**63 - 1, description="seed of every random stream")] = 0
+
+    @field_validator("start", "end")
+    @classmethod
+    def _year(cls, value: Any) -> Any:
+        if value is not None and not MIN_YEAR <= value.year <= MAX_YEAR:
+            raise ValueError(f"must be in the years {MIN_YEAR} to {MAX_YEAR} (got {value.isoformat()})")
+        return value
 
     @field_validator("duration")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         if value is not None and parse_duration_s(value) <= 0:
-            raise ValueError(f"must be > 0 (got {value!r})")
+            raise ValueError(f"must be > 0 (got {bounded_repr(value)})")
         return value
 
     @model_validator(mode="after")
     def _end_or_duration(self) -> "Clock":
         if (self.end is None) == (self.duration is None):
             raise ValueError("give exactly one of clock.end or clock.duration")
+        if self.end is not None and (self.end.tzinfo is None) == (self.start.tzinfo is None):
+            span = (self.end - self.start).total_seconds()
+            if span > MAX_RUN_S:
+                raise ValueError(f"clock.end: the run from start to end must be at most {MAX_RUN_YEARS} years "
+                                 f"(got {span / 86400 / 365.25:.1f} years)")
         return self
 
 
@@ -175,8 +235,17 @@ class HomeSpecBase(_Strict):
 @cache
 def _spec_model() -> type[BaseModel]:
     return create_model("HomeSpec", __base__=HomeSpecBase,
-                        elements=(list[_element_union()], Field(min_length=1)),  # type: ignore[valid-type]
-                        __validators__={"_check": model_validator(mode="after")(_check_elements)})
+                        elements=(list[_element_union()], Field(min_length=1, max_length=MAX_ELEMENTS)),  # type: ignore[valid-type]
+                        __validators__={"_check": model_validator(mode="after")(_check_elements),
+                                        "_count": model_validator(mode="before")(_count_elements)})
+
+
+def _count_elements(data: Any) -> Any:
+    """Refuse too many elements before validating any of them (50,000 would take seconds)."""
+    elements = data.get("elements") if isinstance(data, dict) else None
+    if isinstance(elements, (list, tuple)) and len(elements) > MAX_ELEMENTS:
+        raise ValueError(f"elements: at most {MAX_ELEMENTS} elements in a home (got {len(elements)})")
+    return data
 
 
 # Roles and kinds a home may hold only once (the inverter balances one bus).
@@ -198,6 +267,12 @@ def _check_elements(spec: Any) -> Any:
     for name in spec.deployment.elements:
         if name not in seen:
             problems.append(f"deployment.elements.{name}: no element named {name!r} (elements: {', '.join(seen)})")
+    if not problems:
+        try:
+            length_s = run_length_s(spec.clock, spec.location.timezone)
+            check_run_size(length_s // spec.clock.step_s, sum(1 for el in spec.elements if el.enabled))
+        except SpecError as exc:
+            problems.extend(exc.errors)
     if not any(el.kind == "inverter" for el in spec.elements):
         problems.append("elements: a home needs exactly one element of kind 'inverter' (found 0)")
     kinds = {el.kind for el in spec.elements}
@@ -210,6 +285,24 @@ def _check_elements(spec: Any) -> Any:
     if problems:
         raise ValueError("\n".join(problems))
     return spec
+
+
+def run_length_s(clock: Any, timezone: str) -> int:
+    """Seconds from ``clock.start`` to ``clock.end``, or ``clock.duration``."""
+    if clock.end is not None:
+        return int((_to_utc(clock.end, timezone) - _to_utc(clock.start, timezone)).total_seconds())
+    return parse_duration_s(clock.duration)
+
+
+def check_run_size(n_steps: int, n_elements: int, where: str = "clock") -> None:
+    """Refuse a run of more than :data:`MAX_STEPS` steps or :data:`MAX_ELEMENT_STEPS` element-steps."""
+    if n_steps > MAX_STEPS:
+        raise SpecError([f"{where}: the run has {n_steps:,} steps, more than the limit of {MAX_STEPS:,} "
+                         f"(shorten it or use a longer step_s)"])
+    if n_steps * n_elements > MAX_ELEMENT_STEPS:
+        raise SpecError([f"{where}: the run has {n_steps:,} steps × {n_elements} enabled elements = "
+                         f"{n_steps * n_elements:,} element-steps, more than the limit of {MAX_ELEMENT_STEPS:,} "
+                         f"(shorten it, use a longer step_s, or fewer elements)"])
 
 
 def _provided(signals: tuple[str, ...], kinds: set[str]) -> bool:
@@ -228,6 +321,13 @@ class HomeBase(_Strict):
     # Kubernetes writes status; the spec never reads it.
     status: dict[str, Any] | None = None
     _source_dir: Path | None = PrivateAttr(None)
+
+    @field_validator("status")
+    @classmethod
+    def _bounded_status(cls, value: Any) -> Any:
+        if value is not None:
+            _check_free(value, "status")
+        return value
 
 
 @cache
@@ -265,19 +365,65 @@ def parse_home(data: Any, source: str = "") -> Any:
         raise SpecError(_flatten_value_errors(lines), source) from None
 
 
-def load_home(path: str | Path) -> Any:
-    """Read and validate a ``home.yaml``."""
-    path = Path(path)
+#: Deepest nesting of a spec's YAML (the schema needs 6; PyYAML's scanner is quadratic in it).
+MAX_YAML_DEPTH = 64
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases: ``*name`` is refused where it stands, so a 1 KB document cannot
+    expand to billions of nodes (an alias bomb); a Home never needs one.  Nesting is bounded by
+    :data:`MAX_YAML_DEPTH` (5,000 ``[`` cost PyYAML 18 s before)."""
+
+    _depth = 0
+
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        if self.flow_level >= MAX_YAML_DEPTH:
+            raise yaml.scanner.ScannerError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
+                                            self.get_mark())
+        super().fetch_flow_collection_start(token_class)  # type: ignore[misc]
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a home spec",
+                                              event.start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def parse_yaml(text: str, path: str = "") -> Any:
+    """A YAML document without aliases (:class:`_NoAliasLoader`), nesting bounded by Python's
+    recursion limit; :class:`SpecError` with the line and column of a problem."""
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpecError([f"{path}: cannot read ({exc.strerror})"], str(path)) from None
-    try:
-        data = yaml.safe_load(text)
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise SpecError([f"{where}: YAML syntax error: {getattr(exc, 'problem', exc)}"], str(path)) from None
+    except RecursionError:
+        raise SpecError([f"{path}: YAML nested too deeply"], str(path)) from None
+
+
+def load_home(path: str | Path) -> Any:
+    """Read (a regular file of at most :data:`hometwin.datafiles.MAX_SPEC_BYTES`) and validate a
+    ``home.yaml``."""
+    from hometwin.datafiles import MAX_SPEC_BYTES, DataFileError, read_text
+
+    path = Path(path)
+    try:
+        text = read_text(str(path), "home spec", MAX_SPEC_BYTES)
+    except DataFileError as exc:
+        msg = str(exc)
+        if "not found" in msg:
+            msg = f"{path}: cannot read (No such file or directory)"
+        raise SpecError([msg], str(path)) from None
+    data = parse_yaml(text, str(path))
     home = parse_home(data, str(path))
     home._source_dir = path.parent.resolve()  # relative data files resolve against the spec
     return home
@@ -297,18 +443,53 @@ def home_context(home: Any, until_s: int | None = None) -> HomeContext:
     spec = home.spec
     loc, clock = spec.location, spec.clock
     start = _to_utc(clock.start, loc.timezone)
-    if clock.end is not None:
-        length_s = int((_to_utc(clock.end, loc.timezone) - start).total_seconds())
-    else:
-        length_s = parse_duration_s(clock.duration)
+    length_s = run_length_s(clock, loc.timezone)
     if until_s is not None:
+        if not 0 < until_s <= MAX_RUN_S:
+            raise SpecError([f"until: the run must be > 0 and at most {MAX_RUN_YEARS} years ({MAX_RUN_S} s) "
+                             f"(got {until_s} s)"])
         length_s = until_s
     n_steps = length_s // clock.step_s
     if n_steps <= 0:
         raise SpecError([f"clock: the run is shorter than one step ({length_s} s < step_s {clock.step_s} s)"])
+    check_run_size(n_steps, sum(1 for el in spec.elements if el.enabled), "until" if until_s is not None else "clock")
     return HomeContext(name=home.metadata.name, latitude=loc.latitude, longitude=loc.longitude,
                        altitude_m=loc.altitude_m, timezone=loc.timezone, start=start,
                        step_s=clock.step_s, n_steps=n_steps, seed=clock.seed, base_dir=str(source_dir(home)))
+
+
+def check_setup(home: Any, until_s: int | None = None) -> None:
+    """Set up every enabled element as a run would — its data files found, confined, read and
+    checked (finite, in range, covering the run) — without running anything; :class:`SpecError`
+    with one line per problem.  ``hometwin validate`` calls it, so it refuses what ``run`` would."""
+    from hometwin.datafiles import DataFileError
+    from hometwin.element import data_files
+
+    ctx = home_context(home, until_s)
+    problems: list[str] = []
+    for idx, el in enumerate(home.spec.elements):  # every file's place first: nothing set up yet
+        for where, path in data_files(el.config, f"elements[{idx}].config") if el.enabled else ():
+            try:
+                ctx.resolve_path(path, where)
+            except DataFileError as exc:
+                problems.append(str(exc))
+    if problems:
+        raise SpecError(problems)
+    for idx, el in enumerate(home.spec.elements):
+        if not el.enabled:
+            continue
+        try:
+            element_class(el.kind)(el.name, el.config, ctx)
+        except DataFileError as exc:
+            field = getattr(exc, "field", None)
+            text = str(exc)
+            problems.append(f"elements[{idx}].config.{text}" if field and text.startswith(f"{field}: ")
+                            else f"elements[{idx}] ({el.name}): {text}")
+        except Exception as exc:  # noqa: BLE001 - a model's setup refusing its config: one line each
+            text = " ".join(str(exc).split())
+            problems.append(f"elements[{idx}] ({el.name}): {text if len(text) <= 400 else text[:397] + '...'}")
+    if problems:
+        raise SpecError(problems)
 
 
 def source_dir(home: Any) -> Path:

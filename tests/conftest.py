@@ -13,6 +13,9 @@ from hometwin.element import HomeContext, Window
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "homes"
 SHARED_DATA = Path(os.environ.get("HOMETWIN_SHARED_DATA", ROOT.parent / "shared" / "data"))
+# The examples name price files in ../shared/data, outside their folder: a configured data root
+# (hometwin.datafiles), inherited by every hometwin process the tests start.
+os.environ.setdefault("HOMETWIN_DATA_ROOT", str(SHARED_DATA))
 
 
 def make_ctx(n_steps: int = 1440, step_s: int = 60, start: str = "2025-01-01T00:00:00Z",

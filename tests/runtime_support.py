@@ -24,11 +24,36 @@ CAPE_TOWN = ROOT / "examples" / "homes" / "cape-town.yaml"
 REALMS = ("hometwin.cape-town", "hometwin.minimal")
 
 
+def example_elements() -> list[tuple[str, str]]:
+    """Every (element name, kind) of the example homes: the tests run them all (renamed) on the
+    shared router's realms, so its roles and principals cover them."""
+    import yaml
+
+    out: dict[str, str] = {}
+    for f in sorted((ROOT / "examples" / "homes").glob("*.yaml")):
+        for el in yaml.safe_load(f.read_text())["spec"]["elements"]:
+            out.setdefault(el["name"], el["kind"])
+    return list(out.items())
+
+
+def shared_router(cbdir: Path, credentials_dir: Path, **kw: Any) -> Router:
+    """A router for :data:`REALMS` whose principals are every example home's, their secrets
+    written to ``credentials_dir`` as ``hometwin up`` writes them (``Router.credentials_dir``)."""
+    from hometwin import auth
+
+    elements = example_elements()
+    r = Router(realm=REALMS[0], realms=REALMS, cbdir=cbdir, roles=auth.roles_for(elements),
+               secrets=auth.new_secrets(auth.principals_for(elements)), **kw)
+    auth.write_credentials(credentials_dir, r.secrets)
+    r.credentials_dir = credentials_dir  # type: ignore[attr-defined]
+    return r
+
+
 @pytest.fixture(scope="session")
 def router(tmp_path_factory: Any) -> Any:
     """A real Crossbar router on free loopback ports and a Unix socket (session-scoped)."""
-    cbdir = tmp_path_factory.mktemp("crossbar") / ".crossbar"
-    r = Router(realm=REALMS[0], realms=REALMS, cbdir=cbdir, unix=True)
+    tmp = tmp_path_factory.mktemp("crossbar")
+    r = shared_router(tmp / ".crossbar", tmp / "credentials", unix=True)
     r.start(timeout_s=90)
     yield r
     r.stop()
@@ -56,7 +81,7 @@ class Up:
         self.logs: list[str] = []
         url = router.unix_url if unix else router.url  # services over the Unix socket or TCP
         self.launcher = Launcher(spec_path=spec, router_url=url, log_sink=self._sink, live=False,
-                                 **kwargs)
+                                 credentials_dir=router.credentials_dir, **kwargs)
         self.realm = self.launcher.realm
         self.result: Any = None
         self.error: BaseException | None = None
@@ -107,8 +132,8 @@ class Up:
             raise self.error
         return self.result
 
-    def call(self, uri: str, *args: Any, **kwargs: Any) -> Any:
-        return call(self.router.url, self.realm, uri, *args, **kwargs)
+    def call(self, uri: str, *args: Any, as_: str = "controller", **kwargs: Any) -> Any:
+        return call(self.router.url, self.realm, uri, *args, credentials=self.router.credentials(as_), **kwargs)
 
     def clock(self) -> dict[str, Any]:
         return self.call("hometwin.clock.status")
@@ -171,7 +196,7 @@ def diff_report(a: Any, b: Any, tol: float = 1e-9, rows: int = 8) -> str:
     return "\n".join(out) or "no difference"
 
 
-__all__ = ["router", "Up", "scrape", "wait_until", "max_diff", "diff_report", "CAPE_TOWN", "free_port", "free_ports", "node_config", "write_config",
+__all__ = ["router", "shared_router", "example_elements", "Up", "scrape", "wait_until", "max_diff", "diff_report", "CAPE_TOWN", "free_port", "free_ports", "node_config", "write_config",
            "MemoryBus"]
 
 from hometwin.runtime.membus import MemoryBus  # noqa: E402  (re-exported for the protocol tests)

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from hometwin import messages as m
+from hometwin.auth import element_authid
 from hometwin.engine import Engine
 from hometwin.registry import element_class
 from hometwin.runtime.balancer import Balancer
@@ -71,12 +72,12 @@ class Home:
     async def start(self) -> None:
         for name in self.names:
             self.hosts[name] = self.host(name)
-            await self.hosts[name].on_join(self.bus.session(self.sid[name]))
+            await self.hosts[name].on_join(self.bus.session(self.sid[name], authid=element_authid(name)))
 
     async def join(self, name: str, sid: int) -> None:
         self.hosts[name] = self.host(name)
         self.sid[name] = sid
-        await self.hosts[name].on_join(self.bus.session(sid))
+        await self.hosts[name].on_join(self.bus.session(sid, authid=element_authid(name)))
 
     async def run(self, windows: int, before: dict[int, Callable[[], Any]] | None = None,
                   in_flight: int = 2, drain: bool = True, run_windows: int = 1) -> list[m.Flows]:
@@ -317,8 +318,12 @@ def test_ahead_packets_are_checked():
     async def main() -> tuple[Home, list[m.Flows]]:
         h = Home(CAPE_TOWN, steps)
         await h.start()
-        pub = h.bus.session(CLOCK).publish
         joules = lambda v, n: np.full(n, v).tobytes()  # noqa: E731
+
+        def pub(uri: str, payload: dict) -> None:
+            """As the element the packet names (its own session): the content is what is wrong."""
+            name = payload["element"]
+            h.bus.session(h.sid[name], authid=element_authid(name)).publish(uri, payload)
 
         def garbage() -> None:
             pub(m.REQUEST_AHEAD, {"seq": 60, "element": "geyser", "role": "load", "n": 60, "joules": joules(-5.0, 60)})

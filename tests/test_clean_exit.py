@@ -32,7 +32,8 @@ def noise(text: str) -> list[str]:
 
 def test_sigterm_stops_a_service_cleanly(router):  # type: ignore[no-untyped-def]
     proc = subprocess.Popen([sys.executable, "-m", "hometwin.cli", "service", "tv", "--name", "tv",
-                             "--spec", str(CAPE_TOWN), "--router", router.unix_url],
+                             "--spec", str(CAPE_TOWN), "--router", router.unix_url,
+                             "--credentials", str(router.credentials_dir)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     try:
@@ -116,7 +117,8 @@ def test_ctl_without_a_twin_says_so_in_one_line(router):  # type: ignore[no-unty
     """``hometwin ctl`` on a realm where nothing runs: exit 1, one clear line naming what is missing."""
     for args, uri in ((["status"], "hometwin.clock.status"), (["set", "oven", "on=true"], "hometwin.element.oven.set")):
         proc = subprocess.run([sys.executable, "-m", "hometwin.cli", "ctl", *args, "--router", router.url,
-                               "--realm", "hometwin.minimal"], capture_output=True, text=True, timeout=120)
+                               "--realm", "hometwin.minimal", "--credentials", str(router.credentials_dir)],
+                              capture_output=True, text=True, timeout=120)
         assert proc.returncode == 1, proc.stdout + proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and uri in lines[0] and "hometwin.minimal" in lines[0], proc.stderr

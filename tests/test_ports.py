@@ -85,10 +85,14 @@ def test_up_refuses_metrics_ports_past_65535(tmp_path: Path) -> None:
         la.check_metrics_ports()
 
 
-def test_a_service_whose_metrics_port_is_taken_says_which_in_one_line() -> None:
+def test_a_service_whose_metrics_port_is_taken_says_which_in_one_line(tmp_path: Path) -> None:
+    from hometwin import auth
+
     port = free_ports(1)
+    creds = auth.write_credentials(tmp_path / "credentials", auth.new_secrets(["element.fridge"]))
     with _listen(port):
         proc = subprocess.run(CLI + ["service", "fridge", "--name", "fridge", "--spec", str(CAPE_TOWN),
+                                     "--credentials", str(creds),
                                      "--router", "rs://127.0.0.1:1", "--metrics-port", str(port),
                                      "--metrics-host", "127.0.0.1"],
                               capture_output=True, text=True, timeout=120)

@@ -1,8 +1,9 @@
-"""The router's realm as the services need it: events and calls carry no publisher or caller.
+"""The router's realm as the services need it: only the topics whose packets name their sender
+disclose the publisher (the services check it, tests/test_security.py); every other event and call
+carries none.
 
-Nothing in the twin reads who published (an element names itself in its packets and
-announces its session), and disclosure costs Crossbar work on every event: the do-nothing
-ceiling of single-step windows rose ~15-25 % without it (``bench/bench_runtime.py``).
+Disclosure costs Crossbar work on every event: the do-nothing ceiling of single-step windows rose
+~15-25 % without it (``bench/bench_runtime.py``), so it is on only where an identity is checked.
 """
 
 from __future__ import annotations
@@ -10,38 +11,70 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from autobahn.wamp.types import CallOptions, PublishOptions, RegisterOptions, SubscribeOptions
+from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
+from hometwin import auth
+from hometwin import messages as m
 from hometwin.runtime.wamp import component, stop_component
 from tests.runtime_support import router  # noqa: F401  (a fixture)
 
 
-def test_events_and_calls_disclose_no_session(router: Any) -> None:  # noqa: F811
-    async def main() -> tuple[Any, Any]:
-        comp = component(router.unix_url, "hometwin.cape-town")
-        out: asyncio.Future = asyncio.get_running_loop().create_future()
+def _events(router: Any, publisher: str, uri: str, payload: Any) -> Any:  # noqa: F811
+    """What a subscriber asking for details learns of one event ``publisher`` sends on ``uri``."""
 
-        @comp.on_join
+    async def main() -> Any:
+        sub = component(router.unix_url, "hometwin.cape-town", credentials=router.credentials("element.inverter"))
+        pub = component(router.unix_url, "hometwin.cape-town", credentials=router.credentials(publisher))
+        got: asyncio.Future = asyncio.get_running_loop().create_future()
+        ready: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        @sub.on_join
         async def joined(session: Any, details: Any) -> None:
-            got: asyncio.Future = asyncio.get_running_loop().create_future()
-            await session.subscribe(lambda payload, details: got.done() or got.set_result(details),
-                                    "hometwin.test.disclose", options=SubscribeOptions(details_arg="details"))
-            await session.register(lambda details: details.caller, "hometwin.test.who",
-                                   options=RegisterOptions(details_arg="details"))
-            session.publish("hometwin.test.disclose", 1, options=PublishOptions(exclude_me=False))
-            event = await asyncio.wait_for(got, 10)
-            caller = await session.call("hometwin.test.who", options=CallOptions())
-            out.set_result((event, caller))
+            await session.subscribe(lambda payload, details: got.done() or got.set_result(details), uri,
+                                    options=SubscribeOptions(details=True))
+            ready.set_result(True)
 
-        comp.start(asyncio.get_running_loop())
+        @pub.on_join
+        async def pub_joined(session: Any, details: Any) -> None:
+            await ready
+            session.publish(uri, payload, options=PublishOptions(acknowledge=True))
+
+        sub.start(asyncio.get_running_loop())
+        await asyncio.wait_for(ready, 30)
+        pub.start(asyncio.get_running_loop())
         try:
-            return await asyncio.wait_for(out, 30)
+            return await asyncio.wait_for(got, 30)
         finally:
-            await stop_component(comp)
+            await stop_component(pub)
+            await stop_component(sub)
 
-    event, caller = asyncio.run(main())
-    assert event.publisher is None and event.publisher_authid is None
-    assert caller is None
+    return asyncio.run(main())
+
+
+def test_identified_topics_disclose_the_publisher_and_no_other(router: Any) -> None:  # noqa: F811
+    request = _events(router, "element.tv", m.REQUEST, {"element": "tv"})
+    assert request.publisher_authid == "element.tv" and request.publisher_authrole == "element.tv"
+    # a topic no packet names its sender on: no per-event work for the router
+    tick = _events(router, "clock", m.TICK, {"seq": 0})
+    assert tick.publisher is None and tick.publisher_authid is None
+
+
+def test_roles_are_exact_uris_or_an_elements_own_prefix() -> None:
+    """Crossbar takes the longest matching permission and an exact one that is merely a prefix of a
+    URI denies it: every permission is an exact URI, or a prefix ending in '.' of one element's RPCs."""
+    elements = [("sun", "sun"), ("inverter", "inverter"), ("battery", "battery"), ("tv", "tv")]
+    for role in auth.roles_for(elements):
+        for p in role.crossbar()["permissions"]:
+            if p["match"] == "prefix":
+                assert p["uri"].startswith("hometwin.element.") and p["uri"].count(".") == 3, p
+            else:
+                assert not p["uri"].endswith("."), p
+
+
+def _bare(**kw: Any) -> Any:
+    from hometwin.runtime.router import Router
+
+    return Router(realm="hometwin.ports", roles=auth.roles_for([]), secrets=auth.new_secrets(["viewer"]), **kw)
 
 
 def _bound_port() -> tuple[Any, int]:
@@ -62,7 +95,7 @@ def test_a_port_taken_before_crossbar_binds_it_is_chosen_again(monkeypatch: Any,
     held, port = _bound_port()
     real, first = rt.free_port, [port]
     monkeypatch.setattr(rt, "free_port", lambda host="127.0.0.1": first.pop() if first else real(host))
-    r = Router(realm="hometwin.ports", cbdir=tmp_path / ".crossbar").start(timeout_s=90)
+    r = _bare(cbdir=tmp_path / ".crossbar").start(timeout_s=90)
     try:
         assert port not in (r.port, r.rawsocket_port) and r.port != r.rawsocket_port
         wait_for_port("127.0.0.1", r.port, 5)
@@ -82,7 +115,7 @@ def test_a_given_port_in_use_fails_with_crossbars_words(tmp_path: Any) -> None:
     other.close()  # a free one for the other transport
     try:
         with pytest.raises(RouterExited) as err:
-            Router(realm="hometwin.ports", port=port, rawsocket_port=port2, cbdir=tmp_path / ".crossbar").start(60)
+            _bare(port=port, rawsocket_port=port2, cbdir=tmp_path / ".crossbar").start(60)
     finally:
         held.close()
     assert err.value.port_taken and "before accepting connections; crossbar said:" in str(err.value)

@@ -13,15 +13,18 @@ results must not change — and (b) scrape two services' /metrics.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import numpy as np
 import pytest
 
+from hometwin import auth
 from hometwin import messages as m
 from hometwin.engine import Engine
 from hometwin.runtime.wamp import component, stop_component
 from hometwin.spec import load_home
-from runtime_support import CAPE_TOWN, Up, diff_report, free_ports, max_diff, router, wait_until  # noqa: F401
+from runtime_support import (CAPE_TOWN, Up, diff_report, example_elements, free_ports, max_diff,  # noqa: F401
+                             router, wait_until)
 
 pytestmark = pytest.mark.timeout(400)
 DAY = 1440
@@ -34,7 +37,7 @@ def in_process(window: int, days: float, actions: dict[int, object] | None = Non
     return eng.run()
 
 
-def publish_garbage(url: str, realm: str) -> int:
+def publish_garbage(url: str, realm: str, router: Any) -> int:
     """Malformed / out-of-range messages on every topic; returns how many were sent."""
     bad = b"\x00" * 7  # not a float64 array
     nan = np.array([np.nan]).tobytes()
@@ -72,20 +75,32 @@ def publish_garbage(url: str, realm: str) -> int:
         (m.ANNOUNCE, ({"element": "inverter2", "kind": "inverter", "role": "converter"},)),
     ]
 
+    home = {n for n, _ in example_elements()}
+
+    def sender(uri: str, args: tuple) -> str:
+        """Who may publish there: the garbage comes from a principal that is allowed to (a buggy
+        service); a packet naming no element of the home is sent by the TV (and refused as forged)."""
+        if uri in auth.IDENTIFIED_TOPICS:
+            claimed = auth.claimed_authid(uri, args[0]) if len(args) == 1 else None
+            return claimed if auth.element_of(claimed) in home else "element.tv"
+        return "clock" if uri == m.TICK else "element.inverter"
+
     async def main() -> None:
-        comp = component(url, realm)
-        done = asyncio.get_running_loop().create_future()
+        for who in dict.fromkeys(sender(uri, args) for uri, args in payloads):
+            comp = component(url, realm, credentials=router.credentials(who))
+            done = asyncio.get_running_loop().create_future()
 
-        @comp.on_join
-        async def _joined(session, details):  # type: ignore[no-untyped-def]
-            for uri, args in payloads:
-                session.publish(uri, *args)
-            await asyncio.sleep(1.0)
-            done.set_result(None)
+            @comp.on_join
+            async def _joined(session, details, who=who, done=done):  # type: ignore[no-untyped-def]
+                for uri, args in payloads:
+                    if sender(uri, args) == who:
+                        session.publish(uri, *args)
+                await asyncio.sleep(1.0)
+                done.set_result(None)
 
-        comp.start(asyncio.get_running_loop())
-        await asyncio.wait_for(done, 30)
-        await stop_component(comp)  # leave without the reconnect autobahn starts after a plain leave()
+            comp.start(asyncio.get_running_loop())
+            await asyncio.wait_for(done, 30)
+            await stop_component(comp)  # leave without the reconnect autobahn starts after a plain leave()
 
     asyncio.run(main())
     return len(payloads)
@@ -99,7 +114,7 @@ def day_windows(router):  # type: ignore[no-untyped-def]
     info: dict[str, object] = {}
     with up.driving():
         up.wait_paused_at(DAY, timeout_s=180)
-        info["sent"] = publish_garbage(router.url, up.realm)
+        info["sent"] = publish_garbage(router.url, up.realm, router)
         info.update(up.scrape("oven", "inverter", "battery", "roof", "geyser", "clock"))
         up.call("hometwin.clock.resume")
     info["result"] = up.join(240)

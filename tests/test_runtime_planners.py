@@ -89,12 +89,12 @@ def same_tree(a: Any, b: Any, path: str = "") -> None:
 class Wamp:
     """A WAMP session of this test process on its own event loop thread (RemoteElement's host)."""
 
-    def __init__(self, url: str, realm: str, home: Any):
+    def __init__(self, url: str, realm: str, home: Any, credentials: Any = None):
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         joined: concurrent.futures.Future = concurrent.futures.Future()
-        self.comp = component(url, realm)
+        self.comp = component(url, realm, credentials=credentials)
 
         @self.comp.on_join
         async def _joined(session: Any, details: Any) -> None:
@@ -208,7 +208,7 @@ def trondheim(router, homes):  # type: ignore[no-untyped-def]
     info: dict[str, Any] = {"engine": eng, "pause": pause, "spec": spec}
     with up.driving():
         up.wait_paused_at(pause, timeout_s=240)
-        wamp = Wamp(router.url, up.realm, eng.ctx)
+        wamp = Wamp(router.url, up.realm, eng.ctx, credentials=router.credentials("element.inverter"))
         try:
             info["remote"] = compare_remote(wamp, eng)
             info["bad_rpcs"] = bad_rpcs(wamp)
@@ -308,7 +308,7 @@ def bad_plan_ready(w: Wamp, seq: int) -> int:
     """Malformed plan_ready signals for the waiting elements (seq: the last settled window)."""
     ones = np.ones(12).tobytes()
     payloads = [
-        {"seq": seq + 1, "element": "sun", "n": 12, "arrays": {px.PLAN_READY: ones}},  # not from the inverter
+        {"seq": seq + 1, "element": "sun", "n": 12, "arrays": {px.PLAN_READY: ones}},  # not from the sun
         {"seq": seq + 1, "element": "inverter", "n": 12, "arrays": {px.PLAN_READY: np.full(12, 0.5).tobytes()}},
         {"seq": seq + 1, "element": "inverter", "n": 12, "arrays": {px.PLAN_READY: ones, "ghi": ones}},
         {"seq": seq, "element": "inverter", "n": 12, "arrays": {px.PLAN_READY: ones}},  # a second one for a window
@@ -366,7 +366,8 @@ def test_bad_planner_rpcs_and_plan_ready_rejected_and_counted(trondheim):  # typ
         assert got == want, (name, key, got, want)
     for name in ("water-heater", "washer"):  # no inputs: they subscribe to signals only to wait for plans
         met = trondheim[name]
-        assert _rejected(met, name, m.SIGNALS, "out_of_range") == 1  # from sun
+        # naming the sun, but published by the inverter's principal (this test's session)
+        assert _rejected(met, name, m.SIGNALS, "forged") == 1
         assert _rejected(met, name, m.SIGNALS, "invalid") >= 3  # 0.5s, an extra key, not float64
         assert _rejected(met, name, m.SIGNALS, "duplicate") == 1
         assert _rejected(met, name, m.SIGNALS, "stale_seq") == 1

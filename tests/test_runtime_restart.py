@@ -197,7 +197,8 @@ def _geyser_file(state_dir: Path, temp_c: float | None = None, **config: Any) ->
 
 def _serve_geyser(router: Any, state_dir: Path, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "hometwin.cli", "service", "geyser", "--name", "geyser", "--spec", str(CAPE_TOWN),
-           "--router", router.url, "--realm", REALM, "--state-dir", str(state_dir)]
+           "--router", router.url, "--realm", REALM, "--state-dir", str(state_dir),
+           "--credentials", str(router.credentials_dir)]
     return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
@@ -205,7 +206,8 @@ def _get_from(proc: subprocess.Popen, log: Path, router: Any) -> dict[str, Any]:
     try:
         wait_until(lambda: "joined" in log.read_text() or proc.poll() is not None, 90, "the geyser service to join")
         assert proc.poll() is None, log.read_text()  # it did not crash
-        return wait_until(lambda: call(router.url, REALM, "hometwin.element.geyser.get", timeout_s=5), 30,
+        return wait_until(lambda: call(router.url, REALM, "hometwin.element.geyser.get", timeout_s=5,
+                                               credentials=router.credentials("viewer")), 30,
                           "the geyser's get RPC")
     finally:
         proc.send_signal(signal.SIGTERM)

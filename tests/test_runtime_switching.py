@@ -32,7 +32,8 @@ def _set(eng: Engine) -> None:
 def ctl_run(up: Up, *args: str) -> subprocess.CompletedProcess:
     """``hometwin ctl …`` as a user types it, against the running twin."""
     return subprocess.run([sys.executable, "-m", "hometwin.cli", "ctl", *args, "--router", up.router.url,
-                           "--realm", up.realm], capture_output=True, text=True, timeout=120)
+                           "--realm", up.realm, "--credentials", str(up.router.credentials_dir)],
+                          capture_output=True, text=True, timeout=120)
 
 
 def ctl(up: Up, *args: str) -> Any:

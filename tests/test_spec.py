@@ -176,7 +176,7 @@ def test_nested_union_tags_are_not_part_of_the_path():
     text = "\n".join(exc.value.errors)
     assert "elements[3].config.tariff.file: required field is missing" in text
     assert re.search(r"elements\[3\]\.config\.tariff\.bogus: unknown field \(allowed: type, file, ", text)
-    assert "elements[3].config.export_tariff.price_per_kwh: must be a number (got 'cheap')" in text
+    assert "elements[3].config.export_tariff.price_per_kwh: must be a number >= -100000.0 and <= 100000.0 (got 'cheap')" in text
     assert "elements[4].config.source.cloud_cover_mean: must be >= 0.05 and <= 0.95 (got 2)" in text
     assert ".series." not in text and ".stochastic." not in text and ".flat." not in text
 

@@ -60,7 +60,8 @@ def test_sigterm_stops_a_forked_service_cleanly(router: Any) -> None:  # noqa: F
             sent.append(proc.pid)
 
     rc, lines, _ = asyncio.run(_run(["service", "tv", "--name", "tv", "--spec", str(CAPE_TOWN),
-                                     "--router", router.unix_url], ROOT, on_line))
+                                     "--router", router.unix_url, "--credentials", str(router.credentials_dir)],
+                                    ROOT, on_line))
     assert sent, "\n".join(lines)
     assert rc == 0, "\n".join(lines)
     assert not any("Traceback" in line or "Connection failed" in line for line in lines), lines

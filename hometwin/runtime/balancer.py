@@ -173,6 +173,14 @@ class Balancer(ElementHost):
         self.next_step = 0  # where the window after it starts
         self.tick_ends: dict[int, m.Tick] = {}  # last window of a clock tick → the tick (TickDone goes out then)
         self.confirmed: dict[str, int] = {}  # element → the window whose speculative packet is taken from it
+        # Faults (docs/runtime.md, "State across restarts"): a tick beyond the window after the last one
+        # settled waits here for the ticks between (the clock publishes them again, in order) …
+        self.held: dict[int, m.Tick] = {}
+        # … and an element that missed a window's timeout is not awaited again until it shows a sign of
+        # life (a packet, an announce): a stopped process (SIGSTOP) costs one timeout, not one a window.
+        self.asleep: set[str] = set()
+        self.last_parts: list[str] = []  # who took part in the last window settled (a repeated TickDone's)
+        self.last_soc: float | None = None  # the battery's SoC at the end of the last window it took part in
         # the strategy's view of the home (bound once, refreshed at every prepare stage)
         self.proxies: dict[str, px.RemoteElement] = {}
         bind = getattr(element, "bind_roster", None)
@@ -196,6 +204,7 @@ class Balancer(ElementHost):
         await self.register_rpcs()
         await session.register(self.rpc_roster, m.ROSTER_GET)
         await session.register(self.rpc_settle_ahead_now, m.SETTLE_AHEAD_NOW)
+        await self.resume_position()  # before the first tick: a restart must not settle a window twice
         await self.sub(m.TICK, self.on_tick)
         await self.sub(m.SIGNALS, lambda p: self.on_packet(m.SIGNALS, m.Signals, p))
         await self.sub(m.REQUEST, lambda p: self.on_packet(m.REQUEST, m.EnergyRequest, p))
@@ -206,6 +215,43 @@ class Balancer(ElementHost):
         await session.subscribe(self.on_leave, m.SESSION_ON_LEAVE)
         await self.sub(m.RUN_DONE, lambda payload: self.log_summary())
         self.publish(m.ROSTER_QUERY, m.RosterQuery(reason="inverter joined"))
+
+    async def resume_position(self) -> None:
+        """Where the run stands, for an inverter (re)started mid-run: the last window settled and the
+        step after it, as the elements know them (each answers ``get`` with the last Settle it got:
+        ``settled_seq``, ``next_step``) and the clock (its last ``TickDone``).  A tick the clock sends
+        again for a window at or before it is then answered (``TickDone``) without settling it twice.
+        At a run's start nobody answers, or everyone answers "nothing settled": nothing changes."""
+        wait = min(self.timeout_s, 5.0)
+
+        async def ask(uri: str) -> Any:
+            try:
+                return await asyncio.wait_for(self.session.call(uri), wait)
+            except Exception:  # not there (yet), stopped, or an older service: it cannot say
+                return None
+
+        names = [n for n in self.order if n != self.name]
+        answers = await asyncio.gather(*(ask(m.element_uri(n, "get")) for n in names), ask(m.clock_uri("status")))
+        best, who = (-1, 0), ""
+        n_steps = self.ctx.n_steps
+        for name, a in zip(names + ["clock"], answers):
+            if not isinstance(a, dict):
+                continue
+            if name == "clock":  # its next tick's seq and step: what it got TickDone for is before them
+                seq, step = a.get("seq", 0) - 1, a.get("i")
+            else:
+                seq, step = a.get("settled_seq"), a.get("next_step")
+            if type(seq) is not int or type(step) is not int or not (seq >= 0 and 0 < step <= n_steps):
+                continue
+            if (seq, step) > best:
+                best, who = (seq, step), name
+        if best[0] < 0:
+            return
+        self.settled_seq, self.next_step = best
+        self.last_seq = max(self.last_seq, best[0])
+        log.warning("resuming the run: window %d was settled through step %d before this inverter started "
+                    "(as %s says); a tick for a settled window is answered, not settled again", best[0],
+                    best[1] - 1, who)
 
     def rpc_get(self) -> dict[str, Any]:
         out = super().rpc_get()
@@ -245,6 +291,8 @@ class Balancer(ElementHost):
         if d.role == "converter":
             self.rejections.reject(m.ANNOUNCE, "out_of_range", f"{d.element}: a second inverter")
             return
+        if self.asleep:
+            self._alive(d.element)
         if self.prepare_stage and px.plannable_describe(d) and self.told.get(d.element) != d.session:
             asyncio.ensure_future(self._admit_plannable(d))
             return
@@ -299,6 +347,7 @@ class Balancer(ElementHost):
         if name is None or name not in self.roster:
             return
         del self.roster[name]
+        self.asleep.discard(name)
         self.ahead.pop(name, None)
         self.confirmed.pop(name, None)
         self.revised.pop(name, None)
@@ -314,24 +363,91 @@ class Balancer(ElementHost):
     # -- window ------------------------------------------------------------------------------------
     def on_tick(self, payload: Any) -> None:
         t = m.decode(m.Tick, payload, m.TICK, self.rejections)
-        if t is None or not self.check_tick(t, runs=True):
+        if t is None:
             return
-        windows = t.split()  # a run of single-step windows: opened one after another
+        if t.seq <= self.settled_seq:  # the clock sends a tick again: some of its windows are settled
+            self._tick_again(t)
+            return
+        if not self.check_tick(t, runs=True):
+            return
+        self._accept(t, t.split(), t)
+
+    def _accept(self, t: m.Tick, windows: list[m.Tick], tick: m.Tick) -> None:
+        """Open (or queue) ``windows``, the unsettled windows of the clock's ``tick``."""
         w = self.w
+        first = windows[0]
         if w is not None and w.seq != self.settled_seq and not self.failed:
             last = self.queued[-1] if self.queued else w
-            if any(q.seq == t.seq for q in self.queued):
-                self.rejections.reject(m.TICK, "duplicate", f"seq {t.seq} is waiting already")
+            if any(q.seq == first.seq for q in self.queued) or first.seq == w.seq:
+                self.rejections.reject(m.TICK, "duplicate", f"seq {first.seq} is under way already")
                 return
-            if t.seq == last.seq + 1 and (self.queued or w.n == 1):  # the clock's next tick, in flight
+            if first.seq == last.seq + 1 and (self.queued or w.n == 1):  # the clock's next tick, in flight
                 self.queued += windows
-                self.tick_ends[windows[-1].seq] = t
+                self.tick_ends[windows[-1].seq] = tick
+                self._release_held()
+                return
+            if first.seq > last.seq + 1:
+                self._hold(tick, f"window {last.seq} is the last one open")
                 return
             if not self.started:
                 log.error("window %d abandoned: a new tick arrived before it was settled", w.seq)
+        elif first.seq > self.settled_seq + 1 and self.settled_seq >= 0:
+            self._hold(tick, f"window {self.settled_seq} is the last one settled")
+            return
         self.queued = windows[1:] + [q for q in self.queued if q.seq > windows[-1].seq]
-        self.tick_ends[windows[-1].seq] = t
-        self._open(windows[0])
+        self.tick_ends[windows[-1].seq] = tick
+        self._open(first)
+        self._release_held()
+
+    def _hold(self, t: m.Tick, why: str) -> None:
+        """A tick beyond the window after the last one: the ones between were lost (this inverter
+        restarted); it waits until the clock publishes them again, in order, before it."""
+        if t.seq not in self.held:
+            log.warning("tick %d held: %s, the ticks between are awaited (the clock sends them again)", t.seq, why)
+        self.held[t.seq] = t
+
+    def _release_held(self) -> None:
+        """A held tick that now follows the last window open or queued goes in after it."""
+        if not self.held:
+            return
+        self.held = {s: t for s, t in self.held.items() if s > self.settled_seq}
+        last = self.queued[-1] if self.queued else self.w
+        t = self.held.pop(last.seq + 1, None) if last is not None else None
+        if t is not None:
+            self._accept(t, t.split(), t)
+
+    def _tick_again(self, t: m.Tick) -> None:
+        """A tick whose first windows are settled already (the clock published it again: this inverter
+        restarted, or its TickDone was late).  Every window of it settled: its ``TickDone`` again; some:
+        the rest opens (a restart mid-run) — no window is settled twice."""
+        last = t.seq + t.windows - 1
+        if t.dt_s != self.ctx.step_s or t.i0 + t.n * t.windows > self.ctx.n_steps \
+                or abs(t.t0 - (self._t0_epoch + t.i0 * t.dt_s)) > 1e-3:
+            self.check_tick(t, runs=True)  # refused, counted and logged there
+            return
+        if last <= self.settled_seq:
+            if t.n == 1:
+                nxt = t.i0 + t.windows  # single steps end where they were asked to
+            elif last == self.settled_seq:
+                nxt = self.next_step
+            else:
+                self.rejections.reject(m.TICK, "stale_seq", f"seq {t.seq}: settled long ago (window {self.settled_seq})")
+                return
+            log.info("tick %d (windows %d–%d) was settled already: its TickDone again, nothing settled twice",
+                     t.seq, t.seq, last)
+            self.publish(m.TICK_DONE, m.TickDone(seq=t.seq, windows=t.windows, i0=t.i0, next_step=nxt,
+                                                 participants=self.last_parts or self._ordered()))
+            return
+        skip = self.settled_seq + 1 - t.seq  # a run of single steps, settled up to its window skip - 1
+        w = self.w
+        if (w is not None and w.seq != self.settled_seq) or self.queued or t.i0 + skip != self.next_step:
+            self.rejections.reject(m.TICK, "duplicate", f"seq {t.seq}: windows {t.seq}–{self.settled_seq} settled, "
+                                   "the rest under way")
+            return
+        windows = t.split()[skip:]
+        log.warning("tick %d: windows %d–%d were settled before this inverter started; going on with window %d "
+                    "at step %d", t.seq, t.seq, self.settled_seq, windows[0].seq, windows[0].i0)
+        self._accept(windows[0], windows, t)
 
     def _open(self, t: m.Tick) -> None:
         """Window ``t`` starts: roster, relay of its tick, packets at hand, timeout."""
@@ -419,6 +535,8 @@ class Balancer(ElementHost):
         if msg is None:
             return
         name, c = msg.element, self.chunk
+        if self.asleep:
+            self._alive(name)
         d = self.roster.get(name)
         if d is None or not d.ahead:
             self.rejections.reject(uri, "not_member", f"{name} is not on the roster as an element running ahead")
@@ -451,6 +569,8 @@ class Balancer(ElementHost):
         msg = m.decode(model, payload, uri, self.rejections)
         if msg is None or msg.element == self.name:  # our own plan_ready (the router normally skips it)
             return
+        if self.asleep:
+            self._alive(msg.element)
         if self.w is not None and msg.seq == self.w.seq and not self.started:
             self._take(uri, msg)
             self.advance()
@@ -499,9 +619,16 @@ class Balancer(ElementHost):
             return m.SIGNALS
         return None
 
-    def _missing(self) -> list[str]:
+    def _missing(self, asleep: bool = False) -> list[str]:
+        """Members whose packet the window still awaits (``asleep``: those it does not await, asleep)."""
         return [n for n in self.members if n in self.roster and n != self.name and n not in self.window_stale
-                and self._expects(self.roster[n]) is not None and n not in self.packets]
+                and (n in self.asleep) == asleep and self._expects(self.roster[n]) is not None and n not in self.packets]
+
+    def _alive(self, name: str) -> None:
+        """A sign of life from ``name`` (a packet, an announce): awaited again from now."""
+        if name in self.asleep:
+            self.asleep.discard(name)
+            log.warning("%s is back (a sign of life at window %d): awaited again", name, self.last_seq)
 
     def _missing_env(self) -> list[str]:
         """Environment elements (sun, weather, grid) whose signals the prepare stage still waits for."""
@@ -526,8 +653,10 @@ class Balancer(ElementHost):
             self.stale_total[name] = self.stale_total.get(name, 0) + 1
             self.metrics.inc("stale", name)
         self.window_stale += missing
-        log.warning("window %d: no packet from %s within %.1f s — %s without (stale)", seq,
-                    ", ".join(missing), self.timeout_s, "planned" if self.prep == "wait" else "settled")
+        self.asleep.update(missing)
+        log.warning("window %d: no packet from %s within %.1f s — %s without (stale; not awaited again until "
+                    "a sign of life)", seq, ", ".join(missing), self.timeout_s,
+                    "planned" if self.prep == "wait" else "settled")
         if self.prep == "wait":
             self._start_prepare()
         else:
@@ -608,6 +737,13 @@ class Balancer(ElementHost):
 
     def _start(self, stale: list[str] = ()) -> None:
         self.started = True
+        asleep = self._missing(asleep=True)
+        if asleep:  # stale since an earlier window, not heard from since: settled without, not awaited
+            for name in asleep:
+                self.stale_total[name] = self.stale_total.get(name, 0) + 1
+                self.metrics.inc("stale", name)
+            self.window_stale += asleep
+            stale = list(stale) + asleep
         if log.isEnabledFor(logging.DEBUG):
             log.debug("window %d: packets complete after %.1f ms", self.w.seq, (time.perf_counter() - self.t_tick) * 1e3)
         if self.timer is not None:
@@ -688,6 +824,7 @@ class Balancer(ElementHost):
             st = await self._balance(w, requests, roles, stateful, signals, battery)
         except BatteryUnavailable as exc:
             log.warning("window %d: %s — settled without the battery", w.seq, exc)
+            self.asleep.add(storage)
             self.stale_total[storage] = self.stale_total.get(storage, 0) + 1
             self.metrics.inc("stale", storage)
             parts.remove(storage)
@@ -704,6 +841,9 @@ class Balancer(ElementHost):
         soc = None
         if battery is not None and st.battery_result is not None:
             soc = st.battery_result.stored_j[: k + 1] / battery.params()["capacity_j"]
+            self.last_soc = float(soc[-1])
+        elif self.last_soc is not None:  # settled without the battery (stale, left): not dispatched, its charge holds
+            soc = np.full(k + 1, self.last_soc)
         # Both messages are built (validated) before either goes out: a window whose Flows cannot be
         # stated is not settled half-way (elements committed, nobody told).
         nxt = self.queued[0] if self.queued else None
@@ -716,12 +856,18 @@ class Balancer(ElementHost):
         flows = m.Flows(seq=w.seq, i0=w.i0, n=w.n, k=k, dt_s=w.dt_s, flows=st.flows, served=st.served,
                         roles={n: r.value for n, r in roles.items()}, soc=soc, stale=stale,
                         max_residual_j=self.max_residual_j)
+        # Flows first: an element that got this Settle may answer a restarted inverter "window w.seq is
+        # settled" (resume_position), so its Flows must be out by then — else the recorder would miss the
+        # window for good.  A crash between the two leaves Flows without the Settle: the restarted inverter
+        # settles the window again, from the same packets, and the recorder ignores the exact repeat.
+        self.publish(m.FLOWS, flows)
         self.publish(m.SETTLE, settle)
         # who starts the next window from this Settle: its participants per window (see ElementService.on_settle)
         self.carried = None if nxt is None else (nxt.seq, frozenset(n for n in parts if not desc[n].ahead and n != self.name))
         inverter.remember(w, st.flows)
-        later: list[tuple[str, m.Message]] = [(m.FLOWS, flows)]  # for the recorder and the UI, and the clock
+        later: list[tuple[str, m.Message]] = []  # the clock's TickDone, after the Settle
         self.settled_seq, self.next_step = w.seq, w.i0 + k + 1
+        self.last_parts = parts
         c = self.chunk
         if c is not None and c.i0 <= w.i0 < c.i0 + c.n:
             j = w.i0 - c.i0
@@ -746,12 +892,6 @@ class Balancer(ElementHost):
         self.metrics.settled(None, w.dt_s, end, time.perf_counter() - self.t_tick, k + 1)
         self.metrics.telemetry(inverter.telemetry())
         opens = bool(self.queued) and self.w is w and not self.failed  # the clock's next window is here
-        if opens and tick is None:
-            self._open(self.queued.pop(0))
-            # Inside a run, Flows waits for the loop's next turn: the next window's dispatch call (its
-            # balance task starts first) then reaches the router ahead of it.
-            self.loop.call_soon(self._publish_all, later)
-            return
         self._publish_all(later)  # the clock waits for TickDone (and the recorder for Flows first)
         if opens:
             self._open(self.queued.pop(0))

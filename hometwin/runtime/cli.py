@@ -60,6 +60,24 @@ def _home_and_element(spec: Optional[Path], name: str, kind: str, config: Option
     return home, element
 
 
+_CREDENTIALS_HELP = ("folder of the home's credentials, one file per principal named by its authid "
+                     "(hometwin up writes <out>/credentials; a pod mounts its key of the home's Secret)")
+
+
+def _credentials(folder: Optional[Path], authid: str) -> Any:
+    """How this process joins the realm; a missing or bad file is one line (never its content)."""
+    from hometwin.auth import CredentialError
+    from hometwin.runtime.wamp import Credentials
+
+    if folder is None:
+        raise typer.BadParameter(f"--credentials DIR is required: every session authenticates (as {authid!r}); "
+                                 "hometwin up writes them to <out>/credentials")
+    try:
+        return Credentials.from_folder(folder, authid)
+    except CredentialError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 def _serve_metrics(metrics: Any, port: int, host: str) -> None:
     try:
         metrics.serve(port, host)
@@ -90,13 +108,17 @@ def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery
             data_dir: Optional[Path] = typer.Option(
                 None, "--data-dir", help="look up the data files the spec names by a relative path by their "
                                          "file name in DIR (a pod: the home's data ConfigMap is mounted there)"),
+            credentials: Optional[Path] = typer.Option(None, "--credentials", help=_CREDENTIALS_HELP),
+            ca_file: Optional[Path] = typer.Option(None, "--ca-file", help="CA certificate of a TLS router (rss://, wss://)"),
             log_level: str = typer.Option("INFO", "--log-level")) -> None:
     """Run one element as a WAMP service."""
+    from hometwin.auth import element_authid
     from hometwin.deploy import realm_of
     from hometwin.runtime.metrics import ServiceMetrics
     from hometwin.runtime.wamp import component, run_component
 
     _logging(log_level)
+    creds = _credentials(credentials, element_authid(name))
     home, element = _home_and_element(spec, name, kind, config, until, data_dir)
     if state_dir is not None:
         from hometwin.runtime.state import StateKeeper
@@ -116,7 +138,7 @@ def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery
 
         host = ElementService(element, metrics, ahead=name in runs_ahead(home),
                               producers=signal_producers(home, name) if element.inputs else None)
-    comp = component(router, realm or realm_of(home))
+    comp = component(router, realm or realm_of(home), credentials=creds, ca_file=_str(ca_file))
 
     @comp.on_join
     async def _joined(session: Any, details: Any) -> None:
@@ -149,6 +171,8 @@ def clock(spec: Path = typer.Option(..., "--spec"),
                                         "windows in flight the clock is off their critical path)"),
           metrics_port: int = typer.Option(0, "--metrics-port"),
           metrics_host: str = typer.Option("0.0.0.0", "--metrics-host"),
+          credentials: Optional[Path] = typer.Option(None, "--credentials", help=_CREDENTIALS_HELP),
+          ca_file: Optional[Path] = typer.Option(None, "--ca-file", help="CA certificate of a TLS router"),
           log_level: str = typer.Option("INFO", "--log-level")) -> None:
     """Run the clock service (issues ticks)."""
     from hometwin.cli import _parse_until, load_or_exit
@@ -159,6 +183,7 @@ def clock(spec: Path = typer.Option(..., "--spec"),
     from hometwin.spec import home_context
 
     _logging(log_level)
+    creds = _credentials(credentials, "clock")
     if nice:
         os.nice(nice)
     home = load_or_exit(spec)
@@ -169,22 +194,52 @@ def clock(spec: Path = typer.Option(..., "--spec"),
     clk = Clock(ctx, speed=speed, window=window, default_window=home.spec.clock.window, expect=expect,
                 paused=paused, until=pause_at, retick_s=retick, metrics=metrics,
                 replan_steps=replan_steps_of(home, ctx), in_flight=in_flight, run_windows=run_windows)
-    comp = component(router, realm or realm_of(home))
+    comp = component(router, realm or realm_of(home), credentials=creds, ca_file=_str(ca_file))
     comp.on("join", lambda session, details: clk.on_join(session))
     run_component(comp)
 
 
-def router_cmd(realm: str = typer.Option(..., "--realm"),
+def router_cmd(spec: Optional[Path] = typer.Option(None, "--spec", help="home.yaml: its realm, elements and roles"),
+               credentials: Optional[Path] = typer.Option(None, "--credentials", help=_CREDENTIALS_HELP),
+               realm: Optional[str] = typer.Option(None, "--realm", help="WAMP realm (default hometwin.<home>)"),
                host: str = typer.Option("127.0.0.1", "--host", help="interface (0.0.0.0 in a container)"),
                port: int = typer.Option(8080, "--port", help="WebSocket port (browsers)"),
                rawsocket_port: int = typer.Option(8081, "--rawsocket-port", help="RawSocket port (services)"),
+               tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="certificate (PEM): TCP transports "
+                                                                                 "speak TLS only (rss://, wss://)"),
+               tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="its private key (PEM)"),
+               allow_origin: Optional[list[str]] = typer.Option(
+                   None, "--allow-origin", help="a browser Origin that may open the WebSocket (repeatable; "
+                                                "wildcards as http://127.0.0.1:*; default: this machine's pages)"),
                cbdir: Optional[Path] = typer.Option(None, "--cbdir", help="Crossbar node directory (default a temp dir)")) -> None:
-    """Write a Crossbar node config for the home's realm and run the router."""
+    """Write a Crossbar node config for the home's realm and run the router (every session
+    authenticates as one of the home's principals, with their roles)."""
     import threading
 
-    from hometwin.runtime.router import Router
+    from hometwin import auth
+    from hometwin.cli import load_or_exit
+    from hometwin.deploy import realm_of
+    from hometwin.runtime.router import DEFAULT_ALLOWED_ORIGINS, Router
 
-    r = Router(realm=realm, host=host, port=port, rawsocket_port=rawsocket_port, cbdir=cbdir, log=sys.stdout)
+    if spec is None or credentials is None:
+        raise typer.BadParameter("--spec and --credentials are required: the router admits the home's principals "
+                                 "only (hometwin up writes them to <out>/credentials)")
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("--tls-cert and --tls-key go together")
+    for f in (tls_cert, tls_key):
+        if f is not None and not f.is_file():
+            raise typer.BadParameter(f"{f}: not a file")
+    home = load_or_exit(spec)
+    elements = auth.home_elements(home)
+    try:
+        secrets = auth.read_credentials(credentials, auth.principals_for(elements))
+    except auth.CredentialError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    realm = realm or realm_of(home)
+    r = Router(realm=realm, host=host, port=port, rawsocket_port=rawsocket_port, cbdir=cbdir, log=sys.stdout,
+               roles=auth.roles_for(elements), secrets=secrets,
+               allowed_origins=tuple(allow_origin) if allow_origin else DEFAULT_ALLOWED_ORIGINS,
+               tls=(str(tls_cert), str(tls_key)) if tls_cert is not None else None)
     r.start()
     print(f"router up: {r.url} (services), {r.ws_url} (browsers), realm {realm}", flush=True)
     stop = threading.Event()
@@ -197,6 +252,10 @@ def router_cmd(realm: str = typer.Option(..., "--realm"),
         r.stop()
 
 
+def _str(path: Optional[Path]) -> Optional[str]:
+    return str(path) if path is not None else None
+
+
 def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
        speed: str = typer.Option("max", "--speed", help="simulated s per wall s (60 = a minute per second) or max"),
        window: Optional[int] = typer.Option(None, "--window", min=1, help="fixed steps per window (default automatic)"),
@@ -204,6 +263,9 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
        days: Optional[float] = typer.Option(None, "--days"),
        out: Path = typer.Option(Path("out"), "--out"),
        router: Optional[str] = typer.Option(None, "--router", help="use this running router instead of starting one"),
+       credentials: Optional[Path] = typer.Option(
+           None, "--credentials", help="the home's credentials folder: made anew for our own router (default "
+                                       "<out>/credentials, 0600 files); with --router, that router's (required)"),
        port: int = typer.Option(8080, "--port", help="router WebSocket port"),
        rawsocket_port: int = typer.Option(8081, "--rawsocket-port", help="router RawSocket port"),
        transport: str = typer.Option("unix", "--transport",
@@ -259,7 +321,9 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
                         port=port, rawsocket_port=rawsocket_port, transport=transport, metrics_port=metrics_port,
                         pause_at=pause_at, timeout_s=timeout, ahead_steps=ahead_steps, retick_s=retick, keep_state=state,
                         state_interval_s=state_interval, log_sink=sink, in_flight=in_flight, run_windows=run_windows,
-                        clock_nice=clock_nice)
+                        clock_nice=clock_nice, credentials_dir=credentials)
+    if router is not None and credentials is None:
+        raise typer.BadParameter("--router: give that router's --credentials folder (every session authenticates)")
 
     try:
         launcher.check_metrics_ports()  # refused before the router or any element starts
@@ -356,12 +420,13 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
 
 # -- ctl -----------------------------------------------------------------------------------------
 
-def call(router: str, realm: str, uri: str, *args: Any, timeout_s: float = 10.0, **kwargs: Any) -> Any:
-    """One RPC on a running twin (opens a session, calls, leaves)."""
+def call(router: str, realm: str, uri: str, *args: Any, timeout_s: float = 10.0, credentials: Any = None,
+         ca_file: Optional[str] = None, **kwargs: Any) -> Any:
+    """One RPC on a running twin (opens a session as ``credentials``, calls, leaves)."""
     from hometwin.runtime.wamp import component, stop_component
 
     async def main() -> Any:
-        comp = component(router, realm)
+        comp = component(router, realm, credentials=credentials, ca_file=ca_file)
         result: asyncio.Future = asyncio.get_running_loop().create_future()
 
         @comp.on_join
@@ -394,6 +459,9 @@ def _ctl_logging() -> None:
 _CTL_ROUTER = typer.Option(DEFAULT_ROUTER, "--router", help="router URL")
 _CTL_REALM = typer.Option(None, "--realm", help="realm (hometwin.<home>)")
 _CTL_FILE = typer.Option(None, "-f", "--file", help="home.yaml (for the realm)")
+_CTL_CREDS = typer.Option(Path("out/credentials"), "--credentials", envvar="HOMETWIN_CREDENTIALS",
+                          help="the home's credentials folder (hometwin up writes <out>/credentials); "
+                               "ctl joins as its 'controller'")
 
 
 def _realm(realm: Optional[str], file: Optional[Path]) -> str:
@@ -407,17 +475,22 @@ def _realm(realm: Optional[str], file: Optional[Path]) -> str:
     raise typer.BadParameter("give --realm or -f home.yaml")
 
 
-def _ctl_call(router: str, realm: str, uri: str, *args: Any, **kwargs: Any) -> Any:
+def _ctl_call(router: str, realm: str, credentials: Path, uri: str, *args: Any, **kwargs: Any) -> Any:
     """One ``ctl`` RPC; a refusal or a missing twin is one clear line on stderr and exit code 1."""
     from autobahn.wamp.exception import ApplicationError
 
+    creds = _credentials(credentials, "controller")
     try:
-        return call(router, realm, uri, *args, **kwargs)
+        return call(router, realm, uri, *args, credentials=creds, **kwargs)
     except ApplicationError as exc:
         detail = str(exc.args[0]) if exc.args else ""
         allowed = (exc.kwargs or {}).get("allowed")
         if allowed:
             detail += f" (settable: {', '.join(map(str, allowed))})"
+        if exc.error in ("wamp.error.not_authorized", "wamp.error.authentication_failed",
+                         "wamp.error.no_such_principal", "wamp.error.authorization_failed"):
+            detail = (f"the router refused the controller of {credentials} ({detail or exc.error}) — are these "
+                      "the credentials of the run at that router?")
         if exc.error == "wamp.error.no_such_procedure":
             detail = (f"nothing on realm {realm} at {router} serves {uri} — is the twin running there "
                       "(hometwin up), and are the element name and the realm right?")
@@ -428,8 +501,10 @@ def _ctl_call(router: str, realm: str, uri: str, *args: Any, **kwargs: Any) -> A
         raise typer.Exit(1)
 
 
-def _ctl(router: str, realm: Optional[str], file: Optional[Path], uri: str, *args: Any, **kwargs: Any) -> None:
-    typer.echo(json.dumps(_ctl_call(router, _realm(realm, file), uri, *args, **kwargs), indent=2, default=str))
+def _ctl(router: str, realm: Optional[str], file: Optional[Path], credentials: Path, uri: str, *args: Any,
+         **kwargs: Any) -> None:
+    typer.echo(json.dumps(_ctl_call(router, _realm(realm, file), credentials, uri, *args, **kwargs), indent=2,
+                          default=str))
 
 
 def _value(text: str) -> Any:
@@ -441,7 +516,8 @@ def _value(text: str) -> Any:
 
 @ctl_app.command("set")
 def ctl_set(element: str, props: list[str] = typer.Argument(..., help="key=value (JSON values)"),
-            router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM, file: Optional[Path] = _CTL_FILE) -> None:
+            router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM, file: Optional[Path] = _CTL_FILE,
+            credentials: Path = _CTL_CREDS) -> None:
     """Set element properties (take effect at the next window boundary): ``set oven on=true``."""
     from hometwin.messages import element_uri
 
@@ -451,77 +527,86 @@ def ctl_set(element: str, props: list[str] = typer.Argument(..., help="key=value
         if not sep:
             raise typer.BadParameter(f"{item!r}: expected key=value")
         kwargs[key] = _value(value)
-    _ctl(router, realm, file, element_uri(element, "set"), **kwargs)
+    _ctl(router, realm, file, credentials, element_uri(element, "set"), **kwargs)
 
 
 @ctl_app.command("get")
 def ctl_get(element: str, router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM,
-            file: Optional[Path] = _CTL_FILE) -> None:
+            file: Optional[Path] = _CTL_FILE,
+            credentials: Path = _CTL_CREDS) -> None:
     """An element's config and telemetry."""
     from hometwin.messages import element_uri
 
-    _ctl(router, realm, file, element_uri(element, "get"))
+    _ctl(router, realm, file, credentials, element_uri(element, "get"))
 
 
 @ctl_app.command("pause")
-def ctl_pause(router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM, file: Optional[Path] = _CTL_FILE) -> None:
+def ctl_pause(router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM, file: Optional[Path] = _CTL_FILE,
+            credentials: Path = _CTL_CREDS) -> None:
     """Pause the clock at the next window boundary."""
     from hometwin.messages import clock_uri
 
-    _ctl(router, realm, file, clock_uri("pause"))
+    _ctl(router, realm, file, credentials, clock_uri("pause"))
 
 
 @ctl_app.command("resume")
-def ctl_resume(router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM, file: Optional[Path] = _CTL_FILE) -> None:
+def ctl_resume(router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM, file: Optional[Path] = _CTL_FILE,
+            credentials: Path = _CTL_CREDS) -> None:
     """Resume the clock."""
     from hometwin.messages import clock_uri
 
-    _ctl(router, realm, file, clock_uri("resume"))
+    _ctl(router, realm, file, credentials, clock_uri("resume"))
 
 
 @ctl_app.command("speed")
 def ctl_speed(speed: str, router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM,
-              file: Optional[Path] = _CTL_FILE) -> None:
+              file: Optional[Path] = _CTL_FILE,
+            credentials: Path = _CTL_CREDS) -> None:
     """Set the clock speed (simulated s per wall s, or max)."""
     from hometwin.messages import clock_uri
 
-    _ctl(router, realm, file, clock_uri("set_speed"), speed)
+    _ctl(router, realm, file, credentials, clock_uri("set_speed"), speed)
 
 
 @ctl_app.command("until")
 def ctl_until(step: str, router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM,
-              file: Optional[Path] = _CTL_FILE) -> None:
+              file: Optional[Path] = _CTL_FILE,
+            credentials: Path = _CTL_CREDS) -> None:
     """Run until a step (or a duration from the start, e.g. 18h) and pause there."""
     from hometwin.messages import clock_uri
 
-    _ctl(router, realm, file, clock_uri("run_until"), step)
+    _ctl(router, realm, file, credentials, clock_uri("run_until"), step)
 
 
 @ctl_app.command("on")
 def ctl_on(element: str, router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM,
-           file: Optional[Path] = _CTL_FILE) -> None:
+           file: Optional[Path] = _CTL_FILE,
+            credentials: Path = _CTL_CREDS) -> None:
     """Switch an element on (start its process in ``hometwin up``)."""
     from hometwin.messages import launcher_uri
 
-    _ctl(router, realm, file, launcher_uri("on"), element)
+    _ctl(router, realm, file, credentials, launcher_uri("on"), element)
 
 
 @ctl_app.command("off")
 def ctl_off(element: str, router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM,
-            file: Optional[Path] = _CTL_FILE) -> None:
+            file: Optional[Path] = _CTL_FILE,
+            credentials: Path = _CTL_CREDS) -> None:
     """Switch an element off (stop its process; it leaves the roster from the next window)."""
     from hometwin.messages import launcher_uri
 
-    _ctl(router, realm, file, launcher_uri("off"), element)
+    _ctl(router, realm, file, credentials, launcher_uri("off"), element)
 
 
 @ctl_app.command("status")
-def ctl_status(router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM, file: Optional[Path] = _CTL_FILE) -> None:
+def ctl_status(router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM, file: Optional[Path] = _CTL_FILE,
+            credentials: Path = _CTL_CREDS) -> None:
     """Clock status and the inverter's roster."""
     from hometwin.messages import ROSTER_GET, clock_uri
 
     r = _realm(realm, file)
-    out = {"clock": _ctl_call(router, r, clock_uri("status")), "roster": _ctl_call(router, r, ROSTER_GET)}
+    out = {"clock": _ctl_call(router, r, credentials, clock_uri("status")),
+           "roster": _ctl_call(router, r, credentials, ROSTER_GET)}
     typer.echo(json.dumps(out, indent=2, default=str))
 
 

@@ -24,11 +24,12 @@ from typing import Any
 
 import pandas as pd
 from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import RegisterOptions
 
 from hometwin import messages as m
 from hometwin.element import HomeContext
 from hometwin.runtime.metrics import ServiceMetrics
-from hometwin.runtime.wamp import handler
+from hometwin.runtime.wamp import handler, plain
 
 log = logging.getLogger("hometwin.clock")
 
@@ -89,6 +90,7 @@ class Clock:
         self._t0_epoch = float(ctx.start.timestamp())
         self._last_warn = 0.0
         self._members: list[str] = []  # who took part in the last settled window (for a re-tick)
+        self._flight: list[tuple[m.Tick, asyncio.Task]] = []  # the ticks out, oldest first (run's list)
 
     # -- RPCs --------------------------------------------------------------------------------------
     def status(self) -> m.ClockStatus:
@@ -135,12 +137,25 @@ class Clock:
         self._wake.set()
         return self.status().wire()
 
+    def _recorded(self, op: str, fn: Any) -> Any:
+        """A control RPC whose accepted calls are published as ``ControlEvent``s (the run's events)."""
+
+        def endpoint(*args: Any, details: Any = None, **kwargs: Any) -> Any:
+            answer = fn(*args, **kwargs)
+            event = m.ControlEvent(source="clock", action=op, args={"args": plain(list(args)), **plain(kwargs)},
+                                   by=getattr(details, "caller_authid", None), step=self.i, wall_time=time.time())
+            self.session.publish(m.EVENT, event.wire())
+            return answer
+
+        return endpoint
+
     # -- session -----------------------------------------------------------------------------------
     async def on_join(self, session: Any) -> None:
         self.session = session
         for op, fn in (("pause", self.rpc_pause), ("resume", self.rpc_resume), ("set_speed", self.rpc_set_speed),
-                       ("run_until", self.rpc_run_until), ("status", lambda: self.status().wire())):
-            await session.register(fn, m.clock_uri(op))
+                       ("run_until", self.rpc_run_until)):
+            await session.register(self._recorded(op, fn), m.clock_uri(op), options=RegisterOptions(details=True))
+        await session.register(lambda: self.status().wire(), m.clock_uri("status"))
         await session.subscribe(handler(m.TICK_DONE, self.on_done, self.rejections, self.metrics.msg), m.TICK_DONE)
         await session.subscribe(handler(m.RUN_FAILED, self.on_failed, self.rejections, self.metrics.msg), m.RUN_FAILED)
         asyncio.ensure_future(self._status_loop())
@@ -282,21 +297,31 @@ class Clock:
         a restarted inverter rebuilds its roster from announcements, and a tick that reached it
         before them would be settled without those elements.
         """
+        self.session.publish(m.TICK, tick.wire())
+        self.metrics.msg("out", m.TICK)
         while True:
-            self.session.publish(m.TICK, tick.wire())
-            self.metrics.msg("out", m.TICK)
             # asyncio.wait, not wait_for: on Python 3.11 wait_for returns the result when the TickDone
             # and a cancellation arrive together, swallowing the cancellation; a paused clock then
             # waited forever for a resume instead of stopping.
             await asyncio.wait({fut}, timeout=self.retick_s)
             if fut.done():
                 return fut.result()
+            if self._flight and self._flight[0][0] is not tick:
+                continue  # the oldest tick in flight publishes them all again, in order
             log.warning("tick %d not done after %.1f s: publishing it again once the inverter's "
                         "roster is complete", tick.seq, self.retick_s)
             await self.wait_for_roster(self._members or self.expect, fut, then="re-ticking")
             if fut.done():
                 return fut.result()
-            log.warning("tick %d published again", tick.seq)
+            # Every tick in flight, oldest first: a restarted inverter that got a later one alone would
+            # hold it for the gap; in order it opens them one after another (a settled window of theirs
+            # it answers without settling it again: docs/runtime.md, "State across restarts").
+            again = [t for t, _ in self._flight] or [tick]
+            for t in again:
+                self.session.publish(m.TICK, t.wire())
+                self.metrics.msg("out", m.TICK)
+            log.warning("tick %d published again%s", tick.seq,
+                        f" (and the {len(again) - 1} in flight after it)" if len(again) > 1 else "")
 
     async def resume_where_the_run_is(self) -> None:
         """A clock restarted mid-run (its process crashed, its pod was rescheduled) goes on after
@@ -331,6 +356,7 @@ class Clock:
         await self.resume_where_the_run_is()
         self.metrics.set("speed", 0 if self.speed == "max" else float(self.speed))
         flight: list[tuple[m.Tick, asyncio.Task]] = []  # ticks out, oldest first, each awaiting its TickDone
+        self._flight = flight
         i = self.i  # where the next tick starts
         try:
             while not self.failed:

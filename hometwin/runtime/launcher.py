@@ -27,6 +27,7 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
+from autobahn.wamp.types import RegisterOptions
 
 from hometwin import messages as m
 from hometwin.deploy import ServiceCommand, realm_of, service_commands
@@ -35,7 +36,8 @@ from hometwin.results import Recorder, Result
 from hometwin.runtime import zygote
 from hometwin.runtime.reaper import Reaper
 from hometwin.runtime.router import Router, port_free, port_owner
-from hometwin.runtime.wamp import EXIT_ROUTER_LOST, component, plain, stop_component, txaio_quiet
+from hometwin.runtime.wamp import (EXIT_ROUTER_LOST, Credentials, component, plain, stop_component, subscribe,
+                                   txaio_quiet)
 from hometwin.spec import home_context
 
 log = logging.getLogger("hometwin.up")
@@ -73,6 +75,49 @@ class RemoteRun:
     @property
     def battery(self) -> Any:
         return next((e for e in self.elements.values() if e.role.value == "storage"), None)
+
+
+class RecordedSteps:
+    """Which steps the recorder holds, so that none is overwritten or counted twice.
+
+    A ``Flows`` that covers a step already recorded is a second settlement of it (a restarted
+    inverter, or a forgery): if it says exactly what is recorded for those steps (every flow
+    column, the SoC, every element's served energy; bit for bit) it is the same settlement
+    published again and is ignored; otherwise it is refused, logged and counted
+    (``kpis.json``'s ``meta.flows_rejected``) and the recorded steps stay as they are."""
+
+    def __init__(self, n_steps: int):
+        self.have = np.zeros(n_steps, dtype=bool)
+        self.rejected = 0  # Flows refused: they would have changed a recorded step
+        self.ignored = 0  # Flows that repeated recorded steps exactly
+
+    def admit(self, f: m.Flows, rec: Recorder) -> str | None:
+        """None: record ``f``; else why not (``"same"``: it repeats recorded steps exactly)."""
+        s = slice(f.i0, f.i0 + f.k + 1)
+        if f.i0 + f.k + 1 > len(self.have):
+            self.rejected += 1
+            return f"steps {f.i0}–{f.i0 + f.k} lie beyond the run's {len(self.have)} steps"
+        old = self.have[s]
+        if not old.any():
+            self.have[s] = True
+            return None
+        at = np.flatnonzero(old) + f.i0  # the steps recorded already
+        j = at - f.i0
+        same = all(np.array_equal(rec.cols[c][at], np.asarray(f.flows[c])[j]) for c in rec.cols) \
+            and (np.array_equal(rec.soc[at], np.asarray(f.soc)[j], equal_nan=True) if f.soc is not None
+                 else bool(np.isnan(rec.soc[at]).all())) \
+            and all(np.array_equal(rec.elements[n][at] if n in rec.elements else np.zeros(len(at)),
+                                   np.asarray(f.served[n])[j] if n in f.served else np.zeros(len(at)))
+                    for n in set(rec.elements) | set(f.served))
+        if not same:
+            self.rejected += 1
+            return (f"window {f.seq} settles steps {at[0]}–{at[-1]} again, differently from what is recorded "
+                    "(refused: a settled step is never overwritten)")
+        if old.all():
+            self.ignored += 1
+            return "same"
+        self.have[s] = True  # the recorded steps it repeats exactly, and new ones
+        return None
 
 
 @dataclass
@@ -120,6 +165,10 @@ class Launcher:
     state_dir: Path | None = None  # per run; None: <out>/state, or a temp dir (removed at the end) without out
     state_interval_s: float | None = None  # an element writes its state at most this often (None: automatic)
     forkserver: bool = True  # fork the services from a pre-imported server (hometwin.runtime.zygote)
+    #: The home's credentials (hometwin.auth), one file per principal.  With our own router: made anew
+    #: here (None: <out>/credentials, or a temp dir removed at the end without out).  With an external
+    #: router (``router_url``): that router's folder, required.
+    credentials_dir: Path | None = None
     procs: dict[str, Proc] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -156,6 +205,32 @@ class Launcher:
         self._router_watch: asyncio.Task | None = None
         self._router_restart: asyncio.Future | None = None  # a restart in progress (a worker thread)
         self._servers_watched = False
+        self._own_credentials_dir = False
+        self.events: list[dict[str, Any]] = []  # accepted control actions (ControlEvent), in order
+        self.rejections = m.Rejections()
+        self.recorded = RecordedSteps(self.remote.ctx.n_steps)  # no step overwritten or counted twice
+
+    # -- credentials -------------------------------------------------------------------------------
+    def _prepare_credentials(self) -> dict[str, str]:
+        """Fresh secrets for every principal of the home (our own router), written 0600 into
+        :attr:`credentials_dir`; or, with an external router, that router's folder read back."""
+        from hometwin import auth
+
+        authids = auth.principals_for(auth.home_elements(self.home))
+        if self.router_url is not None:
+            if self.credentials_dir is None:
+                raise auth.CredentialError(f"--router {self.router_url}: give that router's --credentials folder "
+                                           "(every session authenticates)")
+            return auth.read_credentials(self.credentials_dir, authids)
+        if self.credentials_dir is None and self.out is not None:
+            self.credentials_dir = Path(self.out) / "credentials"
+        if self.credentials_dir is None:
+            self.credentials_dir = Path(tempfile.mkdtemp(prefix=f"hometwin-credentials-{self.home.metadata.name}-"))
+            self._own_credentials_dir = True
+        self.credentials_dir = Path(self.credentials_dir).resolve()
+        secrets = auth.new_secrets(authids)
+        auth.write_credentials(self.credentials_dir, secrets)
+        return secrets
 
     # -- state -------------------------------------------------------------------------------------
     def _prepare_state_dir(self) -> None:
@@ -319,7 +394,12 @@ class Launcher:
             f = m.decode(m.Flows, payload, m.FLOWS, rej)
             if f is None:
                 return
-            if f.i0 < self.i and not self._flows_again(f):
+            why = self.recorded.admit(f, self.recorder)
+            if why == "same":
+                log.info("Flows of window %d repeat recorded steps %d–%d exactly: ignored", f.seq, f.i0, f.i0 + f.k)
+                return
+            if why is not None:
+                self._log("up", "red", f"Flows refused: {why}")
                 return
             self.last_flows = f
             self.remote.max_residual_j = max(self.remote.max_residual_j, f.max_residual_j)
@@ -352,6 +432,22 @@ class Launcher:
             if isinstance(payload, dict):
                 self.clock_status = payload
 
+        def on_event(payload: Any) -> None:
+            e = m.decode(m.ControlEvent, payload, m.EVENT, self.rejections)
+            if e is not None:
+                self.events.append(e.model_dump())
+                self._log("up", "white", f"control: {e.action} {e.element or ''} {e.args or ''} by {e.by}".strip())
+
+        def switch(on: bool) -> Any:
+            async def endpoint(name: str, details: Any = None) -> dict[str, Any]:
+                answer = await self.switch(name, on)
+                ev = m.ControlEvent(source="launcher", action="on" if on else "off", element=name,
+                                    by=getattr(details, "caller_authid", None), step=self.i, wall_time=time.time())
+                self.events.append(ev.model_dump())  # a publisher does not get its own event
+                session.publish(m.EVENT, ev.wire())
+                return answer
+            return endpoint
+
         await session.subscribe(lambda p=None, *a, **k: on_flows(p), m.FLOWS)
         await session.subscribe(on_done, m.RUN_DONE)
         await session.subscribe(on_failed, m.RUN_FAILED)
@@ -359,34 +455,15 @@ class Launcher:
         await session.subscribe(on_status, m.CLOCK_STATUS_EVENT)
         if not self._joined.is_set():  # (a rejoin after the router restarted: checked the first time)
             await self._refuse_a_second_home(session)
-        await session.register(lambda name: self.switch(name, True), m.launcher_uri("on"))
-        await session.register(lambda name: self.switch(name, False), m.launcher_uri("off"))
+        await subscribe(session, m.EVENT, on_event, self.rejections)
+        await session.register(switch(True), m.launcher_uri("on"), options=RegisterOptions(details=True))
+        await session.register(switch(False), m.launcher_uri("off"), options=RegisterOptions(details=True))
         await session.register(lambda: plain(self.proc_status()), m.launcher_uri("status"))
         import txaio
 
         txaio.set_global_log_level("error")  # autobahn's errors again (quiet while the router was away)
         self.t_joined = time.monotonic()
         self._joined.set()
-
-    def _flows_again(self, f: m.Flows) -> bool:
-        """``Flows`` for steps recorded already: a settled step is never overwritten.  The same
-        window published again with the same numbers is ignored; different numbers mean that a
-        window was settled a second time (a clock and an inverter restarted together, which went
-        back to a window before where the run was), and every window after it is wrong: the run
-        ends there (exit code 3), its files hold the steps recorded before."""
-        s = slice(f.i0, f.i0 + f.k + 1)
-        same = all(np.array_equal(self.recorder.cols[c][s], np.asarray(f.flows[c])) for c in f.flows
-                   if c in self.recorder.cols)
-        if same:
-            log.info("Flows of window %d (steps %d–%d) again, with the same numbers: ignored", f.seq, s.start,
-                     s.stop - 1)
-            return False
-        self.failed = (f"window {f.seq} (steps {s.start}–{s.stop - 1}) was settled again, with other numbers, after "
-                       f"steps 0–{self.i - 1} were recorded (a restarted clock or inverter went back to an earlier "
-                       "window); not overwriting them: the run stops here")
-        self._log("up", "red", self.failed)
-        self.done.set()
-        return False
 
     async def _refuse_a_second_home(self, session: Any) -> None:
         """On a router given with ``--router``, this home may run already (another ``hometwin up``,
@@ -503,14 +580,21 @@ class Launcher:
         comp_done: Any = None
         try:
             router_up = None
+            secrets = self._prepare_credentials()
+            if self._own_credentials_dir:
+                self.reaper.remove(self.credentials_dir)
+            self._launcher_credentials = Credentials("launcher", secrets["launcher"])
             if url is not None:  # a router of someone else's: is this home running there already?
                 comp, comp_done = await self._join(url)  # (refused in _on_join; before anything is touched)
                 if self.done.is_set():
                     return self.result()
             else:
+                from hometwin.auth import home_elements, roles_for
+
                 self.router = Router(realm=self.realm, host=self.host, port=self.port,  # 0: prepare() chooses
-                                     rawsocket_port=self.rawsocket_port, log=self.router_log,
-                                     unix=self.transport == "unix", on_spawn=self.reaper.watch_group).prepare()
+                                     rawsocket_port=self.rawsocket_port, roles=roles_for(home_elements(self.home)),
+                                     secrets=secrets, log=self.router_log, unix=self.transport == "unix",
+                                     on_spawn=self.reaper.watch_group).prepare()
                 self.reaper.remove(self.router._tmp)
                 url = {"websocket": self.router.ws_url, "unix": self.router.unix_url}.get(self.transport,
                                                                                           self.router.url)
@@ -521,7 +605,8 @@ class Launcher:
             if self.state_dir is not None:
                 self._log("up", "white", f"element state kept in {self.state_dir} (a restarted element continues)")
             cmds = [c for c in service_commands(self.home, str(self.spec_path), url,
-                                                  state_dir=str(self.state_dir) if self.state_dir is not None else None)
+                                                  state_dir=str(self.state_dir) if self.state_dir is not None else None,
+                                                  credentials_dir=str(self.credentials_dir))
                     if c.kind != "router"]
             for idx, cmd in enumerate(cmds):
                 self.procs[cmd.name] = Proc(cmd=cmd, argv=self._argv(cmd, idx), color=COLORS[idx % len(COLORS)],
@@ -555,7 +640,7 @@ class Launcher:
 
     async def _join(self, url: str) -> tuple[Any, Any]:
         """Join the realm (the recorder's session; :meth:`_on_join`), within 30 s, or until the run ends."""
-        comp = component(url, self.realm)
+        comp = component(url, self.realm, credentials=self._launcher_credentials)
         comp.on("join", self._on_join)
         comp.on("disconnect", lambda *_a, **_k: None if self.stopping else txaio_quiet())
         comp_done = comp.start(asyncio.get_running_loop())
@@ -595,6 +680,8 @@ class Launcher:
             await asyncio.get_running_loop().run_in_executor(None, self.router.stop)
         if self._own_state_dir and self.state_dir is not None:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+        if self._own_credentials_dir and self.credentials_dir is not None:
+            shutil.rmtree(self.credentials_dir, ignore_errors=True)
         if self.reaper is not None:  # everything is stopped and removed: nothing left for it to do
             self.reaper.release()
 
@@ -614,6 +701,10 @@ class Launcher:
             res = res.partial(self.i, len(res.frame), self.ended_early or "stopped")
         res.meta["runtime"] = "services"
         res.meta["steps_without"] = dict(self.steps_without)
+        res.meta["messages_rejected"] = {f"{uri} {why}": n for (uri, why), n in self.rejections.counts.items()}
+        res.events = list(self.events)
+        res.meta["flows_rejected"] = self.recorded.rejected  # Flows that would have changed a recorded step
+        res.meta["flows_repeated"] = self.recorded.ignored  # … that repeated recorded steps exactly (ignored)
         if self.router_restarts:
             res.meta["router_restarts"] = self.router_restarts
         return res

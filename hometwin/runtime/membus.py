@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 from typing import Any, Callable
 
 import msgpack
@@ -33,8 +34,13 @@ class MemoryBus:
         self.pumping = False
         self.deliveries = 0
         self.received: collections.Counter = collections.Counter()  # (session, uri) → events delivered
+        self.authids: dict[int, str] = {}  # session → principal (hometwin.auth)
 
-    def session(self, session_id: int) -> "BusSession":
+    def session(self, session_id: int, authid: str | None = None) -> "BusSession":
+        """A session; ``authid``: the principal it joined as (disclosed to subscribers that ask,
+        as the router discloses the publisher on the topics whose packets name their sender)."""
+        if authid is not None:
+            self.authids[session_id] = authid
         return BusSession(self, session_id)
 
     def run(self, session_id: int, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -46,6 +52,8 @@ class MemoryBus:
         for sid, fn in list(self.subs[uri]):
             # WAMP's default: a publisher does not get its own event; ``eligible``: only those sessions
             if sid != sender and (eligible is None or sid in eligible):
+                if getattr(fn, "wants_details", False):
+                    fn = functools.partial(fn, details=EventDetails(self.authids.get(sender)))
                 self.queue.append((sid, uri, fn, data))
         if self.pumping:
             return
@@ -67,16 +75,35 @@ class MemoryBus:
         self.publish(0, m.SESSION_ON_LEAVE, (session_id,))
 
 
+class EventDetails:
+    """What a subscriber asking for details learns of an event: who published it."""
+
+    def __init__(self, publisher_authid: str | None):
+        self.publisher_authid = publisher_authid
+
+
+class _WithDetails:
+    wants_details = True
+
+    def __init__(self, fn: Callable[..., Any]):
+        self.fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+
 class BusSession:
     """The part of autobahn's ``ApplicationSession`` the hosts use."""
 
     def __init__(self, bus: MemoryBus, session_id: int):
         self.bus, self._session_id = bus, session_id
 
-    async def subscribe(self, fn: Callable[..., Any], uri: str) -> None:
+    async def subscribe(self, fn: Callable[..., Any], uri: str, options: Any = None) -> None:
+        if getattr(options, "details", False):
+            fn = _WithDetails(fn)
         self.bus.subs[uri].append((self._session_id, fn))
 
-    async def register(self, fn: Callable[..., Any], uri: str) -> None:
+    async def register(self, fn: Callable[..., Any], uri: str, options: Any = None) -> None:
         self.bus.rpcs[uri] = (self._session_id, fn)
 
     def publish(self, uri: str, *args: Any, options: Any = None) -> None:

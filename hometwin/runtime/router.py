@@ -100,45 +100,70 @@ def free_port(host: str = "127.0.0.1") -> int:
 _rng = random.Random()  # its own: a test that seeds the global generator must not make two runs collide
 
 
+#: Browser pages that may open the router's WebSocket (``Origin``): pages served from this machine.
+#: A page elsewhere (any site the user visits) is refused at the handshake; so is ``Origin: null``
+#: (sandboxed frames, ``file://``).  Clients that are not browsers send no Origin.
+DEFAULT_ALLOWED_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "https://127.0.0.1:*", "https://localhost:*")
+
+
 def node_config(realm: str, host: str = "127.0.0.1", port: int = 8080, rawsocket_port: int = 8081,
-                realms: tuple[str, ...] = (), unix_path: str | Path | None = None) -> dict[str, Any]:
+                realms: tuple[str, ...] = (), unix_path: str | Path | None = None, *,
+                roles: list[Any], secrets: dict[str, str],
+                allowed_origins: tuple[str, ...] = DEFAULT_ALLOWED_ORIGINS,
+                tls: tuple[str | Path, str | Path] | None = None) -> dict[str, Any]:
     """A Crossbar node config (version 2): one router worker, realm(s), RawSocket + WebSocket,
-    and RawSocket on a Unix socket at ``unix_path`` when given (services on the same machine)."""
-    permissions = [{
-        "uri": "", "match": "prefix",
-        "allow": {"call": True, "register": True, "publish": True, "subscribe": True},
-        # No caller/publisher disclosure: nothing reads who published (an element names itself in
-        # its packets, and announces its session), and the router skips that per-event work — the
-        # do-nothing ceiling of single-step windows rose ~15-25 % without it (bench_runtime.py).
-        "disclose": {"caller": False, "publisher": False},
-        "cache": True,
-    }]
+    and RawSocket on a Unix socket at ``unix_path`` when given (services on the same machine).
+
+    No anonymous access: every transport authenticates with WAMP-CRA against ``secrets``
+    (authid → secret; each principal's role has its name) and every realm has exactly ``roles``
+    (:func:`hometwin.auth.roles_for`), whose permissions the router enforces.  The WebSocket checks
+    ``Origin`` against ``allowed_origins``.  ``tls`` = (certificate file, key file): both TCP
+    transports speak TLS only (``rss://``, ``wss://``); the Unix socket stays plain (its folder
+    is the owner's alone)."""
+    from hometwin.auth import wampcra_users
+
+    if not secrets:
+        raise ValueError("a router needs its principals' secrets (hometwin.auth): anonymous access is off")
+    auth = {"wampcra": wampcra_users(secrets)}
+    crossbar_roles = [r.crossbar() for r in roles]
     all_realms = [realm] + [r for r in realms if r != realm]
+    tcp = {"type": "tcp", "interface": host}
+    if tls is not None:
+        tcp["tls"] = {"certificate": str(Path(tls[0]).resolve()), "key": str(Path(tls[1]).resolve())}
     return {
         "version": 2,
         "controller": {},
         "workers": [{
             "type": "router",
-            "realms": [{"name": r, "roles": [{"name": "anonymous", "permissions": permissions}]}
-                       for r in all_realms],
+            "realms": [{"name": r, "roles": crossbar_roles} for r in all_realms],
             "transports": [
-                {"type": "rawsocket", "endpoint": {"type": "tcp", "interface": host, "port": rawsocket_port},
-                 "serializers": ["msgpack", "json"], "options": {"max_message_size": MAX_MESSAGE_SIZE}},
-                {"type": "websocket", "endpoint": {"type": "tcp", "interface": host, "port": port},
-                 "serializers": ["msgpack", "json"], "options": {"max_message_size": MAX_MESSAGE_SIZE}},
+                {"type": "rawsocket", "endpoint": {**tcp, "port": rawsocket_port},
+                 "serializers": ["msgpack", "json"], "options": {"max_message_size": MAX_MESSAGE_SIZE},
+                 "auth": auth},
+                {"type": "websocket", "endpoint": {**tcp, "port": port},
+                 "serializers": ["msgpack", "json"],
+                 "options": {"max_message_size": MAX_MESSAGE_SIZE, "allowed_origins": list(allowed_origins),
+                             "allow_null_origin": False},
+                 "auth": auth},
             ] + ([{"type": "rawsocket", "endpoint": {"type": "unix", "path": str(unix_path)},
-                   "serializers": ["msgpack"], "options": {"max_message_size": MAX_MESSAGE_SIZE}}]
+                   "serializers": ["msgpack"], "options": {"max_message_size": MAX_MESSAGE_SIZE},
+                   "auth": auth}]
                  if unix_path else []),
         }],
     }
 
 
 def write_config(cbdir: str | Path, config: dict[str, Any]) -> Path:
-    """Write ``config.json`` into a Crossbar node directory (``.crossbar``)."""
+    """Write ``config.json`` into a Crossbar node directory (``.crossbar``); it holds the
+    principals' secrets, so the folder is 0700 and the file 0600."""
     cbdir = Path(cbdir)
     cbdir.mkdir(parents=True, exist_ok=True)
+    os.chmod(cbdir, 0o700)
     path = cbdir / "config.json"
-    path.write_text(json.dumps(config, indent=2))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(config, indent=2))
+    os.chmod(path, 0o600)
     return path
 
 
@@ -206,6 +231,12 @@ class Router:
     rawsocket_port: int = 0  # RawSocket; 0 = a free one
     unix: bool = False  # also RawSocket on a Unix socket in the node directory (``unix_url``)
     realms: tuple[str, ...] = ()  # more realms on the same router (tests share one)
+    #: Who may join and what each may do (hometwin.auth): every realm gets these roles, and the
+    #: principals these secrets (authid → secret).  Required: nobody joins anonymously.
+    roles: list[Any] = field(default_factory=list, repr=False)
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    allowed_origins: tuple[str, ...] = DEFAULT_ALLOWED_ORIGINS
+    tls: tuple[str, str] | None = None  # (certificate file, key file): TCP transports speak TLS only
     cbdir: Path | None = None
     log: IO[Any] | None = None
     proc: subprocess.Popen | None = field(default=None, repr=False)
@@ -213,9 +244,28 @@ class Router:
     on_spawn: Callable[[int], None] | None = field(default=None, repr=False)
     _tmp: str | None = field(default=None, repr=False)
 
+    @classmethod
+    def for_homes(cls, homes: list[Any], **kw: Any) -> "Router":
+        """A router for these homes' realms (the first is ``realm``), with their roles and a fresh
+        secret for every principal (:meth:`credentials` hands them out)."""
+        from hometwin import auth
+        from hometwin.deploy import realm_of
+
+        elements = [auth.home_elements(h) for h in homes]
+        roles = auth.merge_roles(*(auth.roles_for(e) for e in elements))
+        authids = dict.fromkeys(a for e in elements for a in auth.principals_for(e))
+        realms = tuple(dict.fromkeys(realm_of(h) for h in homes))
+        return cls(realm=realms[0], realms=realms, roles=roles, secrets=auth.new_secrets(authids), **kw)
+
+    def credentials(self, authid: str) -> Any:
+        """How ``authid`` joins this router (:class:`hometwin.runtime.wamp.Credentials`)."""
+        from hometwin.runtime.wamp import Credentials
+
+        return Credentials(authid, self.secrets[authid])
+
     @property
     def url(self) -> str:
-        return f"rs://{self.host}:{self.rawsocket_port}"
+        return f"rs{'s' if self.tls else ''}://{self.host}:{self.rawsocket_port}"
 
     @property
     def unix_path(self) -> Path | None:
@@ -228,7 +278,7 @@ class Router:
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}/ws"
+        return f"ws{'s' if self.tls else ''}://{self.host}:{self.port}/ws"
 
     def prepare(self) -> "Router":
         """Choose the ports and the node directory, write the config: the URLs are known from
@@ -241,7 +291,9 @@ class Router:
             self._tmp = tempfile.mkdtemp(prefix="hometwin-router-")
             self.cbdir = Path(self._tmp) / ".crossbar"
         write_config(self.cbdir, node_config(self.realm, self.host, self.port, self.rawsocket_port,
-                                             realms=tuple(self.realms), unix_path=self.unix_path))
+                                             realms=tuple(self.realms), unix_path=self.unix_path,
+                                             roles=self.roles, secrets=self.secrets,
+                                             allowed_origins=self.allowed_origins, tls=self.tls))
         return self
 
     def start(self, timeout_s: float = 60.0) -> "Router":

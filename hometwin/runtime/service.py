@@ -30,13 +30,14 @@ from typing import Any
 
 import numpy as np
 from autobahn.wamp.exception import ApplicationError
-from autobahn.wamp.types import PublishOptions
+from autobahn.wamp.types import PublishOptions, RegisterOptions
 
 from hometwin import messages as m
+from hometwin.auth import element_authid
 from hometwin.element import Element, HomeContext, InvalidProperty, Role, Window
 from hometwin.runtime import proxies as px
 from hometwin.runtime.metrics import ServiceMetrics
-from hometwin.runtime.wamp import handler, plain
+from hometwin.runtime.wamp import plain, subscribe
 
 log = logging.getLogger("hometwin.service")
 
@@ -124,7 +125,9 @@ class ElementHost:
         self.metrics.msg("out", uri)
 
     def sub(self, uri: str, fn: Any) -> Any:
-        return self.session.subscribe(handler(uri, fn, self.rejections, self.metrics.msg), uri)
+        """Subscribe ``fn``; on the topics whose packets name their sender, only packets the router
+        says that sender published get through (:func:`hometwin.runtime.wamp.subscribe`)."""
+        return subscribe(self.session, uri, fn, self.rejections, self.metrics.msg)
 
     # -- RPCs ------------------------------------------------------------------------------------
     def describe_msg(self) -> m.Describe:
@@ -141,7 +144,7 @@ class ElementHost:
         s = self.session
         await s.register(lambda: self.describe_msg().wire(), m.element_uri(self.name, "describe"))
         await s.register(self.rpc_get, m.element_uri(self.name, "get"))
-        await s.register(self.rpc_set, m.element_uri(self.name, "set"))
+        await s.register(self.rpc_set_recorded, m.element_uri(self.name, "set"), options=RegisterOptions(details=True))
         await s.register(lambda: plain(self.committed(self.element.snapshot)), m.element_uri(self.name, "snapshot"))
         for method in self.ports:
             await s.register(self.port_rpc(method), m.element_uri(self.name, method))
@@ -281,6 +284,15 @@ class ElementHost:
                           "applies": "the first window whose packet is not out yet", "values": values})
         return plain({"element": self.name, "applies_at_seq": self.last_seq + 1, "values": values})
 
+    def rpc_set_recorded(self, *args: Any, details: Any = None, **props: Any) -> dict[str, Any]:
+        """:meth:`rpc_set`, and an accepted change published as a ``ControlEvent`` (who asked: the
+        caller the router discloses) for the run's events."""
+        answer = self.rpc_set(*args, **props)
+        self.publish(m.EVENT, m.ControlEvent(source=element_authid(self.name), action="set", element=self.name,
+                                             args=answer.get("values", {}), by=getattr(details, "caller_authid", None),
+                                             wall_time=time.time()))
+        return answer
+
     def revise_now(self) -> bool:
         """Apply a pending ``set`` at once and publish the window's packets again (elements running
         ahead: the inverter takes the revised chunk from its next window boundary).  False: it waits
@@ -366,9 +378,18 @@ class ElementService(ElementHost):
         self.speculates = not ahead and not self.needs and not el.outputs \
             and el.role in (Role.source, Role.load, Role.storage)
         self.then: m.Tick | None = None  # the window after this one (the Settle that started it said so)
+        # The last window the inverter settled while this element listened (a participant or left out) and
+        # the step after it: a restarted inverter asks (``get``) and resumes after it, settling none twice.
+        self.settled_seq, self.next_step = -1, 0
+        self.chunk_windows = 0  # running ahead: windows of the chunk settled so far (its Settles' parts)
 
     def extra_rpcs(self) -> list[str]:
         return [px.PLAN_STAGE] if self.plannable else []
+
+    def rpc_get(self) -> dict[str, Any]:
+        out = super().rpc_get()
+        out["settled_seq"], out["next_step"] = self.settled_seq, self.next_step  # (a restarted inverter asks)
+        return out
 
     def describe_msg(self) -> m.Describe:
         d = super().describe_msg()
@@ -642,10 +663,15 @@ class ElementService(ElementHost):
         if self.ahead:
             self.settled_to = st.i0 + st.k + 1
             self.settled = self.settled_to >= w.i0 + w.n
+            if st.i0 == w.i0:
+                self.chunk_windows = 0
+            self.chunk_windows += len(st.parts) or 1  # the chunk's windows have consecutive seqs from its own
+            self.settled_seq, self.next_step = w.seq + self.chunk_windows - 1, self.settled_to
             if st.i0 != w.i0:  # a later part: the rest of the chunk from st.i0
                 w = Window(seq=w.seq, i0=st.i0, n=st.n, dt_s=w.dt_s, home=self.ctx)
         else:
             self.settled = True
+            self.settled_seq, self.next_step = st.seq, st.i0 + st.k + 1
         if self.name not in st.participants:
             if self.spec is not None:
                 self._rollback()

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 from autobahn.asyncio.component import Component
+from autobahn.wamp.types import SubscribeOptions
 from pydantic import BaseModel
 
 from hometwin.messages import Rejections
@@ -33,27 +34,66 @@ RETRY = {"max_retries": -1, "initial_retry_delay": 0.2, "max_retry_delay": 2.0}
 EXIT_ROUTER_LOST = 75
 
 
-def transport(url: str) -> dict[str, Any]:
+def transport(url: str, ca_file: str | None = None) -> dict[str, Any]:
     """Autobahn transport config for ``rs://host:port`` (RawSocket, msgpack), ``rs+unix:///path``
-    (RawSocket on a Unix socket) or ``ws://…`` (WebSocket)."""
+    (RawSocket on a Unix socket) or ``ws://…`` (WebSocket); ``rss://`` and ``wss://`` over TLS,
+    the router's certificate checked against ``ca_file`` (else the system's trust store)."""
     parsed = urlparse(url)
     scheme = parsed.scheme
     if scheme == "rs+unix":
         return {"type": "rawsocket", "url": url, "endpoint": {"type": "unix", "path": parsed.path},
                 "serializer": "msgpack", **RETRY}
-    if scheme in ("rs", "rss"):
-        return {"type": "rawsocket", "url": url, "serializer": "msgpack", **RETRY}
-    if scheme in ("ws", "wss"):
-        return {"type": "websocket", "url": url, "serializers": ["msgpack"], **RETRY}
+    tls: dict[str, Any] | None = None
+    if scheme in ("rss", "wss"):
+        tls = {"hostname": parsed.hostname or "localhost"}
+        if ca_file is not None:
+            tls["trust_root"] = str(ca_file)
+    elif ca_file is not None:
+        raise ValueError(f"--ca-file is for rss:// or wss:// (TLS) router URLs, not {scheme}://")
+    if scheme in ("rs", "rss", "ws", "wss"):
+        out: dict[str, Any] = {"url": url, **RETRY}
+        if tls is not None:
+            port = parsed.port or (443 if scheme == "wss" else 8081)
+            out["endpoint"] = {"type": "tcp", "host": parsed.hostname, "port": port, "tls": tls}
+        if scheme.startswith("rs"):
+            return {"type": "rawsocket", "serializer": "msgpack", **out}
+        return {"type": "websocket", "serializers": ["msgpack"], **out}
     raise ValueError(f"router URL must start with rs://, rss://, rs+unix://, ws:// or wss:// (got {url!r})")
 
 
-def component(url: str, realm: str, quick_ack: bool = True) -> Component:
-    """An autobahn asyncio component for ``url``/``realm``; see :func:`acknowledge_at_once`.
+class Credentials:
+    """Who a session joins as: a principal and its secret (WAMP-CRA, hometwin.auth)."""
+
+    def __init__(self, authid: str, secret: str):
+        self.authid, self._secret = authid, secret
+
+    def authentication(self) -> dict[str, Any]:
+        from hometwin.auth import authentication
+
+        return authentication(self.authid, self._secret)
+
+    def __repr__(self) -> str:  # never the secret
+        return f"Credentials({self.authid!r})"
+
+    @classmethod
+    def from_folder(cls, folder: str | Any, authid: str) -> "Credentials":
+        """``folder/<authid>`` (hometwin.auth.read_secret: a regular, small file; errors never
+        show its content)."""
+        from hometwin.auth import read_secret
+
+        return cls(authid, read_secret(folder, authid))
+
+
+def component(url: str, realm: str, quick_ack: bool = True, credentials: Credentials | None = None,
+              ca_file: str | None = None) -> Component:
+    """An autobahn asyncio component for ``url``/``realm`` joining as ``credentials`` (WAMP-CRA;
+    without, anonymously — which a hometwin router refuses); see :func:`acknowledge_at_once`.
 
     While the router cannot be reached (not started yet, restarting) it retries quietly
     (:data:`RETRY`): one log line when it finds the router unreachable, one when it is back."""
-    comp = Component(transports=[transport(url)], realm=realm)
+    comp = Component(transports=[transport(url, ca_file)], realm=realm,
+                     authentication=credentials.authentication() if credentials is not None else None,
+                     is_fatal=_refused)
     comp.on("connect", lambda session, proto: one_write_per_frame(proto))
     if quick_ack:
         comp.on("connect", lambda session, proto: acknowledge_at_once(proto))
@@ -74,6 +114,15 @@ def component(url: str, realm: str, quick_ack: bool = True) -> Component:
     comp.on("connectfailure", unreachable)
     comp.on("join", joined)
     return comp
+
+
+def _refused(exc: BaseException) -> bool:
+    """The router refused this session (not authorized, no such realm …): retrying cannot help,
+    and with :data:`RETRY` unbounded it would go on for good, a log line every 2 s.  A refused or
+    lost connection (an OSError, TransportLost) is retried."""
+    from autobahn.wamp.exception import ApplicationError
+
+    return isinstance(exc, ApplicationError)
 
 
 def one_write_per_frame(proto: Any) -> bool:
@@ -137,21 +186,48 @@ def acknowledge_at_once(proto: Any) -> bool:
 
 
 def handler(uri: str, fn: Callable[[Any], None], rejections: Rejections,
-            count: Callable[[str, str], None] | None = None) -> Callable[..., None]:
-    """A WAMP event handler taking exactly one positional payload; anything else is rejected."""
+            count: Callable[[str, str], None] | None = None,
+            claimed: Callable[[Any], str | None] | None = None) -> Callable[..., None]:
+    """A WAMP event handler taking exactly one positional payload; anything else is rejected.
+
+    With ``claimed`` (the principal a payload says sent it, :func:`hometwin.auth.claimed_authid`)
+    the subscription asks for the publisher's identity (``SubscribeOptions(details=True)``, which
+    the router discloses on these topics) and an event whose publisher is not that principal is
+    rejected as ``forged`` and counted: an element can publish on the shared topics, but only as
+    itself."""
 
     def on_event(*args: Any, **kwargs: Any) -> None:
         if count is not None:
             count("in", uri)
+        details = kwargs.pop("details", None) if claimed is not None else None
         if len(args) != 1 or kwargs:
             rejections.reject(uri, "malformed", f"expected one positional argument, got {len(args)} and {sorted(kwargs)}")
             return
+        if claimed is not None:
+            said = claimed(args[0])
+            sender = getattr(details, "publisher_authid", None)
+            if said is None or sender != said:
+                rejections.reject(uri, "forged", f"published by {sender or 'an undisclosed publisher'} "
+                                                 f"as {str(said)[:80]}")
+                return
         try:
             fn(args[0])
         except Exception:  # a bug in our handler must not kill the session
             log.exception("error handling %s", uri)
 
     return on_event
+
+
+def subscribe(session: Any, uri: str, fn: Callable[[Any], None], rejections: Rejections,
+              count: Callable[[str, str], None] | None = None) -> Any:
+    """Subscribe ``fn`` to ``uri`` through :func:`handler`; on the topics whose packets name their
+    sender (:data:`hometwin.auth.IDENTIFIED_TOPICS`) with the publisher checked."""
+    from hometwin.auth import IDENTIFIED_TOPICS, claimed_authid
+
+    if uri in IDENTIFIED_TOPICS:
+        return session.subscribe(handler(uri, fn, rejections, count, claimed=lambda p: claimed_authid(uri, p)),
+                                 uri, options=SubscribeOptions(details=True))
+    return session.subscribe(handler(uri, fn, rejections, count), uri)
 
 
 def plain(value: Any) -> Any:

@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
-from hometwin.element import DataFile, ElementConfig, Role, STRICT, Signals, Window, counter_rng
+from hometwin.element import MAX_LOAD_W, DataFile, ElementConfig, Role, STRICT, Signals, Window, counter_rng
 from hometwin.services.appliances.meter import MeteredLoad
 from hometwin.schedule import DAY_S, LocalClock
 from hometwin.services.appliances import profiles
@@ -34,7 +34,7 @@ class ProfileFile(BaseModel):
 class BaseLoadConfig(ElementConfig):
     """Everything in the house not modelled as its own element."""
 
-    power_w: float = Field(300.0, ge=0, description="[W] constant part")
+    power_w: float = Field(300.0, ge=0, le=MAX_LOAD_W, description="[W] constant part")
     hourly_profile_w: list[float] | None = Field(None, description="[W] 24 values, one per local hour, added")
     profile: ProfileFile | None = Field(None, description="power profile from a CSV file, added")
     noise_std: float = Field(0.0, ge=0, le=1, description="[-] relative standard deviation of the noise")
@@ -79,7 +79,7 @@ class BaseLoad(MeteredLoad):
         self._profile = None
         if cfg.profile is not None:
             p = cfg.profile
-            self._profile = profiles.read_power_profile(self.home.resolve_path(p.file), self.home.timezone,
+            self._profile = profiles.read_power_profile(self.home.resolve_path(p.file, "profile.file"), self.home.timezone,
                                                         p.repeat, p.time_column, p.value_column)
         self._noise_cache: dict[int, np.ndarray] = {}
         self.init_meter()

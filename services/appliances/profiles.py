@@ -7,7 +7,7 @@ energy in J, fractions 0–1 of a step.
 
 from __future__ import annotations
 
-import os
+import io
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, Sequence
@@ -15,6 +15,7 @@ from typing import Literal, Sequence
 import numpy as np
 import pandas as pd
 
+from hometwin.datafiles import DataFileError, checked_column, mtime_key, parse_errors, read_text, shown
 from hometwin.schedule import DAY_S, DailyWindow, overlap_fraction
 
 WEEK_S = 7 * DAY_S
@@ -119,29 +120,38 @@ def read_power_profile(path: str, timezone: str, repeat: Literal["day", "week", 
     as local wall-clock times.  The value column defaults to ``power_w`` (any
     case), else the second column.
     """
-    if not os.path.exists(path):
-        raise ValueError(f"power profile file not found: {path}")
-    return _read_profile_cached(path, os.path.getmtime(path), timezone, repeat, time_column, value_column)
+    return _read_profile_cached(path, mtime_key(path), timezone, repeat, time_column, value_column)
+
+
+#: Largest power [W] in a profile file: 1 MW, beyond any home's connection.
+MAX_PROFILE_W = 1e6
 
 
 @lru_cache(maxsize=16)
-def _read_profile_cached(path: str, mtime: float, timezone: str, repeat: str, time_column: str | None,
-                         value_column: str | None) -> CyclicProfile:
-    frame = pd.read_csv(path)
+def _read_profile_cached(path: str, mtime: tuple[float, int], timezone: str, repeat: str,
+                         time_column: str | None, value_column: str | None) -> CyclicProfile:
+    what = "power profile file"
+    text = read_text(path, what)  # bounded, regular files only (hometwin.datafiles)
+    with parse_errors(path, what):
+        frame = pd.read_csv(io.StringIO(text))
+    if len(frame.columns) == 0:
+        raise DataFileError(f"{what} {shown(path)}: no columns")
     tcol = time_column or frame.columns[0]
     if value_column is None:
         lower = {str(c).lower(): c for c in frame.columns}
         value_column = lower.get("power_w", frame.columns[1] if len(frame.columns) > 1 else None)
     for col in (tcol, value_column):
         if col is None or col not in frame.columns:
-            raise ValueError(f"{path}: no column {col!r} (columns: {', '.join(map(str, frame.columns))})")
+            names = ", ".join(shown(c) for c in list(frame.columns)[:30])
+            raise DataFileError(f"{path}: no column {shown(col)} (columns: {names})")
     frame = frame[[tcol, value_column]].dropna()
-    times = pd.DatetimeIndex(pd.to_datetime(frame[tcol].astype(str), format="mixed"))
+    with parse_errors(path, what):
+        times = pd.DatetimeIndex(pd.to_datetime(frame[tcol].astype(str), format="mixed"))
     if times.tz is not None:
         times = times.tz_convert(timezone).tz_localize(None)
     wall = times.as_unit("s").asi8.astype(np.int64)
     keys = period_key(wall, repeat)  # type: ignore[arg-type]
-    values = frame[value_column].to_numpy(dtype=float)
+    values = checked_column(frame, value_column, path, what, -MAX_PROFILE_W, MAX_PROFILE_W, " W")
     order = np.argsort(keys, kind="stable")
     period = {"day": DAY_S, "week": WEEK_S, "year": YEAR_S}[repeat]
     return CyclicProfile(keys[order], values[order], period, repeat, path)  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
-from hometwin.element import ElementConfig, Role, STRICT, Signals, TimeChunks, Window
+from hometwin.element import MAX_LOAD_W, ElementConfig, Role, STRICT, Signals, TimeChunks, Window
 from hometwin.services.appliances.meter import MeteredLoad
 from hometwin.schedule import DailyWindow, LocalClock
 from hometwin.services.appliances import profiles
@@ -30,7 +30,7 @@ from hometwin.services.appliances import profiles
 class Timer(DailyWindow):
     """A daily local-time window in which the appliance runs."""
 
-    power_w: float | None = Field(None, gt=0, description="[W] power while this timer runs (default: the load's power_w)")
+    power_w: float | None = Field(None, gt=0, le=MAX_LOAD_W, description="[W] power while this timer runs (default: the load's power_w)")
 
 
 class DutyCycle(BaseModel):
@@ -46,8 +46,8 @@ class DutyCycle(BaseModel):
 class ScheduledLoadConfig(ElementConfig):
     """An appliance with a rated power, timers, a manual switch and an optional duty cycle."""
 
-    power_w: float = Field(1000.0, gt=0, description="[W] power while running")
-    standby_w: float = Field(0.0, ge=0, description="[W] power while not running")
+    power_w: float = Field(1000.0, gt=0, le=MAX_LOAD_W, description="[W] power while running")
+    standby_w: float = Field(0.0, ge=0, le=MAX_LOAD_W, description="[W] power while not running")
     on: bool = Field(False, description="manual switch / smart plug: true runs at power_w regardless of timers")
     timers: list[Timer] = Field(default_factory=list, description="daily run windows in local time")
     duty_cycle: DutyCycle | None = Field(None, description="on/off cycling while running (fridge compressor)")

@@ -50,10 +50,12 @@ class Grid(Element):
     def setup(self) -> None:
         cfg, home = self.config, self.home
         self._clock = LocalClock(home.timezone)
-        self._series = {key: self._load_series(t) for key, t in (("import", cfg.tariff), ("export", cfg.export_tariff))}
+        self._series = {key: self._load_series(t, field) for key, field, t in
+                        (("import", "tariff", cfg.tariff), ("export", "export_tariff", cfg.export_tariff))}
         o = cfg.outages
         self._iv_starts, self._iv_ends = out.intervals_epoch(o.intervals, home.timezone)
-        self._stage = (out.read_loadshedding_schedule(home.resolve_path(o.schedule.file), o.schedule.stage)
+        self._stage = (out.read_loadshedding_schedule(home.resolve_path(o.schedule.file, "outages.schedule.file"),
+                                                      o.schedule.stage)
                        if o.schedule else None)
         self._random_block: tuple[int, np.ndarray, np.ndarray] | None = None
         self._last_window: tuple[tuple[int, int, int], tuple[np.ndarray, ...]] | None = None
@@ -65,10 +67,11 @@ class Grid(Element):
                           "fixed_charges": 0.0, "last_charged_day": None, "outage_steps": 0,
                           "last_import_w": 0.0, "last_export_w": 0.0, "available": 1.0}
 
-    def _load_series(self, tariff: Any) -> tf.PriceSeries | None:
+    def _load_series(self, tariff: Any, key: str) -> tf.PriceSeries | None:
         if not isinstance(tariff, tf.SeriesTariff):
             return None
-        series = tf.load_series(tariff, self.home.resolve_path(tariff.file), self.home.timezone)
+        series = tf.load_series(tariff, self.home.resolve_path(tariff.file, f"{key}.file"), self.home.timezone)
+        tf.check_price_range(series, tariff)
         t0 = int(self.home.start.timestamp())
         tf.check_coverage(series, t0, t0 + (self.home.n_steps - 1) * self.home.step_s + 1, self.home.timezone)
         return series

@@ -18,7 +18,7 @@ day ``d`` are drawn from ``counter_rng(seed, d)`` — a Poisson number with mean
 from __future__ import annotations
 
 import datetime as dt
-import os
+import io
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field, model_validator
 
-from hometwin.element import DataFile, STRICT, counter_rng
+from hometwin.datafiles import DataFileError, checked_column, mtime_key, parse_errors, read_text
+from hometwin.element import DataFile, DateTime, STRICT, counter_rng
 from hometwin.schedule import DAY_S, DailyWindow, day_of_month, minute_of_day, parse_hhmm
 
 DAYS_PER_YEAR = 365.25
@@ -40,8 +41,8 @@ class _Strict(BaseModel):
 class OutageInterval(_Strict):
     """One outage from ``start`` to ``end`` (naive times are the home's local time)."""
 
-    start: dt.datetime = Field(description="outage start (naive = home's local time)")
-    end: dt.datetime = Field(description="outage end, exclusive (naive = home's local time)")
+    start: DateTime = Field(description="outage start (naive = home's local time)")
+    end: DateTime = Field(description="outage end, exclusive (naive = home's local time)")
 
     @model_validator(mode="after")
     def _order(self) -> "OutageInterval":
@@ -63,7 +64,7 @@ class ScheduleOutages(_Strict):
 class RandomOutages(_Strict):
     """Unplanned outages: Poisson starts, exponential durations."""
 
-    per_year: float = Field(ge=0, description="[1 a-1] expected number of outages per year")
+    per_year: float = Field(ge=0, le=8760, description="[1 a-1] expected number of outages per year (at most one an hour)")
     mean_duration_h: float = Field(gt=0, le=720, description="[h] mean outage duration")
 
 
@@ -127,31 +128,34 @@ class StageTable:
 
 
 def read_loadshedding_schedule(path: str, stage: int) -> StageTable:
-    """Slots of ``stage`` from an eskom-calendar area CSV, as minute tables."""
-    if not os.path.exists(path):
-        raise ValueError(f"load-shedding schedule file not found: {path}")
-    return _read_schedule_cached(path, os.path.getmtime(path), stage)
+    """Slots of ``stage`` from an eskom-calendar area CSV, as minute tables (read bounded, see
+    :mod:`hometwin.datafiles`)."""
+    return _read_schedule_cached(path, mtime_key(path), stage)
 
 
 @lru_cache(maxsize=16)
-def _read_schedule_cached(path: str, mtime: float, stage: int) -> StageTable:
-    frame = pd.read_csv(path, dtype=str)
+def _read_schedule_cached(path: str, mtime: tuple[float, int], stage: int) -> StageTable:
+    what = "load-shedding schedule file"
+    text = read_text(path, what)
+    with parse_errors(path, what):
+        frame = pd.read_csv(io.StringIO(text), dtype=str)
     need = ["date_of_month", "start_time", "finsh_time", "stage"]
     missing = [c for c in need if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing} (expected {','.join(need)})")
-    rows = frame[frame["stage"].astype(int) == stage]
+        raise DataFileError(f"{path}: missing columns {missing} (expected {','.join(need)})")
+    stages = checked_column(frame, "stage", path, what, 0, 8)
+    rows = frame[stages == stage]
     if rows.empty:
-        raise ValueError(f"{path}: no slots at stage {stage} "
-                         f"(stages in the file: {sorted(set(frame['stage'].astype(int)))})")
+        raise DataFileError(f"{path}: no slots at stage {stage} "
+                            f"(stages in the file: {sorted(set(stages[~np.isnan(stages)].astype(int).tolist()))})")
+    doms = checked_column(rows, "date_of_month", path, what, 1, 31)
     today = np.zeros((32, 1440), dtype=bool)
     spill = np.zeros((32, 1440), dtype=bool)
     slots = []
-    for dom_s, start_s, end_s in zip(rows["date_of_month"], rows["start_time"], rows["finsh_time"]):
-        dom = int(dom_s)
-        if not 1 <= dom <= 31:
-            raise ValueError(f"{path}: date_of_month must be 1-31 (got {dom_s!r})")
-        s, e = parse_hhmm(start_s), parse_hhmm(end_s)
+    for line, dom_f, start_s, end_s in zip(rows.index, doms, rows["start_time"], rows["finsh_time"]):
+        dom = int(dom_f)
+        with parse_errors(path, f"{what} (line {int(line) + 2})"):
+            s, e = parse_hhmm(start_s), parse_hhmm(end_s)
         if e <= s:
             e += 1440
         slots.append((dom, s, e))

@@ -27,19 +27,30 @@ Readers
 
 from __future__ import annotations
 
-import os
+import io
 import re
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from hometwin.datafiles import DataFileError, checked_column, mtime_key, parse_errors, read_text, shown
 from hometwin.element import DataFile, STRICT
 from hometwin.schedule import DailyWindow, window_mask
+
+#: Largest price magnitude [currency kWh-1] a tariff may give.  Prices are in the home's currency,
+#: so the bound must hold in the weakest one: the EU wholesale cap of 4 EUR/kWh is about 70,000
+#: IDR/kWh.  A price beyond it is a typo or a trap (1e308 runs to a cost of inf), never a tariff.
+MAX_PRICE_PER_KWH = 100_000.0
+#: Largest value in a price file, in the file's unit (per MWh allows 1000× the per-kWh bound).
+MAX_FILE_PRICE = MAX_PRICE_PER_KWH * 1000.0
+#: Largest factor on a file's prices (a currency conversion: 1 EUR is about 17,000 IDR).
+MAX_SCALE = 100_000.0
+Price = Annotated[float, Field(ge=-MAX_PRICE_PER_KWH, le=MAX_PRICE_PER_KWH)]
 
 _WIDE_COL_RE = re.compile(r"^(\d{2})(?::(\d{2}))?-(\d{2})(?::(\d{2}))?$")
 
@@ -52,13 +63,13 @@ class FlatTariff(_Strict):
     """One price at all times."""
 
     type: Literal["flat"] = "flat"
-    price_per_kwh: float = Field(0.0, description="[currency kWh-1] price (may be negative)")
+    price_per_kwh: Price = Field(0.0, description="[currency kWh-1] price (may be negative)")
 
 
 class TouPeriod(DailyWindow):
     """A daily local-time window with its price."""
 
-    price_per_kwh: float = Field(description="[currency kWh-1] price inside the window")
+    price_per_kwh: Price = Field(description="[currency kWh-1] price inside the window")
 
 
 class TimeOfUseTariff(_Strict):
@@ -66,7 +77,7 @@ class TimeOfUseTariff(_Strict):
 
     type: Literal["time_of_use"] = "time_of_use"
     periods: list[TouPeriod] = Field(default_factory=list, description="windows in local time, first match wins")
-    default_price_per_kwh: float = Field(0.0, description="[currency kWh-1] price outside every period")
+    default_price_per_kwh: Price = Field(0.0, description="[currency kWh-1] price outside every period")
 
 
 class SeriesTariff(_Strict):
@@ -82,8 +93,8 @@ class SeriesTariff(_Strict):
                                                       "'%d%b%Y %H:%M:%S' (default: inferred)")
     timezone: str | None = Field(None, description="IANA zone of naive times (default: the home's zone)")
     unit: Literal["per_mwh", "per_kwh"] = Field("per_mwh", description="unit of the file's values")
-    scale: float = Field(1.0, gt=0, description="[-] factor on the file's price, e.g. EUR→NOK")
-    adder_per_kwh: float = Field(0.0, description="[currency kWh-1] added after scaling (grid fee, taxes)")
+    scale: float = Field(1.0, gt=0, le=MAX_SCALE, description="[-] factor on the file's price, e.g. EUR→NOK")
+    adder_per_kwh: Price = Field(0.0, description="[currency kWh-1] added after scaling (grid fee, taxes)")
 
 
 Tariff = Annotated[Union[FlatTariff, TimeOfUseTariff, SeriesTariff], Field(discriminator="type")]
@@ -141,18 +152,35 @@ def _is_wide(columns: list[str]) -> bool:
     return len(columns) > 1 and columns[0].strip().lower() == "date" and bool(_WIDE_COL_RE.match(columns[1].strip()))
 
 
+def _frame(path: str) -> pd.DataFrame:
+    """The CSV at ``path`` (read bounded, see :mod:`hometwin.datafiles`) as a frame."""
+    text = read_text(path, "price series file")
+    with parse_errors(path, "price series file"):
+        return pd.read_csv(io.StringIO(text))
+
+
+def _columns(frame: pd.DataFrame) -> str:
+    return ", ".join(shown(c) for c in list(frame.columns)[:30]) + (" …" if len(frame.columns) > 30 else "")
+
+
+def _checked_prices(frame: pd.DataFrame, column: Any, path: str) -> np.ndarray:
+    """A price column: finite numbers within :data:`MAX_FILE_PRICE` (the file's own unit)."""
+    return checked_column(frame, column, path, "price series file", -MAX_FILE_PRICE, MAX_FILE_PRICE)
+
+
 def read_epex_wide(path: str, timezone: str) -> PriceSeries:
     """Read the EPEX wide daily layout (``Date``, N interval columns, extra columns ignored)."""
-    frame = pd.read_csv(path)
+    frame = _frame(path)
     cols = [c for c in frame.columns[1:] if _WIDE_COL_RE.match(str(c).strip())]
     if not cols:
-        raise ValueError(f"{path}: no interval columns like '00-01' or '00:00-00:15' after 'Date'")
+        raise DataFileError(f"{path}: no interval columns like '00-01' or '00:00-00:15' after 'Date'")
     res_min = 1440 // len(cols)
     if res_min * len(cols) != 1440:
-        raise ValueError(f"{path}: {len(cols)} interval columns do not divide a day")
+        raise DataFileError(f"{path}: {len(cols)} interval columns do not divide a day")
     frame = frame.dropna(subset=[frame.columns[0]])
-    days = pd.to_datetime(frame.iloc[:, 0].astype(str).str.strip(), format="%Y-%m-%d").to_numpy("datetime64[s]")
-    values = frame[cols].to_numpy(dtype=float)
+    with parse_errors(path, "price series file"):
+        days = pd.to_datetime(frame.iloc[:, 0].astype(str).str.strip(), format="%Y-%m-%d").to_numpy("datetime64[s]")
+    values = np.column_stack([_checked_prices(frame, c, path) for c in cols]) if len(frame) else np.zeros((0, len(cols)))
     offsets = (np.arange(len(cols)) * res_min * 60).astype("timedelta64[s]")
     naive = pd.DatetimeIndex((days[:, None] + offsets[None, :]).ravel())
     flat = values.ravel()
@@ -197,17 +225,18 @@ def read_long(path: str, timezone: str, time_column: str | None = None,
     (the interval before it ends after one nominal interval), and so is the end
     of the file.
     """
-    frame = pd.read_csv(path)
+    frame = _frame(path)
     tcol = time_column or frame.columns[0]
     if value_column is None:
         if len(frame.columns) != 2:
-            raise ValueError(f"{path}: give value_column (columns: {', '.join(map(str, frame.columns))})")
+            raise DataFileError(f"{path}: give value_column (columns: {_columns(frame)})")
         value_column = frame.columns[1]
     for col in (tcol, value_column):
         if col not in frame.columns:
-            raise ValueError(f"{path}: no column {col!r} (columns: {', '.join(map(str, frame.columns))})")
+            raise DataFileError(f"{path}: no column {shown(col)} (columns: {_columns(frame)})")
     frame = frame[[tcol, value_column]].dropna()
-    times = parse_times(frame[tcol], time_format)
+    with parse_errors(path, "price series file"):
+        times = parse_times(frame[tcol], time_format)
     if getattr(times.dt, "tz", None) is None:
         idx = pd.DatetimeIndex(times)
         try:
@@ -219,11 +248,11 @@ def read_long(path: str, timezone: str, time_column: str | None = None,
         times = times.dt.tz_convert("UTC")
     keep = ~pd.isna(times.to_numpy())
     starts = pd.DatetimeIndex(times[keep]).as_unit("s").asi8.astype(np.int64)
-    vals = frame[value_column].to_numpy(dtype=float)[keep]
+    vals = _checked_prices(frame, value_column, path)[keep]
     order = np.argsort(starts, kind="stable")
     starts, vals = starts[order], vals[order]
     if len(starts) < 2:
-        raise ValueError(f"{path}: need at least two prices")
+        raise DataFileError(f"{path}: need at least two prices")
     spacing = np.diff(starts)
     nominal = int(np.median(spacing))
     nxt = np.concatenate([starts[1:], [starts[-1] + nominal]])
@@ -233,11 +262,10 @@ def read_long(path: str, timezone: str, time_column: str | None = None,
 
 
 @lru_cache(maxsize=16)
-def _read_cached(path: str, mtime: float, fmt: str, timezone: str, tcol: str | None,
+def _read_cached(path: str, mtime: tuple[float, int], fmt: str, timezone: str, tcol: str | None,
                  vcol: str | None, time_format: str | None) -> PriceSeries:
     if fmt == "auto":
-        with open(path) as fh:
-            header = fh.readline().strip().split(",")
+        header = read_text(path, "price series file").partition("\n")[0].strip().split(",")
         fmt = "epex_wide" if _is_wide(header) else "long"
     if fmt == "epex_wide":
         return read_epex_wide(path, timezone)
@@ -245,10 +273,8 @@ def _read_cached(path: str, mtime: float, fmt: str, timezone: str, tcol: str | N
 
 
 def load_series(tariff: SeriesTariff, path: str, home_timezone: str) -> PriceSeries:
-    """The :class:`PriceSeries` of a series tariff (cached per file and modification time)."""
-    if not os.path.exists(path):
-        raise ValueError(f"price series file not found: {path}")
-    return _read_cached(path, os.path.getmtime(path), tariff.format, tariff.timezone or home_timezone,
+    """The :class:`PriceSeries` of a series tariff (cached per file, modification time and size)."""
+    return _read_cached(path, mtime_key(path), tariff.format, tariff.timezone or home_timezone,
                         tariff.time_column, tariff.value_column, tariff.time_format)
 
 
@@ -269,5 +295,21 @@ def series_prices(epoch_s: np.ndarray, tariff: SeriesTariff, series: PriceSeries
     if not covered.all():
         bad = epoch_s[~covered]
         check_coverage(series, int(bad.min()), int(bad.max()) + 1, timezone)
+    return to_per_kwh(values, tariff)
+
+
+def to_per_kwh(values: np.ndarray, tariff: SeriesTariff) -> np.ndarray:
+    """File values → [currency kWh-1]: per kWh, × scale, + adder."""
     per_kwh = values / 1000.0 if tariff.unit == "per_mwh" else values
     return per_kwh * tariff.scale + tariff.adder_per_kwh
+
+
+def check_price_range(series: PriceSeries, tariff: SeriesTariff) -> None:
+    """Refuse a series whose prices, converted, exceed :data:`MAX_PRICE_PER_KWH` (naming the file)."""
+    prices = to_per_kwh(series.values, tariff)
+    bad = np.flatnonzero(~(np.abs(prices) <= MAX_PRICE_PER_KWH))
+    if bad.size:
+        at = pd.Timestamp(int(series.starts[bad[0]]), unit="s", tz="UTC").isoformat()
+        raise DataFileError(f"price series file {shown(series.source)}: the price at {at} is outside "
+                            f"[-{MAX_PRICE_PER_KWH:g}, {MAX_PRICE_PER_KWH:g}] per kWh after unit, scale and "
+                            f"adder ({bad.size} such prices)")

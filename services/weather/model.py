@@ -32,14 +32,15 @@ References
 
 from __future__ import annotations
 
+import io
 import math
-import os
 from typing import Annotated, Literal, Union
 
 import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
+from hometwin.datafiles import DataFileError, checked_column, parse_errors, read_text, shown
 from hometwin.element import DataFile, Element, ElementConfig, Role, Signals, Window, counter_rng
 from hometwin.services.sun.chunks import ChunkCache, steps_per_chunk
 from hometwin.services.sun.model import day_of_year
@@ -439,9 +440,9 @@ class Weather(Element):
         if isinstance(src, StochasticSource):
             self._setup_stochastic(src)
         elif isinstance(src, TMY3Source):
-            self._file = read_tmy3_arrays(self.home.resolve_path(src.path))
+            self._file = read_tmy3_arrays(self.home.resolve_path(src.path, "source.path"))
         else:
-            self._file = read_csv_arrays(self.home.resolve_path(src.path), src.time_column)
+            self._file = read_csv_arrays(self.home.resolve_path(src.path, "source.path"), src.time_column)
             self._check_csv_covers_run()
 
     # stochastic: coarse processes computed in day blocks, in order, kept for the run
@@ -540,7 +541,7 @@ class Weather(Element):
         if data["epoch_s"][0] > first or data["epoch_s"][-1] < last:
             src = self.config.source
             span = f"{pd.Timestamp(data['epoch_s'][0], unit='s', tz='UTC')} … {pd.Timestamp(data['epoch_s'][-1], unit='s', tz='UTC')}"
-            raise ValueError(f"{self.home.resolve_path(src.path)}: covers {span}, the run needs "
+            raise ValueError(f"{self.home.resolve_path(src.path, 'source.path')}: covers {span}, the run needs "
                              f"{pd.Timestamp(first, unit='s', tz='UTC')} … {pd.Timestamp(last, unit='s', tz='UTC')}")
 
     def signals(self, w: Window, inputs: Signals) -> dict[str, np.ndarray]:
@@ -563,6 +564,13 @@ class Weather(Element):
 
 # -- readers: foreign columns → glossary names, once, at the edge ---------------------------------
 
+#: Plausible ranges of weather file values: irradiance [W m-2] below twice the solar constant,
+#: air temperature [°C] beyond the records (−89 °C, 57 °C), wind [m s-1] beyond any gust
+#: measured on the ground, cloud cover [0-1].  Outside them a file is corrupt or a trap.
+_FILE_RANGES = {"ghi": (0.0, 2000.0), "dni": (0.0, 2000.0), "dhi": (0.0, 2000.0), "temp_air": (-100.0, 100.0),
+                "wind_speed": (0.0, 120.0), "cloud_cover": (0.0, 1.0)}
+
+
 def read_tmy3_arrays(path: str) -> dict[str, np.ndarray]:
     """The 8760 hourly rows of a TMY3 file in file order, glossary names, plus its UTC offset.
 
@@ -577,23 +585,24 @@ def read_tmy3_arrays(path: str) -> dict[str, np.ndarray]:
         ``ghi``, ``dni``, ``dhi`` [W m-2], ``temp_air`` [°C], ``wind_speed`` [m s-1],
         ``cloud_cover`` [0-1] (total sky cover), ``utc_offset_h`` [h] (one value).
     """
-    if not os.path.isfile(path):
-        raise ValueError(f"{path}: TMY3 file not found")
-    try:
-        data, meta = pvlib.iotools.read_tmy3(path, map_variables=True)
-    except Exception as exc:  # pvlib raises many kinds on a malformed file
-        raise ValueError(f"{path}: not a readable TMY3 file ({exc})") from None
+    text = read_text(path, "TMY3 file")  # bounded, regular files only (hometwin.datafiles)
+    with parse_errors(path, "TMY3 file"):  # pvlib raises many kinds on a malformed file
+        data, meta = pvlib.iotools.read_tmy3(io.StringIO(text), map_variables=True)
+        offset = float(meta["TZ"])
+    if not -14.0 <= offset <= 14.0:
+        raise DataFileError(f"TMY3 file {shown(path)}: line 1: the UTC offset is outside [-14, 14] h")
     out = {}
     for key in ("ghi", "dni", "dhi", "temp_air", "wind_speed"):
         if key not in data:
-            raise ValueError(f"{path}: TMY3 file has no column for {key!r}")
-        out[key] = data[key].to_numpy(dtype=np.float64)
+            raise DataFileError(f"{path}: TMY3 file has no column for {key!r}")
+        lo, hi = _FILE_RANGES[key]
+        out[key] = checked_column(data, key, path, "TMY3 file", lo, hi, header_lines=2)
     if len(out["ghi"]) != 8760:
-        raise ValueError(f"{path}: a TMY3 file has 8760 hourly rows (found {len(out['ghi'])})")
+        raise DataFileError(f"{path}: a TMY3 file has 8760 hourly rows (found {len(out['ghi'])})")
     cloud = data.get("TotCld (tenths)")
     out["cloud_cover"] = (np.clip(cloud.to_numpy(dtype=np.float64) / 10.0, 0.0, 1.0) if cloud is not None
                           else np.full(8760, 0.5))
-    out["utc_offset_h"] = np.array([float(meta["TZ"])])
+    out["utc_offset_h"] = np.array([offset])
     return out
 
 
@@ -613,22 +622,25 @@ def read_csv_arrays(path: str, time_column: str = "time") -> dict[str, np.ndarra
     -------
     dict of arrays, sorted by time.
     """
-    if not os.path.isfile(path):
-        raise ValueError(f"{path}: weather CSV file not found")
-    frame = pd.read_csv(path)
+    what = "weather CSV file"
+    text = read_text(path, what)  # bounded, regular files only (hometwin.datafiles)
+    with parse_errors(path, what):
+        frame = pd.read_csv(io.StringIO(text))
     required = (time_column, "ghi", "dni", "dhi", "temp_air")
     for col in required:
         if col not in frame.columns:
-            raise ValueError(f"{path}: missing column {col!r} (has: {', '.join(map(str, frame.columns))})")
+            has = ", ".join(shown(c) for c in list(frame.columns)[:30])
+            raise DataFileError(f"{path}: missing column {shown(col)} (has: {has})")
     try:
         times = pd.to_datetime(frame[time_column], utc=True, format="ISO8601")
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: column {time_column!r} is not ISO 8601 time ({exc})") from None
+    except (ValueError, TypeError, OverflowError):
+        raise DataFileError(f"{path}: column {shown(time_column)} is not ISO 8601 time") from None
     order = np.argsort(times.to_numpy(), kind="stable")
     seconds = (times - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=np.float64)
     out = {"epoch_s": seconds[order]}
     for col in ("ghi", "dni", "dhi", "temp_air", "wind_speed", "cloud_cover"):
         if col in frame.columns:
-            out[col] = frame[col].to_numpy(dtype=np.float64)[order]
+            lo, hi = _FILE_RANGES[col]
+            out[col] = checked_column(frame, col, path, what, lo, hi)[order]
     return out
 

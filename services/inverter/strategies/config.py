@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, Strict, field_validator, model_validator
 
 from hometwin.element import STRICT
 
@@ -31,7 +31,8 @@ class ComfortConfig(_Strict):
     comfort_c: Annotated[float, Field(ge=5, le=30, description="[°C] lower comfort bound while present")] = 20.0
     setback_c: Annotated[float, Field(ge=0, le=30, description="[°C] lower bound while away")] = 15.0
     band_k: Annotated[float, Field(gt=0, le=10, description="[K] width of the comfort band above the lower bound")] = 1.0
-    present: list[tuple[str, str]] = Field(default_factory=lambda: [("00:00", "08:00"), ("16:00", "24:00")],
+    # a pair arrives as a list from JSON (state files, the set RPC, Kubernetes): lax for the tuple only
+    present: list[Annotated[tuple[str, str], Strict(False)]] = Field(default_factory=lambda: [("00:00", "08:00"), ("16:00", "24:00")],
                                             description="local time windows at home, every day (HH:MM, HH:MM)")
     weekend_present_all_day: bool = Field(True, description="present all day on Saturday and Sunday")
 
