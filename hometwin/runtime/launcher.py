@@ -130,6 +130,7 @@ class Proc:
     restarts: int = 0
     backoff: int = 0  # restarts since it last ran BACKOFF_RESET_S without exiting (the delay doubles)
     started_at: float = 0.0
+    joined: bool = False  # it said it joined the realm ("… joined hometwin.<home>")
     pump: asyncio.Task | None = None
 
 
@@ -299,6 +300,7 @@ class Launcher:
         if self.reaper is not None:
             self.reaper.watch(p.proc.pid)
         p.started_at = time.monotonic()
+        p.joined = False
         p.pump = asyncio.ensure_future(self._pump(p))
 
     async def _pump(self, p: Proc) -> None:
@@ -315,6 +317,8 @@ class Launcher:
             text = line.decode(errors="replace").rstrip()
             if "UBJSON" in text or "_ARRAY_API" in text or not text:
                 continue
+            if not p.joined and f" joined {self.realm}" in text:
+                p.joined = True
             self._log(p.cmd.name, p.color, text)
         rc = await proc.wait()
         # Another process may stand for this element by now (``ctl off`` then ``on``): not ours to restart.
@@ -335,12 +339,29 @@ class Launcher:
             if not quiet:
                 self._log(p.cmd.name, p.color, f"restarting in {delay:.1f} s (restart {p.restarts}{kept})")
             await asyncio.sleep(delay)
+            if rc == EXIT_ROUTER_LOST and p.cmd.kind in ("inverter", "clock"):
+                await self._after_the_elements(p)
             # ``ctl on`` during the wait started it already: one process per element
             if not self.stopping and p.wanted and p.proc is proc:
                 # A clock that was paused (ctl pause) comes back paused; where the run is, it asks
                 # the inverter (Clock.resume_where_the_run_is).
                 paused = p.cmd.kind == "clock" and bool(self.clock_status.get("paused"))
                 await self._spawn(p, ("--paused",) if paused else ())
+
+    async def _after_the_elements(self, p: Proc, timeout_s: float = 60.0) -> None:
+        """After the router came back, the inverter starts once every element has rejoined, and the
+        clock once the inverter has: a restarted inverter learns where the run is from the elements'
+        restored states (``get``: ``settled_seq``, ``next_step``), and a restarted clock from the
+        inverter — all of them restarted at once, nobody could say, and the run went back to
+        window 0.  Bounded: after ``timeout_s`` it starts anyway."""
+        def ready() -> bool:
+            ahead = [q for q in self.procs.values() if q.wanted and q is not p
+                     and (q.cmd.kind == "inverter" if p.cmd.kind == "clock" else q.cmd.kind not in ("clock", "inverter"))]
+            return all(q.joined and q.proc is not None and q.proc.returncode is None for q in ahead)
+
+        deadline = time.monotonic() + timeout_s
+        while not self.stopping and not ready() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
 
     def _log(self, name: str, color: str, text: str) -> None:
         if self.log_sink is not None:
@@ -400,6 +421,14 @@ class Launcher:
                 return
             if why is not None:
                 self._log("up", "red", f"Flows refused: {why}")
+                if self.router_restarts and f.i0 < self.i:
+                    # Every service was restarted with the router, and the inverter and the clock did
+                    # not find where the run was: every window from here on would be refused (or wait
+                    # out timeouts) until the end.  Stop now, in words; the files hold steps 0…i-1.
+                    self.failed = (f"after the router restarted, window {f.seq} (steps {f.i0}–{f.i0 + f.k}) was "
+                                   f"settled again, though steps 0–{self.i - 1} were recorded: the restarted "
+                                   "inverter and clock did not find where the run was; stopping")
+                    self.done.set()
                 return
             self.last_flows = f
             self.remote.max_residual_j = max(self.remote.max_residual_j, f.max_residual_j)
