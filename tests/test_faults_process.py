@@ -238,12 +238,12 @@ def test_hometwin_up_interrupted_exits_128_plus_the_signal_and_writes_the_run_so
         assert proc.poll() is None, "".join(err)
         family = _tree(proc.pid)
         proc.send_signal(sig)  # the launcher alone (not its group): it stops the others
-        stdout, _ = proc.communicate(timeout=120)
+        stdout, rest = proc.communicate(timeout=120)  # (the end of stderr, where the reader had not got)
     finally:
         if proc.poll() is None:
             proc.kill()
-    reader.join(30)  # every line of stderr, to its end
-    text = stdout + "".join(err)
+    reader.join(30)
+    text = stdout + "".join(err) + (rest or "")
     assert proc.returncode == 128 + sig, text
     assert psutil.wait_procs(family, timeout=30)[1] == []
     meta = json.loads((out / "kpis.json").read_text())["meta"]
