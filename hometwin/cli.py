@@ -148,6 +148,7 @@ def run(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
 
     from hometwin.engine import Engine
     from hometwin.ledger import LedgerError
+    from hometwin.results import Checkpointer
     from hometwin.spec import SpecError
 
     home = load_or_exit(file)
@@ -159,21 +160,119 @@ def run(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
     except (ValueError, FileNotFoundError) as exc:
         err_console.print(f"[bold red]cannot start:[/] {exc}", markup=True)
         raise typer.Exit(EXIT_SPEC)
+    check_out_or_exit(out)
     total = engine.ctx.n_steps
+    checkpoint = Checkpointer(out)
+    stop = StopSignals()
+    bar_update: Any = None
+
+    def progress(i: int, n: int) -> None:
+        if bar_update is not None:
+            bar_update(i)
+        if i < n and checkpoint.due():
+            checkpoint.write(engine.recorder.result().partial(i, n, "checkpoint: the run goes on"))
+
+    result: Any = None
     try:
-        if quiet:
-            result = engine.run()
-        else:
-            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
-                          TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=True) as bar:
-                task = bar.add_task(f"{home.metadata.name}: {total} steps", total=total)
-                result = engine.run(progress=lambda i, n: bar.update(task, completed=i))
+        with stop:
+            if quiet:
+                result = engine.run(progress, stop=stop.requested)
+            else:
+                with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                              TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=True) as bar:
+                    task = bar.add_task(f"{home.metadata.name}: {total} steps", total=total)
+                    bar_update = lambda i: bar.update(task, completed=i)  # noqa: E731
+                    result = engine.run(progress, stop=stop.requested)
+    except KeyboardInterrupt:  # a second Ctrl-C in the middle of a window: the windows before it
+        result = engine.recorder.result() if engine.recorder is not None else None
     except LedgerError as exc:
         err_console.print(f"[bold red]ledger error:[/] {exc}")
         raise typer.Exit(3)
-    paths = result.write(out, report=report)
+    if result is None:
+        err_console.print(f"[yellow]{stop.why}: stopped before the first window; nothing written[/]")
+        raise typer.Exit(stop.exit_code)
+    if engine.i < total:
+        result = result.partial(engine.i, total, stop.why or "stopped")
     console.print(kpi_table({home.metadata.name: result.kpis()}, result.meta.get("currency", "")))
-    console.print(f"{total} steps in {result.meta['wall_s']:.2f} s · wrote " + ", ".join(str(p) for p in paths.values()))
+    paths = write_or_exit(result, out, report, checkpoint, total)
+    console.print(f"{len(result.frame)} steps in {result.meta['wall_s']:.2f} s · wrote " + ", ".join(str(p) for p in paths.values()))
+    if stop.signum is not None:
+        err_console.print(f"[yellow]{stop.why}: stopped after {len(result.frame)} of {total} steps; the files hold "
+                          "the steps settled so far (kpis.json: meta.partial)[/]")
+        raise typer.Exit(stop.exit_code)
+
+
+# -- interruption and results that are not lost ------------------------------------------------
+
+#: Exit codes: a spec or an option refused (nothing ran), the run failed or ended early, its
+#: results could not be written, and interrupted (128 + the signal: 130 Ctrl-C, 143 SIGTERM).
+EXIT_FAILED = 3
+EXIT_WRITE = 4
+
+
+class StopSignals:
+    """SIGINT/SIGTERM while a run computes: the first asks it to stop after the window in
+    progress (:meth:`requested`), a second one stops it at once (``KeyboardInterrupt``)."""
+
+    NAMES = {2: "Ctrl-C", 15: "SIGTERM"}
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    @property
+    def why(self) -> str:
+        return self.NAMES.get(self.signum or 0, "stopped")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or 2)
+
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        err_console.print(f"[yellow]{self.why}: stopping after this window (again: at once) …[/]")
+
+    def __enter__(self) -> "StopSignals":
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def check_out_or_exit(out: Path) -> None:
+    """Refuse a run whose output folder cannot be written, before it starts (exit 2)."""
+    from hometwin.results import OutputNotWritable, check_writable
+
+    try:
+        check_writable(out)
+    except OutputNotWritable as exc:
+        err_console.print(f"[bold red]--out:[/] {escape(str(exc))}; nothing was run")
+        raise typer.Exit(EXIT_SPEC)
+
+
+def write_or_exit(result: Any, out: Path, report: bool, checkpoint: Any, steps_asked: int) -> dict[str, Path]:
+    """Write the results (all files or none, :meth:`Result.write`); when that fails, say what the
+    folder holds instead (the last checkpoint, or nothing) and exit 4."""
+    try:
+        return result.write(out, report=report)
+    except Exception as exc:
+        kept = (f"{out} keeps the checkpoint of the first {checkpoint.steps} of {steps_asked} steps "
+                "(kpis.json: meta.partial)" if checkpoint is not None and checkpoint.steps else "nothing was written")
+        err_console.print(f"[bold red]could not write the results[/] to {escape(str(out))}: "
+                          f"{escape(f'{type(exc).__name__}: {exc}')}; {kept}")
+        raise typer.Exit(EXIT_WRITE)
 
 
 @app.command()

@@ -169,14 +169,16 @@ class Engine:
         self.seq += 1
         return record
 
-    def run(self, progress: ProgressFn | None = None) -> "Any":
-        """Run to the end; returns a :class:`hometwin.results.Result`."""
+    def run(self, progress: ProgressFn | None = None, stop: Callable[[], bool] | None = None) -> "Any":
+        """Run to the end, or until ``stop()`` says so between windows (Ctrl-C); returns a
+        :class:`hometwin.results.Result` (of every step: those after ``self.i`` are not settled).
+        The recorder stays at ``self.recorder`` (the steps settled so far, if a window raises)."""
         from hometwin.results import Recorder
 
-        recorder = Recorder(self)
+        self.recorder = recorder = Recorder(self)
         self.on_window.append(recorder.add)
         t0 = time.perf_counter()
-        while self.i < self.ctx.n_steps:
+        while self.i < self.ctx.n_steps and not (stop is not None and stop()):
             self.step_window()
             if progress is not None:
                 progress(self.i, self.ctx.n_steps)

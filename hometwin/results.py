@@ -10,6 +10,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -141,32 +144,116 @@ class Result:
         out.columns = [c[:-2] + "_w" for c in cols]
         return out
 
+    def partial(self, steps: int, steps_asked: int, why: str) -> "Result":
+        """The first ``steps`` steps of this run, its ``meta`` saying that the run is partial
+        (``complete: false``, ``partial: {steps_settled, steps_asked, why}``)."""
+        steps = min(int(steps), len(self.frame))
+        return Result(frame=self.frame.iloc[:steps].copy(),
+                      meta=dict(self.meta, n_steps=steps, complete=False,
+                                partial={"steps_settled": steps, "steps_asked": int(steps_asked), "why": why}),
+                      events=list(self.events))
+
     # -- export ----------------------------------------------------------------------------------
     def write(self, out_dir: str | Path, report: bool = False, formats: tuple[str, ...] = ("parquet", "csv")) -> dict[str, Path]:
-        """Write flows (Parquet and CSV), KPIs (JSON) and optionally the HTML report."""
+        """Write flows (Parquet and CSV), KPIs (JSON) and optionally the HTML report.
+
+        All or nothing, as far as a file system allows: every file is written to a temporary
+        file beside it first, and only once all of them are complete are they renamed into
+        place (``os.replace``, atomic).  A failure on the way (a full disk) leaves the files that
+        were there before — a checkpoint's (:class:`Checkpointer`) — whole, and raises."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        paths: dict[str, Path] = {}
+        writers: dict[str, tuple[Path, Any]] = {}
         if "parquet" in formats:
-            paths["parquet"] = out / "flows.parquet"
-            self.frame.to_parquet(paths["parquet"])
+            writers["parquet"] = (out / "flows.parquet", lambda tmp: self.frame.to_parquet(tmp))
         if "csv" in formats:
-            import pyarrow as pa
-            import pyarrow.csv as pacsv
+            def csv(tmp: Path) -> None:
+                import pyarrow as pa
+                import pyarrow.csv as pacsv
 
-            paths["csv"] = out / "flows.csv"
-            table = pa.Table.from_pandas(self.frame.reset_index(), preserve_index=False)
-            pacsv.write_csv(table, paths["csv"])
-        paths["kpis"] = out / "kpis.json"
-        paths["kpis"].write_text(json.dumps({"meta": _jsonable(self.meta), "kpis": _jsonable(self.kpis()),
-                                             "elements_kwh": self.element_energy_kwh()}, indent=2))
+                pacsv.write_csv(pa.Table.from_pandas(self.frame.reset_index(), preserve_index=False), tmp)
+
+            writers["csv"] = (out / "flows.csv", csv)
+        kpis = json.dumps({"meta": _jsonable(self.meta), "kpis": _jsonable(self.kpis()),
+                           "elements_kwh": self.element_energy_kwh()}, indent=2)
+        writers["kpis"] = (out / "kpis.json", lambda tmp: tmp.write_text(kpis))
         if self.events:
-            paths["events"] = out / "events.json"
-            paths["events"].write_text(json.dumps([_jsonable(e) for e in self.events], indent=2))
+            events = json.dumps([_jsonable(e) for e in self.events], indent=2)
+            writers["events"] = (out / "events.json", lambda tmp: tmp.write_text(events))
         if report:
-            paths["report"] = out / "report.html"
-            paths["report"].write_text(render_report(self))
-        return paths
+            html = render_report(self)
+            writers["report"] = (out / "report.html", lambda tmp: tmp.write_text(html))
+        temps: list[Path] = []
+        try:
+            for path, write in writers.values():
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                temps.append(tmp)
+                write(tmp)
+            for tmp, (path, _) in zip(temps, writers.values()):
+                os.replace(tmp, path)
+        finally:
+            for tmp in temps:
+                tmp.unlink(missing_ok=True)
+        return {key: path for key, (path, _) in writers.items()}
+
+
+class OutputNotWritable(OSError):
+    """The output folder cannot take the results (checked before a run starts)."""
+
+
+def check_writable(out_dir: str | Path) -> Path:
+    """Make sure ``out_dir`` exists (created if need be) and a file can be written there, before a
+    run starts: a run whose results cannot be written is refused, not computed and lost.  Raises
+    :class:`OutputNotWritable` naming the folder and the reason."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".hometwin-write-check-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputNotWritable(f"cannot write results to {out}: {exc.strerror or exc}") from None
+    return out
+
+
+#: A checkpoint is written at most this often [s] …
+CHECKPOINT_MIN_S = 30.0
+#: … and spaced so that writing takes at most this share of the run's time.
+CHECKPOINT_SHARE = 0.05
+
+
+class Checkpointer:
+    """The results so far, written every so often while a run goes on (the very files of the
+    end, with ``meta.partial`` saying how far they reach), so that a failure late in a run —
+    the process killed, a full disk when the final files are written — leaves what was settled
+    until the last checkpoint instead of nothing.  A checkpoint is due :data:`CHECKPOINT_MIN_S`
+    after the last one, and later when writing one took long (:data:`CHECKPOINT_SHARE`); one
+    that cannot be written is reported (:attr:`error`) and the run goes on."""
+
+    def __init__(self, out_dir: str | Path, min_interval_s: float | None = None, share: float | None = None):
+        self.out = Path(out_dir)
+        self.min_interval_s = CHECKPOINT_MIN_S if min_interval_s is None else min_interval_s
+        self.share = CHECKPOINT_SHARE if share is None else share
+        self.last = time.monotonic()
+        self.spent_s = 0.0  # how long the last checkpoint took
+        self.steps = 0  # steps in the last checkpoint written
+        self.error: str | None = None
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= max(self.min_interval_s, self.spent_s / self.share)
+
+    def write(self, result: Result) -> bool:
+        t0 = time.monotonic()
+        try:
+            result.write(self.out)
+        except Exception as exc:  # a checkpoint is a precaution: the run goes on
+            self.error = f"{type(exc).__name__}: {exc}"
+            return False
+        finally:
+            self.last = time.monotonic()
+            self.spent_s = self.last - t0
+        self.steps, self.error = len(result.frame), None
+        return True
 
 
 def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:

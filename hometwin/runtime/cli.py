@@ -299,7 +299,8 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
     from rich.live import Live
     from rich.text import Text
 
-    from hometwin.cli import _parse_until, console, kpi_table
+    from hometwin.cli import EXIT_FAILED, _parse_until, check_out_or_exit, console, kpi_table, write_or_exit
+    from hometwin.results import Checkpointer
     from hometwin.runtime.clock import parse_speed
     from hometwin.runtime.launcher import Launcher, PortsInUse
     from hometwin.runtime.wamp import autobahn_errors_only, cancel_leftovers
@@ -326,11 +327,25 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
 
     try:
         launcher.check_metrics_ports()  # refused before the router or any element starts
+        launcher.check_router_ports()
     except PortsInUse as exc:
         raise typer.BadParameter(str(exc)) from None
+    check_out_or_exit(out)  # … and so is a run whose results could not be written
+    checkpoint = Checkpointer(out)
+    n_steps = launcher.remote.ctx.n_steps
+
+    async def keep(task: asyncio.Future) -> None:
+        """Write the results so far every so often (in a thread: the recorder goes on meanwhile)."""
+        loop = asyncio.get_running_loop()
+        while not task.done():
+            await asyncio.wait([task], timeout=1.0)
+            if not task.done() and launcher.i and not launcher.stopping and checkpoint.due():
+                partial = launcher.result().partial(launcher.i, n_steps, "checkpoint: the run goes on")
+                await loop.run_in_executor(None, checkpoint.write, partial)
 
     async def main() -> Any:
         task = asyncio.ensure_future(launcher.run())
+        keeper = asyncio.ensure_future(keep(task))
         if live and err.is_terminal:
             with Live(launcher.live_table(), console=err, refresh_per_second=1) as view:
                 while not task.done():
@@ -346,15 +361,20 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
                     err.print(f"step {launcher.i}: pv {f.flows['pv_ac_j'][-1] / f.dt_s:,.0f} W · load "
                               f"{f.flows['load_j'][-1] / f.dt_s:,.0f} W · grid "
                               f"{(f.flows['grid_import_j'][-1] - f.flows['grid_export_j'][-1]) / f.dt_s:,.0f} W")
-        return await task
+        try:
+            return await task
+        finally:
+            await asyncio.gather(keeper, return_exceptions=True)  # a checkpoint being written ends first
 
     autobahn_errors_only(sys.stderr)  # as in every service
     loop = asyncio.new_event_loop()
     task = loop.create_task(main())
     signals = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+    got: list[int] = []  # the first stop signal (the exit code is 128 + it)
 
     def on_signal(sig: signal.Signals) -> None:
         """First Ctrl-C / SIGTERM: stop everything and write the run so far; a second one: stop now."""
+        got.append(int(sig))
         if launcher.stopping:
             err.print("[yellow]stopping at once …[/]")
             task.cancel()
@@ -372,8 +392,13 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
             cancel_leftovers(loop)  # a cancelled launcher still stops its processes here
         finally:
             loop.close()
-    paths = result.write(out, report=report)
+    if not len(result.frame):  # nothing settled (refused, or stopped before the first window): nothing to write
+        why = launcher.failed or launcher.interrupted or "no window was settled"
+        err.print(f"[bold red]{'run failed' if launcher.failed else 'stopped'}:[/] {why} — nothing settled, "
+                  f"nothing written to {out}")
+        raise typer.Exit(128 + got[0] if got and not launcher.failed else EXIT_FAILED)
     console.print(kpi_table({launcher.home.metadata.name: result.kpis()}, result.meta.get("currency", "")))
+    paths = write_or_exit(result, out, report, checkpoint, n_steps)
     console.print(f"{len(result.frame)} steps as services in {result.meta['wall_s']:.2f} s · wrote "
                   + ", ".join(str(p) for p in paths.values()))
     if result.meta.get("steps_without"):
@@ -381,12 +406,16 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
                   + ", ".join(f"{n} {k}" for n, k in result.meta["steps_without"].items())
                   + " (switched off, not on the roster yet, or stale: the log says which)[/]")
     if launcher.interrupted:
-        err.print(f"[yellow]{launcher.interrupted}: stopped after {len(result.frame)} of "
-                  f"{launcher.remote.ctx.n_steps} steps; "
-                  "the files hold the steps settled so far[/]")
+        err.print(f"[yellow]{launcher.interrupted}: stopped after {len(result.frame)} of {n_steps} steps; "
+                  "the files hold the steps settled so far (kpis.json: meta.partial)[/]")
+        raise typer.Exit(128 + (got[0] if got else signal.SIGINT))
     if launcher.failed:
-        err.print(f"[bold red]run failed:[/] {launcher.failed}")
-        raise typer.Exit(3)
+        err.print(f"[bold red]run failed:[/] {launcher.failed} — {len(result.frame)} of {n_steps} steps settled")
+        raise typer.Exit(EXIT_FAILED)
+    if launcher.ended_early:
+        err.print(f"[bold red]run ended early:[/] {launcher.ended_early}; the files hold the {len(result.frame)} "
+                  "steps settled (kpis.json: meta.partial)")
+        raise typer.Exit(EXIT_FAILED)
 
 
 # -- ctl -----------------------------------------------------------------------------------------

@@ -34,8 +34,10 @@ from hometwin.deploy import ServiceCommand, realm_of, service_commands
 from hometwin.engine import build_element
 from hometwin.results import Recorder, Result
 from hometwin.runtime import zygote
-from hometwin.runtime.router import Router, port_free
-from hometwin.runtime.wamp import Credentials, component, plain, stop_component, subscribe
+from hometwin.runtime.reaper import Reaper
+from hometwin.runtime.router import Router, port_free, port_owner
+from hometwin.runtime.wamp import (EXIT_ROUTER_LOST, Credentials, component, plain, stop_component, subscribe,
+                                   txaio_quiet)
 from hometwin.spec import home_context
 
 log = logging.getLogger("hometwin.up")
@@ -48,6 +50,10 @@ CLI = [sys.executable, "-m", "hometwin.cli"]
 #: (the kubelet does the same after 10 minutes; local runs are shorter).
 BACKOFF_RESET_S = 60.0
 METRICS_HOST = "127.0.0.1"  # the processes' /metrics: this machine only
+#: A router (crossbar) that exits is started again on the same ports, at most this many times
+#: within ROUTER_RESTART_WINDOW_S; one more exit ends the run (exit code 3, with the reason).
+ROUTER_RESTARTS = 3
+ROUTER_RESTART_WINDOW_S = 60.0
 
 
 class PortsInUse(ValueError):
@@ -124,6 +130,7 @@ class Proc:
     restarts: int = 0
     backoff: int = 0  # restarts since it last ran BACKOFF_RESET_S without exiting (the delay doubles)
     started_at: float = 0.0
+    joined: bool = False  # it said it joined the realm ("… joined hometwin.<home>")
     pump: asyncio.Task | None = None
 
 
@@ -194,6 +201,11 @@ class Launcher:
         self.steps_without: dict[str, int] = {}
         self._enabled = [e.name for e in self.home.spec.elements if e.enabled]
         self._own_state_dir = False
+        self.reaper: Reaper | None = None  # stops our processes if this launcher dies (reaper.py)
+        self.router_restarts = 0
+        self._router_watch: asyncio.Task | None = None
+        self._router_restart: asyncio.Future | None = None  # a restart in progress (a worker thread)
+        self._servers_watched = False
         self._own_credentials_dir = False
         self.events: list[dict[str, Any]] = []  # accepted control actions (ControlEvent), in order
         self.rejections = m.Rejections()
@@ -278,10 +290,17 @@ class Launcher:
         argv = p.argv + list(extra)
         if self.forkserver and zygote.available() and argv[:len(CLI)] == CLI:
             p.proc = await zygote.start(argv[len(CLI):], env)  # type: ignore[assignment]
+            if not self._servers_watched and self.reaper is not None:
+                self._servers_watched = True
+                for pid in zygote.server_pids():
+                    self.reaper.watch(pid)
         else:
             p.proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
                                                           stderr=asyncio.subprocess.STDOUT, env=env)
+        if self.reaper is not None:
+            self.reaper.watch(p.proc.pid)
         p.started_at = time.monotonic()
+        p.joined = False
         p.pump = asyncio.ensure_future(self._pump(p))
 
     async def _pump(self, p: Proc) -> None:
@@ -298,27 +317,51 @@ class Launcher:
             text = line.decode(errors="replace").rstrip()
             if "UBJSON" in text or "_ARRAY_API" in text or not text:
                 continue
+            if not p.joined and f" joined {self.realm}" in text:
+                p.joined = True
             self._log(p.cmd.name, p.color, text)
         rc = await proc.wait()
         # Another process may stand for this element by now (``ctl off`` then ``on``): not ours to restart.
         if self.stopping or not p.wanted or p.proc is not proc:
             return
-        self._log(p.cmd.name, p.color, f"exited with code {rc}")
+        if time.monotonic() - p.started_at >= BACKOFF_RESET_S:
+            p.backoff = 0  # it ran well for a while: a new crash is not part of a crash loop
+        # It left because the router went away (it said so): started again at once, without more
+        # words — unless it keeps leaving (then it backs off, and says so, as after a crash).
+        quiet = rc == EXIT_ROUTER_LOST and p.backoff == 0
+        if not quiet:
+            self._log(p.cmd.name, p.color, f"exited with code {rc}")
         if self.restart:
-            if time.monotonic() - p.started_at >= BACKOFF_RESET_S:
-                p.backoff = 0  # it ran well for a while: a new crash is not part of a crash loop
             delay = min(10.0, 0.5 * 2 ** min(p.backoff, 4))
             p.restarts += 1
             p.backoff += 1
             kept = f"; state from {self.state_dir}" if self.state_dir is not None and p.cmd.kind != "clock" else ""
-            self._log(p.cmd.name, p.color, f"restarting in {delay:.1f} s (restart {p.restarts}{kept})")
+            if not quiet:
+                self._log(p.cmd.name, p.color, f"restarting in {delay:.1f} s (restart {p.restarts}{kept})")
             await asyncio.sleep(delay)
+            if rc == EXIT_ROUTER_LOST and p.cmd.kind in ("inverter", "clock"):
+                await self._after_the_elements(p)
             # ``ctl on`` during the wait started it already: one process per element
             if not self.stopping and p.wanted and p.proc is proc:
                 # A clock that was paused (ctl pause) comes back paused; where the run is, it asks
                 # the inverter (Clock.resume_where_the_run_is).
                 paused = p.cmd.kind == "clock" and bool(self.clock_status.get("paused"))
                 await self._spawn(p, ("--paused",) if paused else ())
+
+    async def _after_the_elements(self, p: Proc, timeout_s: float = 60.0) -> None:
+        """After the router came back, the inverter starts once every element has rejoined, and the
+        clock once the inverter has: a restarted inverter learns where the run is from the elements'
+        restored states (``get``: ``settled_seq``, ``next_step``), and a restarted clock from the
+        inverter — all of them restarted at once, nobody could say, and the run went back to
+        window 0.  Bounded: after ``timeout_s`` it starts anyway."""
+        def ready() -> bool:
+            ahead = [q for q in self.procs.values() if q.wanted and q is not p
+                     and (q.cmd.kind == "inverter" if p.cmd.kind == "clock" else q.cmd.kind not in ("clock", "inverter"))]
+            return all(q.joined and q.proc is not None and q.proc.returncode is None for q in ahead)
+
+        deadline = time.monotonic() + timeout_s
+        while not self.stopping and not ready() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
 
     def _log(self, name: str, color: str, text: str) -> None:
         if self.log_sink is not None:
@@ -367,7 +410,7 @@ class Launcher:
         rej = m.Rejections()
 
         def on_flows(payload: Any) -> None:
-            if self.stopping:  # the elements are being stopped: a window settled now may lack some
+            if self.stopping or self.failed:  # the elements are being stopped: a window settled now may lack some
                 return
             f = m.decode(m.Flows, payload, m.FLOWS, rej)
             if f is None:
@@ -378,6 +421,14 @@ class Launcher:
                 return
             if why is not None:
                 self._log("up", "red", f"Flows refused: {why}")
+                if self.router_restarts and f.i0 < self.i:
+                    # Every service was restarted with the router, and the inverter and the clock did
+                    # not find where the run was: every window from here on would be refused (or wait
+                    # out timeouts) until the end.  Stop now, in words; the files hold steps 0…i-1.
+                    self.failed = (f"after the router restarted, window {f.seq} (steps {f.i0}–{f.i0 + f.k}) was "
+                                   f"settled again, though steps 0–{self.i - 1} were recorded: the restarted "
+                                   "inverter and clock did not find where the run was; stopping")
+                    self.done.set()
                 return
             self.last_flows = f
             self.remote.max_residual_j = max(self.remote.max_residual_j, f.max_residual_j)
@@ -431,12 +482,39 @@ class Launcher:
         await session.subscribe(on_failed, m.RUN_FAILED)
         await session.subscribe(on_roster, m.ROSTER)
         await session.subscribe(on_status, m.CLOCK_STATUS_EVENT)
+        if not self._joined.is_set():  # (a rejoin after the router restarted: checked the first time)
+            await self._refuse_a_second_home(session)
         await subscribe(session, m.EVENT, on_event, self.rejections)
         await session.register(switch(True), m.launcher_uri("on"), options=RegisterOptions(details=True))
         await session.register(switch(False), m.launcher_uri("off"), options=RegisterOptions(details=True))
         await session.register(lambda: plain(self.proc_status()), m.launcher_uri("status"))
+        import txaio
+
+        txaio.set_global_log_level("error")  # autobahn's errors again (quiet while the router was away)
         self.t_joined = time.monotonic()
         self._joined.set()
+
+    async def _refuse_a_second_home(self, session: Any) -> None:
+        """On a router given with ``--router``, this home may run already (another ``hometwin up``,
+        the operator): its inverter or clock has registered its RPCs on the realm.  Refuse then,
+        before any service starts, instead of a second clock and inverter fighting over it."""
+        from autobahn.wamp.exception import ApplicationError
+
+        taken = []
+        for uri, what in ((m.ROSTER_GET, "an inverter"), (m.clock_uri("status"), "a clock")):
+            try:  # an RPC nobody serves is refused at once (no_such_procedure); one that answers is taken
+                await asyncio.wait_for(session.call(uri), 10)
+                taken.append(what)
+            except ApplicationError as exc:
+                if exc.error != "wamp.error.no_such_procedure":
+                    taken.append(what)  # served, and refused (not allowed to us): someone is there
+            except asyncio.TimeoutError:
+                taken.append(what)  # served, and hung: someone is there
+        if taken:
+            self.failed = (f"realm {self.realm} on {self.router_url} already has {', '.join(taken)}: this home "
+                           "runs there already (another hometwin up, or the operator); stop it first, or use "
+                           "another router")
+            self.done.set()
 
     # -- run -----------------------------------------------------------------------------------------
     def stop(self, why: str = "stopped") -> None:
@@ -465,25 +543,94 @@ class Launcher:
                              f"{', '.join(taken)} in use on {METRICS_HOST}; the {len(names)} processes need "
                              f"{self.metrics_port}–{last} free")
 
+    def check_router_ports(self) -> None:
+        """Refuse before anything starts when a port of the router started here (``--port``,
+        ``--rawsocket-port``) is taken — by another ``hometwin up`` on the default ports, say:
+        crossbar would die with "Address already in use" after the services had started."""
+        if self.router_url is not None:
+            return
+        ports = ((self.port, "--port (WebSocket)"), (self.rawsocket_port, "--rawsocket-port (RawSocket)"))
+        bad = [f"{what} {port}" for port, what in ports if not 0 <= port <= 65535]
+        if bad:
+            raise PortsInUse(f"{', '.join(bad)}: must lie in 1–65535 (0: any free port)")
+        taken = [f"{what} {port} is in use on {self.host} by {port_owner(port, self.host)}"
+                 for port, what in ports if port and not port_free(port, self.host)]
+        if taken:
+            raise PortsInUse(f"{'; '.join(taken)} — another hometwin up? Stop it, or choose other ports "
+                             "(0: any free one)")
+
+    def _start_router(self) -> None:
+        assert self.router is not None
+        self.router.start()
+
+    async def _watch_router(self, url: str) -> None:
+        """Start the router again when it exits (same ports, socket and node directory; the services
+        leave when they lose it and rejoin once it is back, see :data:`EXIT_ROUTER_LOST`), at most
+        :data:`ROUTER_RESTARTS` times within :data:`ROUTER_RESTART_WINDOW_S`; then end the run."""
+        loop = asyncio.get_running_loop()
+        exits: list[float] = []
+        while not self.stopping:
+            proc = self.router.proc if self.router is not None else None
+            if proc is None or proc.poll() is None:
+                await asyncio.sleep(0.5)
+                continue
+            rc = proc.returncode
+            now = time.monotonic()
+            exits = [t for t in exits if now - t < ROUTER_RESTART_WINDOW_S] + [now]
+            txaio_quiet()  # autobahn's "Connection failed" of our own session: this line says it
+            if len(exits) > ROUTER_RESTARTS:
+                self.failed = (f"the router (crossbar) exited with code {rc}, {len(exits)} times within "
+                               f"{ROUTER_RESTART_WINDOW_S:.0f} s; not starting it again")
+                self.done.set()
+                return
+            self.router_restarts += 1
+            self._log("router", "red", f"crossbar exited with code {rc}: starting it again on the same ports "
+                                       f"({len(exits)} of at most {ROUTER_RESTARTS} restarts within "
+                                       f"{ROUTER_RESTART_WINDOW_S:.0f} s); the services rejoin once it is up")
+            self._router_restart = loop.run_in_executor(None, self.router.restart)
+            try:
+                await self._router_restart
+            except Exception as exc:
+                if not self.stopping:
+                    self.failed = f"the router (crossbar) exited with code {rc} and could not be started again: {exc}"
+                    self.done.set()
+                return
+            finally:
+                self._router_restart = None
+            self._log("router", "white", f"crossbar up again: services on {url}")
+
     async def run(self) -> Result:
         self.check_metrics_ports()
+        self.check_router_ports()
         self._joined = asyncio.Event()
+        self.reaper = Reaper()
         url = self.router_url
         comp: Any = None
         comp_done: Any = None
         try:
             router_up = None
             secrets = self._prepare_credentials()
-            if url is None:
+            if self._own_credentials_dir:
+                self.reaper.remove(self.credentials_dir)
+            self._launcher_credentials = Credentials("launcher", secrets["launcher"])
+            if url is not None:  # a router of someone else's: is this home running there already?
+                comp, comp_done = await self._join(url)  # (refused in _on_join; before anything is touched)
+                if self.done.is_set():
+                    return self.result()
+            else:
                 from hometwin.auth import home_elements, roles_for
 
                 self.router = Router(realm=self.realm, host=self.host, port=self.port,  # 0: prepare() chooses
                                      rawsocket_port=self.rawsocket_port, roles=roles_for(home_elements(self.home)),
-                                     secrets=secrets, log=self.router_log, unix=self.transport == "unix").prepare()
+                                     secrets=secrets, log=self.router_log, unix=self.transport == "unix",
+                                     on_spawn=self.reaper.watch_group).prepare()
+                self.reaper.remove(self.router._tmp)
                 url = {"websocket": self.router.ws_url, "unix": self.router.unix_url}.get(self.transport,
                                                                                           self.router.url)
-                router_up = asyncio.get_running_loop().run_in_executor(None, self.router.start)
+                router_up = asyncio.get_running_loop().run_in_executor(None, self._start_router)
             self._prepare_state_dir()
+            if self._own_state_dir:
+                self.reaper.remove(self.state_dir)
             if self.state_dir is not None:
                 self._log("up", "white", f"element state kept in {self.state_dir} (a restarted element continues)")
             cmds = [c for c in service_commands(self.home, str(self.spec_path), url,
@@ -493,30 +640,24 @@ class Launcher:
             for idx, cmd in enumerate(cmds):
                 self.procs[cmd.name] = Proc(cmd=cmd, argv=self._argv(cmd, idx), color=COLORS[idx % len(COLORS)],
                                             wanted=cmd.enabled)
-            # The elements start while crossbar boots, which leaves a core idle for its ~3 s: each
-            # retries until the router listens (a refused connection is not an error).  The clock
-            # starts once this launcher has joined, so the recorder misses no Flows.
-            await self._spawn_all(lambda p: p.cmd.kind != "clock")
             if router_up is not None:
+                # The elements start while crossbar boots, which leaves a core idle for its ~3 s: each
+                # retries until the router listens (a refused connection is not an error).  The clock
+                # starts once this launcher has joined, so the recorder misses no Flows.
+                await self._spawn_all(lambda p: p.cmd.kind != "clock")
                 await router_up
                 self.t_router_up = time.monotonic()
                 self._log("router", "white", f"crossbar up: services on {url}; {self.router.url} (RawSocket), "
                                              f"{self.router.ws_url} (browsers)")
+                self._router_watch = asyncio.ensure_future(self._watch_router(url))
             if self.stopping:
                 return self.result()
-            comp = component(url, self.realm, credentials=Credentials("launcher", secrets["launcher"]))
-            comp.on("join", self._on_join)
-            comp_done = comp.start(asyncio.get_running_loop())
-            joined = asyncio.ensure_future(self._joined.wait())
-            stopped = asyncio.ensure_future(self.done.wait())
-            await asyncio.wait([joined, stopped], timeout=30, return_when=asyncio.FIRST_COMPLETED)
-            stopped.cancel()
-            if self.stopping:
-                joined.cancel()
-                return self.result()
-            if not joined.done():
-                joined.cancel()
-                raise TimeoutError(f"could not join the realm {self.realm} at {url} within 30 s")
+            if comp is None:
+                comp, comp_done = await self._join(url)
+                if self.done.is_set():  # Ctrl-C meanwhile
+                    return self.result()
+            else:
+                await self._spawn_all(lambda p: p.cmd.kind != "clock")
             await self._spawn_all(lambda p: p.cmd.kind == "clock")
             self.t_start = time.perf_counter()
             await self.done.wait()
@@ -526,8 +667,32 @@ class Launcher:
                 comp_done.cancel()
         return self.result()
 
+    async def _join(self, url: str) -> tuple[Any, Any]:
+        """Join the realm (the recorder's session; :meth:`_on_join`), within 30 s, or until the run ends."""
+        comp = component(url, self.realm, credentials=self._launcher_credentials)
+        comp.on("join", self._on_join)
+        comp.on("disconnect", lambda *_a, **_k: None if self.stopping else txaio_quiet())
+        comp_done = comp.start(asyncio.get_running_loop())
+        joined = asyncio.ensure_future(self._joined.wait())
+        stopped = asyncio.ensure_future(self.done.wait())
+        await asyncio.wait([joined, stopped], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not joined.done():
+            joined.cancel()
+            if not self.done.is_set():
+                await stop_component(comp)
+                raise TimeoutError(f"could not join the realm {self.realm} at {url} within 30 s")
+        return comp, comp_done
+
     async def shutdown(self, comp: Any = None) -> None:
         self.stopping = True
+        if self._router_watch is not None:
+            self._router_watch.cancel()
+        if self._router_restart is not None:  # let a restart in its thread end first: then stop that one
+            try:
+                await asyncio.wait_for(asyncio.shield(self._router_restart), 90)
+            except Exception:
+                pass
         order = [p for p in self.procs.values() if p.cmd.kind not in ("clock", "inverter")] + \
                 [p for p in self.procs.values() if p.cmd.kind == "inverter"] + \
                 [p for p in self.procs.values() if p.cmd.kind == "clock"]
@@ -546,18 +711,31 @@ class Launcher:
             shutil.rmtree(self.state_dir, ignore_errors=True)
         if self._own_credentials_dir and self.credentials_dir is not None:
             shutil.rmtree(self.credentials_dir, ignore_errors=True)
+        if self.reaper is not None:  # everything is stopped and removed: nothing left for it to do
+            self.reaper.release()
+
+    @property
+    def ended_early(self) -> str | None:
+        """Why the run ended before its last step, if it did (None: it ran to the end)."""
+        n = self.remote.ctx.n_steps
+        if self.i >= n:
+            return None
+        return self.interrupted or self.failed or (f"the run ended at step {self.i} of {n} without a failure "
+                                                   "reported (hometwin.run.done before the end)")
 
     def result(self) -> Result:
-        """The recorded run (cut at the last settled step when stopped early)."""
+        """The recorded run (cut at the last settled step when stopped early: ``meta.partial`` says so)."""
         res = self.recorder.result(wall_s=time.perf_counter() - self.t_start)
         if self.i < len(res.frame):
-            res = Result(frame=res.frame.iloc[: self.i].copy(), meta=dict(res.meta, n_steps=self.i, complete=False))
+            res = res.partial(self.i, len(res.frame), self.ended_early or "stopped")
         res.meta["runtime"] = "services"
         res.meta["steps_without"] = dict(self.steps_without)
         res.meta["messages_rejected"] = {f"{uri} {why}": n for (uri, why), n in self.rejections.counts.items()}
         res.events = list(self.events)
         res.meta["flows_rejected"] = self.recorded.rejected  # Flows that would have changed a recorded step
         res.meta["flows_repeated"] = self.recorded.ignored  # … that repeated recorded steps exactly (ignored)
+        if self.router_restarts:
+            res.meta["router_restarts"] = self.router_restarts
         return res
 
     def live_table(self) -> Any:

@@ -41,6 +41,26 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+def port_owner(port: int, host: str = "127.0.0.1") -> str:
+    """Who listens on TCP ``port``, in words (``pid 123 (crossbar-controller)``), as far as this
+    user may see (psutil; else ``another process``)."""
+    try:
+        import psutil
+
+        for conn in psutil.net_connections("tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port \
+                    and conn.laddr.ip in (host, "0.0.0.0", "::", "::ffff:" + host):
+                if conn.pid is None:
+                    break
+                try:
+                    return f"pid {conn.pid} ({' '.join(' '.join(psutil.Process(conn.pid).cmdline()[:4]).split())[:120]})"
+                except psutil.Error:
+                    return f"pid {conn.pid}"
+    except Exception:  # psutil missing, or not allowed to list sockets here
+        pass
+    return "another process"
+
+
 def _ephemeral_range() -> tuple[int, int]:
     """The kernel's range of local ports for outgoing connections (Linux; else IANA's)."""
     try:
@@ -220,6 +240,8 @@ class Router:
     cbdir: Path | None = None
     log: IO[Any] | None = None
     proc: subprocess.Popen | None = field(default=None, repr=False)
+    #: Called with crossbar's pid (its process group) as soon as it is started (a launcher's reaper).
+    on_spawn: Callable[[int], None] | None = field(default=None, repr=False)
     _tmp: str | None = field(default=None, repr=False)
 
     @classmethod
@@ -307,6 +329,8 @@ class Router:
         own_log = self.log is None
         out: Any = open(Path(self.cbdir) / "crossbar.log", "w+b") if own_log else self.log
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        if self.on_spawn is not None:
+            self.on_spawn(self.proc.pid)
         try:
             wait_for_port(self.host, self.rawsocket_port, timeout_s, self.proc)
             wait_for_port(self.host, self.port, timeout_s, self.proc)
@@ -327,6 +351,26 @@ class Router:
             if own_log:
                 out.close()  # crossbar keeps its own descriptor
         return self
+
+    def restart(self, timeout_s: float = 60.0) -> "Router":
+        """Start crossbar again after it exited, on the same ports, node directory and Unix socket
+        (the services reconnect to the URLs they have).  What is left of the old node — a worker
+        in its process group, the socket file, its pid file — is removed first."""
+        old, self.proc = self.proc, None
+        if old is not None:
+            try:
+                os.killpg(old.pid, signal.SIGKILL)  # (crossbar started it with start_new_session)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                old.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.unix_path is not None:
+            self.unix_path.unlink(missing_ok=True)
+        if self.cbdir is not None:
+            (Path(self.cbdir) / "node.pid").unlink(missing_ok=True)
+        return self._start_once(timeout_s)
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM the node (crossbar stops its workers), SIGKILL if it lingers; remove our temp folder."""

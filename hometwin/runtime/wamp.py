@@ -7,6 +7,7 @@ import logging
 import signal
 import socket
 import struct
+import time
 from typing import Any, Callable
 from urllib.parse import urlparse
 
@@ -20,8 +21,17 @@ from hometwin.messages import Rejections
 log = logging.getLogger("hometwin.runtime")
 
 
-#: How a service retries reaching the router (it may start after the services).
-RETRY = {"max_retries": 20, "initial_retry_delay": 0.2, "max_retry_delay": 2.0}
+#: How a service retries reaching the router (it may start after the services, or be restarted
+#: while they run): for as long as it takes, at most 2 s apart, with one log line (:func:`component`).
+#: Whoever started the router decides when it is gone for good (``hometwin up`` stops everything).
+RETRY = {"max_retries": -1, "initial_retry_delay": 0.2, "max_retry_delay": 2.0}
+
+#: A service that lost its router exits with this code (EX_TEMPFAIL) once it has left, its state
+#: written (``--state-dir``): whoever runs it starts it again (``hometwin up``, the kubelet), and
+#: the new process rejoins when the router is back, on the restart path that is tested for a
+#: crashed service (state restored, the clock asks where the run is).  Rejoining in the same
+#: process would need every service's ``on_join`` to be safe to run twice.
+EXIT_ROUTER_LOST = 75
 
 
 def transport(url: str, ca_file: str | None = None) -> dict[str, Any]:
@@ -77,13 +87,42 @@ class Credentials:
 def component(url: str, realm: str, quick_ack: bool = True, credentials: Credentials | None = None,
               ca_file: str | None = None) -> Component:
     """An autobahn asyncio component for ``url``/``realm`` joining as ``credentials`` (WAMP-CRA;
-    without, anonymously — which a hometwin router refuses); see :func:`acknowledge_at_once`."""
+    without, anonymously — which a hometwin router refuses); see :func:`acknowledge_at_once`.
+
+    While the router cannot be reached (not started yet, restarting) it retries quietly
+    (:data:`RETRY`): one log line when it finds the router unreachable, one when it is back."""
     comp = Component(transports=[transport(url, ca_file)], realm=realm,
-                     authentication=credentials.authentication() if credentials is not None else None)
+                     authentication=credentials.authentication() if credentials is not None else None,
+                     is_fatal=_refused)
     comp.on("connect", lambda session, proto: one_write_per_frame(proto))
     if quick_ack:
         comp.on("connect", lambda session, proto: acknowledge_at_once(proto))
+    away: list[float] = []  # when the router was first found unreachable (this outage)
+
+    def unreachable(_comp: Any, exc: Any) -> None:
+        # (a connection that was there and is lost is not an OSError: its session ends, and
+        # run_component / the launcher say so in their words)
+        if not away and isinstance(exc, OSError):
+            away.append(time.monotonic())
+            log.warning("router at %s unreachable (%s); retrying every %.0f s until it is back", url,
+                        str(exc).strip() or type(exc).__name__, RETRY["max_retry_delay"])
+
+    def joined(_session: Any, _details: Any) -> None:
+        if away:
+            log.info("router at %s reached again after %.0f s", url, time.monotonic() - away.pop())
+
+    comp.on("connectfailure", unreachable)
+    comp.on("join", joined)
     return comp
+
+
+def _refused(exc: BaseException) -> bool:
+    """The router refused this session (not authorized, no such realm …): retrying cannot help,
+    and with :data:`RETRY` unbounded it would go on for good, a log line every 2 s.  A refused or
+    lost connection (an OSError, TransportLost) is retried."""
+    from autobahn.wamp.exception import ApplicationError
+
+    return isinstance(exc, ApplicationError)
 
 
 def one_write_per_frame(proto: Any) -> bool:
@@ -271,12 +310,29 @@ def run_component(comp: Component, stop: asyncio.Event | None = None,
         except (NotImplementedError, RuntimeError):
             pass
 
+    lost = asyncio.Event()  # the router went away after this service had joined
+    joined: list[bool] = []
+
+    def on_disconnect(_session: Any, *_: Any, **__: Any) -> None:
+        if joined and not stop.is_set():
+            txaio_quiet()  # autobahn's "Connection failed: TransportLost": our one line says it
+            lost.set()
+
+    comp.on("join", lambda *_: joined.append(True))
+    comp.on("disconnect", on_disconnect)
+
     async def main() -> None:
         done = comp.start(loop)
         if extra is not None:
             extra(loop)
         stopper = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([asyncio.ensure_future(done), stopper], return_when=asyncio.FIRST_COMPLETED)
+        lost_w = asyncio.ensure_future(lost.wait())
+        await asyncio.wait([asyncio.ensure_future(done), stopper, lost_w], return_when=asyncio.FIRST_COMPLETED)
+        if lost.is_set() and not stop.is_set():
+            log.warning("lost the router at %s: leaving (exit code %d); started again, this service rejoins once "
+                        "the router is back", url_of(comp), EXIT_ROUTER_LOST)
+            await stop_component(comp)
+            raise SystemExit(EXIT_ROUTER_LOST)
         if stop.is_set():
             await stop_component(comp)
         else:
@@ -292,6 +348,19 @@ def run_component(comp: Component, stop: asyncio.Event | None = None,
             cancel_leftovers(loop)
         finally:
             loop.close()
+
+
+def url_of(comp: Component) -> str:
+    """The router URL a component connects to (its first transport's)."""
+    transports = getattr(comp, "_transports", ())
+    return transports[0].url if transports else "?"
+
+
+def txaio_quiet() -> None:
+    """autobahn's own log lines off (a loss of the router is reported in our words instead)."""
+    import txaio
+
+    txaio.set_global_log_level("critical")
 
 
 def _ignore_stop_signals(loop: asyncio.AbstractEventLoop) -> None:

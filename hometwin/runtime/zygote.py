@@ -87,8 +87,39 @@ def _received(dup: Any) -> Any:
     return dup
 
 
+def die_with_parent(sig: int = signal.SIGTERM) -> bool:
+    """Linux: have the kernel send ``sig`` to this process when its parent dies
+    (``prctl(PR_SET_PDEATHSIG)``); False where that cannot be had."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        parent = os.getppid()
+        if libc.prctl(1, int(sig), 0, 0, 0) != 0:  # PR_SET_PDEATHSIG = 1
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != parent:  # the parent died before the call: nobody will send it
+        os.kill(os.getpid(), sig)
+    return True
+
+
+def server_pids() -> list[int]:
+    """The fork server's and multiprocessing's resource tracker's pids, where they run (the
+    launcher hands them to its reaper: they outlive a killed launcher otherwise)."""
+    from multiprocessing import forkserver, resource_tracker
+
+    pids = [getattr(forkserver._forkserver, "_forkserver_pid", None),  # type: ignore[attr-defined]
+            getattr(resource_tracker._resource_tracker, "_pid", None)]  # type: ignore[attr-defined]
+    return [p for p in pids if p]
+
+
 def _run_command(argv: list[str], env: dict[str, str], cwd: str, out: Any) -> None:
-    """In the forked child: become ``python -m hometwin.cli *argv`` writing to ``out``."""
+    """In the forked child: become ``python -m hometwin.cli *argv`` writing to ``out``.  It stops
+    (SIGTERM) when the fork server dies (the launcher's reaper stops it when the launcher dies)."""
+    die_with_parent()
     fd = out.detach()
     os.dup2(fd, 1)
     os.dup2(fd, 2)
