@@ -138,6 +138,10 @@ def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery
 
         host = ElementService(element, metrics, ahead=name in runs_ahead(home),
                               producers=signal_producers(home, name) if element.inputs else None)
+        if state_dir is not None and keeper.restored:
+            # Restored from its state file: it is settled through that window, and says so to a
+            # restarted inverter (after a router restart every service starts again at once).
+            host.settled_seq, host.next_step = int(keeper.restored["seq"]), int(keeper.restored["step"])
     comp = component(router, realm or realm_of(home), credentials=creds, ca_file=_str(ca_file))
 
     @comp.on_join
