@@ -9,7 +9,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -76,12 +76,17 @@ def wait_until(pred: Callable[[], Any], timeout_s: float, what: str, every_s: fl
 class Up:
     """``hometwin up`` (the Launcher) in a background thread."""
 
-    def __init__(self, router: Router, spec: Path = CAPE_TOWN, unix: bool = False, **kwargs: Any):
+    def __init__(self, router: Router | None, spec: Path = CAPE_TOWN, unix: bool = False, **kwargs: Any):
+        """On the shared ``router``; None: the launcher starts (and watches) a router of its own."""
         self.router = router
         self.logs: list[str] = []
-        url = router.unix_url if unix else router.url  # services over the Unix socket or TCP
-        self.launcher = Launcher(spec_path=spec, router_url=url, log_sink=self._sink, live=False,
-                                 credentials_dir=router.credentials_dir, **kwargs)
+        if router is None:
+            self.launcher = Launcher(spec_path=spec, log_sink=self._sink, live=False,
+                                     **{"port": 0, "rawsocket_port": 0, **kwargs})
+        else:
+            url = router.unix_url if unix else router.url  # services over the Unix socket or TCP
+            self.launcher = Launcher(spec_path=spec, router_url=url, log_sink=self._sink, live=False,
+                                     credentials_dir=router.credentials_dir, **kwargs)
         self.realm = self.launcher.realm
         self.result: Any = None
         self.error: BaseException | None = None
@@ -133,6 +138,11 @@ class Up:
         return self.result
 
     def call(self, uri: str, *args: Any, as_: str = "controller", **kwargs: Any) -> Any:
+        if self.router is None:  # its own router: the credentials the launcher made
+            from hometwin.runtime.wamp import Credentials
+
+            creds = Credentials.from_folder(self.launcher.credentials_dir, as_)
+            return call(self.launcher.router.url, self.realm, uri, *args, credentials=creds, **kwargs)
         return call(self.router.url, self.realm, uri, *args, credentials=self.router.credentials(as_), **kwargs)
 
     def clock(self) -> dict[str, Any]:

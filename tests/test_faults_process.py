@@ -30,7 +30,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +43,7 @@ from hometwin.cli import app
 from hometwin.engine import Engine
 from hometwin.results import Result
 from hometwin.runtime import launcher as launcher_mod
-from hometwin.runtime.cli import call
 from hometwin.runtime.launcher import Launcher, PortsInUse
-from hometwin.runtime.wamp import Credentials
 from hometwin.spec import load_home
 from runtime_support import CAPE_TOWN, Up, free_ports, max_diff, router, wait_until  # noqa: F401  (router: a fixture)
 
@@ -57,38 +54,15 @@ CLI = [sys.executable, "-m", "hometwin.cli"]
 ENV = dict(os.environ, COLUMNS="400")  # rich: one log line per line
 
 
-class OwnUp:
-    """``hometwin up`` with its own router (the launcher watches it), in a background thread."""
+class OwnUp(Up):
+    """``hometwin up`` with its own router (the launcher watches it), in a background thread; a
+    wait that fails ends the run and shows the last logs."""
 
     def __init__(self, **kwargs: Any):
-        self.logs: list[str] = []
-        self.launcher = Launcher(spec_path=kwargs.pop("spec", CAPE_TOWN), port=0, rawsocket_port=0, live=False,
-                                 log_sink=lambda name, color, line: self.logs.append(f"[{name}] {line}"), **kwargs)
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        async def main() -> Any:
-            self.loop = asyncio.get_running_loop()
-            return await self.launcher.run()
-
-        try:
-            self.result = asyncio.run(main())
-        except BaseException as exc:
-            self.error = exc
-
-    def start(self) -> "OwnUp":
-        self.thread.start()
-        return self
+        super().__init__(None, spec=kwargs.pop("spec", CAPE_TOWN), **kwargs)
 
     def text(self, last: int = 80) -> str:
         return "\n".join(self.logs[-last:])
-
-    def call(self, uri: str, *args: Any) -> Any:
-        creds = Credentials.from_folder(self.launcher.credentials_dir, "controller")
-        return call(self.launcher.router.url, self.launcher.realm, uri, *args, credentials=creds)
 
     def wait(self, pred: Any, timeout_s: float, what: str) -> Any:
         try:

@@ -78,20 +78,27 @@ def _check_once(up: Up, res: Any, ref: Any, logs: str) -> None:
     assert res.kpis()["max_ledger_residual_j"] <= 1e-6
 
 
-def test_a_killed_inverter_resumes_single_step_windows_in_flight(router):  # type: ignore[no-untyped-def]
-    """SIGKILL of the inverter mid-run at speed max with ``--window 1``: runs of 16 windows, two in
-    flight, elements running ahead in chunks of 60 steps and speculative packets."""
-    up = Up(router, window=1, until_s=DAY, retick_s=3.0).start()
+def _killed_at_400_equals_run(router: Any, name: str, **kw: Any) -> str:
+    """A day of single-step windows; ``name`` SIGKILLed at step 400 and restarted; every step
+    settled once, every element in every step, equal to ``hometwin run``.  Returns the logs."""
+    up = Up(router, window=1, until_s=DAY, **kw).start()
     with up.driving():
         _wait_step(up, 400)
-        old = _kill(up, "inverter")
-        _restarted(up, "inverter", old)
+        old = _kill(up, name)
+        _restarted(up, name, old)
     res, logs = up.finish(WAIT_S)
-    assert "[inverter] exited with code -9" in logs
+    assert f"[{name}] exited with code -9" in logs
     ref = _reference(window=1)
     _check_once(up, res, ref, logs)
     assert res.meta["steps_without"] == {}
     assert max_diff(res.frame, ref.frame) <= 1e-9, diff_report(res.frame, ref.frame)
+    return logs
+
+
+def test_a_killed_inverter_resumes_single_step_windows_in_flight(router):  # type: ignore[no-untyped-def]
+    """SIGKILL of the inverter mid-run at speed max with ``--window 1``: runs of 16 windows, two in
+    flight, elements running ahead in chunks of 60 steps and speculative packets."""
+    logs = _killed_at_400_equals_run(router, "inverter", retick_s=3.0)
     assert "resuming the run: window" in logs, logs[-4000:]  # it asked the elements where the run is
 
 
@@ -159,17 +166,7 @@ def test_a_battery_killed_mid_run_is_settled_without_then_rejoins(router):  # ty
 def test_a_killed_clock_goes_on_where_the_inverter_is(router):  # type: ignore[no-untyped-def]
     """SIGKILL of the clock mid-run with ticks of runs in flight: the inverter settles what it has;
     the restarted clock asks where the run is and goes on after it. The day equals `hometwin run`."""
-    up = Up(router, window=1, until_s=DAY).start()
-    with up.driving():
-        _wait_step(up, 400)
-        old = _kill(up, "clock")
-        _restarted(up, "clock", old)
-    res, logs = up.finish(WAIT_S)
-    assert "[clock] exited with code -9" in logs
-    ref = _reference(window=1)
-    _check_once(up, res, ref, logs)
-    assert res.meta["steps_without"] == {}
-    assert max_diff(res.frame, ref.frame) <= 1e-9, diff_report(res.frame, ref.frame)
+    _killed_at_400_equals_run(router, "clock")
 
 
 def test_a_stopped_geyser_costs_one_timeout_then_rejoins(router):  # type: ignore[no-untyped-def]

@@ -30,9 +30,9 @@ from hometwin import messages as m
 from hometwin.engine import Engine
 from hometwin.runtime.launcher import Launcher
 from hometwin.runtime.router import Router
-from hometwin.runtime.wamp import Credentials, component, stop_component, transport
+from hometwin.runtime.wamp import Credentials, stop_component, transport
 from hometwin.spec import load_home
-from runtime_support import CAPE_TOWN, ROOT, Up, free_ports, max_diff, router, scrape  # noqa: F401
+from runtime_support import CAPE_TOWN, ROOT, Up, free_ports, max_diff, router  # noqa: F401  (router: a fixture)
 
 pytestmark = pytest.mark.timeout(600)
 MINIMAL = ROOT / "examples" / "homes" / "minimal.yaml"
@@ -113,7 +113,7 @@ def test_anonymous_and_wrong_secret_cannot_join(router):  # type: ignore[no-unty
 def _handshake(port: int, origin: str | None) -> str:
     """The status line of a WebSocket opening handshake to the router's ``/ws`` with ``Origin``."""
     key = base64.b64encode(os.urandom(16)).decode()
-    lines = [f"GET /ws HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket", "Connection: Upgrade",
+    lines = ["GET /ws HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket", "Connection: Upgrade",
              f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13", "Sec-WebSocket-Protocol: wamp.2.json"]
     if origin is not None:
         lines.append(f"Origin: {origin}")
