@@ -482,7 +482,9 @@ class Launcher:
         await session.subscribe(on_failed, m.RUN_FAILED)
         await session.subscribe(on_roster, m.ROSTER)
         await session.subscribe(on_status, m.CLOCK_STATUS_EVENT)
-        if not self._joined.is_set():  # (a rejoin after the router restarted: checked the first time)
+        # A router of our own is new: only one given with --router can hold this home already (and
+        # our own services, started while crossbar boots, may have registered on ours by now).
+        if self.router_url is not None and not self._joined.is_set():  # (checked at the first join)
             await self._refuse_a_second_home(session)
         await subscribe(session, m.EVENT, on_event, self.rejections)
         await session.register(switch(True), m.launcher_uri("on"), options=RegisterOptions(details=True))
