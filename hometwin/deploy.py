@@ -21,6 +21,9 @@ DATA_DIR_IN_POD = "/var/lib/hometwin/data"
 #: Where a pod finds the home's credentials (hometwin.auth): its own key of the home's Secret, the
 #: router all of them.
 CREDENTIALS_DIR_IN_POD = "/etc/hometwin/credentials"
+#: Where a pod finds the router's TLS files (``spec.deployment.tls_secret``): the router its
+#: certificate and key, every other pod the CA that signed it.
+TLS_DIR_IN_POD = "/etc/hometwin/tls"
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,8 @@ def realm_of(home: Any) -> str:
 def service_commands(home: Any, spec_path: str, router_url: str,
                      metrics_port: int = DEFAULT_METRICS_PORT, state_dir: str | None = None,
                      data_dir: str | None = None,
-                     credentials_dir: str = CREDENTIALS_DIR_IN_POD) -> list[ServiceCommand]:
+                     credentials_dir: str = CREDENTIALS_DIR_IN_POD,
+                     tls_dir: str | None = None) -> list[ServiceCommand]:
     """Router, clock and one service per element (disabled ones included, ``enabled=False``).
 
     With ``state_dir`` every element keeps its state there (``--state-dir``), so a restarted
@@ -58,11 +62,15 @@ def service_commands(home: Any, spec_path: str, router_url: str,
 
     realm = realm_of(home)
     common = ("--spec", spec_path, "--router", router_url, "--realm", realm, "--credentials", credentials_dir)
+    tls: tuple[str, ...] = ()
+    if tls_dir is not None:  # the router speaks TLS only; the others check its certificate
+        common += ("--ca-file", f"{tls_dir}/ca.crt")
+        tls = ("--tls-cert", f"{tls_dir}/tls.crt", "--tls-key", f"{tls_dir}/tls.key")
     out = [
         ServiceCommand("router", "router", "router",
                        ("router", "--spec", spec_path, "--credentials", credentials_dir, "--realm", realm,
                         "--host", "0.0.0.0", "--port", str(ROUTER_WS_PORT),
-                        "--rawsocket-port", str(ROUTER_RAWSOCKET_PORT)),
+                        "--rawsocket-port", str(ROUTER_RAWSOCKET_PORT)) + tls,
                        metrics_port=metrics_port),
         ServiceCommand("clock", "clock", "clock", ("clock",) + common + ("--metrics-port", str(metrics_port)),
                        metrics_port=metrics_port),

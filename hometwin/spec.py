@@ -224,6 +224,11 @@ class Deployment(_Strict):
         description="ConfigMap (in the Home's namespace) holding the data files the spec names by a "
                     "relative path (price CSVs, profiles, weather files), one key per file name; mounted "
                     "into the pods of the elements that read them")] = None
+    tls_secret: Annotated[str | None, Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", max_length=253,
+        description="Secret (in the Home's namespace) with tls.crt, tls.key and ca.crt (as cert-manager "
+                    "makes them): the router's TCP transports then speak TLS only (its certificate must name "
+                    "the Service <home>-router) and every service checks it against ca.crt")] = None
 
 
 class HomeSpecBase(_Strict):

@@ -32,7 +32,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from hometwin.auth import element_authid
-from hometwin.deploy import (CREDENTIALS_DIR_IN_POD, DATA_DIR_IN_POD, DEFAULT_METRICS_PORT, ROUTER_RAWSOCKET_PORT, ROUTER_WS_PORT,
+from hometwin.deploy import (CREDENTIALS_DIR_IN_POD, DATA_DIR_IN_POD, TLS_DIR_IN_POD, DEFAULT_METRICS_PORT, ROUTER_RAWSOCKET_PORT, ROUTER_WS_PORT,
                              SPEC_PATH_IN_POD, STATE_DIR_IN_POD, ServiceCommand, service_commands)
 from hometwin.element import data_files
 from hometwin.spec import API_VERSION, SpecError
@@ -120,9 +120,9 @@ def object_name(home_name: str, service: str) -> str:
     return name
 
 
-def router_url(home_name: str) -> str:
+def router_url(home_name: str, tls: bool = False) -> str:
     """Where the home's services reach its router (the router Service, in-namespace DNS)."""
-    return f"ws://{object_name(home_name, 'router')}:{ROUTER_WS_PORT}/ws"
+    return f"ws{'s' if tls else ''}://{object_name(home_name, 'router')}:{ROUTER_WS_PORT}/ws"
 
 
 def digest(data: Any) -> str:
@@ -215,6 +215,11 @@ def _volumes(home: Any, cmd: ServiceCommand) -> list[tuple[dict[str, Any], dict[
     if "--data-dir" in cmd.args:  # the spec's data files, by file name; the pod waits for the ConfigMap
         out.append(({"name": "data", "configMap": {"name": home.spec.deployment.data_config_map}},
                     {"name": "data", "mountPath": DATA_DIR_IN_POD, "readOnly": True}))
+    if home.spec.deployment.tls_secret:  # the router its certificate and key, the others the CA only
+        keys = ("tls.crt", "tls.key") if "--tls-cert" in cmd.args else ("ca.crt",)
+        out.append(({"name": "tls", "secret": {"secretName": home.spec.deployment.tls_secret, "defaultMode": 0o400,
+                                               "items": [{"key": k, "path": k} for k in keys]}},
+                    {"name": "tls", "mountPath": TLS_DIR_IN_POD, "readOnly": True}))
     # The home's credentials (hometwin.auth): the router reads every principal's secret, any other pod
     # only its own key of the Secret (a pod that is taken over cannot act as another).
     secret: dict[str, Any] = {"secretName": credentials_secret_name(home.metadata.name), "defaultMode": 0o400}
@@ -417,9 +422,11 @@ def build_manifests(home: Any, namespace: str, image: str = DEFAULT_IMAGE,
     image = home.spec.deployment.image or image
     home_name = home.metadata.name
     objects = [_config_map(home, namespace), _network_policy(home, namespace, policy)]
-    for cmd in service_commands(home, SPEC_PATH_IN_POD, router_url(home_name), DEFAULT_METRICS_PORT,
+    tls = bool(home.spec.deployment.tls_secret)
+    for cmd in service_commands(home, SPEC_PATH_IN_POD, router_url(home_name, tls), DEFAULT_METRICS_PORT,
                                 state_dir=STATE_DIR_IN_POD,
-                                data_dir=DATA_DIR_IN_POD if home.spec.deployment.data_config_map else None):
+                                data_dir=DATA_DIR_IN_POD if home.spec.deployment.data_config_map else None,
+                                tls_dir=TLS_DIR_IN_POD if tls else None):
         component = cmd.kind
         objects.append(_deployment(home, cmd, namespace, image, component))
         if cmd.role != "clock":

@@ -425,3 +425,36 @@ def test_a_glob_star_never_crosses_a_slash(tag: str) -> None:
     exactly when it stays in that repository (no '/')."""
     assert image_allowed(f"ghcr.io/hometwin/hometwin:{tag}", ["ghcr.io/hometwin/hometwin:*"]) is ("/" not in tag)
     assert not image_allowed(f"ghcr.io/hometwin/hometwin{tag}", ["ghcr.io/hometwin/hometwin:*"]) or tag[0] == ":"
+
+
+def test_a_home_with_a_tls_secret_speaks_tls_to_its_router(home: Any) -> None:
+    """spec.deployment.tls_secret: the router gets the certificate and key and serves TLS only; every
+    other pod reaches it at wss:// and mounts only the CA it checks the certificate with."""
+    tls = edited(home, lambda d: d["spec"].setdefault("deployment", {}).update(tls_secret="ct-router-tls"))
+    objects = build_manifests(tls, "default", owner_uid="0c2d5f0e-0000-4000-8000-000000000001")
+    deps = deployments(objects)
+
+    def pod(name: str) -> tuple[list[str], dict[str, Any]]:
+        spec = deps[name]["spec"]["template"]["spec"]
+        (vol,) = [v for v in spec["volumes"] if v["name"] == "tls"]
+        (mount,) = [mt for mt in spec["containers"][0]["volumeMounts"] if mt["name"] == "tls"]
+        assert mount == {"name": "tls", "mountPath": "/etc/hometwin/tls", "readOnly": True}
+        assert vol["secret"]["secretName"] == "ct-router-tls" and vol["secret"]["defaultMode"] == 0o400
+        return spec["containers"][0]["args"], vol["secret"]
+
+    args, secret = pod("router")
+    assert args[args.index("--tls-cert") + 1] == "/etc/hometwin/tls/tls.crt"
+    assert args[args.index("--tls-key") + 1] == "/etc/hometwin/tls/tls.key"
+    assert [i["key"] for i in secret["items"]] == ["tls.crt", "tls.key"]
+    for name in ("clock", "oven", "inverter"):
+        args, secret = pod(name)
+        assert args[args.index("--router") + 1].startswith("wss://") and "--tls-key" not in args
+        assert args[args.index("--ca-file") + 1] == "/etc/hometwin/tls/ca.crt"
+        assert [i["key"] for i in secret["items"]] == ["ca.crt"]  # never the router's key
+    for obj in objects:
+        kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+    # without it, no TLS anywhere
+    plain = deployments(build_manifests(home, "default"))
+    assert all(v["name"] != "tls" for d in plain.values() for v in d["spec"]["template"]["spec"]["volumes"])
+    assert plain["oven"]["spec"]["template"]["spec"]["containers"][0]["args"][
+        plain["oven"]["spec"]["template"]["spec"]["containers"][0]["args"].index("--router") + 1].startswith("ws://")
