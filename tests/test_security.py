@@ -353,3 +353,24 @@ def test_a_process_without_its_credentials_says_so_in_one_line(tmp_path):  # typ
         assert proc.returncode == 2, (args, text)
         assert words in " ".join(text.split()), (args, text)
         assert "Traceback" not in text and MARKER not in text
+
+
+def test_a_wrong_secret_is_refused_once_and_said_in_one_line(router, tmp_path):  # type: ignore[no-untyped-def]  # noqa: F811
+    """A service or ctl whose key the router does not take: no retry loop (a log line every 2 s
+    before), one line saying the router refused it, and an exit code that says so."""
+    import subprocess
+    import sys
+
+    creds = auth.write_credentials(tmp_path / "creds", {"element.tv": "not-the-secret", "controller": "nor-this"})
+    cli = [sys.executable, "-m", "hometwin.cli"]
+    svc = subprocess.run(cli + ["service", "tv", "--name", "tv", "--spec", str(CAPE_TOWN), "--router", router.url,
+                                "--credentials", str(creds)], capture_output=True, text=True, timeout=120)
+    text = svc.stdout + svc.stderr
+    assert svc.returncode == 77, text
+    assert text.count("refused this session: wamp.error.not_authorized") == 1, text
+    assert "Connection failed" not in text and "Traceback" not in text
+    ctl = subprocess.run(cli + ["ctl", "status", "--realm", REALM, "--router", router.url, "--credentials", str(creds)],
+                         capture_output=True, text=True, timeout=120)
+    lines = ctl.stderr.strip().splitlines()
+    assert ctl.returncode == 1 and len(lines) == 1, ctl.stdout + ctl.stderr
+    assert "refused the controller" in lines[0] and "nor-this" not in lines[0]

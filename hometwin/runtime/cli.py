@@ -440,6 +440,14 @@ def call(router: str, realm: str, uri: str, *args: Any, timeout_s: float = 10.0,
             except Exception as exc:
                 result.set_exception(exc)
 
+        @comp.on_leave
+        async def _left(session: Any, details: Any) -> None:  # turned away before it joined
+            if not result.done():
+                from autobahn.wamp.exception import ApplicationError
+
+                result.set_exception(ApplicationError(details.reason or "wamp.error.not_authorized",
+                                                      details.message or ""))
+
         comp.start(asyncio.get_running_loop())
         try:
             return await asyncio.wait_for(result, timeout_s)

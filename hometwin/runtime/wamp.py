@@ -32,6 +32,8 @@ RETRY = {"max_retries": -1, "initial_retry_delay": 0.2, "max_retry_delay": 2.0}
 #: crashed service (state restored, the clock asks where the run is).  Rejoining in the same
 #: process would need every service's ``on_join`` to be safe to run twice.
 EXIT_ROUTER_LOST = 75
+#: Exit code of a service the router refused (wrong or unknown credentials): retrying cannot help.
+EXIT_REFUSED = 77
 
 
 def transport(url: str, ca_file: str | None = None) -> dict[str, Any]:
@@ -318,8 +320,17 @@ def run_component(comp: Component, stop: asyncio.Event | None = None,
             txaio_quiet()  # autobahn's "Connection failed: TransportLost": our one line says it
             lost.set()
 
+    refused: list[str] = []  # the router turned this session away before it joined (credentials)
+
+    def on_leave(_session: Any, details: Any) -> None:
+        if not joined and not refused:
+            refused.append(f"{getattr(details, 'reason', None) or 'refused'}"
+                           + (f" ({details.message})" if getattr(details, "message", None) else ""))
+            stop.set()
+
     comp.on("join", lambda *_: joined.append(True))
     comp.on("disconnect", on_disconnect)
+    comp.on("leave", on_leave)
 
     async def main() -> None:
         done = comp.start(loop)
@@ -333,6 +344,13 @@ def run_component(comp: Component, stop: asyncio.Event | None = None,
                         "the router is back", url_of(comp), EXIT_ROUTER_LOST)
             await stop_component(comp)
             raise SystemExit(EXIT_ROUTER_LOST)
+        if refused:
+            txaio_quiet()
+            log.error("the router at %s refused this session: %s; are these the credentials of this home's "
+                      "router (--credentials)? Not retrying (exit code %d)", url_of(comp), refused[0][:300],
+                      EXIT_REFUSED)
+            await stop_component(comp)
+            raise SystemExit(EXIT_REFUSED)
         if stop.is_set():
             await stop_component(comp)
         else:
