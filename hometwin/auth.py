@@ -123,10 +123,12 @@ class _Builder:
         self.perms: dict[str, _Perm] = {}
 
     def allow(self, action: str, uris: Iterable[str], disclose: bool = False) -> "_Builder":
+        """``disclose``: the callee learns the caller.  A publication on an identified topic always
+        discloses its publisher: its receivers refuse a packet whose sender they cannot see."""
         for uri in uris:
             p = self.perms.setdefault(uri, _Perm())
             p.actions.add(action)
-            p.disclose = p.disclose or disclose
+            p.disclose = p.disclose or disclose or (action == "publish" and uri in IDENTIFIED_TOPICS)
         return self
 
     def role(self) -> Role:
@@ -145,18 +147,17 @@ def _element_role(name: str, kind: str, everyone: list[str]) -> Role:
 
     cls = element_class(kind)
     b = _Builder(element_authid(name))
-    b.allow("publish", _ELEMENT_PUBLISH, disclose=True)
+    b.allow("publish", _ELEMENT_PUBLISH)
     if cls.outputs:
-        b.allow("publish", _SIGNALS_PUBLISH, disclose=True)
+        b.allow("publish", _SIGNALS_PUBLISH)
     if cls.role.value in ("source", "load"):
-        b.allow("publish", _REQUEST_PUBLISH, disclose=True)
+        b.allow("publish", _REQUEST_PUBLISH)
     if cls.role.value == "storage":
-        b.allow("publish", _STORAGE_PUBLISH, disclose=True)
+        b.allow("publish", _STORAGE_PUBLISH)
     b.allow("subscribe", _ELEMENT_SUBSCRIBE)
     b.allow("register", [m.element_uri(name, "")])
     if kind == "inverter":
-        b.allow("publish", [u for u in _INVERTER_PUBLISH if u not in IDENTIFIED_TOPICS])
-        b.allow("publish", [u for u in _INVERTER_PUBLISH if u in IDENTIFIED_TOPICS], disclose=True)
+        b.allow("publish", _INVERTER_PUBLISH)
         b.allow("subscribe", _INVERTER_SUBSCRIBE)
         b.allow("register", _INVERTER_REGISTER)
         # The optimizer drives the other elements: dispatch, planner ports, plan_stage; a restarted
@@ -174,8 +175,7 @@ def roles_for(elements: Iterable[tuple[str, str]]) -> list[Role]:
     roles = [_element_role(n, k, names) for n, k in elements]
 
     clock = _Builder("clock")
-    clock.allow("publish", (m.TICK, m.RUN_DONE, m.CLOCK_STATUS_EVENT))
-    clock.allow("publish", (m.EVENT,), disclose=True)
+    clock.allow("publish", (m.TICK, m.RUN_DONE, m.CLOCK_STATUS_EVENT, m.EVENT))
     clock.allow("subscribe", (m.TICK_DONE, m.RUN_FAILED))
     clock.allow("register", [m.clock_uri(op) for op in CLOCK_OPS])
     clock.allow("call", (m.ROSTER_GET, m.SETTLE_AHEAD_NOW))
@@ -186,7 +186,7 @@ def roles_for(elements: Iterable[tuple[str, str]]) -> list[Role]:
 
     launcher = _Builder("launcher").allow("subscribe", _RECORD_SUBSCRIBE)
     launcher.allow("register", [m.launcher_uri(op) for op in LAUNCHER_OPS])
-    launcher.allow("publish", (m.EVENT,), disclose=True)
+    launcher.allow("publish", (m.EVENT,))
     launcher.allow("call", (m.ROSTER_GET, m.clock_uri("status")))
     roles.append(launcher.role())
 
@@ -236,18 +236,13 @@ def new_secrets(authids: Iterable[str]) -> dict[str, str]:
 def write_credentials(folder: str | Path, secrets: dict[str, str]) -> Path:
     """One file per principal (``folder/<authid>``): folder 0700, files 0600, written atomically;
     files of principals no longer named are removed (a folder belongs to one realm)."""
+    from hometwin.runtime.state import write_atomic
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
     for authid, secret in secrets.items():
-        tmp = folder / f".{authid}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, secret.encode())
-        finally:
-            os.close(fd)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, folder / authid)
+        write_atomic(folder / authid, secret, mode=0o600)
     for p in folder.iterdir():
         if p.is_file() and p.name not in secrets and not p.name.startswith("."):
             p.unlink()
@@ -302,11 +297,10 @@ def roles_table(elements: Iterable[tuple[str, str]]) -> str:
     for r in roles_for(elements):
         cells = []
         for a in ACTIONS:
-            uris = sorted(u + ("*" if u.endswith(".") else "") + (" (disclosed)" if r.perms[u].disclose
-                                                                  and a in ("publish", "call") else "")
-                          for u in r.perms if a in r.perms[u].actions)
-            cells.append(", ".join(f"`{u}`" if "(" not in u else f"`{u.split(' ')[0]}` (disclosed)" for u in uris)
-                         or "–")
+            shown = [f"`{u}{'*' if u.endswith('.') else ''}`"
+                     + (" (disclosed)" if p.disclose and a in ("publish", "call") else "")
+                     for u, p in sorted(r.perms.items()) if a in p.actions]
+            cells.append(", ".join(shown) or "–")
         lines.append(f"| `{r.name}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

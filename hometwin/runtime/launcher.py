@@ -407,7 +407,7 @@ class Launcher:
     # -- control session -----------------------------------------------------------------------------
     async def _on_join(self, session: Any, details: Any = None) -> None:
         self.session = session
-        rej = m.Rejections()
+        rej = self.rejections  # one count for the run, across rejoins (kpis.json: meta.messages_rejected)
 
         def on_flows(payload: Any) -> None:
             if self.stopping or self.failed:  # the elements are being stopped: a window settled now may lack some

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable
 
+from hometwin.runtime.state import write_atomic
+
 log = logging.getLogger("hometwin.router")
 
 #: Crossbar's (and autobahn's RawSocket) largest frame: 16 MiB.  A day-long window of a
@@ -160,10 +162,7 @@ def write_config(cbdir: str | Path, config: dict[str, Any]) -> Path:
     cbdir.mkdir(parents=True, exist_ok=True)
     os.chmod(cbdir, 0o700)
     path = cbdir / "config.json"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(config, indent=2))
-    os.chmod(path, 0o600)
+    write_atomic(path, json.dumps(config, indent=2), mode=0o600)
     return path
 
 

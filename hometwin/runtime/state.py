@@ -185,12 +185,15 @@ def envelope(element: Any, fp: str, seq: int, i0: int, k: int, snapshot: Any) ->
             "written_unix": time.time(), "snapshot": snapshot}
 
 
-def write_atomic(path: Path, text: str, fsync: bool = False) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder and :func:`os.replace`."""
+def write_atomic(path: Path, text: str, fsync: bool = False, mode: int = 0o644) -> None:
+    """Write ``text`` to ``path`` via a temp file in the same folder and :func:`os.replace`; the
+    file has ``mode`` from its first byte (0o600: a secret never readable by others, not even
+    for a moment)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     data = memoryview(text.encode())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
+        os.fchmod(fd, mode)  # a temp file left by a killed writer keeps its old mode: set it anyway
         try:
             while data:  # os.write may write less than asked (a full disk, a signal)
                 data = data[os.write(fd, data):]
