@@ -111,7 +111,7 @@ def _unbounded(value: Any, where: str, budget: list[int] | None = None) -> Itera
             if not _declares_bound(info):
                 yield from _unbounded(getattr(value, name), f"{where}.{name}" if where else name, budget)
             else:
-                yield from (p for p in _unbounded_items(getattr(value, name), f"{where}.{name}" if where else name, budget))
+                yield from _unbounded_items(getattr(value, name), f"{where}.{name}" if where else name, budget)
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
             yield from _unbounded(item, f"{where}[{i}]", budget)
@@ -394,9 +394,10 @@ class Element:
         try:
             ready.setup()
         except Exception as exc:  # the model said no (e.g. a profile file that is not there)
-            text = " ".join(str(exc).split())  # one bounded line (a model's text may quote a value)
-            raise InvalidProperty(self.name, [f"{', '.join(sorted(props))}: "
-                                              f"{text if len(text) <= 400 else text[:397] + '...'}"]) from None
+            from hometwin.errors import clip
+
+            text = clip(" ".join(str(exc).split()), 400)  # one bounded line (a model's text may quote a value)
+            raise InvalidProperty(self.name, [f"{', '.join(sorted(props))}: {text}"]) from None
         return ready
 
     def _config_with(self, **props: Any) -> ElementConfig:

@@ -112,6 +112,11 @@ _REPR.maxlevel = 2
 _REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 4
 
 
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, ``...`` marking the cut."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def bounded_repr(value: Any) -> str:
     """``repr(value)`` at most 60 characters, bounded before formatting (see :func:`_got`)."""
     return _got(value)
@@ -120,8 +125,7 @@ def bounded_repr(value: Any) -> str:
 def _got(value: Any) -> str:
     """The offending value, bounded *before* it is formatted: ``reprlib`` looks at a few items of
     a few levels, so a value of a billion nested items (a YAML alias bomb) costs microseconds."""
-    text = _REPR.repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return clip(_REPR.repr(value), 60)
 
 
 def _range_text(field_info: Any) -> str:
@@ -175,7 +179,7 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel] | None =
             msg = f"must be a finite number{' ' + rng if rng else ''} (got {_got(value)})"
         elif etype.startswith("value_error") or etype == "assertion_error":
             msg = str(err.get("msg", "")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
-            msg = "\n".join(m if len(m) <= 300 else m[:297] + "..." for m in msg.split("\n")[:50])  # a validator's
+            msg = "\n".join(clip(m, 300) for m in msg.split("\n")[:50])  # a validator's
             # own text may quote a long value: one bounded line per problem
         else:
             msg = f"{err.get('msg', etype)[0].lower()}{err.get('msg', etype)[1:]} (got {_got(value)})"

@@ -21,7 +21,7 @@ from pandas.errors import OutOfBoundsTimedelta
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model, field_validator, model_validator
 
 from hometwin.element import DateTime, HomeContext, STRICT
-from hometwin.errors import bounded_repr, format_validation_error
+from hometwin.errors import bounded_repr, clip, format_validation_error
 from hometwin.registry import KINDS, element_class
 
 API_VERSION = "hometwin.io/v1alpha1"
@@ -491,8 +491,7 @@ def check_setup(home: Any, until_s: int | None = None) -> None:
             problems.append(f"elements[{idx}].config.{text}" if field and text.startswith(f"{field}: ")
                             else f"elements[{idx}] ({el.name}): {text}")
         except Exception as exc:  # noqa: BLE001 - a model's setup refusing its config: one line each
-            text = " ".join(str(exc).split())
-            problems.append(f"elements[{idx}] ({el.name}): {text if len(text) <= 400 else text[:397] + '...'}")
+            problems.append(f"elements[{idx}] ({el.name}): {clip(' '.join(str(exc).split()), 400)}")
     if problems:
         raise SpecError(problems)
 
