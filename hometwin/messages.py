@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import Counter
 from typing import Annotated, Any, Callable, Literal
 
@@ -500,6 +501,13 @@ class ControlEvent(Message):
     by: str | None = Field(None, max_length=64, description="principal that asked for it (the caller)")
     step: int | None = Field(None, ge=0, description="first step it applies at, where known")
     wall_time: float = Field(description="[s] unix time it was accepted")
+
+    @classmethod
+    def accepted(cls, source: str, action: str, details: Any = None, **fields: Any) -> "ControlEvent":
+        """The event of an action accepted now; ``details``: the RPC's call details, whose caller
+        the router discloses on the control RPCs (``by``)."""
+        return cls(source=source, action=action, by=getattr(details, "caller_authid", None), wall_time=time.time(),
+                   **fields)
 
 
 # -- URIs ----------------------------------------------------------------------------------------

@@ -142,8 +142,8 @@ class Clock:
 
         def endpoint(*args: Any, details: Any = None, **kwargs: Any) -> Any:
             answer = fn(*args, **kwargs)
-            event = m.ControlEvent(source="clock", action=op, args={"args": plain(list(args)), **plain(kwargs)},
-                                   by=getattr(details, "caller_authid", None), step=self.i, wall_time=time.time())
+            event = m.ControlEvent.accepted("clock", op, details, args={"args": plain(list(args)), **plain(kwargs)},
+                                            step=self.i)
             self.session.publish(m.EVENT, event.wire())
             return answer
 

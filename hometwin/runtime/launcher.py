@@ -470,8 +470,7 @@ class Launcher:
         def switch(on: bool) -> Any:
             async def endpoint(name: str, details: Any = None) -> dict[str, Any]:
                 answer = await self.switch(name, on)
-                ev = m.ControlEvent(source="launcher", action="on" if on else "off", element=name,
-                                    by=getattr(details, "caller_authid", None), step=self.i, wall_time=time.time())
+                ev = m.ControlEvent.accepted("launcher", "on" if on else "off", details, element=name, step=self.i)
                 self.events.append(ev.model_dump())  # a publisher does not get its own event
                 session.publish(m.EVENT, ev.wire())
                 return answer

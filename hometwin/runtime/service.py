@@ -288,9 +288,8 @@ class ElementHost:
         """:meth:`rpc_set`, and an accepted change published as a ``ControlEvent`` (who asked: the
         caller the router discloses) for the run's events."""
         answer = self.rpc_set(*args, **props)
-        self.publish(m.EVENT, m.ControlEvent(source=element_authid(self.name), action="set", element=self.name,
-                                             args=answer.get("values", {}), by=getattr(details, "caller_authid", None),
-                                             wall_time=time.time()))
+        self.publish(m.EVENT, m.ControlEvent.accepted(element_authid(self.name), "set", details, element=self.name,
+                                                      args=answer.get("values", {})))
         return answer
 
     def revise_now(self) -> bool:
