@@ -1,0 +1,237 @@
+import { Component, OnDestroy, computed, inject, signal } from '@angular/core';
+import { DecimalPipe } from '@angular/common';
+import { Api } from './lib/api';
+import { HomeStore } from './lib/store';
+import { Runner } from './lib/runner';
+import { symbol } from './lib/icons';
+
+export interface Node {
+  key: string; // power_w key: pv, battery, grid, el.<name>
+  label: string;
+  icon: string;
+  x: number;
+  y: number;
+}
+
+const INVERTER = { x: 360, y: 230 };
+
+/** `1.23 kW`, `850 W` */
+export function formatPower(w: number | null | undefined): string {
+  if (w == null || !Number.isFinite(w)) return '–';
+  const a = Math.abs(w);
+  return a >= 1000 ? `${(a / 1000).toFixed(2)} kW` : `${Math.round(a)} W`;
+}
+
+/** Nodes of the flow diagram: sources and storage on the left, the grid below, each load on the right. */
+export function layout(loads: { name: string; icon: string }[]): Node[] {
+  const left: Node[] = [
+    { key: 'pv', label: 'PV', icon: symbol('solar_power'), x: 90, y: 70 },
+    { key: 'battery', label: 'Battery', icon: symbol('battery_charging_full'), x: 90, y: 390 },
+    { key: 'grid', label: 'Grid', icon: symbol('electric_meter'), x: 90, y: 230 },
+  ];
+  const n = Math.max(1, loads.length);
+  const right = loads.map((l, i) => ({
+    key: `el.${l.name}`, label: l.name, icon: l.icon, x: 640, y: n === 1 ? 230 : 30 + (400 * i) / (n - 1),
+  }));
+  return [...left, ...right];
+}
+
+@Component({
+  selector: 'app-live',
+  imports: [DecimalPipe],
+  templateUrl: './live.component.html',
+})
+export class Live implements OnDestroy {
+  readonly store = inject(HomeStore);
+  private api = inject(Api);
+  private runner = inject(Runner);
+  readonly inverter = INVERTER;
+  readonly formatPower = formatPower;
+  readonly runId = signal<string | null>(null);
+  readonly state = signal<string>('');
+  readonly speed = signal<number | null>(null);
+  readonly simTime = signal<number | null>(null);
+  readonly power = signal<Record<string, number>>({});
+  readonly soc = signal<number | null>(null);
+  readonly temps = signal<Record<string, Record<string, number>>>({});
+  readonly windows = signal(0);
+  readonly answer = signal<string>('');
+  readonly message = signal('');
+  readonly off = signal<Set<string>>(new Set());
+  readonly speedInput = signal(60);
+  readonly days = signal(1);
+  readonly propElement = signal('');
+  readonly propName = signal('');
+  readonly propValue = signal('');
+  private es: EventSource | null = null;
+  private pending: any = null;
+  private frame = 0;
+
+  readonly timezone = computed(() => this.store.home().spec?.location?.timezone ?? 'UTC');
+  readonly switchable = computed(() =>
+    (this.store.home().spec?.elements ?? []).filter((e: any) => !['environment', 'converter'].includes(this.store.kind(e.kind)?.role ?? '')),
+  );
+  readonly loads = computed(() =>
+    (this.store.home().spec?.elements ?? [])
+      .filter((e: any) => this.store.kind(e.kind)?.role === 'load')
+      .map((e: any) => ({ name: e.name, icon: symbol(this.store.kind(e.kind)?.icon, e.kind) })),
+  );
+  readonly nodes = computed(() => layout(this.loads()));
+  readonly localTime = computed(() => {
+    const t = this.simTime();
+    if (t == null) return '–';
+    try {
+      return new Intl.DateTimeFormat('en-GB', {
+        timeZone: this.timezone(), year: 'numeric', month: 'short', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit',
+      }).format(new Date(t));
+    } catch {
+      return new Date(t).toISOString();
+    }
+  });
+  readonly tempEntries = computed(() => {
+    const out: { key: string; element: string; what: string; value: number }[] = [];
+    for (const [el, vals] of Object.entries(this.temps() ?? {}))
+      for (const [what, v] of Object.entries(vals ?? {})) if (typeof v === 'number') out.push({ key: `${el}.${what}`, element: el, what: what.replace(/_/g, ' '), value: v });
+    return out;
+  });
+  readonly liveRuns = computed(() => this.store.runs().filter((r) => r.mode === 'live'));
+
+  constructor() {
+    if (!this.store.kinds().length) this.store.loadKinds().catch((e) => this.message.set(`kinds: ${e.message}`));
+    this.store.refreshRuns().catch(() => undefined);
+  }
+
+  /** the power on a node's edge [W]: + toward the inverter, − away from it */
+  value(key: string): number {
+    const p = this.power()[key];
+    return p == null || !Number.isFinite(p) ? 0 : p;
+  }
+
+  /** how fast the dashes move: a full cycle in 2 s at 100 W, 0.3 s at 5 kW and more */
+  duration(w: number): string {
+    const a = Math.min(Math.abs(w), 5000);
+    return `${(2 - (1.7 * a) / 5000).toFixed(2)}s`;
+  }
+
+  async start(): Promise<void> {
+    this.message.set('');
+    try {
+      const id = await this.runner.start(this.store.home(), this.days(), 'live', this.speedInput());
+      this.attach(id);
+    } catch (e: any) {
+      this.message.set(`start: ${e.message}`);
+    }
+  }
+
+  attach(id: string): void {
+    this.detach();
+    this.runId.set(id);
+    this.windows.set(0);
+    this.off.set(new Set());
+    const es = this.api.stream(id);
+    this.es = es;
+    es.addEventListener('flows', (ev) => this.onFlows(JSON.parse((ev as MessageEvent).data)));
+    es.addEventListener('clock', (ev) => this.onClock(JSON.parse((ev as MessageEvent).data)));
+    es.addEventListener('event', (ev) => this.answer.set(`event: ${(ev as MessageEvent).data}`));
+    es.addEventListener('end', (ev) => {
+      const e = JSON.parse((ev as MessageEvent).data);
+      this.state.set(e.status ?? 'ended');
+      if (e.error) this.message.set(e.error);
+      es.close();
+    });
+  }
+
+  detach(): void {
+    this.es?.close();
+    this.es = null;
+    cancelAnimationFrame(this.frame);
+  }
+
+  /** Flows arrive per window; the view takes the newest once per animation frame. */
+  private onFlows(e: any): void {
+    this.pending = e;
+    if (!this.frame) {
+      this.frame = requestAnimationFrame(() => {
+        this.frame = 0;
+        const f = this.pending;
+        if (!f) return;
+        this.pending = null;
+        const last: Record<string, number> = {};
+        for (const [k, arr] of Object.entries<any>(f.power_w ?? {})) if (arr?.length) last[k] = arr[arr.length - 1];
+        this.power.set(last);
+        if (f.soc?.length) this.soc.set(f.soc[f.soc.length - 1]);
+        if (f.temps) this.temps.set(f.temps);
+        if (f.time?.length) this.simTime.set(f.time[f.time.length - 1]);
+        this.windows.update((n) => n + 1);
+      });
+    }
+  }
+
+  private onClock(c: any): void {
+    this.state.set(c.state);
+    if (c.speed != null) this.speed.set(c.speed);
+    if (c.sim_time != null && c.state !== 'running') this.simTime.set(c.sim_time);
+  }
+
+  async clock(op: 'pause' | 'resume' | 'set_speed'): Promise<void> {
+    const id = this.runId();
+    if (!id) return;
+    try {
+      const body: any = { op };
+      if (op === 'set_speed') body.speed = this.speedInput();
+      const r = await this.api.post(`/runs/${id}/clock`, body);
+      if (r.clock) this.onClock(r.clock);
+      this.answer.set(`${op}: ok`);
+    } catch (e: any) {
+      this.answer.set(`${op}: ${e.message}`);
+    }
+  }
+
+  async toggle(name: string): Promise<void> {
+    const id = this.runId();
+    if (!id) return;
+    const on = this.off().has(name);
+    try {
+      const r = await this.api.post(`/runs/${id}/elements/${encodeURIComponent(name)}/switch`, { on });
+      const s = new Set(this.off());
+      on ? s.delete(name) : s.add(name);
+      this.off.set(s);
+      this.answer.set(`${name} switched ${on ? 'on' : 'off'}: ${JSON.stringify(r)}`);
+    } catch (e: any) {
+      this.answer.set(`switch ${name}: ${e.message}`);
+    }
+  }
+
+  async setProp(): Promise<void> {
+    const id = this.runId();
+    const name = this.propElement() || this.switchable()[0]?.name;
+    if (!id || !name || !this.propName()) return;
+    let value: any = this.propValue();
+    try {
+      value = JSON.parse(value);
+    } catch {
+      /* a plain string */
+    }
+    try {
+      const r = await this.api.post(`/runs/${id}/elements/${encodeURIComponent(name)}/set`, { props: { [this.propName()]: value } });
+      this.answer.set(`${name}.${this.propName()} = ${JSON.stringify(value)}: ${JSON.stringify(r)}`);
+    } catch (e: any) {
+      const msgs = (e.errors ?? []).map((x: any) => `${x.field}: ${x.message}`).join('; ');
+      this.answer.set(`refused: ${msgs || e.message}`);
+    }
+  }
+
+  async stop(): Promise<void> {
+    const id = this.runId();
+    if (!id) return;
+    try {
+      await this.api.call('DELETE', `/runs/${id}`);
+    } catch (e: any) {
+      this.message.set(`stop: ${e.message}`);
+    }
+  }
+
+  ngOnDestroy(): void {
+    this.detach();
+  }
+}
