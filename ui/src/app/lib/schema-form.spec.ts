@@ -40,7 +40,8 @@ describe('form generation from a JSON Schema', () => {
     expect(cap.kind).toBe('number');
     expect(cap.unit).toBe('kWh');
     expect(cap.help).toBe('usable capacity');
-    expect(cap.label).toBe('Capacity kwh');
+    expect(cap.label).toBe('Capacity');
+    expect(byKey['soc_min'].label).toBe('Soc min');
     expect(cap.default).toBe(10);
     expect([cap.min, cap.exclusiveMin, cap.max, cap.exclusiveMax]).toEqual([0, true, 10000, false]);
     expect(rangeText(cap)).toBe('> 0, ≤ 10000');
@@ -95,7 +96,7 @@ describe('form generation from a JSON Schema', () => {
     expect(cap.value).toBe('-1');
     expect(cap.getAttribute('max')).toBe('10000');
     expect(cap.getAttribute('aria-invalid')).toBe('true');
-    expect(el.querySelector('label[for="el-3-capacity_kwh"]')!.textContent!.trim()).toBe('Capacity kwh [kWh]');
+    expect(el.querySelector('label[for="el-3-capacity_kwh"]')!.textContent!.trim()).toBe('Capacity [kWh]');
     const box = cap.closest('.field')!;
     expect(box.querySelector('.error')!.textContent).toBe('Input should be greater than 0');
     expect(box.querySelector('.help')!.textContent).toContain('(> 0, ≤ 10000)');

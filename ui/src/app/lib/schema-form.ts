@@ -49,8 +49,10 @@ export function splitDescription(description: string | undefined): { unit: strin
   return m ? { unit: m[1], help: m[2] } : { unit: '', help: text };
 }
 
-export function humanise(key: string): string {
-  const words = key.replace(/_/g, ' ').trim();
+/** `capacity_kwh` → `Capacity` (the unit is shown beside it), `soc_min` → `Soc min`. */
+export function humanise(key: string, unit = ''): string {
+  const stem = unit ? key.replace(/_(kwh|kwp|kw|w|wh|pct|deg|m|c|k|l|s|h|j)$/i, '') : key;
+  const words = stem.replace(/_/g, ' ').trim();
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
 
@@ -79,7 +81,7 @@ export function fieldFor(key: string, raw: Json, root: Json, path: string[], req
   const base: FieldDef = {
     key,
     path: [...path, key],
-    label: humanise(key),
+    label: humanise(key, unit),
     unit,
     help,
     kind: 'yaml',
