@@ -79,13 +79,17 @@ def drag_kind(page: Page, kind: str) -> None:
     src = page.locator(f'#palette [data-kind="{kind}"]')
     src.scroll_into_view_if_needed()
     s = src.bounding_box()
-    d = page.locator("#home-list").bounding_box()
+    first = page.locator("#home-list > li.element").first
+    # over the first element's top edge: CDK puts the new one before it (in the list's padding: at the end)
+    d = first.bounding_box() if first.count() else page.locator("#home-list").bounding_box()
     assert s and d
     page.mouse.move(s["x"] + 40, s["y"] + s["height"] / 2)
     page.mouse.down()
     page.mouse.move(s["x"] + 50, s["y"] + s["height"] / 2 + 10, steps=5)
-    page.mouse.move(d["x"] + d["width"] / 2, d["y"] + 12, steps=15)
-    page.mouse.move(d["x"] + d["width"] / 2 + 2, d["y"] + 10, steps=3)
+    # come in from above the list, so that it is entered at its top
+    page.mouse.move(d["x"] + d["width"] / 2, d["y"] - 40, steps=15)
+    page.mouse.move(d["x"] + d["width"] / 2, d["y"] + 4, steps=5)
+    page.mouse.move(d["x"] + d["width"] / 2 + 2, d["y"] + 6, steps=2)
     page.mouse.up()
 
 
@@ -134,7 +138,8 @@ def test_build_cape_town_by_dragging_then_export_and_run(page: Page, serve: Serv
     for n, el in enumerate(reversed(spec["elements"]), start=1):
         drag_kind(page, el["kind"])
         expect(page.locator("#home-list > li.element")).to_have_count(n)
-        expect(page.locator("#home-list > li.element").first).to_have_attribute("data-element", re.compile(r"^[a-z]"))
+        expect(page.locator("#home-list > li.element").first).to_have_attribute("data-element", re.compile(
+            "^" + el["kind"].replace("_", "-")))
         page.locator("#el-0-name").fill(el["name"])
         expect(page.locator("#home-list > li.element").first).to_have_attribute("data-element", el["name"])
         fill(page, "el-0", el.get("config", {}))
@@ -150,7 +155,7 @@ def test_build_cape_town_by_dragging_then_export_and_run(page: Page, serve: Serv
     assert exported.startswith("apiVersion: hometwin.io/v1alpha1")
     path = tmp_path / "cape-town.yaml"
     path.write_text(exported)
-    r = subprocess.run([sys.executable, "-m", "hometwin.cli", "validate", str(path)], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "hometwin.cli", "validate", "-f", str(path)], capture_output=True, text=True,
                        timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
     built = parse_home(yaml.safe_load(exported))
@@ -177,7 +182,7 @@ def test_build_cape_town_by_dragging_then_export_and_run(page: Page, serve: Serv
     wait_valid(page)
     page.locator("#run-days").fill("2")
     page.locator("#run-button").click()
-    expect(page).not_to_have_url(re.compile(f"show={built_id}$"))
+    expect(page).to_have_url(re.compile(rf"/runs\?show=(?!{built_id}$)"))
     example_id = page.url.split("show=")[1]
     example_kpis = kpis_of(client, example_id)
     assert example_kpis == built_kpis
