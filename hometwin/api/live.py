@@ -290,8 +290,12 @@ class LiveRun(Run):
             await asyncio.get_running_loop().run_in_executor(None, self._ready.wait, JOIN_TIMEOUT_S)
         if self.controller is None or self.loop is None:
             raise LiveError(409, f"run {self.id} is {self.status}: not connected to its twin yet")
-        fut = asyncio.run_coroutine_threadsafe(asyncio.wait_for(self.controller.call(uri, *args, **kwargs), 30),
-                                               self.loop)
+        session = self.controller
+
+        async def in_its_loop() -> Any:  # autobahn's call() sends at once: from the session's own loop
+            return await asyncio.wait_for(session.call(uri, *args, **kwargs), 30)
+
+        fut = asyncio.run_coroutine_threadsafe(in_its_loop(), self.loop)
         try:
             return await asyncio.wrap_future(fut)
         except ApplicationError as exc:
