@@ -30,6 +30,7 @@ _PLUGINS = (
     "hometwin.runtime.cli",  # service, router, up, ctl
     "hometwin.operator.cli",  # operator, crd
     "hometwin.services.inverter.cli",  # strategies: optimize / plan
+    "hometwin.api.cli",  # serve: the HTTP API and the UI
 )
 
 
