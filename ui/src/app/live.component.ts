@@ -55,6 +55,8 @@ export class Live implements OnDestroy {
   readonly soc = signal<number | null>(null);
   readonly temps = signal<Record<string, Record<string, number>>>({});
   readonly windows = signal(0);
+  /** elements in the newest window (an element switched off is not) */
+  readonly roster = signal<Set<string> | null>(null);
   readonly answer = signal<string>('');
   readonly message = signal('');
   readonly off = signal<Set<string>>(new Set());
@@ -93,6 +95,12 @@ export class Live implements OnDestroy {
     for (const [el, vals] of Object.entries(this.temps() ?? {}))
       for (const [what, v] of Object.entries(vals ?? {})) if (typeof v === 'number') out.push({ key: `${el}.${what}`, element: el, what: what.replace(/_/g, ' '), value: v });
     return out;
+  });
+  /** the properties the chosen element takes while it runs (GET /api/kinds: settable) */
+  readonly settable = computed<string[]>(() => {
+    const name = this.propElement() || this.switchable()[0]?.name;
+    const el = (this.store.home().spec?.elements ?? []).find((e: any) => e.name === name);
+    return ((el && (this.store.kind(el.kind) as any)?.settable) ?? []) as string[];
   });
   readonly liveRuns = computed(() => this.store.runs().filter((r) => r.mode === 'live'));
 
@@ -161,6 +169,7 @@ export class Live implements OnDestroy {
         this.power.set(last);
         if (f.soc?.length) this.soc.set(f.soc[f.soc.length - 1]);
         if (f.temps) this.temps.set(f.temps);
+        if (Array.isArray(f.roster)) this.roster.set(new Set(f.roster));
         if (f.time?.length) this.simTime.set(f.time[f.time.length - 1]);
         this.windows.update((n) => n + 1);
       });
@@ -202,10 +211,17 @@ export class Live implements OnDestroy {
     }
   }
 
+  isOff(n: Node): boolean {
+    const name = n.key.startsWith('el.') ? n.key.slice(3) : '';
+    const roster = this.roster();
+    return !!name && (this.off().has(name) || (roster !== null && !roster.has(name)));
+  }
+
   async setProp(): Promise<void> {
     const id = this.runId();
     const name = this.propElement() || this.switchable()[0]?.name;
-    if (!id || !name || !this.propName()) return;
+    const prop = this.propName() || this.settable()[0];
+    if (!id || !name || !prop) return;
     let value: any = this.propValue();
     try {
       value = JSON.parse(value);
@@ -213,8 +229,8 @@ export class Live implements OnDestroy {
       /* a plain string */
     }
     try {
-      const r = await this.api.post(`/runs/${id}/elements/${encodeURIComponent(name)}/set`, { props: { [this.propName()]: value } });
-      this.answer.set(`${name}.${this.propName()} = ${JSON.stringify(value)}: ${JSON.stringify(r)}`);
+      const r = await this.api.post(`/runs/${id}/elements/${encodeURIComponent(name)}/set`, { props: { [prop]: value } });
+      this.answer.set(`${name}.${prop} = ${JSON.stringify(value)}: ${JSON.stringify(r)}`);
     } catch (e: any) {
       const msgs = (e.errors ?? []).map((x: any) => `${x.field}: ${x.message}`).join('; ');
       this.answer.set(`refused: ${msgs || e.message}`);
