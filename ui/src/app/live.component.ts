@@ -13,7 +13,10 @@ export interface Node {
   y: number;
 }
 
-const INVERTER = { x: 360, y: 230 };
+/** Height of the diagram: room for every load on the right, 70 units apart. */
+export function diagramHeight(nLoads: number): number {
+  return Math.max(470, 70 * nLoads + 40);
+}
 
 /** `1.23 kW`, `850 W` */
 export function formatPower(w: number | null | undefined): string {
@@ -22,16 +25,17 @@ export function formatPower(w: number | null | undefined): string {
   return a >= 1000 ? `${(a / 1000).toFixed(2)} kW` : `${Math.round(a)} W`;
 }
 
-/** Nodes of the flow diagram: sources and storage on the left, the grid below, each load on the right. */
+/** Nodes of the flow diagram: PV, grid and battery on the left, each load on the right, the inverter between. */
 export function layout(loads: { name: string; icon: string }[]): Node[] {
+  const h = diagramHeight(loads.length);
   const left: Node[] = [
-    { key: 'pv', label: 'PV', icon: symbol('solar_power'), x: 90, y: 70 },
-    { key: 'battery', label: 'Battery', icon: symbol('battery_charging_full'), x: 90, y: 390 },
-    { key: 'grid', label: 'Grid', icon: symbol('electric_meter'), x: 90, y: 230 },
+    { key: 'pv', label: 'PV', icon: symbol('solar_power'), x: 90, y: h / 2 - 160 },
+    { key: 'grid', label: 'Grid', icon: symbol('electric_meter'), x: 90, y: h / 2 },
+    { key: 'battery', label: 'Battery', icon: symbol('battery_charging_full'), x: 90, y: h / 2 + 160 },
   ];
-  const n = Math.max(1, loads.length);
+  const n = loads.length;
   const right = loads.map((l, i) => ({
-    key: `el.${l.name}`, label: l.name, icon: l.icon, x: 640, y: n === 1 ? 230 : 30 + (400 * i) / (n - 1),
+    key: `el.${l.name}`, label: l.name, icon: l.icon, x: 640, y: h / 2 + 70 * (i - (n - 1) / 2),
   }));
   return [...left, ...right];
 }
@@ -45,7 +49,6 @@ export class Live implements OnDestroy {
   readonly store = inject(HomeStore);
   private api = inject(Api);
   private runner = inject(Runner);
-  readonly inverter = INVERTER;
   readonly formatPower = formatPower;
   readonly runId = signal<string | null>(null);
   readonly state = signal<string>('');
@@ -79,6 +82,8 @@ export class Live implements OnDestroy {
       .map((e: any) => ({ name: e.name, icon: symbol(this.store.kind(e.kind)?.icon, e.kind) })),
   );
   readonly nodes = computed(() => layout(this.loads()));
+  readonly height = computed(() => diagramHeight(this.loads().length));
+  readonly inverter = computed(() => ({ x: 360, y: this.height() / 2 }));
   readonly localTime = computed(() => {
     const t = this.simTime();
     if (t == null) return '–';
