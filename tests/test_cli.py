@@ -21,7 +21,7 @@ def test_run_writes_parquet_csv_kpis_and_report(tmp_path):
     result = runner.invoke(app, ["run", "-f", str(EXAMPLES / "cape-town.yaml"), "--days", "2", "--out", str(out),
                                  "--report", "-q"])
     assert result.exit_code == 0, result.output
-    assert "self-sufficiency" in result.output and "PV yield [kWh/kWp]" in result.output
+    assert "Self-sufficiency (autarky) [%]" in result.output and "PV yield [kWh/kWp]" in result.output
     frame = pd.read_parquet(out / "flows.parquet")
     csv = pd.read_csv(out / "flows.csv")
     assert len(frame) == len(csv) == 2 * 1440
