@@ -31,7 +31,7 @@ def test_run_writes_parquet_csv_kpis_and_report(tmp_path):
     kpis = json.loads((out / "kpis.json").read_text())
     assert kpis["kpis"]["load_kwh"] == frame["load_j"].sum() / 3.6e6
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 3 and "Monthly totals" in html
+    assert html.count('data-figure="fig-') == 5 and "Cost per month" in html  # tests/test_report.py: the rest
 
 
 def test_compare_prints_both_homes_and_the_difference(tmp_path):
