@@ -167,7 +167,7 @@ def power_figure(result: Any) -> Any:
     x = _wall(p.index, m["step_s"])
     fig = go.Figure()
     for col, label, colour in POWER_LINES:
-        if p[col].abs().sum() > 0:
+        if p[col].abs().max() >= 1e-3:  # a line of at least 1 W somewhere (not float dust)
             fig.add_trace(go.Scatter(x=x, y=p[col].to_numpy(np.float32), name=label, mode="lines",
                                      line=dict(width=1, color=colour)))
     shapes = [dict(type="rect", xref="x", yref="paper", x0=_wall(pd.DatetimeIndex([a]), m["step_s"])[0],
@@ -316,7 +316,8 @@ def render_report(result: Any) -> str:
 
     kpi_rows = [[f'<span title="{html.escape(KPI_LABELS[n].description if n in KPI_LABELS else "")}">'
                  f"{html.escape(KPI_LABELS[n].label if n in KPI_LABELS else n)}</span>",
-                 _kpi_value(n, v), html.escape(kpi_display_unit(n, currency))] for n, v in k.items()]
+                 _kpi_value(n, k[n]), html.escape(kpi_display_unit(n, currency))]
+                for n in sorted(k, key=lambda n: list(KPI_LABELS).index(n) if n in KPI_LABELS else len(KPI_LABELS))]
     figures: list[tuple[str, Any]] = [("fig-power", power_figure(result))]
     soc = soc_figure(result)
     if soc is not None:
