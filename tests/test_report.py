@@ -251,3 +251,30 @@ def test_a_years_report(year: Report) -> None:
     assert len(x) == 8760 and x[0] == "2025-01-01 00:00" and x[-1] == "2025-12-31 23:00"
     assert len(year.figures["fig-power"]["layout"]["shapes"]) == 2 * 365
     assert year.size < 12e6  # plotly.js (~4.8 MB) once, and the year's data
+
+
+def test_local_time_follows_daylight_saving(tmp_path: Path) -> None:
+    """Trondheim over the night clocks go forward (30 March 2025, 02:00 → 03:00 in Europe/Oslo):
+    a local day of 23 hours, and the plot's time jumps from 01:59 to 03:00."""
+    doc = yaml.safe_load((EXAMPLES / "trondheim.yaml").read_text())
+    doc["spec"]["clock"].pop("duration")
+    doc["spec"]["clock"].update(start="2025-03-29T00:00:00", end="2025-03-31T00:00:00")  # local midnights
+    grid = next(e for e in doc["spec"]["elements"] if e["kind"] == "grid")
+    grid["config"]["tariff"] = {"type": "flat", "price_per_kwh": 1.5}
+    spec = tmp_path / "trondheim-dst.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["run", "-f", str(spec), "--out", str(out), "--report", "-q"])
+    assert result.exit_code == 0, result.output
+    rep = Report(out)
+    assert len(rep.frame) == 47 * 60  # 24 h + 23 h of 1-minute steps
+    assert "2025-03-29 00:00 – 2025-03-31 00:00 (Europe/Oslo, UTC+01:00)" in rep.html
+    x = rep.figures["fig-power"]["data"][0]["x"]
+    i = x.index("2025-03-30 01:59")
+    assert x[i + 1] == "2025-03-30 03:00" and "2025-03-30 02:30" not in x and x[-1] == "2025-03-30 23:59"
+    bars = rep.traces("fig-balance")
+    assert list(bars["Load served"]["x"]) == ["2025-03-29", "2025-03-30"]
+    # the second day's load is the sum of its 23 hours (steps 1440 …), the first's of 24
+    load = rep.frame["load_j"].to_numpy() / KWH
+    np.testing.assert_allclose(-arr(bars["Load served"]["y"]), [load[:1440].sum(), load[1440:].sum()], rtol=1e-12)
+    assert kpi_rows(rep)["Total cost"][1] == "NOK"
