@@ -307,8 +307,8 @@ def render_report(result: Any) -> str:
     tz, currency = m["timezone"], m.get("currency", "")
     local = _local(f.index, tz)
     end = local[-1] + pd.Timedelta(seconds=m["step_s"])
-    period = f"{local[0]:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} ({tz}, UTC{local[0]:%z})"
-    period = period[:-3] + ":" + period[-3:]  # +0200) → +02:00)
+    offset = f"{local[0]:%z}"  # +0200
+    period = f"{local[0]:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} ({tz}, UTC{offset[:3]}:{offset[3:]})"
     k = result.kpis()
     day = daily_balance(result)
     month = monthly_cost(result)
