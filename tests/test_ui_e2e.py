@@ -323,6 +323,7 @@ def test_live_twin_flows_pause_set_and_switch_oven_off(page: Page, serve: Serve)
     # switch it off: gone from the next window
     page.get_by_role("button", name="Switch oven off").click()
     expect(page.locator("#live-answer")).to_contain_text("oven switched off")
+    expect(page.locator("#live-events li").first).to_contain_text("launcher off oven")
     w_off = snapshot(page)[0]
     wait_for(lambda: snapshot(page)[0] >= w_off + 2 and edge_power(page, "el.oven") == 0, "the oven's load to go")
     expect(page.locator('svg.flow g.edge[data-key="el.oven"] .edge-label')).to_have_text("0 W")

@@ -61,6 +61,8 @@ export class Live implements OnDestroy {
   /** elements in the newest window (an element switched off is not) */
   readonly roster = signal<Set<string> | null>(null);
   readonly answer = signal<string>('');
+  /** the newest control events of the twin (who switched or set what), newest first */
+  readonly events = signal<string[]>([]);
   readonly message = signal('');
   readonly off = signal<Set<string>>(new Set());
   readonly speedInput = signal(60);
@@ -141,11 +143,16 @@ export class Live implements OnDestroy {
     this.runId.set(id);
     this.windows.set(0);
     this.off.set(new Set());
+    this.events.set([]);
     const es = this.api.stream(id);
     this.es = es;
     es.addEventListener('flows', (ev) => this.onFlows(JSON.parse((ev as MessageEvent).data)));
     es.addEventListener('clock', (ev) => this.onClock(JSON.parse((ev as MessageEvent).data)));
-    es.addEventListener('event', (ev) => this.answer.set(`event: ${(ev as MessageEvent).data}`));
+    es.addEventListener('event', (ev) => {
+      const e = JSON.parse((ev as MessageEvent).data);
+      const what = [e.source, e.action, e.element].filter(Boolean).join(' ');
+      this.events.update((list) => [`step ${e.step ?? '?'}: ${what}${e.by ? ' (by ' + e.by + ')' : ''}`, ...list].slice(0, 8));
+    });
     es.addEventListener('end', (ev) => {
       const e = JSON.parse((ev as MessageEvent).data);
       this.state.set(e.status ?? 'ended');
@@ -183,6 +190,8 @@ export class Live implements OnDestroy {
 
   private onClock(c: any): void {
     this.state.set(c.state);
+    const id = this.runId();
+    if (id && c.state) this.store.patchRun(id, { status: c.state === 'done' ? 'finished' : c.state });
     if (c.speed != null) this.speed.set(c.speed);
     if (c.sim_time != null && c.state !== 'running') this.simTime.set(c.sim_time);
   }
