@@ -1,17 +1,17 @@
 """Helpers of the UI's end-to-end tests and bench: the built UI, ``hometwin serve`` as a real
-process on a free loopback port (its printed address holds the login token), and Debian's Chromium
-driven by Playwright."""
+process on a free loopback port (its printed address holds the login token; the API tests'
+``Serve``), and Debian's Chromium driven by Playwright."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+from test_api_live import Serve  # noqa: F401 - hometwin serve --port 0 in a subprocess, its address and token
 
 ROOT = Path(__file__).resolve().parents[1]
 UI = ROOT / "ui"
@@ -35,42 +35,6 @@ def build_ui() -> Path:
     subprocess.run([npm, "run", "build"], cwd=UI, check=True, timeout=1200)
     assert (UI_DIST / "index.html").is_file(), f"npm run build wrote no {UI_DIST / 'index.html'}"
     return UI_DIST
-
-
-class Serve:
-    """``hometwin serve --port 0`` (loopback, with its login token) in a subprocess."""
-
-    def __init__(self, work_dir: Path, *args: str):
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "hometwin.cli", "serve", "--host", "127.0.0.1",
-                                      "--port", "0", "--work-dir", str(work_dir), "--ui", str(UI_DIST), *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                     cwd=work_dir)
-        self.lines: list[str] = []
-        self.address = ""
-        ready = threading.Event()
-
-        def pump() -> None:
-            assert self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.lines.append(line.rstrip())
-                if "hometwin serve: open " in line:
-                    self.address = line.split("open ", 1)[1].strip()
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        assert ready.wait(WAIT_S) and self.address, "\n".join(self.lines)
-        self.base, _, self.token = self.address.partition("/?token=")
-        assert self.token, f"hometwin serve printed no login token: {self.address}"
-
-    def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def launch(playwright: Any) -> Any:

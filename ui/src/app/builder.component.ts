@@ -202,6 +202,16 @@ export class Builder {
     }
   }
 
+  /** `hometwin serve --kubernetes`: create or update the Home resource instead of a local twin. */
+  async apply(): Promise<void> {
+    try {
+      const r = await this.api.post('/apply', { home: this.store.home() });
+      this.notice.set(`${r.created ? 'created' : 'updated'} Home ${r.namespace}/${r.name} in the cluster`);
+    } catch (e: any) {
+      this.notice.set(`apply: ${e.message}`);
+    }
+  }
+
   get(obj: Json, path: string): any {
     return getAt(obj, path.split('.'));
   }
