@@ -14,6 +14,8 @@ from typing import Any, Optional
 
 import typer
 
+from hometwin.runtime.metrics import LINGER_S
+
 DEFAULT_ROUTER = "rs://127.0.0.1:8081"
 
 ctl_app = typer.Typer(no_args_is_help=True, help="Send runtime RPCs to a running twin (set, pause, resume, speed, on, off, status).")
@@ -78,6 +80,10 @@ def _credentials(folder: Optional[Path], authid: str) -> Any:
         raise typer.BadParameter(str(exc)) from None
 
 
+_LINGER_HELP = ("[s] when told to stop, keep /metrics (and the session) up until one more scrape has read the "
+                "last values, at most this long; an endpoint never scraped does not wait")
+
+
 def _serve_metrics(metrics: Any, port: int, host: str) -> None:
     try:
         metrics.serve(port, host)
@@ -93,6 +99,7 @@ def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery
             realm: Optional[str] = typer.Option(None, "--realm", help="WAMP realm (default hometwin.<home>)"),
             metrics_port: int = typer.Option(0, "--metrics-port", help="Prometheus port (0 = none)"),
             metrics_host: str = typer.Option("0.0.0.0", "--metrics-host"),
+            metrics_linger: float = typer.Option(LINGER_S, "--metrics-linger", min=0.0, max=60.0, help=_LINGER_HELP),
             timeout: float = typer.Option(10.0, "--timeout", help="[s] inverter: wait this long for a packet"),
             ahead_steps: int = typer.Option(60, "--ahead-steps", min=1,
                                             help="inverter: steps the elements that run ahead compute at once "
@@ -126,7 +133,7 @@ def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery
         keeper = StateKeeper(state_dir, element, interval_s=state_interval)
         keeper.restore()  # before the service announces the element: its config may come from the file
         keeper.attach()
-    metrics = ServiceMetrics(name)
+    metrics = ServiceMetrics(name, home=home.metadata.name, kind=kind, role=element.role.value)
     _serve_metrics(metrics, metrics_port, metrics_host)
     if element.role.value == "converter":
         from hometwin.runtime.balancer import Balancer
@@ -149,7 +156,7 @@ def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery
         await host.on_join(session)
         logging.getLogger("hometwin.service").info("%s (%s) joined %s", name, kind, details.realm)
 
-    run_component(comp)
+    run_component(comp, linger=lambda: metrics.linger(metrics_linger))
 
 
 def clock(spec: Path = typer.Option(..., "--spec"),
@@ -175,6 +182,7 @@ def clock(spec: Path = typer.Option(..., "--spec"),
                                         "windows in flight the clock is off their critical path)"),
           metrics_port: int = typer.Option(0, "--metrics-port"),
           metrics_host: str = typer.Option("0.0.0.0", "--metrics-host"),
+          metrics_linger: float = typer.Option(LINGER_S, "--metrics-linger", min=0.0, max=60.0, help=_LINGER_HELP),
           credentials: Optional[Path] = typer.Option(None, "--credentials", help=_CREDENTIALS_HELP),
           ca_file: Optional[Path] = typer.Option(None, "--ca-file", help="CA certificate of a TLS router"),
           log_level: str = typer.Option("INFO", "--log-level")) -> None:
@@ -192,7 +200,7 @@ def clock(spec: Path = typer.Option(..., "--spec"),
         os.nice(nice)
     home = load_or_exit(spec)
     ctx = home_context(home, _parse_until(until, days))
-    metrics = ServiceMetrics("clock")
+    metrics = ServiceMetrics("clock", home=home.metadata.name, kind="clock", role="clock")
     _serve_metrics(metrics, metrics_port, metrics_host)
     expect = [e.name for e in home.spec.elements if e.enabled]
     clk = Clock(ctx, speed=speed, window=window, default_window=home.spec.clock.window, expect=expect,
@@ -200,7 +208,7 @@ def clock(spec: Path = typer.Option(..., "--spec"),
                 replan_steps=replan_steps_of(home, ctx), in_flight=in_flight, run_windows=run_windows)
     comp = component(router, realm or realm_of(home), credentials=creds, ca_file=_str(ca_file))
     comp.on("join", lambda session, details: clk.on_join(session))
-    run_component(comp)
+    run_component(comp, linger=lambda: metrics.linger(metrics_linger))
 
 
 def router_cmd(spec: Optional[Path] = typer.Option(None, "--spec", help="home.yaml: its realm, elements and roles"),

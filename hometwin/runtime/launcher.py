@@ -34,6 +34,7 @@ from hometwin.deploy import ServiceCommand, realm_of, service_commands
 from hometwin.engine import build_element
 from hometwin.results import Recorder, Result
 from hometwin.runtime import zygote
+from hometwin.runtime.metrics import LINGER_S
 from hometwin.runtime.reaper import Reaper
 from hometwin.runtime.router import Router, port_free, port_owner
 from hometwin.runtime.wamp import (EXIT_ROUTER_LOST, Credentials, component, plain, stop_component, subscribe,
@@ -369,7 +370,9 @@ class Launcher:
         else:
             sys.stderr.write(f"[{name}] {text}\n")
 
-    async def _stop_proc(self, p: Proc, timeout_s: float = 8.0) -> None:
+    async def _stop_proc(self, p: Proc, timeout_s: float = 8.0 + LINGER_S) -> None:
+        """SIGTERM, then SIGKILL after ``timeout_s`` (a scraped service first lingers for one more
+        scrape of its /metrics, at most LINGER_S: the run's last window is seen by Prometheus)."""
         proc = p.proc
         if proc is None or proc.returncode is not None:
             return
