@@ -28,6 +28,7 @@ EXIT_SPEC = 2
 
 _PLUGINS = (
     "hometwin.runtime.cli",  # service, router, up, ctl
+    "hometwin.grafana_cli",  # dashboards
     "hometwin.operator.cli",  # operator, crd
     "hometwin.services.inverter.cli",  # strategies: optimize / plan
 )
