@@ -97,7 +97,7 @@ def _per_step_power(expr: str) -> str:
 
 def _local(col: str, unit: str) -> str:
     """The start of the simulated local day / month of ``col`` (the run's time zone), as a timestamp."""
-    return f"date_trunc('{unit}', {col} AT TIME ZONE max(r.timezone)) AT TIME ZONE max(r.timezone)"
+    return f"date_trunc('{unit}', {col} AT TIME ZONE r.timezone) AT TIME ZONE r.timezone"
 
 
 SOURCES_SQL = f"""
@@ -135,7 +135,7 @@ SELECT {_local('f.time', unit)} AS time,
   {cols}
 FROM flows f JOIN runs r ON r.run_id = f.run_id
 WHERE f.run_id = {RUN} AND $__timeFilter(f.time)
-GROUP BY date_trunc('{unit}', f.time AT TIME ZONE r.timezone) ORDER BY 1
+GROUP BY 1 ORDER BY 1
 """
 
 
@@ -168,7 +168,7 @@ SELECT {_local('f.time', 'day')} AS time,
   -sum(f.grid_export_j * f.price_export) / {KWH} AS "export credit"
 FROM flows f JOIN runs r ON r.run_id = f.run_id
 WHERE f.run_id = {RUN} AND $__timeFilter(f.time)
-GROUP BY date_trunc('day', f.time AT TIME ZONE r.timezone) ORDER BY 1
+GROUP BY 1 ORDER BY 1
 """
 
 #: The same definitions as hometwin.results.Result.kpis, over the dashboard's time range.
@@ -222,13 +222,22 @@ JOIN runs r ON r.run_id = o.run_id
 GROUP BY o.island ORDER BY 1
 """
 
+#: The run's recorded events (switches, property sets, pauses, plans …), and where it starts and
+#: ends (a run without any event still shows its span).
 EVENTS_SQL = f"""
 SELECT ev.time AS time,
   ev.kind || coalesce(' ' || ev.element, '') || coalesce(' by ' || ev.actor, '') || ': ' || ev.detail AS text,
   ev.kind AS tags
 FROM events ev
 WHERE ev.run_id = {RUN} AND ev.time IS NOT NULL AND $__timeFilter(ev.time)
-ORDER BY ev.seq
+UNION ALL
+SELECT t.time, t.text, 'run' AS tags
+FROM runs r, LATERAL (VALUES
+  (r.start, 'run ' || r.run_id || ' starts (' || r.runtime || ', version ' || r.version || ')'),
+  (r.start + make_interval(secs => r.n_steps * r.step_s), 'run ' || r.run_id || ' ends: ' || r.status
+   || ', ' || r.steps_recorded || ' of ' || r.n_steps || ' steps recorded')) AS t(time, text)
+WHERE r.run_id = {RUN} AND $__timeFilter(t.time)
+ORDER BY 1
 """
 
 HOMES_SQL = "SELECT DISTINCT home FROM runs ORDER BY 1"
