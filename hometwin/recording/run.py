@@ -119,3 +119,33 @@ class EngineRecording:
                 pass
         self.write_s += time.perf_counter() - t0
         self.store.close()
+
+
+def check_recorded(url: str, run_id: str, n_steps: int) -> str | None:
+    """None when ``run_id`` is in the database whole (every step, status finished); else why not
+    (one line, no password)."""
+    from sqlalchemy import select
+
+    from hometwin.recording import schema as s
+
+    try:
+        store = Store(url)
+    except RecordingError as exc:
+        return str(exc)
+    try:
+        def go() -> Any:
+            with store.engine.connect() as conn:
+                return conn.execute(select(s.runs.c.status, s.runs.c.steps_recorded, s.runs.c.error)
+                                    .where(s.runs.c.run_id == run_id)).first()
+        row = store._guard(go, "cannot read")
+    except RecordingError as exc:
+        return str(exc)
+    finally:
+        store.close()
+    if row is None:
+        return f"run {run_id} is not in {store.masked} (the recorder could not write it: see its log)"
+    status, steps, error = row
+    if status != "finished" or steps != n_steps:
+        return (f"run {run_id} in {store.masked} is {status} with {steps} of {n_steps} steps"
+                + (f": {error}" if error else ""))
+    return None
