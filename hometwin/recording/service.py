@@ -70,6 +70,8 @@ class LiveRecorder:
         self.outcome: tuple[str, str | None] | None = None  # (status, error) at the end
         self.error: str | None = None  # the database failed
         self.gap: str | None = None
+        #: the ledger's largest residual in the Flows seen (the launcher's catch-up carries its own, of the run)
+        self.max_residual_j = 0.0
         self._catching_up = False
         self._build = build_element
 
@@ -84,6 +86,7 @@ class LiveRecorder:
         if f.i0 + n > len(self.have):
             log.warning("Flows of steps %d–%d lie beyond the run's %d steps: ignored", f.i0, f.i0 + f.k, len(self.have))
             return
+        self.max_residual_j = max(self.max_residual_j, f.max_residual_j)
         new = ~self.have[f.i0:f.i0 + n]
         if not new.any():
             return  # recorded already (the same settlement again: the database keeps the first)
@@ -174,7 +177,7 @@ class LiveRecorder:
         frame.index = self.ctx.times(0, self.ctx.n_steps)[frame["step"].to_numpy()]
         frame = frame.drop(columns="step")
         elements = {el.name: self._build(el, self.ctx) for el in self.home.spec.elements if el.enabled}
-        eng = type("Remote", (), {"ctx": self.ctx, "elements": elements, "max_residual_j": 0.0,
+        eng = type("Remote", (), {"ctx": self.ctx, "elements": elements, "max_residual_j": self.max_residual_j,
                                   "battery": next((e for e in elements.values() if e.role.value == "storage"), None)})
         rec = type("Rec", (), {"roles": {}, "windows": 0, "settled_early": 0})
         return Result(frame=frame, meta=_meta(eng, rec)).kpis()

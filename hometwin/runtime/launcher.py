@@ -725,7 +725,8 @@ class Launcher:
         soc = rec.soc[s]
         f = m.Flows(seq=0, i0=since, n=end - since, k=end - since - 1, dt_s=self.remote.ctx.step_s,
                     flows={c: rec.cols[c][s] for c in rec.cols}, served={n: a[s] for n, a in rec.elements.items()},
-                    roles=dict(rec.roles), soc=None if np.isnan(soc).any() else soc)
+                    roles=dict(rec.roles), soc=None if np.isnan(soc).any() else soc,
+                    max_residual_j=self.remote.max_residual_j)  # of the run so far
         return f.wire()
 
     async def _join(self, url: str) -> tuple[Any, Any]:
