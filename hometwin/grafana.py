@@ -271,7 +271,7 @@ PROMQL = {
                          f"(rate(hometwin_messages_rejected_total{{{SEL}}}[$__rate_interval]))", "home, element"),
     "pv_ac": 'sum by (home) (hometwin_pv_ac_energy_joules_total{home=~"$home"}) / 3.6e6',
     "home_energy": 'sum by (home, flow) (hometwin_home_energy_joules_total{home=~"$home"}) / 3.6e6',
-    "sim_time": 'max by (home) (hometwin_simulated_time_seconds{home=~"$home", element="clock"}) * 1000',
+    "sim_time": 'max by (home) (hometwin_simulated_time_seconds{home=~"$home"}) * 1000',  # the furthest settled
 }
 
 

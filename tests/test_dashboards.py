@@ -92,6 +92,20 @@ class Recorded:
         self.kpis, self.run_id, self.start, self.end = kpis, run_id, start, end
         self.loads: set[str] = set()
 
+    @classmethod
+    def of(cls, url: str, kpis: dict[str, float], roles: dict[str, str]) -> "Recorded":
+        """The one run recorded in the database at ``url`` (a SQLAlchemy URL over a Unix socket)."""
+        from sqlalchemy.engine import make_url
+
+        u = make_url(url)
+        rec = cls(f"host={u.query['host']} user={u.username} dbname={u.database}", kpis, "", dt.datetime.min,
+                  dt.datetime.min)
+        rec.loads = {n for n, role in roles.items() if role == "load"}
+        ((run_id, start, n, step_s),) = rec.conn.execute("SELECT run_id, start, n_steps, step_s FROM runs").fetchall()
+        assert n == DAYS * 86400 // step_s
+        rec.run_id, rec.start, rec.end = run_id, start, start + dt.timedelta(seconds=n * step_s)
+        return rec
+
     def query(self, sql: str, interval_s: int = 3600) -> tuple[list[str], list[tuple]]:
         cur = self.conn.execute(expand_sql(sql, {"home": "cape-town", "run": self.run_id},
                                            self.start, self.end, interval_s))
@@ -112,15 +126,7 @@ def recorded(pg_server: Any, tmp_path_factory: Any) -> Iterator[Recorded]:
                            "--out", str(out), "-q", "--db", url], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     written = json.loads((out / "kpis.json").read_text())
-    from sqlalchemy.engine import make_url
-
-    u = make_url(url)
-    dsn = f"host={u.query['host']} user={u.username} dbname={u.database}"
-    rec = Recorded(dsn, written["kpis"], "", dt.datetime.min, dt.datetime.min)
-    rec.loads = {n for n, role in written["meta"]["roles"].items() if role == "load"}
-    ((run_id, start, n, step_s),) = rec.conn.execute("SELECT run_id, start, n_steps, step_s FROM runs").fetchall()
-    assert n == DAYS * 86400 // step_s
-    rec.run_id, rec.start, rec.end = run_id, start, start + dt.timedelta(seconds=n * step_s)
+    rec = Recorded.of(url, written["kpis"], written["meta"]["roles"])
     yield rec
     rec.conn.close()
 
@@ -264,7 +270,7 @@ class Prometheus:
     def __init__(self, root: Path, targets: list[str]):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cfg = {"global": {"scrape_interval": "1s", "scrape_timeout": "900ms", "evaluation_interval": "1s"},
+        cfg = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
                "scrape_configs": [{"job_name": "hometwin", "static_configs": [{"targets": targets}]}]}
         (root / "prometheus.yml").write_text(yaml.safe_dump(cfg))
         self.log = (root / "prometheus.log").open("w")
@@ -305,22 +311,26 @@ def last(series: dict[str, Any]) -> float:
 
 
 @pytest.fixture(scope="module")
-def scraped(tmp_path_factory: Any) -> Iterator[dict[str, Any]]:
+def scraped(tmp_path_factory: Any, pg_server: Any) -> Iterator[dict[str, Any]]:
     """A live ``hometwin up`` (2 days of Cape Town, paced so that it lasts ~12 s) scraped every
-    second by a real Prometheus; the run's result, its wall span and the Prometheus."""
+    second by a real Prometheus and recorded by its recorder into PostgreSQL; the run's result,
+    its wall span, the Prometheus and the recording."""
+    db_url = pg_server.new_database()
     root = tmp_path_factory.mktemp("prometheus")
     n_procs = 16  # ≥ the home's processes (elements + clock): one metrics port each
     base = free_ports(n_procs)
     prom = Prometheus(root, [f"127.0.0.1:{base + i}" for i in range(n_procs)])
     try:
-        up = Up(None, metrics_port=base, until_s=DAYS * 86400, speed="14400")
+        up = Up(None, metrics_port=base, until_s=DAYS * 86400, speed="14400", db_url=db_url)
         t0 = time.time()
         up.start()
         result, logs = up.finish(600)
         t1 = time.time()
         assert result is not None and up.launcher.ended_early is None, logs[-3000:]
         assert len(up.launcher.procs) <= n_procs  # every process's port was a target
-        yield {"prom": prom, "kpis": result.kpis(), "start": t0, "end": t1 + 2, "up": up}
+        recorded = Recorded.of(db_url, result.kpis(), result.meta["roles"])
+        yield {"prom": prom, "kpis": result.kpis(), "start": t0, "end": t1 + 2, "up": up, "recorded": recorded}
+        recorded.conn.close()
     finally:
         prom.stop()
 
@@ -377,6 +387,32 @@ def test_runtime_variables_list_the_home_and_its_elements(scraped: dict[str, Any
     assert m and "cape-town" in prom.get(f"/api/v1/label/{m[2]}/values", **{"match[]": m[1]})
     m = re.fullmatch(r"label_values\((.*), (\w+)\)", expand_promql(var["element"]))
     assert m and {"clock", "inverter", "roof"} <= set(prom.get(f"/api/v1/label/{m[2]}/values", **{"match[]": m[1]}))
+
+
+#: The live recorder (``hometwin record``) writes no ``element_states`` yet: the window-end telemetry
+#: (tank and indoor temperatures) is not on the bus it listens to; ``hometwin run --db`` writes it
+#: (checked above).  A known gap, not a dashboard's.
+UP_RECORDS_NO_TELEMETRY = "Indoor and tank temperatures"
+
+
+def test_energy_flows_of_a_live_hometwin_up_recording(scraped: dict[str, Any]) -> None:
+    """The same dashboard on a run of ``hometwin up`` that its recorder wrote: every query
+    returns rows, and the days sum to that run's KPIs."""
+    recorded: Recorded = scraped["recorded"]
+    d = dashboard("energy-flows.json")
+    for where, sql in queries(d, "rawSql"):
+        if where.startswith(f"panel {UP_RECORDS_NO_TELEMETRY!r}"):
+            continue
+        assert recorded.query(sql)[1], f"{where} returned nothing on the hometwin up recording"
+    (target,) = panel(d, "Energy per simulated day")["targets"]
+    rows = recorded.frame(target["rawSql"])
+    for kpi, col in DAILY.items():
+        assert sum(r[col] for r in rows) == pytest.approx(recorded.kpis[kpi], abs=1e-6), kpi
+    (row,) = recorded.frame(panel(d, "Runs of $home")["targets"][0]["rawSql"])
+    assert row["runtime"] == "up" and row["status"] == "finished"
+    kinds = {e["tags"] for e in recorded.frame({a["name"]: a["target"]["rawSql"]
+                                                for a in d["annotations"]["list"]}["events"])}
+    print("event kinds recorded by hometwin up:", sorted(kinds))
 
 
 # -- the chart ships the generator's files ---------------------------------------------------------
