@@ -319,9 +319,14 @@ class RunWriter:
         cols.append([None if math.isnan(x) else x for x in np.asarray(soc, dtype=float)[:n].tolist()]
                     if soc is not None else [None] * n)
         self.batch.flow_rows.extend(zip(run, steps_l, times, *cols))
-        for name, arr in served.items():
-            self.batch.element_rows.extend(zip(run, steps_l, times, [name] * n,
-                                               np.asarray(arr, dtype=float)[:n].tolist()))
+        # in key order (step, element): the B-tree grows at its end instead of being written all over
+        names = sorted(served)
+        if names:
+            m = len(names)
+            values = np.stack([np.asarray(served[nm], dtype=float)[:n] for nm in names], axis=1).ravel().tolist()
+            self.batch.element_rows.extend(zip([self.run_id] * (n * m), np.repeat(steps, m).tolist(),
+                                               [t for t in times for _ in range(m)], names * n, values))
+        for name in names:
             if name not in self.elements_known and roles is not None:
                 self.elements_known.add(name)
                 self.batch.elements.append({"run_id": self.run_id, "element": name,
