@@ -89,5 +89,6 @@ def service_commands(home: Any, spec_path: str, router_url: str,
                                   + (("--data-dir", data_dir) if data_dir is not None else ()),
                                   enabled=el.enabled, metrics_port=metrics_port))
     if recorder:
-        out.append(ServiceCommand("recorder", "recorder", "recorder", ("record",) + common, metrics_port=metrics_port))
+        out.append(ServiceCommand("recorder", "recorder", "recorder",
+                                  ("record",) + common + ("--metrics-port", str(metrics_port)), metrics_port=metrics_port))
     return out

@@ -58,6 +58,7 @@ flows = Table(
     Column("time", TS, nullable=False),
     *[Column(c, Float(53), nullable=(c == "soc")) for c in FLOW_VALUE_COLUMNS],
     PrimaryKeyConstraint("run_id", "step"),
+    sqlite_with_rowid=False,  # SQLite: the rows live in the primary key's B-tree (half the file, faster)
 )
 Index("flows_run_time", flows.c.run_id, flows.c.time)
 
@@ -69,8 +70,10 @@ element_flows = Table(
     Column("element", Text, nullable=False),
     Column("energy_j", Float(53), nullable=False),  # + onto the bus, − off it
     PrimaryKeyConstraint("run_id", "step", "element"),
+    sqlite_with_rowid=False,
 )
-Index("element_flows_run_time", element_flows.c.run_id, element_flows.c.time)
+# Grafana's time filter on PostgreSQL; SQLite (the embedded default, written fastest) goes by the key
+Index("element_flows_run_time", element_flows.c.run_id, element_flows.c.time).ddl_if(dialect="postgresql")
 
 elements = Table(
     "elements", metadata,

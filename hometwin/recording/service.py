@@ -15,7 +15,7 @@ first.  So a recorder SIGKILLed and restarted leaves no gap and no duplicate
 logged and kept in ``runs.error``.
 
 At the run's end (``hometwin.run.done``) it writes the last rows and the KPIs, computed from
-the flows *in the database* (so a restarted recorder's KPIs cover the whole run), sets the run
+every recorded step (a restarted recorder reads back the flows it had written), sets the run
 ``finished`` and exits 0.  A database it cannot write is one line in its log and exit code 5
 (``hometwin up`` starts it again and it resumes where the database stops).
 """
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from hometwin import messages as m
+from hometwin.recording import schema as s
 from hometwin.recording.run import FLUSH_S, currency_of, run_row
 from hometwin.recording.store import RecordingError, RunWriter, Store
 
@@ -63,8 +64,13 @@ class LiveRecorder:
         self.have = np.zeros(ctx.n_steps, dtype=bool)
         have = self.store.recorded_steps(run_id)
         self.have[have[have < ctx.n_steps]] = True
+        #: the flows of every recorded step, for the KPIs at the end (a restarted recorder reads back
+        #: those it had written before)
+        self.cols = {c: np.zeros(ctx.n_steps) for c in s.FLOW_VALUE_COLUMNS}
+        self.cols["soc"][:] = np.nan
         if have.size:
             log.info("run %s: %d steps recorded already (a restarted recorder): resuming", run_id, have.size)
+            self._read_back()
         self.session: Any = None
         self.done = asyncio.Event()
         self.outcome: tuple[str, str | None] | None = None  # (status, error) at the end
@@ -92,6 +98,11 @@ class LiveRecorder:
             return  # recorded already (the same settlement again: the database keeps the first)
         self.writer.add_window(f.i0, f.k, f.flows, f.soc, f.served, roles=f.roles, kinds=self.kinds)
         self.have[f.i0:f.i0 + n] = True
+        sl = slice(f.i0, f.i0 + n)
+        for c in s.FLOW_COLUMNS:
+            self.cols[c][sl] = f.flows[c]
+        if f.soc is not None:
+            self.cols["soc"][sl] = f.soc
 
     async def on_flows(self, payload: Any, rej: m.Rejections) -> None:
         f = m.decode(m.Flows, payload, m.FLOWS, rej)
@@ -162,20 +173,28 @@ class LiveRecorder:
                 pass
             self.flush()
 
-    def kpis_from_db(self) -> dict[str, float]:
-        """The run's KPIs from the flows in the database (hometwin.results.Result.kpis)."""
-        import pandas as pd
+    def _read_back(self) -> None:
+        """The flows this run already has in the database (a restarted recorder)."""
         from sqlalchemy import select
 
-        from hometwin.recording import schema as s
+        def go() -> list:
+            with self.store.engine.connect() as conn:
+                cols = [s.flows.c.step] + [s.flows.c[c] for c in s.FLOW_VALUE_COLUMNS]
+                return conn.execute(select(*cols).where(s.flows.c.run_id == self.run_id)).all()
+        rows = self.store._guard(go, "cannot read")
+        if rows:
+            arr = np.array([[np.nan if v is None else v for v in r] for r in rows], dtype=float)
+            idx = arr[:, 0].astype(np.int64)
+            for j, c in enumerate(s.FLOW_VALUE_COLUMNS, start=1):
+                self.cols[c][idx] = arr[:, j]
+
+    def kpis(self) -> dict[str, float]:
+        """The run's KPIs (hometwin.results.Result.kpis) from every recorded step."""
+        import pandas as pd
+
         from hometwin.results import Result, _meta
 
-        with self.store.engine.connect() as conn:
-            cols = [s.flows.c.step] + [s.flows.c[c] for c in s.FLOW_VALUE_COLUMNS]
-            rows = conn.execute(select(*cols).where(s.flows.c.run_id == self.run_id).order_by(s.flows.c.step)).all()
-        frame = pd.DataFrame(rows, columns=["step", *s.FLOW_VALUE_COLUMNS]).astype({"soc": float})
-        frame.index = self.ctx.times(0, self.ctx.n_steps)[frame["step"].to_numpy()]
-        frame = frame.drop(columns="step")
+        frame = pd.DataFrame(self.cols, index=self.ctx.times(0, self.ctx.n_steps))
         elements = {el.name: self._build(el, self.ctx) for el in self.home.spec.elements if el.enabled}
         eng = type("Remote", (), {"ctx": self.ctx, "elements": elements, "max_residual_j": self.max_residual_j,
                                   "battery": next((e for e in elements.values() if e.role.value == "storage"), None)})
@@ -194,7 +213,7 @@ class LiveRecorder:
         if self.gap:
             why = (why + "; " if why else "") + self.gap
         try:
-            kpis = self.kpis_from_db() if status == "finished" else None
+            kpis = self.kpis() if status == "finished" else None
             self.store.finish(self.run_id, status, kpis, self.currency, error=why)
         except RecordingError as exc:
             self.error = str(exc)

@@ -238,19 +238,27 @@ class Store:
 
     @staticmethod
     def _copy(conn: Any, table: Any, rows: list[tuple]) -> None:
+        """``COPY`` the rows in: straight into the table — the rows of a new step — and, should one
+        be there already (a restarted recorder; a unique violation), through a temporary table and
+        ``INSERT … ON CONFLICT DO NOTHING`` instead."""
         if not rows:
             return
         cols = ", ".join(c.name for c in table.columns)
+        text = "\n".join(map("\t".join, (map(str, row) for row in rows))).replace("\tNone", "\t\\N") + "\n"
+        dbapi = conn.connection.dbapi_connection
+        import psycopg
+
+        try:
+            with dbapi.transaction():  # a savepoint: a conflict undoes this COPY only
+                with dbapi.cursor() as cur, cur.copy(f"COPY {table.name} ({cols}) FROM STDIN") as cp:
+                    cp.write(text)
+            return
+        except psycopg.errors.UniqueViolation:
+            pass
         tmp = f"_in_{table.name}"
         conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE {table.name}) ON COMMIT DELETE ROWS")
-        buf = io.StringIO()
-        for row in rows:
-            buf.write("\t".join(r"\N" if v is None else str(v) for v in row))
-            buf.write("\n")
-        cur = conn.connection.dbapi_connection.cursor()
-        with cur.copy(f"COPY {tmp} ({cols}) FROM STDIN") as cp:
-            cp.write(buf.getvalue())
-        cur.close()
+        with dbapi.cursor() as cur, cur.copy(f"COPY {tmp} ({cols}) FROM STDIN") as cp:
+            cp.write(text)
         conn.exec_driver_sql(f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {tmp} ON CONFLICT DO NOTHING")
 
 
@@ -311,9 +319,14 @@ class RunWriter:
         cols.append([None if math.isnan(x) else x for x in np.asarray(soc, dtype=float)[:n].tolist()]
                     if soc is not None else [None] * n)
         self.batch.flow_rows.extend(zip(run, steps_l, times, *cols))
-        for name, arr in served.items():
-            self.batch.element_rows.extend(zip(run, steps_l, times, [name] * n,
-                                               np.asarray(arr, dtype=float)[:n].tolist()))
+        # in key order (step, element): the B-tree grows at its end instead of being written all over
+        names = sorted(served)
+        if names:
+            m = len(names)
+            values = np.stack([np.asarray(served[nm], dtype=float)[:n] for nm in names], axis=1).ravel().tolist()
+            self.batch.element_rows.extend(zip([self.run_id] * (n * m), np.repeat(steps, m).tolist(),
+                                               [t for t in times for _ in range(m)], names * n, values))
+        for name in names:
             if name not in self.elements_known and roles is not None:
                 self.elements_known.add(name)
                 self.batch.elements.append({"run_id": self.run_id, "element": name,

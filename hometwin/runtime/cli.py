@@ -657,6 +657,11 @@ def record(spec: Path = typer.Option(..., "--spec", help="home.yaml"),
            until: Optional[str] = typer.Option(None, "--until", help="run length, e.g. 2d"),
            days: Optional[float] = typer.Option(None, "--days"),
            runtime: str = typer.Option("up", "--runtime", help="how the home runs: up | kubernetes"),
+           metrics_port: int = typer.Option(0, "--metrics-port", help="/metrics (a pod's probes); 0 = none"),
+           nice: int = typer.Option(0, "--nice", min=0, max=19,
+                                    help="lower this process's CPU priority (hometwin up: 10; the twin's pace is "
+                                         "not the database's: the recorder catches up when the run leaves it CPU)"),
+           metrics_host: str = typer.Option("0.0.0.0", "--metrics-host"),
            credentials: Optional[Path] = typer.Option(None, "--credentials", help=_CREDENTIALS_HELP),
            ca_file: Optional[Path] = typer.Option(None, "--ca-file", help="CA certificate of a TLS router"),
            log_level: str = typer.Option("INFO", "--log-level")) -> None:
@@ -665,12 +670,16 @@ def record(spec: Path = typer.Option(..., "--spec", help="home.yaml"),
     from hometwin.deploy import realm_of
     from hometwin.recording.service import EXIT_DB, LiveRecorder, running_run_id
     from hometwin.recording.store import RecordingError
+    from hometwin.runtime.metrics import ServiceMetrics
     from hometwin.runtime.wamp import component, run_component
     from hometwin.spec import home_context
 
     _logging(log_level)
     log = logging.getLogger("hometwin.recorder")
     creds = _credentials(credentials, "recorder")
+    if nice:
+        os.nice(nice)
+    _serve_metrics(ServiceMetrics("recorder"), metrics_port, metrics_host)
     if not db:
         raise typer.BadParameter("--db URL (or HOMETWIN_DB_URL) is required: where to record")
     home = load_or_exit(spec)

@@ -283,7 +283,7 @@ class Launcher:
             if self.state_interval_s is not None:
                 args += ["--state-interval", str(self.state_interval_s)]
         if cmd.kind == "recorder":
-            args += ["--run-id", str(self.run_id)]
+            args += ["--run-id", str(self.run_id), "--nice", str(self.clock_nice)]
         if cmd.kind == "inverter":
             args += ["--timeout", str(self.timeout_s), "--ahead-steps", str(self.ahead_steps)]
             if os.environ.get("HOMETWIN_DEBUG_BALANCER"):
@@ -564,7 +564,8 @@ class Launcher:
         index) is taken: that service would crash-loop, and the run go on without it."""
         if not self.metrics_port:
             return
-        names = [c.name for c in service_commands(self.home, str(self.spec_path), "") if c.kind != "router"]
+        names = [c.name for c in service_commands(self.home, str(self.spec_path), "", recorder=self.db_url is not None)
+                 if c.kind != "router"]
         last = self.metrics_port + len(names) - 1
         if self.metrics_port < 1 or last > 65535:
             raise PortsInUse(f"--metrics-port: {self.metrics_port} + {len(names) - 1} (one port per process) "
