@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from hometwin.kpi_labels import FRACTIONS, kpi_label
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="hometwin: a digital twin of a home's energy system.")
 console = Console()
@@ -93,34 +95,15 @@ def kpi_table(kpis: dict[str, dict[str, float]], currency: str = "") -> Table:
     return table
 
 
-_LABELS = {
-    "pv_kwh": "PV energy (AC) [kWh]", "pv_dc_kwh": "PV energy (DC) [kWh]", "curtailed_kwh": "PV curtailed [kWh]",
-    "load_kwh": "load served [kWh]", "unserved_kwh": "unserved load [kWh]", "grid_import_kwh": "grid import [kWh]",
-    "grid_export_kwh": "grid export [kWh]", "battery_charge_kwh": "battery charge [kWh]",
-    "battery_discharge_kwh": "battery discharge [kWh]", "losses_kwh": "conversion losses [kWh]",
-    "energy_cost": "energy cost", "fixed_charges": "fixed charges", "total_cost": "total cost",
-    "self_consumption": "self-consumption", "self_sufficiency": "self-sufficiency (autarky)",
-    "outage_hours": "grid outage [h]", "outage_hours_ridden_through": "outage ridden through [h]",
-    "battery_cycles": "battery equivalent full cycles", "pv_yield_kwh_per_kwp": "PV yield [kWh/kWp]",
-    "max_ledger_residual_j": "max ledger residual [J]",
-}
-
-
-_RATIOS = {"self_consumption", "self_sufficiency"}
-
-
 def _label(key: str, currency: str) -> str:
-    label = _LABELS.get(key, key)
-    if currency and key in ("energy_cost", "fixed_charges", "total_cost"):
-        label = f"{label} [{currency}]"
-    return escape(label)
+    return escape(kpi_label(key, currency))  # "[kWh]" is no rich markup
 
 
 def _fmt(v: Any, key: str = "") -> str:
     if v is None or (isinstance(v, float) and v != v):
         return "–"
-    if key in _RATIOS:
-        return f"{v:.1%}"
+    if key in FRACTIONS:
+        return f"{v * 100:.1f}"
     if isinstance(v, float):
         return f"{v:,.2f}" if abs(v) >= 1e-2 or v == 0 else f"{v:.2e}"
     return str(v)
@@ -130,7 +113,7 @@ def _fmt_delta(a: Any, b: Any, key: str = "") -> str:
     if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or a != a or b != b:
         return "–"
     d = b - a
-    if key in _RATIOS:
+    if key in FRACTIONS:
         return f"{d * 100:+.1f} pp"
     rel = f" ({d / abs(a):+.1%})" if a else ""
     return f"{d:+,.2f}{rel}"

@@ -1,4 +1,4 @@
-"""Results: a tidy time-indexed table, KPIs, Parquet/CSV export and an HTML report.
+"""Results: a tidy time-indexed table, KPIs, Parquet/CSV export and an HTML report (:mod:`hometwin.report`).
 
 The frame has one row per step (UTC index) and columns in joules per step
 (``*_j``), SoC (0–1), prices (currency/kWh), cost (currency) and one
@@ -7,8 +7,6 @@ The frame has one row per step (UTC index) and columns in joules per step
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import os
 import tempfile
@@ -21,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from hometwin.element import Role
+from hometwin.report import render_report  # noqa: F401  (the page: hometwin/report.py; kept importable here)
 
 KWH = 3.6e6
 FLOW_COLUMNS = (
@@ -269,90 +268,3 @@ def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
             out[k] = v
     return out
 
-
-# -- report -----------------------------------------------------------------------------------
-
-def _fig_png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def render_report(result: Result) -> str:
-    """A self-contained HTML page: KPIs, power flows, SoC, daily balance, monthly totals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    f, m = result.frame, result.meta
-    tz = m["timezone"]
-    p = result.power_w()
-    p.index = p.index.tz_convert(tz)
-    span_days = (f.index[-1] - f.index[0]).total_seconds() / 86400
-    rule = None if span_days <= 3 else ("1h" if span_days <= 60 else "1D")
-    pp = p if rule is None else p.resample(rule).mean()
-    images = []
-
-    fig, ax = plt.subplots(figsize=(11, 3.6))
-    for col, label in (("pv_ac_w", "PV (AC)"), ("load_w", "load"), ("grid_import_w", "grid import"),
-                       ("grid_export_w", "grid export"), ("battery_discharge_w", "battery discharge"),
-                       ("battery_charge_w", "battery charge"), ("unserved_w", "unserved")):
-        if col in pp and pp[col].abs().sum() > 0:
-            ax.plot(pp.index, pp[col] / 1000.0, label=label, lw=0.8)
-    ax.set_ylabel("kW")
-    ax.set_title("Power flows" + ("" if rule is None else f" ({rule} means)"))
-    ax.legend(ncol=4, fontsize=8)
-    images.append(_fig_png(fig))
-
-    if f["soc"].notna().any():
-        soc = f["soc"].copy()
-        soc.index = soc.index.tz_convert(tz)
-        soc = soc if rule is None else soc.resample(rule).mean()
-        fig, ax = plt.subplots(figsize=(11, 2.6))
-        ax.plot(soc.index, soc * 100, color="tab:green", lw=0.8)
-        ax.set_ylabel("SoC %")
-        ax.set_ylim(0, 100)
-        ax.set_title("Battery state of charge")
-        images.append(_fig_png(fig))
-
-    e = f[[c for c in FLOW_COLUMNS if c.endswith("_j")]].copy() / KWH
-    e.index = e.index.tz_convert(tz)
-    daily = e.resample("1D").sum()
-    fig, ax = plt.subplots(figsize=(11, 3.2))
-    ax.bar(daily.index, daily["pv_ac_j"], label="PV", color="gold", width=0.8)
-    ax.bar(daily.index, daily["grid_import_j"], bottom=daily["pv_ac_j"], label="grid import", color="tab:red", width=0.8)
-    ax.plot(daily.index, daily["load_j"], color="black", lw=1, label="load")
-    ax.set_ylabel("kWh/day")
-    ax.set_title("Daily energy balance")
-    ax.legend(fontsize=8)
-    images.append(_fig_png(fig))
-
-    monthly = e.resample("MS").sum()
-    monthly_rows = "".join(
-        f"<tr><td>{idx:%Y-%m}</td>" + "".join(f"<td>{row[c]:.1f}</td>" for c in
-        ("pv_ac_j", "load_j", "grid_import_j", "grid_export_j", "battery_discharge_j", "unserved_j")) + "</tr>"
-        for idx, row in monthly.iterrows())
-    k = result.kpis()
-    kpi_rows = "".join(f"<tr><th>{name}</th><td>{_fmt(val)}</td></tr>" for name, val in k.items())
-    imgs = "".join(f'<img src="{src}" alt="plot" style="max-width:100%">' for src in images)
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>hometwin report: {m['home']}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{text-align:left}}</style></head><body>
-<h1>hometwin report: {m['home']}</h1>
-<p>{m['start']} · {m['n_steps']} steps of {m['step_s']} s · time zone {m['timezone']} ·
-currency {m.get('currency', '')} · elements: {', '.join(f'{n} ({kd})' for n, kd in m['elements'].items())}</p>
-<h2>Key figures</h2><table>{kpi_rows}</table>
-<h2>Plots</h2>{imgs}
-<h2>Monthly totals (kWh)</h2><table><tr><th>month</th><th>PV</th><th>load</th><th>import</th><th>export</th>
-<th>battery out</th><th>unserved</th></tr>{monthly_rows}</table>
-</body></html>"""
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return "–" if not np.isfinite(v) else f"{v:,.4g}" if abs(v) < 1 else f"{v:,.2f}"
-    return str(v)

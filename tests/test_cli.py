@@ -21,7 +21,7 @@ def test_run_writes_parquet_csv_kpis_and_report(tmp_path):
     result = runner.invoke(app, ["run", "-f", str(EXAMPLES / "cape-town.yaml"), "--days", "2", "--out", str(out),
                                  "--report", "-q"])
     assert result.exit_code == 0, result.output
-    assert "self-sufficiency" in result.output and "PV yield [kWh/kWp]" in result.output
+    assert "Self-sufficiency (autarky) [%]" in result.output and "PV yield [kWh/kWp]" in result.output
     frame = pd.read_parquet(out / "flows.parquet")
     csv = pd.read_csv(out / "flows.csv")
     assert len(frame) == len(csv) == 2 * 1440
@@ -31,7 +31,7 @@ def test_run_writes_parquet_csv_kpis_and_report(tmp_path):
     kpis = json.loads((out / "kpis.json").read_text())
     assert kpis["kpis"]["load_kwh"] == frame["load_j"].sum() / 3.6e6
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 3 and "Monthly totals" in html
+    assert html.count('data-figure="fig-') == 5 and "Cost per month" in html  # tests/test_report.py: the rest
 
 
 def test_compare_prints_both_homes_and_the_difference(tmp_path):

@@ -302,3 +302,30 @@ def test_a_restarted_inverter_answers_settled_ticks_and_holds_one_beyond_a_gap()
     done = [m.TickDone.model_validate(p) for u, p in s.published if u == m.TICK_DONE]
     assert [(d.seq, d.next_step) for d in done] == [(25, 41), (33, 49), (49, 65)]
     assert b.held == {}
+
+
+class _ResumedWithBattery(_Resumed):
+    """… and whose battery answers ``get`` with its committed charge (SoC 0.55)."""
+
+    async def call(self, uri: str, *args: Any, **kw: Any) -> Any:
+        if uri == m.element_uri("battery", "get"):
+            return {"element": "battery", "kind": "battery", "telemetry": {"soc": 0.55}}
+        return await super().call(uri, *args, **kw)
+
+
+def test_a_restarted_inverter_takes_the_batterys_soc_for_windows_settled_without_it() -> None:
+    from hometwin.engine import build_element
+    from hometwin.runtime.balancer import Balancer
+    from hometwin.spec import home_context
+
+    home = load_home(CAPE_TOWN)
+    inverter = build_element(next(e for e in home.spec.elements if e.name == "inverter"), home_context(home, DAY))
+
+    async def main() -> Balancer:
+        b = Balancer(inverter, [e.name for e in home.spec.elements], timeout_s=5.0)
+        await b.on_join(_ResumedWithBattery())
+        return b
+
+    b = asyncio.run(main())
+    # mid-run (the geyser says window 40 is settled): a window the battery misses records SoC 0.55, not NaN
+    assert (b.settled_seq, b.last_soc) == (40, 0.55)

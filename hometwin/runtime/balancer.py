@@ -41,6 +41,7 @@ from hometwin import ledger
 from hometwin import messages as m
 from hometwin.element import Role
 from hometwin.engine import signal_order
+from hometwin.registry import element_class
 from hometwin.runtime import proxies as px
 from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.runtime.service import AHEAD, ElementHost
@@ -248,6 +249,12 @@ class Balancer(ElementHost):
         if best[0] < 0:
             return
         self.settled_seq, self.next_step = best
+        # The battery's committed charge (its ``get``: the end of the last window it took part in) is the
+        # SoC a window settled without it records, as it would have been before the restart.
+        for a in answers[:-1]:
+            soc = a.get("telemetry", {}).get("soc") if isinstance(a, dict) else None
+            if _is_storage(a) and isinstance(soc, float) and 0.0 <= soc <= 1.0:
+                self.last_soc = soc
         self.last_seq = max(self.last_seq, best[0])
         log.warning("resuming the run: window %d was settled through step %d before this inverter started "
                     "(as %s says); a tick for a settled window is answered, not settled again", best[0],
@@ -900,3 +907,12 @@ class Balancer(ElementHost):
     def _publish_all(self, messages: list[tuple[str, m.Message]]) -> None:
         for uri, msg in messages:
             self.publish(uri, msg)
+
+
+def _is_storage(answer: Any) -> bool:
+    """An element's ``get`` answer is the storage's (its kind is a registered storage kind)."""
+    kind = answer.get("kind") if isinstance(answer, dict) else None
+    try:
+        return isinstance(kind, str) and element_class(kind).role == Role.storage
+    except (KeyError, ValueError):
+        return False
