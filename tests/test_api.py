@@ -180,3 +180,20 @@ def test_an_invalid_home_starts_nothing() -> None:
     r = c.post("/api/runs", json={"home": doc, "days": 1})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "elements[2].config.capacity_kwp"
     assert c.get("/api/runs").json() == []
+
+
+def test_serves_the_built_ui_and_its_routes(tmp_path: Path) -> None:
+    ui = tmp_path / "browser"
+    (ui / "assets").mkdir(parents=True)
+    (ui / "index.html").write_text("<!doctype html><app-root></app-root>")
+    (ui / "assets" / "main.js").write_text("console.log(1)")
+    (tmp_path / "secret.txt").write_text("not for the web")
+    c = client(ui_dir=ui)
+    anon = {"Authorization": ""}
+    assert "<app-root>" in c.get("/", headers=anon).text
+    assert c.get("/assets/main.js", headers=anon).text == "console.log(1)"
+    assert "<app-root>" in c.get("/builder/elements", headers=anon).text  # the Angular router's path
+    for sneaky in ("/../secret.txt", "/%2e%2e/secret.txt", "/assets/../../secret.txt"):
+        assert "not for the web" not in c.get(sneaky, headers=anon).text, sneaky
+    missing = client(ui_dir=tmp_path / "nothing").get("/", headers=anon)
+    assert missing.status_code == 503 and "ng build" in missing.text

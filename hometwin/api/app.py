@@ -217,6 +217,12 @@ def create_app(settings: Settings | None = None, runs: Runs | None = None) -> Fa
     async def _on_api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
 
+    @app.exception_handler(Exception)
+    async def _on_bug(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__}) in {request.method} "
+                                       f"{request.url.path}; the server's log has the details"}, status_code=500)
+
     # -- documents ------------------------------------------------------------------------------
     @api.get("/kinds", summary="every element kind: role, description, icon, JSON Schema of its config")
     def get_kinds() -> list[dict[str, Any]]:
