@@ -33,6 +33,8 @@ QUEUE_EVENTS = 600
 #: Log lines of the services kept per run (GET /api/runs/{id}/log).
 LOG_LINES = 400
 JOIN_TIMEOUT_S = 120.0
+#: Kinds whose temperatures (``temp_*`` telemetry) come with each flows event: indoor, tank.
+THERMAL_KINDS = ("geyser", "space_heater", "heat_pump")
 
 
 class LiveError(Exception):
@@ -73,6 +75,7 @@ class LiveRun(Run):
         self._stopped = False
         self._ready = threading.Event()
         self._comps: list[Any] = []
+        self._tasks: list[asyncio.Future] = []
         self._t0_ms = 0
         self._dt_s = 60
 
@@ -111,6 +114,8 @@ class LiveRun(Run):
                 self.error = f"could not join the twin's realm: {exc}"
                 self.launcher.stop(self.error)
             result = await task
+            for t in self._tasks:
+                t.cancel()
             for comp in self._comps:
                 from hometwin.runtime.wamp import stop_component
 
@@ -176,10 +181,22 @@ class LiveRun(Run):
         self.viewer = session
         rejections = m.Rejections()
 
+        thermal = [el.name for el in self.home.spec.elements if el.enabled and el.kind in THERMAL_KINDS]
+        windows: asyncio.Queue = asyncio.Queue()
+
+        async def with_temps() -> None:  # in order: each window with its elements' temperatures
+            while True:
+                event = await windows.get()
+                if thermal:
+                    event["temps"] = await self._temps(session, [n for n in thermal if n in event["roster"]])
+                self._broadcast(event)
+
+        self._tasks.append(asyncio.ensure_future(with_temps()))
+
         def on_flows(payload: Any = None, *_: Any, **__: Any) -> None:
             f = m.decode(m.Flows, payload, m.FLOWS, rejections)
             if f is not None:
-                self._broadcast(self.flows_event(f))
+                windows.put_nowait(self.flows_event(f))
 
         def on_status(payload: Any = None, *_: Any, **__: Any) -> None:
             st = m.decode(m.ClockStatus, payload, m.CLOCK_STATUS_EVENT, rejections)
@@ -198,6 +215,20 @@ class LiveRun(Run):
             self._on_clock(await session.call(m.clock_uri("status")))
         except Exception:  # noqa: BLE001 - the clock may not be up yet: its status event follows
             pass
+
+    async def _temps(self, session: Any, names: list[str]) -> dict[str, dict[str, float]]:
+        """The ``temp_*`` telemetry of ``names`` (their ``get``, which a viewer may call), at most 5 s."""
+        async def one(name: str) -> tuple[str, dict[str, float]]:
+            got = await asyncio.wait_for(session.call(m.element_uri(name, "get")), 5)
+            tele = (got or {}).get("telemetry") or {}
+            return name, {k: float(v) for k, v in tele.items() if k.startswith("temp_") and isinstance(v, (int, float))
+                          and v == v}
+
+        out = {}
+        for got in await asyncio.gather(*(one(n) for n in names), return_exceptions=True):
+            if isinstance(got, tuple) and got[1]:
+                out[got[0]] = got[1]
+        return out
 
     def stop(self) -> None:
         """End the run (its steps settled so far are kept) and wait for it (at most 120 s)."""
