@@ -42,6 +42,8 @@ def test_wrong_body_shape_names_the_field() -> None:
     assert r.json()["errors"][0]["path"] == ["days"]
     r = c.post("/api/runs", json={"home": example("minimal"), "colour": "red"})
     assert r.status_code == 422 and "colour" in one_line(r)
+    r = c.post("/api/runs", json={"home": example("minimal"), "mode": "live", "speed": 0})
+    assert r.status_code == 422 and one_line(r).startswith("speed")
     r = c.post("/api/validate", json={"home": example("minimal"), "yaml": "x: 1"})
     assert r.status_code == 422 and "exactly one" in one_line(r)
     r = c.post("/api/validate", json=[1, 2])
@@ -83,6 +85,22 @@ def test_unknown_run_and_route_are_404() -> None:
     assert c.get("/api/compare", params={"ids": "r1,r2"}).status_code == 404
     r = c.get("/api/nothing-here")
     assert r.status_code == 404 and "/api/nothing-here" in one_line(r)
+
+
+def test_one_run_too_many_is_429_and_starts_nothing() -> None:
+    from fastapi.testclient import TestClient
+
+    from api_support import TOKEN
+    from hometwin.api.app import Settings, create_app
+    from hometwin.api.runs import Runs
+
+    c = TestClient(create_app(Settings(token=TOKEN), Runs(max_active=1)), headers={"Authorization": f"Bearer {TOKEN}"})
+    first = c.post("/api/runs", json={"home": example("cape-town"), "window": 60}).json()["id"]  # a year
+    r = c.post("/api/runs", json={"home": example("minimal")})
+    assert r.status_code == 429 and "at most 1" in one_line(r)
+    assert [run["id"] for run in c.get("/api/runs").json()] == [first]
+    assert c.delete(f"/api/runs/{first}").json()["status"] == "stopped"
+    assert c.post("/api/runs", json={"home": example("minimal"), "days": 1}).status_code == 202
 
 
 def test_bad_flows_interval_is_refused() -> None:

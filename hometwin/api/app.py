@@ -10,7 +10,7 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -57,6 +57,10 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: A live twin's pace: simulated seconds per wall second (a year in under a minute at most).
+Speed = Annotated[float, Field(gt=0, le=1_000_000)]
+
+
 class HomeBody(_Body):
     home: dict[str, Any] | None = Field(None, description="the Home document as JSON")
     yaml: str | None = Field(None, description="or its YAML text")
@@ -71,14 +75,14 @@ class RunBody(HomeBody):
                                description="run only this many days (default: the home's clock)")
     mode: Literal["run", "live"] = Field("run", description="run: in-process, as fast as it goes; live: a twin "
                                                             "of services, paced by the clock")
-    speed: float | Literal["max"] = Field(60, description="live: simulated seconds per wall second, or max")
+    speed: Speed | Literal["max"] = Field(60, description="live: simulated seconds per wall second, or max")
     window: int | None = Field(None, ge=1, le=10_000_000, description="steps per window (default: one day; "
                                                                       "live: one step)")
 
 
 class ClockBody(_Body):
     op: Literal["pause", "resume", "set_speed"]
-    speed: float | Literal["max"] | None = Field(None, description="set_speed: simulated seconds per wall second")
+    speed: Speed | Literal["max"] | None = Field(None, description="set_speed: simulated seconds per wall second")
 
 
 class SwitchBody(_Body):
@@ -268,7 +272,7 @@ def create_app(settings: Settings | None = None, runs: Runs | None = None) -> Fa
         if ctx.n_steps > MAX_API_STEPS:
             raise ApiError(422, f"days: a run over the API has at most {MAX_API_STEPS} steps (its results are kept "
                                 f"in memory); this one has {ctx.n_steps} — use hometwin run for longer ones")
-        runs.check_room()
+        runs.check_room(body.mode)
         run: Run
         if body.mode == "live":
             from hometwin.api.live import LiveRun

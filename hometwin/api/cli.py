@@ -101,7 +101,9 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"  API docs: http://{shown}:{bound}/api/docs" + (f"?token={settings.token}" if settings.token else ""))
         sys.stdout.flush()
         app_ = create_app(settings)
-        config = uvicorn.Config(app_, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5)
+        # no access log: an EventSource sends the token in its URL, and credentials stay out of logs
+        config = uvicorn.Config(app_, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5,
+                                access_log=False)
         server = uvicorn.Server(config)
         try:
             server.run(sockets=[sock])

@@ -121,10 +121,13 @@ class Runs:
     def new_id(self) -> str:
         return f"r{next(self._ids)}"
 
-    def check_room(self) -> None:
-        active = sum(r.active for r in self._runs.values())
+    def check_room(self, mode: str = "run") -> None:
+        """Refuse a run of ``mode`` when :attr:`max_active` of that mode are going (in-process runs
+        each take a core; a live twin a router and a process per element)."""
+        active = sum(r.active and r.mode == mode for r in self._runs.values())
         if active >= self.max_active:
-            raise TooManyRuns(f"{active} runs are going already (at most {self.max_active}); "
+            what = "live twins" if mode == "live" else "in-process runs"
+            raise TooManyRuns(f"{active} {what} are going already (at most {self.max_active}); "
                               "wait for one to end or stop one (DELETE /api/runs/{id})")
 
     def add(self, run: Run) -> Run:
