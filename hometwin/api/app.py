@@ -20,7 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from hometwin.api import homes, views
-from hometwin.api.runs import InProcessRun, Run, RunNotFound, Runs, TooManyRuns
+from hometwin.api.runs import ApiError, InProcessRun, Run, RunNotFound, Runs, TooManyRuns
 from hometwin.errors import bounded_repr, clip
 from hometwin.spec import MAX_RUN_S, SpecError, home_context, json_schema, parse_duration_s
 
@@ -44,11 +44,6 @@ class Settings:
     work_dir: Path | None = None  # live twins' spec, state and credentials (None: a temporary folder)
     kube: Any = None  # a hometwin.api.kube.HomeApplier with --kubernetes
     max_body: int = MAX_BODY_BYTES
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, detail: str):
-        self.status, self.detail = status, detail
 
 
 # -- bodies ------------------------------------------------------------------------------------
@@ -219,7 +214,10 @@ def create_app(settings: Settings | None = None, runs: Runs | None = None) -> Fa
 
     @app.exception_handler(ApiError)
     async def _on_api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+        body: dict[str, Any] = {"detail": exc.detail}
+        if exc.errors:
+            body["errors"] = exc.errors
+        return JSONResponse(body, status_code=exc.status)
 
     @app.exception_handler(Exception)
     async def _on_bug(request: Request, exc: Exception) -> JSONResponse:
@@ -353,7 +351,7 @@ def create_app(settings: Settings | None = None, runs: Runs | None = None) -> Fa
     # -- live twins -------------------------------------------------------------------------------
     from hometwin.api import live_routes
 
-    live_routes.add(api, runs, ApiError, ClockBody, SwitchBody, SetBody)
+    live_routes.add(api, runs, ClockBody, SwitchBody, SetBody)
 
     # -- Kubernetes -------------------------------------------------------------------------------
     @api.post("/apply", summary="--kubernetes: create or update the Home resource")
@@ -361,12 +359,7 @@ def create_app(settings: Settings | None = None, runs: Runs | None = None) -> Fa
         if settings.kube is None:
             raise ApiError(409, "not connected to Kubernetes: start hometwin serve with --kubernetes")
         home = homes.home_from_body(body.model_dump(exclude_unset=True), base_dir=settings.base_dir, setup=False)
-        from hometwin.api.kube import ApplyError
-
-        try:
-            return await settings.kube.apply(homes.dump_home(home))
-        except ApplyError as exc:
-            raise ApiError(exc.status, exc.detail) from None
+        return await settings.kube.apply(homes.dump_home(home))  # an ApiError if the cluster refuses it
 
     # -- documentation ------------------------------------------------------------------------------
     @api.get("/openapi.json", include_in_schema=False)

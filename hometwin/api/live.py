@@ -22,7 +22,7 @@ import pandas as pd
 
 from hometwin import messages as m
 from hometwin.api import homes
-from hometwin.api.runs import Run
+from hometwin.api.runs import ApiError, Run
 from hometwin.errors import clip
 
 log = logging.getLogger("hometwin.serve.live")
@@ -35,15 +35,6 @@ LOG_LINES = 400
 JOIN_TIMEOUT_S = 120.0
 #: Kinds whose temperatures (``temp_*`` telemetry) come with each flows event: indoor, tank.
 THERMAL_KINDS = ("geyser", "space_heater", "heat_pump")
-
-
-class LiveError(Exception):
-    """A control action refused or impossible: ``status`` (4xx) and one line; ``errors`` for a
-    refused property."""
-
-    def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None):
-        super().__init__(detail)
-        self.status, self.detail, self.errors = status, detail, errors
 
 
 class LiveRun(Run):
@@ -316,11 +307,11 @@ class LiveRun(Run):
         from autobahn.wamp.exception import ApplicationError
 
         if not self.active:
-            raise LiveError(409, f"run {self.id} is {self.status}: it takes no control actions")
+            raise ApiError(409, f"run {self.id} is {self.status}: it takes no control actions")
         if not self._ready.is_set() or self.controller is None:
             await asyncio.get_running_loop().run_in_executor(None, self._ready.wait, JOIN_TIMEOUT_S)
         if self.controller is None or self.loop is None:
-            raise LiveError(409, f"run {self.id} is {self.status}: not connected to its twin yet")
+            raise ApiError(409, f"run {self.id} is {self.status}: not connected to its twin yet")
         session = self.controller
 
         async def in_its_loop() -> Any:  # autobahn's call() sends at once: from the session's own loop
@@ -332,19 +323,19 @@ class LiveRun(Run):
         except ApplicationError as exc:
             detail = clip(" ".join(str(exc.args[0] if exc.args else exc.error).split()), 400)
             if exc.error == "wamp.error.no_such_procedure":
-                raise LiveError(409, f"nothing serves {uri} in run {self.id} (is that element running?)") from None
+                raise ApiError(409, f"nothing serves {uri} in run {self.id} (is that element running?)") from None
             fields = (exc.kwargs or {}).get("field") or []
             allowed = (exc.kwargs or {}).get("allowed")
             if allowed:
                 detail += f" (settable: {', '.join(map(str, allowed))})"
-            raise LiveError(422, detail, _prop_errors(detail, fields)) from None
+            raise ApiError(422, detail, _prop_errors(detail, fields)) from None
         except asyncio.TimeoutError:
-            raise LiveError(504, f"run {self.id}: no answer to {uri} within 30 s") from None
+            raise ApiError(504, f"run {self.id}: no answer to {uri} within 30 s") from None
 
     async def clock_op(self, op: str, speed: Any = None) -> dict[str, Any]:
         if op == "set_speed":
             if speed is None:
-                raise LiveError(422, "speed: required for set_speed (simulated seconds per wall second, or max)")
+                raise ApiError(422, "speed: required for set_speed (simulated seconds per wall second, or max)")
             status = await self.call(m.clock_uri("set_speed"), str(speed))
         else:
             status = await self.call(m.clock_uri(op))
@@ -354,16 +345,16 @@ class LiveRun(Run):
 
     async def switch(self, name: str, on: bool) -> dict[str, Any]:
         if name not in {el.name for el in self.home.spec.elements}:
-            raise LiveError(404, f"no element {clip(name, 60)!r} in home {self.home.metadata.name} "
+            raise ApiError(404, f"no element {clip(name, 60)!r} in home {self.home.metadata.name} "
                                  f"(elements: {', '.join(el.name for el in self.home.spec.elements)})")
         procs = await self.call(m.launcher_uri("on" if on else "off"), name)
         return {"ok": True, "element": name, "on": on, "process": (procs or {}).get(name)}
 
     async def set(self, name: str, props: dict[str, Any]) -> dict[str, Any]:
         if name not in {el.name for el in self.home.spec.elements}:
-            raise LiveError(404, f"no element {clip(name, 60)!r} in home {self.home.metadata.name}")
+            raise ApiError(404, f"no element {clip(name, 60)!r} in home {self.home.metadata.name}")
         if not props:
-            raise LiveError(422, "props: give at least one property to set")
+            raise ApiError(422, "props: give at least one property to set")
         answer = await self.call(m.element_uri(name, "set"), **props)
         return {"ok": True, "element": name, **(answer or {})}
 

@@ -20,6 +20,15 @@ MAX_ACTIVE = 2
 ACTIVE = ("starting", "running", "paused")
 
 
+class ApiError(Exception):
+    """A request refused: ``status`` (4xx), one line of ``detail``, and ``errors`` (one per field)
+    where there are several."""
+
+    def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None):
+        super().__init__(detail)
+        self.status, self.detail, self.errors = status, detail, errors
+
+
 class RunNotFound(KeyError):
     pass
 
