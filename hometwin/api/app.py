@@ -236,11 +236,11 @@ def create_app(settings: Settings | None = None, runs: Runs | None = None) -> Fa
 
     @api.get("/examples", summary="the bundled example homes that run here")
     def get_examples() -> list[dict[str, str]]:
-        return [{"name": e["name"], "title": e["title"]} for e in homes.examples(settings.examples_dir).values()]
+        return [{"name": e["name"], "title": e["title"]} for e in homes.runnable_examples(settings.examples_dir).values()]
 
     @api.get("/examples/{name}", summary="one example home: its YAML text and the document as JSON")
     def get_example(name: str) -> dict[str, Any]:
-        found = homes.examples(settings.examples_dir)
+        found = homes.runnable_examples(settings.examples_dir)
         if name not in found:
             raise ApiError(404, f"no example {bounded_repr(name)} (examples: {', '.join(found) or 'none'})")
         return {"yaml": found[name]["yaml"], "home": found[name]["home"], "title": found[name]["title"]}
