@@ -7,6 +7,7 @@ directly for the KPIs of a run started over HTTP."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -197,3 +198,19 @@ def test_serves_the_built_ui_and_its_routes(tmp_path: Path) -> None:
         assert "not for the web" not in c.get(sneaky, headers=anon).text, sneaky
     missing = client(ui_dir=tmp_path / "nothing").get("/", headers=anon)
     assert missing.status_code == 503 and "ng build" in missing.text
+
+
+def test_result_files_of_hometwin_run_are_offered_as_runs(tmp_path: Path) -> None:
+    out = tmp_path / "results" / "minimal-1d"
+    done = cli("run", "-f", str(EXAMPLES / "minimal.yaml"), "--days", "1", "--out", str(out), "-q")
+    assert done.returncode == 0, done.stderr
+    written = json.loads((out / "kpis.json").read_text())  # what hometwin run wrote, read here
+    c = client(results_dir=tmp_path / "results")
+    runs = {r["id"]: r for r in c.get("/api/runs").json()}
+    assert runs["f-minimal-1d"]["status"] == "finished" and runs["f-minimal-1d"]["home"] == "minimal"
+    got = c.get("/api/runs/f-minimal-1d/kpis").json()["kpis"]
+    assert got["pv_kwh"] == pytest.approx(written["kpis"]["pv_kwh"], rel=1e-12)
+    assert got["total_cost"] == pytest.approx(written["kpis"]["total_cost"], rel=1e-12)
+    flows = c.get("/api/runs/f-minimal-1d/flows", params={"every": "1h"}).json()
+    assert len(flows["time"]) == 24
+    assert sum(flows["power_w"]["pv"]) / 1000 == pytest.approx(written["kpis"]["pv_kwh"], rel=1e-9)

@@ -20,7 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from hometwin.api import homes, views
-from hometwin.api.runs import ApiError, InProcessRun, Run, RunNotFound, Runs, TooManyRuns
+from hometwin.api.runs import ApiError, InProcessRun, Run, RunNotFound, Runs, TooManyRuns, file_runs
 from hometwin.errors import bounded_repr, clip
 from hometwin.spec import MAX_RUN_S, SpecError, home_context, json_schema, parse_duration_s
 
@@ -43,6 +43,7 @@ class Settings:
     ui_dir: Path = REPO / "ui" / "dist" / "hometwin-ui" / "browser"
     work_dir: Path | None = None  # live twins' spec, state and credentials (None: a temporary folder)
     kube: Any = None  # a hometwin.api.kube.HomeApplier with --kubernetes
+    results_dir: Path | None = None  # result folders of hometwin run --out, offered as finished runs
     max_body: int = MAX_BODY_BYTES
 
 
@@ -180,6 +181,9 @@ _bearer = HTTPBearer(auto_error=False, description="the token `hometwin serve` p
 def create_app(settings: Settings | None = None, runs: Runs | None = None) -> FastAPI:
     settings = settings or Settings()
     runs = runs or Runs()
+    if settings.results_dir is not None:
+        for run in file_runs(Path(settings.results_dir)):
+            runs.add(run)
     app = FastAPI(title="hometwin", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None,
                   description="The HTTP API of `hometwin serve` (docs/api.md).")
     app.state.settings = settings

@@ -61,6 +61,9 @@ def register(app: typer.Typer) -> None:
                                                            "loaded in the UI runs as it is)"),
               work_dir: Optional[Path] = typer.Option(None, "--work-dir",
                                                       help="live twins' spec, state and credentials (default: a temporary folder each)"),
+              results: Optional[Path] = typer.Option(None, "--results",
+                                                     help="a folder of results of hometwin run --out (or of such "
+                                                          "folders), offered as finished runs"),
               kubernetes: bool = typer.Option(False, "--kubernetes",
                                               help="POST /api/apply creates or updates the Home resource in the cluster "
                                                    "(kubeconfig, or in-cluster)"),
@@ -92,6 +95,11 @@ def register(app: typer.Typer) -> None:
         if examples is not None:
             settings.examples_dir = examples
         settings.base_dir = (base_dir or settings.examples_dir).resolve()
+        if results is not None:
+            if not results.is_dir():
+                typer.echo(f"error: --results {results}: not a folder", err=True)
+                raise typer.Exit(2)
+            settings.results_dir = results
         if kubernetes:
             from hometwin.api.kube import HomeApplier
 

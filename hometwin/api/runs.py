@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
+import re
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from hometwin.results import Result
@@ -117,6 +120,62 @@ class InProcessRun(Run):
         return self.engine.recorder.result().partial(self.engine.i, self.engine.ctx.n_steps, "running")
 
 
+class FileRun(Run):
+    """A run of ``hometwin run --out DIR`` (or ``hometwin up --out``): its result files
+    (``flows.parquet``, ``kpis.json``), read when first asked for."""
+
+    mode = "file"
+
+    def __init__(self, run_id: str, folder: Path, home_name: str):
+        from types import SimpleNamespace
+
+        super().__init__(run_id, SimpleNamespace(metadata=SimpleNamespace(name=home_name)))
+        self.folder = folder
+        meta = json.loads((folder / "kpis.json").read_text()).get("meta", {})
+        self.status = "finished" if meta.get("complete", True) else "stopped"
+        self.progress = 1.0 if self.status == "finished" else (meta.get("partial") or {}).get("steps_settled", 0) / \
+            max(1, (meta.get("partial") or {}).get("steps_asked", 1))
+        self.created = dt.datetime.fromtimestamp((folder / "kpis.json").stat().st_mtime, dt.timezone.utc) \
+            .isoformat(timespec="seconds")
+        self.wall_s = meta.get("wall_s")
+        self._result: Result | None = None
+
+    @property
+    def result(self) -> Result | None:  # type: ignore[override]
+        if self._result is None:
+            import pandas as pd
+
+            meta = json.loads((self.folder / "kpis.json").read_text())["meta"]
+            self._result = Result(frame=pd.read_parquet(self.folder / "flows.parquet"), meta=meta)
+        return self._result
+
+    @result.setter
+    def result(self, value: Result | None) -> None:
+        self._result = value
+
+    def summary(self) -> dict[str, Any]:
+        return {**super().summary(), "folder": str(self.folder)}
+
+    def stop(self) -> None:
+        pass
+
+
+def file_runs(folder: Path) -> list[FileRun]:
+    """The result folders in ``folder`` (itself, or its subfolders) holding ``kpis.json`` and
+    ``flows.parquet``; ids ``f-<folder name>``.  A folder whose ``kpis.json`` cannot be read is
+    left out."""
+    found = []
+    for sub in [folder, *sorted(p for p in Path(folder).iterdir() if p.is_dir())]:
+        if (sub / "kpis.json").is_file() and (sub / "flows.parquet").is_file():
+            try:
+                meta = json.loads((sub / "kpis.json").read_text()).get("meta", {})
+                name = re.sub(r"[^A-Za-z0-9_.-]", "-", sub.name)[:60] or "results"
+                found.append(FileRun(f"f-{name}", sub, str(meta.get("home", name))))
+            except (OSError, ValueError):
+                continue
+    return found
+
+
 class Runs:
     """The runs of this server, by id (``r1``, ``r2`` …)."""
 
@@ -142,7 +201,7 @@ class Runs:
     def add(self, run: Run) -> Run:
         with self._lock:
             self._runs[run.id] = run
-            done = [r for r in self._runs.values() if not r.active]
+            done = [r for r in self._runs.values() if not r.active and r.mode != "file"]
             for old in done[:max(0, len(self._runs) - self.max_runs)]:
                 del self._runs[old.id]
         return run
