@@ -180,6 +180,18 @@ def test_no_api_route_answers_without_the_token() -> None:
     assert c.get("/", headers={"Authorization": ""}).status_code in (200, 503)
 
 
+def test_without_a_token_only_loopback_names_are_served() -> None:
+    from fastapi.testclient import TestClient
+
+    from hometwin.api.app import Settings, create_app
+
+    c = TestClient(create_app(Settings(token=None)), base_url="http://127.0.0.1:8765")
+    assert c.get("/api/kinds").status_code == 200
+    assert c.get("/api/kinds", headers={"Host": "localhost:8765"}).status_code == 200
+    r = c.get("/api/kinds", headers={"Host": "evil.example:8765"})  # DNS rebinding to 127.0.0.1
+    assert r.status_code == 403 and "loopback" in one_line(r)
+
+
 def test_no_auth_is_refused_off_loopback() -> None:
     out = subprocess.run([sys.executable, "-m", "hometwin.cli", "serve", "--host", "0.0.0.0", "--no-auth", "--port", "0"],
                          capture_output=True, text=True, timeout=120)

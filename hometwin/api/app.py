@@ -29,6 +29,8 @@ log = logging.getLogger("hometwin.serve")
 #: Largest request body (1 MiB): the biggest example home is 4 KiB, and ``hometwin validate``
 #: reads no spec larger than this either (hometwin.datafiles.MAX_SPEC_BYTES).
 MAX_BODY_BYTES = 2**20
+#: Host names a request may name when the API runs without a token (--no-auth, on loopback).
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 #: Most steps of a run started over the API (two years at 1-minute steps): a run's results are kept
 #: in memory (about 200 bytes a step), and a server keeps up to 20 runs.
 MAX_API_STEPS = 1_100_000
@@ -190,7 +192,11 @@ def create_app(settings: Settings | None = None, runs: Runs | None = None) -> Fa
     app.state.runs = runs
 
     def require_token(request: Request, cred: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
-        if settings.token is None:
+        if settings.token is None:  # --no-auth (loopback only): a page that rebinds its own name to
+            host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]")  # 127.0.0.1 is
+            if host not in LOOPBACK_NAMES:  # not served: its requests name its own host
+                raise HTTPException(403, f"--no-auth serves requests to a loopback name only (Host: "
+                                         f"{clip(host, 60)!r}; use 127.0.0.1 or localhost)")
             return
         given = cred.credentials if cred is not None else request.query_params.get("token")
         if not given or not secrets.compare_digest(given.encode(), settings.token.encode()):
