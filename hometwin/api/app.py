@@ -273,26 +273,30 @@ def create_app(settings: Settings | None = None, runs: Runs | None = None) -> Fa
     # -- runs -----------------------------------------------------------------------------------
     @api.post("/runs", status_code=202, summary="start a run (in-process) or a live twin")
     async def post_run(body: RunBody) -> dict[str, Any]:
-        fields = body.model_dump(exclude_unset=True, include={"home", "yaml"})
-        home = homes.home_from_body(fields, base_dir=settings.base_dir)
-        until_s = int(body.days * 86400) if body.days is not None else None
-        ctx = home_context(home, until_s)
-        if ctx.n_steps > MAX_API_STEPS:
-            raise ApiError(422, f"days: a run over the API has at most {MAX_API_STEPS} steps (its results are kept "
-                                f"in memory); this one has {ctx.n_steps} — use hometwin run for longer ones")
-        runs.check_room(body.mode)
-        run: Run
-        if body.mode == "live":
-            from hometwin.api.live import LiveRun
+        def prepare() -> Run:  # checks and element set-up take seconds: not on the event loop
+            fields = body.model_dump(exclude_unset=True, include={"home", "yaml"})
+            home = homes.home_from_body(fields, base_dir=settings.base_dir)
+            until_s = int(body.days * 86400) if body.days is not None else None
+            ctx = home_context(home, until_s)
+            if ctx.n_steps > MAX_API_STEPS:
+                raise ApiError(422, f"days: a run over the API has at most {MAX_API_STEPS} steps (its results are "
+                                    f"kept in memory); this one has {ctx.n_steps} — use hometwin run for longer ones")
+            runs.check_room(body.mode)
+            if body.mode == "live":
+                from hometwin.api.live import LiveRun
 
-            run = LiveRun(runs.new_id(), home, until_s=until_s, speed=body.speed, window=body.window,
-                          work_dir=settings.work_dir)
-            runs.add(run)
+                return LiveRun(runs.new_id(), home, until_s=until_s, speed=body.speed, window=body.window,
+                               work_dir=settings.work_dir)
+            return InProcessRun(runs.new_id(), home, until_s=until_s, window=body.window)
+
+        run = await asyncio.get_running_loop().run_in_executor(None, prepare)
+        runs.check_room(body.mode)  # again, with no await until it is added: two requests at once
+        runs.add(run)
+        try:
             await run.start()
-        else:
-            run = InProcessRun(runs.new_id(), home, until_s=until_s, window=body.window)
-            runs.add(run)
-            run.start()
+        except BaseException:  # a twin that cannot start is not kept
+            runs.discard(run.id)
+            raise
         return run.summary()
 
     @api.get("/runs", summary="every run kept")

@@ -80,7 +80,11 @@ class LiveRun(Run):
                             port=0, rawsocket_port=0, log_sink=self._log, live=False, transport="unix",
                             credentials_dir=self.folder / "credentials", state_dir=self.folder / "state")
 
-        self.launcher = await asyncio.get_running_loop().run_in_executor(None, build)
+        try:
+            self.launcher = await asyncio.get_running_loop().run_in_executor(None, build)
+        except Exception:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
         ctx = self.launcher.remote.ctx
         self._t0_ms = int(ctx.start.timestamp() * 1000)
         self._dt_s = ctx.step_s

@@ -87,7 +87,7 @@ class InProcessRun(Run):
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._work, name=f"hometwin-run-{run_id}", daemon=True)
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self.status = "running"
         self.thread.start()
 
@@ -205,6 +205,10 @@ class Runs:
             for old in done[:max(0, len(self._runs) - self.max_runs)]:
                 del self._runs[old.id]
         return run
+
+    def discard(self, run_id: str) -> None:
+        with self._lock:
+            self._runs.pop(run_id, None)
 
     def get(self, run_id: str) -> Run:
         try:
