@@ -33,6 +33,7 @@ _PLUGINS = (
     "hometwin.grafana_cli",  # dashboards
     "hometwin.operator.cli",  # operator, crd
     "hometwin.services.inverter.cli",  # strategies: optimize / plan
+    "hometwin.api.cli",  # serve: the HTTP API and the UI
 )
 
 

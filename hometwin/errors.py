@@ -78,6 +78,17 @@ def _tagged_member(members: list[Any], tag: str) -> Any:
     return None
 
 
+def _union_tags(ann: Any, disc: str) -> list[str]:
+    """The tags a discriminated union (``ann``, or a list of one) allows for its field ``disc``."""
+    members = _union_models(ann) or _union_models(_item_type(ann))
+    tags: list[str] = []
+    for m in members:
+        f = m.model_fields.get(disc)
+        if f is not None and typing.get_origin(f.annotation) is typing.Literal:
+            tags.extend(str(t) for t in typing.get_args(f.annotation))
+    return sorted(tags)
+
+
 def _item_type(ann: Any) -> Any:
     ann = _strip(ann)
     for arg in typing.get_args(ann):
@@ -164,12 +175,17 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel] | None =
         elif etype == "literal_error":
             msg = f"must be one of {ctx.get('expected')} (got {_got(value)})"
         elif etype in ("union_tag_invalid", "union_tag_not_found"):
-            from hometwin.registry import KINDS
+            # an element's kind, or the tag of a union inside a config (a weather source's type …)
+            disc = str(ctx.get("discriminator", "'kind'")).strip("'")
+            tags = _union_tags(info.annotation if info is not None else None, disc)
+            if not tags and disc == "kind":
+                from hometwin.registry import KINDS
 
-            where += ".kind"
-            msg = f"unknown kind {_got(ctx.get('tag', value))} (allowed: {', '.join(sorted(KINDS))})"
+                tags = sorted(KINDS)
+            where += f".{disc}"
+            msg = f"unknown {disc} {_got(ctx.get('tag', value))} (allowed: {', '.join(tags)})"
             if etype == "union_tag_not_found":
-                msg = f"required field 'kind' is missing (allowed: {', '.join(sorted(KINDS))})"
+                msg = f"required field '{disc}' is missing (allowed: {', '.join(tags)})"
         elif etype in ("float_parsing", "int_parsing", "float_type", "int_type", "int_from_float"):
             rng = _range_text(info)
             kind = "an integer" if etype.startswith("int") else "a number"

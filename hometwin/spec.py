@@ -410,7 +410,8 @@ def parse_yaml(text: str, path: str = "") -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise SpecError([f"{where}: YAML syntax error: {getattr(exc, 'problem', exc)}"], str(path)) from None
+        why = " ".join(str(getattr(exc, "problem", None) or exc).split())  # a ReaderError's text has lines
+        raise SpecError([f"{where}: YAML syntax error: {clip(why, 300)}"], str(path)) from None
     except RecursionError:
         raise SpecError([f"{path}: YAML nested too deeply"], str(path)) from None
 
