@@ -12,9 +12,10 @@ COPY pyproject.toml setup.py README.md ./
 COPY hometwin ./hometwin
 COPY services ./services
 COPY operator ./operator
-# services: Crossbar for `hometwin router`; k8s: kopf and the client for `hometwin operator`.
+# services: Crossbar for `hometwin router`; k8s: kopf and the client for `hometwin operator`;
+# db: psycopg for `hometwin record --db postgresql://…`.
 # tests/test_image.py installs exactly this set into a fresh venv and runs a home from it.
-RUN pip install ".[services,k8s]" && rm -rf /src
+RUN pip install ".[services,k8s,db]" && rm -rf /src
 
 # Non-root, numeric uid (Pods use runAsNonRoot / runAsUser 10001).
 RUN groupadd --gid 10001 hometwin && useradd --uid 10001 --gid 10001 --home-dir /tmp --no-create-home hometwin

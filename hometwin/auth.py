@@ -71,7 +71,7 @@ IDENTIFIED_TOPICS = frozenset((m.SIGNALS, m.REQUEST, m.STORAGE, m.ANNOUNCE, m.SI
                                m.EVENT))
 CLOCK_OPS = ("pause", "resume", "set_speed", "run_until", "status")
 CLOCK_CONTROL_OPS = ("pause", "resume", "set_speed", "run_until")
-LAUNCHER_OPS = ("on", "off", "status")
+LAUNCHER_OPS = ("on", "off", "status", "flows")
 #: An element's RPCs a viewer may call (read-only) and the controller's besides.
 VIEW_RPCS = ("describe", "get")
 CONTROL_RPCS = ("set", "snapshot")
@@ -182,6 +182,8 @@ def roles_for(elements: Iterable[tuple[str, str]]) -> list[Role]:
     roles.append(clock.role())
 
     recorder = _Builder("recorder").allow("subscribe", _RECORD_SUBSCRIBE)
+    # a restarted recorder asks hometwin up for the settled steps it missed (hometwin.recording.service)
+    recorder.allow("call", (m.launcher_uri("flows"),))
     roles.append(recorder.role())
 
     launcher = _Builder("launcher").allow("subscribe", _RECORD_SUBSCRIBE)

@@ -30,6 +30,7 @@ EXIT_SPEC = 2
 
 _PLUGINS = (
     "hometwin.runtime.cli",  # service, router, up, ctl
+    "hometwin.grafana_cli",  # dashboards
     "hometwin.operator.cli",  # operator, crd
     "hometwin.services.inverter.cli",  # strategies: optimize / plan
     "hometwin.api.cli",  # serve: the HTTP API and the UI
@@ -126,8 +127,10 @@ def run(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
         window: Optional[int] = typer.Option(None, "--window", min=1, help="steps per window (default one day)"),
         out: Path = typer.Option(Path("out"), "--out", help="folder for flows.parquet, flows.csv, kpis.json"),
         report: bool = typer.Option(False, "--report", help="also write report.html"),
+        db: Optional[str] = typer.Option(None, "--db", envvar="HOMETWIN_DB_URL",
+                                         help="also record the run in this database (sqlite:///FILE, postgresql://…)"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar")) -> None:
-    """Run a home in-process and print its KPIs."""
+    """Run a home in-process and print its KPIs (and record it in a database with --db)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from hometwin.engine import Engine
@@ -145,6 +148,7 @@ def run(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
         err_console.print(f"[bold red]cannot start:[/] {exc}", markup=True)
         raise typer.Exit(EXIT_SPEC)
     check_out_or_exit(out)
+    recording = open_recording(db, engine)
     total = engine.ctx.n_steps
     checkpoint = Checkpointer(out)
     stop = StopSignals()
@@ -171,15 +175,28 @@ def run(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
         result = engine.recorder.result() if engine.recorder is not None else None
     except LedgerError as exc:
         err_console.print(f"[bold red]ledger error:[/] {exc}")
+        if recording is not None:
+            recording.finish(None, "failed", f"ledger error: {exc}")
         raise typer.Exit(3)
     if result is None:
+        if recording is not None:
+            recording.finish(None, "stopped", stop.why)
         err_console.print(f"[yellow]{stop.why}: stopped before the first window; nothing written[/]")
         raise typer.Exit(stop.exit_code)
     if engine.i < total:
         result = result.partial(engine.i, total, stop.why or "stopped")
     console.print(kpi_table({home.metadata.name: result.kpis()}, result.meta.get("currency", "")))
+    if recording is not None:
+        recording.finish(result, "stopped" if stop.signum is not None else "finished", stop.why if stop.signum else None)
     paths = write_or_exit(result, out, report, checkpoint, total)
     console.print(f"{len(result.frame)} steps in {result.meta['wall_s']:.2f} s · wrote " + ", ".join(str(p) for p in paths.values()))
+    if recording is not None:
+        if recording.error is not None:
+            err_console.print(f"[bold red]--db: the run was not recorded[/] (its files were written): "
+                              f"{escape(recording.error)}")
+            raise typer.Exit(EXIT_RECORD)
+        console.print(f"recorded as run {recording.run_id} in {escape(recording.store.masked)} "
+                      f"({recording.write_s:.2f} s writing)")
     if stop.signum is not None:
         err_console.print(f"[yellow]{stop.why}: stopped after {len(result.frame)} of {total} steps; the files hold "
                           "the steps settled so far (kpis.json: meta.partial)[/]")
@@ -192,6 +209,8 @@ def run(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
 #: results could not be written, and interrupted (128 + the signal: 130 Ctrl-C, 143 SIGTERM).
 EXIT_FAILED = 3
 EXIT_WRITE = 4
+#: The run's results were written but it could not be recorded in the database (--db).
+EXIT_RECORD = 5
 
 
 class StopSignals:
@@ -244,6 +263,24 @@ def check_out_or_exit(out: Path) -> None:
     except OutputNotWritable as exc:
         err_console.print(f"[bold red]--out:[/] {escape(str(exc))}; nothing was run")
         raise typer.Exit(EXIT_SPEC)
+
+
+def open_recording(db: Optional[str], engine: Any) -> Any:
+    """``--db``: the database opened and the run's row written before the run starts.  When that
+    fails (a bad URL, the database unreachable, a full disk) one line says so (no password) and the
+    run goes on without it: its result files are written, and the command exits 5 at the end."""
+    if not db:
+        return None
+    from types import SimpleNamespace
+
+    from hometwin.recording.run import EngineRecording
+    from hometwin.recording.store import RecordingError
+
+    try:
+        return EngineRecording(db, engine)
+    except RecordingError as exc:
+        err_console.print(f"[bold red]--db:[/] {escape(str(exc))}; the run goes on unrecorded")
+        return SimpleNamespace(error=str(exc), finish=lambda *a, **k: None)
 
 
 def write_or_exit(result: Any, out: Path, report: bool, checkpoint: Any, steps_asked: int) -> dict[str, Path]:

@@ -21,6 +21,10 @@ DATA_DIR_IN_POD = "/var/lib/hometwin/data"
 #: Where a pod finds the home's credentials (hometwin.auth): its own key of the home's Secret, the
 #: router all of them.
 CREDENTIALS_DIR_IN_POD = "/etc/hometwin/credentials"
+#: The recorder (``hometwin record``) reads its database URL from this environment variable, never
+#: from its arguments (a PostgreSQL URL may hold a password): ``hometwin up`` sets it, and the
+#: operator from a Secret (``spec.deployment.recorder_db_secret``).
+DB_URL_ENV = "HOMETWIN_DB_URL"
 #: Where a pod finds the router's TLS files (``spec.deployment.tls_secret``): the router its
 #: certificate and key, every other pod the CA that signed it.
 TLS_DIR_IN_POD = "/etc/hometwin/tls"
@@ -48,8 +52,9 @@ def service_commands(home: Any, spec_path: str, router_url: str,
                      metrics_port: int = DEFAULT_METRICS_PORT, state_dir: str | None = None,
                      data_dir: str | None = None,
                      credentials_dir: str = CREDENTIALS_DIR_IN_POD,
-                     tls_dir: str | None = None) -> list[ServiceCommand]:
-    """Router, clock and one service per element (disabled ones included, ``enabled=False``).
+                     tls_dir: str | None = None, recorder: bool = False) -> list[ServiceCommand]:
+    """Router, clock and one service per element (disabled ones included, ``enabled=False``); with
+    ``recorder``, the recorder too (``hometwin record``: its database URL in :data:`DB_URL_ENV`).
 
     With ``state_dir`` every element keeps its state there (``--state-dir``), so a restarted
     element continues from its last settle; the router and the clock keep none.  With
@@ -83,4 +88,7 @@ def service_commands(home: Any, spec_path: str, router_url: str,
                                   + (("--state-dir", state_dir) if state_dir is not None else ())
                                   + (("--data-dir", data_dir) if data_dir is not None else ()),
                                   enabled=el.enabled, metrics_port=metrics_port))
+    if recorder:
+        out.append(ServiceCommand("recorder", "recorder", "recorder",
+                                  ("record",) + common + ("--metrics-port", str(metrics_port)), metrics_port=metrics_port))
     return out

@@ -581,7 +581,7 @@ TOPICS: list[tuple[str, str, type[Message] | None, str, str, str]] = [
     (SETTLE, "event", Settle, "inverter", "elements per window",
      "commit through step k with what was served; `next`: the next window's tick, when it is out already; "
      "`then`: the one after it; `confirmed`: whose speculative packet for `next` is taken"),
-    (FLOWS, "event", Flows, "inverter", "recorder, UI", "settled steps of every window: home flows, per element, SoC"),
+    (FLOWS, "event", Flows, "inverter", "recorder, launcher, UI", "settled steps of every window: home flows, per element, SoC"),
     (ROSTER, "event", Roster, "inverter", "anyone", "roster changed (joined, left, stale)"),
     (ANNOUNCE, "event", Describe, "every element", "inverter", "an element joins / re-announces"),
     (ROSTER_QUERY, "event", RosterQuery, "inverter", "every element", "please re-announce"),
@@ -622,6 +622,8 @@ TOPICS: list[tuple[str, str, type[Message] | None, str, str, str]] = [
     (launcher_uri("on"), "rpc", None, "hometwin up", "ctl", "start an element's process"),
     (launcher_uri("off"), "rpc", None, "hometwin up", "ctl", "stop an element's process (switch it off)"),
     (launcher_uri("status"), "rpc", None, "hometwin up", "ctl", "processes and their state"),
+    (launcher_uri("flows"), "rpc", Flows, "hometwin up", "recorder",
+     "the settled steps from `since` (to `until`) in one `Flows`, for a restarted recorder (None: none yet)"),
 ]
 
 

@@ -51,7 +51,9 @@ def policy_from_env(env: Mapping[str, str], image: str) -> Policy:
     repository, any tag); ``HOMETWIN_OPERATOR_NAMESPACE`` + ``HOMETWIN_OPERATOR_POD_LABELS``
     (JSON) the operator's pods; ``HOMETWIN_SCRAPER_NAMESPACE`` (empty: any) +
     ``HOMETWIN_SCRAPER_POD_LABELS`` the metrics scraper, when either is set;
-    ``HOMETWIN_ROUTER_MAX_UNAVAILABLE`` the router's disruption budget (0 or 1).
+    ``HOMETWIN_ROUTER_MAX_UNAVAILABLE`` the router's disruption budget (0 or 1);
+    ``HOMETWIN_RECORDER_DB_SECRET`` (+ ``HOMETWIN_RECORDER_DB_KEY``, default ``url``) the Secret
+    holding the recorder's database URL (empty: no recorder).
     """
     allowed = tuple(p.strip() for p in env.get("HOMETWIN_ALLOWED_IMAGES", "").split(",") if p.strip())
     operator = scraper = None
@@ -63,7 +65,9 @@ def policy_from_env(env: Mapping[str, str], image: str) -> Policy:
     if budget not in ("0", "1"):
         raise ValueError(f"HOMETWIN_ROUTER_MAX_UNAVAILABLE: 0 or 1 (the router is one pod), got {budget!r}")
     return Policy(allowed_images=allowed or (f"{repository(image)}:*",), operator=operator, scraper=scraper,
-                  router_max_unavailable=int(budget))
+                  router_max_unavailable=int(budget),
+                  recorder_db_secret=env.get("HOMETWIN_RECORDER_DB_SECRET") or None,
+                  recorder_db_key=env.get("HOMETWIN_RECORDER_DB_KEY") or "url")
 
 
 @kopf.on.login(registry=registry)

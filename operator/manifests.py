@@ -33,7 +33,8 @@ import yaml
 
 from hometwin.auth import element_authid
 from hometwin.deploy import (CREDENTIALS_DIR_IN_POD, DATA_DIR_IN_POD, TLS_DIR_IN_POD, DEFAULT_METRICS_PORT, ROUTER_RAWSOCKET_PORT, ROUTER_WS_PORT,
-                             SPEC_PATH_IN_POD, STATE_DIR_IN_POD, ServiceCommand, service_commands)
+                             SPEC_PATH_IN_POD, STATE_DIR_IN_POD, ServiceCommand, service_commands,
+                             DB_URL_ENV)
 from hometwin.element import data_files
 from hometwin.spec import API_VERSION, SpecError
 
@@ -87,12 +88,19 @@ class Policy:
     ``/metrics`` port (the operator reads the grid's for the status columns; Prometheus scrapes
     every element and the clock).
     ``router_max_unavailable``: the router's PodDisruptionBudget (0: a drain waits for an admin).
+    ``recorder_db_secret``: deploy the recorder (``hometwin record``), its database URL from this
+    Secret's key ``recorder_db_key`` (an environment variable from a ``secretKeyRef``: never in
+    the pod's arguments or in the chart's plain values).
     """
 
     allowed_images: tuple[str, ...] | None = None
     operator: Peer | None = None
     scraper: Peer | None = None
     router_max_unavailable: int = 0
+    #: The recorder's database: a Secret (in each Home's namespace) and its key holding the URL
+    #: (chart value homes.recorder.databaseSecret); None: no recorder is deployed.
+    recorder_db_secret: str | None = None
+    recorder_db_key: str = "url"
 
 
 def image_allowed(image: str, patterns: Sequence[str]) -> bool:
@@ -182,6 +190,8 @@ def _config_hash(home: Any, cmd: ServiceCommand) -> str:
         # strategy edit must reach it.  (A restarted clock goes on where the run is.)
         inverter = [el.config.model_dump(mode="json") for el in spec.elements if el.kind == "inverter" and el.enabled]
         return digest(shared | {"inverter": inverter})
+    if cmd.role == "recorder":  # it records the whole spec with the run
+        return digest(spec.model_dump(mode="json"))
     element = next(el for el in spec.elements if el.name == cmd.name)
     return digest(shared | {"element": element.model_dump(mode="json", exclude={"enabled"})})
 
@@ -224,7 +234,7 @@ def _volumes(home: Any, cmd: ServiceCommand) -> list[tuple[dict[str, Any], dict[
     # only its own key of the Secret (a pod that is taken over cannot act as another).
     secret: dict[str, Any] = {"secretName": credentials_secret_name(home.metadata.name), "defaultMode": 0o400}
     if cmd.role != "router":
-        authid = "clock" if cmd.role == "clock" else element_authid(cmd.name)
+        authid = cmd.role if cmd.role in ("clock", "recorder") else element_authid(cmd.name)
         secret["items"] = [{"key": authid, "path": authid}]
     out.append(({"name": "credentials", "secret": secret},
                 {"name": "credentials", "mountPath": CREDENTIALS_DIR_IN_POD, "readOnly": True}))
@@ -249,9 +259,10 @@ def credentials_secret(home: Any, namespace: str, secrets: dict[str, str]) -> di
     }
 
 
-def _deployment(home: Any, cmd: ServiceCommand, namespace: str, image: str, component: str) -> dict[str, Any]:
+def _deployment(home: Any, cmd: ServiceCommand, namespace: str, image: str, component: str,
+                policy: Policy = Policy()) -> dict[str, Any]:
     home_name = home.metadata.name
-    element = cmd.name if cmd.role not in ("router", "clock") else None
+    element = cmd.name if cmd.role not in ("router", "clock", "recorder") else None
     volumes = _volumes(home, cmd)
     pod_labels = labels(home_name, component, cmd.name)
     pod_annotations = {CONFIG_HASH: _config_hash(home, cmd)}
@@ -262,8 +273,11 @@ def _deployment(home: Any, cmd: ServiceCommand, namespace: str, image: str, comp
         "name": CONTAINER,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "args": list(cmd.args),
-        "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"}],
+        "args": list(cmd.args) + (["--runtime", "kubernetes"] if cmd.role == "recorder" else []),
+        "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"}] + (
+            [{"name": DB_URL_ENV, "valueFrom": {"secretKeyRef": {"name": policy.recorder_db_secret,
+                                                                   "key": policy.recorder_db_key}}}]
+            if cmd.role == "recorder" else []),
         "ports": _ports(cmd),
         "resources": _resources(home, element),
         # Router: ready when the RawSocket transport accepts, alive while the WebSocket one does.
@@ -426,9 +440,10 @@ def build_manifests(home: Any, namespace: str, image: str = DEFAULT_IMAGE,
     for cmd in service_commands(home, SPEC_PATH_IN_POD, router_url(home_name, tls), DEFAULT_METRICS_PORT,
                                 state_dir=STATE_DIR_IN_POD,
                                 data_dir=DATA_DIR_IN_POD if home.spec.deployment.data_config_map else None,
-                                tls_dir=TLS_DIR_IN_POD if tls else None):
+                                tls_dir=TLS_DIR_IN_POD if tls else None,
+                                recorder=policy.recorder_db_secret is not None):
         component = cmd.kind
-        objects.append(_deployment(home, cmd, namespace, image, component))
+        objects.append(_deployment(home, cmd, namespace, image, component, policy))
         if cmd.role != "clock":
             objects.append(_service(home, cmd, namespace, component))
         if cmd.role == "router":

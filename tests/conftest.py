@@ -38,3 +38,21 @@ def shared(*parts: str) -> Path:
     if not path.exists():
         pytest.fail(f"shared reference data missing: {path} (set HOMETWIN_SHARED_DATA)")
     return path
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server for the session (tests/pgserver.py: a temp folder, Unix socket only)."""
+    from pgserver import PgServer
+
+    server = PgServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh database on the session's PostgreSQL server (its SQLAlchemy URL)."""
+    return pg_server.new_database()

@@ -170,14 +170,23 @@ class Up:
         return {name: scrape(self.metrics_port(name)) for name in names}
 
 
-def scrape(port: int) -> dict[str, float]:
-    """Prometheus text → {'name{labels}': value} (loopback only)."""
+#: The labels every series carries besides ``element`` (hometwin.runtime.metrics.IDENTITY).
+IDENTITY_LABELS = ("home", "kind", "role")
+
+
+def scrape(port: int, identity: bool = False) -> dict[str, float]:
+    """Prometheus text → {'name{labels}': value}, labels sorted by name (loopback only).  The
+    identity labels other than ``element`` (home, kind, role: the same on every series of a
+    service) are left out of the keys unless ``identity``; test_metrics checks them."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            out[key] = float(value)
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = {k: v for k, v in s.labels.items() if identity or k not in IDENTITY_LABELS}
+            key = s.name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
+            out[key] = float(s.value)
     return out
 
 

@@ -7,6 +7,7 @@ directly for the KPIs of a run started over HTTP."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -180,3 +181,36 @@ def test_an_invalid_home_starts_nothing() -> None:
     r = c.post("/api/runs", json={"home": doc, "days": 1})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "elements[2].config.capacity_kwp"
     assert c.get("/api/runs").json() == []
+
+
+def test_serves_the_built_ui_and_its_routes(tmp_path: Path) -> None:
+    ui = tmp_path / "browser"
+    (ui / "assets").mkdir(parents=True)
+    (ui / "index.html").write_text("<!doctype html><app-root></app-root>")
+    (ui / "assets" / "main.js").write_text("console.log(1)")
+    (tmp_path / "secret.txt").write_text("not for the web")
+    c = client(ui_dir=ui)
+    anon = {"Authorization": ""}
+    assert "<app-root>" in c.get("/", headers=anon).text
+    assert c.get("/assets/main.js", headers=anon).text == "console.log(1)"
+    assert "<app-root>" in c.get("/builder/elements", headers=anon).text  # the Angular router's path
+    for sneaky in ("/../secret.txt", "/%2e%2e/secret.txt", "/assets/../../secret.txt"):
+        assert "not for the web" not in c.get(sneaky, headers=anon).text, sneaky
+    missing = client(ui_dir=tmp_path / "nothing").get("/", headers=anon)
+    assert missing.status_code == 503 and "ng build" in missing.text
+
+
+def test_result_files_of_hometwin_run_are_offered_as_runs(tmp_path: Path) -> None:
+    out = tmp_path / "results" / "minimal-1d"
+    done = cli("run", "-f", str(EXAMPLES / "minimal.yaml"), "--days", "1", "--out", str(out), "-q")
+    assert done.returncode == 0, done.stderr
+    written = json.loads((out / "kpis.json").read_text())  # what hometwin run wrote, read here
+    c = client(results_dir=tmp_path / "results")
+    runs = {r["id"]: r for r in c.get("/api/runs").json()}
+    assert runs["f-minimal-1d"]["status"] == "finished" and runs["f-minimal-1d"]["home"] == "minimal"
+    got = c.get("/api/runs/f-minimal-1d/kpis").json()["kpis"]
+    assert got["pv_kwh"] == pytest.approx(written["kpis"]["pv_kwh"], rel=1e-12)
+    assert got["total_cost"] == pytest.approx(written["kpis"]["total_cost"], rel=1e-12)
+    flows = c.get("/api/runs/f-minimal-1d/flows", params={"every": "1h"}).json()
+    assert len(flows["time"]) == 24
+    assert sum(flows["power_w"]["pv"]) / 1000 == pytest.approx(written["kpis"]["pv_kwh"], rel=1e-9)

@@ -42,6 +42,8 @@ def test_wrong_body_shape_names_the_field() -> None:
     assert r.json()["errors"][0]["path"] == ["days"]
     r = c.post("/api/runs", json={"home": example("minimal"), "colour": "red"})
     assert r.status_code == 422 and "colour" in one_line(r)
+    r = c.post("/api/runs", json={"home": example("minimal"), "mode": "live", "speed": 0})
+    assert r.status_code == 422 and one_line(r).startswith("speed")
     r = c.post("/api/validate", json={"home": example("minimal"), "yaml": "x: 1"})
     assert r.status_code == 422 and "exactly one" in one_line(r)
     r = c.post("/api/validate", json=[1, 2])
@@ -83,6 +85,22 @@ def test_unknown_run_and_route_are_404() -> None:
     assert c.get("/api/compare", params={"ids": "r1,r2"}).status_code == 404
     r = c.get("/api/nothing-here")
     assert r.status_code == 404 and "/api/nothing-here" in one_line(r)
+
+
+def test_one_run_too_many_is_429_and_starts_nothing() -> None:
+    from fastapi.testclient import TestClient
+
+    from api_support import TOKEN
+    from hometwin.api.app import Settings, create_app
+    from hometwin.api.runs import Runs
+
+    c = TestClient(create_app(Settings(token=TOKEN), Runs(max_active=1)), headers={"Authorization": f"Bearer {TOKEN}"})
+    first = c.post("/api/runs", json={"home": example("cape-town"), "window": 60}).json()["id"]  # a year
+    r = c.post("/api/runs", json={"home": example("minimal")})
+    assert r.status_code == 429 and "at most 1" in one_line(r)
+    assert [run["id"] for run in c.get("/api/runs").json()] == [first]
+    assert c.delete(f"/api/runs/{first}").json()["status"] == "stopped"
+    assert c.post("/api/runs", json={"home": example("minimal"), "days": 1}).status_code == 202
 
 
 def test_bad_flows_interval_is_refused() -> None:
@@ -160,6 +178,18 @@ def test_no_api_route_answers_without_the_token() -> None:
     assert c.get(f"/api/kinds?token={TOKEN}", headers={"Authorization": ""}).status_code == 200
     # the UI's static files hold no data: no token needed
     assert c.get("/", headers={"Authorization": ""}).status_code in (200, 503)
+
+
+def test_without_a_token_only_loopback_names_are_served() -> None:
+    from fastapi.testclient import TestClient
+
+    from hometwin.api.app import Settings, create_app
+
+    c = TestClient(create_app(Settings(token=None)), base_url="http://127.0.0.1:8765")
+    assert c.get("/api/kinds").status_code == 200
+    assert c.get("/api/kinds", headers={"Host": "localhost:8765"}).status_code == 200
+    r = c.get("/api/kinds", headers={"Host": "evil.example:8765"})  # DNS rebinding to 127.0.0.1
+    assert r.status_code == 403 and "loopback" in one_line(r)
 
 
 def test_no_auth_is_refused_off_loopback() -> None:

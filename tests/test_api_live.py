@@ -2,7 +2,8 @@
 starts the Cape Town home through the launcher of ``hometwin up`` — a real Crossbar router, a
 process per element — and streams its flows to a client as Server-Sent Events of JSON numbers.
 
-* the flows change from window to window and add up (load = what the loads took);
+* the flows change from window to window and add up (load = what the loads took), the geyser's
+  tank temperature comes with them;
 * pause stops simulated time (the clock's step and the stream stand still), resume goes on;
 * a property set over the API is validated (a bad value: 422 naming the field) and applied;
 * switching the oven off removes its load from the windows after it.
@@ -127,6 +128,8 @@ def test_live_twin_streams_pauses_and_switches(serve: Serve) -> None:
             taken = -sum(f["power_w"][k][j] for k in loads)
             assert taken == pytest.approx(f["power_w"]["load"][j], rel=1e-9, abs=1e-6)
         assert len({round(v, 3) for e in flows for v in e["power_w"]["load"]}) > 1, "the flows do not change"
+        hot = [e["temps"]["geyser"]["temp_water"] for e in flows if "geyser" in e["temps"]]
+        assert hot and all(40 <= t <= 70 for t in hot), hot  # a 60 °C tank with a 5 K band, kept warm
 
         # pause: simulated time stands still
         r = http.post(f"/api/runs/{run_id}/clock", json={"op": "pause"})

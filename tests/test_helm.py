@@ -20,7 +20,7 @@ VALUES: dict[str, dict[str, Any]] = {
         "operator": {"clusterWide": True, "resources": {"requests": {"cpu": "100m", "memory": "192Mi"}}},
         "image": {"repository": "registry.local/hometwin", "tag": "dev", "pullPolicy": "Always"},
         "metrics": {"podMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prom"}}},
-        "grafana": {"dashboards": {"enabled": True}},
+        "grafana": {"dashboards": {"enabled": True}, "datasources": {"enabled": True}},
         "serviceAccount": {"create": True, "name": "twin-operator"},
     },
     "extra namespaces": {"operator": {"watchNamespaces": ["homes-a", "homes-b"]}},

@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import tomllib
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -28,6 +27,7 @@ import yaml
 
 from hometwin import auth
 from hometwin.runtime.router import free_ports
+from runtime_support import scrape as metrics
 from runtime_support import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,11 +165,6 @@ def start_home(procs: list[subprocess.Popen], bin_dir: Path, run: Path) -> dict[
                *common, "--metrics-port", str(ports[el["name"]]))
     launch(procs, bin_dir, run / "clock.log", "clock", *common, "--metrics-port", str(ports["clock"]))
     return ports
-
-
-def metrics(port: int) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {k: float(v) for k, _, v in (ln.rpartition(" ") for ln in text.splitlines() if ln and ln[0] != "#")}
 
 
 def test_the_image_installs_every_extra_a_pod_needs() -> None:

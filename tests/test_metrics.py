@@ -19,7 +19,7 @@ from runtime_support import CAPE_TOWN, StandInSession, free_port, scrape
 
 
 def test_endpoint_serves_power_energy_and_soc() -> None:
-    met = ServiceMetrics("oven")
+    met = ServiceMetrics("oven", home="cape-town", kind="oven", role="load")
     port = free_port()
     met.serve(port, "127.0.0.1")
     met.settled(np.array([-120_000.0, -60_000.0]), 60, 1.7e9, 0.002, 2)
@@ -48,6 +48,62 @@ def test_endpoint_serves_power_energy_and_soc() -> None:
     assert got['hometwin_window_latency_seconds_bucket{element="oven",le="0.2"}'] == 1.0
     assert got['hometwin_window_latency_seconds_bucket{element="oven",le="0.5"}'] == 2.0
     assert got['hometwin_simulated_time_seconds{element="oven"}'] == 1.7e9 + 60
+
+
+def test_every_series_carries_the_services_identity_and_pv_says_dc() -> None:
+    """home / element / kind / role on every series of a service, from what it was given; a PV
+    array's power and energy are named DC, the inverter's PV counter AC, next to the home's flows."""
+    roof = ServiceMetrics("roof", home="cape-town", kind="pv", role="source")
+    port = free_port()
+    roof.serve(port, "127.0.0.1")
+    roof.settled(np.array([3000.0 * 60, 3600.0 * 60]), 60, 1.7e9, 0.001, 2)
+    got = scrape(port, identity=True)
+    ident = 'element="roof",home="cape-town",kind="pv",role="source"'
+    assert got[f'hometwin_pv_dc_power_watts{{{ident}}}'] == 3600.0
+    assert got[f'hometwin_pv_dc_energy_joules_total{{direction="onto_bus",{ident}}}'] == 6600.0 * 60
+    assert not [k for k in got if k.startswith("hometwin_element_energy") or k.startswith("hometwin_element_power")]
+    # every sample of every family has the four labels, with these values
+    for key in got:
+        for label in ident.split(","):
+            assert label in key, key
+
+    inv = ServiceMetrics("inverter", home="cape-town", kind="inverter", role="converter")
+    port = free_port()
+    inv.serve(port, "127.0.0.1")
+    flows = {f"{f}_j": np.array([1.0, 2.0, 4.0]) * (i + 1) for i, f in enumerate(
+        ("load", "grid_import", "grid_export", "battery_charge", "battery_discharge", "curtailed", "unserved",
+         "loss", "pv_ac"))}
+    inv.home_flows(flows, k=1)  # steps 0 and 1 settled: 3 × the flow's factor
+    inv.home_flows(flows, k=2)  # all three: 7 ×
+    got = scrape(port, identity=True)
+    ident = 'element="inverter",home="cape-town",kind="inverter",role="converter"'
+    home = 'home="cape-town",kind="inverter",role="converter"'
+    assert got[f'hometwin_home_energy_joules_total{{element="inverter",flow="load",{home}}}'] == 10.0
+    assert got[f'hometwin_home_energy_joules_total{{element="inverter",flow="loss",{home}}}'] == 80.0
+    assert got[f'hometwin_pv_ac_energy_joules_total{{{ident}}}'] == 90.0
+    assert len([k for k in got if k.startswith("hometwin_home_energy_joules_total")]) == 8
+
+
+def test_a_stopping_service_lingers_for_one_more_scrape() -> None:
+    """linger() returns once a scrape that began after it has completed (its last values read),
+    at once when nobody ever scraped, and after max_s when the scraper went away."""
+    met = ServiceMetrics("clock", home="h", kind="clock", role="clock")
+    port = free_port()
+    met.serve(port, "127.0.0.1")
+
+    async def later_scrape(delay_s: float) -> tuple[bool, dict[str, float]]:
+        loop = asyncio.get_running_loop()
+        waiting = asyncio.ensure_future(met.linger(60.0))
+        await asyncio.sleep(delay_s)
+        met.set("sim_time", 42.0)  # a last value set while lingering is in that scrape
+        got = await loop.run_in_executor(None, scrape, port)
+        return await asyncio.wait_for(waiting, 60), got
+
+    assert asyncio.run(met.linger(60.0)) is False  # never scraped: no wait
+    scrape(port)
+    lingered, got = asyncio.run(later_scrape(0.3))
+    assert lingered is True and got['hometwin_simulated_time_seconds{element="clock"}'] == 42.0
+    assert asyncio.run(met.linger(0.3)) is False  # scraped before, but not again within 0.3 s
 
 
 def _gc_hook(phase: str, info: dict) -> None:

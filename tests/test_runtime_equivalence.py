@@ -176,18 +176,20 @@ def test_malformed_messages_rejected_and_counted(day_windows):  # type: ignore[n
 
 
 def test_metrics_power_and_energy(day_windows):  # type: ignore[no-untyped-def]
-    """/metrics of the oven and the roof: power of the last step and energy of day 1, as in-process."""
+    """/metrics of the oven and the roof: power of the last step and energy of day 1, as in-process
+    (the roof's are named DC: what the PV array gave the inverter's MPPT)."""
     ref = in_process(DAY, 1).frame
-    for name in ("oven", "roof"):
+    for name, power, energy in (("oven", "element_power_watts", "element_energy_joules_total"),
+                                ("roof", "pv_dc_power_watts", "pv_dc_energy_joules_total")):
         got = day_windows[name]
         col = ref[f"el.{name}_j"].to_numpy()
-        assert got[f'hometwin_element_power_watts{{element="{name}"}}'] == pytest.approx(col[-1] / 60, abs=1e-9)
+        assert got[f'hometwin_{power}{{element="{name}"}}'] == pytest.approx(col[-1] / 60, abs=1e-9)
         onto = col[col > 0].sum()
         off = -col[col < 0].sum()
         if onto:
-            assert got[f'hometwin_element_energy_joules_total{{direction="onto_bus",element="{name}"}}'] == pytest.approx(onto, rel=1e-12)
+            assert got[f'hometwin_{energy}{{direction="onto_bus",element="{name}"}}'] == pytest.approx(onto, rel=1e-12)
         if off:
-            assert got[f'hometwin_element_energy_joules_total{{direction="off_bus",element="{name}"}}'] == pytest.approx(off, rel=1e-12)
+            assert got[f'hometwin_{energy}{{direction="off_bus",element="{name}"}}'] == pytest.approx(off, rel=1e-12)
         assert got[f'hometwin_ticks_total{{element="{name}"}}'] == 1
     soc = day_windows["battery"]['hometwin_battery_soc_ratio{element="battery"}']
     assert soc == pytest.approx(ref["soc"].to_numpy()[-1], abs=1e-12)

@@ -10,7 +10,7 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,7 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from hometwin.api import homes, views
-from hometwin.api.runs import InProcessRun, Run, RunNotFound, Runs, TooManyRuns
+from hometwin.api.runs import ApiError, InProcessRun, Run, RunNotFound, Runs, TooManyRuns, file_runs
 from hometwin.errors import bounded_repr, clip
 from hometwin.spec import MAX_RUN_S, SpecError, home_context, json_schema, parse_duration_s
 
@@ -29,6 +29,8 @@ log = logging.getLogger("hometwin.serve")
 #: Largest request body (1 MiB): the biggest example home is 4 KiB, and ``hometwin validate``
 #: reads no spec larger than this either (hometwin.datafiles.MAX_SPEC_BYTES).
 MAX_BODY_BYTES = 2**20
+#: Host names a request may name when the API runs without a token (--no-auth, on loopback).
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 #: Most steps of a run started over the API (two years at 1-minute steps): a run's results are kept
 #: in memory (about 200 bytes a step), and a server keeps up to 20 runs.
 MAX_API_STEPS = 1_100_000
@@ -43,18 +45,18 @@ class Settings:
     ui_dir: Path = REPO / "ui" / "dist" / "hometwin-ui" / "browser"
     work_dir: Path | None = None  # live twins' spec, state and credentials (None: a temporary folder)
     kube: Any = None  # a hometwin.api.kube.HomeApplier with --kubernetes
+    results_dir: Path | None = None  # result folders of hometwin run --out, offered as finished runs
     max_body: int = MAX_BODY_BYTES
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, detail: str):
-        self.status, self.detail = status, detail
 
 
 # -- bodies ------------------------------------------------------------------------------------
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+#: A live twin's pace: simulated seconds per wall second (a year in under a minute at most).
+Speed = Annotated[float, Field(gt=0, le=1_000_000)]
 
 
 class HomeBody(_Body):
@@ -71,14 +73,14 @@ class RunBody(HomeBody):
                                description="run only this many days (default: the home's clock)")
     mode: Literal["run", "live"] = Field("run", description="run: in-process, as fast as it goes; live: a twin "
                                                             "of services, paced by the clock")
-    speed: float | Literal["max"] = Field(60, description="live: simulated seconds per wall second, or max")
+    speed: Speed | Literal["max"] = Field(60, description="live: simulated seconds per wall second, or max")
     window: int | None = Field(None, ge=1, le=10_000_000, description="steps per window (default: one day; "
                                                                       "live: one step)")
 
 
 class ClockBody(_Body):
     op: Literal["pause", "resume", "set_speed"]
-    speed: float | Literal["max"] | None = Field(None, description="set_speed: simulated seconds per wall second")
+    speed: Speed | Literal["max"] | None = Field(None, description="set_speed: simulated seconds per wall second")
 
 
 class SwitchBody(_Body):
@@ -181,13 +183,20 @@ _bearer = HTTPBearer(auto_error=False, description="the token `hometwin serve` p
 def create_app(settings: Settings | None = None, runs: Runs | None = None) -> FastAPI:
     settings = settings or Settings()
     runs = runs or Runs()
+    if settings.results_dir is not None:
+        for run in file_runs(Path(settings.results_dir)):
+            runs.add(run)
     app = FastAPI(title="hometwin", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None,
                   description="The HTTP API of `hometwin serve` (docs/api.md).")
     app.state.settings = settings
     app.state.runs = runs
 
     def require_token(request: Request, cred: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
-        if settings.token is None:
+        if settings.token is None:  # --no-auth (loopback only): a page that rebinds its own name to
+            host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]")  # 127.0.0.1 is
+            if host not in LOOPBACK_NAMES:  # not served: its requests name its own host
+                raise HTTPException(403, f"--no-auth serves requests to a loopback name only (Host: "
+                                         f"{clip(host, 60)!r}; use 127.0.0.1 or localhost)")
             return
         given = cred.credentials if cred is not None else request.query_params.get("token")
         if not given or not secrets.compare_digest(given.encode(), settings.token.encode()):
@@ -215,7 +224,16 @@ def create_app(settings: Settings | None = None, runs: Runs | None = None) -> Fa
 
     @app.exception_handler(ApiError)
     async def _on_api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+        body: dict[str, Any] = {"detail": exc.detail}
+        if exc.errors:
+            body["errors"] = exc.errors
+        return JSONResponse(body, status_code=exc.status)
+
+    @app.exception_handler(Exception)
+    async def _on_bug(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__}) in {request.method} "
+                                       f"{request.url.path}; the server's log has the details"}, status_code=500)
 
     # -- documents ------------------------------------------------------------------------------
     @api.get("/kinds", summary="every element kind: role, description, icon, JSON Schema of its config")
@@ -228,11 +246,11 @@ def create_app(settings: Settings | None = None, runs: Runs | None = None) -> Fa
 
     @api.get("/examples", summary="the bundled example homes that run here")
     def get_examples() -> list[dict[str, str]]:
-        return [{"name": e["name"], "title": e["title"]} for e in homes.examples(settings.examples_dir).values()]
+        return [{"name": e["name"], "title": e["title"]} for e in homes.runnable_examples(settings.examples_dir).values()]
 
     @api.get("/examples/{name}", summary="one example home: its YAML text and the document as JSON")
     def get_example(name: str) -> dict[str, Any]:
-        found = homes.examples(settings.examples_dir)
+        found = homes.runnable_examples(settings.examples_dir)
         if name not in found:
             raise ApiError(404, f"no example {bounded_repr(name)} (examples: {', '.join(found) or 'none'})")
         return {"yaml": found[name]["yaml"], "home": found[name]["home"], "title": found[name]["title"]}
@@ -255,26 +273,30 @@ def create_app(settings: Settings | None = None, runs: Runs | None = None) -> Fa
     # -- runs -----------------------------------------------------------------------------------
     @api.post("/runs", status_code=202, summary="start a run (in-process) or a live twin")
     async def post_run(body: RunBody) -> dict[str, Any]:
-        fields = body.model_dump(exclude_unset=True, include={"home", "yaml"})
-        home = homes.home_from_body(fields, base_dir=settings.base_dir)
-        until_s = int(body.days * 86400) if body.days is not None else None
-        ctx = home_context(home, until_s)
-        if ctx.n_steps > MAX_API_STEPS:
-            raise ApiError(422, f"days: a run over the API has at most {MAX_API_STEPS} steps (its results are kept "
-                                f"in memory); this one has {ctx.n_steps} — use hometwin run for longer ones")
-        runs.check_room()
-        run: Run
-        if body.mode == "live":
-            from hometwin.api.live import LiveRun
+        def prepare() -> Run:  # checks and element set-up take seconds: not on the event loop
+            fields = body.model_dump(exclude_unset=True, include={"home", "yaml"})
+            home = homes.home_from_body(fields, base_dir=settings.base_dir)
+            until_s = int(body.days * 86400) if body.days is not None else None
+            ctx = home_context(home, until_s)
+            if ctx.n_steps > MAX_API_STEPS:
+                raise ApiError(422, f"days: a run over the API has at most {MAX_API_STEPS} steps (its results are "
+                                    f"kept in memory); this one has {ctx.n_steps} — use hometwin run for longer ones")
+            runs.check_room(body.mode)
+            if body.mode == "live":
+                from hometwin.api.live import LiveRun
 
-            run = LiveRun(runs.new_id(), home, until_s=until_s, speed=body.speed, window=body.window,
-                          work_dir=settings.work_dir)
-            runs.add(run)
+                return LiveRun(runs.new_id(), home, until_s=until_s, speed=body.speed, window=body.window,
+                               work_dir=settings.work_dir)
+            return InProcessRun(runs.new_id(), home, until_s=until_s, window=body.window)
+
+        run = await asyncio.get_running_loop().run_in_executor(None, prepare)
+        runs.check_room(body.mode)  # again, with no await until it is added: two requests at once
+        runs.add(run)
+        try:
             await run.start()
-        else:
-            run = InProcessRun(runs.new_id(), home, until_s=until_s, window=body.window)
-            runs.add(run)
-            run.start()
+        except BaseException:  # a twin that cannot start is not kept
+            runs.discard(run.id)
+            raise
         return run.summary()
 
     @api.get("/runs", summary="every run kept")
@@ -343,7 +365,7 @@ def create_app(settings: Settings | None = None, runs: Runs | None = None) -> Fa
     # -- live twins -------------------------------------------------------------------------------
     from hometwin.api import live_routes
 
-    live_routes.add(api, runs, ApiError, ClockBody, SwitchBody, SetBody)
+    live_routes.add(api, runs, ClockBody, SwitchBody, SetBody)
 
     # -- Kubernetes -------------------------------------------------------------------------------
     @api.post("/apply", summary="--kubernetes: create or update the Home resource")
@@ -351,12 +373,7 @@ def create_app(settings: Settings | None = None, runs: Runs | None = None) -> Fa
         if settings.kube is None:
             raise ApiError(409, "not connected to Kubernetes: start hometwin serve with --kubernetes")
         home = homes.home_from_body(body.model_dump(exclude_unset=True), base_dir=settings.base_dir, setup=False)
-        from hometwin.api.kube import ApplyError
-
-        try:
-            return await settings.kube.apply(homes.dump_home(home))
-        except ApplyError as exc:
-            raise ApiError(exc.status, exc.detail) from None
+        return await settings.kube.apply(homes.dump_home(home))  # an ApiError if the cluster refuses it
 
     # -- documentation ------------------------------------------------------------------------------
     @api.get("/openapi.json", include_in_schema=False)

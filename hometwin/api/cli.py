@@ -6,6 +6,7 @@ import ipaddress
 import os
 import socket
 import sys
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -35,6 +36,18 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _examples_note(folder: Path) -> None:
+    """Read the examples now (a few seconds), so the first GET /api/examples is quick; say which
+    ones do not run here and why."""
+    from hometwin.api.homes import examples
+    from hometwin.datafiles import ENV_DATA_ROOT
+
+    left = [e for e in examples(folder).values() if "problem" in e]
+    for e in left:
+        hint = f" (set {ENV_DATA_ROOT} to that data folder to offer it)" if " outside " in e["problem"] else ""
+        typer.echo(f"note: example {e['name']} is not offered: {e['problem']}{hint}", err=True)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
@@ -42,10 +55,15 @@ def register(app: typer.Typer) -> None:
               no_auth: bool = typer.Option(False, "--no-auth", help="no login token (only on a loopback --host)"),
               ui: Optional[Path] = typer.Option(None, "--ui", help="the built UI (default: ui/dist/hometwin-ui/browser)"),
               examples: Optional[Path] = typer.Option(None, "--examples", help="folder of example home.yaml files"),
-              base_dir: Path = typer.Option(Path("."), "--base-dir",
-                                            help="folder relative data files of posted homes resolve against"),
+              base_dir: Optional[Path] = typer.Option(None, "--base-dir",
+                                                      help="folder relative data files of posted homes resolve "
+                                                           "against (default: the examples' folder, so an example "
+                                                           "loaded in the UI runs as it is)"),
               work_dir: Optional[Path] = typer.Option(None, "--work-dir",
                                                       help="live twins' spec, state and credentials (default: a temporary folder each)"),
+              results: Optional[Path] = typer.Option(None, "--results",
+                                                     help="a folder of results of hometwin run --out (or of such "
+                                                          "folders), offered as finished runs"),
               kubernetes: bool = typer.Option(False, "--kubernetes",
                                               help="POST /api/apply creates or updates the Home resource in the cluster "
                                                    "(kubeconfig, or in-cluster)"),
@@ -64,7 +82,7 @@ def register(app: typer.Typer) -> None:
                        "address could run and control twins; bind to 127.0.0.1 or drop --no-auth", err=True)
             raise typer.Exit(2)
         token = None if no_auth else (os.environ.get(ENV_TOKEN) or None)
-        settings = Settings(base_dir=base_dir.resolve(), work_dir=work_dir)
+        settings = Settings(work_dir=work_dir)
         if not no_auth and token is not None:
             if len(token) < 16:
                 typer.echo(f"error: {ENV_TOKEN}: at least 16 characters", err=True)
@@ -76,6 +94,12 @@ def register(app: typer.Typer) -> None:
             settings.ui_dir = ui
         if examples is not None:
             settings.examples_dir = examples
+        settings.base_dir = (base_dir or settings.examples_dir).resolve()
+        if results is not None:
+            if not results.is_dir():
+                typer.echo(f"error: --results {results}: not a folder", err=True)
+                raise typer.Exit(2)
+            settings.results_dir = results
         if kubernetes:
             from hometwin.api.kube import HomeApplier
 
@@ -101,7 +125,10 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"  API docs: http://{shown}:{bound}/api/docs" + (f"?token={settings.token}" if settings.token else ""))
         sys.stdout.flush()
         app_ = create_app(settings)
-        config = uvicorn.Config(app_, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5)
+        threading.Thread(target=_examples_note, args=(Path(settings.examples_dir),), daemon=True).start()
+        # no access log: an EventSource sends the token in its URL, and credentials stay out of logs
+        config = uvicorn.Config(app_, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5,
+                                access_log=False)
         server = uvicorn.Server(config)
         try:
             server.run(sockets=[sock])

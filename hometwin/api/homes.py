@@ -107,18 +107,23 @@ def _title(text: str, fallback: str) -> str:
 
 @cache
 def examples(folder: Path) -> dict[str, dict[str, Any]]:
-    """The example homes in ``folder`` that run here (their data files found and allowed):
-    name → ``{"name", "title", "yaml", "home", "problems"}``; one that does not is left out."""
+    """The example homes in ``folder``: name → ``{"name", "title", "yaml", "home"}``, or for one
+    that does not run here (its data files not found or not allowed) ``{"name", "problem"}``."""
     from hometwin.spec import load_home
 
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for path in sorted(Path(folder).glob("*.yaml")):
         try:
             home = load_home(path)
             check_setup(home)
-        except SpecError:
+        except SpecError as exc:
+            out[path.stem] = {"name": path.stem, "problem": clip(" ".join(exc.errors[0].split()), 300)}
             continue
         text = path.read_text()
         out[path.stem] = {"name": path.stem, "title": _title(text, home.metadata.name), "yaml": text,
                           "home": dump_home(home)}
     return out
+
+
+def runnable_examples(folder: Path) -> dict[str, dict[str, Any]]:
+    return {name: e for name, e in examples(folder).items() if "problem" not in e}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from hometwin.api.runs import ApiError
+
 
 def merge_patch(old: Any, new: Any) -> Any:
     """The JSON merge patch (RFC 7386) that turns ``old`` into ``new``: changed and new keys,
@@ -53,14 +55,8 @@ class HomeApplier:
             self.kube.patch("Home", namespace, name, patch)
             return {"name": name, "namespace": namespace, "created": False}
         except KubeError as exc:
-            raise ApplyError(exc.status, f"the Kubernetes API refused the Home {namespace}/{name}: {exc}") from None
+            status = 409 if exc.status == 409 else 422 if exc.status in (400, 422) else 502
+            raise ApiError(status, f"the Kubernetes API refused the Home {namespace}/{name}: {exc}") from None
 
     async def apply(self, doc: dict[str, Any]) -> dict[str, Any]:
         return await asyncio.get_running_loop().run_in_executor(None, self.apply_sync, doc)
-
-
-class ApplyError(Exception):
-    def __init__(self, status: int, detail: str):
-        super().__init__(detail)
-        self.status = 502 if status >= 500 else (409 if status == 409 else 422 if status in (400, 422) else 502)
-        self.detail = detail

@@ -22,7 +22,7 @@ import pandas as pd
 
 from hometwin import messages as m
 from hometwin.api import homes
-from hometwin.api.runs import Run
+from hometwin.api.runs import ApiError, Run
 from hometwin.errors import clip
 
 log = logging.getLogger("hometwin.serve.live")
@@ -33,15 +33,8 @@ QUEUE_EVENTS = 600
 #: Log lines of the services kept per run (GET /api/runs/{id}/log).
 LOG_LINES = 400
 JOIN_TIMEOUT_S = 120.0
-
-
-class LiveError(Exception):
-    """A control action refused or impossible: ``status`` (4xx) and one line; ``errors`` for a
-    refused property."""
-
-    def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None):
-        super().__init__(detail)
-        self.status, self.detail, self.errors = status, detail, errors
+#: Kinds whose temperatures (``temp_*`` telemetry) come with each flows event: indoor, tank.
+THERMAL_KINDS = ("geyser", "space_heater", "heat_pump")
 
 
 class LiveRun(Run):
@@ -73,6 +66,7 @@ class LiveRun(Run):
         self._stopped = False
         self._ready = threading.Event()
         self._comps: list[Any] = []
+        self._tasks: list[asyncio.Future] = []
         self._t0_ms = 0
         self._dt_s = 60
 
@@ -86,7 +80,11 @@ class LiveRun(Run):
                             port=0, rawsocket_port=0, log_sink=self._log, live=False, transport="unix",
                             credentials_dir=self.folder / "credentials", state_dir=self.folder / "state")
 
-        self.launcher = await asyncio.get_running_loop().run_in_executor(None, build)
+        try:
+            self.launcher = await asyncio.get_running_loop().run_in_executor(None, build)
+        except Exception:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
         ctx = self.launcher.remote.ctx
         self._t0_ms = int(ctx.start.timestamp() * 1000)
         self._dt_s = ctx.step_s
@@ -111,6 +109,8 @@ class LiveRun(Run):
                 self.error = f"could not join the twin's realm: {exc}"
                 self.launcher.stop(self.error)
             result = await task
+            for t in self._tasks:
+                t.cancel()
             for comp in self._comps:
                 from hometwin.runtime.wamp import stop_component
 
@@ -176,10 +176,22 @@ class LiveRun(Run):
         self.viewer = session
         rejections = m.Rejections()
 
+        thermal = [el.name for el in self.home.spec.elements if el.enabled and el.kind in THERMAL_KINDS]
+        windows: asyncio.Queue = asyncio.Queue()
+
+        async def with_temps() -> None:  # in order: each window with its elements' temperatures
+            while True:
+                event = await windows.get()
+                if thermal:
+                    event["temps"] = await self._temps(session, [n for n in thermal if n in event["roster"]])
+                self._broadcast(event)
+
+        self._tasks.append(asyncio.ensure_future(with_temps()))
+
         def on_flows(payload: Any = None, *_: Any, **__: Any) -> None:
             f = m.decode(m.Flows, payload, m.FLOWS, rejections)
             if f is not None:
-                self._broadcast(self.flows_event(f))
+                windows.put_nowait(self.flows_event(f))
 
         def on_status(payload: Any = None, *_: Any, **__: Any) -> None:
             st = m.decode(m.ClockStatus, payload, m.CLOCK_STATUS_EVENT, rejections)
@@ -198,6 +210,20 @@ class LiveRun(Run):
             self._on_clock(await session.call(m.clock_uri("status")))
         except Exception:  # noqa: BLE001 - the clock may not be up yet: its status event follows
             pass
+
+    async def _temps(self, session: Any, names: list[str]) -> dict[str, dict[str, float]]:
+        """The ``temp_*`` telemetry of ``names`` (their ``get``, which a viewer may call), at most 5 s."""
+        async def one(name: str) -> tuple[str, dict[str, float]]:
+            got = await asyncio.wait_for(session.call(m.element_uri(name, "get")), 5)
+            tele = (got or {}).get("telemetry") or {}
+            return name, {k: float(v) for k, v in tele.items() if k.startswith("temp_") and isinstance(v, (int, float))
+                          and v == v}
+
+        out = {}
+        for got in await asyncio.gather(*(one(n) for n in names), return_exceptions=True):
+            if isinstance(got, tuple) and got[1]:
+                out[got[0]] = got[1]
+        return out
 
     def stop(self) -> None:
         """End the run (its steps settled so far are kept) and wait for it (at most 120 s)."""
@@ -285,11 +311,11 @@ class LiveRun(Run):
         from autobahn.wamp.exception import ApplicationError
 
         if not self.active:
-            raise LiveError(409, f"run {self.id} is {self.status}: it takes no control actions")
+            raise ApiError(409, f"run {self.id} is {self.status}: it takes no control actions")
         if not self._ready.is_set() or self.controller is None:
             await asyncio.get_running_loop().run_in_executor(None, self._ready.wait, JOIN_TIMEOUT_S)
         if self.controller is None or self.loop is None:
-            raise LiveError(409, f"run {self.id} is {self.status}: not connected to its twin yet")
+            raise ApiError(409, f"run {self.id} is {self.status}: not connected to its twin yet")
         session = self.controller
 
         async def in_its_loop() -> Any:  # autobahn's call() sends at once: from the session's own loop
@@ -301,19 +327,19 @@ class LiveRun(Run):
         except ApplicationError as exc:
             detail = clip(" ".join(str(exc.args[0] if exc.args else exc.error).split()), 400)
             if exc.error == "wamp.error.no_such_procedure":
-                raise LiveError(409, f"nothing serves {uri} in run {self.id} (is that element running?)") from None
+                raise ApiError(409, f"nothing serves {uri} in run {self.id} (is that element running?)") from None
             fields = (exc.kwargs or {}).get("field") or []
             allowed = (exc.kwargs or {}).get("allowed")
             if allowed:
                 detail += f" (settable: {', '.join(map(str, allowed))})"
-            raise LiveError(422, detail, _prop_errors(detail, fields)) from None
+            raise ApiError(422, detail, _prop_errors(detail, fields)) from None
         except asyncio.TimeoutError:
-            raise LiveError(504, f"run {self.id}: no answer to {uri} within 30 s") from None
+            raise ApiError(504, f"run {self.id}: no answer to {uri} within 30 s") from None
 
     async def clock_op(self, op: str, speed: Any = None) -> dict[str, Any]:
         if op == "set_speed":
             if speed is None:
-                raise LiveError(422, "speed: required for set_speed (simulated seconds per wall second, or max)")
+                raise ApiError(422, "speed: required for set_speed (simulated seconds per wall second, or max)")
             status = await self.call(m.clock_uri("set_speed"), str(speed))
         else:
             status = await self.call(m.clock_uri(op))
@@ -323,16 +349,16 @@ class LiveRun(Run):
 
     async def switch(self, name: str, on: bool) -> dict[str, Any]:
         if name not in {el.name for el in self.home.spec.elements}:
-            raise LiveError(404, f"no element {clip(name, 60)!r} in home {self.home.metadata.name} "
+            raise ApiError(404, f"no element {clip(name, 60)!r} in home {self.home.metadata.name} "
                                  f"(elements: {', '.join(el.name for el in self.home.spec.elements)})")
         procs = await self.call(m.launcher_uri("on" if on else "off"), name)
         return {"ok": True, "element": name, "on": on, "process": (procs or {}).get(name)}
 
     async def set(self, name: str, props: dict[str, Any]) -> dict[str, Any]:
         if name not in {el.name for el in self.home.spec.elements}:
-            raise LiveError(404, f"no element {clip(name, 60)!r} in home {self.home.metadata.name}")
+            raise ApiError(404, f"no element {clip(name, 60)!r} in home {self.home.metadata.name}")
         if not props:
-            raise LiveError(422, "props: give at least one property to set")
+            raise ApiError(422, "props: give at least one property to set")
         answer = await self.call(m.element_uri(name, "set"), **props)
         return {"ok": True, "element": name, **(answer or {})}
 

@@ -8,28 +8,22 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
-from hometwin.api.runs import Runs
+from hometwin.api.runs import ApiError, Runs
 
 #: A comment line on an idle stream this often, so proxies and the browser keep it open.
 KEEPALIVE_S = 15.0
 
 
-def add(api: APIRouter, runs: Runs, ApiError: type, ClockBody: Any, SwitchBody: Any, SetBody: Any) -> None:
-    from hometwin.api.live import LiveError, LiveRun
+def add(api: APIRouter, runs: Runs, ClockBody: Any, SwitchBody: Any, SetBody: Any) -> None:
+    from hometwin.api.live import LiveRun
 
     def live(run_id: str) -> LiveRun:
         run = runs.get(run_id)
         if not isinstance(run, LiveRun):
             raise ApiError(409, f"run {run_id} is an in-process run, not a live twin (start one with mode \"live\")")
         return run
-
-    def refused(exc: LiveError) -> JSONResponse:
-        body: dict[str, Any] = {"detail": exc.detail}
-        if exc.errors:
-            body["errors"] = exc.errors
-        return JSONResponse(body, status_code=exc.status)
 
     @api.get("/runs/{run_id}/stream", summary="live twin: Server-Sent Events (flows, clock, event, end) as JSON",
              response_class=StreamingResponse)
@@ -58,24 +52,15 @@ def add(api: APIRouter, runs: Runs, ApiError: type, ClockBody: Any, SwitchBody: 
 
     @api.post("/runs/{run_id}/clock", summary="live twin: pause, resume or set the speed")
     async def clock(run_id: str, body: ClockBody) -> Any:
-        try:
-            return await live(run_id).clock_op(body.op, body.speed)
-        except LiveError as exc:
-            return refused(exc)
+        return await live(run_id).clock_op(body.op, body.speed)  # an ApiError: its 4xx
 
     @api.post("/runs/{run_id}/elements/{name}/switch", summary="live twin: switch an element's process on or off")
     async def switch(run_id: str, name: str, body: SwitchBody) -> Any:
-        try:
-            return await live(run_id).switch(name, body.on)
-        except LiveError as exc:
-            return refused(exc)
+        return await live(run_id).switch(name, body.on)  # an ApiError: its 4xx
 
     @api.post("/runs/{run_id}/elements/{name}/set", summary="live twin: change element properties (validated)")
     async def set_props(run_id: str, name: str, body: SetBody) -> Any:
-        try:
-            return await live(run_id).set(name, body.props)
-        except LiveError as exc:
-            return refused(exc)
+        return await live(run_id).set(name, body.props)  # an ApiError: its 4xx
 
     @api.get("/runs/{run_id}/log", summary="live twin: the services' last log lines")
     def run_log(run_id: str) -> dict[str, Any]:

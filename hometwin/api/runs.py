@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
+import re
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from hometwin.results import Result
@@ -18,6 +21,15 @@ MAX_RUNS = 20
 MAX_ACTIVE = 2
 
 ACTIVE = ("starting", "running", "paused")
+
+
+class ApiError(Exception):
+    """A request refused: ``status`` (4xx), one line of ``detail``, and ``errors`` (one per field)
+    where there are several."""
+
+    def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None):
+        super().__init__(detail)
+        self.status, self.detail, self.errors = status, detail, errors
 
 
 class RunNotFound(KeyError):
@@ -75,7 +87,7 @@ class InProcessRun(Run):
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._work, name=f"hometwin-run-{run_id}", daemon=True)
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self.status = "running"
         self.thread.start()
 
@@ -108,6 +120,62 @@ class InProcessRun(Run):
         return self.engine.recorder.result().partial(self.engine.i, self.engine.ctx.n_steps, "running")
 
 
+class FileRun(Run):
+    """A run of ``hometwin run --out DIR`` (or ``hometwin up --out``): its result files
+    (``flows.parquet``, ``kpis.json``), read when first asked for."""
+
+    mode = "file"
+
+    def __init__(self, run_id: str, folder: Path, home_name: str):
+        from types import SimpleNamespace
+
+        super().__init__(run_id, SimpleNamespace(metadata=SimpleNamespace(name=home_name)))
+        self.folder = folder
+        meta = json.loads((folder / "kpis.json").read_text()).get("meta", {})
+        self.status = "finished" if meta.get("complete", True) else "stopped"
+        self.progress = 1.0 if self.status == "finished" else (meta.get("partial") or {}).get("steps_settled", 0) / \
+            max(1, (meta.get("partial") or {}).get("steps_asked", 1))
+        self.created = dt.datetime.fromtimestamp((folder / "kpis.json").stat().st_mtime, dt.timezone.utc) \
+            .isoformat(timespec="seconds")
+        self.wall_s = meta.get("wall_s")
+        self._result: Result | None = None
+
+    @property
+    def result(self) -> Result | None:  # type: ignore[override]
+        if self._result is None:
+            import pandas as pd
+
+            meta = json.loads((self.folder / "kpis.json").read_text())["meta"]
+            self._result = Result(frame=pd.read_parquet(self.folder / "flows.parquet"), meta=meta)
+        return self._result
+
+    @result.setter
+    def result(self, value: Result | None) -> None:
+        self._result = value
+
+    def summary(self) -> dict[str, Any]:
+        return {**super().summary(), "folder": str(self.folder)}
+
+    def stop(self) -> None:
+        pass
+
+
+def file_runs(folder: Path) -> list[FileRun]:
+    """The result folders in ``folder`` (itself, or its subfolders) holding ``kpis.json`` and
+    ``flows.parquet``; ids ``f-<folder name>``.  A folder whose ``kpis.json`` cannot be read is
+    left out."""
+    found = []
+    for sub in [folder, *sorted(p for p in Path(folder).iterdir() if p.is_dir())]:
+        if (sub / "kpis.json").is_file() and (sub / "flows.parquet").is_file():
+            try:
+                meta = json.loads((sub / "kpis.json").read_text()).get("meta", {})
+                name = re.sub(r"[^A-Za-z0-9_.-]", "-", sub.name)[:60] or "results"
+                found.append(FileRun(f"f-{name}", sub, str(meta.get("home", name))))
+            except (OSError, ValueError):
+                continue
+    return found
+
+
 class Runs:
     """The runs of this server, by id (``r1``, ``r2`` …)."""
 
@@ -121,19 +189,26 @@ class Runs:
     def new_id(self) -> str:
         return f"r{next(self._ids)}"
 
-    def check_room(self) -> None:
-        active = sum(r.active for r in self._runs.values())
+    def check_room(self, mode: str = "run") -> None:
+        """Refuse a run of ``mode`` when :attr:`max_active` of that mode are going (in-process runs
+        each take a core; a live twin a router and a process per element)."""
+        active = sum(r.active and r.mode == mode for r in self._runs.values())
         if active >= self.max_active:
-            raise TooManyRuns(f"{active} runs are going already (at most {self.max_active}); "
+            what = "live twins" if mode == "live" else "in-process runs"
+            raise TooManyRuns(f"{active} {what} are going already (at most {self.max_active}); "
                               "wait for one to end or stop one (DELETE /api/runs/{id})")
 
     def add(self, run: Run) -> Run:
         with self._lock:
             self._runs[run.id] = run
-            done = [r for r in self._runs.values() if not r.active]
+            done = [r for r in self._runs.values() if not r.active and r.mode != "file"]
             for old in done[:max(0, len(self._runs) - self.max_runs)]:
                 del self._runs[old.id]
         return run
+
+    def discard(self, run_id: str) -> None:
+        with self._lock:
+            self._runs.pop(run_id, None)
 
     def get(self, run_id: str) -> Run:
         try:

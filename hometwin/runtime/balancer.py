@@ -867,6 +867,7 @@ class Balancer(ElementHost):
         # settled" (resume_position), so its Flows must be out by then — else the recorder would miss the
         # window for good.  A crash between the two leaves Flows without the Settle: the restarted inverter
         # settles the window again, from the same packets, and the recorder ignores the exact repeat.
+        self.metrics.home_flows(st.flows, k)  # before the Flows: a run ends on its last Flows
         self.publish(m.FLOWS, flows)
         self.publish(m.SETTLE, settle)
         # who starts the next window from this Settle: its participants per window (see ElementService.on_settle)

@@ -14,6 +14,8 @@ from typing import Any, Optional
 
 import typer
 
+from hometwin.runtime.metrics import LINGER_S
+
 DEFAULT_ROUTER = "rs://127.0.0.1:8081"
 
 ctl_app = typer.Typer(no_args_is_help=True, help="Send runtime RPCs to a running twin (set, pause, resume, speed, on, off, status).")
@@ -78,6 +80,10 @@ def _credentials(folder: Optional[Path], authid: str) -> Any:
         raise typer.BadParameter(str(exc)) from None
 
 
+_LINGER_HELP = ("[s] when told to stop, keep /metrics (and the session) up until one more scrape has read the "
+                "last values, at most this long; an endpoint never scraped does not wait")
+
+
 def _serve_metrics(metrics: Any, port: int, host: str) -> None:
     try:
         metrics.serve(port, host)
@@ -93,6 +99,7 @@ def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery
             realm: Optional[str] = typer.Option(None, "--realm", help="WAMP realm (default hometwin.<home>)"),
             metrics_port: int = typer.Option(0, "--metrics-port", help="Prometheus port (0 = none)"),
             metrics_host: str = typer.Option("0.0.0.0", "--metrics-host"),
+            metrics_linger: float = typer.Option(LINGER_S, "--metrics-linger", min=0.0, max=60.0, help=_LINGER_HELP),
             timeout: float = typer.Option(10.0, "--timeout", help="[s] inverter: wait this long for a packet"),
             ahead_steps: int = typer.Option(60, "--ahead-steps", min=1,
                                             help="inverter: steps the elements that run ahead compute at once "
@@ -126,7 +133,7 @@ def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery
         keeper = StateKeeper(state_dir, element, interval_s=state_interval)
         keeper.restore()  # before the service announces the element: its config may come from the file
         keeper.attach()
-    metrics = ServiceMetrics(name)
+    metrics = ServiceMetrics(name, home=home.metadata.name, kind=kind, role=element.role.value)
     _serve_metrics(metrics, metrics_port, metrics_host)
     if element.role.value == "converter":
         from hometwin.runtime.balancer import Balancer
@@ -149,7 +156,7 @@ def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery
         await host.on_join(session)
         logging.getLogger("hometwin.service").info("%s (%s) joined %s", name, kind, details.realm)
 
-    run_component(comp)
+    run_component(comp, linger=lambda: metrics.linger(metrics_linger))
 
 
 def clock(spec: Path = typer.Option(..., "--spec"),
@@ -175,6 +182,7 @@ def clock(spec: Path = typer.Option(..., "--spec"),
                                         "windows in flight the clock is off their critical path)"),
           metrics_port: int = typer.Option(0, "--metrics-port"),
           metrics_host: str = typer.Option("0.0.0.0", "--metrics-host"),
+          metrics_linger: float = typer.Option(LINGER_S, "--metrics-linger", min=0.0, max=60.0, help=_LINGER_HELP),
           credentials: Optional[Path] = typer.Option(None, "--credentials", help=_CREDENTIALS_HELP),
           ca_file: Optional[Path] = typer.Option(None, "--ca-file", help="CA certificate of a TLS router"),
           log_level: str = typer.Option("INFO", "--log-level")) -> None:
@@ -192,7 +200,7 @@ def clock(spec: Path = typer.Option(..., "--spec"),
         os.nice(nice)
     home = load_or_exit(spec)
     ctx = home_context(home, _parse_until(until, days))
-    metrics = ServiceMetrics("clock")
+    metrics = ServiceMetrics("clock", home=home.metadata.name, kind="clock", role="clock")
     _serve_metrics(metrics, metrics_port, metrics_host)
     expect = [e.name for e in home.spec.elements if e.enabled]
     clk = Clock(ctx, speed=speed, window=window, default_window=home.spec.clock.window, expect=expect,
@@ -200,7 +208,7 @@ def clock(spec: Path = typer.Option(..., "--spec"),
                 replan_steps=replan_steps_of(home, ctx), in_flight=in_flight, run_windows=run_windows)
     comp = component(router, realm or realm_of(home), credentials=creds, ca_file=_str(ca_file))
     comp.on("join", lambda session, details: clk.on_join(session))
-    run_component(comp)
+    run_component(comp, linger=lambda: metrics.linger(metrics_linger))
 
 
 def router_cmd(spec: Optional[Path] = typer.Option(None, "--spec", help="home.yaml: its realm, elements and roles"),
@@ -297,8 +305,12 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
            help="[s] each element writes its state file at most this often (0 = every settle; default "
                 "automatic: about 2% of its CPU, at least every 1 s)"),
        live: bool = typer.Option(True, "--live/--no-live", help="print live power flows once a second"),
+       db: Optional[str] = typer.Option(None, "--db", envvar="HOMETWIN_DB_URL",
+                                        help="record the run in this database (default sqlite:///<out>/hometwin.db)"),
+       record_run: bool = typer.Option(True, "--record/--no-record",
+                                       help="start the recorder (hometwin record) as one more service"),
        report: bool = typer.Option(False, "--report")) -> None:
-    """Run a home as services: Crossbar router, clock, one process per element."""
+    """Run a home as services: Crossbar router, clock, one process per element, the recorder."""
     from rich.console import Console
     from rich.live import Live
     from rich.text import Text
@@ -325,7 +337,8 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
                         port=port, rawsocket_port=rawsocket_port, transport=transport, metrics_port=metrics_port,
                         pause_at=pause_at, timeout_s=timeout, ahead_steps=ahead_steps, retick_s=retick, keep_state=state,
                         state_interval_s=state_interval, log_sink=sink, in_flight=in_flight, run_windows=run_windows,
-                        clock_nice=clock_nice, credentials_dir=credentials)
+                        clock_nice=clock_nice, credentials_dir=credentials,
+                        db_url=(db or f"sqlite:///{Path(out).resolve() / 'hometwin.db'}") if record_run else None)
     if router is not None and credentials is None:
         raise typer.BadParameter("--router: give that router's --credentials folder (every session authenticates)")
 
@@ -409,6 +422,17 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
         err.print("[yellow]steps settled without an element: "
                   + ", ".join(f"{n} {k}" for n, k in result.meta["steps_without"].items())
                   + " (switched off, not on the roster yet, or stale: the log says which)[/]")
+    if launcher.db_url is not None:
+        from hometwin.cli import EXIT_RECORD
+        from hometwin.recording.run import check_recorded
+        from hometwin.recording.store import mask_url
+
+        not_recorded = check_recorded(launcher.db_url, str(launcher.run_id), len(result.frame))
+        if not_recorded is None:
+            console.print(f"recorded as run {launcher.run_id} in {mask_url(launcher.db_url)}")
+        elif not (launcher.interrupted or launcher.failed or launcher.ended_early):
+            err.print(f"[bold red]--db: the run was not recorded[/] (its files were written): {not_recorded}")
+            raise typer.Exit(EXIT_RECORD)
     if launcher.interrupted:
         err.print(f"[yellow]{launcher.interrupted}: stopped after {len(result.frame)} of {n_steps} steps; "
                   "the files hold the steps settled so far (kpis.json: meta.partial)[/]")
@@ -622,9 +646,70 @@ def ctl_status(router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM, fil
     typer.echo(json.dumps(out, indent=2, default=str))
 
 
+def record(spec: Path = typer.Option(..., "--spec", help="home.yaml"),
+           router: str = typer.Option(DEFAULT_ROUTER, "--router"),
+           realm: Optional[str] = typer.Option(None, "--realm"),
+           db: Optional[str] = typer.Option(None, "--db", envvar="HOMETWIN_DB_URL", show_envvar=True,
+                                            help="database URL (sqlite:///FILE, postgresql://…); give one with a "
+                                                 "password in the environment, not here"),
+           run_id: Optional[str] = typer.Option(None, "--run-id", help="the run's id in the database (default: "
+                                                "the home's run still 'running' there with this spec, else a new one)"),
+           until: Optional[str] = typer.Option(None, "--until", help="run length, e.g. 2d"),
+           days: Optional[float] = typer.Option(None, "--days"),
+           runtime: str = typer.Option("up", "--runtime", help="how the home runs: up | kubernetes"),
+           metrics_port: int = typer.Option(0, "--metrics-port", help="/metrics (a pod's probes); 0 = none"),
+           nice: int = typer.Option(0, "--nice", min=0, max=19,
+                                    help="lower this process's CPU priority (hometwin up: 10; the twin's pace is "
+                                         "not the database's: the recorder catches up when the run leaves it CPU)"),
+           metrics_host: str = typer.Option("0.0.0.0", "--metrics-host"),
+           credentials: Optional[Path] = typer.Option(None, "--credentials", help=_CREDENTIALS_HELP),
+           ca_file: Optional[Path] = typer.Option(None, "--ca-file", help="CA certificate of a TLS router"),
+           log_level: str = typer.Option("INFO", "--log-level")) -> None:
+    """Record a live home: every settled step, events and KPIs into a database (the recorder role)."""
+    from hometwin.cli import _parse_until, load_or_exit
+    from hometwin.deploy import realm_of
+    from hometwin.recording.service import EXIT_DB, LiveRecorder, running_run_id
+    from hometwin.recording.store import RecordingError
+    from hometwin.runtime.metrics import ServiceMetrics
+    from hometwin.runtime.wamp import component, run_component
+    from hometwin.spec import home_context
+
+    _logging(log_level)
+    log = logging.getLogger("hometwin.recorder")
+    creds = _credentials(credentials, "recorder")
+    if nice:
+        os.nice(nice)
+    _serve_metrics(ServiceMetrics("recorder"), metrics_port, metrics_host)
+    if not db:
+        raise typer.BadParameter("--db URL (or HOMETWIN_DB_URL) is required: where to record")
+    home = load_or_exit(spec)
+    ctx = home_context(home, _parse_until(until, days))
+    realm = realm or realm_of(home)
+    try:
+        rid = run_id or running_run_id(db, home, ctx)
+        rec = LiveRecorder(home, ctx, db, rid, runtime=runtime)
+    except RecordingError as exc:
+        log.error("%s", exc)
+        raise SystemExit(EXIT_DB)
+    stop = asyncio.Event()
+    comp = component(router, realm, credentials=creds, ca_file=_str(ca_file))
+
+    async def joined(session: Any, details: Any) -> None:
+        await rec.on_join(session, stop)
+        log.info("recorder joined %s", details.realm)
+
+    comp.on("join", joined)
+    run_component(comp, stop=stop)
+    rec.finish()
+    if rec.error:
+        raise SystemExit(EXIT_DB)
+    log.info("run %s %s: %d steps recorded", rid, (rec.outcome or ("stopped",))[0], int(rec.have.sum()))
+
+
 def register(app: typer.Typer) -> None:
     """Add the runtime's commands to the ``hometwin`` CLI."""
     app.command("service")(service)
+    app.command("record")(record)
     app.command("clock")(clock)
     app.command("router")(router_cmd)
     app.command("up")(up)

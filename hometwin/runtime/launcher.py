@@ -30,10 +30,11 @@ import numpy as np
 from autobahn.wamp.types import RegisterOptions
 
 from hometwin import messages as m
-from hometwin.deploy import ServiceCommand, realm_of, service_commands
+from hometwin.deploy import DB_URL_ENV, ServiceCommand, realm_of, service_commands
 from hometwin.engine import build_element
 from hometwin.results import Recorder, Result
 from hometwin.runtime import zygote
+from hometwin.runtime.metrics import LINGER_S
 from hometwin.runtime.reaper import Reaper
 from hometwin.runtime.router import Router, port_free, port_owner
 from hometwin.runtime.wamp import (EXIT_ROUTER_LOST, Credentials, component, plain, stop_component, subscribe,
@@ -170,6 +171,9 @@ class Launcher:
     #: here (None: <out>/credentials, or a temp dir removed at the end without out).  With an external
     #: router (``router_url``): that router's folder, required.
     credentials_dir: Path | None = None
+    #: Record the run into this database (``hometwin record``, one more service; None: no recorder).
+    db_url: str | None = None
+    run_id: str | None = None  # the run's id in the database (None: a new one)
     procs: dict[str, Proc] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -210,6 +214,10 @@ class Launcher:
         self.events: list[dict[str, Any]] = []  # accepted control actions (ControlEvent), in order
         self.rejections = m.Rejections()
         self.recorded = RecordedSteps(self.remote.ctx.n_steps)  # no step overwritten or counted twice
+        if self.db_url is not None and self.run_id is None:
+            from hometwin.recording.run import new_run_id
+
+            self.run_id = new_run_id(self.home.metadata.name)
 
     # -- credentials -------------------------------------------------------------------------------
     def _prepare_credentials(self) -> dict[str, str]:
@@ -271,9 +279,11 @@ class Launcher:
                 args += ["--retick", str(self.retick_s)]
             args += ["--in-flight", str(self.in_flight), "--run-windows", str(self.run_windows),
                      "--nice", str(self.clock_nice)]
-        elif self.state_dir is not None:  # --state-dir comes with the command (service_commands)
+        elif self.state_dir is not None and cmd.kind != "recorder":  # --state-dir comes with the command
             if self.state_interval_s is not None:
                 args += ["--state-interval", str(self.state_interval_s)]
+        if cmd.kind == "recorder":
+            args += ["--run-id", str(self.run_id), "--nice", str(self.clock_nice)]
         if cmd.kind == "inverter":
             args += ["--timeout", str(self.timeout_s), "--ahead-steps", str(self.ahead_steps)]
             if os.environ.get("HOMETWIN_DEBUG_BALANCER"):
@@ -287,6 +297,8 @@ class Launcher:
 
     async def _spawn(self, p: Proc, extra: tuple[str, ...] = ()) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if p.cmd.kind == "recorder" and self.db_url is not None:
+            env[DB_URL_ENV] = self.db_url  # never in its arguments (a password would show in ps)
         argv = p.argv + list(extra)
         if self.forkserver and zygote.available() and argv[:len(CLI)] == CLI:
             p.proc = await zygote.start(argv[len(CLI):], env)  # type: ignore[assignment]
@@ -323,6 +335,8 @@ class Launcher:
         rc = await proc.wait()
         # Another process may stand for this element by now (``ctl off`` then ``on``): not ours to restart.
         if self.stopping or not p.wanted or p.proc is not proc:
+            return
+        if p.cmd.kind == "recorder" and rc == 0:  # it recorded the run's end and left
             return
         if time.monotonic() - p.started_at >= BACKOFF_RESET_S:
             p.backoff = 0  # it ran well for a while: a new crash is not part of a crash loop
@@ -369,7 +383,9 @@ class Launcher:
         else:
             sys.stderr.write(f"[{name}] {text}\n")
 
-    async def _stop_proc(self, p: Proc, timeout_s: float = 8.0) -> None:
+    async def _stop_proc(self, p: Proc, timeout_s: float = 8.0 + LINGER_S) -> None:
+        """SIGTERM, then SIGKILL after ``timeout_s`` (a scraped service first lingers for one more
+        scrape of its /metrics, at most LINGER_S: the run's last window is seen by Prometheus)."""
         proc = p.proc
         if proc is None or proc.returncode is not None:
             return
@@ -382,10 +398,25 @@ class Launcher:
         except ProcessLookupError:
             pass
 
+    async def _stop_recorder(self, p: Proc, timeout_s: float = 120.0) -> None:
+        """The recorder ends by itself once it has written the run's end (run.done, with the steps
+        it lacked asked of this launcher, whose session is still there); when the run did not end
+        that way, SIGTERM: it writes what it has and marks the run stopped."""
+        proc = p.proc
+        if proc is None or proc.returncode is not None:
+            return
+        if self.i >= self.remote.ctx.n_steps and not self.failed:
+            try:
+                await asyncio.wait_for(asyncio.shield(proc.wait()), timeout_s)
+                return
+            except asyncio.TimeoutError:
+                self._log(p.cmd.name, p.color, f"did not end {timeout_s:.0f} s after the run did: stopping it")
+        await self._stop_proc(p, timeout_s=30.0)
+
     async def switch(self, name: str, on: bool) -> dict[str, Any]:
         """``ctl on|off``: start or stop an element's process (the clock and inverter stay)."""
         p = self.procs.get(name)
-        if p is None or p.cmd.kind in ("clock", "inverter"):
+        if p is None or p.cmd.kind in ("clock", "inverter", "recorder"):
             raise ValueError(f"no switchable element {name!r} (known: {', '.join(self._switchable())})")
         if on:
             p.wanted = True
@@ -397,7 +428,7 @@ class Launcher:
         return self.proc_status()
 
     def _switchable(self) -> list[str]:
-        return [n for n, p in self.procs.items() if p.cmd.kind not in ("clock", "inverter")]
+        return [n for n, p in self.procs.items() if p.cmd.kind not in ("clock", "inverter", "recorder")]
 
     def proc_status(self) -> dict[str, Any]:
         return {n: {"kind": p.cmd.kind, "running": p.proc is not None and p.proc.returncode is None,
@@ -489,6 +520,7 @@ class Launcher:
         await session.register(switch(True), m.launcher_uri("on"), options=RegisterOptions(details=True))
         await session.register(switch(False), m.launcher_uri("off"), options=RegisterOptions(details=True))
         await session.register(lambda: plain(self.proc_status()), m.launcher_uri("status"))
+        await session.register(self.flows_since, m.launcher_uri("flows"))
         import txaio
 
         txaio.set_global_log_level("error")  # autobahn's errors again (quiet while the router was away)
@@ -532,7 +564,8 @@ class Launcher:
         index) is taken: that service would crash-loop, and the run go on without it."""
         if not self.metrics_port:
             return
-        names = [c.name for c in service_commands(self.home, str(self.spec_path), "") if c.kind != "router"]
+        names = [c.name for c in service_commands(self.home, str(self.spec_path), "", recorder=self.db_url is not None)
+                 if c.kind != "router"]
         last = self.metrics_port + len(names) - 1
         if self.metrics_port < 1 or last > 65535:
             raise PortsInUse(f"--metrics-port: {self.metrics_port} + {len(names) - 1} (one port per process) "
@@ -636,7 +669,8 @@ class Launcher:
                 self._log("up", "white", f"element state kept in {self.state_dir} (a restarted element continues)")
             cmds = [c for c in service_commands(self.home, str(self.spec_path), url,
                                                   state_dir=str(self.state_dir) if self.state_dir is not None else None,
-                                                  credentials_dir=str(self.credentials_dir))
+                                                  credentials_dir=str(self.credentials_dir),
+                                                  recorder=self.db_url is not None)
                     if c.kind != "router"]
             for idx, cmd in enumerate(cmds):
                 self.procs[cmd.name] = Proc(cmd=cmd, argv=self._argv(cmd, idx), color=COLORS[idx % len(COLORS)],
@@ -659,6 +693,7 @@ class Launcher:
                     return self.result()
             else:
                 await self._spawn_all(lambda p: p.cmd.kind != "clock")
+            await self._recorder_joined()
             await self._spawn_all(lambda p: p.cmd.kind == "clock")
             self.t_start = time.perf_counter()
             await self.done.wait()
@@ -667,6 +702,33 @@ class Launcher:
             if comp_done is not None and not comp_done.done():
                 comp_done.cancel()
         return self.result()
+
+    async def _recorder_joined(self, timeout_s: float = 60.0) -> None:
+        """The clock starts once the recorder has joined (so it misses no Flows; if it does, it asks
+        for them: ``hometwin.launcher.flows``).  Bounded: after ``timeout_s`` the run starts anyway."""
+        p = self.procs.get("recorder")
+        deadline = time.monotonic() + timeout_s
+        while (p is not None and not p.joined and not self.stopping and time.monotonic() < deadline
+               and p.proc is not None and p.proc.returncode is None):
+            await asyncio.sleep(0.1)
+
+    def flows_since(self, since: int, until: int | None = None) -> dict[str, Any] | None:
+        """``hometwin.launcher.flows``: the settled steps from ``since`` (before ``until``) that this
+        launcher holds, in one :class:`~hometwin.messages.Flows` (None: it holds none from there)."""
+        have = self.recorded.have
+        since = int(since)
+        until = len(have) if until is None else min(int(until), len(have))
+        if not 0 <= since < until or not have[since]:
+            return None
+        gaps = np.flatnonzero(~have[since:until])
+        end = since + int(gaps[0]) if gaps.size else until
+        rec, s = self.recorder, slice(since, end)
+        soc = rec.soc[s]
+        f = m.Flows(seq=0, i0=since, n=end - since, k=end - since - 1, dt_s=self.remote.ctx.step_s,
+                    flows={c: rec.cols[c][s] for c in rec.cols}, served={n: a[s] for n, a in rec.elements.items()},
+                    roles=dict(rec.roles), soc=None if np.isnan(soc).any() else soc,
+                    max_residual_j=self.remote.max_residual_j)  # of the run so far
+        return f.wire()
 
     async def _join(self, url: str) -> tuple[Any, Any]:
         """Join the realm (the recorder's session; :meth:`_on_join`), within 30 s, or until the run ends."""
@@ -694,10 +756,14 @@ class Launcher:
                 await asyncio.wait_for(asyncio.shield(self._router_restart), 90)
             except Exception:
                 pass
-        order = [p for p in self.procs.values() if p.cmd.kind not in ("clock", "inverter")] + \
+        order = [p for p in self.procs.values() if p.cmd.kind not in ("clock", "inverter", "recorder")] + \
                 [p for p in self.procs.values() if p.cmd.kind == "inverter"] + \
                 [p for p in self.procs.values() if p.cmd.kind == "clock"]
         await asyncio.gather(*(self._stop_proc(p) for p in order), return_exceptions=True)
+        recorder = self.procs.get("recorder")
+        if recorder is not None:  # last: it writes the run's end (it leaves by itself after run.done)
+            await self._stop_recorder(recorder)
+            order.append(recorder)
         for p in order:
             if p.pump is not None:
                 try:

@@ -8,7 +8,7 @@ import signal
 import socket
 import struct
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 from urllib.parse import urlparse
 
 import numpy as np
@@ -297,8 +297,12 @@ def cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def run_component(comp: Component, stop: asyncio.Event | None = None,
-                  extra: Callable[[asyncio.AbstractEventLoop], Any] | None = None) -> None:
-    """Run one component until it is done, SIGTERM/SIGINT, or ``stop`` is set."""
+                  extra: Callable[[asyncio.AbstractEventLoop], Any] | None = None,
+                  linger: Callable[[], Awaitable[Any]] | None = None) -> None:
+    """Run one component until it is done, SIGTERM/SIGINT, or ``stop`` is set.  When stopped, it
+    awaits ``linger()`` first with the session still up (its handlers go on: a last Settle on its
+    way is still taken), e.g. until /metrics has been scraped once more
+    (:meth:`hometwin.runtime.metrics.ServiceMetrics.linger`)."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     stop = stop or asyncio.Event()
@@ -352,6 +356,8 @@ def run_component(comp: Component, stop: asyncio.Event | None = None,
             await stop_component(comp)
             raise SystemExit(EXIT_REFUSED)
         if stop.is_set():
+            if linger is not None:
+                await linger()
             await stop_component(comp)
         else:
             exc = done.exception() if done.done() and not done.cancelled() else None
