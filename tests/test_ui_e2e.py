@@ -164,8 +164,8 @@ def test_build_cape_town_by_dragging_then_export_and_run(page: Page, serve: Serv
 
     # export: hometwin validate accepts it, and it is the example's spec
     page.get_by_role("button", name="Export YAML").click()
+    expect(page.locator("#yaml-text")).to_have_value(re.compile(r"^apiVersion: hometwin.io/v1alpha1\n"))
     exported = page.locator("#yaml-text").input_value()
-    assert exported.startswith("apiVersion: hometwin.io/v1alpha1")
     path = tmp_path / "cape-town.yaml"
     path.write_text(exported)
     r = subprocess.run([sys.executable, "-m", "hometwin.cli", "validate", "-f", str(path)], capture_output=True, text=True,
@@ -226,6 +226,7 @@ def test_out_of_range_value_shows_the_servers_message_and_blocks_the_run(page: P
     shown = message.inner_text()
     # the very message the server gives for that field
     page.get_by_role("button", name="Export YAML").click()
+    expect(page.locator("#yaml-text")).to_have_value(re.compile(r"^apiVersion: "))
     with api(serve) as client:
         r = client.post("/api/validate", json={"yaml": page.locator("#yaml-text").input_value()})
     assert r.status_code == 422, r.text
