@@ -90,7 +90,7 @@ class _Planner(_Strict):
         "the forecast load of the rest of the outage, PV not counted (soft, priced at the value of lost load)"))] = 1.3
     outage_lead_h: Annotated[float, Field(ge=0, le=48, description=(
         "[h] this long before each announced outage the battery is not discharged below its plan (up to the "
-        "outage's reserve) by load the forecast did not see"))] = 6.0
+        "outage's reserve) by load the forecast did not see; 0: no such hold"))] = 6.0
     integer: bool = Field(False, description="MILP: forbid simultaneous charge/discharge and import/export")
     mip_rel_gap: Annotated[float, Field(ge=0, le=0.1, description="[-] relative optimality gap of a plan with "
                                         "integer variables (MILP, the geyser's legionella days)")] = 1e-3

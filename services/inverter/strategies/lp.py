@@ -17,9 +17,10 @@ plus the electric power of any thermal blocks (heat pump, geyser; see
   above ``taper_soc`` (linear in ``e``), the inverter's AC rating,
 - SoC window (and an optional per-step floor, e.g. a backup reserve),
 - through every outage (``available`` false), a reserve: the stored energy above the
-  minimum covers ``outage_reserve_factor`` × the forecast load (and the planned thermal
-  loads; PV not counted, at the discharge efficiency) of the rest of the outage — soft, its shortfall priced at the
-  value of lost load spread over the outage's steps (see :func:`outage_reserve_kwh`),
+  minimum covers ``outage_reserve_factor`` × the forecast load and the planned thermal
+  loads of the rest of the outage (PV not counted; at the discharge efficiency) — soft,
+  its shortfall priced at the value of lost load spread over the outage's steps (see
+  :func:`outage_reserve_kwh`),
 - import/export limits, zero grid exchange while the grid is unavailable,
 - MILP only (``integer=True``): no simultaneous charge/discharge or import/export.
 
@@ -370,7 +371,8 @@ def solve_dispatch(p: DispatchProblem, time_limit_s: float | None = 10.0) -> Dis
     return plan
 
 
-def _outage_reserve_rows(lp: SparseLP, p: DispatchProblem, avail: np.ndarray, load: np.ndarray, dt: float, e: np.ndarray, thermal: list[np.ndarray], pen: float) -> None:
+def _outage_reserve_rows(lp: SparseLP, p: DispatchProblem, avail: np.ndarray, load: np.ndarray, dt: float,
+                         e: np.ndarray, thermal: list[np.ndarray], pen: float) -> None:
     """At every outage step ``t``: ``e[t] + slack ≥ e_min + f·(load of the rest of the outage
     + the thermal loads planned in it)/η_out``; a uniform shortfall of x kWh over an outage
     costs x × VoLL (the slack's price is spread over the outage's steps)."""
@@ -521,12 +523,12 @@ def lp_plan(strategy: Any, w: Any, perfect: bool | None = None, horizon_s: float
                            outage_reserve_factor=factor, thermal=thermal, integer=getattr(cfg, "integer", False),
                            mip_rel_gap=getattr(cfg, "mip_rel_gap", 1e-6))
     sol = solve_dispatch(prob)
-    if bm is not None and planned_outages and not avail.all():
+    lead = int(round(getattr(cfg, "outage_lead_h", 0.0) * 3600.0 / fc.dt_s))
+    if bm is not None and planned_outages and lead > 0 and not avail.all():
         # before an announced outage, load the forecast missed (a geyser's thermostat, forecast error) is
         # taken from the grid rather than from the energy the plan holds for the outage
         need = outage_reserve_kwh(avail, fc.load_kw, fc.dt_h, bm.eta_inverter * bm.eta_discharge, factor)
         need_soc = np.minimum(bm.soc_min + need / bm.capacity_kwh, bm.soc_max)
-        lead = int(round(getattr(cfg, "outage_lead_h", 0.0) * 3600.0 / fc.dt_s))
         # from ``outage_lead_h`` before each (widened) outage through its end: no lower than the plan, up to
         # the reserve (the policy lifts the floor wherever the grid is really down, see ``plan_policy``)
         hold = np.minimum(np.maximum(lead_floor(avail, need_soc, lead), np.where(avail, 0.0, need_soc)), sol.soc[1:])
