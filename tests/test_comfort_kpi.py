@@ -30,7 +30,7 @@ def trondheim(window: int | None):
 
 def reference_kh(window_steps: int = 1) -> tuple[float, float]:
     """K·h outside the default comfort band while present, from a run settled step by step: the
-    indoor temperature after each step (the element's state) against the band at that step's end,
+    indoor temperature after each step (the element's state) against the band during that step,
     written out here without the KPI code under test.  Also the heat pump's electric energy [kWh]."""
     import pandas as pd
 
@@ -42,7 +42,8 @@ def reference_kh(window_steps: int = 1) -> tuple[float, float]:
 
     def hook(rec):
         assert rec.k == 0 and rec.window.n == 1
-        t_end = pd.Timestamp(int(rec.window.epoch_s[0]) + rec.window.dt_s, unit="s", tz="UTC").tz_convert(tz)
+        # the band in force during the step: at its last second
+        t_end = pd.Timestamp(int(rec.window.epoch_s[0]) + rec.window.dt_s - 1, unit="s", tz="UTC").tz_convert(tz)
         minute = t_end.hour * 60 + t_end.minute
         present = t_end.weekday() >= 5 or any(
             int(a[:2]) * 60 + int(a[3:]) <= minute < int(b[:2]) * 60 + int(b[3:]) for a, b in cc.present)

@@ -52,8 +52,8 @@ def run_strategy(home: Any, strategy: Any, until_s: int | None = None,
 
     ``comfort_violation_kh``: K·h outside the comfort band (the strategy's ``comfort`` or the
     default :class:`~.config.ComfortConfig`) while someone is home, integrated step by step from
-    each heating element's indoor temperature at the end of every step and the band at that
-    moment — the same figure however the run is cut into windows or plans."""
+    each heating element's indoor temperature at the end of every step and the band in force
+    during that step — the same figure however the run is cut into windows or plans."""
     from hometwin.engine import Engine
 
     eng = Engine(with_strategy(home, strategy, voll_per_kwh), until_s=until_s)
@@ -70,7 +70,9 @@ def run_strategy(home: Any, strategy: Any, until_s: int | None = None,
 
         cc = comfort or ComfortConfig()
         dt_s = rec.window.dt_s
-        t_end = np.asarray(rec.window.epoch_s[: rec.k + 1], dtype=np.int64) + dt_s  # each step's end
+        # the temperature at each step's end against the band in force during that step (its last second,
+        # as heating_mpc's closed-loop simulation measures it)
+        t_end = np.asarray(rec.window.epoch_s[: rec.k + 1], dtype=np.int64) + dt_s - 1
         lo, up, present = comfort_band(t_end, eng.ctx.timezone, cc)
         for el in heaters.values():
             viol["kh"] += comfort_violation_kh(el.settled_temp_indoor[: rec.k + 1], lo, up, present, dt_s / 3600.0)
