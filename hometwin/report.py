@@ -7,7 +7,8 @@ What it shows, all in the home's local time:
 * interactive plots (plotly): power flows with the grid outages shaded, the battery's SoC,
   the daily energy balance, the cost per month and the energy flows of the run as a Sankey
   diagram;
-* the daily balance and the monthly cost as tables.
+* the daily balance and the monthly cost as tables;
+* energy and cost per device (:meth:`hometwin.results.Result.device_costs`).
 
 The balance is the ledger's (:mod:`hometwin.ledger`), summed per local day::
 
@@ -341,6 +342,12 @@ def render_report(result: Any) -> str:
     cost_rows.append(["<b>total</b>"] + [f"<b>{_num(month[c].sum())}</b>" for c, _ in cost_cols])
     cost_table = _table(["month"] + [lab if "kWh" in lab else f"{lab} [{currency}]" for _, lab in cost_cols],
                         cost_rows, "cost")
+    dev = result.device_costs()
+    dev_rows = [[html.escape(str(name)), _num(row["energy_kwh"], 3), f"{row['share'] * 100:.1f}", _num(row["cost"])]
+                for name, row in dev.iterrows()]
+    dev_rows.append(["<b>total</b>", f"<b>{_num(dev['energy_kwh'].sum(), 3)}</b>", "<b>100.0</b>" if len(dev) else "–",
+                     f"<b>{_num(dev['cost'].sum())}</b>"])
+    dev_table = _table(["device", "Energy [kWh]", "Share [%]", f"Cost [{currency}]"], dev_rows, "devices")
     partial = m.get("partial")
     partial_note = (f'<p class="partial">This run did not finish: {partial["steps_settled"]} of {partial["steps_asked"]} '
                     f'steps ({html.escape(str(partial.get("why", "")))}).</p>' if partial else "")
@@ -377,6 +384,12 @@ balance. All figures in kWh.</p>
 charge ({_num(float(m.get('fixed_daily_charge', 0.0)))} {html.escape(currency)}) for each local day of the run.</p>
 {figs['fig-cost']}
 {cost_table}
+<h2>Energy and cost per device</h2>
+<p class="note">Each load's energy served over the run, and its cost: at every step, the energy the device took
+× that step's import price, summed — the price of the energy when it was used, whichever of grid, PV or battery
+delivered it. The device costs therefore do not add up to the energy cost above, which counts only grid import
+and nets the export credit.</p>
+{dev_table}
 <h2>Energy flows</h2>
 <p class="note">Where the run's energy came from and went, through the home's bus (the inverter and its AC side),
 in kWh. Not flows, so not shown: PV curtailed {_num(k['curtailed_kwh'])} kWh, unserved load

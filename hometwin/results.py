@@ -136,6 +136,32 @@ class Result:
         """Net energy per element over the run [kWh] (+ delivered onto the bus, − taken)."""
         return {c[3:-2]: float(self.frame[c].sum()) / KWH for c in self.frame.columns if c.startswith("el.")}
 
+    def device_costs(self) -> pd.DataFrame:
+        """Energy and cost per load over the run: one row per element that takes energy from the bus.
+
+        ``energy_kwh``: what the element was served [kWh]; ``cost``: Σ over steps of that step's
+        energy × the step's import price [currency] — the price of the energy at the moment it was
+        used, whether the grid, the PV or the battery delivered it (a kWh of PV or from the battery is
+        not free: it could have been exported or kept for later).  It does not depend on how the
+        battery was dispatched, so a device's cost compares across strategies; the device costs do
+        not add up to the bill (``energy_cost``), which nets export and counts only grid import.
+        ``share`` is the element's part of the loads' total energy (0–1)."""
+        f = self.frame
+        roles = self.meta.get("roles", {})
+        price = f["price_import"].to_numpy()
+        rows = {}
+        for name, role in roles.items():
+            col = f"el.{name}_j"
+            if role != "load" or col not in f:
+                continue
+            e = np.maximum(-f[col].to_numpy(), 0.0) / KWH
+            rows[name] = {"energy_kwh": float(e.sum()), "cost": float(np.dot(e, price))}
+        out = pd.DataFrame.from_dict(rows, orient="index", columns=["energy_kwh", "cost"])
+        total = out["energy_kwh"].sum()
+        out["share"] = out["energy_kwh"] / total if total > 0 else 0.0
+        out.index.name = "element"
+        return out.sort_values("energy_kwh", ascending=False)
+
     def power_w(self) -> pd.DataFrame:
         """The ``*_j`` columns as mean power per step [W]."""
         cols = [c for c in self.frame.columns if c.endswith("_j")]

@@ -12,25 +12,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from hometwin.kpi_labels import FRACTIONS, KPI_LABELS, kpi_display_unit
 from hometwin.results import KWH, Result
-
-#: Label and unit of each KPI of :meth:`Result.kpis` (``{currency}``: the grid's currency).
-#: TODO(merge): one table with the report's KPI labels/units (engineer "report").
-KPI_INFO: dict[str, tuple[str, str]] = {
-    "pv_kwh": ("PV energy (AC)", "kWh"), "pv_dc_kwh": ("PV energy (DC)", "kWh"),
-    "curtailed_kwh": ("PV curtailed", "kWh"), "load_kwh": ("Load served", "kWh"),
-    "unserved_kwh": ("Unserved load", "kWh"), "grid_import_kwh": ("Grid import", "kWh"),
-    "grid_export_kwh": ("Grid export", "kWh"), "battery_charge_kwh": ("Battery charge", "kWh"),
-    "battery_discharge_kwh": ("Battery discharge", "kWh"), "losses_kwh": ("Conversion losses", "kWh"),
-    "energy_cost": ("Energy cost", "{currency}"), "fixed_charges": ("Fixed charges", "{currency}"),
-    "total_cost": ("Total cost", "{currency}"), "self_consumption": ("Self-consumption", "%"),
-    "self_sufficiency": ("Self-sufficiency (autarky)", "%"), "outage_hours": ("Grid outage", "h"),
-    "outage_hours_ridden_through": ("Outage ridden through", "h"),
-    "battery_cycles": ("Battery equivalent full cycles", "cycles"),
-    "pv_yield_kwh_per_kwp": ("PV yield", "kWh/kWp"), "max_ledger_residual_j": ("Max ledger residual", "J"),
-}
-#: KPIs that are fractions (0–1) in :meth:`Result.kpis` and percentages here.
-PERCENT = ("self_consumption", "self_sufficiency")
 
 #: Most points of one series in a flows answer (a year at 15 minutes is 35,040).
 MAX_POINTS = 50_000
@@ -56,9 +39,9 @@ def kpis(result: Result) -> dict[str, Any]:
     out: dict[str, float | None] = {}
     for key, value in values.items():
         v = number(value)
-        out[key] = v * 100 if v is not None and key in PERCENT else v
-    units = {k: KPI_INFO.get(k, (k, ""))[1].format(currency=currency) for k in out}
-    labels = {k: KPI_INFO.get(k, (k, ""))[0] for k in out}
+        out[key] = v * 100 if v is not None and key in FRACTIONS else v
+    units = {k: kpi_display_unit(k, currency) for k in out}
+    labels = {k: KPI_LABELS[k].label if k in KPI_LABELS else k for k in out}
     meta = result.meta
     partial = meta.get("partial")
     return {"kpis": out, "units": units, "labels": labels, "currency": meta.get("currency", ""),

@@ -703,7 +703,10 @@ def record(spec: Path = typer.Option(..., "--spec", help="home.yaml"),
     rec.finish()
     if rec.error:
         raise SystemExit(EXIT_DB)
-    log.info("run %s %s: %d steps recorded", rid, (rec.outcome or ("stopped",))[0], int(rec.have.sum()))
+    import time as _time
+
+    log.info("run %s %s: %d steps recorded (recorder CPU %.1f s)", rid, (rec.outcome or ("stopped",))[0],
+             int(rec.have.sum()), _time.process_time())
 
 
 def register(app: typer.Typer) -> None:

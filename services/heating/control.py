@@ -122,6 +122,9 @@ class HeatedBuilding(Element):
                               plan=None)
             self.state["stored_j0"] = self.stored_heat_j()
         self._pending: tuple[Window, Trajectory, np.ndarray, dict] | None = None
+        #: indoor temperature at the end of each step of the last settled window [°C] (not state: a
+        #: record for per-step KPIs such as the comfort violation, however the run is cut into windows)
+        self.settled_temp_indoor = np.zeros(0)
 
     # -- to be provided by subclasses ----------------------------------------------------------
     def source(self, temp_out: np.ndarray, setpoint: np.ndarray) -> Source:
@@ -291,6 +294,7 @@ class HeatedBuilding(Element):
         s = slice(0, k + 1)
         st = self.state
         st["temp_indoor"] = float(t.x[k, 0])
+        self.settled_temp_indoor = np.array(t.x[s, 0], dtype=float)
         if b.n_states == 2:
             st["temp_mass"] = float(t.x[k, 1])
         st["on"] = bool(t.on[k])

@@ -22,7 +22,8 @@ def register(app: typer.Typer) -> None:
         days: Optional[float] = typer.Option(None, "--days", help="run only this many days"),
         voll: Optional[float] = typer.Option(None, "--voll", min=0.0,
                                              help="value of lost load per kWh (tariff currency): adds the cost of "
-                                                  "unserved energy, so outage-blind strategies are not flattered"),
+                                                  "unserved energy, so outage-blind strategies are not flattered, and "
+                                                  "is the planners' price of unserved energy where they set none"),
         out: Optional[Path] = typer.Option(None, "--json", help="also write the table as JSON"),
     ) -> None:
         """Run a home under several strategies: cost, comfort violation, unserved energy, cycles, gap to the optimum."""

@@ -304,6 +304,9 @@ def plan_policy(plan: Plan, w: Any, signals: Mapping[str, np.ndarray], battery: 
     imp = plan.at(plan.import_w, ep) * dt
     exp = plan.at(plan.export_w, ep) * dt
     floor = np.nan_to_num(plan.at(plan.soc_floor, ep, 0.0), nan=0.0)
+    up = signals.get("grid_available")
+    if up is not None:  # a floor is a reserve for outages: where the grid is really down it is there to be used
+        floor = np.where(np.asarray(up, dtype=float) > 0.5, floor, 0.0)
     have = np.isfinite(ch) & np.isfinite(dis)
     ch, dis = np.nan_to_num(ch, nan=0.0), np.nan_to_num(dis, nan=0.0)
     imp, exp = np.nan_to_num(imp, nan=0.0), np.nan_to_num(exp, nan=0.0)

@@ -23,45 +23,59 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def strategy_config(spec: Any) -> Any:
+def strategy_config(spec: Any, voll_per_kwh: float | None = None) -> Any:
+    """The validated config of a preset name or mapping; ``voll_per_kwh`` (value of lost load) is
+    given to a planner that prices unserved energy and does not set its own
+    (``value_of_lost_load_per_kwh``), so the plans and the comparison price lost load alike."""
     if isinstance(spec, str):
         if spec not in PRESETS:
             raise ValueError(f"--strategy: unknown {spec!r} (known: {', '.join(PRESETS)})")
         spec = PRESETS[spec]
-    return TypeAdapter(StrategyConfig).validate_python(spec)
+    cfg = TypeAdapter(StrategyConfig).validate_python(spec)
+    if (voll_per_kwh is not None and "value_of_lost_load_per_kwh" in type(cfg).model_fields
+            and cfg.value_of_lost_load_per_kwh is None):
+        cfg = cfg.model_copy(update={"value_of_lost_load_per_kwh": float(voll_per_kwh)})
+    return cfg
 
 
-def with_strategy(home: Any, strategy: Any) -> Any:
+def with_strategy(home: Any, strategy: Any, voll_per_kwh: float | None = None) -> Any:
     """A copy of ``home`` whose inverter runs ``strategy`` (None = its work mode alone)."""
     h = home.model_copy(deep=True)
     inv = next(el for el in h.spec.elements if el.kind == "inverter")
-    inv.config.strategy = None if strategy is None else strategy_config(strategy)
+    inv.config.strategy = None if strategy is None else strategy_config(strategy, voll_per_kwh)
     return h
 
 
-def run_strategy(home: Any, strategy: Any, until_s: int | None = None) -> dict[str, Any]:
-    """Run ``home`` with ``strategy``; KPIs plus comfort violation and the strategy's own figures."""
+def run_strategy(home: Any, strategy: Any, until_s: int | None = None,
+                 voll_per_kwh: float | None = None) -> dict[str, Any]:
+    """Run ``home`` with ``strategy``; KPIs plus comfort violation and the strategy's own figures.
+
+    ``comfort_violation_kh``: K·h outside the comfort band (the strategy's ``comfort`` or the
+    default :class:`~.config.ComfortConfig`) while someone is home, integrated step by step from
+    each heating element's indoor temperature at the end of every step and the band in force
+    during that step — the same figure however the run is cut into windows or plans."""
     from hometwin.engine import Engine
 
-    eng = Engine(with_strategy(home, strategy), until_s=until_s)
+    eng = Engine(with_strategy(home, strategy, voll_per_kwh), until_s=until_s)
     heaters = {n: e for n, e in eng.elements.items() if hasattr(e, "set_plan") and hasattr(e, "building")}
     viol = {"kh": 0.0}
     strat = eng.inverter.strategy
     comfort = getattr(getattr(strat, "config", None), "comfort", None)
 
-    def hook(rec: Any) -> None:  # comfort outside the band while present, sampled per settled window
+    def hook(rec: Any) -> None:  # comfort outside the band while present, integrated per step
         if not heaters:
             return
-        from hometwin.services.inverter.strategies.heating_mpc import comfort_band
+        from hometwin.services.inverter.strategies.heating_mpc import comfort_band, comfort_violation_kh
         from hometwin.services.inverter.strategies.config import ComfortConfig
 
         cc = comfort or ComfortConfig()
-        t_end = np.array([int(rec.window.epoch_s[rec.k]) + rec.window.dt_s])
+        dt_s = rec.window.dt_s
+        # the temperature at each step's end against the band in force during that step (its last second,
+        # as heating_mpc's closed-loop simulation measures it)
+        t_end = np.asarray(rec.window.epoch_s[: rec.k + 1], dtype=np.int64) + dt_s - 1
         lo, up, present = comfort_band(t_end, eng.ctx.timezone, cc)
-        if present[0]:
-            for el in heaters.values():
-                t = float(el.state.get("temp_indoor", np.nan))
-                viol["kh"] += (max(lo[0] - t, 0.0) + max(t - up[0], 0.0)) * (rec.k + 1) * rec.window.dt_s / 3600.0
+        for el in heaters.values():
+            viol["kh"] += comfort_violation_kh(el.settled_temp_indoor[: rec.k + 1], lo, up, present, dt_s / 3600.0)
 
     eng.on_window.append(hook)
     t0 = time.perf_counter()
@@ -84,16 +98,18 @@ def compare_strategies(home: Any, strategies: Iterable[Any], until_s: int | None
 
     ``voll_per_kwh`` (value of lost load, in the tariff's currency per kWh): each row also
     gets ``lost_load_cost`` = unserved kWh × VoLL and ``cost_with_lost_load`` = energy cost
-    + that, so a strategy cannot look cheap by leaving the load dark during an outage.
+    + that, so a strategy cannot look cheap by leaving the load dark during an outage.  The same
+    value is the planners' price of unserved energy (``value_of_lost_load_per_kwh``) wherever their
+    config leaves it unset: one notion of lost load in the plans and in the comparison.
     """
     if voll_per_kwh is not None and not (voll_per_kwh >= 0 and np.isfinite(voll_per_kwh)):
         raise ValueError(f"voll_per_kwh: must be >= 0 and finite (got {voll_per_kwh})")
     rows: dict[str, dict[str, Any]] = {}
     for s in strategies:
         name = s if isinstance(s, str) else strategy_config(s).type
-        rows[name] = run_strategy(home, s, until_s)
+        rows[name] = run_strategy(home, s, until_s, voll_per_kwh)
     if bound:
-        pf = rows.get("perfect_foresight") or run_strategy(home, "perfect_foresight", until_s)
+        pf = rows.get("perfect_foresight") or run_strategy(home, "perfect_foresight", until_s, voll_per_kwh)
         rows.setdefault("perfect_foresight", pf)
         ref = pf.get("bound", pf["energy_cost"])  # the LP optimum over the whole run
         for r in rows.values():

@@ -79,6 +79,18 @@ class _Planner(_Strict):
         None, description="[currency/kWh] value of energy left at the horizon's end (None: lowest import price in the horizon × efficiency)")
     reserve_soc: Annotated[float | None, Field(ge=0, le=1, description="[0-1] soft SoC floor kept while the grid is up")] = None
     outage_reserve: bool = Field(True, description="plan for announced outages (no grid exchange in them)")
+    value_of_lost_load_per_kwh: Annotated[float | None, Field(ge=0, description=(
+        "[currency/kWh] value of lost load: what the plan pays per kWh of load it leaves unserved (None: 10 × "
+        "the horizon's highest import price + 10; compare-strategies --voll sets it for every planner)"))] = None
+    outage_margin_h: Annotated[float, Field(ge=0, le=6, description=(
+        "[h] uncertainty of the outage schedule: each announced outage is planned as starting this much earlier "
+        "and ending this much later"))] = 0.5
+    outage_reserve_factor: Annotated[float, Field(ge=1, le=3, description=(
+        "[-] through every announced outage the stored energy above the battery's minimum covers this many times "
+        "the forecast load of the rest of the outage, PV not counted (soft, priced at the value of lost load)"))] = 1.3
+    outage_lead_h: Annotated[float, Field(ge=0, le=48, description=(
+        "[h] this long before each announced outage the battery is not discharged below its plan (up to the "
+        "outage's reserve) by load the forecast did not see; 0: no such hold"))] = 6.0
     integer: bool = Field(False, description="MILP: forbid simultaneous charge/discharge and import/export")
     mip_rel_gap: Annotated[float, Field(ge=0, le=0.1, description="[-] relative optimality gap of a plan with "
                                         "integer variables (MILP, the geyser's legionella days)")] = 1e-3
@@ -146,6 +158,8 @@ class PerfectForesightConfig(_Strict):
     type: Literal["perfect_foresight"] = "perfect_foresight"
     step_min: Annotated[float, Field(gt=0, le=240, description="[min] optimisation step (the run's step if smaller)")] = 15.0
     wear_cost_per_kwh: Annotated[float, Field(ge=0)] = 0.0
+    value_of_lost_load_per_kwh: Annotated[float | None, Field(ge=0, description=(
+        "[currency/kWh] value of lost load (None: 10 × the highest import price + 10)"))] = None
     integer: bool = False
     defer_appliances: bool = Field(True, description="smart appliances' starts moved on the true prices")
 

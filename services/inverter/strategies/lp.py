@@ -16,10 +16,16 @@ plus the electric power of any thermal blocks (heat pump, geyser; see
 - power limits of battery and converter (AC side), the taper of the charge power
   above ``taper_soc`` (linear in ``e``), the inverter's AC rating,
 - SoC window (and an optional per-step floor, e.g. a backup reserve),
+- through every outage (``available`` false), a reserve: the stored energy above the
+  minimum covers ``outage_reserve_factor`` × the forecast load and the planned thermal
+  loads of the rest of the outage (PV not counted; at the discharge efficiency) — soft,
+  its shortfall priced at the value of lost load spread over the outage's steps (see
+  :func:`outage_reserve_kwh`),
 - import/export limits, zero grid exchange while the grid is unavailable,
 - MILP only (``integer=True``): no simultaneous charge/discharge or import/export.
 
-Objective: ``Σ dt·(p_imp·gi − p_exp·ge + wear·(c + d) + penalty·u) − v_term·e[T]``.
+Objective: ``Σ dt·(p_imp·gi − p_exp·ge + wear·(c + d) + voll·u) − v_term·e[T]`` (+ the soft
+floors' slacks), where ``voll`` is the value of lost load (``unserved_penalty_per_kwh``).
 
 Matrices are assembled once as sparse COO arrays with numpy (no Python loop per
 step) and handed to :func:`scipy.optimize.milp` (HiGHS).
@@ -197,7 +203,8 @@ class DispatchProblem:
     soc_floor: np.ndarray | float | None = None  # extra per-step SoC floor (backup reserve), soft
     wear_cost_per_kwh: float = 0.0  # per kWh of AC throughput (charge + discharge)
     terminal_value_per_kwh: float = 0.0  # value of energy stored at the end
-    unserved_penalty_per_kwh: float | None = None  # default: 10 × highest import price + 10
+    unserved_penalty_per_kwh: float | None = None  # value of lost load (default: 10 × highest import price + 10)
+    outage_reserve_factor: float = 1.0  # stored energy through outages ≥ factor × the forecast load (1: none extra)
     floor_penalty_per_kwh: float | None = None  # violation of soc_floor (default: 2 × highest import price + 1)
     thermal: list[Any] = field(default_factory=list)
     integer: bool = False  # MILP: forbid simultaneous charge/discharge and import/export
@@ -340,6 +347,8 @@ def solve_dispatch(p: DispatchProblem, time_limit_s: float | None = 10.0) -> Dis
         lp.rows([(gi, 1.0), (w, -big)], -np.inf, 0.0)
         lp.rows([(ge, 1.0), (w, bige)], -np.inf, bige)
     thermal_idx = [(blk, blk.add_to(lp, dt, n)) for blk in p.thermal]
+    if b is not None and p.outage_reserve_factor > 1.0 and not avail.all():
+        _outage_reserve_rows(lp, p, avail, load, dt, e, [idx for _, idx in thermal_idx], pen)
     # Bus balance: gi − ge − cu + u + d − c − Σ thermal = load − pv
     terms: list[tuple[np.ndarray, Any]] = [(gi, 1.0), (ge, -1.0), (cu, -1.0), (u, 1.0)]
     if b is not None:
@@ -360,6 +369,79 @@ def solve_dispatch(p: DispatchProblem, time_limit_s: float | None = 10.0) -> Dis
         solve_s=time.perf_counter() - t0, status=str(res.message),
         thermal={blk.name: blk.extract(x) for blk, _ in thermal_idx})
     return plan
+
+
+def _outage_reserve_rows(lp: SparseLP, p: DispatchProblem, avail: np.ndarray, load: np.ndarray, dt: float,
+                         e: np.ndarray, thermal: list[np.ndarray], pen: float) -> None:
+    """At every outage step ``t``: ``e[t] + slack ≥ e_min + f·(load of the rest of the outage
+    + the thermal loads planned in it)/η_out``; a uniform shortfall of x kWh over an outage
+    costs x × VoLL (the slack's price is spread over the outage's steps)."""
+    b = p.battery
+    f = p.outage_reserve_factor
+    eta_out = b.eta_inverter * b.eta_discharge
+    cap = b.capacity_kwh
+    need = outage_reserve_kwh(avail, load, dt, eta_out, f)
+    out = np.flatnonzero(~avail)
+    _, first, inv, counts = np.unique(_runs(~avail)[out], return_index=True, return_inverse=True, return_counts=True)
+    span = counts[inv]  # steps of the step's outage
+    end = (out[first] + counts)[inv]  # first step after it
+    rs = lp.var("reserve_slack", len(out), 0.0, np.inf, pen / span)
+    terms: list[tuple[np.ndarray, Any]] = [(e[out], 1.0), (rs, 1.0)]
+    for k in range(int((end - out).max()) if thermal else 0):
+        s = out + k
+        ok = s < end
+        s = np.where(ok, s, out)
+        coef = np.where(ok, -f * dt / eta_out, 0.0)
+        terms += [(idx[s], coef) for idx in thermal]
+    lp.rows(terms, np.minimum(b.soc_min * cap + need[out], b.soc_max * cap), np.inf)
+
+
+def _runs(mask: np.ndarray) -> np.ndarray:
+    """Run number of each step: consecutive equal values of ``mask`` share one (0, 1, 2, …)."""
+    m = np.asarray(mask, dtype=bool)
+    return np.concatenate([[0], np.cumsum(m[1:] != m[:-1])]) if len(m) else np.zeros(0, dtype=int)
+
+
+def outage_reserve_kwh(available: np.ndarray, load_kw: np.ndarray, dt_h: float, eta_out: float,
+                       factor: float) -> np.ndarray:
+    """Stored energy above the battery's minimum [kWh] wanted at the start of each outage step:
+    ``factor`` × the forecast load of the rest of that outage, divided by the discharge efficiency
+    ``eta_out`` (battery → AC); 0 while the grid is up.  PV is not counted: a cloud can take it
+    away, and the reserve is what the house has when it does."""
+    out = ~np.asarray(available, dtype=bool)
+    deficit = np.where(out, np.maximum(np.asarray(load_kw), 0.0) * dt_h / eta_out, 0.0)
+    run = _runs(out)
+    total = np.bincount(run, weights=deficit)  # per run
+    before = np.cumsum(deficit) - deficit  # deficit of the steps before t
+    start = np.cumsum(np.concatenate([[0.0], total]))[run]  # deficit before the run's first step
+    rest = total[run] - (before - start)
+    return np.where(out, factor * rest, 0.0)
+
+
+def widen_outages(available: np.ndarray, steps: int) -> np.ndarray:
+    """``available`` with every outage widened by ``steps`` on each side (the schedule's uncertainty)."""
+    a = np.asarray(available, dtype=bool)
+    if steps <= 0 or a.all():
+        return a.copy()
+    out = (~a).astype(np.int64)
+    c = np.concatenate([[0], np.cumsum(out)])
+    n = len(a)
+    i = np.arange(n)
+    lo, hi = np.clip(i - steps, 0, n), np.clip(i + steps + 1, 0, n)
+    return (c[hi] - c[lo]) == 0
+
+
+def lead_floor(available: np.ndarray, need_soc: np.ndarray, steps: int) -> np.ndarray:
+    """Per step, the SoC wanted at the start of the next outage if it begins within ``steps``
+    steps (0 inside outages and farther ahead)."""
+    a = np.asarray(available, dtype=bool)
+    n = len(a)
+    starts = np.flatnonzero(~a & np.concatenate([[True], a[:-1]]))
+    out = np.zeros(n)
+    for s0 in starts:
+        lo = max(0, s0 - steps)
+        out[lo:s0] = np.maximum(out[lo:s0], need_soc[s0])
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -425,17 +507,32 @@ def lp_plan(strategy: Any, w: Any, perfect: bool | None = None, horizon_s: float
     if tv is None:
         tv = 0.0 if fc.reaches_end or bm is None else float(np.min(fc.price_import)) * bm.eta_inverter * bm.eta_discharge
     floor = None
+    planned_outages = getattr(cfg, "outage_reserve", True)
+    avail = fc.available if planned_outages else np.ones(fc.n, dtype=bool)
+    # the announced schedule as forecast: every outage widened by its uncertainty
+    avail = widen_outages(avail, int(np.ceil(getattr(cfg, "outage_margin_h", 0.0) * 3600.0 / fc.dt_s - 1e-9)))
     if getattr(cfg, "reserve_soc", None) is not None:
-        floor = np.where(fc.available, cfg.reserve_soc, 0.0)
-    avail = fc.available if getattr(cfg, "outage_reserve", True) else np.ones(fc.n, dtype=bool)
+        floor = np.where(avail, cfg.reserve_soc, 0.0)
+    factor = getattr(cfg, "outage_reserve_factor", 1.0) if planned_outages else 1.0
     thermal = strategy.thermal_blocks(fc) if hasattr(strategy, "thermal_blocks") else []
     prob = DispatchProblem(dt_h=fc.dt_h, pv_kw=fc.pv_kw, load_kw=fc.load_kw, price_import=fc.price_import,
                            price_export=fc.price_export, soc0=soc0 if soc0 is not None else 0.0, battery=bm,
                            available=avail, import_limit_kw=fc.import_limit_kw, export_limit_kw=fc.export_limit_kw,
                            soc_floor=floor, wear_cost_per_kwh=cfg.wear_cost_per_kwh, terminal_value_per_kwh=tv,
-                           thermal=thermal, integer=getattr(cfg, "integer", False),
+                           unserved_penalty_per_kwh=getattr(cfg, "value_of_lost_load_per_kwh", None),
+                           outage_reserve_factor=factor, thermal=thermal, integer=getattr(cfg, "integer", False),
                            mip_rel_gap=getattr(cfg, "mip_rel_gap", 1e-6))
     sol = solve_dispatch(prob)
+    lead = int(round(getattr(cfg, "outage_lead_h", 0.0) * 3600.0 / fc.dt_s))
+    if bm is not None and planned_outages and lead > 0 and not avail.all():
+        # before an announced outage, load the forecast missed (a geyser's thermostat, forecast error) is
+        # taken from the grid rather than from the energy the plan holds for the outage
+        need = outage_reserve_kwh(avail, fc.load_kw, fc.dt_h, bm.eta_inverter * bm.eta_discharge, factor)
+        need_soc = np.minimum(bm.soc_min + need / bm.capacity_kwh, bm.soc_max)
+        # from ``outage_lead_h`` before each (widened) outage through its end: no lower than the plan, up to
+        # the reserve (the policy lifts the floor wherever the grid is really down, see ``plan_policy``)
+        hold = np.minimum(np.maximum(lead_floor(avail, need_soc, lead), np.where(avail, 0.0, need_soc)), sol.soc[1:])
+        floor = hold if floor is None else np.maximum(floor, hold)
     plan = plan_from_dispatch(sol, fc.t0_s, fc.dt_s, floor)
     plan.info["forecast"] = fc
     plan.info["dispatch"] = sol

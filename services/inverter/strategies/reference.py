@@ -47,6 +47,9 @@ class PerfectForesight(Strategy):
             terminal_value_per_kwh = 0.0
             reserve_soc = None
             outage_reserve = True
+            outage_margin_h = 0.0  # the true future: outages exactly as they come, no reserve beyond need
+            outage_reserve_factor = 1.0
+            value_of_lost_load_per_kwh = cfg.value_of_lost_load_per_kwh
             integer = cfg.integer
 
         saved, self.config = self.config, _Cfg
