@@ -207,6 +207,7 @@ class Launcher:
         self._own_state_dir = False
         self.reaper: Reaper | None = None  # stops our processes if this launcher dies (reaper.py)
         self.router_restarts = 0
+        self.t_router_lost = 0.0  # monotonic: when the router last exited
         self._router_watch: asyncio.Task | None = None
         self._router_restart: asyncio.Future | None = None  # a restart in progress (a worker thread)
         self._servers_watched = False
@@ -367,10 +368,14 @@ class Launcher:
         clock once the inverter has: a restarted inverter learns where the run is from the elements'
         restored states (``get``: ``settled_seq``, ``next_step``), and a restarted clock from the
         inverter — all of them restarted at once, nobody could say, and the run went back to
-        window 0.  Bounded: after ``timeout_s`` it starts anyway."""
+        window 0.  The clock also waits for this launcher's own session to be back (it retries every
+        2 s): a window settled before it subscribes again would be missing from the results.
+        Bounded: after ``timeout_s`` it starts anyway."""
         def ready() -> bool:
             ahead = [q for q in self.procs.values() if q.wanted and q is not p
                      and (q.cmd.kind == "inverter" if p.cmd.kind == "clock" else q.cmd.kind not in ("clock", "inverter"))]
+            if p.cmd.kind == "clock" and self.t_joined < self.t_router_lost:
+                return False
             return all(q.joined and q.proc is not None and q.proc.returncode is None for q in ahead)
 
         deadline = time.monotonic() + timeout_s
@@ -610,6 +615,7 @@ class Launcher:
                 continue
             rc = proc.returncode
             now = time.monotonic()
+            self.t_router_lost = now
             exits = [t for t in exits if now - t < ROUTER_RESTART_WINDOW_S] + [now]
             txaio_quiet()  # autobahn's "Connection failed" of our own session: this line says it
             if len(exits) > ROUTER_RESTARTS:
@@ -785,16 +791,26 @@ class Launcher:
     def ended_early(self) -> str | None:
         """Why the run ended before its last step, if it did (None: it ran to the end)."""
         n = self.remote.ctx.n_steps
+        gap = self._first_gap()
+        if gap < self.i:
+            return (f"steps from {gap} on were settled while hometwin up was away from the router and "
+                    "are missing from the results")
         if self.i >= n:
             return None
         return self.interrupted or self.failed or (f"the run ended at step {self.i} of {n} without a failure "
                                                    "reported (hometwin.run.done before the end)")
 
+    def _first_gap(self) -> int:
+        """The first step before ``i`` that no Flows recorded (``i`` when there is none)."""
+        have = self.recorded.have[: self.i]
+        return self.i if have.all() else int(np.argmin(have))
+
     def result(self) -> Result:
         """The recorded run (cut at the last settled step when stopped early: ``meta.partial`` says so)."""
         res = self.recorder.result(wall_s=time.perf_counter() - self.t_start)
-        if self.i < len(res.frame):
-            res = res.partial(self.i, len(res.frame), self.ended_early or "stopped")
+        end = self._first_gap()  # the steps recorded without a hole
+        if end < len(res.frame):
+            res = res.partial(end, len(res.frame), self.ended_early or "stopped")
         res.meta["runtime"] = "services"
         res.meta["steps_without"] = dict(self.steps_without)
         res.meta["messages_rejected"] = {f"{uri} {why}": n for (uri, why), n in self.rejections.counts.items()}
