@@ -2,20 +2,23 @@
 
 Why this shape (docs/recording.md):
 
-* ``flows`` is *wide* — one row per settled step, one column per home-level flow
-  (:data:`hometwin.results.FLOW_COLUMNS`, joules in the step, plus the SoC).  Those flows are the
-  same for every home, so a Grafana time-series query reads each column as a series, with no
-  pivot, and one row costs one index entry.
-* ``element_windows`` holds each element's energy per *window*, one array a row; the view
-  ``element_flows`` reads it *long* — one row per element per step.  Elements differ from home to
-  home (and join or leave during a run); Grafana groups by ``element`` for the stacked loads.  One
-  row per element per step was 90 % of the rows a run wrote and most of the recorder's CPU.
+* Each settled window is one row of arrays: ``flow_windows`` (the home-level flows of every step)
+  and ``element_windows`` (each element's energy per step).  One row per element per step and one
+  per step were 5.8 million rows for a year at 1-minute steps and nearly all of the recorder's CPU;
+  one row per window is 4 015 (bench/RESULTS.md).
+* The views keep the per-step shape for the dashboards and ad-hoc SQL: ``flows`` is *wide* — one
+  row per settled step, one column per home-level flow (:data:`hometwin.results.FLOW_COLUMNS`,
+  joules in the step, plus the SoC), each column a Grafana series with no pivot; ``element_flows``
+  is *long* — one row per element per step (elements differ from home to home and join or leave
+  during a run; Grafana groups by ``element`` for the stacked loads).
 * ``element_states`` holds window-end telemetry (indoor temperature, tank temperature …), one row
   per quantity.
 
 Simulated time is a ``TIMESTAMP WITH TIME ZONE`` on PostgreSQL (UTC stored); SQLite stores it as
-ISO text in UTC.  Every table's primary key makes a write idempotent: a recorder that restarts
-and writes a step again changes nothing (``INSERT … ON CONFLICT DO NOTHING``).
+ISO text in UTC.  Every table's primary key makes a write idempotent (``INSERT … ON CONFLICT DO
+NOTHING``), and a window is cut to the steps the database lacks before it is written
+(:meth:`hometwin.recording.store.Store.write_batch`): a recorder that restarts and writes a step
+again changes nothing.
 """
 
 from __future__ import annotations

@@ -4,12 +4,14 @@ A :class:`Store` is opened on a URL (``sqlite:///out/hometwin.db``, ``postgresql
 :class:`RunWriter` collects what one run settles — windows of steps, window-end telemetry,
 control events — and :meth:`RunWriter.flush` writes it in one transaction:
 
-* PostgreSQL: ``COPY`` into a temporary table, then ``INSERT … SELECT … ON CONFLICT DO NOTHING``
-  (the bulk path: one round trip per table, no per-row statements);
+* each window's flows and element energies as one row of arrays (``flow_windows``,
+  ``element_windows``; the numbers as text by orjson), cut first to the steps the database lacks;
+* PostgreSQL: ``COPY`` (through a temporary table and ``INSERT … SELECT … ON CONFLICT DO NOTHING``
+  should a row be there already): one round trip per table, no per-row statements;
 * SQLite: ``executemany`` of ``INSERT … ON CONFLICT DO NOTHING`` in WAL mode.
 
-Every write is idempotent by primary key, so a step written twice (a recorder restarted and fed
-the same windows again) is there once.  Any database error becomes a :class:`RecordingError`: one
+Every write is idempotent, so a step written twice (a recorder restarted and fed the same or
+overlapping windows again) is there once, as first written.  Any database error becomes a :class:`RecordingError`: one
 line, the URL's password masked.
 """
 
