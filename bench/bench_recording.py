@@ -97,7 +97,7 @@ def bench_run(days: int, work: Path, pg: bool) -> list[str]:
             size = f"; file {(work / 'run.db').stat().st_size / 1e6:.0f} MB" if name == "SQLite" else ""
             print(f"  run --db {name}: {wall:.1f} s, writing {writing:.1f} s", flush=True)
             lines.append(f"- `hometwin run --db` {name}, {days} days at 1-minute steps ({days * 1440:,} steps, "
-                         f"one element_flows row per element per step): **{writing:.1f} s writing** (all steps, KPIs, status); "
+                         f"an array per element and window in element_windows): **{writing:.1f} s writing** (all steps, KPIs, status); "
                          f"end to end {wall:.1f} s vs {base:.1f} s without --db ({wall / base:.2f}×){size}")
     finally:
         if server is not None:

@@ -68,7 +68,7 @@ _INVERTER_SUBSCRIBE = (m.TICK, m.SIGNALS, m.REQUEST, m.STORAGE, m.SIGNALS_AHEAD,
 _INVERTER_REGISTER = (m.ROSTER_GET, m.SETTLE_AHEAD_NOW)
 #: Topics whose publisher the services check against the element the packet names.
 IDENTIFIED_TOPICS = frozenset((m.SIGNALS, m.REQUEST, m.STORAGE, m.ANNOUNCE, m.SIGNALS_AHEAD, m.REQUEST_AHEAD,
-                               m.EVENT))
+                               m.EVENT, m.TELEMETRY))
 CLOCK_OPS = ("pause", "resume", "set_speed", "run_until", "status")
 CLOCK_CONTROL_OPS = ("pause", "resume", "set_speed", "run_until")
 LAUNCHER_OPS = ("on", "off", "status", "flows")
@@ -154,6 +154,8 @@ def _element_role(name: str, kind: str, everyone: list[str]) -> Role:
         b.allow("publish", _REQUEST_PUBLISH)
     if cls.role.value == "storage":
         b.allow("publish", _STORAGE_PUBLISH)
+    if cls.state_quantities:
+        b.allow("publish", (m.TELEMETRY,))
     b.allow("subscribe", _ELEMENT_SUBSCRIBE)
     b.allow("register", [m.element_uri(name, "")])
     if kind == "inverter":
@@ -181,7 +183,7 @@ def roles_for(elements: Iterable[tuple[str, str]]) -> list[Role]:
     clock.allow("call", (m.ROSTER_GET, m.SETTLE_AHEAD_NOW))
     roles.append(clock.role())
 
-    recorder = _Builder("recorder").allow("subscribe", _RECORD_SUBSCRIBE)
+    recorder = _Builder("recorder").allow("subscribe", _RECORD_SUBSCRIBE + (m.TELEMETRY,))
     # a restarted recorder asks hometwin up for the settled steps it missed (hometwin.recording.service)
     recorder.allow("call", (m.launcher_uri("flows"),))
     roles.append(recorder.role())
@@ -193,7 +195,7 @@ def roles_for(elements: Iterable[tuple[str, str]]) -> list[Role]:
     roles.append(launcher.role())
 
     def viewer(name: str) -> _Builder:
-        b = _Builder(name).allow("subscribe", _RECORD_SUBSCRIBE + (m.SIGNALS,))
+        b = _Builder(name).allow("subscribe", _RECORD_SUBSCRIBE + (m.SIGNALS, m.TELEMETRY))
         b.allow("call", (m.ROSTER_GET, m.clock_uri("status"), m.launcher_uri("status")))
         b.allow("call", [m.element_uri(n, op) for n in names for op in VIEW_RPCS])
         return b

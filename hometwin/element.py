@@ -317,6 +317,9 @@ class Element:
     #: Config fields that ``set()`` may change at run time (None = all).
     settable: ClassVar[tuple[str, ...] | None] = None
     description: ClassVar[str] = ""
+    #: Keys of :meth:`telemetry` kept on record at every window's end (a tank's or a room's
+    #: temperature): the recorder's ``element_states``, in-process and from the live twin alike.
+    state_quantities: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, name: str, config: ElementConfig | Mapping[str, Any] | None, home: HomeContext):
         self.name = name

@@ -184,6 +184,9 @@ WHERE f.run_id = {RUN} AND $__timeFilter(f.time)
 #: Per element over the time range: energy each way, and what the energy it took would have cost
 #: at the import price of its step (the grid: the home's actual energy cost).
 ELEMENTS_SQL = f"""
+WITH f AS MATERIALIZED (  -- the steps' prices once, hashed: a join of the two views step by step otherwise
+  SELECT f.step, f.price_import, f.cost FROM flows f WHERE f.run_id = {RUN} AND $__timeFilter(f.time)
+)
 SELECT e.element, e.kind, e.role,
   sum(greatest(ef.energy_j, 0)) / {KWH} AS "onto bus kWh",
   sum(greatest(-ef.energy_j, 0)) / {KWH} AS "off bus kWh",
@@ -191,7 +194,7 @@ SELECT e.element, e.kind, e.role,
        ELSE sum(greatest(-ef.energy_j, 0) * f.price_import) / {KWH} END AS "cost"
 FROM element_flows ef
 JOIN elements e ON e.run_id = ef.run_id AND e.element = ef.element
-JOIN flows f ON f.run_id = ef.run_id AND f.step = ef.step
+JOIN f ON f.step = ef.step
 WHERE ef.run_id = {RUN} AND $__timeFilter(ef.time)
 GROUP BY e.element, e.kind, e.role ORDER BY e.role, e.element
 """

@@ -510,6 +510,16 @@ class ControlEvent(Message):
                    **fields)
 
 
+class Telemetry(Message):
+    """An element's :attr:`~hometwin.element.Element.state_quantities` at the end of a settled window."""
+
+    element: Name
+    seq: Seq
+    step: Annotated[int, Field(ge=0, description="the window's last step settled")]
+    values: dict[Annotated[str, Field(max_length=64)], Annotated[float, Field(allow_inf_nan=False)]] = \
+        Field(max_length=16)
+
+
 # -- URIs ----------------------------------------------------------------------------------------
 
 PREFIX = "hometwin"
@@ -548,6 +558,8 @@ TICK_DONE = f"{PREFIX}.tick.done"
 TICK_WINDOW = f"{PREFIX}.window.tick"
 #: An accepted control action (``ControlEvent``), for the results' events.
 EVENT = f"{PREFIX}.event"
+#: An element's window-end state (``Telemetry``: a tank's, a room's temperature), for the recorder.
+TELEMETRY = f"{PREFIX}.telemetry"
 
 
 def element_uri(name: str, op: str) -> str:
@@ -588,6 +600,8 @@ TOPICS: list[tuple[str, str, type[Message] | None, str, str, str]] = [
     (CLOCK_STATUS_EVENT, "event", ClockStatus, "clock", "UI, launcher", "once a second"),
     (RUN_DONE, "event", RunDone, "clock", "launcher", "the run reached its end"),
     (RUN_FAILED, "event", RunFailed, "inverter", "clock, launcher", "the run failed (ledger)"),
+    (TELEMETRY, "event", Telemetry, "elements with a state on record (geyser, heated building)", "recorder, UI",
+     "window-end temperatures; the publisher must be the element it names"),
     (EVENT, "event", ControlEvent, "an element (set), clock (pause, resume, speed, until), hometwin up (on, off)",
      "launcher, recorder, UI", "a control action was accepted; the publisher must be its `source`"),
     (TICK_AHEAD, "event", Tick, "inverter", "elements that run ahead",

@@ -389,20 +389,13 @@ def test_runtime_variables_list_the_home_and_its_elements(scraped: dict[str, Any
     assert m and {"clock", "inverter", "roof"} <= set(prom.get(f"/api/v1/label/{m[2]}/values", **{"match[]": m[1]}))
 
 
-#: The live recorder (``hometwin record``) writes no ``element_states`` yet: the window-end telemetry
-#: (tank and indoor temperatures) is not on the bus it listens to; ``hometwin run --db`` writes it
-#: (checked above).  A known gap, not a dashboard's.
-UP_RECORDS_NO_TELEMETRY = "Indoor and tank temperatures"
-
-
 def test_energy_flows_of_a_live_hometwin_up_recording(scraped: dict[str, Any]) -> None:
     """The same dashboard on a run of ``hometwin up`` that its recorder wrote: every query
-    returns rows, and the days sum to that run's KPIs."""
+    returns rows (the tank temperatures too: the live geyser publishes them on hometwin.telemetry),
+    and the days sum to that run's KPIs."""
     recorded: Recorded = scraped["recorded"]
     d = dashboard("energy-flows.json")
     for where, sql in queries(d, "rawSql"):
-        if where.startswith(f"panel {UP_RECORDS_NO_TELEMETRY!r}"):
-            continue
         assert recorded.query(sql)[1], f"{where} returned nothing on the hometwin up recording"
     (target,) = panel(d, "Energy per simulated day")["targets"]
     rows = recorded.frame(target["rawSql"])

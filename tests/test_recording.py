@@ -144,6 +144,57 @@ def test_writes_are_idempotent_by_run_and_step(tmp_path: Path, pg_url: str) -> N
         store.close()
 
 
+def test_windows_read_back_through_the_views_bit_for_bit_with_gaps_filled_once(tmp_path: Path, pg_url: str) -> None:
+    """Flows and element energies are stored as one array per window; the views give each step once,
+    with the very doubles written (awkward ones included), a NaN SoC as NULL, and a window that
+    overlaps two written before (a catch-up across a gap) adds only the missing steps."""
+    from hometwin.recording.store import RunWriter, Store
+
+    awkward = np.array([1 / 3, -0.1, 5e-324, 1.7976931348623157e308, 2.0 ** -1074 * 3, 123456.789e-20, -2.5, 0.0,
+                        np.pi, np.e, 1e22, 9007199254740993.0, -7.0, 0.1 + 0.2, 1e-5])
+
+    def window(i0: int, n: int, scale: float) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
+        vals = awkward[np.arange(i0, i0 + n) % len(awkward)] * scale
+        return ({c: vals + j for j, c in enumerate(FLOW_COLUMNS)}, np.where(np.arange(i0, i0 + n) % 3 == 0, np.nan, 0.25),
+                {"pv": vals, "load": -vals})
+
+    for url in (f"sqlite:///{tmp_path / 'v.db'}", pg_url):
+        store = Store(url)
+        store.begin_run({"run_id": "v", "home": "h", "spec": "{}", "start": pd.Timestamp("2025-03-01 06:00", tz="UTC"),
+                         "step_s": 60, "n_steps": 15, "timezone": "UTC", "seed": 0, "version": "0", "runtime": "run",
+                         "currency": "", "status": "running", "started_at": pd.Timestamp.now(tz="UTC"),
+                         "steps_recorded": 0}, [("pv", "pv", "source"), ("load", "base_load", "load")])
+        w = RunWriter(store, "v", "2025-03-01T06:00:00Z", 60)
+        w.add_window(0, 4, *window(0, 5, 1.0))
+        w.add_window(10, 4, *window(10, 5, 1.0))
+        w.flush()
+        w.add_window(2, 10, *window(2, 11, 0.5))  # steps 2–12: only 5–9 are new
+        w.flush()
+        expect = window(0, 15, 1.0)
+        late = window(0, 15, 0.5)
+        new = (np.arange(15) >= 5) & (np.arange(15) <= 9)
+        assert store.recorded_steps("v").tolist() == list(range(15))
+        with store.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT step, time, " + ", ".join(FLOW_COLUMNS) + ", soc FROM flows "
+                                        "WHERE run_id = 'v' ORDER BY step")).all()
+            assert [r[0] for r in rows] == list(range(15))  # each step once
+            t7 = pd.Timestamp(rows[7][1])
+            assert (t7.tz_convert("UTC").tz_localize(None) if t7.tzinfo else t7) == pd.Timestamp("2025-03-01 06:07")
+            for j, c in enumerate(FLOW_COLUMNS):
+                got = np.array([r[2 + j] for r in rows], dtype=float)
+                want = np.where(new, late[0][c], expect[0][c])
+                assert got.tobytes() == want.tobytes(), c  # the same doubles, to the bit
+            soc = [r[-1] for r in rows]
+            assert all((s is None) == (i % 3 == 0) for i, s in enumerate(soc)) and {s for s in soc if s is not None} == {0.25}
+            for el in ("pv", "load"):
+                got = conn.execute(sa.text("SELECT step, energy_j FROM element_flows WHERE run_id = 'v' AND element = :e "
+                                           "ORDER BY step"), {"e": el}).all()
+                assert [s for s, _ in got] == list(range(15))
+                want = np.where(new, late[2][el], expect[2][el])
+                assert np.array([v for _, v in got], dtype=float).tobytes() == want.tobytes(), el
+        store.close()
+
+
 # -- errors: one line, no password, exit 5, the result files written -----------------------------------------
 
 def _check_unrecorded(p: subprocess.CompletedProcess, out: Path, *words: str) -> str:

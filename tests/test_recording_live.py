@@ -46,11 +46,33 @@ def test_hometwin_up_records_into_postgresql(tmp_path: Path, pg_url: str) -> Non
     check_run_in_db(pg_url, out, 2880)
 
 
+def _states(url: str) -> pd.DataFrame:
+    eng = sa.create_engine(url)
+    try:
+        with eng.connect() as c:
+            return pd.read_sql("SELECT step, element, quantity, value FROM element_states "
+                               "ORDER BY step, element, quantity", c)
+    finally:
+        eng.dispose()
+
+
 def test_hometwin_up_records_into_sqlite_in_out_by_default(tmp_path: Path) -> None:
     out = tmp_path / "out"
     p = up(out)
     assert p.returncode == 0, p.stderr[-4000:]
     check_run_in_db(f"sqlite:///{out / 'hometwin.db'}", out, 2880)
+    # the geyser's window-end tank temperatures, published by the live geyser (hometwin.telemetry),
+    # equal those hometwin run records of its own model for the same windows
+    ref = tmp_path / "ref"
+    r = subprocess.run(CLI + ["run", "-f", str(CAPE_TOWN), "--days", "2", "--out", str(ref),
+                              "--db", f"sqlite:///{tmp_path / 'ref.db'}"], capture_output=True, text=True,
+                       timeout=480, env=ENV, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-4000:]
+    live, run = _states(f"sqlite:///{out / 'hometwin.db'}"), _states(f"sqlite:///{tmp_path / 'ref.db'}")
+    water = live[(live.element == "geyser") & (live.quantity == "temp_water")]
+    assert len(water) >= 2 and water.value.between(10.0, 95.0).all(), water
+    assert live[["step", "element", "quantity"]].equals(run[["step", "element", "quantity"]]), (live, run)
+    assert np.allclose(live.value, run.value, rtol=0, atol=1e-9)
 
 
 def test_hometwin_up_with_an_unreachable_database_says_so_and_writes_its_files(tmp_path: Path) -> None:

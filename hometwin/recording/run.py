@@ -10,8 +10,6 @@ from typing import Any, Mapping
 
 from hometwin.recording.store import RecordingError, RunWriter, Store
 
-#: The window-end telemetry kept in ``element_states`` (of the elements that report it).
-STATE_QUANTITIES = ("temp_indoor", "temp_water", "temp_top", "temp_mass", "setpoint_c")
 #: A writer flushes at most this often [s] (and at the end): with windows of a day one transaction
 #: per window, with single-step windows one per ~second.
 FLUSH_S = 1.0
@@ -44,14 +42,14 @@ def currency_of(home: Any) -> str:
 
 
 def states_of(elements: Mapping[str, Any]) -> dict[str, dict[str, float]]:
-    """The :data:`STATE_QUANTITIES` of each element's ``telemetry()`` now."""
+    """The :attr:`~hometwin.element.Element.state_quantities` of each element's ``telemetry()`` now."""
     out: dict[str, dict[str, float]] = {}
     for name, el in elements.items():
         try:
             tel = el.telemetry()
         except Exception:
             continue
-        qs = {q: float(tel[q]) for q in STATE_QUANTITIES if tel.get(q) is not None}
+        qs = {q: float(tel[q]) for q in type(el).state_quantities if tel.get(q) is not None}
         if qs:
             out[name] = qs
     return out

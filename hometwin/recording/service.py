@@ -141,6 +141,11 @@ class LiveRecorder:
         finally:
             self._catching_up = False
 
+    def on_telemetry(self, payload: Any, rej: m.Rejections) -> None:
+        t = m.decode(m.Telemetry, payload, m.TELEMETRY, rej)
+        if t is not None and t.step < len(self.have) and t.values:
+            self.writer.add_states(t.step, {t.element: t.values})
+
     def on_event(self, payload: Any, rej: m.Rejections) -> None:
         e = m.decode(m.ControlEvent, payload, m.EVENT, rej)
         if e is not None:
@@ -253,6 +258,7 @@ class LiveRecorder:
         await subscribe(session, m.RUN_DONE, on_done, rej)
         await subscribe(session, m.RUN_FAILED, on_failed, rej)
         await subscribe(session, m.EVENT, lambda p: self.on_event(p, rej), rej)
+        await subscribe(session, m.TELEMETRY, lambda p: self.on_telemetry(p, rej), rej)
         await subscribe(session, m.ROSTER, lambda p: self.on_roster(p, rej), rej)
         asyncio.ensure_future(self.flusher())
         log.info("recording run %s into %s", self.run_id, self.store.masked)

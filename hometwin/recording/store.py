@@ -4,12 +4,14 @@ A :class:`Store` is opened on a URL (``sqlite:///out/hometwin.db``, ``postgresql
 :class:`RunWriter` collects what one run settles — windows of steps, window-end telemetry,
 control events — and :meth:`RunWriter.flush` writes it in one transaction:
 
-* PostgreSQL: ``COPY`` into a temporary table, then ``INSERT … SELECT … ON CONFLICT DO NOTHING``
-  (the bulk path: one round trip per table, no per-row statements);
+* each window's flows and element energies as one row of arrays (``flow_windows``,
+  ``element_windows``; the numbers as text by orjson), cut first to the steps the database lacks;
+* PostgreSQL: ``COPY`` (through a temporary table and ``INSERT … SELECT … ON CONFLICT DO NOTHING``
+  should a row be there already): one round trip per table, no per-row statements;
 * SQLite: ``executemany`` of ``INSERT … ON CONFLICT DO NOTHING`` in WAL mode.
 
-Every write is idempotent by primary key, so a step written twice (a recorder restarted and fed
-the same windows again) is there once.  Any database error becomes a :class:`RecordingError`: one
+Every write is idempotent, so a step written twice (a recorder restarted and fed the same or
+overlapping windows again) is there once, as first written.  Any database error becomes a :class:`RecordingError`: one
 line, the URL's password masked.
 """
 
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+import orjson
 
 from hometwin.recording import schema as s
 
@@ -122,7 +125,18 @@ class Store:
                 cur.execute("PRAGMA synchronous=NORMAL")  # durable at every checkpoint; a crash loses no commit in WAL
                 cur.execute("PRAGMA busy_timeout=30000")
                 cur.close()
-        self._guard(lambda: s.metadata.create_all(self.engine), "cannot open the database")
+        self._guard(self._create, "cannot open the database")
+
+    def _create(self) -> None:
+        """The tables, and the ``element_flows`` view where it is missing."""
+        from sqlalchemy import inspect
+
+        s.metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            views = inspect(conn).get_view_names()
+            for name, ddl in (("flows", s.FLOWS_VIEW), ("element_flows", s.ELEMENT_FLOWS_VIEW)):
+                if name not in views:
+                    conn.exec_driver_sql(ddl[self.dialect])
 
     def _guard(self, fn: Any, what: str) -> Any:
         try:
@@ -171,7 +185,8 @@ class Store:
 
         def go() -> None:
             with self.engine.begin() as conn:
-                n = conn.execute(select(func.count()).select_from(s.flows).where(s.flows.c.run_id == run_id)).scalar()
+                fw = s.flow_windows.c
+                n = conn.execute(select(func.sum(fw.n)).where(fw.run_id == run_id)).scalar()
                 conn.execute(update(s.runs).where(s.runs.c.run_id == run_id).values(
                     status=status, finished_at=dt.datetime.now(dt.timezone.utc), steps_recorded=int(n or 0),
                     error=error))
@@ -195,10 +210,11 @@ class Store:
         from sqlalchemy import select
 
         def go() -> np.ndarray:
+            fw = s.flow_windows.c
             with self.engine.connect() as conn:
-                rows = conn.execute(select(s.flows.c.step).where(s.flows.c.run_id == run_id)
-                                    .order_by(s.flows.c.step)).scalars().all()
-            return np.asarray(rows, dtype=np.int64)
+                spans = conn.execute(select(fw.i0, fw.n).where(fw.run_id == run_id).order_by(fw.i0)).all()
+            return np.concatenate([np.arange(i0, i0 + n, dtype=np.int64) for i0, n in spans] or
+                                  [np.zeros(0, dtype=np.int64)])
         return self._guard(go, "cannot read")
 
     def event_count(self, run_id: str) -> int:
@@ -210,26 +226,58 @@ class Store:
                                         .where(s.events.c.run_id == run_id)).scalar())
         return self._guard(go, "cannot read")
 
-    # -- bulk: flows and element_flows ----------------------------------------------------------
+    # -- bulk: flows and element_windows --------------------------------------------------------
     def write_batch(self, b: "Batch") -> None:
-        """One transaction: every row of ``b`` (idempotent by primary key)."""
+        """One transaction: every row of ``b`` (idempotent by primary key; the steps of an element's
+        window that the database holds already are left out, so the view has each step once)."""
         if b.empty:
             return
 
         def go() -> None:
             with self.engine.begin() as conn:
+                flow_rows, element_rows = self._window_rows(conn, b)
                 if self.dialect == "postgresql":
-                    self._copy(conn, s.flows, b.flow_rows)
-                    self._copy(conn, s.element_flows, b.element_rows)
+                    self._copy(conn, s.flow_windows, flow_rows)
+                    self._copy(conn, s.element_windows, element_rows)
                     self._copy(conn, s.element_states, b.state_rows)
                 else:
-                    self._executemany(conn, s.flows, b.flow_rows)
-                    self._executemany(conn, s.element_flows, b.element_rows)
+                    self._executemany(conn, s.flow_windows, flow_rows)
+                    self._executemany(conn, s.element_windows, element_rows)
                     self._executemany(conn, s.element_states, b.state_rows)
                 self._upsert(conn, s.elements, b.elements)
                 self._upsert(conn, s.events, b.events)
         self._guard(go, "cannot write to")
         b.clear()
+
+    def _window_rows(self, conn: Any, b: "Batch") -> tuple[list[tuple], list[tuple]]:
+        """``b``'s windows as rows of ``flow_windows`` and ``element_windows``: each cut to the steps
+        that neither the database nor an earlier window of ``b`` has (for the home; for the element)
+        — a restarted recorder, a catch-up that overlaps a window written before."""
+        from sqlalchemy import select
+
+        if not b.windows:
+            return [], []
+        lo = min(w[1] for w in b.windows)
+        hi = max(w[1] + len(w[2]) for w in b.windows)
+        have: dict[str | None, list[tuple[int, int]]] = {}
+        fw, ew = s.flow_windows.c, s.element_windows.c
+        for i0, n in conn.execute(select(fw.i0, fw.n).where(fw.run_id == b.run_id, fw.i0 + fw.n > lo, fw.i0 < hi)):
+            have.setdefault(None, []).append((i0, i0 + n))
+        for el, i0, n in conn.execute(select(ew.element, ew.i0, ew.n)
+                                      .where(ew.run_id == b.run_id, ew.i0 + ew.n > lo, ew.i0 < hi)):
+            have.setdefault(el, []).append((i0, i0 + n))
+        flow_rows: list[tuple] = []
+        element_rows: list[tuple] = []
+        for key, i0, values in b.windows:
+            for a, z in _uncovered(i0, i0 + len(values), have.setdefault(key, [])):
+                t0, t1 = b.times(np.asarray([a, z - 1]))
+                part = values[a - i0:z - i0]
+                if key is None:
+                    flow_rows.append((b.run_id, a, z - a, t0, t1, _array_text(part, self.dialect)))
+                else:
+                    element_rows.append((b.run_id, key, a, z - a, t0, t1, _array_text(part, self.dialect)))
+                have[key].append((a, z))
+        return flow_rows, element_rows
 
     @staticmethod
     def _executemany(conn: Any, table: Any, rows: list[tuple]) -> None:
@@ -266,22 +314,46 @@ class Store:
         conn.exec_driver_sql(f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {tmp} ON CONFLICT DO NOTHING")
 
 
+def _uncovered(a: int, z: int, have: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of steps [a, z) outside every interval [a', z') of ``have``."""
+    parts = [(a, z)]
+    for ha, hz in have:
+        if hz <= a or ha >= z:
+            continue
+        parts = [p for pa, pz in parts for p in ((pa, min(pz, ha)), (max(pa, hz), pz)) if p[0] < p[1]]
+    return parts
+
+
+_PG_ARRAY = str.maketrans("[]", "{}")
+
+
+def _array_text(values: np.ndarray, dialect: str) -> str:
+    """A window's values (steps, or steps × columns) as SQLite's JSON array or PostgreSQL's array
+    literal (there: columns × steps, :data:`schema.flow_windows`): the shortest text of each float
+    that reads back to the same double (orjson's, 17× faster than repr), NaN as ``null`` (NULL)."""
+    if dialect == "sqlite":
+        return orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    return orjson.dumps(np.ascontiguousarray(values.T), option=orjson.OPT_SERIALIZE_NUMPY).decode().translate(_PG_ARRAY)
+
+
 @dataclass
 class Batch:
-    """Rows not written yet (tuples in the tables' column order)."""
+    """Rows not written yet (tuples in the tables' column order; windows as ``(element, i0, energies)``
+    or ``(None, i0, steps × FLOW_VALUE_COLUMNS)``, made rows when written)."""
 
-    flow_rows: list[tuple] = field(default_factory=list)
-    element_rows: list[tuple] = field(default_factory=list)
+    run_id: str = ""
+    times: Any = None  # steps → their times as written (RunWriter.times)
+    windows: list[tuple] = field(default_factory=list)
     state_rows: list[tuple] = field(default_factory=list)
     elements: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not (self.flow_rows or self.element_rows or self.state_rows or self.elements or self.events)
+        return not (self.windows or self.state_rows or self.elements or self.events)
 
     def clear(self) -> None:
-        for lst in (self.flow_rows, self.element_rows, self.state_rows, self.elements, self.events):
+        for lst in (self.windows, self.state_rows, self.elements, self.events):
             lst.clear()
 
 
@@ -297,7 +369,7 @@ class RunWriter:
         self.run_id = run_id
         self.start_ns = int(np.datetime64(_utc(start).replace(tzinfo=None), "ns").astype(np.int64))
         self.step_ns = int(step_s) * 1_000_000_000
-        self.batch = Batch()
+        self.batch = Batch(run_id, self.times)
         self.elements_known: set[str] = set()
         self.events_seq = 0
         self.steps_added = 0
@@ -315,21 +387,14 @@ class RunWriter:
     def add_window(self, i0: int, k: int, flows: Mapping[str, Any], soc: Any, served: Mapping[str, Any],
                    roles: Mapping[str, str] | None = None, kinds: Mapping[str, str] | None = None) -> None:
         n = k + 1
-        steps = np.arange(i0, i0 + n)
-        times = self.times(steps)
-        steps_l = steps.tolist()
-        run = [self.run_id] * n
-        cols = [np.asarray(flows[c], dtype=float)[:n].tolist() for c in s.FLOW_COLUMNS]
-        cols.append([None if math.isnan(x) else x for x in np.asarray(soc, dtype=float)[:n].tolist()]
-                    if soc is not None else [None] * n)
-        self.batch.flow_rows.extend(zip(run, steps_l, times, *cols))
-        # in key order (step, element): the B-tree grows at its end instead of being written all over
+        mat = np.empty((n, len(s.FLOW_VALUE_COLUMNS)))  # one row per step (flow_windows)
+        for j, c in enumerate(s.FLOW_COLUMNS):
+            mat[:, j] = np.asarray(flows[c], dtype=float)[:n]
+        mat[:, -1] = np.asarray(soc, dtype=float)[:n] if soc is not None else np.nan  # NaN: NULL
+        self.batch.windows.append((None, int(i0), mat))
         names = sorted(served)
-        if names:
-            m = len(names)
-            values = np.stack([np.asarray(served[nm], dtype=float)[:n] for nm in names], axis=1).ravel().tolist()
-            self.batch.element_rows.extend(zip([self.run_id] * (n * m), np.repeat(steps, m).tolist(),
-                                               [t for t in times for _ in range(m)], names * n, values))
+        for nm in names:  # one array per element and window (element_windows)
+            self.batch.windows.append((nm, int(i0), np.asarray(served[nm], dtype=float)[:n]))
         for name in names:
             if name not in self.elements_known and roles is not None:
                 self.elements_known.add(name)

@@ -24,6 +24,7 @@ the loads' requests.
 from __future__ import annotations
 
 import asyncio
+import math
 import logging
 import time
 from typing import Any
@@ -699,7 +700,12 @@ class ElementService(ElementHost):
     def _settled_metrics(self, w: Window, k: int, served: np.ndarray) -> None:
         end = self._t0_epoch + (w.i0 + k + 1) * w.dt_s
         self.metrics.settled(served, w.dt_s, end, time.perf_counter() - self.t_tick, k + 1)
-        self.metrics.telemetry(self.element.telemetry())
+        tel = self.element.telemetry()
+        self.metrics.telemetry(tel)
+        keep = type(self.element).state_quantities
+        if keep:  # the window-end state on record (the recorder's element_states)
+            values = {q: float(tel[q]) for q in keep if tel.get(q) is not None and math.isfinite(tel[q])}
+            self.publish(m.TELEMETRY, m.Telemetry(element=self.name, seq=w.seq, step=w.i0 + k, values=values))
 
     def _speculate_storage(self, seq: int, served: np.ndarray) -> None:
         if self.w is not None and self.w.seq == seq and self.dispatched == seq and self.may_speculate():

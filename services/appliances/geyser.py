@@ -157,6 +157,7 @@ class GeyserConfig(ElementConfig):
 
 
 class Geyser(Element):
+    state_quantities = ("temp_water", "temp_top")
     """Electric water heater (geyser): tank, element, thermostat, standing losses, EU/stochastic draws."""
 
     kind = "geyser"

@@ -84,6 +84,7 @@ class Trajectory:
 
 
 class HeatedBuilding(Element):
+    state_quantities = ("temp_indoor", "temp_mass", "setpoint_c")
     """Base of a thermostat-controlled heat source with its own building model.
 
     Optimizer hooks (issue 5)
