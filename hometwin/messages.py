@@ -490,12 +490,13 @@ class RunFailed(Message):
 
 
 class ControlEvent(Message):
-    """A control action that was accepted (a property set, on/off, pause, resume, speed, until):
-    published by whoever applied it, recorded with the run's results (``events.json``)."""
+    """A control action that was accepted (a property set, on/off, pause, resume, speed, until), or
+    a plan the inverter's strategy made (``plan``): published by whoever applied it, recorded with
+    the run's results (``events.json``) and by the recorder."""
 
     source: str = Field(max_length=64, description="principal that applied it and published this "
                         "(element.<name>, clock, launcher); subscribers check it is the publisher")
-    action: Literal["set", "on", "off", "pause", "resume", "set_speed", "run_until"]
+    action: Literal["set", "on", "off", "pause", "resume", "set_speed", "run_until", "plan"]
     element: str | None = Field(None, max_length=64, description="the element it concerns, if any")
     args: dict[str, Any] = Field(default_factory=dict, description="what was asked (a set: the properties)")
     by: str | None = Field(None, max_length=64, description="principal that asked for it (the caller)")
@@ -508,6 +509,12 @@ class ControlEvent(Message):
         the router discloses on the control RPCs (``by``)."""
         return cls(source=source, action=action, by=getattr(details, "caller_authid", None), wall_time=time.time(),
                    **fields)
+
+    @classmethod
+    def plan_made(cls, inverter: str, made: dict[str, Any]) -> "ControlEvent":
+        """The event of a plan the strategy made (an entry of ``Strategy.made``: step, plan, strategy, solve_ms)."""
+        return cls(source=f"element.{inverter}", action="plan", element=inverter, step=made["step"],
+                   args={k: v for k, v in made.items() if k != "step"}, wall_time=time.time())
 
 
 class Telemetry(Message):
@@ -602,8 +609,9 @@ TOPICS: list[tuple[str, str, type[Message] | None, str, str, str]] = [
     (RUN_FAILED, "event", RunFailed, "inverter", "clock, launcher", "the run failed (ledger)"),
     (TELEMETRY, "event", Telemetry, "elements with a state on record (geyser, heated building)", "recorder, UI",
      "window-end temperatures; the publisher must be the element it names"),
-    (EVENT, "event", ControlEvent, "an element (set), clock (pause, resume, speed, until), hometwin up (on, off)",
-     "launcher, recorder, UI", "a control action was accepted; the publisher must be its `source`"),
+    (EVENT, "event", ControlEvent, "an element (set), clock (pause, resume, speed, until), hometwin up (on, off), "
+     "inverter (plan)", "launcher, recorder, UI",
+     "a control action was accepted, or the strategy made a plan; the publisher must be its `source`"),
     (TICK_AHEAD, "event", Tick, "inverter", "elements that run ahead",
      "a chunk of windows starts (seq: its first window); repeated when such an element joins mid-chunk"),
     (SIGNALS_AHEAD, "event", Signals, "sun, weather, grid (running ahead)", "inverter, elements with inputs running ahead",

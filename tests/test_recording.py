@@ -257,3 +257,31 @@ def test_a_full_disk_is_one_line_and_the_results_are_written(tmp_path: Path, ful
     p = hometwin("run", "-f", str(CAPE_TOWN), "--days", "1", "--out", str(out), "-q",
                  "--db", f"sqlite:///{full_disk / 'hometwin.db'}")
     _check_unrecorded(p, out, "database or disk is full")
+
+
+def test_the_plans_a_strategy_made_are_events_of_the_run(tmp_path: Path) -> None:
+    """``hometwin run --db`` of the Trondheim home with its MPC: one ``plan`` event per replan, at the step
+    the plan was made for, as the strategy of an engine run alone made them."""
+    from hometwin.engine import Engine
+    from hometwin.spec import load_home
+    from tests.conftest import EXAMPLES
+
+    spec = EXAMPLES / "trondheim-spot.yaml"
+    db = tmp_path / "plans.db"
+    p = hometwin("run", "-f", str(spec), "--days", "1", "--out", str(tmp_path / "out"), "--db", f"sqlite:///{db}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    eng = Engine(load_home(spec), until_s=86400)
+    eng.run()
+    made = eng.inverter.strategy.made
+    assert len(made) == 24  # hourly replans of a day
+    eng_db = sa.create_engine(f"sqlite:///{db}")
+    try:
+        with eng_db.connect() as c:
+            rows = c.execute(sa.text("SELECT seq, kind, element, actor, detail, CAST(strftime('%s', time) AS INTEGER) "
+                                     "FROM events WHERE kind = 'plan' ORDER BY seq")).all()
+    finally:
+        eng_db.dispose()
+    assert [(r.kind, r.element, r.actor) for r in rows] == [("plan", "inverter", "element.inverter")] * 24
+    assert [json.loads(r.detail)["args"]["plan"] for r in rows] == [d["plan"] for d in made]
+    start = int(eng.ctx.start.timestamp())
+    assert [r[5] - start for r in rows] == [d["step"] * eng.ctx.step_s for d in made]

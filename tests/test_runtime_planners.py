@@ -331,6 +331,10 @@ def test_trondheim_spot_mpc_up_equals_run(trondheim):  # type: ignore[no-untyped
     assert max_diff(res.frame, ref.frame) <= 1e-9
     assert res.kpis()["max_ledger_residual_j"] <= 1e-6
     assert eng.inverter.strategy.plans == DAYS * 24
+    # every plan made is an event of the run (the recorder's too), at the step it was made for
+    made = [(e["step"], e["args"]["plan"]) for e in res.events if e["action"] == "plan"]
+    assert made == [(d["step"], d["plan"]) for d in eng.inverter.strategy.made] and len(made) == DAYS * 24
+    assert [s for s, _ in made] == [12 * h for h in range(DAYS * 24)]  # hourly replans of 5-minute steps
     # the plans acted: against the same home on thermostats and self-use, the planned elements differ
     bare = Engine(with_strategy(load_home(trondheim["spec"]), None)).run().frame
     for col in ("el.heat-pump_j", "el.water-heater_j", "el.washer_j", "el.battery_j"):

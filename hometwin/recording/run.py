@@ -8,6 +8,7 @@ import secrets
 import time
 from typing import Any, Mapping
 
+from hometwin import messages as m
 from hometwin.recording.store import RecordingError, RunWriter, Store
 
 #: A writer flushes at most this often [s] (and at the end): with windows of a day one transaction
@@ -74,6 +75,7 @@ class EngineRecording:
         self.writer = RunWriter(self.store, self.run_id, engine.ctx.start, engine.ctx.step_s)
         self._last = time.monotonic()
         self.write_s = 0.0
+        self._plans = 0  # Strategy.made recorded so far
         engine.on_window.append(self.on_window)
 
     def on_window(self, rec: Any) -> None:
@@ -86,6 +88,10 @@ class EngineRecording:
                                roles={n: e.role.value for n, e in eng.elements.items()},
                                kinds={n: e.kind for n, e in eng.elements.items()})
         self.writer.add_states(w.i0 + rec.k, states_of(eng.elements))
+        made = getattr(getattr(eng.inverter, "strategy", None), "made", None) or ()
+        for e in made[self._plans:]:  # the plans made for this window (events, as hometwin up records them)
+            self.writer.add_event(m.ControlEvent.plan_made(eng.inverter.name, e).model_dump())
+        self._plans = len(made)
         if time.monotonic() - self._last >= FLUSH_S:
             self._flush()
         self.write_s += time.perf_counter() - t0

@@ -194,6 +194,7 @@ class Balancer(ElementHost):
         self.told: dict[str, int] = {}  # plannable element → the session told to wait for plan_ready
         self._telling: set[tuple[str, int]] = set()
         self._gone: set[int] = set()  # sessions that left (an admission in flight must not revive them)
+        self.plans_published = 0  # Strategy.made published as plan events
         self.prepare_s = array("d")  # wall time of each prepare stage [s] (8 B a window, not a float object)
         self.rpc_counts: Counter[str] = Counter()  # proxy RPCs by operation (params, set_plan …)
 
@@ -718,6 +719,10 @@ class Balancer(ElementHost):
             self.publish(m.RUN_FAILED, m.RunFailed(seq=w.seq, error=self.failed))
             return
         self.prepare_s.append(time.perf_counter() - t0)
+        made = getattr(getattr(self.element, "strategy", None), "made", None) or ()
+        for e in made[self.plans_published:]:  # the plans made: events for the results and the recorder
+            self.publish(m.EVENT, m.ControlEvent.plan_made(self.name, e))
+        self.plans_published = len(made)
         if self.w is not w or self.started:
             return  # a newer tick took over
         self.publish(m.SIGNALS, m.Signals(seq=w.seq, element=self.name, n=w.n, arrays={px.PLAN_READY: np.ones(w.n)}))

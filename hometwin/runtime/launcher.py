@@ -501,7 +501,8 @@ class Launcher:
             e = m.decode(m.ControlEvent, payload, m.EVENT, self.rejections)
             if e is not None:
                 self.events.append(e.model_dump())
-                self._log("up", "white", f"control: {e.action} {e.element or ''} {e.args or ''} by {e.by}".strip())
+                if e.action != "plan":  # (a strategy's plans: hourly, recorded, not worth a line each)
+                    self._log("up", "white", f"control: {e.action} {e.element or ''} {e.args or ''} by {e.by}".strip())
 
         def switch(on: bool) -> Any:
             async def endpoint(name: str, details: Any = None) -> dict[str, Any]:

@@ -123,6 +123,8 @@ class Strategy:
         self.plans = 0
         self.solve_s: list[float] = []
         self.log: list[dict[str, Any]] = []
+        #: every plan made in this run, in order (the recorder's ``plan`` events; not state)
+        self.made: list[dict[str, Any]] = []
         self._appliances: Any = False  # ApplianceScheduler once built (None: not enabled)
         self._restored_decisions: dict[tuple[str, int], int] = {}  # from a snapshot, until the scheduler is built
         self.hot_water: Any = None  # GeyserPlanner when the config plans the geysers (``geyser:``)
@@ -141,6 +143,8 @@ class Strategy:
                 self.plan.starts.update(starts)
             self.plans += 1
             self.solve_s.append(self.plan.solve_s)
+            self.made.append({"step": int(w.i0), "plan": int(self.plans), "strategy": self.name,
+                              "solve_ms": round(float(self.plan.solve_s) * 1e3, 3)})
             self.apply_thermal(w)
             if self.hot_water is not None:
                 self.hot_water.apply(self.plan, w)
