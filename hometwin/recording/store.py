@@ -27,21 +27,16 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import orjson
 
+from hometwin.kpi_labels import CURRENCY, KPI_LABELS
 from hometwin.recording import schema as s
 
-#: kpis.json name → unit (the currency's code is filled in for money).
-_UNITS = {"self_consumption": "1", "self_sufficiency": "1", "outage_hours": "h",
-          "outage_hours_ridden_through": "h", "battery_cycles": "cycles", "pv_yield_kwh_per_kwp": "kWh/kWp",
-          "max_ledger_residual_j": "J"}
-_MONEY = ("energy_cost", "fixed_charges", "total_cost")
-
-
 def kpi_unit(name: str, currency: str = "") -> str:
-    if name.endswith("_kwh"):
-        return "kWh"
-    if name in _MONEY:
-        return currency
-    return _UNITS.get(name, "")
+    """The ``kpis.unit`` of a KPI: its unit in :data:`hometwin.kpi_labels.KPI_LABELS` (the table the
+    report, the CLI and the API show), with the currency's code for money and ``1`` for fractions."""
+    row = KPI_LABELS.get(name)
+    if row is None:
+        return ""
+    return {"fraction": "1", CURRENCY: currency}.get(row.unit, row.unit)
 
 
 class RecordingError(RuntimeError):
