@@ -134,7 +134,12 @@ def test_live_twin_streams_pauses_and_switches(serve: Serve) -> None:
         # pause: simulated time stands still
         r = http.post(f"/api/runs/{run_id}/clock", json={"op": "pause"})
         assert r.status_code == 200 and r.json()["clock"]["state"] == "paused", r.text
-        time.sleep(3)  # the windows in flight settle
+        def quiet() -> bool:  # the windows in flight at the pause have settled: 2 s without a change
+            seen = (http.get(f"/api/runs/{run_id}").json()["clock"]["sim_time"], len(stream.flows()))
+            time.sleep(2)
+            return seen == (http.get(f"/api/runs/{run_id}").json()["clock"]["sim_time"], len(stream.flows()))
+
+        stream.wait(quiet, "the windows in flight at the pause to settle")  # (however loaded the machine)
         before = http.get(f"/api/runs/{run_id}").json()
         n_before = len(stream.flows())
         time.sleep(5)

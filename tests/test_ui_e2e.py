@@ -315,7 +315,12 @@ def test_live_twin_flows_pause_set_and_switch_oven_off(page: Page, serve: Serve)
     # pause: simulated time stands still
     page.locator("#live-pause").click()
     expect(page.locator("#live-state")).to_have_text("paused")
-    page.wait_for_timeout(3000)  # windows already in flight settle
+    def quiet() -> bool:  # the windows in flight at the pause have settled: 2 s without a change
+        seen = (page.locator("#sim-time").get_attribute("data-epoch-ms"), snapshot(page)[0])
+        page.wait_for_timeout(2000)
+        return seen == (page.locator("#sim-time").get_attribute("data-epoch-ms"), snapshot(page)[0])
+
+    wait_for(quiet, "the windows in flight at the pause to settle")  # (however loaded the machine)
     t0 = page.locator("#sim-time").get_attribute("data-epoch-ms")
     w0 = snapshot(page)[0]
     page.wait_for_timeout(5000)
