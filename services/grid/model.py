@@ -68,11 +68,14 @@ class Grid(Element):
                           "last_import_w": 0.0, "last_export_w": 0.0, "available": 1.0}
 
     def _load_series(self, tariff: Any, key: str) -> tf.PriceSeries | None:
-        if not isinstance(tariff, tf.SeriesTariff):
-            return None
-        series = tf.load_series(tariff, self.home.resolve_path(tariff.file, f"{key}.file"), self.home.timezone)
-        tf.check_price_range(series, tariff)
         t0 = int(self.home.start.timestamp())
+        if isinstance(tariff, tf.SpotTariff):
+            series = tf.load_spot(tariff, t0, t0 + (self.home.n_steps - 1) * self.home.step_s)
+        elif isinstance(tariff, tf.SeriesTariff):
+            series = tf.load_series(tariff, self.home.resolve_path(tariff.file, f"{key}.file"), self.home.timezone)
+        else:
+            return None
+        tf.check_price_range(series, tariff)
         tf.check_coverage(series, t0, t0 + (self.home.n_steps - 1) * self.home.step_s + 1, self.home.timezone)
         return series
 

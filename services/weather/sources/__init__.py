@@ -1,0 +1,33 @@
+"""Weather from the services people use: MET Norway, Open-Meteo, PVGIS TMY, EPW files.
+
+Each adapter turns one service's answer into the arrays the weather element reads
+(:func:`hometwin.services.weather.model.read_csv_arrays`' layout: ``epoch_s`` and glossary
+columns), fetching through :mod:`hometwin.fetch` (cache, offline mode, respectful HTTP).
+Licences and attribution: docs/data-sources.md.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+
+from hometwin.element import ElementConfig
+from hometwin.fetch import check_base_url
+
+Latitude = Annotated[float | None, Field(ge=-90, le=90, description="[degrees] north positive; null = the home's")]
+Longitude = Annotated[float | None, Field(ge=-180, le=180, description="[degrees] east positive; null = the home's")]
+
+
+class WebSource(ElementConfig):
+    """A source fetched over HTTP: a position (default the home's) and a ``base_url`` override."""
+
+    latitude: Latitude = None
+    longitude: Longitude = None
+    base_url: Annotated[str | None, Field(max_length=300, description=(
+        "service URL for testing or a mirror (https, or http to loopback only); null = the service's own"))] = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_base_url(value)
