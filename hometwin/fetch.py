@@ -175,6 +175,27 @@ def _secrets_allowed(service: Service, url: str) -> bool:
     return host == service.host or is_loopback(host)
 
 
+#: Folders a token file may lie in: Kubernetes Secret mounts, plus $HOMETWIN_SECRETS_DIR.
+SECRET_ROOTS = ("/var/run/secrets", "/run/secrets")
+ENV_SECRETS_DIR = "HOMETWIN_SECRETS_DIR"
+
+
+def check_token_file(value: str | None) -> str | None:
+    """A ``token_file`` a spec may name: an absolute path inside :data:`SECRET_ROOTS` or
+    ``$HOMETWIN_SECRETS_DIR`` (a spec must not make hometwin read other files as a token)."""
+    if value is None:
+        return None
+    roots = [Path(r).resolve() for r in SECRET_ROOTS]
+    if os.environ.get(ENV_SECRETS_DIR):
+        roots.append(Path(os.environ[ENV_SECRETS_DIR]).resolve())
+    roots = list(dict.fromkeys(roots))  # /var/run is often /run
+    real = Path(os.path.realpath(value))
+    if not os.path.isabs(value) or not any(real.is_relative_to(r) for r in roots):
+        raise ValueError(f"must be an absolute path under {', '.join(str(r) for r in roots)} "
+                         f"(a mounted Secret; set {ENV_SECRETS_DIR} for another folder)")
+    return value
+
+
 def read_token(service: Service, env: str | None, file: str | None) -> str:
     """A token from the environment variable ``env`` or the file ``file`` (a mounted Kubernetes
     Secret; first line, trimmed).  :class:`SourceError` naming the service and both places when

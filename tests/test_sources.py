@@ -304,6 +304,30 @@ def test_published_before_picks_the_forecast_a_planner_could_have_known(httpserv
     assert fetch.published_before(met_norway.SERVICE, url, params, utc(2020, 7, 20, 1)) is None
 
 
+def test_eskomsepush_events_switch_the_grid_off(httpserver, cache, monkeypatch):
+    from hometwin.engine import Engine
+    from tests.homes import grid, home, load
+
+    # the area answer's layout as the EskomSePush API documents it (no recorded answer exists)
+    answer = {"events": [{"start": "2023-03-29T10:00:00+02:00", "end": "2023-03-29T12:30:00+02:00", "note": "Stage 4"},
+                         {"start": "2023-03-29T18:00:00+02:00", "end": "2023-03-29T20:30:00+02:00", "note": "Stage 4"}],
+              "info": {"name": "Rondebosch (16)", "region": "City of Cape Town"}, "schedule": {"days": []}}
+    monkeypatch.setenv("ESP_API_TOKEN", "esp-secret")
+    httpserver.expect_request("/business/2.0/area", query_string={"id": "capetown-16-rondebosch"},
+                              headers={"token": "esp-secret"}).respond_with_json(answer)
+    outages = {"eskomsepush": {"area_id": "capetown-16-rondebosch", "base_url": httpserver.url_for("/business/2.0")}}
+    h = home([INVERTER, grid(outages=outages), load()], start="2023-03-29T00:00:00", duration="1d", step_s=900)
+    frame = Engine(h).run().frame
+    off = np.flatnonzero(frame["grid_available"].to_numpy() == 0)
+    # 10:00-12:30 and 18:00-20:30 local: steps 40…49 and 72…81 of 15 minutes
+    assert off.tolist() == list(range(40, 50)) + list(range(72, 82))
+    monkeypatch.delenv("ESP_API_TOKEN")
+    with fetch.configure(cache_dir=cache / "empty"), pytest.raises(fetch.SourceError) as err:
+        Engine(h)
+    assert str(err.value).startswith("EskomSePush API (developer.sepush.co.za): no token found in the environment "
+                                     "variable ESP_API_TOKEN; get an API token at https://eskomsepush.gumroad.com")
+
+
 # -- bad source configuration: refused before anything runs --------------------------------------
 
 def weather_home(source: dict) -> dict:

@@ -54,6 +54,11 @@ class Grid(Element):
                         (("import", "tariff", cfg.tariff), ("export", "export_tariff", cfg.export_tariff))}
         o = cfg.outages
         self._iv_starts, self._iv_ends = out.intervals_epoch(o.intervals, home.timezone)
+        if o.eskomsepush is not None:  # announced events join the explicit intervals
+            from hometwin.services.grid.sources import eskomsepush
+
+            pairs = list(zip(self._iv_starts.tolist(), self._iv_ends.tolist())) + eskomsepush.load(o.eskomsepush)
+            self._iv_starts, self._iv_ends = out.merge_intervals(pairs)
         self._stage = (out.read_loadshedding_schedule(home.resolve_path(o.schedule.file, "outages.schedule.file"),
                                                       o.schedule.stage)
                        if o.schedule else None)

@@ -17,17 +17,15 @@ library (a document with a DTD is refused: no entity expansion).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import xml.etree.ElementTree as ET
-from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from hometwin.element import ElementConfig
-from hometwin.fetch import Service, SourceError, check_base_url, fetch, read_token
+from hometwin.fetch import ENV_SECRETS_DIR, Service, SourceError, check_base_url, check_token_file, fetch, read_token
 
 URL = "https://web-api.tp.entsoe.eu/api"
 SERVICE = Service(
@@ -44,9 +42,6 @@ ZONES = {"NO1": "10YNO-1--------2", "NO2": "10YNO-2--------T", "NO3": "10YNO-3--
          "FR": "10YFR-RTE------C", "AT": "10YAT-APG------L", "ES": "10YES-REE------0",
          "PT": "10YPT-REN------W", "PL": "10YPL-AREA-----S", "EE": "10Y1001A1001A39I",
          "LV": "10YLV-1001A00074", "LT": "10YLT-1001A0008Q"}
-#: Folders a token file may lie in: Kubernetes Secret mounts, plus $HOMETWIN_SECRETS_DIR.
-SECRET_ROOTS = ("/var/run/secrets", "/run/secrets")
-ENV_SECRETS_DIR = "HOMETWIN_SECRETS_DIR"
 _RES = re.compile(r"^PT(\d+)M$")
 
 
@@ -70,19 +65,7 @@ class EntsoeSource(ElementConfig):
     def _base_url(cls, value: str | None) -> str | None:
         return None if value is None else check_base_url(value)
 
-    @field_validator("token_file")
-    @classmethod
-    def _token_file(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        roots = [Path(r).resolve() for r in SECRET_ROOTS]
-        if os.environ.get(ENV_SECRETS_DIR):
-            roots.append(Path(os.environ[ENV_SECRETS_DIR]).resolve())
-        real = Path(os.path.realpath(value))
-        if not os.path.isabs(value) or not any(real.is_relative_to(r) for r in roots):
-            raise ValueError(f"must be an absolute path under {', '.join(str(r) for r in roots)} "
-                             f"(a mounted Secret; set {ENV_SECRETS_DIR} for another folder)")
-        return value
+    _token_file = field_validator("token_file")(lambda value: check_token_file(value))
 
 
 def _local(tag: str) -> str:
