@@ -405,5 +405,9 @@ def _keep(service: Service, url: str, params: dict[str, Any] | None, body: bytes
     meta = {"service": service.name, "url": url, "params": params or {}, "retrieved_at": now, "checked_at": now,
             "published_at": pub, "last_modified": headers.get("Last-Modified"),
             "expires_at": _http_date(headers.get("Expires")), "licence": service.licence}
-    path = _store(service, url, params, body, meta)
+    try:
+        path = _store(service, url, params, body, meta)
+    except OSError as exc:
+        raise SourceError(f"{service.title}: cannot write the cache {cache_dir()} ({exc.strerror or type(exc).__name__}); "
+                          f"give a writable folder with --cache-dir or {ENV_CACHE_DIR}") from None
     return Document(body, meta, path)

@@ -386,3 +386,105 @@ def test_no_request_at_import():
             "print('requests' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
+
+
+# -- typical years: EPW files and PVGIS TMY ------------------------------------------------------
+# No recorded PVGIS answer or EPW file is at hand; pvlib's shipped TMY3 (Greensboro, 723170TYA.CSV,
+# real NSRDB values) is written in both layouts by the test, and each reader must give back its values.
+
+def tmy3_frame():
+    import os
+
+    import pvlib
+
+    path = os.path.join(os.path.dirname(pvlib.__file__), "data", "723170TYA.CSV")
+    data, meta = pvlib.iotools.read_tmy3(path, map_variables=True)
+    return data.reset_index(drop=True), meta, path
+
+
+def epw_text(data, meta) -> str:
+    head = [f"LOCATION,Greensboro,NC,USA,TMY3,723170,{meta['latitude']},{meta['longitude']},{meta['TZ']},"
+            f"{meta['altitude']}", "DESIGN CONDITIONS,0", "TYPICAL/EXTREME PERIODS,0", "GROUND TEMPERATURES,0",
+            "HOLIDAYS/DAYLIGHT SAVINGS,No,0,0,0", "COMMENTS 1,written by tests/test_sources.py from a TMY3 file",
+            "COMMENTS 2,", "DATA PERIODS,1,1,Data,Sunday, 1/ 1,12/31"]
+    base = dt.datetime(1990, 1, 1)
+    rows = []
+    for i in range(8760):
+        t = base + dt.timedelta(hours=i)
+        r = data.iloc[i]
+        cover = int(r["TotCld (tenths)"])
+        rows.append(f"1990,{t.month},{t.day},{t.hour + 1},60,A7A7,{r['temp_air']},{r['temp_dew']},50,101300,0,0,0,"
+                    f"{r['ghi']},{r['dni']},{r['dhi']},0,0,0,0,0,{r['wind_speed']},{cover},{cover},9999,99999,9,"
+                    f"999999999,0,0.1,0,88,0.2,0,0")
+    return "\n".join(head + rows) + "\n"
+
+
+def test_an_epw_file_reads_the_values_written_and_runs_as_its_tmy3(tmp_path):
+    from hometwin.services.weather.sources.typical_year import read_epw_arrays
+    from hometwin.services.weather.model import Weather, read_tmy3_arrays
+    from tests.test_weather import make_home, run, sun_signals
+
+    data, meta, tmy3 = tmy3_frame()
+    epw = tmp_path / "greensboro.epw"
+    epw.write_text(epw_text(data, meta))
+    got = read_epw_arrays(str(epw))
+    assert got["utc_offset_h"][0] == -5.0
+    for key in ("ghi", "dni", "dhi", "temp_air", "wind_speed"):
+        np.testing.assert_allclose(got[key], data[key].to_numpy(), rtol=1e-12, err_msg=key)
+    np.testing.assert_allclose(got["cloud_cover"], data["TotCld (tenths)"].to_numpy() / 10.0)
+    home = make_home(lat=meta["latitude"], lon=meta["longitude"], alt=meta["altitude"],
+                     start="2023-07-01T05:00:00Z", n_steps=1440, seed=0)
+    sun = sun_signals(home)
+    a = run(Weather("weather", {"source": {"type": "epw", "path": str(epw)}}, home), home, sun, 1440)
+    b = run(Weather("weather", {"source": {"type": "tmy3", "path": tmy3}}, home), home, sun, 1440)
+    for key in ("ghi", "dni", "dhi", "temp_air", "wind_speed", "cloud_cover"):
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-12, atol=1e-12, err_msg=key)
+    assert read_tmy3_arrays(tmy3)["ghi"].sum() == pytest.approx(got["ghi"].sum())
+
+
+def test_pvgis_tmy_over_loopback_parsed_by_pvlib_and_cached_for_good(httpserver, cache):
+    from hometwin.services.weather.sources import typical_year
+
+    data, meta, _ = tmy3_frame()
+    base = dt.datetime(1990, 1, 1)
+    hourly = [{"time(UTC)": (base + dt.timedelta(hours=i)).strftime("%Y%m%d:%H%M"), "T2m": float(r["temp_air"]),
+               "RH": 50.0, "G(h)": float(r["ghi"]), "Gb(n)": float(r["dni"]), "Gd(h)": float(r["dhi"]),
+               "IR(h)": 300.0, "WS10m": float(r["wind_speed"]), "WD10m": 180.0, "SP": 101300.0}
+              for i, (_, r) in enumerate(data.iterrows())]
+    answer = {"inputs": {"location": {"latitude": 36.1, "longitude": -79.95, "elevation": 273.0},
+                         "meteo_data": {}}, "meta": {"inputs": {}},
+              "outputs": {"months_selected": [{"month": m, "year": 1990} for m in range(1, 13)],
+                          "tmy_hourly": hourly}}
+    httpserver.expect_request("/api/v5_3/tmy", query_string={"lat": "36.1000", "lon": "-79.9500",
+                                                              "outputformat": "json"}).respond_with_json(answer)
+    src = typical_year.PVGISTMYSource(base_url=httpserver.url_for("/api/v5_3"))
+    got, doc = typical_year.load_pvgis(src, 36.1, -79.95)
+    np.testing.assert_array_equal(got["ghi"], data["ghi"].to_numpy())
+    np.testing.assert_array_equal(got["temp_air"], data["temp_air"].to_numpy())
+    assert got["utc_offset_h"][0] == 0.0 and doc.meta["licence"].startswith("PVGIS © European Union")
+    typical_year.load_pvgis(src, 36.1, -79.95)  # a TMY does not change: no second request
+    assert len(httpserver.log) == 1
+
+
+def test_open_meteo_archive_asks_for_the_run_dates_and_keeps_them(httpserver, cache):
+    raw = json.loads(OPEN_METEO.read_text())
+    httpserver.expect_request("/v1/archive").respond_with_json(raw)
+    src = open_meteo.OpenMeteoSource(mode="archive", base_url=httpserver.url_for("/v1/archive"))
+    got, _ = open_meteo.load(src, 45.83, 6.86, utc(2025, 2, 24), utc(2025, 2, 25, 23))
+    args = httpserver.log[0][0].args
+    assert (args["start_date"], args["end_date"]) == ("2025-02-23", "2025-02-26")
+    assert args["wind_speed_unit"] == "ms" and args["timeformat"] == "unixtime"
+    assert got["temp_air"][0] == raw["minutely_15"]["temperature_2m"][0]
+    open_meteo.load(src, 45.83, 6.86, utc(2025, 2, 24), utc(2025, 2, 25, 23))
+    assert len(httpserver.log) == 1  # an archive does not change
+
+
+def test_a_cache_that_cannot_be_written_is_one_line(httpserver, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    httpserver.expect_request("/x").respond_with_data(b"[]")
+    service = fetch.Service(name="t", title="Test service", host="example.invalid", licence="test")
+    with fetch.configure(cache_dir=blocker / "cache", offline=False, min_interval_s=0.0):
+        with pytest.raises(fetch.SourceError) as err:
+            fetch.fetch(service, httpserver.url_for("/x"))
+    assert "\n" not in str(err.value) and "cannot write the cache" in str(err.value) and "--cache-dir" in str(err.value)
