@@ -2,7 +2,8 @@
 
 Every adapter (``services/*/sources``) fetches through :func:`fetch`, which
 
-* sends an identifying ``User-Agent`` (MET Norway's terms require one; :data:`USER_AGENT`);
+* sends an identifying ``User-Agent`` (MET Norway's terms require one; :data:`USER_AGENT`, plus
+  the contact in ``$HOMETWIN_CONTACT``);
 * waits at most :data:`TIMEOUT_S` for a connection and for each read;
 * retries a refused connection, a timeout, a 5xx or a 429 with exponential back-off
   (``backoff_s × 2^k``), waiting for ``Retry-After`` when the service sends one (seconds or an
@@ -49,8 +50,10 @@ from hometwin.lazy import lazy_module
 
 requests = lazy_module("requests")
 
-#: Identifies hometwin to the services (MET Norway refuses requests without one: 403).
-USER_AGENT = "hometwin/0.1 (+https://github.com/hometwin/hometwin; digital twin of a home's energy)"
+#: Identifies hometwin to the services (MET Norway refuses requests without one: 403); its terms ask
+#: for contact information too: :data:`ENV_CONTACT` (an e-mail address or a web site) is appended.
+USER_AGENT = "hometwin/0.1 (digital twin of a home's energy system)"
+ENV_CONTACT = "HOMETWIN_CONTACT"
 TIMEOUT_S = 20.0
 RETRIES = 4
 BACKOFF_S = 1.0
@@ -295,6 +298,12 @@ def _fresh(doc: Document, now: float, max_age_s: float | None, immutable: bool) 
 
 # -- the request ----------------------------------------------------------------------------
 
+def user_agent() -> str:
+    """:data:`USER_AGENT`, with the contact of :data:`ENV_CONTACT` when set (printable ASCII only)."""
+    contact = "".join(c for c in os.environ.get(ENV_CONTACT, "") if 32 <= ord(c) < 127).strip()[:120]
+    return f"{USER_AGENT[:-1]}; {contact})" if contact else USER_AGENT
+
+
 def _wait_rate(service: Service) -> None:
     interval = _settings["min_interval_s"] if _settings["min_interval_s"] is not None else service.min_interval_s
     with _rate_lock:
@@ -339,7 +348,7 @@ def fetch(service: Service, url: str, params: dict[str, Any] | None = None, *,
     if (secret_params or secret_headers) and not _secrets_allowed(service, url):
         raise SourceError(f"{service.title}: refusing to send the token to {urlsplit(url).hostname} "
                           f"(tokens go only to {service.host} or loopback)")
-    headers = {"User-Agent": USER_AGENT, "Accept": accept, "Accept-Encoding": "gzip, deflate"}
+    headers = {"User-Agent": user_agent(), "Accept": accept, "Accept-Encoding": "gzip, deflate"}
     if service.conditional and latest is not None and latest.meta.get("last_modified"):
         headers["If-Modified-Since"] = latest.meta["last_modified"]
     headers.update(secret_headers or {})

@@ -149,7 +149,8 @@ def met_body() -> tuple[bytes, dict[str, str]]:
     return json.dumps(rec["data"]).encode(), keep
 
 
-def test_met_norway_user_agent_expires_and_if_modified_since(httpserver, cache):
+def test_met_norway_user_agent_expires_and_if_modified_since(httpserver, cache, monkeypatch):
+    monkeypatch.setenv(fetch.ENV_CONTACT, "ops@example.org")
     body, headers = met_body()
     seen: list[dict[str, str]] = []
 
@@ -162,7 +163,8 @@ def test_met_norway_user_agent_expires_and_if_modified_since(httpserver, cache):
     httpserver.expect_request("/weatherapi/locationforecast/2.0/complete").respond_with_handler(handler)
     src = MetNorwaySource(variant="complete", base_url=httpserver.url_for("/weatherapi/locationforecast/2.0"))
     data, doc = met_norway.load(src, 51.5, -0.1, 25.0)
-    assert "hometwin" in seen[0]["User-Agent"] and "If-Modified-Since" not in seen[0]
+    assert seen[0]["User-Agent"].startswith("hometwin/") and "ops@example.org" in seen[0]["User-Agent"]
+    assert "If-Modified-Since" not in seen[0]
     assert seen[0]["query"] == "lat=51.5000&lon=-0.1000&altitude=25"  # 4 decimals, as MET's terms ask
     assert doc.published_at == utc(2020, 7, 20, 1, 30, 57) and doc.meta["licence"].startswith("Data from MET Norway")
     # the recorded Expires (2020) is past: the next load revalidates, the 304 keeps the cached document
