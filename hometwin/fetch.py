@@ -43,8 +43,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Annotated, Any, Callable, Iterator
 from urllib.parse import urlencode, urlsplit
+
+from pydantic import AfterValidator, Field
 
 from hometwin.lazy import lazy_module
 
@@ -171,6 +173,20 @@ def check_base_url(url: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError("must not hold a query or fragment")
     return url.rstrip("/")
+
+
+def _base_url_or_none(value: str | None) -> str | None:
+    return None if value is None else check_base_url(value)
+
+
+#: A source's ``base_url`` field: for testing or a mirror (:func:`check_base_url`).
+BaseUrl = Annotated[str | None, Field(max_length=300, description=(
+    "service URL for testing or a mirror (https, or http to loopback only); null = the service's own")),
+    AfterValidator(_base_url_or_none)]
+#: A source's ``token_file`` field (:func:`check_token_file`).
+TokenFile = Annotated[str | None, Field(max_length=300, description=(
+    "file holding the token (a mounted Kubernetes Secret under /var/run/secrets or $HOMETWIN_SECRETS_DIR); "
+    "tried before token_env")), AfterValidator(lambda v: check_token_file(v))]
 
 
 def _secrets_allowed(service: Service, url: str) -> bool:

@@ -22,10 +22,10 @@ import xml.etree.ElementTree as ET
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from hometwin.element import ElementConfig
-from hometwin.fetch import ENV_SECRETS_DIR, Service, SourceError, check_base_url, check_token_file, fetch, read_token
+from hometwin.fetch import ENV_SECRETS_DIR, BaseUrl, Service, SourceError, TokenFile, fetch, read_token  # noqa: F401
 
 URL = "https://web-api.tp.entsoe.eu/api"
 SERVICE = Service(
@@ -54,18 +54,8 @@ class EntsoeSource(ElementConfig):
         "[currency EUR-1] the home's currency per EUR (1 when the home counts in EUR), e.g. 11.7 for NOK"))] = 1.0
     token_env: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,63}$", description=(
         "environment variable holding the Web API token"))] = "ENTSOE_API_TOKEN"
-    token_file: Annotated[str | None, Field(max_length=300, description=(
-        "file holding the token (a mounted Kubernetes Secret under /var/run/secrets or $HOMETWIN_SECRETS_DIR); "
-        "tried before token_env"))] = None
-    base_url: str | None = Field(None, max_length=300, description=(
-        "service URL for testing or a mirror (https, or http to loopback only); null = the service's own"))
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_base_url(value)
-
-    _token_file = field_validator("token_file")(lambda value: check_token_file(value))
+    token_file: TokenFile = None
+    base_url: BaseUrl = None
 
 
 def _local(tag: str) -> str:

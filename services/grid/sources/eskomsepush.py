@@ -16,10 +16,10 @@ import json
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from hometwin.element import STRICT
-from hometwin.fetch import Service, SourceError, check_base_url, check_token_file, fetch, read_token
+from hometwin.fetch import BaseUrl, Service, SourceError, TokenFile, fetch, read_token
 
 URL = "https://developer.sepush.co.za/business/2.0"
 SERVICE = Service(
@@ -36,17 +36,8 @@ class EskomSePushOutages(BaseModel):
         "EskomSePush area id, e.g. 'capetown-16-rondebosch' (its areas_search call)"))]
     token_env: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,63}$", description=(
         "environment variable holding the API token"))] = "ESP_API_TOKEN"
-    token_file: Annotated[str | None, Field(max_length=300, description=(
-        "file holding the token (a mounted Kubernetes Secret under /var/run/secrets or $HOMETWIN_SECRETS_DIR)"))] = None
-    base_url: str | None = Field(None, max_length=300, description=(
-        "service URL for testing or a mirror (https, or http to loopback only); null = the service's own"))
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_base_url(value)
-
-    _token_file = field_validator("token_file")(lambda value: check_token_file(value))
+    token_file: TokenFile = None
+    base_url: BaseUrl = None
 
 
 def parse(data: Any, what: str = "EskomSePush answer") -> tuple[np.ndarray, np.ndarray]:

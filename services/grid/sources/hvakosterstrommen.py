@@ -21,10 +21,10 @@ import zoneinfo
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from hometwin.element import ElementConfig
-from hometwin.fetch import Service, check_base_url, fetch
+from hometwin.fetch import BaseUrl, Service, fetch
 
 URL = "https://www.hvakosterstrommen.no/api/v1/prices"
 ZONE_TZ = zoneinfo.ZoneInfo("Europe/Oslo")
@@ -40,13 +40,7 @@ class HvaKosterStrommenSource(ElementConfig):
     type: Literal["hvakosterstrommen"] = "hvakosterstrommen"
     zone: Literal["NO1", "NO2", "NO3", "NO4", "NO5"] = Field(description="price zone (NO3 = Trondheim)")
     currency: Literal["NOK", "EUR"] = Field("NOK", description="which of the answer's prices to use")
-    base_url: str | None = Field(None, max_length=300, description=(
-        "service URL for testing or a mirror (https, or http to loopback only); null = the service's own"))
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_base_url(value)
+    base_url: BaseUrl = None
 
 
 def parse(data: Any, day: dt.date | None = None, currency: str = "NOK",

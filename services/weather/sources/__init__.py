@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from hometwin.element import ElementConfig
-from hometwin.fetch import check_base_url
+from hometwin.fetch import BaseUrl
 
 Latitude = Annotated[float | None, Field(ge=-90, le=90, description="[degrees] north positive; null = the home's")]
 Longitude = Annotated[float | None, Field(ge=-180, le=180, description="[degrees] east positive; null = the home's")]
@@ -24,10 +24,4 @@ class WebSource(ElementConfig):
 
     latitude: Latitude = None
     longitude: Longitude = None
-    base_url: Annotated[str | None, Field(max_length=300, description=(
-        "service URL for testing or a mirror (https, or http to loopback only); null = the service's own"))] = None
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_base_url(value)
+    base_url: BaseUrl = None
