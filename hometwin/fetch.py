@@ -64,6 +64,8 @@ MAX_WAIT_S = 120.0
 MAX_BODY_BYTES = 32 * 2**20
 ENV_CACHE_DIR = "HOMETWIN_CACHE_DIR"
 ENV_OFFLINE = "HOMETWIN_OFFLINE"
+#: Most versions kept per request (oldest removed first); unset or 0 keeps every version (replays).
+ENV_CACHE_KEEP = "HOMETWIN_CACHE_KEEP"
 LOOPBACK_NAMES = ("localhost",)
 
 
@@ -282,7 +284,22 @@ def _store(service: Service, url: str, params: dict[str, Any] | None, body: byte
     tmp_meta.write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
     os.replace(tmp_body, meta_path.with_suffix(".body"))
     os.replace(tmp_meta, meta_path)  # the meta last: a pair without it is not a document
+    _prune(folder)
     return meta_path
+
+
+def _prune(folder: Path) -> None:
+    """Remove the oldest versions beyond ``$HOMETWIN_CACHE_KEEP`` (a pod's small /tmp, a live twin)."""
+    try:
+        keep = int(os.environ.get(ENV_CACHE_KEEP, "0") or 0)
+    except ValueError:
+        keep = 0
+    if keep <= 0:
+        return
+    metas = sorted(folder.glob("*.json"))  # names are retrieval times: sorted = oldest first
+    for old in metas[:-keep]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".body").unlink(missing_ok=True)
 
 
 def _update_meta(doc: Document, **changes: Any) -> None:

@@ -306,6 +306,18 @@ def test_published_before_picks_the_forecast_a_planner_could_have_known(httpserv
     assert fetch.published_before(met_norway.SERVICE, url, params, utc(2020, 7, 20, 1)) is None
 
 
+def test_cache_keep_bounds_the_versions_kept(httpserver, cache, monkeypatch):
+    monkeypatch.setenv(fetch.ENV_CACHE_KEEP, "2")
+    service = fetch.Service(name="t", title="Test service", host="example.invalid", licence="test")
+    for k in range(4):  # four changed versions, always fetched again (no Expires, no max age)
+        httpserver.clear()
+        httpserver.expect_request("/x").respond_with_data(f"[{k}]")
+        fetch.fetch(service, httpserver.url_for("/x"))
+    kept = fetch.cached(service, httpserver.url_for("/x"))
+    assert [d.body for d in kept] == [b"[2]", b"[3]"]
+    assert len(list(cache.rglob("*.body"))) == 2
+
+
 def test_eskomsepush_events_switch_the_grid_off(httpserver, cache, monkeypatch):
     from hometwin.engine import Engine
     from tests.homes import grid, home, load
