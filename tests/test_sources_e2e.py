@@ -118,3 +118,34 @@ def test_offline_without_the_data_says_what_is_missing_in_one_line(spec, tmp_pat
     assert lines[0].startswith("cannot start: offline: no cached MET Norway Locationforecast (api.met.no) data for "
                                "the forecast at 51.5000, -0.1000 in ") and str(empty) in lines[0]
     assert len(httpserver.log) == 0
+
+
+def test_open_meteo_weather_and_entsoe_prices_in_a_run(httpserver, tmp_path, monkeypatch):
+    """The Open-Meteo recorded answer (Mont Blanc, local times, 15-minute instant irradiance) drives
+    the weather element, and ENTSO-E prices (EUR/MWh × the stated rate) the grid."""
+    from tests.homes import grid, home
+    from tests.test_sources import ENTSOE_XML, OPEN_METEO
+
+    raw = json.loads(OPEN_METEO.read_text())
+    httpserver.expect_request("/v1/forecast").respond_with_json(raw)
+    xml = ENTSOE_XML.replace(b"2024-01-01T23:00Z", b"2025-02-23T23:00Z").replace(b"2024-01-02T03:00Z",
+                                                                                  b"2025-02-24T03:00Z")
+    httpserver.expect_request("/api").respond_with_data(xml, content_type="application/xml")
+    monkeypatch.setenv("ENTSOE_API_TOKEN", "tok")
+    weather = {"name": "weather", "kind": "weather", "config": {"source": {
+        "type": "open_meteo", "base_url": httpserver.url_for("/v1/forecast"), "interpolation": "linear"}}}
+    spot = {"type": "spot", "source": {"type": "entsoe", "zone": "FR", "exchange_rate": 1.0,
+                                       "base_url": httpserver.url_for("/api")}, "adder_per_kwh": 0.1}
+    h = home([SUN, weather, INVERTER, grid(tariff=spot), load()], start="2025-02-24T00:00:00", duration="4h",
+             step_s=900, tz="Europe/Paris", lat=45.83, lon=6.86)
+    with fetch.configure(cache_dir=tmp_path / "cache", offline=False, min_interval_s=0.0):
+        engine = Engine(h)
+        frame = engine.run().frame
+    expected = np.repeat([50.5, -3.25, -3.25, 80.0], 4) / 1000 + 0.1  # A03: position 3 repeats 2
+    np.testing.assert_allclose(frame["price_import"].to_numpy(), expected, rtol=1e-12)
+    # the weather at each 15-minute step is the recorded sample of that local time
+    chunk = engine.elements["weather"]._cache.window(0, 16)
+    block = raw["minutely_15"]
+    np.testing.assert_array_equal(chunk["temp_air"], block["temperature_2m"][:16])
+    np.testing.assert_allclose(chunk["wind_speed"], np.array(block["wind_speed_10m"][:16]) / 3.6, rtol=1e-12)
+    assert len([r for r, _ in httpserver.log if r.path == "/api"]) == 1
