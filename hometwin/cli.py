@@ -129,11 +129,24 @@ def run(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
         report: bool = typer.Option(False, "--report", help="also write report.html"),
         db: Optional[str] = typer.Option(None, "--db", envvar="HOMETWIN_DB_URL",
                                          help="also record the run in this database (sqlite:///FILE, postgresql://…)"),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar")) -> None:
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+        offline: bool = typer.Option(False, "--offline", envvar="HOMETWIN_OFFLINE",
+                                     help="use only cached data of weather/price/outage services; fetch nothing"),
+        cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", envvar="HOMETWIN_CACHE_DIR",
+                                                 help="cache of fetched data (default ~/.cache/hometwin)")) -> None:
     """Run a home in-process and print its KPIs (and record it in a database with --db)."""
+    from hometwin.fetch import configure
+
+    with configure(cache_dir=cache_dir, offline=offline):
+        _run(file, until, days, window, out, report, db, quiet)
+
+
+def _run(file: Path, until: Optional[str], days: Optional[float], window: Optional[int], out: Path, report: bool,
+         db: Optional[str], quiet: bool) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from hometwin.engine import Engine
+    from hometwin.fetch import SourceError
     from hometwin.ledger import LedgerError
     from hometwin.results import Checkpointer
     from hometwin.spec import SpecError
@@ -144,6 +157,9 @@ def run(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
         engine = Engine(home, window=window, until_s=until_s)
     except SpecError as exc:
         fail_spec(exc)
+    except SourceError as exc:  # a service unreachable, a token missing, offline without the data
+        err_console.print(f"cannot start: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_SOURCE)
     except (ValueError, FileNotFoundError) as exc:
         err_console.print(f"[bold red]cannot start:[/] {exc}", markup=True)
         raise typer.Exit(EXIT_SPEC)
@@ -211,6 +227,9 @@ EXIT_FAILED = 3
 EXIT_WRITE = 4
 #: The run's results were written but it could not be recorded in the database (--db).
 EXIT_RECORD = 5
+#: A data source could not be read: a service unreachable, a token missing, --offline without
+#: the data in the cache (nothing ran).
+EXIT_SOURCE = 6
 
 
 class StopSignals:

@@ -296,7 +296,7 @@ BATTERY, GRID = _KINDS_THERE.index("battery"), _KINDS_THERE.index("grid")
     (lambda d: d["spec"]["elements"][BATTERY]["config"].update(capacity_kwh=-1), "-1 is less than or equal to the minimum of 0"),
     (lambda d: d["spec"]["elements"][GRID]["config"]["tariff"].update(file="prices.csv"),
      "file is a field of type series only"),
-    (lambda d: d["spec"]["elements"][GRID]["config"]["tariff"].update(type="spot"), "'spot' is not one of"),
+    (lambda d: d["spec"]["elements"][GRID]["config"]["tariff"].update(type="nordpool"), "'nordpool' is not one of"),
     (lambda d: d["spec"]["elements"][GRID]["config"]["tariff"].pop("type"), "'type' is a required property"),
     (lambda d: d["spec"]["elements"][GRID].update(kind="battery"),
      "config.tariff is a field of kind grid only"),

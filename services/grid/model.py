@@ -54,6 +54,11 @@ class Grid(Element):
                         (("import", "tariff", cfg.tariff), ("export", "export_tariff", cfg.export_tariff))}
         o = cfg.outages
         self._iv_starts, self._iv_ends = out.intervals_epoch(o.intervals, home.timezone)
+        if o.eskomsepush is not None:  # announced events join the explicit intervals
+            from hometwin.services.grid.sources import eskomsepush
+
+            pairs = list(zip(self._iv_starts.tolist(), self._iv_ends.tolist())) + eskomsepush.load(o.eskomsepush)
+            self._iv_starts, self._iv_ends = out.merge_intervals(pairs)
         self._stage = (out.read_loadshedding_schedule(home.resolve_path(o.schedule.file, "outages.schedule.file"),
                                                       o.schedule.stage)
                        if o.schedule else None)
@@ -68,11 +73,14 @@ class Grid(Element):
                           "last_import_w": 0.0, "last_export_w": 0.0, "available": 1.0}
 
     def _load_series(self, tariff: Any, key: str) -> tf.PriceSeries | None:
-        if not isinstance(tariff, tf.SeriesTariff):
-            return None
-        series = tf.load_series(tariff, self.home.resolve_path(tariff.file, f"{key}.file"), self.home.timezone)
-        tf.check_price_range(series, tariff)
         t0 = int(self.home.start.timestamp())
+        if isinstance(tariff, tf.SpotTariff):
+            series = tf.load_spot(tariff, t0, t0 + (self.home.n_steps - 1) * self.home.step_s)
+        elif isinstance(tariff, tf.SeriesTariff):
+            series = tf.load_series(tariff, self.home.resolve_path(tariff.file, f"{key}.file"), self.home.timezone)
+        else:
+            return None
+        tf.check_price_range(series, tariff)
         tf.check_coverage(series, t0, t0 + (self.home.n_steps - 1) * self.home.step_s + 1, self.home.timezone)
         return series
 

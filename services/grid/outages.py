@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field, model_validator
 from hometwin.datafiles import DataFileError, checked_column, mtime_key, parse_errors, read_text
 from hometwin.element import DataFile, DateTime, STRICT, counter_rng
 from hometwin.schedule import DAY_S, DailyWindow, day_of_month, minute_of_day, parse_hhmm
+from hometwin.services.grid.sources.eskomsepush import EskomSePushOutages
 
 DAYS_PER_YEAR = 365.25
 MAX_DURATION_MEANS = 30.0
@@ -74,6 +75,8 @@ class OutageConfig(_Strict):
     intervals: list[OutageInterval] = Field(default_factory=list, description="explicit outages")
     daily: list[DailyWindow] = Field(default_factory=list, description="daily load-shedding slots (local time)")
     schedule: ScheduleOutages | None = Field(None, description="load-shedding area schedule at a stage")
+    eskomsepush: EskomSePushOutages | None = Field(None, description=(
+        "the load-shedding events EskomSePush announces for an area (token; docs/data-sources.md)"))
     random: RandomOutages | None = Field(None, description="random outages")
 
 

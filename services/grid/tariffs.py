@@ -1,4 +1,5 @@
-"""Tariffs: flat, time-of-use (local time, DST-correct) and price series from CSV files.
+"""Tariffs: flat, time-of-use (local time, DST-correct), price series from CSV files, and spot
+prices fetched from hvakosterstrommen.no or ENTSO-E (``services/grid/sources``).
 
 Prices are in currency per kWh (``price_import``, ``price_export`` in the
 glossary).  A step is charged the price of the interval that contains the
@@ -41,6 +42,9 @@ from pydantic import BaseModel, Field
 from hometwin.datafiles import DataFileError, checked_column, mtime_key, parse_errors, read_text, shown
 from hometwin.element import DataFile, STRICT
 from hometwin.schedule import DailyWindow, window_mask
+from hometwin.services.grid.sources import entsoe, hvakosterstrommen
+from hometwin.services.grid.sources.entsoe import EntsoeSource
+from hometwin.services.grid.sources.hvakosterstrommen import HvaKosterStrommenSource
 
 #: Largest price magnitude [currency kWh-1] a tariff may give.  Prices are in the home's currency,
 #: so the bound must hold in the weakest one: the EU wholesale cap of 4 EUR/kWh is about 70,000
@@ -97,7 +101,38 @@ class SeriesTariff(_Strict):
     adder_per_kwh: Price = Field(0.0, description="[currency kWh-1] added after scaling (grid fee, taxes)")
 
 
-Tariff = Annotated[Union[FlatTariff, TimeOfUseTariff, SeriesTariff], Field(discriminator="type")]
+SpotSource = Annotated[Union[HvaKosterStrommenSource, EntsoeSource], Field(discriminator="type")]
+
+
+class SpotTariff(_Strict):
+    """Day-ahead prices fetched from a service (hvakosterstrommen.no, ENTSO-E), plus scale and adder.
+
+    The source gives prices in the home's currency per kWh (hvakosterstrommen: NOK or EUR;
+    ENTSO-E: EUR/MWh × ``exchange_rate``); ``scale`` and ``adder_per_kwh`` then apply as for a
+    series (VAT: ``scale: 1.25``; grid fee: the adder).  docs/data-sources.md.
+    """
+
+    type: Literal["spot"] = "spot"
+    source: SpotSource = Field(description="hvakosterstrommen or entsoe")
+    scale: float = Field(1.0, gt=0, le=MAX_SCALE, description="[-] factor on the price, e.g. 1.25 for 25 % VAT")
+    adder_per_kwh: Price = Field(0.0, description="[currency kWh-1] added after scaling (grid fee, taxes)")
+
+    @property
+    def unit(self) -> str:
+        return "per_kwh"
+
+
+Tariff = Annotated[Union[FlatTariff, TimeOfUseTariff, SeriesTariff, SpotTariff], Field(discriminator="type")]
+
+
+def load_spot(tariff: SpotTariff, first_s: float, last_s: float) -> PriceSeries:
+    """The :class:`PriceSeries` [currency kWh-1] of a spot tariff covering ``[first_s, last_s]``."""
+    src = tariff.source
+    if isinstance(src, HvaKosterStrommenSource):
+        starts, ends, values = hvakosterstrommen.load(src, first_s, last_s)
+    else:
+        starts, ends, values = entsoe.load(src, first_s, last_s)
+    return PriceSeries(starts, ends, values, f"{src.type} {src.zone}")
 
 
 # -- price series -----------------------------------------------------------------------------
@@ -288,7 +323,7 @@ def tou_prices(wall_s: np.ndarray, tariff: TimeOfUseTariff) -> np.ndarray:
     return price
 
 
-def series_prices(epoch_s: np.ndarray, tariff: SeriesTariff, series: PriceSeries,
+def series_prices(epoch_s: np.ndarray, tariff: "SeriesTariff | SpotTariff", series: PriceSeries,
                   timezone: str = "UTC") -> np.ndarray:
     """Price per step [currency kWh-1]: file value → per kWh → × scale → + adder."""
     values, covered = series.lookup(epoch_s)
@@ -298,13 +333,13 @@ def series_prices(epoch_s: np.ndarray, tariff: SeriesTariff, series: PriceSeries
     return to_per_kwh(values, tariff)
 
 
-def to_per_kwh(values: np.ndarray, tariff: SeriesTariff) -> np.ndarray:
+def to_per_kwh(values: np.ndarray, tariff: "SeriesTariff | SpotTariff") -> np.ndarray:
     """File values → [currency kWh-1]: per kWh, × scale, + adder."""
     per_kwh = values / 1000.0 if tariff.unit == "per_mwh" else values
     return per_kwh * tariff.scale + tariff.adder_per_kwh
 
 
-def check_price_range(series: PriceSeries, tariff: SeriesTariff) -> None:
+def check_price_range(series: PriceSeries, tariff: "SeriesTariff | SpotTariff") -> None:
     """Refuse a series whose prices, converted, exceed :data:`MAX_PRICE_PER_KWH` (naming the file)."""
     prices = to_per_kwh(series.values, tariff)
     bad = np.flatnonzero(~(np.abs(prices) <= MAX_PRICE_PER_KWH))

@@ -12,6 +12,11 @@ Three sources (``WeatherConfig.source``, discriminated by ``type``):
     A TMY3 file (``pvlib.iotools.read_tmy3``) mapped onto the run's dates.
 ``csv``
     A plain CSV time series.
+``met_norway``, ``open_meteo``, ``pvgis_tmy``, ``epw``
+    The services people use and EPW files (``services/weather/sources``, docs/data-sources.md):
+    fetched through :mod:`hometwin.fetch` (cached on disk, ``--offline`` from the cache).
+    A source without irradiance (MET Norway) gets GHI/DNI/DHI from its cloud cover as the
+    stochastic source does.
 
 Everything that does not depend on the sun's signals is computed per chunk
 (one day of run steps) and cached, so a step's value never depends on how the
@@ -45,6 +50,10 @@ from hometwin.element import DataFile, Element, ElementConfig, Role, Signals, Wi
 from hometwin.services.sun.chunks import ChunkCache, steps_per_chunk
 from hometwin.services.sun.model import day_of_year
 from hometwin.lazy import lazy_module
+from hometwin.services.weather.sources import met_norway, open_meteo, typical_year
+from hometwin.services.weather.sources.met_norway import MetNorwaySource
+from hometwin.services.weather.sources.open_meteo import OpenMeteoSource
+from hometwin.services.weather.sources.typical_year import EPWSource, PVGISTMYSource
 
 pvlib = lazy_module("pvlib")
 sps = lazy_module("scipy.signal")
@@ -397,13 +406,15 @@ class CSVSource(ElementConfig):
         "[m s-1] wind speed when the file has no wind_speed column"))] = 1.0
 
 
-WeatherSource = Annotated[Union[StochasticSource, TMY3Source, CSVSource], Field(discriminator="type")]
+WeatherSource = Annotated[Union[StochasticSource, TMY3Source, CSVSource, MetNorwaySource, OpenMeteoSource,
+                                PVGISTMYSource, EPWSource], Field(discriminator="type")]
 
 
 class WeatherConfig(ElementConfig):
     """Where the weather comes from."""
 
-    source: WeatherSource = Field(default_factory=StochasticSource, description="stochastic, tmy3 or csv")
+    source: WeatherSource = Field(default_factory=StochasticSource, description=(
+        "stochastic, tmy3, csv, epw, or a service: met_norway, open_meteo, pvgis_tmy (docs/data-sources.md)"))
 
 
 def default_temp_mean_c(latitude: float, altitude_m: float) -> float:
@@ -431,7 +442,7 @@ class Weather(Element):
     Config = WeatherConfig
     inputs = ("zenith", "apparent_zenith", "ghi_clear")
     outputs = ("cloud_cover", "ghi", "dni", "dhi", "temp_air", "wind_speed")
-    description = "Clouds, irradiance, temperature and wind: stochastic, TMY3 or CSV."
+    description = "Clouds, irradiance, temperature and wind: stochastic, TMY3, CSV, EPW, MET Norway, Open-Meteo, PVGIS."
 
     def setup(self) -> None:
         src = self.config.source
@@ -441,9 +452,30 @@ class Weather(Element):
             self._setup_stochastic(src)
         elif isinstance(src, TMY3Source):
             self._file = read_tmy3_arrays(self.home.resolve_path(src.path, "source.path"))
-        else:
+        elif isinstance(src, EPWSource):
+            self._file = typical_year.read_epw_arrays(self.home.resolve_path(src.path, "source.path"))
+        elif isinstance(src, CSVSource):
             self._file = read_csv_arrays(self.home.resolve_path(src.path, "source.path"), src.time_column)
             self._check_csv_covers_run()
+        else:
+            self._file = self._fetch(src)
+            if "utc_offset_h" not in self._file:
+                self._check_csv_covers_run()
+
+    def _fetch(self, src: object) -> dict[str, np.ndarray]:
+        """The arrays of a web source at the source's position (default: the home's)."""
+        h = self.home
+        lat = h.latitude if src.latitude is None else src.latitude  # type: ignore[attr-defined]
+        lon = h.longitude if src.longitude is None else src.longitude  # type: ignore[attr-defined]
+        first, last = float(h.epoch_s(0, 1)[0]), float(h.epoch_s(h.n_steps - 1, 1)[0])
+        if isinstance(src, MetNorwaySource):
+            data, doc = met_norway.load(src, lat, lon, h.altitude_m)
+        elif isinstance(src, OpenMeteoSource):
+            data, doc = open_meteo.load(src, lat, lon, first, last)
+        else:
+            data, doc = typical_year.load_pvgis(src, lat, lon)  # type: ignore[arg-type]
+        self._document = doc  # retrieval and publication times, licence (hometwin.fetch)
+        return data
 
     # stochastic: coarse processes computed in day blocks, in order, kept for the run
     def _setup_stochastic(self, src: StochasticSource) -> None:
@@ -510,10 +542,12 @@ class Weather(Element):
         src = self.config.source
         data = self._file
         assert data is not None
-        if isinstance(src, TMY3Source):
+        if "utc_offset_h" in data:  # a typical year: TMY3, EPW, PVGIS
             pos = typical_year_seconds(epoch, float(data["utc_offset_h"][0]))
+            if "stamp_shift_s" in data:
+                pos = np.mod(pos + data["stamp_shift_s"][0], YEAR_S)
             return {key: sample_interval_means(pos, data[key], 3600, src.interpolation, YEAR_S)
-                    for key in ("ghi", "dni", "dhi", "temp_air", "wind_speed", "cloud_cover")}
+                    for key in ("ghi", "dni", "dhi", "temp_air", "wind_speed", "cloud_cover") if key in data}
         t = epoch.astype(np.float64)
         out = {}
         for key in ("ghi", "dni", "dhi", "temp_air", "wind_speed", "cloud_cover"):
@@ -525,7 +559,7 @@ class Weather(Element):
             else:
                 out[key] = np.interp(t, data["epoch_s"], data[key])
         if "wind_speed" not in out:
-            out["wind_speed"] = np.full(len(t), src.wind_speed_default_ms)
+            out["wind_speed"] = np.full(len(t), getattr(src, "wind_speed_default_ms", 1.0))
         return out
 
     def _compute_chunk(self, c: int) -> dict[str, np.ndarray]:
@@ -541,12 +575,14 @@ class Weather(Element):
         if data["epoch_s"][0] > first or data["epoch_s"][-1] < last:
             src = self.config.source
             span = f"{pd.Timestamp(data['epoch_s'][0], unit='s', tz='UTC')} … {pd.Timestamp(data['epoch_s'][-1], unit='s', tz='UTC')}"
-            raise ValueError(f"{self.home.resolve_path(src.path, 'source.path')}: covers {span}, the run needs "
+            where = (self.home.resolve_path(src.path, 'source.path') if isinstance(src, CSVSource)
+                     else f"source {src.type}")
+            raise ValueError(f"{where}: covers {span}, the run needs "
                              f"{pd.Timestamp(first, unit='s', tz='UTC')} … {pd.Timestamp(last, unit='s', tz='UTC')}")
 
     def signals(self, w: Window, inputs: Signals) -> dict[str, np.ndarray]:
         out = self._cache.window(w.i0, w.n)
-        if isinstance(self.config.source, StochasticSource):
+        if "ghi" not in out:  # stochastic, or a forecast of clouds without irradiance (MET Norway)
             out.update(irradiance_from_clouds(out["cloud_cover"], np.asarray(inputs["ghi_clear"]),
                                               np.asarray(inputs["zenith"]), day_of_year(w.epoch_s)))
         else:
