@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
         file: Path = typer.Option(..., "-f", "--file", help="home.yaml (needs an inverter; a battery for the battery strategies)"),
         strategy: Optional[list[str]] = typer.Option(None, "--strategy", "-s",
                                                      help="a preset name (self_consumption, time_of_use, backup, lp, "
-                                                          "lp_forecast_error, mpc, heating_mpc, perfect_foresight) "
+                                                          "lp_forecast_error, mpc, heating_mpc, heating_qp, thermostat, "
+                                                          "perfect_foresight) "
                                                           "or a JSON mapping; repeat for several"),
         days: Optional[float] = typer.Option(None, "--days", help="run only this many days"),
         voll: Optional[float] = typer.Option(None, "--voll", min=0.0,
