@@ -520,11 +520,13 @@ def simulate_thesis_week(price_hourly: np.ndarray, temp_out_hourly: np.ndarray, 
                          controller: str = "mpc", comfort: Any = None, comfort_weight: float = 5.0,
                          model_ua_scale: float = 1.0, integral_gain: float = 0.3, plant_dt_s: int = 60,
                          plan_dt_s: int = 900, horizon_h: float = 8.0, preheat_h: float = 1.0,
-                         hysteresis_k: float = 1.0, days: int = 7) -> dict[str, float]:
+                         hysteresis_k: float = 1.0, days: int = 7, qp: Mapping[str, Any] | None = None) -> dict[str, float]:
     """Simulate the thesis house (1 air node, 4 kW electric heater) for ``days`` days.
 
     ``controller``: ``"mpc"`` (this module, replanning every ``plan_dt_s``, heater modulating at the
-    planned power) or ``"thermostat"`` (on/off with ``hysteresis_k`` around the band's middle,
+    planned power), ``"qp"`` (the thesis's quadratic MPC, :mod:`.heating_qp`, with the weights
+    ``qp = {weight_h, weight_r, weight_s, blocking}``; give ``plan_dt_s=300`` for its 5-minute steps) or
+    ``"thermostat"``  (on/off with ``hysteresis_k`` around the band's middle,
     the timer switching to comfort ``preheat_h`` before presence starts).  Prices per kWh, hourly.
     The MPC's model may be wrong (``model_ua_scale``) — integral action corrects it.
     """
@@ -547,7 +549,12 @@ def simulate_thesis_week(price_hourly: np.ndarray, temp_out_hourly: np.ndarray, 
     temp = np.empty(n)
     heat = np.zeros(n)
     t = comfort.comfort_c + 0.5
-    mpc = HeatingMPC(a_m, b_m, qmax, comfort_weight, integral_gain)
+    if controller == "qp":
+        from hometwin.services.inverter.strategies.heating_qp import ThesisMPC
+
+        mpc = ThesisMPC(a_m, b_m, qmax, 0.0, integral_gain, **dict(qp or {}))
+    else:
+        mpc = HeatingMPC(a_m, b_m, qmax, comfort_weight, integral_gain)
     k_plan = plan_dt_s // plant_dt_s
     nh = int(horizon_h * 3600 // plan_dt_s)
     on = False
@@ -557,7 +564,7 @@ def simulate_thesis_week(price_hourly: np.ndarray, temp_out_hourly: np.ndarray, 
     power = 0.0
     solve = []
     for i in range(n):
-        if controller == "mpc" and i % k_plan == 0:
+        if controller in ("mpc", "qp") and i % k_plan == 0:
             mpc.observe(int(ep[i]), t)
             idx = np.minimum(i + (np.arange(nh) + 1) * k_plan, n - 1)
             j = np.minimum(i + np.arange(nh) * k_plan, n - 1)

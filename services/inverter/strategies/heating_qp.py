@@ -73,14 +73,25 @@ def block_lengths(n: int, blocking: int | Sequence[int] | None, fine: int = 12, 
     return np.asarray(out, dtype=int)
 
 
+_DISC: dict[tuple[bytes, bytes, float], tuple[np.ndarray, np.ndarray]] = {}
+
+
 def discretise(a_c: np.ndarray, b_c: np.ndarray, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Exact zero-order-hold ``(A_d, B_d)`` of ``ẋ = A_c x + B_c u`` over ``dt_s``."""
-    ns, nu = b_c.shape
-    m = np.zeros((ns + nu, ns + nu))
-    m[:ns, :ns] = a_c
-    m[:ns, ns:] = b_c
-    e = linalg.expm(m * dt_s)
-    return e[:ns, :ns], e[:ns, ns:]
+    """Exact zero-order-hold ``(A_d, B_d)`` of ``ẋ = A_c x + B_c u`` over ``dt_s`` (cached: a plan
+    every 5 minutes would otherwise spend more time in ``expm`` than in the QP)."""
+    a_c, b_c = np.asarray(a_c, dtype=float), np.asarray(b_c, dtype=float)
+    key = (a_c.tobytes() + bytes(str(a_c.shape), "ascii"), b_c.tobytes() + bytes(str(b_c.shape), "ascii"), float(dt_s))
+    hit = _DISC.get(key)
+    if hit is None:
+        ns, nu = b_c.shape
+        m = np.zeros((ns + nu, ns + nu))
+        m[:ns, :ns] = a_c
+        m[:ns, ns:] = b_c
+        e = linalg.expm(m * dt_s)
+        if len(_DISC) > 256:
+            _DISC.clear()
+        hit = _DISC[key] = (e[:ns, :ns].copy(), e[:ns, ns:].copy())
+    return hit
 
 
 @dataclass
