@@ -245,3 +245,18 @@ def test_smarthjem_example_runs_the_thesis_mpc_and_the_lp_reports_comfort_out_of
     assert lp["comfort_violation_kh"] > 10.0  # 28 °C in the evening: reported as lost comfort
     heat = -lp["result"].frame["el.panel-heaters_j"].to_numpy() / 4000.0 / 60.0  # share of the 4 kW
     assert np.mean(heat > 0.999) > 0.5  # flat out most of the day
+
+
+def test_thesis_mpc_continues_exactly_from_a_snapshot() -> None:
+    """The integral action (disturbance, last prediction and its gain) and the plan in force travel in the
+    snapshot: cut at 16:02, 2 min into a 5-min replanning interval, the continuation is identical."""
+    from tests.test_strategy_snapshot import _continuation, _differs, _without_strategy_state
+
+    home = _smarthjem("2026-01-06T00:00:00", 1)
+    cut = 16 * 60 + 2
+    out = _continuation(home, 86400, cut, 12)
+    strat = out["snap"]["elements"]["inverter"]["strategy"]
+    assert strat["type"] == "heating_qp" and strat["plans"] == -(-cut // 5)
+    mpc = strat["mpcs"]["panel-heaters"]
+    assert len(mpc["pred"]) == 3 and mpc["q_bias_w"] != 0.0
+    assert _differs(out["first"], _without_strategy_state(home, 86400, out["snap"], 12))
