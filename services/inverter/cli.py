@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
         file: Path = typer.Option(..., "-f", "--file", help="home.yaml (needs an inverter; a battery for the battery strategies)"),
         strategy: Optional[list[str]] = typer.Option(None, "--strategy", "-s",
                                                      help="a preset name (self_consumption, time_of_use, backup, lp, "
-                                                          "lp_forecast_error, mpc, heating_mpc, perfect_foresight) "
+                                                          "lp_forecast_error, mpc, heating_mpc, heating_qp, thermostat, "
+                                                          "perfect_foresight) "
                                                           "or a JSON mapping; repeat for several"),
         days: Optional[float] = typer.Option(None, "--days", help="run only this many days"),
         voll: Optional[float] = typer.Option(None, "--voll", min=0.0,
@@ -63,6 +64,10 @@ def register(app: typer.Typer) -> None:
         console.print("gap = (energy cost − perfect-foresight optimum) / |optimum|; the optimum reads the future "
                       "without error, so no strategy can beat it (up to the simulation's own rounding)."
                       + (f" + lost load = energy cost + unserved kWh × {voll:g} {cur}/kWh (--voll)." if voll is not None else ""))
+        for name, r in rows.items():  # comfort out of reach is reported, not refused
+            if r.get("warnings"):
+                console.print(f"[yellow]{name}[/]: comfort out of reach in {r.get('comfort_unreachable_kh', 0.0):.2f} K·h "
+                              f"of the plans' first steps (while present) — {r['warnings'][0]}")
         if out:
             out.write_text(json.dumps({k: {a: b for a, b in v.items() if a != "result"} for k, v in rows.items()},
                                       indent=2, default=float))

@@ -60,7 +60,7 @@ class InverterConfig(ElementConfig):
     mode: WorkMode = Field("self_use", description="work mode: self_use, time_of_use, backup, export_first")
     reserve_soc: Annotated[float, Field(ge=0, le=1, description="[0-1] backup mode: SoC kept for outages")] = 0.3
     slots: list[TouSlot] = Field(default_factory=list, description="time_of_use slots (local time)")
-    strategy: StrategyConfig | None = Field(None, description="optimizer strategy (rules, lp, mpc, heating_mpc, "
+    strategy: StrategyConfig | None = Field(None, description="optimizer strategy (rules, lp, mpc, heating_mpc, heating_qp, "
                                             "perfect_foresight); None = the work mode alone")
 
     @model_validator(mode="after")

@@ -19,6 +19,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "lp_forecast_error": {"type": "lp"},
     "mpc": {"type": "mpc", "forecast": {"perfect": True}},
     "heating_mpc": {"type": "heating_mpc", "forecast": {"perfect": True}},
+    "heating_qp": {"type": "heating_qp", "forecast": {"perfect": True}},  # the SmartHjem thesis MPC (QP)
+    "thermostat": {"type": "rules", "battery": "self_consumption"},  # heaters on their own thermostat
     "perfect_foresight": {"type": "perfect_foresight"},
 }
 
@@ -42,16 +44,28 @@ def with_strategy(home: Any, strategy: Any, voll_per_kwh: float | None = None) -
     """A copy of ``home`` whose inverter runs ``strategy`` (None = its work mode alone)."""
     h = home.model_copy(deep=True)
     inv = next(el for el in h.spec.elements if el.kind == "inverter")
-    inv.config.strategy = None if strategy is None else strategy_config(strategy, voll_per_kwh)
+    cfg = None if strategy is None else strategy_config(strategy, voll_per_kwh)
+    own = home_comfort(home)
+    if (cfg is not None and own is not None and "comfort" in type(cfg).model_fields
+            and not (isinstance(strategy, dict) and "comfort" in strategy)):
+        cfg = cfg.model_copy(update={"comfort": own})  # a preset keeps the home's comfort band (its calendar)
+    inv.config.strategy = cfg
     return h
+
+
+def home_comfort(home: Any) -> Any:
+    """The comfort band the home's own strategy defines (its ``comfort``), or None: presets run on the
+    home keep it, and every row of a comparison is judged against it."""
+    inv = next((el for el in home.spec.elements if el.kind == "inverter"), None)
+    return getattr(getattr(getattr(inv, "config", None), "strategy", None), "comfort", None)
 
 
 def run_strategy(home: Any, strategy: Any, until_s: int | None = None,
                  voll_per_kwh: float | None = None) -> dict[str, Any]:
     """Run ``home`` with ``strategy``; KPIs plus comfort violation and the strategy's own figures.
 
-    ``comfort_violation_kh``: K·h outside the comfort band (the strategy's ``comfort`` or the
-    default :class:`~.config.ComfortConfig`) while someone is home, integrated step by step from
+    ``comfort_violation_kh``: K·h outside the comfort band (the strategy's ``comfort``, else the
+    home's own strategy's, else the default :class:`~.config.ComfortConfig`) while someone is home, integrated step by step from
     each heating element's indoor temperature at the end of every step and the band in force
     during that step — the same figure however the run is cut into windows or plans."""
     from hometwin.engine import Engine
@@ -60,7 +74,7 @@ def run_strategy(home: Any, strategy: Any, until_s: int | None = None,
     heaters = {n: e for n, e in eng.elements.items() if hasattr(e, "set_plan") and hasattr(e, "building")}
     viol = {"kh": 0.0}
     strat = eng.inverter.strategy
-    comfort = getattr(getattr(strat, "config", None), "comfort", None)
+    comfort = getattr(getattr(strat, "config", None), "comfort", None) or home_comfort(home)
 
     def hook(rec: Any) -> None:  # comfort outside the band while present, integrated per step
         if not heaters:

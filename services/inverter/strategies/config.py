@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, Field, Strict, field_validator, model_validator
 
 from hometwin.element import STRICT
+from hometwin.schedule import DailyWindow, parse_hhmm
 
 
 class _Strict(BaseModel):
@@ -26,20 +27,45 @@ class ForecastConfig(_Strict):
 
 
 class ComfortConfig(_Strict):
-    """Comfort band from a presence schedule (local time): ``comfort_c`` … ``comfort_c + band_k`` while home."""
+    """Comfort band from a presence schedule (local time): ``comfort_c`` … ``comfort_c + band_k`` while home.
+
+    ``present`` is a list of windows at home.  Each is either a pair ``[HH:MM, HH:MM]`` (every day)
+    or a mapping ``{start, end, days}`` (a weekly calendar: the window only on the weekdays in
+    ``days``, e.g. ``{start: "08:00", end: "23:00", days: [sat, sun]}``; the same form as a
+    thermostat's ``presence``).  ``weekend_present_all_day`` adds whole Saturdays and Sundays; it
+    defaults to true for the every-day form and to false once any window names its ``days``.
+    """
 
     comfort_c: Annotated[float, Field(ge=5, le=30, description="[°C] lower comfort bound while present")] = 20.0
     setback_c: Annotated[float, Field(ge=0, le=30, description="[°C] lower bound while away")] = 15.0
     band_k: Annotated[float, Field(gt=0, le=10, description="[K] width of the comfort band above the lower bound")] = 1.0
     # a pair arrives as a list from JSON (state files, the set RPC, Kubernetes): lax for the tuple only
-    present: list[Annotated[tuple[str, str], Strict(False)]] = Field(default_factory=lambda: [("00:00", "08:00"), ("16:00", "24:00")],
-                                            description="local time windows at home, every day (HH:MM, HH:MM)")
-    weekend_present_all_day: bool = Field(True, description="present all day on Saturday and Sunday")
+    present: list[Union[Annotated[tuple[str, str], Strict(False)], DailyWindow]] = Field(
+        default_factory=lambda: [("00:00", "08:00"), ("16:00", "24:00")],
+        description="local time windows at home: [HH:MM, HH:MM] every day, or {start, end, days: [mon … sun]} "
+                    "on the weekdays named (a weekly calendar)")
+    weekend_present_all_day: bool = Field(True, description="present all day on Saturday and Sunday (default: true "
+                                          "unless a window of present names its days)")
+
+    @field_validator("present")
+    @classmethod
+    def _times(cls, value: list[Any]) -> list[Any]:
+        for i, w in enumerate(value):
+            if isinstance(w, tuple):
+                for part in w:
+                    try:
+                        parse_hhmm(part)
+                    except ValueError as exc:
+                        raise ValueError(f"present[{i}]: {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _order(self) -> "ComfortConfig":
         if self.setback_c > self.comfort_c:
             raise ValueError(f"setback_c: {self.setback_c} °C is above comfort_c {self.comfort_c} °C")
+        if "weekend_present_all_day" not in self.model_fields_set and any(
+                isinstance(w, DailyWindow) and w.days is not None for w in self.present):
+            object.__setattr__(self, "weekend_present_all_day", False)  # a weekly calendar says what weekends are
         return self
 
 
@@ -134,6 +160,39 @@ class HeatingMPCStrategyConfig(MPCStrategyConfig):
     replan_min: Annotated[float, Field(gt=0, le=24 * 60)] = 15.0
 
 
+class HeatingQPStrategyConfig(_Planner):
+    """The SmartHjem thesis MPC: Σ H·(T − T_k)² + R·(E·u·p·Δt)² + S·(ΔT/Δt)², a convex QP (HiGHS), for the
+    heaters; the battery follows self-consumption (see :mod:`.heating_qp`)."""
+
+    type: Literal["heating_qp"] = "heating_qp"
+    horizon_h: Annotated[float, Field(gt=0, le=48, description="[h] planning horizon (the thesis: 8 h)")] = 8.0
+    step_min: Annotated[float, Field(ge=1, le=60, description="[min] planning step (the thesis: 5 min)")] = 5.0
+    replan_min: Annotated[float, Field(gt=0, le=24 * 60, description="[min] replanning cadence")] = 5.0
+    comfort: ComfortConfig = Field(default_factory=ComfortConfig)
+    weight_h: Annotated[float, Field(gt=0, le=1e6, description="[1/K²] H: weight of (T − T_k)², the squared "
+                                     "distance from the comfort band, per step")] = 1.0
+    weight_r: Annotated[float, Field(ge=0, le=1e6, description="[1/currency²] R: weight of (E·u·p·Δt)², the "
+                                     "squared cost of a step")] = 10.0
+    weight_s: Annotated[float, Field(ge=0, le=1e6, description="[(h/K)²] S: weight of (ΔT/Δt)², the squared heating "
+                                     "rate in K/h, per step (0: off; for slow heating cables)")] = 0.0
+    blocking: Union[Annotated[int, Field(ge=1, le=96)], list[Annotated[int, Field(ge=1, le=96)]], None] = Field(
+        None, description="input blocking: the heater's input is held over blocks of this many steps (a list: "
+        "those block lengths, the last repeated); None: the first 12 steps one by one, then blocks of 3")
+    integral_gain: Annotated[float, Field(ge=0, le=1, description="[-] integral action: share of the model's "
+                                          "prediction error folded into the heat disturbance at each plan")] = 0.5
+
+    @model_validator(mode="after")
+    def _qp(self) -> "HeatingQPStrategyConfig":
+        if self.geyser is not None:
+            raise ValueError("geyser: the thesis MPC plans space heating only (use type: heating_mpc to plan "
+                             "the geyser too)")
+        if self.horizon_h * 60.0 < self.step_min:
+            raise ValueError(f"horizon_h: {self.horizon_h} h is shorter than one step ({self.step_min} min)")
+        if self.horizon_h * 60.0 / self.step_min > 2000:
+            raise ValueError(f"horizon_h: {self.horizon_h} h at {self.step_min} min steps is more than 2000 steps")
+        return self
+
+
 class RulesStrategyConfig(_Strict):
     """Rule-based: self-consumption, automatic time-of-use, load-shedding-aware backup; thermostat heating."""
 
@@ -165,6 +224,7 @@ class PerfectForesightConfig(_Strict):
 
 
 StrategyConfig = Annotated[
-    Union[RulesStrategyConfig, LPStrategyConfig, MPCStrategyConfig, HeatingMPCStrategyConfig, PerfectForesightConfig],
+    Union[RulesStrategyConfig, LPStrategyConfig, MPCStrategyConfig, HeatingMPCStrategyConfig, HeatingQPStrategyConfig,
+          PerfectForesightConfig],
     Field(discriminator="type"),
 ]

@@ -19,6 +19,10 @@ def make_strategy(config: Any, inverter: Any) -> Any:
         from hometwin.services.inverter.strategies.heating_mpc import HeatingMPCStrategy
 
         return HeatingMPCStrategy(config, inverter)
+    if t == "heating_qp":
+        from hometwin.services.inverter.strategies.heating_qp import HeatingQPStrategy
+
+        return HeatingQPStrategy(config, inverter)
     if t == "perfect_foresight":
         from hometwin.services.inverter.strategies.reference import PerfectForesight
 

@@ -31,6 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+import logging
+
 import numpy as np
 
 from hometwin.services.inverter.strategies.base import Plan, Strategy, StrategyError
@@ -40,6 +42,7 @@ from hometwin.lazy import lazy_module
 linalg = lazy_module("scipy.linalg")
 
 LEGIONELLA_C = 60.0
+_log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -50,16 +53,27 @@ def _hm(text: str) -> float:
     return int(h) * 3600 + int(m) * 60
 
 
-def presence_mask(epoch_s: np.ndarray, tz: str, windows: list[tuple[str, str]], weekend_all_day: bool = True) -> np.ndarray:
-    """True where someone is home (local time windows; whole weekend days if asked)."""
+def presence_mask(epoch_s: np.ndarray, tz: str, windows: list[Any], weekend_all_day: bool = True) -> np.ndarray:
+    """True where someone is home: local time windows — ``(start, end)`` pairs every day, or
+    :class:`~hometwin.schedule.DailyWindow` s limited to their weekdays (a weekly calendar) — and
+    whole weekend days if asked."""
     import pandas as pd
 
     t = pd.DatetimeIndex(pd.to_datetime(np.asarray(epoch_s), unit="s", utc=True)).tz_convert(tz)
     sec = (t.hour * 3600 + t.minute * 60 + t.second).to_numpy()
     out = np.zeros(len(sec), dtype=bool)
-    for a, b in windows:
+    calendar = []
+    for win in windows:
+        if hasattr(win, "start_min"):  # a DailyWindow (weekdays, months)
+            calendar.append(win)
+            continue
+        a, b = win
         a_s, b_s = _hm(a), _hm(b)
         out |= (sec >= a_s) & (sec < b_s) if a_s <= b_s else (sec >= a_s) | (sec < b_s)
+    if calendar:
+        from hometwin.schedule import any_mask
+
+        out |= any_mask(t, calendar)
     if weekend_all_day:
         out |= (t.day_of_week >= 5)
     return out
@@ -102,20 +116,32 @@ class BuildingBlock:
     q_bias_w: float = 0.0
     _idx: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    def check(self) -> None:
+    def reach_c(self) -> np.ndarray:
+        """Steady indoor temperature at full power in each step [°C]: ``T_out + (Q_max + gains)/UA``
+        (UA from the model: ``−A_c⁻¹ B_c``)."""
         cap = np.broadcast_to(np.asarray(self.max_heat_kw, dtype=float), self.temp_out.shape)
-        ns = len(self.x0)
-        # steady state at full power: T = T_out + Q/UA (UA from the model: −A_c⁻¹ B_c)
         ss = -np.linalg.solve(self.a_c, self.b_c)  # (n, 3)
         gain_heat = ss[0, 1] * (1 - self.heating_to_mass) + ss[0, 2] * self.heating_to_mass
-        t_max = ss[0, 0] * self.temp_out + gain_heat * (cap * 1000.0 + np.asarray(self.gains_air_w) + self.q_bias_w)
+        return ss[0, 0] * self.temp_out + gain_heat * (cap * 1000.0 + np.asarray(self.gains_air_w) + self.q_bias_w)
+
+    def shortfall_k(self) -> np.ndarray:
+        """How far the band's lower bound lies above what full power can hold, per step [K] (≥ 0)."""
+        return np.maximum(self.lower - self.reach_c(), 0.0)
+
+    def check(self) -> str | None:
+        """A warning (not an error) when comfort is out of reach: the plan still does its best — the
+        slacks keep it feasible, it heats at full power where it must — and the shortfall is reported
+        (:meth:`shortfall_k`; ``comfort_unreachable_kh`` in the strategy's summary)."""
+        t_max = self.reach_c()
         short = np.flatnonzero(t_max + 1e-6 < self.lower)
-        if short.size:
-            i = int(short[0])
-            raise StrategyError(
-                f"comfort.comfort_c: the band's lower bound {self.lower[i]:.1f} °C is above what {self.name} can "
+        if not short.size:
+            return None
+        i = int(short[0])
+        cap = np.broadcast_to(np.asarray(self.max_heat_kw, dtype=float), self.temp_out.shape)
+        return (f"comfort.comfort_c: the band's lower bound {self.lower[i]:.1f} °C is above what {self.name} can "
                 f"reach at full power ({t_max[i]:.1f} °C at {self.temp_out[i]:.1f} °C outdoors, "
-                f"{float(cap[i]):.1f} kW of heat) — lower the comfort temperature or size the heat pump up")
+                f"{float(cap[i]):.1f} kW of heat) in {short.size} of {len(self.lower)} steps — heating at full "
+                f"power there and reporting the shortfall; lower the comfort temperature or size the heater up")
 
     def add_to(self, lp: SparseLP, dt_h: float, n: int) -> np.ndarray:
         ns = len(self.x0)
@@ -306,8 +332,7 @@ class HeatingMPC:
              check: bool = True) -> dict[str, np.ndarray]:
         """Heat-only plan (no battery, no PV): returns power, heat and temperature per step."""
         blk = self.block("heat", x0, temp_out, lower, upper, cop, gains_air_w)
-        if check:
-            blk.check()
+        warning = blk.check() if check else None
         n = len(temp_out)
         prob = DispatchProblem(dt_h=dt_s / 3600.0, pv_kw=np.zeros(n), load_kw=np.zeros(n), price_import=price,
                                price_export=np.zeros(n), soc0=0.0, thermal=[blk])
@@ -316,6 +341,9 @@ class HeatingMPC:
         k = max(1, int(round((replan_s or dt_s) / dt_s)))
         self._pred = (int(t0_s + k * dt_s), float(out["temp"][min(k, n)]))
         out["solve_s"] = np.array([sol.solve_s])
+        out["shortfall_k"] = blk.shortfall_k()
+        if warning:
+            out["warning"] = warning
         return out
 
 
@@ -351,6 +379,8 @@ class HeatingMPCStrategy(Strategy):
         self.replan_steps = max(1, int(round(config.replan_min * 60 / inverter.home.step_s)))
         self.forecaster = Forecaster(inverter, config.forecast)
         self.mpcs: dict[str, HeatingMPC] = {}
+        self.warned: dict[str, str] = {}  # heater → the comfort-out-of-reach warning (once per run)
+        self.unreachable_kh = 0.0  # K·h the band asked for above what full power can hold (while present)
 
     def snapshot(self) -> dict[str, Any]:
         """The base state plus each building's MPC: its model and the integral action (bias, last prediction)."""
@@ -371,6 +401,26 @@ class HeatingMPCStrategy(Strategy):
                 np.array(d["a_c"], dtype=float), np.array(d["b_c"], dtype=float), float(d["max_heat_kw"]),
                 float(d["comfort_weight"]), float(d["integral_gain"]), float(d["heating_to_mass"]),
                 float(d["q_bias_w"]), None if pred is None else (int(pred[0]), float(pred[1])))
+
+    def note_shortfall(self, blk: BuildingBlock, fc: Any) -> None:
+        """Comfort out of reach is no error: warn once per heater and add up the shortfall over the
+        plan's first replanning interval (K·h while present; ``comfort_unreachable_kh``)."""
+        warning = blk.check()
+        if warning is None:
+            return
+        if blk.name not in self.warned:
+            self.warned[blk.name] = warning
+            _log.warning("%s: %s", self.name, warning)
+        k = max(1, int(round(self.replan_steps * self.inverter.home.step_s / fc.dt_s)))
+        ends = fc.t0_s + np.arange(1, fc.n + 1) * fc.dt_s
+        present = comfort_band(ends[:k], self.inverter.home.timezone, self.config.comfort)[2]
+        self.unreachable_kh += float(np.sum(blk.shortfall_k()[:k][present]) * fc.dt_h)
+
+    def summary(self) -> dict[str, Any]:
+        out = super().summary()
+        out["comfort_unreachable_kh"] = self.unreachable_kh
+        out["warnings"] = list(self.warned.values())
+        return out
 
     def heaters(self) -> dict[str, Any]:
         roster = getattr(self.inverter, "roster", None) or {}
@@ -403,7 +453,7 @@ class HeatingMPCStrategy(Strategy):
                 except Exception:  # gains need signals the forecast may lack; integral action covers them
                     ga = gm = 0.0
             blk = mpc.block(name, x0, fc.temp_air, lower, upper, np.maximum(cop, 1e-3), ga, gm, max_heat_kw=cap)
-            blk.check()
+            self.note_shortfall(blk, fc)
             blocks.append(blk)
         if self.hot_water is not None:
             blocks += self.hot_water.blocks(fc)
@@ -470,11 +520,13 @@ def simulate_thesis_week(price_hourly: np.ndarray, temp_out_hourly: np.ndarray, 
                          controller: str = "mpc", comfort: Any = None, comfort_weight: float = 5.0,
                          model_ua_scale: float = 1.0, integral_gain: float = 0.3, plant_dt_s: int = 60,
                          plan_dt_s: int = 900, horizon_h: float = 8.0, preheat_h: float = 1.0,
-                         hysteresis_k: float = 1.0, days: int = 7) -> dict[str, float]:
+                         hysteresis_k: float = 1.0, days: int = 7, qp: Mapping[str, Any] | None = None) -> dict[str, float]:
     """Simulate the thesis house (1 air node, 4 kW electric heater) for ``days`` days.
 
     ``controller``: ``"mpc"`` (this module, replanning every ``plan_dt_s``, heater modulating at the
-    planned power) or ``"thermostat"`` (on/off with ``hysteresis_k`` around the band's middle,
+    planned power), ``"qp"`` (the thesis's quadratic MPC, :mod:`.heating_qp`, with the weights
+    ``qp = {weight_h, weight_r, weight_s, blocking}``; give ``plan_dt_s=300`` for its 5-minute steps) or
+    ``"thermostat"``  (on/off with ``hysteresis_k`` around the band's middle,
     the timer switching to comfort ``preheat_h`` before presence starts).  Prices per kWh, hourly.
     The MPC's model may be wrong (``model_ua_scale``) — integral action corrects it.
     """
@@ -497,7 +549,12 @@ def simulate_thesis_week(price_hourly: np.ndarray, temp_out_hourly: np.ndarray, 
     temp = np.empty(n)
     heat = np.zeros(n)
     t = comfort.comfort_c + 0.5
-    mpc = HeatingMPC(a_m, b_m, qmax, comfort_weight, integral_gain)
+    if controller == "qp":
+        from hometwin.services.inverter.strategies.heating_qp import ThesisMPC
+
+        mpc = ThesisMPC(a_m, b_m, qmax, 0.0, integral_gain, **dict(qp or {}))
+    else:
+        mpc = HeatingMPC(a_m, b_m, qmax, comfort_weight, integral_gain)
     k_plan = plan_dt_s // plant_dt_s
     nh = int(horizon_h * 3600 // plan_dt_s)
     on = False
@@ -507,7 +564,7 @@ def simulate_thesis_week(price_hourly: np.ndarray, temp_out_hourly: np.ndarray, 
     power = 0.0
     solve = []
     for i in range(n):
-        if controller == "mpc" and i % k_plan == 0:
+        if controller in ("mpc", "qp") and i % k_plan == 0:
             mpc.observe(int(ep[i]), t)
             idx = np.minimum(i + (np.arange(nh) + 1) * k_plan, n - 1)
             j = np.minimum(i + np.arange(nh) * k_plan, n - 1)
