@@ -142,91 +142,101 @@ def solve_heating_qp(a_c: np.ndarray, b_c: np.ndarray, x0: Any, dt_s: float, tem
     b_heat = bd[:, 1] * (1.0 - heating_to_mass) + bd[:, 2] * heating_to_mass
     dt_h = dt_s / 3600.0
 
-    # variables: u (m) | x_j[0..n] for each state j | T_k (n)
-    ix = [m + j * (n + 1) + np.arange(n + 1) for j in range(ns)]
-    ik = m + ns * (n + 1) + np.arange(n)
-    nv = m + ns * (n + 1) + n
-    col_lo = np.full(nv, -np.inf)
-    col_hi = np.full(nv, np.inf)
-    col_lo[:m], col_hi[:m] = 0.0, 1.0
-    for j in range(ns):
-        col_lo[ix[j][0]] = col_hi[ix[j][0]] = x0[j]
-    col_lo[ik], col_hi[ik] = np.minimum(lo, up), up
+    # HiGHS's QP solver sometimes ends in "Solve error" on a well-posed instance (seen on a state
+    # fixed at a tiny non-zero start, |x0| < ~2e-4 °C, and on a real winter day at one offset and not
+    # at another): the same problem is solved again with the temperatures as offsets from another
+    # origin (``shift``; the optimum is the same) before giving up.
+    status, solve_s = "not run", 0.0  # solve_s: every attempt
+    for shift in (0.0, float(x0.min()) - 1.0, float(np.floor(x0.min())) - 3.0):
+        x0s, los, ups = x0 - shift, lo - shift, up - shift
 
-    # dynamics: x_j[t+1] − Σ_k A_d[j,k]·x_k[t] − b_heat[j]·Q_max[t]·u[blk(t)] = B_d[j]·[T_out, gains, gains_mass]
-    rows, cols, vals, rhs = [], [], [], []
-    t = np.arange(n)
-    for j in range(ns):
-        r = j * n + t
-        rows += [r]
-        cols += [ix[j][1:]]
-        vals += [np.ones(n)]
-        for k in range(ns):
+        # variables: u (m) | x_j[0..n] for each state j | T_k (n), temperatures less ``shift``
+        ix = [m + j * (n + 1) + np.arange(n + 1) for j in range(ns)]
+        ik = m + ns * (n + 1) + np.arange(n)
+        nv = m + ns * (n + 1) + n
+        col_lo = np.full(nv, -np.inf)
+        col_hi = np.full(nv, np.inf)
+        col_lo[:m], col_hi[:m] = 0.0, 1.0
+        for j in range(ns):
+            col_lo[ix[j][0]] = col_hi[ix[j][0]] = x0s[j]
+        col_lo[ik], col_hi[ik] = np.minimum(los, ups), ups
+
+        # dynamics: x_j[t+1] − Σ_k A_d[j,k]·x_k[t] − b_heat[j]·Q_max[t]·u[blk(t)] = B_d[j]·[T_out, gains, gains_mass]
+        rows, cols, vals, rhs = [], [], [], []
+        t = np.arange(n)
+        for j in range(ns):
+            r = j * n + t
             rows += [r]
-            cols += [ix[k][:-1]]
-            vals += [np.full(n, -ad[j, k])]
-        rows += [r]
-        cols += [blk]
-        vals += [-b_heat[j] * qmax]
-        rhs += [bd[j, 0] * tout + bd[j, 1] * ga + bd[j, 2] * gm]
-    a = sparse.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(ns * n, nv))
-    b = np.concatenate(rhs)
+            cols += [ix[j][1:]]
+            vals += [np.ones(n)]
+            for k in range(ns):
+                rows += [r]
+                cols += [ix[k][:-1]]
+                vals += [np.full(n, -ad[j, k])]
+            rows += [r]
+            cols += [blk]
+            vals += [-b_heat[j] * qmax]
+            rhs += [bd[j, 0] * tout + bd[j, 1] * ga + bd[j, 2] * gm + shift * (ad[j].sum() - 1.0)]
+        a = sparse.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(ns * n, nv))
+        b = np.concatenate(rhs)
 
-    # objective ½ zᵀQz: H·(T − T_k)², R·(E·p·Δt)²·u², S·((T[t+1] − T[t])/Δt)²
-    qr, qc, qv = [], [], []
+        # objective ½ zᵀQz: H·(T − T_k)², R·(E·p·Δt)²·u², S·((T[t+1] − T[t])/Δt)²
+        qr, qc, qv = [], [], []
 
-    def add(i: np.ndarray, j: np.ndarray, v: np.ndarray) -> None:
-        qr.append(i)
-        qc.append(j)
-        qv.append(v)
+        def add(i: np.ndarray, j: np.ndarray, v: np.ndarray) -> None:
+            qr.append(i)
+            qc.append(j)
+            qv.append(v)
 
-    temp = ix[0]
-    h2 = np.full(n, 2.0 * weight_h)
-    add(temp[1:], temp[1:], h2)
-    add(ik, ik, h2)
-    add(temp[1:], ik, -h2)
-    add(ik, temp[1:], -h2)
-    cost2 = (emax * p * dt_h) ** 2  # (currency per step at full input)²
-    add(np.arange(m), np.arange(m), 2.0 * weight_r * np.bincount(blk, weights=cost2, minlength=m))
-    if weight_s > 0:
-        s2 = np.full(n, 2.0 * weight_s / dt_h ** 2)
-        add(temp[1:], temp[1:], s2)
-        add(temp[:-1], temp[:-1], s2)
-        add(temp[1:], temp[:-1], -s2)
-        add(temp[:-1], temp[1:], -s2)
-    q = sparse.csc_matrix((np.concatenate(qv), (np.concatenate(qr), np.concatenate(qc))), shape=(nv, nv))
-    q_low = sparse.tril(q, format="csc")
-    q_low.sort_indices()
+        temp = ix[0]
+        h2 = np.full(n, 2.0 * weight_h)
+        add(temp[1:], temp[1:], h2)
+        add(ik, ik, h2)
+        add(temp[1:], ik, -h2)
+        add(ik, temp[1:], -h2)
+        cost2 = (emax * p * dt_h) ** 2  # (currency per step at full input)²
+        add(np.arange(m), np.arange(m), 2.0 * weight_r * np.bincount(blk, weights=cost2, minlength=m))
+        if weight_s > 0:
+            s2 = np.full(n, 2.0 * weight_s / dt_h ** 2)
+            add(temp[1:], temp[1:], s2)
+            add(temp[:-1], temp[:-1], s2)
+            add(temp[1:], temp[:-1], -s2)
+            add(temp[:-1], temp[1:], -s2)
+        q = sparse.csc_matrix((np.concatenate(qv), (np.concatenate(qr), np.concatenate(qc))), shape=(nv, nv))
+        q_low = sparse.tril(q, format="csc")
+        q_low.sort_indices()
 
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    model = highspy.HighsModel()
-    lp = model.lp_
-    lp.num_col_, lp.num_row_ = nv, ns * n
-    lp.col_cost_ = np.zeros(nv)
-    lp.col_lower_, lp.col_upper_ = col_lo, col_hi
-    lp.row_lower_, lp.row_upper_ = b, b
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = a.indptr
-    lp.a_matrix_.index_ = a.indices
-    lp.a_matrix_.value_ = a.data
-    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = nv, ns * n
-    hess = model.hessian_
-    hess.dim_ = nv
-    hess.format_ = highspy.HessianFormat.kTriangular
-    hess.start_ = q_low.indptr
-    hess.index_ = q_low.indices
-    hess.value_ = q_low.data
-    t0 = time.perf_counter()
-    h.passModel(model)
-    h.run()
-    solve_s = time.perf_counter() - t0
-    status = h.modelStatusToString(h.getModelStatus())
-    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        model = highspy.HighsModel()
+        lp = model.lp_
+        lp.num_col_, lp.num_row_ = nv, ns * n
+        lp.col_cost_ = np.zeros(nv)
+        lp.col_lower_, lp.col_upper_ = col_lo, col_hi
+        lp.row_lower_, lp.row_upper_ = b, b
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = a.indptr
+        lp.a_matrix_.index_ = a.indices
+        lp.a_matrix_.value_ = a.data
+        lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = nv, ns * n
+        hess = model.hessian_
+        hess.dim_ = nv
+        hess.format_ = highspy.HessianFormat.kTriangular
+        hess.start_ = q_low.indptr
+        hess.index_ = q_low.indices
+        hess.value_ = q_low.data
+        t0 = time.perf_counter()
+        h.passModel(model)
+        h.run()
+        solve_s += time.perf_counter() - t0
+        status = h.modelStatusToString(h.getModelStatus())
+        if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+            break
+    else:
         raise RuntimeError(f"heating QP: HiGHS ended with {status!r}")
     z = np.asarray(h.getSolution().col_value)
     u = np.clip(z[blk], 0.0, 1.0)
-    return QPResult(u=u, heat_w=u * qmax, power_kw=u * emax, temp=z[temp], comfort=z[ik],
+    return QPResult(u=u, heat_w=u * qmax, power_kw=u * emax, temp=z[temp] + shift, comfort=z[ik] + shift,
                     objective=float(h.getInfo().objective_function_value), n_inputs=m, n_vars=nv,
                     solve_s=solve_s, status=status)
 
