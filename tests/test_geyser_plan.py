@@ -141,7 +141,11 @@ def test_contradictory_geyser_settings_are_explained():
     with pytest.raises(ValidationError, match="max_c: 55.0 °C is below the legionella temperature"):
         with_strategy(geyser_home(days=1), {"type": "lp", "geyser": {"max_c": 55}})
     cfg = with_strategy(geyser_home(days=1), {"type": "lp", "geyser": True}).spec.elements[2].config.strategy
-    assert cfg.geyser.min_c == 45.0 and cfg.geyser.legionella
+    assert cfg.geyser.min_c == 45.0 and cfg.geyser.legionella and cfg.geyser.legionella_method == "lp"
+    with pytest.raises(ValidationError, match=r"geyser.legionella_method\n  Input should be 'lp' or 'milp'"):
+        with_strategy(geyser_home(days=1), {"type": "lp", "geyser": {"legionella_method": "binary"}})
+    with pytest.raises(ValidationError, match=r"thermostat_load\n  Input should be a valid boolean"):
+        with_strategy(geyser_home(days=1), {"type": "lp", "thermostat_load": "sometimes"})
     assert with_strategy(geyser_home(days=1), {"type": "lp", "geyser": False}).spec.elements[2].config.strategy.geyser is None
 
 
