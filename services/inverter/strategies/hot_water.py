@@ -1,4 +1,4 @@
-"""Geyser scheduling in closed loop: the geyser MILP inside a planner, its plan applied to the tank.
+"""Geyser scheduling in closed loop: the geyser plan inside a planner, its plan applied to the tank.
 
 With ``geyser:`` set in a planner's config (``lp``, ``mpc``, ``heating_mpc``)
 every geyser on the roster becomes a :class:`~.heating_mpc.GeyserBlock` of the
@@ -20,9 +20,15 @@ plan (jointly with the battery and heat pumps where the strategy plans them):
   if the tank has not been there yet today (``params()["last_hot_epoch_s"]``),
   soft with a penalty above a day of full-power heating, so a day that can no
   longer make it (the end of a day, a timer) never makes the problem
-  infeasible;
+  infeasible; by default as two LPs (:class:`LegionellaLPBlock`: the day's
+  step fixed where a first plan without the rule is hottest), or as a MILP
+  (``legionella_method: milp``: the solver chooses the step);
 - the planning horizon is at least ``horizon_h`` (24 h), so the day's end is
   always in view.
+
+A geyser a planner does *not* schedule (no ``geyser:``) is still in its plan as
+forecast load: :class:`ThermostatLoad` runs the geyser's own thermostat on a
+shadow over the draws' forecast (the planner's ``thermostat_load``).
 
 The plan reaches the geyser as per-run-step set-points (``Geyser.set_plan``):
 in a step the plan heats, the planned end-of-step temperature; elsewhere
