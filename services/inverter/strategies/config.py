@@ -53,7 +53,8 @@ class GeyserPlanConfig(_Strict):
     legionella: bool = Field(True, description="reach 60 °C at least once every local day")
     legionella_method: Literal["lp", "milp"] = Field("lp", description=(
         "lp: two LPs — the day's legionella step is the step a first plan without the rule has hottest (fast); "
-        "milp: the solver chooses the step (one binary per step; optimal, ~10× the plan time)"))
+        "milp: the solver chooses the step (one binary per step; optimal, several times the plan time, "
+        "with a long tail)"))
     legionella_margin_k: Annotated[float, Field(ge=0, le=10, description="[K] planned above 60 °C (within max_c) "
                                                 "so the tank surely gets there")] = 0.5
     min_weight_per_kh: Annotated[float | None, Field(ge=0, description="[currency/(K·h)] price of the tank below "
