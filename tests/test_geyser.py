@@ -131,3 +131,27 @@ def test_bad_values_are_refused_naming_the_field(field, value):
     with pytest.raises(ValidationError) as err:
         Geyser.Config.model_validate({field: value})
     assert field in str(err.value)
+
+
+def test_thermostat_forecast_cools_through_the_hysteresis_then_reheats():
+    """From a full tank with no draws, the element stays off until standing losses take the tank below
+    setpoint − hysteresis — written out: τ·ln((60−20)/(55−20)) with τ = m·c/UA = 116.3 h, i.e. 15.5 h — and
+    then puts the 5 K back (0.87 kWh, plus what is lost while heating).  The live state is not touched."""
+    ctx = make_ctx(n_steps=1440, step_s=60)
+    g = Geyser("g", {"profile": "none", "ua_w_k": 1.5, "temp_ambient_c": 20.0, "setpoint_c": 60.0, "hysteresis_k": 5.0,
+                     "element_kw": 3.0, "tank_volume_l": 150.0}, ctx)
+    before = dict(g.state)
+    w = Window(seq=0, i0=0, n=1440, dt_s=60, home=ctx)
+    elec = g.thermostat_forecast(w, 60.0)
+    on = np.flatnonzero(elec > 0)
+    tau_h = 150.0 * C_WATER / 1.5 / 3600.0
+    assert on[0] / 60.0 == pytest.approx(tau_h * np.log(40.0 / 35.0), abs=2 / 60)
+    # the 5 K, plus what the tank loses (at ~57.5 °C) while the element runs
+    lost_while_on = 1.5 * (57.5 - 20.0) * len(on) * 60.0
+    assert elec.sum() == pytest.approx(150.0 * C_WATER * 5.0 + lost_while_on, rel=0.005)
+    assert (elec <= 3000.0 * 60 + 1e-6).all()
+    assert g.state == before
+    # the tank at 50 °C with the element already on heats at once; draws of the wrong length are refused
+    assert g.thermostat_forecast(w, 50.0, on=True)[0] == pytest.approx(3000.0 * 60)
+    with pytest.raises(ValueError, match="thermostat_forecast: draws need 1440 values each"):
+        g.thermostat_forecast(w, 60.0, draws=(np.zeros(10), np.zeros(10)))

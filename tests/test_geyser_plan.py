@@ -141,7 +141,11 @@ def test_contradictory_geyser_settings_are_explained():
     with pytest.raises(ValidationError, match="max_c: 55.0 °C is below the legionella temperature"):
         with_strategy(geyser_home(days=1), {"type": "lp", "geyser": {"max_c": 55}})
     cfg = with_strategy(geyser_home(days=1), {"type": "lp", "geyser": True}).spec.elements[2].config.strategy
-    assert cfg.geyser.min_c == 45.0 and cfg.geyser.legionella
+    assert cfg.geyser.min_c == 45.0 and cfg.geyser.legionella and cfg.geyser.legionella_method == "lp"
+    with pytest.raises(ValidationError, match=r"geyser.legionella_method\n  Input should be 'lp' or 'milp'"):
+        with_strategy(geyser_home(days=1), {"type": "lp", "geyser": {"legionella_method": "binary"}})
+    with pytest.raises(ValidationError, match=r"thermostat_load\n  Input should be a valid boolean"):
+        with_strategy(geyser_home(days=1), {"type": "lp", "thermostat_load": "sometimes"})
     assert with_strategy(geyser_home(days=1), {"type": "lp", "geyser": False}).spec.elements[2].config.strategy.geyser is None
 
 
@@ -193,3 +197,58 @@ def test_geyser_set_plan_survives_window_cuts_and_snapshots():
         off.set_plan(0, on=[2.0])
     with pytest.raises(ValueError, match="give setpoint_c and/or on"):
         off.set_plan(0)
+
+
+def test_legionella_as_two_lps_reaches_60_every_day_at_the_milps_cost():
+    """The default legionella rule (``legionella_method: lp``): a first LP without it, then the day's step
+    fixed where that plan is hottest — every local day at 60 °C, as with the MILP that chooses the step
+    itself, at no more than 2 % above the MILP's cost (measured: +1.0 %) and with no more undershoot at the
+    draws.  A flat tariff:
+    nothing to gain from storing heat, so without the rule the plan keeps the tank below 60 °C (the rule binds)."""
+    h = geyser_home(days=2, tariff={"type": "flat", "price_per_kwh": 3.20})
+    got = {m: figures(*run(h, {"type": "lp", "horizon_h": 24, "geyser": {"min_c": MIN_C, "legionella_method": m}}))
+           for m in ("lp", "milp")}
+    off = figures(*run(h, {"type": "lp", "horizon_h": 24, "geyser": {"min_c": MIN_C, "legionella": False}}))
+    lp, milp = got["lp"], got["milp"]
+    print(f"\nlegionella as two LPs: geyser {lp['cost']:.2f} vs MILP {milp['cost']:.2f} vs without the rule "
+          f"{off['cost']:.2f} ZAR; legionella days {lp['hot_days']}/{lp['days']} vs {milp['hot_days']}/{milp['days']}")
+    assert lp["hot_days"] == lp["days"] == milp["hot_days"]
+    assert off["hot_days"] < off["days"] and off["cost"] < milp["cost"]  # the rule binds
+    assert milp["cost"] <= lp["cost"] <= 1.02 * milp["cost"]
+    assert lp["undershoot_kh"] <= milp["undershoot_kh"] + 0.05 and lp["unmet_kwh"] <= milp["unmet_kwh"] + 0.01
+
+
+def test_legionella_lp_plan_is_a_feasible_point_of_the_milp():
+    """One plan, 2 days at 15 min: the two-LP plan meets the daily rule at its fixed step, so its objective is
+    at least the MILP's optimum (never below: it is one of the MILP's choices) and close to it.  Flat prices
+    (the rule binds: without it the tank stays below 60 °C) and time-of-use prices."""
+    from hometwin.services.inverter.strategies.heating_mpc import GeyserBlock
+    from hometwin.services.inverter.strategies.hot_water import LegionellaLPBlock
+    from hometwin.services.inverter.strategies.lp import DispatchProblem, solve_dispatch
+
+    n, dt = 192, 0.25
+    hour = np.arange(n) * dt % 24
+    tou = np.where((hour >= 22) | (hour < 6), 2.30, np.where((hour >= 6) & (hour < 9) | (hour >= 17) & (hour < 20),
+                                                             6.60, 3.20))
+    draw = np.zeros(n)
+    for at, kw in ((7.0, 6.0), (12.75, 1.3), (20.5, 3.0), (21.5, 5.6)):  # heat taken by the draws [kW] for 15 min
+        draw[np.isclose(hour, at)] = kw * 1000.0
+    days = (np.arange(n) * dt // 24).astype(np.int64)
+    for price in (np.full(n, 3.20), tou):
+        objs, temps = {}, {}
+        for cls, rule in ((GeyserBlock, True), (LegionellaLPBlock, True), (GeyserBlock, False)):
+            blk = cls(name="g", volume_l=150.0, ua_w_k=1.5, element_kw=3.0, t0=50.0, t_min=45.0, t_max=60.0,
+                      draw_w=draw, ambient_c=20.0, day_index=days, hot_days=np.array([0, 1]), legionella=rule,
+                      miss_penalty=24 * 3.0 * 6.6 + 100, legionella_c=60.0)
+            p = DispatchProblem(dt_h=dt, pv_kw=np.zeros(n), load_kw=np.zeros(n), price_import=price,
+                                price_export=np.zeros(n), soc0=0.0, thermal=[blk], mip_rel_gap=1e-9)
+            sol = solve_dispatch(p)
+            key = cls.__name__ if rule else "off"
+            objs[key], temps[key] = sol.objective, sol.thermal["g"]["temp"][1:]
+        for key in ("GeyserBlock", "LegionellaLPBlock"):
+            for d in (0, 1):
+                assert temps[key][days == d].max() >= 60.0 - 1e-6  # 60 °C in each day, no penalty paid
+        assert objs["LegionellaLPBlock"] >= objs["GeyserBlock"] - 1e-6
+        assert objs["LegionellaLPBlock"] <= 1.02 * objs["GeyserBlock"] + 0.01
+        if price[0] == price[-1] == price.max():  # flat: the rule binds
+            assert temps["off"].max() < 60.0 - 1.0 and objs["off"] < objs["GeyserBlock"] - 0.1

@@ -8,7 +8,10 @@ import pytest
 
 from conftest import EXAMPLES, shared
 from hometwin.services.grid.outages import OutageConfig, ScheduleOutages
-from hometwin.services.inverter.strategies.compare import compare_strategies, run_strategy, strategy_config
+from hometwin.engine import Engine
+from hometwin.services.inverter.strategies.compare import (compare_strategies, run_strategy, strategy_config,
+                                                           with_strategy)
+from hometwin.services.inverter.strategies.hot_water import ThermostatLoad
 from hometwin.services.inverter.strategies.lp import (BatteryModel, DispatchProblem, outage_reserve_kwh,
                                                       solve_dispatch, widen_outages)
 from hometwin.spec import load_home
@@ -19,11 +22,11 @@ VOLL = 80.0
 CPT1 = ("loadshedding", "eskom_calendar_schedule_city-of-cape-town-area-1.csv")
 
 
-#: The LP with the geyser planned too: a geyser left to its own thermostat is load no forecast sees (its
-#: timer opens at 21:00, inside the 20:00–22:30 slot, after the evening's draws: ~3.2 kWh the plan did not
-#: hold).  Planned, its heating is in the plan and in the outage reserve.  (Legionella days off: with them
-#: the geyser plan is a MILP, ~10× the plan time; see docs/strategies.md.)
-LP = {"type": "lp", "geyser": {"legionella": False}}
+def shipped_strategy() -> dict:
+    """The strategy examples/homes/cape-town-lp.yaml ships: the one the month test judges."""
+    h = load_home(EXAMPLES / "cape-town-lp.yaml")
+    inv = next(e for e in h.spec.elements if e.kind == "inverter")
+    return inv.config.strategy.model_dump()
 
 
 def outage_runs(f: pd.DataFrame) -> list[slice]:
@@ -57,12 +60,14 @@ def test_lp_holds_the_battery_through_the_announced_night_outage() -> None:
 
 @pytest.fixture(scope="module")
 def january() -> dict:
-    """January 2025 at the real City of Cape Town area-1 schedule, stage 2: the backup rules the example
-    ships and the LP."""
+    """January 2025 at the real City of Cape Town area-1 schedule, stage 2: the backup rules and the LP
+    exactly as the example ships it (the geyser left to its own thermostat and timers)."""
     h = load_home(EXAMPLES / "cape-town-lp.yaml")
     grid = next(e for e in h.spec.elements if e.kind == "grid")
     grid.config.outages = OutageConfig(schedule=ScheduleOutages(file=str(shared(*CPT1)), stage=2))
-    return compare_strategies(h, ["backup", LP], until_s=31 * 86400, bound=False, voll_per_kwh=VOLL)
+    lp = shipped_strategy()
+    assert lp["type"] == "lp"  # the example really runs the LP
+    return compare_strategies(h, ["backup", lp], until_s=31 * 86400, bound=False, voll_per_kwh=VOLL)
 
 
 def test_a_month_of_real_load_shedding_no_dark_outage_the_backup_rules_ride_through(january) -> None:
@@ -89,6 +94,81 @@ def test_a_month_of_real_load_shedding_no_dark_outage_the_backup_rules_ride_thro
         assert r["cost_with_lost_load"] == pytest.approx(energy_cost(f) + VOLL * f["unserved_j"].sum() / KWH, abs=1e-6)
     # the LP is still cheaper than the backup rules, with the lost load priced
     assert lp["cost_with_lost_load"] < bk["cost_with_lost_load"]
+
+
+def test_the_lp_forecasts_the_geyser_left_to_its_thermostat() -> None:
+    """The geyser on its own thermostat and timers is load the plan knows (the cause of the two dark
+    outages of the plain LP: its timer opens at 21:00 inside the 20:00–22:30 slot).  The forecast made at
+    the start — from the tank's state and the draws of the days before, never the true future — is the
+    load the geyser then takes in the run, 15 minutes by 15 minutes."""
+    h = load_home(EXAMPLES / "cape-town-lp.yaml")
+    eng = Engine(with_strategy(h, {"type": "lp"}), until_s=86400)
+    strat = eng.inverter.strategy
+    fc = strat.forecaster.forecast(0, 86400, 900.0)
+    kw = ThermostatLoad(strat).load_kw(fc, perfect=False)
+    f = eng.run().frame
+    got = (-f["el.geyser_j"].to_numpy()).reshape(96, -1).sum(axis=1) / 900.0 / 1000.0  # kW per 15 min
+    assert got.sum() * 0.25 > 4.0  # the tank is reheated several times that day (profile M: 5.8 kWh a day)
+    assert kw == pytest.approx(got, abs=1e-3)
+    hour = pd.DatetimeIndex(pd.to_datetime(fc.t0_s + np.arange(96) * 900, unit="s", utc=True)).tz_convert(
+        "Africa/Johannesburg").hour
+    assert (kw <= 3.0 + 1e-9).all() and (kw >= 0).all()  # the 3 kW element
+    assert (kw[(hour >= 5) & (hour < 9)] == 0).all() and (kw[(hour >= 17) & (hour < 21)] == 0).all()  # its timers
+    assert kw[hour == 21].sum() * 0.25 > 2.0  # the reheat after the evening draws, inside the evening slot
+    # and the plan holds it: with the real 20:00–22:30 slot, the plan made at 18:00 holds a reserve for a
+    # forecast load that includes the geyser's reheat in the slot, and the house stays lit through it
+    h = load_home(EXAMPLES / "cape-town-lp.yaml")
+    grid = next(e for e in h.spec.elements if e.kind == "grid")
+    grid.config.outages = OutageConfig.model_validate({"daily": [{"start": "20:00", "end": "22:30"}]})
+    eng = Engine(with_strategy(h, {"type": "lp"}), until_s=86400)
+    while eng.i < 19 * 60:
+        eng.step_window()
+    plan = eng.inverter.strategy.plan
+    fc, sol, avail = plan.info["forecast"], plan.info["dispatch"], plan.info["planned_available"]
+    assert plan.t0_s == fc.t0_s == int(eng.ctx.epoch_s(18 * 60, 1)[0])
+    out = np.flatnonzero(~avail)
+    out = out[out < 24]  # 19:30–23:00 (the slot and its 30-min margin)
+    assert out.tolist() == list(range(6, 20))
+    f = eng.run().frame
+    slot = slice(20 * 60, 22 * 60 + 30)
+    geyser_kwh = -f["el.geyser_j"].to_numpy()[slot].sum() / KWH
+    assert geyser_kwh > 2.0  # the reheat the plain LP used to miss
+    # the forecast load of the planned outage (19:30–23:00) covers what the house took in the slot, geyser included
+    assert fc.load_kw[out].sum() * 0.25 >= abs(f["load_j"].to_numpy()[slot].sum()) / KWH
+    assert sol.stored_kwh[out[0]] >= 1.0 + 1.3 * fc.load_kw[out].sum() * 0.25 / (0.95 * 0.97) - 1e-6
+    assert f["unserved_j"].sum() == 0.0
+
+
+@pytest.mark.parametrize("margin_h", [0.0, 0.5, 1.0])
+def test_the_outage_schedule_is_planned_with_its_own_uncertainty(margin_h: float) -> None:
+    """``outage_margin_h``: every announced outage is planned as starting that much earlier and ending that
+    much later, and the reserve is held through all of it (written out here from the plan's forecast)."""
+    h = load_home(EXAMPLES / "cape-town-lp.yaml")
+    next(e for e in h.spec.elements if e.kind == "battery").config.soc_initial = 0.3
+    cfg = {"type": "lp", "outage_margin_h": margin_h, "forecast": {"perfect": True}}
+    eng = Engine(with_strategy(h, cfg), until_s=2 * 86400)
+    eng.step_window()  # the first plan, made at 00:00
+    plan = eng.inverter.strategy.plan
+    fc, sol, avail = plan.info["forecast"], plan.info["dispatch"], plan.info["planned_available"]
+    steps = int(round(margin_h * 4))  # 15-minute plan steps
+    announced = np.flatnonzero(~fc.available)
+    assert len(announced) and announced[0] == 8  # 02:00–04:30, announced
+    want = np.ones(fc.n, dtype=bool)
+    for t in announced:
+        want[max(0, t - steps):t + steps + 1] = False
+    assert avail.tolist() == want.tolist()
+    eta = 0.95 * 0.97
+    down = np.flatnonzero(~avail)
+    for first in down[np.concatenate([[True], np.diff(down) > 1])]:  # each planned outage
+        end = first
+        while end < fc.n and not avail[end]:
+            end += 1
+        need = [1.0 + 1.3 * fc.load_kw[t:end].sum() * 0.25 / eta for t in range(first, end)]
+        if need[0] <= 10.0:  # the reserve fits the battery: held at every step of the outage
+            assert all(sol.stored_kwh[t] >= need[t - first] - 1e-6 for t in range(first, end)), (margin_h, first)
+        else:  # it does not: the battery is full when the outage begins
+            assert sol.stored_kwh[first] >= 10.0 - 1e-6, (margin_h, first)
+    assert (sol.import_kw[~avail] == 0).all() and (sol.export_kw[~avail] == 0).all()
 
 
 def test_voll_is_one_notion_for_plans_and_comparison() -> None:

@@ -6,8 +6,8 @@
                                                      └─Signals{plan_ready}─▶ plannable loads ─EnergyRequest─▶ inverter ─▶ …
 
 Two homes run over a real Crossbar router and in-process and must give the same flows
-(≤ 1e-9 J; they are bit-identical): cape-town-lp (load-shedding-aware backup rules that
-grid-charge the battery before outages, the smart dishwasher deferred) and trondheim-spot
+(≤ 1e-9 J; they are bit-identical): cape-town-lp (the battery LP that grid-charges before
+announced outages, its geyser's thermostat load forecast, the smart dishwasher deferred) and trondheim-spot
 (joint MPC of battery, heat pump with integral action, the water heater's legionella plan,
 smart washer and dishwasher).  Each test also shows the plans acted — against the same home
 without its strategy — so it cannot pass with the planners silently off.
@@ -142,7 +142,7 @@ def homes(tmp_path_factory: Any) -> dict[str, Path]:
 # -- over the router ------------------------------------------------------------------------------
 
 UNTIL = DAYS * 86400  # [s] the cape-town-lp run, cut from its year
-SET_AT, OFF_AT = 2400, 2700  # day 2, 16:00 and 21:00 local: replanning boundaries (every 15 min)
+SET_AT, OFF_AT = 2400, 2700  # day 2, 16:00 and 21:00 local: replanning boundaries (hourly)
 
 
 def _cape_town_actions(eng: Engine) -> Engine:
@@ -152,7 +152,7 @@ def _cape_town_actions(eng: Engine) -> Engine:
 
 
 def test_cape_town_lp_up_equals_run(router, homes):  # type: ignore[no-untyped-def]
-    """Backup rules (grid-charging before load-shedding) and the deferred dishwasher, 2 days, automatic windows;
+    """The battery LP (grid-charging before load-shedding) and the deferred dishwasher, 2 days, automatic windows;
     on day 2 the dishwasher's max_delay_h is set over RPC and the geyser (waiting for plans) is switched off."""
     spec = homes["cape-town-lp"]
     up = Up(router, spec=spec, pause_at=SET_AT, until_s=UNTIL).start()

@@ -118,8 +118,9 @@ def test_mpc_heat_pump_geyser_appliances_continue_exactly():
 
 
 def test_lp_with_geyser_plan_continues_exactly():
-    """cape-town-lp with the battery LP and the geyser planned (legionella MILP) instead of the rules."""
-    home = with_strategy(load_home(EXAMPLES / "cape-town-lp.yaml"), {"type": "lp", "geyser": True})
+    """cape-town-lp with the geyser planned too (legionella MILP) instead of left to its thermostat."""
+    home = with_strategy(load_home(EXAMPLES / "cape-town-lp.yaml"),
+                         {"type": "lp", "geyser": {"legionella_method": "milp"}})
     cut = 1440 + 6 * 60 + 30  # day 2, 08:30 local: 30 min into an hourly replanning interval (1-min steps)
     out = _continuation(home, 2 * 86400, cut, 6)
     strat = out["snap"]["elements"]["inverter"]["strategy"]
@@ -128,9 +129,21 @@ def test_lp_with_geyser_plan_continues_exactly():
     assert _differs(out["first"], _without_strategy_state(home, 2 * 86400, out["snap"], 6))
 
 
-def test_rules_backup_with_deferral_continues_exactly():
-    """cape-town-lp as written: load-shedding-aware backup rules deferring the smart dishwasher."""
+def test_lp_as_shipped_continues_exactly():
+    """cape-town-lp as written: the battery LP, the geyser's thermostat load forecast, the dishwasher deferred."""
     home = load_home(EXAMPLES / "cape-town-lp.yaml")
+    cut = 1440 + 30  # day 2, 00:30 local: 30 min into an hourly replanning interval, before the 02:00 slot
+    out = _continuation(home, 3 * 86400, cut, 6)
+    strat = out["snap"]["elements"]["inverter"]["strategy"]
+    assert strat["type"] == "lp" and strat["plans"] == -(-cut // 60)
+    assert _differs(out["first"], _without_strategy_state(home, 3 * 86400, out["snap"], 6))
+
+
+def test_rules_backup_with_deferral_continues_exactly():
+    """cape-town-lp with load-shedding-aware backup rules deferring the smart dishwasher."""
+    home = with_strategy(load_home(EXAMPLES / "cape-town-lp.yaml"),
+                         {"type": "rules", "battery": "backup", "reserve_soc": 0.2, "outage_lead_h": 6, "margin": 1.3,
+                          "defer_appliances": True})
     cut = 2520 + 7  # day 2, 20:07 local: inside a 15-min replanning interval, after the first deferral
     out = _continuation(home, 2 * 86400, cut, 12)
     strat = out["snap"]["elements"]["inverter"]["strategy"]
@@ -143,6 +156,6 @@ def test_restore_refuses_another_strategy():
     eng = Engine(home, until_s=86400)
     eng.step_window()
     snap = eng.snapshot()["elements"]["inverter"]
-    strat = dict(snap["strategy"], type="lp")
-    with pytest.raises(ValueError, match="strategy: a snapshot of a 'lp' strategy cannot restore a 'rules' one"):
+    strat = dict(snap["strategy"], type="rules")
+    with pytest.raises(ValueError, match="strategy: a snapshot of a 'rules' strategy cannot restore a 'lp' one"):
         eng.inverter.restore({**snap, "strategy": strat})

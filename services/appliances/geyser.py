@@ -299,12 +299,29 @@ class Geyser(Element):
             return np.asarray(any_mask(self._clock.wall_seconds(epoch_s), c.timers), dtype=bool)
         return np.ones(len(epoch_s), dtype=bool)
 
+    def thermostat_forecast(self, w: Window, temp_c: float, on: bool = False,
+                            draws: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """Electric energy [J] per step of ``w`` the element takes under its own thermostat and timers
+        (no plan), from a fully mixed tank at ``temp_c`` (the element ``on`` or not) and the draws
+        ``draws`` (mixed mass [kg], use temperature [°C] per step; default: this geyser's own).  A
+        pure function of its arguments and the config: the state is not touched.  A planner that
+        leaves a geyser to its thermostat forecasts its load with this (on a shadow)."""
+        if draws is not None:
+            mass, t_use = (np.asarray(a, dtype=float) for a in draws)
+            if mass.shape != (w.n,) or t_use.shape != (w.n,):
+                raise ValueError(f"thermostat_forecast: draws need {w.n} values each")
+            draws = (mass, t_use)
+        traj = self._run(w, draws=draws, temps=[float(temp_c)] * self.config.nodes, on=on, use_plan=False)
+        return np.asarray(traj["elec"], dtype=float)
+
     # -- the step loop -------------------------------------------------------------------------
-    def _run(self, w: Window, scale: np.ndarray | None = None, n: int | None = None) -> dict[str, Any]:
+    def _run(self, w: Window, scale: np.ndarray | None = None, n: int | None = None,
+             draws: tuple[np.ndarray, np.ndarray] | None = None, temps: list[float] | None = None,
+             on: bool | None = None, use_plan: bool = True) -> dict[str, Any]:
         c = self.config
         n = w.n if n is None else n
         dt = float(w.dt_s)
-        mass, t_use = self.draws(w)
+        mass, t_use = self.draws(w) if draws is None else draws
         mass, t_use = mass[:n].tolist(), t_use[:n].tolist()
         if c.mode == "off":
             allowed = [False] * n
@@ -313,13 +330,13 @@ class Geyser(Element):
         else:
             allowed = [True] * n
         sc = [1.0] * n if scale is None else np.asarray(scale, dtype=float)[:n].tolist()
-        plan_sp = self._plan_slice("setpoint_c", w, n)
-        plan_on = self._plan_slice("on", w, n)
+        plan_sp = self._plan_slice("setpoint_c", w, n) if use_plan else None
+        plan_on = self._plan_slice("on", w, n) if use_plan else None
         planned = plan_sp is not None or plan_on is not None
         if planned:
             plan_sp = plan_sp or [float("nan")] * n
             plan_on = plan_on or [float("nan")] * n
-        temps = list(self.state["temps"])
+        temps = list(self.state["temps"]) if temps is None else [float(t) for t in temps]
         nn = len(temps)
         mnode = self.node_mass
         mc = mnode * C_WATER
@@ -330,7 +347,7 @@ class Geyser(Element):
         t_on = c.setpoint_c - c.hysteresis_k
         e_max = c.element_kw * 1000.0 * dt
         el = self.el_node
-        on = bool(self.state["on"])
+        on = bool(self.state["on"]) if on is None else bool(on)
         elec = np.zeros(n)
         draw_j = np.zeros(n)
         loss_j = np.zeros(n)
@@ -445,14 +462,15 @@ class Geyser(Element):
 
     def params(self) -> dict[str, float]:
         """Flexibility description for a planner: tank heat capacity, element power, losses, limits,
-        the state (mean tank temperature) and when the tank was last at the legionella temperature
-        (``last_hot_epoch_s``, NaN if never)."""
+        the state (mean tank temperature; whether the thermostat has the element on, ``element_on``)
+        and when the tank was last at the legionella temperature (``last_hot_epoch_s``, NaN if never)."""
         c = self.config
         hot = self.state.get("hot_s")
         return {"capacity_j_k": c.tank_volume_l * RHO_WATER * C_WATER, "element_w": c.element_kw * 1000.0,
                 "ua_w_k": c.ua_w_k, "temp_max_c": c.setpoint_c, "temp_min_c": c.setpoint_c - c.hysteresis_k,
                 "temp_water": self.temp_water, "temp_ambient_c": c.temp_ambient_c, "temp_cold_c": c.temp_cold_c,
-                "last_hot_epoch_s": float("nan") if hot is None else float(hot)}
+                "last_hot_epoch_s": float("nan") if hot is None else float(hot),
+                "element_on": 1.0 if self.state.get("on") else 0.0}
 
 
 def _plug_flow(temps: list[float], m: float, mnode: float, cold: float) -> None:

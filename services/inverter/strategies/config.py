@@ -77,6 +77,10 @@ class GeyserPlanConfig(_Strict):
     max_c: Annotated[float | None, Field(ge=20, le=95, description="[°C] highest planned tank temperature "
                                          "(None: the geyser's setpoint_c)")] = None
     legionella: bool = Field(True, description="reach 60 °C at least once every local day")
+    legionella_method: Literal["lp", "milp"] = Field("lp", description=(
+        "lp: two LPs — the day's legionella step is the step a first plan without the rule has hottest (fast); "
+        "milp: the solver chooses the step (one binary per step; optimal, several times the plan time, "
+        "with a long tail)"))
     legionella_margin_k: Annotated[float, Field(ge=0, le=10, description="[K] planned above 60 °C (within max_c) "
                                                 "so the tank surely gets there")] = 0.5
     min_weight_per_kh: Annotated[float | None, Field(ge=0, description="[currency/(K·h)] price of the tank below "
@@ -117,6 +121,9 @@ class _Planner(_Strict):
     outage_lead_h: Annotated[float, Field(ge=0, le=48, description=(
         "[h] this long before each announced outage the battery is not discharged below its plan (up to the "
         "outage's reserve) by load the forecast did not see; 0: no such hold"))] = 6.0
+    thermostat_load: bool = Field(True, description=(
+        "forecast the load of geysers left to their own thermostat and timers (not planned with geyser:) from "
+        "their tank model and the draws' forecast, so the plan and the outage reserve include it"))
     integer: bool = Field(False, description="MILP: forbid simultaneous charge/discharge and import/export")
     mip_rel_gap: Annotated[float, Field(ge=0, le=0.1, description="[-] relative optimality gap of a plan with "
                                         "integer variables (MILP, the geyser's legionella days)")] = 1e-3

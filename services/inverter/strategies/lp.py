@@ -287,8 +287,21 @@ def check_problem(p: DispatchProblem) -> None:
 
 
 def solve_dispatch(p: DispatchProblem, time_limit_s: float | None = 10.0) -> DispatchPlan:
-    """Build and solve the dispatch problem (see the module docstring)."""
+    """Build and solve the dispatch problem (see the module docstring).  A thermal block with a
+    ``refine(solution) -> bool`` method may ask for a second pass after the first solution (the
+    geyser's legionella step fixed from a first LP, see :class:`~.hot_water.LegionellaLPBlock`)."""
     check_problem(p)
+    t0 = time.perf_counter()
+    plan = _solve_dispatch(p, time_limit_s)
+    again = [blk.refine(plan.thermal[blk.name]) for blk in p.thermal
+             if hasattr(blk, "refine") and blk.name in plan.thermal]
+    if any(again):
+        plan = _solve_dispatch(p, time_limit_s)
+    plan.solve_s = time.perf_counter() - t0
+    return plan
+
+
+def _solve_dispatch(p: DispatchProblem, time_limit_s: float | None) -> DispatchPlan:
     t0 = time.perf_counter()
     n, dt = p.n, float(p.dt_h)
     pv = np.maximum(np.asarray(p.pv_kw, dtype=float), 0.0)
@@ -498,6 +511,15 @@ def lp_plan(strategy: Any, w: Any, perfect: bool | None = None, horizon_s: float
         if getattr(strategy, "hot_water", None) is not None:
             horizon_s = strategy.hot_water.horizon_s(horizon_s)
     fc = strategy.forecaster.forecast(w.i0, horizon_s, cfg.step_min * 60.0, perfect=perfect)
+    if getattr(cfg, "thermostat_load", False) and getattr(strategy, "hot_water", None) is None:
+        # geysers left to their own thermostat: their heating is forecast load (and in the outage reserve)
+        thermo = getattr(strategy, "thermostat_load", None)
+        if thermo is None:
+            from hometwin.services.inverter.strategies.hot_water import ThermostatLoad
+
+            thermo = strategy.thermostat_load = ThermostatLoad(strategy)
+        exact = strategy.forecaster.perfect if perfect is None else perfect
+        fc.load_kw = fc.load_kw + thermo.load_kw(fc, bool(exact))
     bm = soc0 = None
     if port is not None:
         params = port.params()
@@ -536,6 +558,7 @@ def lp_plan(strategy: Any, w: Any, perfect: bool | None = None, horizon_s: float
     plan = plan_from_dispatch(sol, fc.t0_s, fc.dt_s, floor)
     plan.info["forecast"] = fc
     plan.info["dispatch"] = sol
+    plan.info["planned_available"] = avail  # the grid as planned: announced outages widened by the margin
     if hasattr(strategy, "thermal_plan"):
         strategy.thermal_plan(plan, sol, fc)
     return plan
