@@ -1,0 +1,136 @@
+"""The perfect-foresight bound is a bound: over every example home and every strategy preset that applies,
+the reference's realised score is no worse than any strategy's, and its LP optimum lies below them all.
+
+The score is what the reference minimises and what ``compare-strategies`` reports: energy cost + unserved
+kWh × the value of lost load + K·h outside the comfort band while someone is home × the comfort price
+(docs/strategies.md, "The perfect-foresight bound").  A thermostat that under-heats is not cheaper on it
+than a plan that keeps the house warm unless that plan's heating costs more than the discomfort it saves.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from conftest import EXAMPLES
+from homes import SUN, home
+from hometwin.services.inverter.strategies.base import StrategyError
+from hometwin.services.inverter.strategies.compare import PRESETS, compare_strategies, run_strategy
+from hometwin.services.inverter.strategies.reference import optimum
+from hometwin.spec import load_home
+
+#: value of lost load for the comparison [currency/kWh] — far above every tariff of the examples
+VOLL = 20.0
+#: the reference follows a 15-minute plan in a simulation of (mostly) 1-minute steps: its realised score
+#: may exceed a strategy's by this much (relative to the larger |score|) + this absolute amount
+#: [currency] — sub-step load peaks the plan sees as their mean, the battery's taper, the weather
+#: between plan steps
+TOL_REL = 0.01
+TOL_ABS = 0.10
+DAYS = 2
+
+HEATING_PRESETS = {"mpc", "heating_mpc"}
+
+
+def applies(h, preset: str) -> bool:
+    """A preset applies where the home has what it plans: the heating presets need a heated building;
+    without a battery the battery presets all run the same rules, so ``self_consumption`` (the inverter
+    and the thermostats on their own) stands for them."""
+    kinds = {e.kind for e in h.spec.elements}
+    if preset in HEATING_PRESETS:
+        return bool(kinds & {"heat_pump", "space_heater"})
+    if "battery" not in kinds:
+        return preset in ("self_consumption", "perfect_foresight")
+    return True
+
+
+EXAMPLE_HOMES = sorted(p.name for p in EXAMPLES.glob("*.yaml"))
+
+
+def test_every_example_home_is_covered():
+    assert {"cape-town.yaml", "cape-town-lp.yaml", "minimal.yaml", "smarthjem.yaml", "trondheim.yaml",
+            "trondheim-spot.yaml"} <= set(EXAMPLE_HOMES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example", EXAMPLE_HOMES)
+def test_perfect_foresight_is_no_worse_than_any_strategy(example: str) -> None:
+    h = load_home(EXAMPLES / example)
+    until = DAYS * 86400
+    names = [p for p in PRESETS if applies(h, p) and p != "perfect_foresight"]
+    runnable = []
+    for name in names:
+        try:
+            run_strategy(h, name, until_s=3600, voll_per_kwh=VOLL)
+        except StrategyError as exc:
+            # the heating MPC refuses a band the heaters cannot reach (smarthjem): issue 21 part 3 lifts that
+            assert name in HEATING_PRESETS and "above what" in str(exc), exc
+            continue
+        runnable.append(name)
+    assert "self_consumption" in runnable
+    rows = compare_strategies(h, runnable + ["perfect_foresight"], until_s=until, voll_per_kwh=VOLL)
+    pf = rows["perfect_foresight"]
+    print(f"\n{example}, {DAYS} days, VoLL {VOLL:g}: bound {pf['bound']:.3f} ({pf['bound_note'] or 'valid'})")
+    for name, r in rows.items():
+        print(f"  {name:18s} score {r['score']:9.3f} = energy {r['energy_cost']:8.3f} + lost "
+              f"{r['unserved_kwh'] * VOLL:7.3f} + comfort {r['comfort_cost']:7.3f} ({r['comfort_violation_kh']:.2f} K·h)"
+              f"  gap {r['gap']:+.2%}")
+    for name, r in rows.items():
+        # the score is what it says: energy + lost load at VoLL + discomfort at the reference's price
+        assert math.isclose(r["score"], r["energy_cost"] + VOLL * r["unserved_kwh"]
+                            + r["comfort_violation_kh"] * r["comfort_weight_per_kh"], rel_tol=1e-9, abs_tol=1e-9)
+        tol = TOL_REL * max(abs(r["score"]), abs(pf["score"])) + TOL_ABS
+        assert pf["score"] <= r["score"] + tol, (name, pf["score"], r["score"])
+    # the LP optimum is a lower bound of every realised score (the reference's own included)
+    assert pf["bound_valid"], pf["bound_note"]
+    assert all(r["score"] >= pf["bound"] - 2e-3 * abs(pf["bound"]) - 0.01 for r in rows.values())
+    assert all(math.isfinite(r["gap"]) and r["gap"] > -3e-3 for r in rows.values())
+
+
+def test_bound_plans_the_heating_not_only_the_battery():
+    """Trondheim: the bound's energy cost is that of the base load *and* the heat pump (issue 21: it used
+    to equal the base load's cost), and the house is kept in the band while someone is home."""
+    h = load_home(EXAMPLES / "trondheim.yaml")
+    res = optimum(h, until_s=86400)
+    # the base load alone: 600 W for a day at the day's prices, less the PV: the bound must be above what
+    # the heat pump's building needs at the cheapest price of the day — an independent floor from the
+    # building's own loss coefficient and the day's mean outdoor temperature
+    from hometwin.engine import Engine
+
+    eng = Engine(h, until_s=86400)
+    hp = eng.elements["heat-pump"]
+    p = hp.params()
+    ua = float(p["ua_w_k"])
+    fc = eng.inverter  # noqa: F841
+    from hometwin.services.inverter.strategies.forecast import Forecaster
+
+    f = Forecaster(eng.inverter, None, perfect=True).forecast(0, 86400, 900)
+    lift = max(20.0 - float(np.mean(f.temp_air)), 0.0)
+    cop_max = float(np.max(hp.source(f.temp_air, np.full(f.n, 21.0)).cop))
+    stored = float(np.dot(hp.building.capacities, np.asarray(p["x0"]) - 15.0)) / 3.6e6  # kWh it may give up
+    heat_kwh = max(ua * lift * 24.0 / 1000.0 - stored, 0.0)
+    floor = heat_kwh / cop_max * float(np.min(f.price_import))
+    assert heat_kwh > 5.0  # a Trondheim winter day: the heating is far from negligible
+    base_only = float(np.sum(np.maximum(f.load_kw - f.pv_kw, 0.0) * f.price_import) * f.dt_h)
+    print(f"\nTrondheim day: bound {res['bound']:.2f} NOK (parts {res['parts']}), base load alone "
+          f"{base_only:.2f}, heating floor {floor:.2f}")
+    assert res["parts"]["energy_cost"] > floor - 0.6 * 12 * 0.05  # battery: at most ~12 kWh shifted
+    assert res["parts"]["energy_cost"] > base_only * 0.5 + floor
+
+
+def test_bound_validity_is_checked_and_explained():
+    """A bound some strategy beats is not reported as one: no gap, a note naming the strategy."""
+    from hometwin.services.inverter.strategies.compare import score_rows
+
+    rows = {"a": {"energy_cost": 10.0, "unserved_kwh": 0.0, "comfort_violation_kh": 0.0},
+            "perfect_foresight": {"energy_cost": 12.0, "unserved_kwh": 0.0, "comfort_violation_kh": 0.0,
+                                  "bound": 11.0, "bound_voll_per_kwh": 20.0}}
+    score_rows(rows, rows["perfect_foresight"], VOLL)
+    assert not rows["a"]["bound_valid"] and math.isnan(rows["a"]["gap"])
+    assert "a scores 10.00" in rows["a"]["bound_note"]
+    rows["a"]["energy_cost"] = 13.0
+    score_rows(rows, rows["perfect_foresight"], VOLL)
+    assert rows["a"]["bound_valid"] and rows["a"]["gap"] == pytest.approx((13.0 - 11.0) / 11.0)
+    assert rows["perfect_foresight"]["gap"] == pytest.approx(1.0 / 11.0)
