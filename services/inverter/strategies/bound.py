@@ -52,6 +52,12 @@ class HeatSourceBlock:
     gains_air_w: np.ndarray | float = 0.0
     gains_mass_w: np.ndarray | float = 0.0
     heating_to_mass: float = 0.0
+    # the decomposition (:func:`decomposed_bound`): the start state free in [x0_lo, x0_hi] (None: fixed at
+    # ``x0``), paid at ``start_value`` per K, the end state credited at ``end_value`` per K (per state)
+    x0_lo: np.ndarray | None = None
+    x0_hi: np.ndarray | None = None
+    start_value: np.ndarray | None = None
+    end_value: np.ndarray | None = None
     _idx: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def add_to(self, lp: SparseLP, dt_h: float, n: int) -> np.ndarray:
@@ -67,27 +73,45 @@ class HeatSourceBlock:
         qb = lp.var(f"{self.name}.backup_heat", n, 0.0, self.backup_kw)
         p = lp.var(f"{self.name}.power", n, 0.0, np.inf)
         lp.rows([(p, 1.0), (qm, -1.0 / cop), (qb, -1.0)], 0.0, 0.0)  # electric power
-        x = [lp.var(f"{self.name}.x{j}", n + 1, -np.inf, np.inf) for j in range(ns)]
+        # bounded (far outside anything a house reaches): a free chain of states invites the presolve to
+        # substitute them away, with coefficients that shrink geometrically along the run
+        x = [lp.var(f"{self.name}.x{j}", n + 1, -100.0, 150.0) for j in range(ns)]
         ga = np.broadcast_to(np.asarray(self.gains_air_w, dtype=float), (n,))
         gm = np.broadcast_to(np.asarray(self.gains_mass_w, dtype=float), (n,))
         for j in range(ns):
-            lp.rows([(x[j][:1], 1.0)], self.x0[j], self.x0[j])
+            if self.x0_lo is None:
+                lp.rows([(x[j][:1], 1.0)], self.x0[j], self.x0[j])
+            else:
+                lp.rows([(x[j][:1], 1.0)], self.x0_lo[j], self.x0_hi[j])
+            if self.start_value is not None:
+                lp.add_cost(x[j][:1], float(self.start_value[j]))
+            if self.end_value is not None:
+                lp.add_cost(x[j][-1:], -float(self.end_value[j]))
             const = bd[j, 0] * self.temp_out + bd[j, 1] * ga + bd[j, 2] * gm
             terms = [(x[j][1:], 1.0), (qm, -b_heat[j] * 1000.0), (qb, -b_heat[j] * 1000.0)]
             terms += [(x[k][:-1], -ad[j, k]) for k in range(ns)]
             lp.rows(terms, const, const)
-        w = np.asarray(self.weight, dtype=float) * dt_h
-        s_lo = lp.var(f"{self.name}.below", n, 0.0, np.inf, w)
-        s_hi = lp.var(f"{self.name}.above", n, 0.0, np.inf, w)
-        lp.rows([(x[0][1:], 1.0), (s_lo, 1.0)], self.lower, np.inf)
-        lp.rows([(x[0][1:], 1.0), (s_hi, -1.0)], -np.inf, self.upper)
-        self._idx = {"power": p, "main": qm, "backup": qb, "x": x, "below": s_lo, "above": s_hi}
+        # the band only where it is scored (someone home): no slack, no row elsewhere
+        w = np.broadcast_to(np.asarray(self.weight, dtype=float), (n,))
+        on = np.flatnonzero(w > 0)
+        lower = np.broadcast_to(np.asarray(self.lower, dtype=float), (n,))[on]
+        upper = np.broadcast_to(np.asarray(self.upper, dtype=float), (n,))[on]
+        s_lo = lp.var(f"{self.name}.below", on.size, 0.0, np.inf, w[on] * dt_h)
+        s_hi = lp.var(f"{self.name}.above", on.size, 0.0, np.inf, w[on] * dt_h)
+        if on.size:
+            t_end = x[0][1:][on]
+            lp.rows([(t_end, 1.0), (s_lo, 1.0)], lower, np.inf)
+            lp.rows([(t_end, 1.0), (s_hi, -1.0)], -np.inf, upper)
+        self._idx = {"power": p, "main": qm, "backup": qb, "x": x, "below": s_lo, "above": s_hi, "on": on, "n": n}
         return p
 
     def extract(self, x: np.ndarray) -> dict[str, np.ndarray]:
         i = self._idx
+        below, above = np.zeros(i["n"]), np.zeros(i["n"])
+        below[i["on"]] = x[i["below"]]
+        above[i["on"]] = x[i["above"]]
         return {"power_kw": x[i["power"]], "heat_kw": x[i["main"]] + x[i["backup"]], "temp": x[i["x"][0]],
-                "below": x[i["below"]], "above": x[i["above"]]}
+                "below": below, "above": above}
 
     def comfort_cost(self, th: dict[str, np.ndarray], dt_h: float) -> float:
         """The comfort score of its solution ``th`` (currency): Σ weight·(below + above)·dt."""
@@ -140,3 +164,173 @@ def heat_blocks(strategy: Any, fc: Any, comfort: Any, weight: float) -> list[Hea
             main_kw=np.asarray(src.heat_max_w, dtype=float) / 1000.0, backup_kw=float(src.backup_w) / 1000.0,
             gains_air_w=ga, gains_mass_w=gm, heating_to_mass=float(el.building.heating_to_mass)))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The decomposition: a long run as blocks, each a relaxation, their sum a lower bound
+# ---------------------------------------------------------------------------------------------
+def _slice(fc: Any, a: int, b: int) -> Any:
+    from dataclasses import replace
+
+    cut = lambda v: v[a:b] if isinstance(v, np.ndarray) and v.shape[:1] == (fc.n,) else v  # noqa: E731
+    return replace(fc, t0_s=int(fc.t0_s + a * fc.dt_s), n=b - a, pv_kw=cut(fc.pv_kw), load_kw=cut(fc.load_kw),
+                   temp_air=cut(fc.temp_air), price_import=cut(fc.price_import), price_export=cut(fc.price_export),
+                   available=cut(fc.available), import_limit_kw=cut(fc.import_limit_kw),
+                   export_limit_kw=cut(fc.export_limit_kw), signals={k: cut(v) for k, v in fc.signals.items()},
+                   reaches_end=bool(fc.reaches_end and b == fc.n))
+
+
+def reachable_states(blk: HeatSourceBlock, dt_h: float) -> tuple[np.ndarray, np.ndarray]:
+    """(lowest, highest) state [°C] at the start of every step (n + 1, ns) over all heat plans in
+    [0, main + backup]: the building is a monotone system (``A_c`` Metzler, heat and gains enter with
+    non-negative weights, so ``A_d`` and the input columns are non-negative), so every trajectory lies
+    between the one without heat and the one at full heat, state by state."""
+    n, ns = len(blk.temp_out), len(blk.x0)
+    m = np.zeros((ns + 3, ns + 3))
+    m[:ns, :ns] = blk.a_c
+    m[:ns, ns:] = blk.b_c
+    e = linalg.expm(m * dt_h * 3600.0)
+    ad, bd = e[:ns, :ns], e[:ns, ns:]
+    if (ad < -1e-12).any() or (bd < -1e-12).any():
+        raise ValueError(f"{blk.name}: the building model is not monotone; its reachable states are not a box")
+    b_heat = bd[:, 1] * (1.0 - blk.heating_to_mass) + bd[:, 2] * blk.heating_to_mass
+    ga = np.broadcast_to(np.asarray(blk.gains_air_w, dtype=float), (n,))
+    gm = np.broadcast_to(np.asarray(blk.gains_mass_w, dtype=float), (n,))
+    free = bd[:, :1] * blk.temp_out[None, :] + bd[:, 1:2] * ga[None, :] + bd[:, 2:3] * gm[None, :]  # (ns, n)
+    qmax = (np.broadcast_to(blk.main_kw, (n,)) + blk.backup_kw) * 1000.0
+    lo = np.empty((n + 1, ns))
+    hi = np.empty((n + 1, ns))
+    lo[0] = hi[0] = blk.x0
+    for t in range(n):
+        lo[t + 1] = ad @ lo[t] + free[:, t]
+        hi[t + 1] = ad @ hi[t] + free[:, t] + b_heat * qmax[t]
+    return lo, hi
+
+
+def decomposed_bound(home: Any, until_s: int | None = None, block_days: float = 30.0, step_min: float = 15.0,
+                     comfort: Any = None, comfort_weight_per_kh: float = 5.0,
+                     value_of_lost_load_per_kwh: float | None = None) -> dict[str, Any]:
+    """A lower bound of the perfect-foresight score of a long run, as blocks of ``block_days`` (a
+    Lagrangian relaxation of the joint LP; see docs/strategies.md).
+
+    The joint LP couples the blocks only through the state at their boundaries (stored energy, the
+    buildings' temperatures).  Each block is solved alone with its start state *free* — the battery
+    anywhere in its SoC window, each building anywhere in the box of states it can reach at all
+    (:func:`reachable_states`) — paid at a price (``λ``: per kWh stored, the next day's mean import
+    price delivered; per K of a building state, its heat capacity × the next day's mean import price /
+    COP) and credited at the next boundary's price for the state it ends in.  Every plan of the whole run splits into block plans
+    that are feasible there, with the λ terms summing to zero, so the sum of the block optima is ≤
+    the joint optimum for *any* λ (weak duality); λ only decides how close.  Homes with geysers or
+    smart appliances are not decomposed (:class:`ValueError`): plan them with the joint solve."""
+    import time
+
+    from hometwin.element import Role
+    from hometwin.engine import Engine
+    from hometwin.services.inverter.strategies.config import ComfortConfig
+    from hometwin.services.inverter.strategies.forecast import Forecaster
+    from hometwin.services.inverter.strategies.lp import (BatteryModel, DispatchProblem, battery_port,
+                                                          solve_dispatch)
+
+    t_wall = time.perf_counter()
+    comfort = comfort or ComfortConfig()
+    eng = Engine(home, until_s=until_s)
+    inv = eng.inverter
+    roster = getattr(inv, "roster", None) or {}
+    unsupported = [n for n, e in roster.items() if e.role == Role.load and (
+        hasattr(e, "draw_heat_w") or (hasattr(e, "defer_to") and getattr(getattr(e, "config", None), "smart", False)))]
+    if unsupported:
+        raise ValueError(f"block_days: {', '.join(unsupported)} (geysers, smart appliances) are not decomposed; "
+                         "use the joint solve (perfect_foresight) for this home")
+    home_ctx = inv.home
+    step_s = max(step_min * 60.0, float(home_ctx.step_s))
+
+    class _Planner:  # what heat_blocks reads
+        inverter = inv
+
+    fc = Forecaster(inv, None, perfect=True).forecast(0, home_ctx.n_steps * home_ctx.step_s, step_s, perfect=True)
+    t_fc = time.perf_counter() - t_wall
+    per_block = max(1, int(round(block_days * 86400 / fc.dt_s)))
+    edges = list(range(0, fc.n, per_block)) + [fc.n]
+    whole = heat_blocks(_Planner, fc, comfort, comfort_weight_per_kh)
+    boxes = {b.name: reachable_states(b, fc.dt_h) for b in whole}
+    day = max(1, int(round(86400 / fc.dt_s)))
+
+    def value(blk: HeatSourceBlock, t: int) -> np.ndarray:
+        """λ at step boundary ``t``: per state, currency per K (heat capacity × heat price of the next day)."""
+        if t >= fc.n:
+            return np.zeros(len(blk.x0))
+        sl = slice(t, min(t + day, fc.n))
+        heat_price = float(np.mean(fc.price_import[sl] / np.maximum(blk.cop[sl], 1.0)))
+        return _capacities_kwh_k(blk) * heat_price
+
+    port = battery_port(inv)
+    bm, soc0 = None, 0.0
+    if port is not None:
+        params = port.params()
+        bm = BatteryModel.from_params(params, inv)
+        soc0 = params["stored_j"] / params["capacity_j"]
+
+    def battery_value(t: int) -> float:
+        """λ of stored energy at step boundary ``t`` [currency/kWh]: the next day's mean import price,
+        delivered (0 at the run's end: nothing stored is worth anything after it)."""
+        if t >= fc.n or bm is None:
+            return 0.0
+        return float(np.mean(fc.price_import[t:t + day])) * bm.eta_inverter * bm.eta_discharge
+
+    total, parts, solve_s = 0.0, {"energy_cost": 0.0, "lost_load_cost": 0.0, "comfort_cost": 0.0, "state_value": 0.0}, 0.0
+    pmax = float(max(np.max(np.abs(fc.price_import)), np.max(np.abs(fc.price_export)), 0.0))
+    voll = value_of_lost_load_per_kwh if value_of_lost_load_per_kwh is not None else 10.0 * pmax + 10.0
+    from hometwin.services.inverter.strategies.base import StrategyError
+
+    todo = list(zip(edges[:-1], edges[1:]))[::-1]
+    done = 0
+    while todo:
+        a, b = todo.pop()
+        f = _slice(fc, a, b)
+        blocks = heat_blocks(_Planner, f, comfort, comfort_weight_per_kh)
+        for blk, w in zip(blocks, whole):
+            lo, hi = boxes[blk.name]
+            if a > 0:
+                blk.x0_lo, blk.x0_hi = lo[a], hi[a]
+                blk.x0 = 0.5 * (lo[a] + hi[a])
+                blk.start_value = value(w, a)
+            blk.end_value = value(w, b)
+        free = a > 0 and bm is not None
+        prob = DispatchProblem(dt_h=f.dt_h, pv_kw=f.pv_kw, load_kw=f.load_kw, price_import=f.price_import,
+                               price_export=f.price_export, soc0=bm.soc_min if free else soc0,
+                               soc0_max=bm.soc_max if free else None,
+                               initial_value_per_kwh=battery_value(a) if free else 0.0,
+                               battery=bm, available=f.available, import_limit_kw=f.import_limit_kw,
+                               export_limit_kw=f.export_limit_kw, terminal_value_per_kwh=battery_value(b),
+                               unserved_penalty_per_kwh=voll, thermal=list(blocks))
+        try:
+            sol = solve_dispatch(prob, time_limit_s=None)
+        except StrategyError:
+            if b - a < 2 * day:
+                raise
+            # HiGHS's presolve gives up on some long blocks (numerical difficulties): two halves are
+            # still a valid decomposition, one more boundary
+            mid = a + (b - a) // 2
+            todo += [(mid, b), (a, mid)]
+            continue
+        done += 1
+        solve_s += sol.solve_s
+        total += sol.objective
+        comfort_k = sum(blk.comfort_cost(sol.thermal[blk.name], f.dt_h) for blk in blocks)
+        lost = float(np.sum(sol.unserved_kw) * f.dt_h * voll)
+        parts["energy_cost"] += sol.energy_cost
+        parts["lost_load_cost"] += lost
+        parts["comfort_cost"] += comfort_k
+        parts["state_value"] += sol.objective - sol.energy_cost - lost - comfort_k
+    return {"bound": float(total), "parts": parts, "blocks": done, "steps": int(fc.n),
+            "solve_s": solve_s, "forecast_s": t_fc, "wall_s": time.perf_counter() - t_wall}
+
+
+def _capacities_kwh_k(blk: HeatSourceBlock) -> np.ndarray:
+    """Heat capacity of each state [kWh/K] from the continuous model: ``B_c``'s heat columns are 1/C."""
+    ns = len(blk.x0)
+    c = np.empty(ns)
+    c[0] = 1.0 / blk.b_c[0, 1]
+    if ns > 1:
+        c[1] = 1.0 / blk.b_c[1, 2]
+    return c / 3.6e6
