@@ -207,9 +207,9 @@ def reachable_states(blk: HeatSourceBlock, dt_h: float) -> tuple[np.ndarray, np.
     return lo, hi
 
 
-def decomposed_bound(home: Any, until_s: int | None = None, block_days: float = 30.0, step_min: float = 15.0,
+def decomposed_bound(home: Any, until_s: int | None = None, block_days: float = 14.0, step_min: float = 15.0,
                      comfort: Any = None, comfort_weight_per_kh: float = 5.0,
-                     value_of_lost_load_per_kwh: float | None = None) -> dict[str, Any]:
+                     value_of_lost_load_per_kwh: float | None = None, value_scale: float = 1.0) -> dict[str, Any]:
     """A lower bound of the perfect-foresight score of a long run, as blocks of ``block_days`` (a
     Lagrangian relaxation of the joint LP; see docs/strategies.md).
 
@@ -220,12 +220,28 @@ def decomposed_bound(home: Any, until_s: int | None = None, block_days: float = 
     price delivered; per K of a building state, its heat capacity × the next day's mean import price /
     COP) and credited at the next boundary's price for the state it ends in.  Every plan of the whole run splits into block plans
     that are feasible there, with the λ terms summing to zero, so the sum of the block optima is ≤
-    the joint optimum for *any* λ (weak duality); λ only decides how close.  Homes with geysers or
+    the joint optimum for *any* λ (weak duality; ``value_scale`` scales every λ, for the test that says
+    so); λ only decides how close.  Homes with geysers or
     smart appliances are not decomposed (:class:`ValueError`): plan them with the joint solve."""
     import time
 
-    from hometwin.element import Role
     from hometwin.engine import Engine
+
+    t_wall = time.perf_counter()
+    eng = Engine(home, until_s=until_s)
+    out = blocks_bound(eng.inverter, None, block_days, step_min, comfort, comfort_weight_per_kh,
+                       value_of_lost_load_per_kwh, value_scale)
+    out["wall_s"] = time.perf_counter() - t_wall
+    return out
+
+
+def blocks_bound(inv: Any, forecaster: Any = None, block_days: float = 14.0, step_min: float = 15.0,
+                 comfort: Any = None, comfort_weight_per_kh: float = 5.0,
+                 value_of_lost_load_per_kwh: float | None = None, value_scale: float = 1.0) -> dict[str, Any]:
+    """:func:`decomposed_bound` of the run of inverter ``inv`` from its elements' present state (the start)."""
+    import time
+
+    from hometwin.element import Role
     from hometwin.services.inverter.strategies.config import ComfortConfig
     from hometwin.services.inverter.strategies.forecast import Forecaster
     from hometwin.services.inverter.strategies.lp import (BatteryModel, DispatchProblem, battery_port,
@@ -233,8 +249,6 @@ def decomposed_bound(home: Any, until_s: int | None = None, block_days: float = 
 
     t_wall = time.perf_counter()
     comfort = comfort or ComfortConfig()
-    eng = Engine(home, until_s=until_s)
-    inv = eng.inverter
     roster = getattr(inv, "roster", None) or {}
     unsupported = [n for n, e in roster.items() if e.role == Role.load and (
         hasattr(e, "draw_heat_w") or (hasattr(e, "defer_to") and getattr(getattr(e, "config", None), "smart", False)))]
@@ -247,7 +261,8 @@ def decomposed_bound(home: Any, until_s: int | None = None, block_days: float = 
     class _Planner:  # what heat_blocks reads
         inverter = inv
 
-    fc = Forecaster(inv, None, perfect=True).forecast(0, home_ctx.n_steps * home_ctx.step_s, step_s, perfect=True)
+    fc = (forecaster or Forecaster(inv, None, perfect=True)).forecast(0, home_ctx.n_steps * home_ctx.step_s, step_s,
+                                                                      perfect=True)
     t_fc = time.perf_counter() - t_wall
     per_block = max(1, int(round(block_days * 86400 / fc.dt_s)))
     edges = list(range(0, fc.n, per_block)) + [fc.n]
@@ -261,7 +276,7 @@ def decomposed_bound(home: Any, until_s: int | None = None, block_days: float = 
             return np.zeros(len(blk.x0))
         sl = slice(t, min(t + day, fc.n))
         heat_price = float(np.mean(fc.price_import[sl] / np.maximum(blk.cop[sl], 1.0)))
-        return _capacities_kwh_k(blk) * heat_price
+        return _capacities_kwh_k(blk) * heat_price * value_scale
 
     port = battery_port(inv)
     bm, soc0 = None, 0.0
@@ -275,7 +290,7 @@ def decomposed_bound(home: Any, until_s: int | None = None, block_days: float = 
         delivered (0 at the run's end: nothing stored is worth anything after it)."""
         if t >= fc.n or bm is None:
             return 0.0
-        return float(np.mean(fc.price_import[t:t + day])) * bm.eta_inverter * bm.eta_discharge
+        return float(np.mean(fc.price_import[t:t + day])) * bm.eta_inverter * bm.eta_discharge * value_scale
 
     total, parts, solve_s = 0.0, {"energy_cost": 0.0, "lost_load_cost": 0.0, "comfort_cost": 0.0, "state_value": 0.0}, 0.0
     pmax = float(max(np.max(np.abs(fc.price_import)), np.max(np.abs(fc.price_export)), 0.0))
@@ -322,7 +337,7 @@ def decomposed_bound(home: Any, until_s: int | None = None, block_days: float = 
         parts["lost_load_cost"] += lost
         parts["comfort_cost"] += comfort_k
         parts["state_value"] += sol.objective - sol.energy_cost - lost - comfort_k
-    return {"bound": float(total), "parts": parts, "blocks": done, "steps": int(fc.n),
+    return {"bound": float(total), "parts": parts, "blocks": done, "steps": int(fc.n), "voll_per_kwh": float(voll),
             "solve_s": solve_s, "forecast_s": t_fc, "wall_s": time.perf_counter() - t_wall}
 
 

@@ -168,6 +168,11 @@ class PerfectForesightConfig(_Strict):
     replan_horizon_h: Annotated[float | None, Field(gt=0, le=24 * 366, description=(
         "[h] horizon of the re-solves after the first (the first, the bound, always covers the whole run); "
         "None: the rest of the run"))] = 72.0
+    joint_max_days: Annotated[float, Field(gt=0, le=366, description=(
+        "[d] longest run solved as one LP for the bound; a longer one (a home without geysers or smart "
+        "appliances) gets its bound from blocks of block_days (a Lagrangian relaxation, still a lower bound) "
+        "and its plans over replan_horizon_h"))] = 45.0
+    block_days: Annotated[float, Field(ge=1, le=366, description="[d] block length of the decomposed bound")] = 14.0
     comfort: ComfortConfig = Field(default_factory=ComfortConfig, description=(
         "the comfort band the heating is planned to and scored against (the comparison scores every strategy "
         "against the same band)"))

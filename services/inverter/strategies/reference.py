@@ -92,7 +92,10 @@ class PerfectForesight(Strategy):
             self.hot_water = None  # no geyser in this home: nothing to plan
 
         horizon_s = (home.n_steps - w.i0) * home.step_s
-        if np.isfinite(self.bound) and cfg.replan_horizon_h is not None:
+        first = not np.isfinite(self.bound)
+        if first and horizon_s > cfg.joint_max_days * 86400 and self._blocks_bound():
+            first = False  # the bound came from blocks; the plans look ahead replan_horizon_h
+        if not first and cfg.replan_horizon_h is not None:
             horizon_s = min(horizon_s, cfg.replan_horizon_h * 3600.0)
         step_s = max(cfg.step_min * 60.0, float(home.step_s))
         fc = self.forecaster.forecast(w.i0, horizon_s, step_s, perfect=True)
@@ -115,10 +118,26 @@ class PerfectForesight(Strategy):
         plan.info["forecast"] = fc
         plan.info["dispatch"] = sol
         self.thermal_plan(plan, sol, fc)
-        if not np.isfinite(self.bound):
+        if first:
             self.bound_parts = self.score_parts(plan)
             self.bound = float(sum(self.bound_parts.values()))
         return plan
+
+    def _blocks_bound(self) -> bool:
+        """The bound of a long run from blocks (:func:`.bound.blocks_bound`); False where the home has what
+        the blocks do not relax (geysers, smart appliances): then the joint LP it is."""
+        from hometwin.services.inverter.strategies.bound import blocks_bound
+
+        cfg = self.pf_config
+        try:
+            d = blocks_bound(self.inverter, self.forecaster, cfg.block_days, max(cfg.step_min, 0.0), cfg.comfort,
+                             cfg.comfort_weight_per_kh, cfg.value_of_lost_load_per_kwh)
+        except ValueError:
+            return False
+        self.bound_parts = {k: float(v) for k, v in d["parts"].items()}
+        self.bound = float(d["bound"])
+        self.voll_per_kwh = float(d["voll_per_kwh"])
+        return True
 
     def score_parts(self, plan: Plan) -> dict[str, float]:
         """The plan's score as the comparison counts it: energy cost, lost load, discomfort."""
