@@ -112,7 +112,7 @@ def year_bound(block_days: float, joint: bool) -> None:
     if joint:
         t0 = time.perf_counter()
         try:
-            j = optimum(home)
+            j = optimum(home, joint_max_days=366.0)
             jw = time.perf_counter() - t0
             load2 = open("/proc/loadavg").read().split()[:3]
             print(f"joint LP of the year: {j['bound']:,.1f} NOK in {jw:.1f} s (LP {j['solve_s']:.1f} s); "

@@ -299,6 +299,7 @@ def blocks_bound(inv: Any, forecaster: Any = None, block_days: float = 14.0, ste
 
     todo = list(zip(edges[:-1], edges[1:]))[::-1]
     done = 0
+    kh = {"below": 0.0, "above": 0.0, "above_outdoor_10c_plus": 0.0}
     while todo:
         a, b = todo.pop()
         f = _slice(fc, a, b)
@@ -332,12 +333,19 @@ def blocks_bound(inv: Any, forecaster: Any = None, block_days: float = 14.0, ste
         solve_s += sol.solve_s
         total += sol.objective
         comfort_k = sum(blk.comfort_cost(sol.thermal[blk.name], f.dt_h) for blk in blocks)
+        for blk in blocks:  # K·h as the comparison counts them (each step × the share of it someone is home)
+            share = np.asarray(blk.weight) / comfort_weight_per_kh if comfort_weight_per_kh > 0 else 0.0
+            th = sol.thermal[blk.name]
+            kh["below"] += float(np.sum(share * th["below"]) * f.dt_h)
+            kh["above"] += float(np.sum(share * th["above"]) * f.dt_h)
+            warm = np.asarray(f.temp_air) >= 10.0
+            kh["above_outdoor_10c_plus"] += float(np.sum((share * th["above"])[warm]) * f.dt_h)
         lost = float(np.sum(sol.unserved_kw) * f.dt_h * voll)
         parts["energy_cost"] += sol.energy_cost
         parts["lost_load_cost"] += lost
         parts["comfort_cost"] += comfort_k
         parts["state_value"] += sol.objective - sol.energy_cost - lost - comfort_k
-    return {"bound": float(total), "parts": parts, "blocks": done, "steps": int(fc.n), "voll_per_kwh": float(voll),
+    return {"bound": float(total), "parts": parts, "blocks": done, "steps": int(fc.n), "voll_per_kwh": float(voll), "comfort_kh": kh,
             "solve_s": solve_s, "forecast_s": t_fc, "wall_s": time.perf_counter() - t_wall}
 
 

@@ -41,15 +41,16 @@ class PerfectForesight(Strategy):
         self.bound_parts: dict[str, float] = {}
         self.voll_per_kwh: float = float("nan")  # the value of lost load the plans price unserved energy at
         self._blocks: list[Any] = []
-        self.pf_config = config  # (``config`` is lp_plan's view of it while a plan is made)
+        self.pf_config = config
 
     def snapshot(self) -> dict[str, Any]:
-        return {**super().snapshot(), "bound": float(self.bound),
+        return {**super().snapshot(), "bound": float(self.bound), "voll_per_kwh": float(self.voll_per_kwh),
                 "bound_parts": {k: float(v) for k, v in self.bound_parts.items()}}
 
     def restore(self, snap: Any) -> None:
         super().restore(snap)
         self.bound = float(snap.get("bound", float("nan")))
+        self.voll_per_kwh = float(snap.get("voll_per_kwh", float("nan")))
         self.bound_parts = {str(k): float(v) for k, v in (snap.get("bound_parts") or {}).items()}
 
     # -- the plan -------------------------------------------------------------------------------
@@ -159,7 +160,8 @@ def optimum_cost(home: Any, until_s: int | None = None, step_min: float = 15.0, 
 
 
 def optimum(home: Any, until_s: int | None = None, step_min: float = 15.0, **config: Any) -> dict[str, Any]:
-    """The bound's first solve alone: ``bound``, its ``parts``, the LP's ``solve_s`` and ``steps``."""
+    """The bound's first solve alone: ``bound``, its ``parts``, the LP's ``solve_s`` and ``steps`` (a run
+    longer than ``joint_max_days`` from blocks unless that is raised)."""
     from hometwin.element import Window
     from hometwin.engine import Engine
     from hometwin.services.inverter.strategies.config import PerfectForesightConfig
