@@ -178,3 +178,14 @@ def test_a_long_run_gets_its_bound_from_blocks_and_is_still_followed():
     assert blocks["bound"] <= joint["bound"] + 1e-6 * abs(joint["bound"])
     assert blocks["bound_valid"], blocks["bound_note"]
     assert blocks["score"] <= joint["bound"] * (1 + TOL_REL) + TOL_ABS
+
+
+@pytest.mark.parametrize("field,value", [("block_days", 0.5), ("joint_max_days", 0.0), ("replan_horizon_h", -1.0),
+                                         ("comfort_weight_per_kh", -1.0), ("replan_min", 0.0)])
+def test_bad_bound_settings_are_refused_naming_the_field(field: str, value: float) -> None:
+    from pydantic import ValidationError
+
+    from hometwin.services.inverter.strategies.compare import strategy_config
+
+    with pytest.raises(ValidationError, match=field):
+        strategy_config({"type": "perfect_foresight", field: value})
