@@ -1,4 +1,4 @@
-"""``hometwin compare-strategies``: one home under several strategies, with the gap to the optimum."""
+"""``hometwin compare-strategies``: one home under several strategies, with the gap to the perfect-foresight bound."""
 
 from __future__ import annotations
 
@@ -47,23 +47,36 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2)
         cur = next(iter(rows.values()))["currency"]
         t = Table(title=f"{home.metadata.name}: strategies" + (f" over {days:g} days" if days else ""))
-        cols = ["strategy", f"energy cost [{cur}]", f"total [{cur}]", "gap to optimum", "comfort K·h",
-                "unserved kWh", "cycles", "solve median ms", "wall s"]
+        cols = ["strategy", f"energy cost [{cur}]", f"total [{cur}]", "comfort K·h", f"+ comfort [{cur}]",
+                f"score [{cur}]", "gap to bound", "unserved kWh", "cycles", "solve median ms", "wall s"]
         if voll is not None:
-            cols.insert(6, f"+ lost load [{cur}]")
+            cols.insert(3, f"+ lost load [{cur}]")
         for col in cols:
             t.add_column(col, justify="right" if col != "strategy" else "left")
         for name, r in rows.items():
-            cells = [name, f"{r['energy_cost']:,.2f}", f"{r['total_cost']:,.2f}", f"{r['gap']:+.2%}",
-                     f"{r['comfort_violation_kh']:.2f}", f"{r['unserved_kwh']:.2f}", f"{r['battery_cycles']:.1f}",
+            gap = r.get("gap", float("nan"))
+            cells = [name, f"{r['energy_cost']:,.2f}", f"{r['total_cost']:,.2f}", f"{r['comfort_violation_kh']:.2f}",
+                     f"{r.get('comfort_cost', 0.0):,.2f}", f"{r.get('score', float('nan')):,.2f}",
+                     f"{gap:+.2%}" if gap == gap else "n/a", f"{r['unserved_kwh']:.2f}", f"{r['battery_cycles']:.1f}",
                      f"{r.get('solve_median_ms', 0.0):.1f}", f"{r['wall_s']:.1f}"]
             if voll is not None:
-                cells.insert(6, f"{r['cost_with_lost_load']:,.2f}")
+                cells.insert(3, f"{r['cost_with_lost_load']:,.2f}")
             t.add_row(*cells)
         console.print(t)
-        console.print("gap = (energy cost − perfect-foresight optimum) / |optimum|; the optimum reads the future "
-                      "without error, so no strategy can beat it (up to the simulation's own rounding)."
-                      + (f" + lost load = energy cost + unserved kWh × {voll:g} {cur}/kWh (--voll)." if voll is not None else ""))
+        pf = rows.get("perfect_foresight", {})
+        if "bound" in pf:
+            parts = pf.get("bound_parts", {})
+            console.print(f"bound (perfect foresight, one LP over the whole run of battery, heating, geysers): "
+                          f"{pf['bound']:,.2f} {cur} = energy {parts.get('energy_cost', float('nan')):,.2f} + lost load "
+                          f"{parts.get('lost_load_cost', float('nan')):,.2f} + comfort {parts.get('comfort_cost', float('nan')):,.2f}")
+            if pf.get("bound_valid"):
+                console.print("score = energy cost + unserved kWh × VoLL + comfort K·h × "
+                              f"{pf.get('comfort_weight_per_kh', 0.0):g} {cur}/K·h (what the bound minimises); "
+                              "gap = (score − bound) / |bound|: the bound is below every score, the reference's own included.")
+            else:
+                console.print(f"[bold yellow]{pf.get('bound_note', 'no valid bound')}[/]")
+        if voll is not None:
+            console.print(f"+ lost load = energy cost + unserved kWh × {voll:g} {cur}/kWh (--voll).")
         for name, r in rows.items():  # comfort out of reach is reported, not refused
             if r.get("warnings"):
                 console.print(f"[yellow]{name}[/]: comfort out of reach in {r.get('comfort_unreachable_kh', 0.0):.2f} K·h "

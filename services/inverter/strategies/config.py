@@ -228,6 +228,36 @@ class PerfectForesightConfig(_Strict):
         "[currency/kWh] value of lost load (None: 10 × the highest import price + 10)"))] = None
     integer: bool = False
     defer_appliances: bool = Field(True, description="smart appliances' starts moved on the true prices")
+    replan_min: Annotated[float, Field(gt=0, le=24 * 60, description=(
+        "[min] re-solve over the rest of the run (still the true future) from the state reached this often, "
+        "so what the plan's 15-minute model leaves out cannot accumulate"))] = 60.0
+    replan_horizon_h: Annotated[float | None, Field(gt=0, le=24 * 366, description=(
+        "[h] horizon of the re-solves after the first (the first, the bound, always covers the whole run); "
+        "None: the rest of the run"))] = 72.0
+    joint_max_days: Annotated[float, Field(gt=0, le=366, description=(
+        "[d] longest run solved as one LP for the bound; a longer one (a home without geysers or smart "
+        "appliances) gets its bound from blocks of block_days (a Lagrangian relaxation, still a lower bound) "
+        "and its plans over replan_horizon_h"))] = 45.0
+    block_days: Annotated[float, Field(ge=1, le=366, description="[d] block length of the decomposed bound")] = 14.0
+    comfort: ComfortConfig = Field(default_factory=ComfortConfig, description=(
+        "the comfort band the heating is planned to and scored against (the comparison scores every strategy "
+        "against the same band)"))
+    comfort_weight_per_kh: Annotated[float, Field(ge=0, description=(
+        "[currency/(K·h)] price of a K·h outside the comfort band while someone is home — in the plan and in "
+        "the comparison's score"))] = 5.0
+    geyser: GeyserPlanConfig | None = Field(default_factory=GeyserPlanConfig, description=(
+        "plan the home's geysers with their true draws (None/false: their own thermostat)"))
+    mip_rel_gap: Annotated[float, Field(ge=0, le=0.1, description="[-] relative optimality gap where the plan "
+                                        "has integer variables (the geysers' legionella days)")] = 1e-4
+
+    @field_validator("geyser", mode="before")
+    @classmethod
+    def _geyser(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        if value is False:
+            return None
+        return value
 
 
 StrategyConfig = Annotated[

@@ -203,6 +203,10 @@ class DispatchProblem:
     soc_floor: np.ndarray | float | None = None  # extra per-step SoC floor (backup reserve), soft
     wear_cost_per_kwh: float = 0.0  # per kWh of AC throughput (charge + discharge)
     terminal_value_per_kwh: float = 0.0  # value of energy stored at the end
+    # the start free in [soc0, soc0_max] (None: fixed at soc0), each kWh of it paid at initial_value_per_kwh —
+    # a block of the perfect-foresight bound's decomposition (strategies/bound.py)
+    soc0_max: float | None = None
+    initial_value_per_kwh: float = 0.0
     unserved_penalty_per_kwh: float | None = None  # value of lost load (default: 10 × highest import price + 10)
     outage_reserve_factor: float = 1.0  # stored energy through outages ≥ factor × the forecast load (1: none extra)
     floor_penalty_per_kwh: float | None = None  # violation of soc_floor (default: 2 × highest import price + 1)
@@ -331,7 +335,10 @@ def _solve_dispatch(p: DispatchProblem, time_limit_s: float | None) -> DispatchP
         e_hi = np.full(n + 1, b.soc_max * cap)
         e0 = float(np.clip(p.soc0, b.soc_min, b.soc_max)) * cap
         e_lo[0] = e_hi[0] = e0
+        if p.soc0_max is not None:
+            e_hi[0] = float(np.clip(p.soc0_max, p.soc0, b.soc_max)) * cap
         cost_e = np.zeros(n + 1)
+        cost_e[0] = p.initial_value_per_kwh
         cost_e[-1] = -p.terminal_value_per_kwh
         e = lp.var("stored", n + 1, e_lo, e_hi, cost_e)
         keep = (1.0 - b.self_discharge_pct_per_month / 100.0) ** (dt / MONTH_H)

@@ -1,9 +1,19 @@
 """The perfect-foresight reference: one optimum over the whole run with the true future.
 
-Not a strategy a real home could run — it reads the future from the shadow
-models without error — but the bound every strategy is measured against
-(``gap = (cost − bound) / |bound|``).  It solves once, at the first window, over
-all remaining steps, and the inverter then follows that plan like any other.
+Not a strategy a real home could run — it reads the future from the shadow models without error —
+but the bound every strategy is measured against.  It plans **every** flexible element of the home
+in one LP over all remaining steps (see :mod:`.bound`): the battery, each heat pump or heater with
+its building, the geysers with their draws, and (before each plan, on the true prices) the smart
+appliances' starts.  Its objective is the score the comparison gives every strategy: energy cost
++ unserved energy × the value of lost load + K·h outside the comfort band while someone is home ×
+``comfort_weight_per_kh``.
+
+``bound`` is that score of the first solve, over the whole run (the geysers' soft penalties left
+out: they are not scored).  The inverter then follows the plan, re-solved every ``replan_min``
+from the state reached, still with the true future, over ``replan_horizon_h`` (72 h: the battery,
+the building and the tank all turn over within a day; ``None``: the rest of the run), so the
+details the 15-minute model leaves out (taper, sub-step load peaks, the minute-by-minute weather)
+cannot accumulate.
 """
 
 from __future__ import annotations
@@ -12,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from hometwin.services.inverter.strategies.base import Strategy
+from hometwin.services.inverter.strategies.base import Plan, Strategy
 from hometwin.services.inverter.strategies.forecast import Forecaster
-from hometwin.services.inverter.strategies.lp import lp_plan
+from hometwin.services.inverter.strategies.lp import (BatteryModel, DispatchProblem, battery_port, plan_from_dispatch,
+                                                      solve_dispatch)
 
 
 class PerfectForesight(Strategy):
@@ -23,55 +34,141 @@ class PerfectForesight(Strategy):
     def __init__(self, config: Any, inverter: Any):
         super().__init__(config, inverter)
         home = inverter.home
-        # the bound is the first solve over the whole run; the plan the inverter follows is re-solved
-        # daily from the actual state (still with the true future) so model details the LP leaves out
-        # (taper, self-discharge, sub-step variation) cannot accumulate
-        self.replan_steps = max(1, min(home.n_steps, 86400 // home.step_s))
+        replan_s = float(getattr(config, "replan_min", 60.0)) * 60.0
+        self.replan_steps = max(1, min(home.n_steps, int(round(replan_s / home.step_s))))
         self.forecaster = Forecaster(inverter, None, perfect=True)
-        self.bound: float = float("nan")  # the optimal energy cost of the run (LP objective's cost part)
+        self.bound: float = float("nan")  # the optimal score of the run (first solve)
+        self.bound_parts: dict[str, float] = {}
+        self.voll_per_kwh: float = float("nan")  # the value of lost load the plans price unserved energy at
+        self._blocks: list[Any] = []
+        self.pf_config = config
 
     def snapshot(self) -> dict[str, Any]:
-        return {**super().snapshot(), "bound": float(self.bound)}
+        return {**super().snapshot(), "bound": float(self.bound), "voll_per_kwh": float(self.voll_per_kwh),
+                "bound_parts": {k: float(v) for k, v in self.bound_parts.items()}}
 
     def restore(self, snap: Any) -> None:
         super().restore(snap)
         self.bound = float(snap.get("bound", float("nan")))
+        self.voll_per_kwh = float(snap.get("voll_per_kwh", float("nan")))
+        self.bound_parts = {str(k): float(v) for k, v in (snap.get("bound_parts") or {}).items()}
+
+    # -- the plan -------------------------------------------------------------------------------
+    def thermal_blocks(self, fc: Any) -> list[Any]:
+        from hometwin.services.inverter.strategies.bound import heat_blocks
+
+        cfg = self.pf_config
+        self._blocks = heat_blocks(self, fc, cfg.comfort, cfg.comfort_weight_per_kh)
+        out: list[Any] = list(self._blocks)
+        if self.hot_water is not None:
+            out += self.hot_water.blocks(fc)
+        return out
+
+    def thermal_plan(self, plan: Plan, sol: Any, fc: Any) -> None:
+        if self.hot_water is not None:
+            self.hot_water.store(plan, sol)
+        for blk in self._blocks:
+            th = sol.thermal[blk.name]
+            plan.power_w[blk.name] = th["power_kw"] * 1000.0
+            plan.setpoints[blk.name] = th["temp"][1:]
+            plan.info.setdefault("heat_kw", {})[blk.name] = th["heat_kw"]
+
+    def apply_thermal(self, w: Any) -> None:
+        """Each heated element runs the planned heat (the thermostat bypassed), from this window on."""
+        from hometwin.services.inverter.strategies.bound import heated_elements
+
+        plan = self.plan
+        if plan is None:
+            return
+        k = max(1, plan.dt_s // self.inverter.home.step_s)
+        for name, el in heated_elements(self.inverter).items():
+            heat = plan.info.get("heat_kw", {}).get(name)
+            if heat is not None:
+                el.set_plan(w.i0, heat_w=np.repeat(np.maximum(np.asarray(heat), 0.0) * 1000.0, k))
 
     def make_plan(self, w: Any, signals: Any) -> Any:
         cfg = self.config
+        home = self.inverter.home
+        if self.hot_water is not None and not self.hot_water.geysers():
+            self.hot_water = None  # no geyser in this home: nothing to plan
 
-        class _Cfg:  # what lp_plan reads
-            step_min = max(cfg.step_min, self.inverter.home.step_s / 60.0)
-            horizon_h = self.inverter.home.n_steps * self.inverter.home.step_s / 3600.0
-            wear_cost_per_kwh = cfg.wear_cost_per_kwh
-            terminal_value_per_kwh = 0.0
-            reserve_soc = None
-            outage_reserve = True
-            outage_margin_h = 0.0  # the true future: outages exactly as they come, no reserve beyond need
-            outage_reserve_factor = 1.0
-            value_of_lost_load_per_kwh = cfg.value_of_lost_load_per_kwh
-            integer = cfg.integer
-
-        saved, self.config = self.config, _Cfg
-        try:
-            plan = lp_plan(self, w, perfect=True, horizon_s=(self.inverter.home.n_steps - w.i0) * self.inverter.home.step_s)
-        finally:
-            self.config = saved
-        if not np.isfinite(self.bound):
-            self.bound = float(plan.cost)
+        horizon_s = (home.n_steps - w.i0) * home.step_s
+        first = not np.isfinite(self.bound)
+        if first and horizon_s > cfg.joint_max_days * 86400 and self._blocks_bound():
+            first = False  # the bound came from blocks; the plans look ahead replan_horizon_h
+        if not first and cfg.replan_horizon_h is not None:
+            horizon_s = min(horizon_s, cfg.replan_horizon_h * 3600.0)
+        step_s = max(cfg.step_min * 60.0, float(home.step_s))
+        fc = self.forecaster.forecast(w.i0, horizon_s, step_s, perfect=True)
+        port = battery_port(self.inverter)
+        bm, soc0 = None, 0.0
+        if port is not None:
+            params = port.params()
+            bm = BatteryModel.from_params(params, self.inverter)
+            soc0 = params["stored_j"] / params["capacity_j"]
+        # the true future: outages exactly as they come (no grid exchange in them, unserved load at the VoLL),
+        # no reserve beyond need, nothing stored is worth anything after the run
+        prob = DispatchProblem(dt_h=fc.dt_h, pv_kw=fc.pv_kw, load_kw=fc.load_kw, price_import=fc.price_import,
+                               price_export=fc.price_export, soc0=soc0, battery=bm, available=fc.available,
+                               import_limit_kw=fc.import_limit_kw, export_limit_kw=fc.export_limit_kw,
+                               wear_cost_per_kwh=cfg.wear_cost_per_kwh, terminal_value_per_kwh=0.0,
+                               unserved_penalty_per_kwh=cfg.value_of_lost_load_per_kwh,
+                               thermal=self.thermal_blocks(fc), integer=cfg.integer, mip_rel_gap=cfg.mip_rel_gap)
+        sol = solve_dispatch(prob, time_limit_s=None)
+        plan = plan_from_dispatch(sol, fc.t0_s, fc.dt_s)
+        plan.info["forecast"] = fc
+        plan.info["dispatch"] = sol
+        self.thermal_plan(plan, sol, fc)
+        if first:
+            self.bound_parts = self.score_parts(plan)
+            self.bound = float(sum(self.bound_parts.values()))
         return plan
 
+    def _blocks_bound(self) -> bool:
+        """The bound of a long run from blocks (:func:`.bound.blocks_bound`); False where the home has what
+        the blocks do not relax (geysers, smart appliances): then the joint LP it is."""
+        from hometwin.services.inverter.strategies.bound import blocks_bound
 
-def optimum_cost(home: Any, until_s: int | None = None, step_min: float = 15.0) -> float:
-    """The perfect-foresight bound of ``home`` (energy cost over the run), without simulating it."""
+        cfg = self.pf_config
+        try:
+            d = blocks_bound(self.inverter, self.forecaster, cfg.block_days, max(cfg.step_min, 0.0), cfg.comfort,
+                             cfg.comfort_weight_per_kh, cfg.value_of_lost_load_per_kwh)
+        except ValueError:
+            return False
+        self.bound_parts = {k: float(v) for k, v in d["parts"].items()}
+        self.bound = float(d["bound"])
+        self.voll_per_kwh = float(d["voll_per_kwh"])
+        return True
+
+    def score_parts(self, plan: Plan) -> dict[str, float]:
+        """The plan's score as the comparison counts it: energy cost, lost load, discomfort."""
+        sol = plan.info["dispatch"]
+        fc = plan.info["forecast"]
+        voll = self.pf_config.value_of_lost_load_per_kwh
+        if voll is None:  # solve_dispatch's default
+            voll = 10.0 * float(max(np.max(np.abs(fc.price_import)), np.max(np.abs(fc.price_export)), 0.0)) + 10.0
+        self.voll_per_kwh = float(voll)
+        comfort = sum(blk.comfort_cost(sol.thermal[blk.name], sol.dt_h) for blk in self._blocks)
+        return {"energy_cost": float(sol.energy_cost),
+                "lost_load_cost": float(np.sum(sol.unserved_kw) * sol.dt_h * voll),
+                "comfort_cost": float(comfort)}
+
+
+def optimum_cost(home: Any, until_s: int | None = None, step_min: float = 15.0, **config: Any) -> float:
+    """The perfect-foresight bound of ``home`` (its score over the run), without simulating it."""
+    return optimum(home, until_s, step_min, **config)["bound"]
+
+
+def optimum(home: Any, until_s: int | None = None, step_min: float = 15.0, **config: Any) -> dict[str, Any]:
+    """The bound's first solve alone: ``bound``, its ``parts``, the LP's ``solve_s`` and ``steps`` (a run
+    longer than ``joint_max_days`` from blocks unless that is raised)."""
+    from hometwin.element import Window
     from hometwin.engine import Engine
     from hometwin.services.inverter.strategies.config import PerfectForesightConfig
 
     eng = Engine(home, until_s=until_s)
-    inv = eng.inverter
-    pf = PerfectForesight(PerfectForesightConfig(step_min=step_min), inv)
-    from hometwin.element import Window
-
+    pf = PerfectForesight(PerfectForesightConfig(step_min=step_min, **config), eng.inverter)
     w = Window(seq=0, i0=0, n=1, dt_s=eng.ctx.step_s, home=eng.ctx)
-    pf.make_plan(w, {})
-    return pf.bound
+    pf.defer_appliances(w)
+    plan = pf.make_plan(w, {})
+    return {"bound": pf.bound, "parts": dict(pf.bound_parts), "solve_s": float(plan.solve_s), "steps": int(plan.n)}
