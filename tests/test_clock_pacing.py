@@ -15,7 +15,7 @@ from hometwin import messages as m
 from hometwin.runtime import clock as clock_mod
 from hometwin.runtime.clock import Clock
 from hometwin.spec import home_context, load_home
-from tests.conftest import EXAMPLES
+from conftest import EXAMPLES
 
 
 def done(t: m.Tick) -> dict[str, Any]:

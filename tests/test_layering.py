@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+from conftest import ROOT
 
 ROOTS = {"hometwin": ROOT / "hometwin", "hometwin.services": ROOT / "services", "hometwin.operator": ROOT / "operator"}
 MODEL_LAYER = ("hometwin.services", "hometwin.spec", "hometwin.element", "hometwin.ledger", "hometwin.engine",

@@ -28,7 +28,7 @@ from hometwin.engine import Engine
 from hometwin.results import Recorder
 from hometwin.runtime import state as sf
 from hometwin.spec import load_home
-from tests.conftest import EXAMPLES
+from conftest import EXAMPLES
 
 STATEFUL_HOMES = ("cape-town.yaml", "trondheim-spot.yaml", "smarthjem.yaml")
 

@@ -21,7 +21,7 @@ from hometwin.engine import Engine
 from hometwin.runtime.wamp import plain
 from hometwin.services.inverter.strategies.compare import with_strategy
 from hometwin.spec import load_home
-from tests.conftest import EXAMPLES
+from conftest import EXAMPLES
 
 
 def _windows(eng: Engine, m: int) -> list[Any]:

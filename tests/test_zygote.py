@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hometwin.runtime import zygote
-from tests.runtime_support import CAPE_TOWN, ROOT, router  # noqa: F401  (router: a fixture)
+from runtime_support import CAPE_TOWN, ROOT
 
 MINIMAL = ROOT / "examples" / "homes" / "minimal.yaml"
 
@@ -51,7 +51,7 @@ def test_a_forked_command_runs_in_its_directory_and_reports_its_exit_code(tmp_pa
     assert any("missing.yaml" in line for line in lines), lines  # and its stderr
 
 
-def test_sigterm_stops_a_forked_service_cleanly(router: Any) -> None:  # noqa: F811
+def test_sigterm_stops_a_forked_service_cleanly(router: Any) -> None:
     sent: list[int] = []
 
     def on_line(lines: list[str], proc: zygote.ForkedProcess) -> None:
