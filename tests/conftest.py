@@ -89,7 +89,7 @@ def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     tmp = tmp_path_factory.mktemp("crossbar")
     r = shared_router(tmp / ".crossbar", tmp / "credentials", unix=True)
-    r.start(timeout_s=90)
+    r.start(timeout_s=WAIT_S)
     yield r
     r.stop()
 
@@ -106,7 +106,7 @@ INTEGRATION_FIXTURES = frozenset({"router", "pg_server", "pg_url"})
 PROCESS_NAMES = frozenset({
     "subprocess", "Popen", "create_subprocess_exec", "create_subprocess_shell", "fork", "forkpty",
     "posix_spawn", "multiprocessing", "ProcessPoolExecutor",
-    "Launcher", "Router", "PgServer",  # hometwin up, Crossbar, PostgreSQL
+    "Launcher", "Router", "PgServer", "zygote",  # hometwin up, Crossbar, PostgreSQL, the fork server
     "kmock", "kopf",  # the Kubernetes emulator and the operator
     "sync_playwright", "async_playwright", "uvicorn",  # a browser, a served HTTP API
 })
