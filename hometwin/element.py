@@ -36,6 +36,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from hometwin.errors import clip, format_validation_error
+
 #: Signals are named arrays of one window, using pvlib's glossary where it has a
 #: name (ghi, dni, dhi, temp_air, wind_speed, apparent_zenith, azimuth …) and
 #: ours otherwise (price_import, grid_available …).
@@ -397,8 +399,6 @@ class Element:
         try:
             ready.setup()
         except Exception as exc:  # the model said no (e.g. a profile file that is not there)
-            from hometwin.errors import clip
-
             text = clip(" ".join(str(exc).split()), 400)  # one bounded line (a model's text may quote a value)
             raise InvalidProperty(self.name, [f"{', '.join(sorted(props))}: {text}"]) from None
         return ready
@@ -414,8 +414,6 @@ class Element:
         try:
             new = self.Config.model_validate(data)
         except ValidationError as exc:
-            from hometwin.errors import format_validation_error  # local: avoid a cycle at import
-
             raise InvalidProperty(self.name, format_validation_error(exc, root=self.Config)) from None
         return new
 

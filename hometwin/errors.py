@@ -153,8 +153,10 @@ def _range_text(field_info: Any) -> str:
 
 
 def format_validation_error(exc: ValidationError, root: type[BaseModel] | None = None,
-                            drop: tuple[str, ...] = ()) -> list[str]:
-    """One readable line per problem, all problems at once."""
+                            drop: tuple[str, ...] = (), kinds: Iterable[str] = ()) -> list[str]:
+    """One readable line per problem, all problems at once.  ``kinds``: the element kinds to name
+    for an unknown ``kind`` where the model's union does not list them (the caller passes the
+    registry's, so that this module imports nothing of hometwin: no import cycle, issue 22)."""
     lines = []
     for err in exc.errors(include_url=False):
         loc = tuple(err.get("loc", ()))
@@ -179,9 +181,7 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel] | None =
             disc = str(ctx.get("discriminator", "'kind'")).strip("'")
             tags = _union_tags(info.annotation if info is not None else None, disc)
             if not tags and disc == "kind":
-                from hometwin.registry import KINDS
-
-                tags = sorted(KINDS)
+                tags = sorted(kinds)
             where += f".{disc}"
             msg = f"unknown {disc} {_got(ctx.get('tag', value))} (allowed: {', '.join(tags)})"
             if etype == "union_tag_not_found":

@@ -302,7 +302,7 @@ def render_report(result: Any) -> str:
     """The report of ``result`` as one HTML page (plotly.js embedded, nothing fetched)."""
     from plotly.offline import get_plotlyjs
 
-    import hometwin
+    from hometwin._version import __version__
 
     f, m = result.frame, result.meta
     tz, currency = m["timezone"], m.get("currency", "")
@@ -364,7 +364,7 @@ def render_report(result: Any) -> str:
 </head><body>
 <h1>{title}</h1>
 <p>{period} · {len(f)} steps of {m['step_s']} s · currency {html.escape(currency or '–')} ·
-hometwin {html.escape(getattr(hometwin, '__version__', ''))}<br>elements: {elements}</p>
+hometwin {html.escape(__version__)}<br>elements: {elements}</p>
 {partial_note}
 <h2>Key figures</h2>
 {_table(["KPI", "value", "unit"], kpi_rows, "kpis")}

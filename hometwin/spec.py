@@ -366,7 +366,7 @@ def parse_home(data: Any, source: str = "") -> Any:
     try:
         return home_model().model_validate(data)
     except ValidationError as exc:
-        lines = format_validation_error(exc, root=home_model(), drop=("spec",))
+        lines = format_validation_error(exc, root=home_model(), drop=("spec",), kinds=KINDS)
         raise SpecError(_flatten_value_errors(lines), source) from None
 
 

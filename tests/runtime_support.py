@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import pytest
 
 import hometwin.runtime  # noqa: F401  (blocks autobahn's broken UBJSON import)
 from hometwin.runtime.cli import call
 from hometwin.runtime.launcher import Launcher
 from hometwin.runtime.router import Router, free_port, free_ports, node_config, write_config
+from conftest import WAIT_S
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPE_TOWN = ROOT / "examples" / "homes" / "cape-town.yaml"
@@ -37,7 +37,7 @@ def example_elements() -> list[tuple[str, str]]:
 
 
 def shared_router(cbdir: Path, credentials_dir: Path, **kw: Any) -> Router:
-    """A router for :data:`REALMS` whose principals are every example home's, their secrets
+    """A router for :data:`REALMS` (the ``router`` fixture of conftest.py: one for the test run) whose principals are every example home's, their secrets
     written to ``credentials_dir`` as ``hometwin up`` writes them (``Router.credentials_dir``)."""
     from hometwin import auth
 
@@ -47,16 +47,6 @@ def shared_router(cbdir: Path, credentials_dir: Path, **kw: Any) -> Router:
     auth.write_credentials(credentials_dir, r.secrets)
     r.credentials_dir = credentials_dir  # type: ignore[attr-defined]
     return r
-
-
-@pytest.fixture(scope="session")
-def router(tmp_path_factory: Any) -> Any:
-    """A real Crossbar router on free loopback ports and a Unix socket (session-scoped)."""
-    tmp = tmp_path_factory.mktemp("crossbar")
-    r = shared_router(tmp / ".crossbar", tmp / "credentials", unix=True)
-    r.start(timeout_s=90)
-    yield r
-    r.stop()
 
 
 def wait_until(pred: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.2) -> Any:
@@ -148,7 +138,7 @@ class Up:
     def clock(self) -> dict[str, Any]:
         return self.call("hometwin.clock.status")
 
-    def wait_paused_at(self, step: int, timeout_s: float = 120) -> dict[str, Any]:
+    def wait_paused_at(self, step: int, timeout_s: float = WAIT_S) -> dict[str, Any]:
         try:
             return wait_until(lambda: (lambda s: s if s["paused"] and s["i"] == step else None)(self.clock()),
                               timeout_s, f"the clock to pause at step {step}")
@@ -180,7 +170,7 @@ def scrape(port: int, identity: bool = False) -> dict[str, float]:
     service) are left out of the keys unless ``identity``; test_metrics checks them."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -215,7 +205,7 @@ def diff_report(a: Any, b: Any, tol: float = 1e-9, rows: int = 8) -> str:
     return "\n".join(out) or "no difference"
 
 
-__all__ = ["router", "shared_router", "example_elements", "Up", "scrape", "wait_until", "max_diff", "diff_report", "CAPE_TOWN", "free_port", "free_ports", "node_config", "write_config",
+__all__ = ["shared_router", "example_elements", "Up", "scrape", "wait_until", "max_diff", "diff_report", "CAPE_TOWN", "free_port", "free_ports", "node_config", "write_config",
            "MemoryBus"]
 
 from hometwin.runtime.membus import MemoryBus  # noqa: E402  (re-exported for the protocol tests)

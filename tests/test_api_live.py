@@ -23,9 +23,9 @@ import httpx
 import pytest
 
 from api_support import example
+from conftest import WAIT_S
 
 pytestmark = pytest.mark.timeout(600)
-WAIT_S = 120.0
 OVEN_W = 2400.0  # examples/homes/cape-town.yaml
 
 

@@ -13,7 +13,7 @@ from hometwin.registry import element_class
 from hometwin.services.appliances import profiles
 from hometwin.services.appliances.base_load import BaseLoad
 from hometwin.services.appliances.scheduled import TV, Fridge, Kettle, Lights, Oven, ScheduledLoad
-from tests.conftest import make_ctx, shared, window
+from conftest import make_ctx, shared, window
 
 OSLO_DAY = dict(n_steps=1440, step_s=60, start="2025-01-15T00:00:00+01:00", tz="Europe/Oslo")
 

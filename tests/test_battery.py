@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from hometwin.services.battery.model import KWH_J, Battery, BatteryConfig
-from tests.conftest import make_ctx, window
+from conftest import make_ctx, window
 
 
 def battery(**cfg) -> Battery:

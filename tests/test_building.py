@@ -86,6 +86,7 @@ def test_exact_discretisation_one_long_step_equals_many_short_ones():
     assert np.all(np.isfinite(xw)) and xw[-1, 0] == pytest.approx(1000.0 / b.ua, rel=1e-3)
 
 
+@pytest.mark.slow  # a year of one-minute steps
 @pytest.mark.parametrize("preset", ["smarthjem", "modern"])
 def test_building_conserves_energy_over_a_year(preset):
     ctx = make_ctx(n_steps=1440 * 365)

@@ -19,7 +19,8 @@ import threading
 import time
 from pathlib import Path
 
-from tests.runtime_support import CAPE_TOWN, ROOT, router, wait_until  # noqa: F401  (router: a fixture)
+from runtime_support import CAPE_TOWN, ROOT, wait_until
+from conftest import WAIT_S
 
 NOISE = ("Traceback", "Connection failed", "trying transport", "Task was destroyed", "Exception in callback",
          "Unhandled error", "never awaited")
@@ -38,14 +39,14 @@ def test_sigterm_stops_a_service_cleanly(router):  # type: ignore[no-untyped-def
     lines: list[str] = []
     try:
         assert proc.stdout is not None
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + WAIT_S
         while not any("joined" in line for line in lines):  # the log line once it is on the realm
             line = proc.stdout.readline()
             assert line or proc.poll() is None, "".join(lines)
             lines.append(line)
-            assert time.monotonic() < deadline, "the service did not join within 60 s:\n" + "".join(lines)
+            assert time.monotonic() < deadline, f"the service did not join within {WAIT_S} s:\n" + "".join(lines)
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        out, _ = proc.communicate(timeout=WAIT_S)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -98,10 +99,10 @@ def test_ctrl_c_stops_every_process_and_writes_the_run_so_far(tmp_path: Path) ->
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    reader.join(10)
+    reader.join(WAIT_S)
     text = stdout + "".join(err)
     assert proc.returncode == 130, text  # interrupted: 128 + SIGINT, the files hold the steps so far
-    gone, alive = psutil.wait_procs(family, timeout=10)
+    gone, alive = psutil.wait_procs(family, timeout=WAIT_S)
     assert alive == [], [p.cmdline()[-6:] for p in alive]
     assert not any("restarting in" in line for line in err), text  # a stopping launcher restarts nothing
     assert noise(text) == [], "\n".join(noise(text))

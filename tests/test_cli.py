@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import hometwin
 from hometwin.cli import app
-from tests.conftest import EXAMPLES
+from conftest import EXAMPLES
 
 runner = CliRunner()
 

@@ -15,7 +15,7 @@ from hometwin import messages as m
 from hometwin.runtime import clock as clock_mod
 from hometwin.runtime.clock import Clock
 from hometwin.spec import home_context, load_home
-from tests.conftest import EXAMPLES
+from conftest import EXAMPLES
 
 
 def done(t: m.Tick) -> dict[str, Any]:
@@ -260,7 +260,7 @@ def test_a_stop_that_meets_the_flows_stops_the_clock(turns: int) -> None:
 
     async def main() -> bool:
         clk = await joined(services)
-        await asyncio.wait({clk.task}, timeout=5)
+        await asyncio.wait({clk.task}, timeout=30)  # returns when it ends; bound for a loaded machine
         ended = clk.task.done()
         if not ended:
             clk.failed = "test"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hometwin.engine import Engine
 from hometwin.runtime.clock import Clock, replan_steps_of
 from hometwin.spec import home_context, load_home
-from tests.conftest import EXAMPLES
+from conftest import EXAMPLES
 
 
 def _engine_windows(home, until_s):

@@ -32,6 +32,7 @@ import yaml
 from hometwin import grafana
 from hometwin.runtime.router import free_port, free_ports
 from runtime_support import CAPE_TOWN, ROOT, Up, wait_until
+from conftest import WAIT_S
 
 KWH = 3.6e6
 DAYS = 2
@@ -278,7 +279,7 @@ class Prometheus:
                                       f"--storage.tsdb.path={root / 'tsdb'}",
                                       f"--web.listen-address=127.0.0.1:{self.port}"],
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(lambda: urllib.request.urlopen(f"{self.url}/-/ready", timeout=2).status == 200, 90,
+        wait_until(lambda: urllib.request.urlopen(f"{self.url}/-/ready", timeout=2).status == 200, WAIT_S,
                    "Prometheus to be ready")
 
     def get(self, path: str, **params: Any) -> Any:

@@ -56,6 +56,7 @@ def appliance_figures(res) -> dict[str, tuple[float, float]]:
 
 @pytest.mark.parametrize("strategy", ["lp", {"type": "rules", "battery": "self_consumption", "defer_appliances": True},
                                       {"type": "heating_mpc", "horizon_h": 8, "replan_min": 60}])
+@pytest.mark.slow  # a long run: closed-loop optimisation over days, 9-12 s at load 6 (docs/testing.md)
 def test_smart_appliances_run_cheaper_on_time_of_use(strategy):
     base, base_calls, _ = run(appliance_home(False), strategy)
     smart, calls, strat = run(appliance_home(True), strategy)
@@ -76,6 +77,7 @@ def test_smart_appliances_run_cheaper_on_time_of_use(strategy):
     assert any(strat.plan.starts.values()) or strat.appliance_scheduler().decisions
 
 
+@pytest.mark.slow  # a long run: closed-loop optimisation over days, 15 s at load 6 (docs/testing.md)
 def test_spot_prices_day_ahead_forecast_not_the_true_future():
     prices = str(shared("spot_prices", "epex_NO3_hourly_eur_mwh_2025-01-24_to_2026-08-21.csv"))
     spot = {"type": "series", "file": prices, "format": "epex_wide", "unit": "per_mwh", "scale": 11.5,

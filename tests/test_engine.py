@@ -11,8 +11,8 @@ from hometwin import ledger
 from hometwin.element import Element, ElementConfig, Role
 from hometwin.engine import Engine
 from hometwin.spec import load_home
-from tests.conftest import EXAMPLES
-from tests.homes import INVERTER, PV, SUN, WEATHER, battery, grid, home, load
+from conftest import EXAMPLES
+from homes import INVERTER, PV, SUN, WEATHER, battery, grid, home, load
 
 FLOW_J = ["pv_dc_j", "load_j", "battery_charge_j", "battery_discharge_j", "grid_import_j", "grid_export_j", "loss_j"]
 
@@ -30,6 +30,7 @@ def cape_town_year():
     return hometwin.run(EXAMPLES / "cape-town.yaml")
 
 
+@pytest.mark.slow  # a year of one-minute steps
 def test_ledger_closes_on_every_step_of_a_year(cape_town_year):
     res = cape_town_year
     assert len(res.frame) == 525_600
@@ -62,6 +63,7 @@ def test_a_ledger_that_does_not_close_fails_naming_the_step_and_its_time():
         ledger.check(lambda: times, served, roles, flows)
 
 
+@pytest.mark.slow  # a year of one-minute steps
 def test_battery_stays_in_its_soc_window_and_power_limits_for_a_year(cape_town_year):
     f = cape_town_year.frame
     spec = load_home(EXAMPLES / "cape-town.yaml")
@@ -74,6 +76,7 @@ def test_battery_stays_in_its_soc_window_and_power_limits_for_a_year(cape_town_y
     assert not ((f["battery_charge_j"] > 0) & (f["battery_discharge_j"] > 0)).any()
 
 
+@pytest.mark.slow  # a year of one-minute steps
 def test_outages_import_nothing_and_export_nothing(cape_town_year):
     f = cape_town_year.frame
     out = f["grid_available"] < 0.5

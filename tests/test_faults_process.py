@@ -46,7 +46,8 @@ from hometwin.results import Result
 from hometwin.runtime import launcher as launcher_mod
 from hometwin.runtime.launcher import Launcher, PortsInUse
 from hometwin.spec import load_home
-from runtime_support import CAPE_TOWN, Up, diff_report, free_ports, max_diff, router, wait_until  # noqa: F401  (router: a fixture)
+from runtime_support import CAPE_TOWN, Up, diff_report, free_ports, max_diff, wait_until
+from conftest import WAIT_S
 
 pytestmark = pytest.mark.timeout(420)
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,7 +115,7 @@ def test_a_killed_router_is_started_again_and_the_run_goes_on_or_stops_in_words(
     up.wait(lambda: up.launcher._joined.is_set() and up.call(m.clock_uri("status"))["i"] == 720
             and up.call(m.clock_uri("status"))["paused"], 240, "the clock to pause at step 720")
     # the launcher knows it (the clock's status event, once a second): it restarts the clock paused
-    up.wait(lambda: up.launcher.clock_status.get("paused") and up.launcher.clock_status.get("i") == 720, 60,
+    up.wait(lambda: up.launcher.clock_status.get("paused") and up.launcher.clock_status.get("i") == 720, WAIT_S,
             "the launcher to see the pause")
     old = up.launcher.router.proc.pid
     cbdir = Path(up.launcher.router.cbdir)
@@ -192,9 +193,9 @@ def test_a_killed_launcher_leaves_no_process_and_no_folder(tmp_path: Path) -> No
         assert node.exists()
         proc.kill()
         proc.wait(30)
-        gone, alive = psutil.wait_procs(family, timeout=60)
+        gone, alive = psutil.wait_procs(family, timeout=WAIT_S)
         assert alive == [], [p.cmdline()[:4] for p in alive]
-        wait_until(lambda: not node.exists(), 30, f"the router's folder {node} to be removed")
+        wait_until(lambda: not node.exists(), WAIT_S, f"the router's folder {node} to be removed")
     finally:  # (what a failing test leaves: the processes it saw)
         for p in family:
             try:
@@ -226,10 +227,10 @@ def test_hometwin_up_interrupted_exits_128_plus_the_signal_and_writes_the_run_so
     finally:
         if proc.poll() is None:
             proc.kill()
-    reader.join(30)
+    reader.join(WAIT_S)
     text = stdout + "".join(err) + (rest or "")
     assert proc.returncode == 128 + sig, text
-    assert psutil.wait_procs(family, timeout=30)[1] == []
+    assert psutil.wait_procs(family, timeout=WAIT_S)[1] == []
     meta = json.loads((out / "kpis.json").read_text())["meta"]
     n = meta["n_steps"]
     assert meta["complete"] is False and meta["partial"] == {"steps_settled": n, "steps_asked": 1440,

@@ -31,7 +31,8 @@ from hometwin.engine import Engine
 from hometwin.results import Recorder
 from hometwin.runtime.launcher import RecordedSteps, RemoteRun
 from hometwin.spec import load_home
-from runtime_support import CAPE_TOWN, Up, diff_report, max_diff, router, wait_until  # noqa: F401
+from runtime_support import CAPE_TOWN, Up, diff_report, max_diff, wait_until  # noqa: F401
+from conftest import WAIT_S
 
 pytestmark = pytest.mark.timeout(600)
 DAY = 86400
@@ -63,7 +64,7 @@ def _kill(up: Up, name: str, sig: int = signal.SIGKILL) -> int:
 
 def _restarted(up: Up, name: str, old_pid: int) -> None:
     p = up.launcher.procs[name]
-    wait_until(lambda: p.proc is not None and p.proc.pid != old_pid and p.proc.returncode is None, 60,
+    wait_until(lambda: p.proc is not None and p.proc.pid != old_pid and p.proc.returncode is None, WAIT_S,
                f"the launcher to restart {name}")
 
 
@@ -128,11 +129,11 @@ def test_a_killed_geyser_continues_exactly_at_its_step(router):  # type: ignore[
         import json
 
         path = up.launcher.state_dir / "geyser.json"
-        wait_until(lambda: json.loads(path.read_text())["step"] == 600, 30, "the geyser's state file at step 600")
+        wait_until(lambda: json.loads(path.read_text())["step"] == 600, WAIT_S, "the geyser's state file at step 600")
         old = _kill(up, "geyser")
         _restarted(up, "geyser", old)
         wait_until(lambda: up.call("hometwin.element.geyser.get")["seq"] == -1, 120, "the restarted geyser")
-        wait_until(lambda: "geyser" in up.call("hometwin.roster.get")["elements"], 60, "the geyser back on the roster")
+        wait_until(lambda: "geyser" in up.call("hometwin.roster.get")["elements"], WAIT_S, "the geyser back on the roster")
         up.call("hometwin.clock.resume")
     res, logs = up.finish(WAIT_S)
     assert "[geyser] exited with code -9" in logs
@@ -183,7 +184,7 @@ def test_a_stopped_geyser_costs_one_timeout_then_rejoins(router):  # type: ignor
             up.wait_paused_at(back, timeout_s=WAIT_S)
         finally:
             os.kill(pid, signal.SIGCONT)
-        wait_until(lambda: any("geyser is back" in ln for ln in up.logs), 60, "the inverter to see the geyser back")
+        wait_until(lambda: any("geyser is back" in ln for ln in up.logs), WAIT_S, "the inverter to see the geyser back")
         up.call("hometwin.clock.resume")
     res, logs = up.finish(WAIT_S)
     timeouts = [ln for ln in logs.splitlines() if "no packet from geyser within" in ln]

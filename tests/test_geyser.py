@@ -76,6 +76,7 @@ def test_never_above_setpoint_plus_hysteresis_with_the_element_on(nodes, step_s)
     assert temps.max() <= 55 + 1e-9  # the thermostat opens mid-step: never above the setpoint
 
 
+@pytest.mark.slow  # a year of one-minute steps
 @pytest.mark.parametrize("nodes", [1, 4])
 def test_geyser_conserves_energy_over_a_year(nodes):
     ctx = make_ctx(n_steps=1440 * 365)

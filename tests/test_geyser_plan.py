@@ -93,6 +93,7 @@ def assert_planned_is_cheaper_and_safe(th, pl, max_ratio):
     assert pl["unmet_kwh"] <= th["unmet_kwh"] + 0.01
 
 
+@pytest.mark.slow  # a long run: closed-loop optimisation over days, 11 s at load 6 (docs/testing.md)
 def test_planned_geyser_cheaper_on_time_of_use_with_legionella_daily():
     h = geyser_home()
     th, pl = figures(*run(h, {"type": "lp"})), figures(*run(h, PLANNED))
@@ -100,6 +101,7 @@ def test_planned_geyser_cheaper_on_time_of_use_with_legionella_daily():
     assert_planned_is_cheaper_and_safe(th, pl, 0.85)
 
 
+@pytest.mark.slow  # a long run: closed-loop optimisation over days, 20 s at load 6 (docs/testing.md)
 def test_planned_geyser_on_spot_prices_with_stochastic_draws_forecast_from_the_past():
     """Day-ahead prices and a persistence forecast of the draws (never the true future)."""
     prices = str(shared("spot_prices", "epex_NO3_hourly_eur_mwh_2025-01-24_to_2026-08-21.csv"))
@@ -111,6 +113,7 @@ def test_planned_geyser_on_spot_prices_with_stochastic_draws_forecast_from_the_p
     assert_planned_is_cheaper_and_safe(th, pl, 1.0)
 
 
+@pytest.mark.slow  # a long run: closed-loop optimisation over days, 15 s at load 6 (docs/testing.md)
 def test_geyser_plan_is_window_size_independent_and_deterministic():
     h = geyser_home(days=2)
     strategy = {"type": "heating_mpc", "replan_min": 60, "geyser": True}

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from hometwin.registry import element_class
 from hometwin.services.grid.model import Grid
-from tests.conftest import make_ctx, shared, window
+from conftest import make_ctx, shared, window
 
 FULL = {
     "import_limit_kw": 12, "export_limit_kw": 0,

@@ -75,6 +75,7 @@ def test_hplib_model_matches_keymark_test_points():
     assert np.all(pts["cop"] < carnot_cop(pts["supply"], pts["tj"]))
 
 
+@pytest.mark.slow  # a year of one-minute steps
 def test_heat_pump_conserves_energy_over_a_year():
     ctx = make_ctx(n_steps=1440 * 365)
     hp = HeatPump("hp", {"building": {"preset": "modern"}, "heat_power_kw": 5.0}, ctx)

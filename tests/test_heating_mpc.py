@@ -37,6 +37,7 @@ def winter_temps(mean: float = -3.0, amp: float = 3.0) -> np.ndarray:
 
 
 @pytest.mark.parametrize("area,start", [("NO3", "2025-02-03"), ("NO1", "2020-01-06")])
+@pytest.mark.slow  # a long run: closed-loop optimisation over days, 17-18 s at load 6 (docs/testing.md)
 def test_mpc_cheaper_than_thermostat_with_timer(area, start):
     prices = no3_week(start) if area == "NO3" else no1_week(start)
     assert len(prices) == 168
@@ -52,6 +53,7 @@ def test_mpc_cheaper_than_thermostat_with_timer(area, start):
     assert thermo["violation_kh_per_day"] < 1.0  # the comparison is fair: the thermostat meets comfort too
 
 
+@pytest.mark.slow  # a long run: closed-loop optimisation over days, 22 s at load 6 (docs/testing.md)
 def test_price_weight_trades_comfort_for_money():
     """The thesis's finding: a higher price weight (lower comfort weight) saves money at some loss of comfort."""
     prices = no3_week()
@@ -64,6 +66,7 @@ def test_price_weight_trades_comfort_for_money():
     assert cheap["violation_kh"] > comfy["violation_kh"]
 
 
+@pytest.mark.slow  # a long run: closed-loop optimisation over days, 24 s at load 6 (docs/testing.md)
 def test_integral_action_against_model_mismatch():
     """MPC model with 60 % of the plant's loss coefficient: integral action recovers most of the comfort."""
     prices = no3_week()

@@ -13,7 +13,8 @@ import pytest
 
 from hometwin.deploy import ServiceCommand
 from hometwin.runtime.launcher import Launcher, Proc
-from tests.runtime_support import ROOT
+from runtime_support import ROOT
+from conftest import WAIT_S
 
 MINIMAL = ROOT / "examples" / "homes" / "minimal.yaml"
 SLEEPER = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(120)"]
@@ -81,7 +82,7 @@ def test_a_log_line_longer_than_the_reader_takes_does_not_stop_the_log() -> None
     async def main() -> None:
         p = stand_in(la, "tv", [sys.executable, "-c", code])
         await la._spawn(p)
-        await asyncio.wait_for(p.pump, 30)  # type: ignore[arg-type]
+        await asyncio.wait_for(p.pump, WAIT_S)  # type: ignore[arg-type]
 
     asyncio.run(main())
     assert "[tv] (a log line too long to show was left out)" in logs, logs[:5]

@@ -12,7 +12,7 @@ import asyncio
 from pathlib import Path
 
 from hometwin.runtime.launcher import Launcher
-from tests.runtime_support import ROOT
+from runtime_support import ROOT
 
 MINIMAL = ROOT / "examples" / "homes" / "minimal.yaml"
 

@@ -10,11 +10,12 @@ model layer can reach a forbidden one.
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+from conftest import ROOT
 
 ROOTS = {"hometwin": ROOT / "hometwin", "hometwin.services": ROOT / "services", "hometwin.operator": ROOT / "operator"}
 MODEL_LAYER = ("hometwin.services", "hometwin.spec", "hometwin.element", "hometwin.ledger", "hometwin.engine",
@@ -32,7 +33,8 @@ def _modules() -> dict[str, Path]:
     return mods
 
 
-def _imports(path: Path, module: str) -> set[str]:
+@functools.cache  # one parse per module: the closure of every model module reads the same files
+def _imports(path: Path, module: str) -> frozenset[str]:
     tree = ast.parse(path.read_text(), str(path))
     out: set[str] = set()
     pkg = module if path.name == "__init__.py" else module.rpartition(".")[0]
@@ -46,7 +48,7 @@ def _imports(path: Path, module: str) -> set[str]:
                 base = ".".join(parent + ([base] if base else []))
             out.add(base)
             out |= {f"{base}.{a.name}" for a in node.names}
-    return out
+    return frozenset(out)
 
 
 def _closure(start: str, mods: dict[str, Path]) -> dict[str, str]:

@@ -15,7 +15,7 @@ import textwrap
 import pytest
 
 from hometwin.lazy import lazy_module
-from tests.runtime_support import CAPE_TOWN, ROOT
+from runtime_support import CAPE_TOWN, ROOT
 
 HEAVY = ("pvlib", "scipy.signal", "scipy.special", "scipy.optimize", "scipy.sparse", "scipy.linalg")
 

@@ -16,6 +16,7 @@ from hometwin.runtime.balancer import Balancer
 from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.spec import home_context, load_home
 from runtime_support import CAPE_TOWN, StandInSession, free_port, scrape
+from conftest import WAIT_S
 
 
 def test_endpoint_serves_power_energy_and_soc() -> None:
@@ -97,7 +98,7 @@ def test_a_stopping_service_lingers_for_one_more_scrape() -> None:
         await asyncio.sleep(delay_s)
         met.set("sim_time", 42.0)  # a last value set while lingering is in that scrape
         got = await loop.run_in_executor(None, scrape, port)
-        return await asyncio.wait_for(waiting, 60), got
+        return await asyncio.wait_for(waiting, WAIT_S), got
 
     assert asyncio.run(met.linger(60.0)) is False  # never scraped: no wait
     scrape(port)

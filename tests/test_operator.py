@@ -46,11 +46,11 @@ from hometwin.operator import handlers
 from hometwin.operator.kube import Kube, KubeError, load_api_client
 from hometwin.operator.manifests import CONFIG_HASH, DEFAULT_IMAGE, LABEL_ELEMENT, LABEL_HOME, object_name, router_url
 from hometwin.spec import parse_home
+from conftest import WAIT_S
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPE_TOWN = ROOT / "examples" / "homes" / "cape-town.yaml"
 NS = "default"
-WAIT_S = 90.0  # [s] upper bound for the operator to react (a loaded machine); polls return as soon as it has
 
 
 class KubectlLoader(yaml.SafeLoader):

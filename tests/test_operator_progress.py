@@ -50,12 +50,12 @@ def test_printer_columns_follow_the_grid_elements_metrics(cluster: Cluster) -> N
     grid.settled(np.array([0.0, 1200.0 * 60]), 60.0, t1.timestamp(), None, 2)  # importing 1.2 kW
 
     cluster.apply(cape_town("ct-progress"))
-    st = wait_for(lambda: _status(cluster, "ct-progress", 1200.0, t1), "Simulated/Net W from /metrics", timeout=60)
+    st = wait_for(lambda: _status(cluster, "ct-progress", 1200.0, t1), "Simulated/Net W from /metrics")
     assert st["phase"] in ("Pending", "Running")
 
     t2 = t1 + dt.timedelta(hours=6)
     grid.settled(np.array([-2500.0 * 60]), 60.0, t2.timestamp(), None, 1)  # exporting 2.5 kW at noon
-    wait_for(lambda: _status(cluster, "ct-progress", -2500.0, t2), "the columns to follow", timeout=60)
+    wait_for(lambda: _status(cluster, "ct-progress", -2500.0, t2), "the columns to follow")
 
 
 def test_parse_progress_reads_only_the_grid_element() -> None:

@@ -70,6 +70,7 @@ def january() -> dict:
     return compare_strategies(h, ["backup", lp], until_s=31 * 86400, bound=False, voll_per_kwh=VOLL)
 
 
+@pytest.mark.slow  # a long run: closed-loop optimisation over a month (docs/testing.md)
 def test_a_month_of_real_load_shedding_no_dark_outage_the_backup_rules_ride_through(january) -> None:
     bk, lp = january["backup"], january["lp"]
     fb, fl = bk["result"].frame, lp["result"].frame

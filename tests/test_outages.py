@@ -9,7 +9,7 @@ import pytest
 from hometwin.schedule import LocalClock
 from hometwin.services.grid import outages as out
 from hometwin.services.grid.model import Grid
-from tests.conftest import make_ctx, shared, window
+from conftest import make_ctx, shared, window
 
 SAST = "Africa/Johannesburg"
 CPT1 = ("loadshedding", "eskom_calendar_schedule_city-of-cape-town-area-1.csv")

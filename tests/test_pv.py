@@ -82,6 +82,7 @@ def pv_run(home, signals, config, window=1440):
     (35.0, 180.0, "perez", "close_mount_glass_glass"),
     (30.0, 90.0, "isotropic", "insulated_back_glass_polymer"),
 ])
+@pytest.mark.slow  # a year of one-minute steps
 def test_annual_ac_yield_matches_modelchain(tmy3_year, tilt, azimuth, transposition, temperature_model):
     home, data, meta, signals = tmy3_year
     config = {"capacity_kwp": 1.0, "tilt_deg": tilt, "azimuth_deg": azimuth, "losses_pct": LOSSES_PCT,
@@ -96,6 +97,7 @@ def test_annual_ac_yield_matches_modelchain(tmy3_year, tilt, azimuth, transposit
     assert pv.state["curtailed_j"] == 0.0
 
 
+@pytest.mark.slow  # a year of one-minute steps
 def test_night_zero_and_linear_in_kwp(tmy3_year):
     home, _, _, signals = tmy3_year
     day = slice(170 * 1440, 172 * 1440)
@@ -109,6 +111,7 @@ def test_night_zero_and_linear_in_kwp(tmy3_year):
     assert one.max() > 0.5 * 1000 * 60  # a June noon gives more than half of 1 kW
 
 
+@pytest.mark.slow  # a year of one-minute steps
 def test_window_size_independence_and_counters(tmy3_year):
     home, _, _, signals = tmy3_year
     sl = slice(100 * 1440, 102 * 1440)

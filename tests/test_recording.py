@@ -264,7 +264,7 @@ def test_the_plans_a_strategy_made_are_events_of_the_run(tmp_path: Path) -> None
     the plan was made for, as the strategy of an engine run alone made them."""
     from hometwin.engine import Engine
     from hometwin.spec import load_home
-    from tests.conftest import EXAMPLES
+    from conftest import EXAMPLES
 
     spec = EXAMPLES / "trondheim-spot.yaml"
     db = tmp_path / "plans.db"

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from hometwin.cli import app
 from hometwin.kpi_labels import KPI_LABELS, kpi_unit
-from tests.conftest import EXAMPLES
+from conftest import EXAMPLES
 
 CAPE_TOWN = EXAMPLES / "cape-town.yaml"
 SPEC = yaml.safe_load(CAPE_TOWN.read_text())

@@ -16,10 +16,10 @@ from autobahn.wamp.types import PublishOptions, SubscribeOptions
 from hometwin import auth
 from hometwin import messages as m
 from hometwin.runtime.wamp import component, stop_component
-from tests.runtime_support import router  # noqa: F401  (a fixture)
+from conftest import WAIT_S
 
 
-def _events(router: Any, publisher: str, uri: str, payload: Any) -> Any:  # noqa: F811
+def _events(router: Any, publisher: str, uri: str, payload: Any) -> Any:
     """What a subscriber asking for details learns of one event ``publisher`` sends on ``uri``."""
 
     async def main() -> Any:
@@ -40,10 +40,10 @@ def _events(router: Any, publisher: str, uri: str, payload: Any) -> Any:  # noqa
             session.publish(uri, payload, options=PublishOptions(acknowledge=True))
 
         sub.start(asyncio.get_running_loop())
-        await asyncio.wait_for(ready, 30)
+        await asyncio.wait_for(ready, WAIT_S)
         pub.start(asyncio.get_running_loop())
         try:
-            return await asyncio.wait_for(got, 30)
+            return await asyncio.wait_for(got, WAIT_S)
         finally:
             await stop_component(pub)
             await stop_component(sub)
@@ -51,7 +51,7 @@ def _events(router: Any, publisher: str, uri: str, payload: Any) -> Any:  # noqa
     return asyncio.run(main())
 
 
-def test_identified_topics_disclose_the_publisher_and_no_other(router: Any) -> None:  # noqa: F811
+def test_identified_topics_disclose_the_publisher_and_no_other(router: Any) -> None:
     request = _events(router, "element.tv", m.REQUEST, {"element": "tv"})
     assert request.publisher_authid == "element.tv" and request.publisher_authrole == "element.tv"
     # a topic no packet names its sender on: no per-event work for the router
@@ -98,8 +98,8 @@ def test_a_port_taken_before_crossbar_binds_it_is_chosen_again(monkeypatch: Any,
     r = _bare(cbdir=tmp_path / ".crossbar").start(timeout_s=90)
     try:
         assert port not in (r.port, r.rawsocket_port) and r.port != r.rawsocket_port
-        wait_for_port("127.0.0.1", r.port, 5)
-        wait_for_port("127.0.0.1", r.rawsocket_port, 5)
+        wait_for_port("127.0.0.1", r.port, WAIT_S)
+        wait_for_port("127.0.0.1", r.rawsocket_port, WAIT_S)
     finally:
         r.stop()
         held.close()

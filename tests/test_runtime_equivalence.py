@@ -23,8 +23,8 @@ from hometwin import messages as m
 from hometwin.engine import Engine
 from hometwin.runtime.wamp import component, stop_component
 from hometwin.spec import load_home
-from runtime_support import (CAPE_TOWN, Up, diff_report, example_elements, free_ports, max_diff,  # noqa: F401
-                             router, wait_until)
+from runtime_support import CAPE_TOWN, Up, diff_report, example_elements, free_ports, max_diff, wait_until  # noqa: F401
+from conftest import WAIT_S
 
 pytestmark = pytest.mark.timeout(400)
 DAY = 1440
@@ -99,7 +99,7 @@ def publish_garbage(url: str, realm: str, router: Any) -> int:
                 done.set_result(None)
 
             comp.start(asyncio.get_running_loop())
-            await asyncio.wait_for(done, 30)
+            await asyncio.wait_for(done, WAIT_S)
             await stop_component(comp)  # leave without the reconnect autobahn starts after a plain leave()
 
     asyncio.run(main())

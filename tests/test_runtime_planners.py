@@ -42,8 +42,8 @@ from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.runtime.wamp import component, plain, stop_component
 from hometwin.services.inverter.strategies.compare import with_strategy
 from hometwin.spec import load_home
-from runtime_support import REALMS, Up, free_ports, max_diff, router, wait_until  # noqa: F401
-from tests.conftest import EXAMPLES
+from runtime_support import REALMS, Up, free_ports, max_diff, wait_until  # noqa: F401
+from conftest import EXAMPLES, WAIT_S
 
 pytestmark = pytest.mark.timeout(400)
 DAYS = 2
@@ -101,7 +101,7 @@ class Wamp:
             joined.set_result(session)
 
         self.loop.call_soon_threadsafe(lambda: self.comp.start(self.loop))
-        self.session = joined.result(60)
+        self.session = joined.result(WAIT_S)
         self.timeout_s = 10.0
         self.metrics = ServiceMetrics("test")
         self.rejections = m.Rejections()
@@ -112,7 +112,7 @@ class Wamp:
         async def rpc() -> Any:
             return await self.session.call(uri, *args, **kwargs)
 
-        return asyncio.run_coroutine_threadsafe(rpc(), self.loop).result(20)
+        return asyncio.run_coroutine_threadsafe(rpc(), self.loop).result(WAIT_S)
 
     def publish(self, uri: str, payload: Any) -> None:
         self.loop.call_soon_threadsafe(self.session.publish, uri, payload)
@@ -162,7 +162,7 @@ def test_cape_town_lp_up_equals_run(router, homes):  # type: ignore[no-untyped-d
         up.call("hometwin.clock.run_until", OFF_AT)
         up.wait_paused_at(OFF_AT)
         up.call("hometwin.launcher.off", "geyser")
-        wait_until(lambda: "geyser" not in up.call("hometwin.roster.get")["elements"], 60, "the geyser to leave")
+        wait_until(lambda: "geyser" not in up.call("hometwin.roster.get")["elements"], WAIT_S, "the geyser to leave")
         up.call("hometwin.clock.resume")
     eng = _cape_town_actions(Engine(load_home(spec), until_s=UNTIL))
     ref = eng.run()

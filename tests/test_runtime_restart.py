@@ -38,7 +38,8 @@ from hometwin.engine import Engine, build_element
 from hometwin.runtime import state as sf
 from hometwin.runtime.cli import call
 from hometwin.spec import home_context, load_home
-from runtime_support import CAPE_TOWN, Up, free_ports, max_diff, router, scrape, wait_until  # noqa: F401
+from runtime_support import CAPE_TOWN, Up, free_ports, max_diff, scrape, wait_until  # noqa: F401
+from conftest import WAIT_S
 
 pytestmark = pytest.mark.timeout(400)
 HANG_AT, BACK_AT = 480, 540  # 08:00 (after the morning draws, the element timer off) and 09:00
@@ -54,7 +55,7 @@ def test_a_killed_element_is_restarted_and_continues_from_its_state(router):  # 
     with up.driving():
         up.wait_paused_at(HANG_AT, timeout_s=180)
         # the geyser's file catches up with its last settle (writes are spaced, at most 1 s)
-        wait_until(lambda: _state(up, "geyser")["step"] == HANG_AT, 30, "the geyser's state file at step 480")
+        wait_until(lambda: _state(up, "geyser")["step"] == HANG_AT, WAIT_S, "the geyser's state file at step 480")
         before = up.call("hometwin.element.geyser.get")["telemetry"]["temp_water"]
         saved = _state(up, "geyser")["snapshot"]["state"]
         assert before == float(np.mean(saved["temps"]))
@@ -72,14 +73,14 @@ def test_a_killed_element_is_restarted_and_continues_from_its_state(router):  # 
 
         os.kill(old_pid, signal.SIGKILL)
         wait_until(lambda: up.launcher.procs["geyser"].restarts == 1 and up.launcher.procs["geyser"].proc.pid != old_pid,
-                   60, "the launcher to restart the geyser")
+                   WAIT_S, "the launcher to restart the geyser")
         # the new process (its last seq is -1: it has seen no tick yet) …
         got = wait_until(lambda: (lambda g: g if g["seq"] == -1 else None)(up.call("hometwin.element.geyser.get")),
                          120, "the restarted geyser's get RPC")
         # … has the tank of its last settle before the crash, not the config's 60 °C
         assert got["telemetry"]["temp_water"] == before
         assert got["telemetry"]["temp_water"] != got["config"]["setpoint_c"] == 60
-        wait_until(lambda: "geyser" in up.call("hometwin.roster.get")["elements"], 60, "the geyser back on the roster")
+        wait_until(lambda: "geyser" in up.call("hometwin.roster.get")["elements"], WAIT_S, "the geyser back on the roster")
         up.call("hometwin.clock.resume")
     res, logs = up.finish(240)
     assert "[geyser] exited with code -9" in logs
@@ -114,7 +115,7 @@ def test_a_killed_inverter_is_restarted_and_the_clock_ticks_again(router):  # ty
         old_pid = up.launcher.procs["inverter"].proc.pid
         os.kill(old_pid, signal.SIGKILL)
         wait_until(lambda: up.launcher.procs["inverter"].proc.returncode is not None
-                   or up.launcher.procs["inverter"].restarts == 1, 30, "the launcher to see the inverter die")
+                   or up.launcher.procs["inverter"].restarts == 1, WAIT_S, "the launcher to see the inverter die")
         up.call("hometwin.clock.resume")  # the noon tick goes out while no inverter listens
     res, logs = up.finish(300)
     assert up.launcher.procs["inverter"].restarts == 1
@@ -140,7 +141,7 @@ def test_a_killed_clock_is_restarted_and_goes_on_where_the_run_is(router):  # ty
         old_pid = up.launcher.procs["clock"].proc.pid
         os.kill(old_pid, signal.SIGKILL)
         wait_until(lambda: up.launcher.procs["clock"].restarts == 1 and up.launcher.procs["clock"].proc.pid != old_pid,
-                   60, "the launcher to restart the clock")
+                   WAIT_S, "the launcher to restart the clock")
         # the new clock pauses where the old one was told to (the launcher starts it with --pause-at)
         st = up.wait_paused_at(KILL_INVERTER_AT, timeout_s=120)
         assert st["seq"] == 12 and st["i"] == KILL_INVERTER_AT
@@ -161,10 +162,10 @@ def test_a_clock_paused_by_ctl_comes_back_paused_after_a_crash(router):  # type:
     with up.driving():
         wait_until(lambda: up.call("hometwin.clock.run_until", 300), 120, "the clock to take run_until")
         st = up.wait_paused_at(300)  # paused over RPC, not by an argument of its command line
-        wait_until(lambda: up.launcher.clock_status.get("paused"), 30, "the launcher to see the pause")
+        wait_until(lambda: up.launcher.clock_status.get("paused"), WAIT_S, "the launcher to see the pause")
         old_pid = up.launcher.procs["clock"].proc.pid
         os.kill(old_pid, signal.SIGKILL)
-        wait_until(lambda: up.launcher.procs["clock"].proc.pid != old_pid, 60, "the launcher to restart the clock")
+        wait_until(lambda: up.launcher.procs["clock"].proc.pid != old_pid, WAIT_S, "the launcher to restart the clock")
         again = wait_until(lambda: (lambda s: s if s["paused"] and s["i"] == st["i"] else None)(up.clock()), 120,
                            "the restarted clock, paused where it was")
         assert again["seq"] == st["seq"]
@@ -204,10 +205,10 @@ def _serve_geyser(router: Any, state_dir: Path, log: Path) -> subprocess.Popen:
 
 def _get_from(proc: subprocess.Popen, log: Path, router: Any) -> dict[str, Any]:
     try:
-        wait_until(lambda: "joined" in log.read_text() or proc.poll() is not None, 90, "the geyser service to join")
+        wait_until(lambda: "joined" in log.read_text() or proc.poll() is not None, WAIT_S, "the geyser service to join")
         assert proc.poll() is None, log.read_text()  # it did not crash
         return wait_until(lambda: call(router.url, REALM, "hometwin.element.geyser.get", timeout_s=5,
-                                               credentials=router.credentials("viewer")), 30,
+                                               credentials=router.credentials("viewer")), WAIT_S,
                           "the geyser's get RPC")
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -18,7 +18,8 @@ import pytest
 
 from hometwin.engine import Engine
 from hometwin.spec import load_home
-from runtime_support import CAPE_TOWN, Up, max_diff, router, wait_until  # noqa: F401
+from runtime_support import CAPE_TOWN, Up, max_diff, wait_until  # noqa: F401
+from conftest import WAIT_S
 
 pytestmark = pytest.mark.timeout(400)
 SET_AT, OFF_AT = 840, 1110
@@ -57,7 +58,7 @@ def test_set_and_switch_off_at_window_boundaries(router):  # type: ignore[no-unt
     up.wait_paused_at(OFF_AT)
     assert ctl(up, "off", "oven")["oven"]["wanted"] is False
     roster = wait_until(lambda: (lambda r: r if "oven" not in r["elements"] else None)(up.call("hometwin.roster.get")),
-                        60, "the oven to leave the roster")
+                        WAIT_S, "the oven to leave the roster")
     assert "oven" in roster["left"]
     status = ctl(up, "status")
     assert status["clock"]["paused"] and status["clock"]["i"] == OFF_AT and "oven" not in status["roster"]["elements"]

@@ -32,7 +32,7 @@ from hometwin.runtime.launcher import Launcher
 from hometwin.runtime.router import Router
 from hometwin.runtime.wamp import Credentials, stop_component, transport
 from hometwin.spec import load_home
-from runtime_support import CAPE_TOWN, ROOT, Up, free_ports, max_diff, router  # noqa: F401  (router: a fixture)
+from runtime_support import CAPE_TOWN, ROOT, Up, free_ports, max_diff
 
 pytestmark = pytest.mark.timeout(600)
 MINIMAL = ROOT / "examples" / "homes" / "minimal.yaml"
@@ -96,7 +96,7 @@ async def _catch(coro: Awaitable[Any]) -> Any:
 
 # -- nobody joins without the home's credentials ----------------------------------------------------
 
-def test_anonymous_and_wrong_secret_cannot_join(router):  # type: ignore[no-untyped-def]  # noqa: F811
+def test_anonymous_and_wrong_secret_cannot_join(router):  # type: ignore[no-untyped-def]
     async def nothing(session: Any) -> str:
         return "joined"
 
@@ -122,7 +122,7 @@ def _handshake(port: int, origin: str | None) -> str:
         return s.recv(4096).decode(errors="replace").split("\r\n", 1)[0]
 
 
-def test_websocket_checks_the_origin(router):  # type: ignore[no-untyped-def]  # noqa: F811
+def test_websocket_checks_the_origin(router):  # type: ignore[no-untyped-def]
     """A page on another site (or a sandboxed one, Origin: null) cannot open the router's WebSocket;
     a page served from this machine and a client that is no browser can (then they authenticate)."""
     for origin in ("http://127.0.0.1:4200", "http://localhost:8000", None):
@@ -135,7 +135,7 @@ def test_websocket_checks_the_origin(router):  # type: ignore[no-untyped-def]  #
 # -- attacks on a running home ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def attacked(router, tmp_path_factory):  # type: ignore[no-untyped-def]  # noqa: F811
+def attacked(router, tmp_path_factory):  # type: ignore[no-untyped-def]
     """Cape Town, 1 day in hour windows, paused at step 600: every attack, then resumed to the end."""
     os.environ["HOMETWIN_TEST_MARKER"] = MARKER  # the services inherit it (the grid's /proc/self/environ)
     up = Up(router, window=WINDOW, until_s=UNTIL, pause_at=PAUSE, metrics_port=free_ports(32)).start()
@@ -150,7 +150,7 @@ def attacked(router, tmp_path_factory):  # type: ignore[no-untyped-def]  # noqa:
     return info
 
 
-def run_attacks(router: Any, up: Up) -> dict[str, Any]:  # noqa: F811
+def run_attacks(router: Any, up: Up) -> dict[str, Any]:
     url, realm = router.url, up.realm
     got: dict[str, Any] = {}
     tv, viewer, controller = (router.credentials(a) for a in ("element.tv", "viewer", "controller"))
@@ -355,7 +355,7 @@ def test_a_process_without_its_credentials_says_so_in_one_line(tmp_path):  # typ
         assert "Traceback" not in text and MARKER not in text
 
 
-def test_a_wrong_secret_is_refused_once_and_said_in_one_line(router, tmp_path):  # type: ignore[no-untyped-def]  # noqa: F811
+def test_a_wrong_secret_is_refused_once_and_said_in_one_line(router, tmp_path):  # type: ignore[no-untyped-def]
     """A service or ctl whose key the router does not take: no retry loop (a log line every 2 s
     before), one line saying the router refused it, and an exit code that says so."""
     import subprocess

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from hometwin.cli import app
 from hometwin.spec import SpecError, json_schema, load_home, parse_home
-from tests.conftest import EXAMPLES
-from tests.homes import INVERTER, PV, SUN, WEATHER, battery, grid, home_doc, load
+from conftest import EXAMPLES
+from homes import INVERTER, PV, SUN, WEATHER, battery, grid, home_doc, load
 
 runner = CliRunner()
 LINE = re.compile(r"^[\w\[\].()-]+(\.[\w\[\]]+)*: .+")
@@ -184,7 +184,7 @@ def test_nested_union_tags_are_not_part_of_the_path():
 def test_runtime_set_errors_use_the_same_format():
     from hometwin.element import InvalidProperty
     from hometwin.services.battery.model import Battery
-    from tests.conftest import make_ctx
+    from conftest import make_ctx
 
     b = Battery("battery", {}, make_ctx())
     with pytest.raises(InvalidProperty) as exc:
@@ -233,7 +233,7 @@ def test_inf_and_nan_are_refused_in_every_number_field(kind, fname, text):
 def test_inf_is_refused_in_nested_models_and_runtime_sets():
     from hometwin.element import InvalidProperty
     from hometwin.services.battery.model import Battery
-    from tests.conftest import make_ctx
+    from conftest import make_ctx
 
     doc = home_doc([SUN, WEATHER, INVERTER, grid(tariff={"type": "flat", "price_per_kwh": float("inf")})])
     with pytest.raises(SpecError) as exc:

@@ -28,7 +28,7 @@ from hometwin.engine import Engine
 from hometwin.results import Recorder
 from hometwin.runtime import state as sf
 from hometwin.spec import load_home
-from tests.conftest import EXAMPLES
+from conftest import EXAMPLES
 
 STATEFUL_HOMES = ("cape-town.yaml", "trondheim-spot.yaml", "smarthjem.yaml")
 
@@ -177,6 +177,7 @@ def _run_on(eng: Engine, until: int | None = None) -> Recorder:
 
 
 @pytest.mark.parametrize("example", ["cape-town.yaml", "trondheim-spot.yaml"])  # the second: planners, heat pump
+@pytest.mark.slow  # a long run: closed-loop optimisation over days, 2-16 s at load 6 (docs/testing.md)
 def test_a_home_restored_from_its_files_continues_bit_identically(tmp_path, example):
     home = load_home(EXAMPLES / example)
     a = Engine(home, window=60, until_s=2 * 86400)

@@ -27,6 +27,7 @@ def spot_home(duration: str = "30d", start: str = "2025-02-01T00:00:00"):
     return home(els, start=start, duration=duration, step_s=900, tz="Europe/Oslo", lat=63.43, lon=10.39)
 
 
+@pytest.mark.slow  # a long run: closed-loop optimisation over a month (docs/testing.md)
 def test_closed_loop_month_lp_vs_self_consumption_and_bound():
     rows = compare_strategies(spot_home(), ["self_consumption", "lp", "lp_forecast_error", "perfect_foresight"])
     sc, lp, lpe, pf = (rows[k] for k in ("self_consumption", "lp", "lp_forecast_error", "perfect_foresight"))
@@ -44,6 +45,7 @@ def test_closed_loop_month_lp_vs_self_consumption_and_bound():
     assert lpe["gap"] >= lp["gap"] - 1e-3
 
 
+@pytest.mark.slow  # a long run: closed-loop optimisation over days, 22 s at load 6 (docs/testing.md)
 def test_load_shedding_backup_leaves_less_unserved_than_self_consumption():
     h = load_home(EXAMPLES / "cape-town-lp.yaml")
     week = 7 * 86400

@@ -21,7 +21,7 @@ from hometwin.engine import Engine
 from hometwin.runtime.wamp import plain
 from hometwin.services.inverter.strategies.compare import with_strategy
 from hometwin.spec import load_home
-from tests.conftest import EXAMPLES
+from conftest import EXAMPLES
 
 
 def _windows(eng: Engine, m: int) -> list[Any]:
@@ -102,6 +102,7 @@ def _differs(a: list[Any], b: list[Any]) -> bool:
     return any(not np.array_equal(ra.flows[k], rb.flows[k]) for ra, rb in zip(a, b) for k in ra.flows)
 
 
+@pytest.mark.slow  # a long run: closed-loop optimisation over days, 38 s at load 6 (docs/testing.md)
 def test_mpc_heat_pump_geyser_appliances_continue_exactly():
     """trondheim-spot: joint MPC of battery, heat pump (integral action), water heater and smart appliances."""
     home = load_home(EXAMPLES / "trondheim-spot.yaml")
@@ -117,6 +118,7 @@ def test_mpc_heat_pump_geyser_appliances_continue_exactly():
     assert _differs(out["first"], _without_strategy_state(home, 2 * 86400, out["snap"], 14))
 
 
+@pytest.mark.slow  # a long run: closed-loop optimisation over days, 20 s at load 6 (docs/testing.md)
 def test_lp_with_geyser_plan_continues_exactly():
     """cape-town-lp with the geyser planned too (legionella MILP) instead of left to its thermostat."""
     home = with_strategy(load_home(EXAMPLES / "cape-town-lp.yaml"),

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from hometwin.services.grid import tariffs as tf
 from hometwin.services.grid.model import Grid
-from tests.conftest import make_ctx, shared, window
+from conftest import make_ctx, shared, window
 
 NO3 = ("spot_prices", "epex_NO3_hourly_eur_mwh_2025-01-24_to_2026-08-21.csv")
 BE = ("spot_prices", "entsoe_BE_dayahead_eur_kwh_2022_to_2024-07_local_time.csv")

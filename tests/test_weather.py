@@ -134,6 +134,7 @@ def test_northern_defaults_from_latitude():
     assert -10 < monthly[[1]].iloc[0] < 5 and 10 < monthly[[7]].iloc[0] < 25
 
 
+@pytest.mark.slow  # a year of one-minute steps
 @pytest.mark.parametrize("interpolation", ["linear", "hold"])
 def test_tmy3_reproduces_annual_sums(interpolation):
     data, meta = pvlib.iotools.read_tmy3(TMY3, map_variables=True)

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from hometwin.runtime import zygote
-from tests.runtime_support import CAPE_TOWN, ROOT, router  # noqa: F401  (router: a fixture)
+from conftest import WAIT_S
+from runtime_support import CAPE_TOWN, ROOT
 
 MINIMAL = ROOT / "examples" / "homes" / "minimal.yaml"
 
@@ -28,13 +29,13 @@ async def _run(argv: list[str], cwd: Path, until: Any = None) -> tuple[int, list
     proc = await zygote.start(argv, dict(os.environ), cwd=str(cwd))
     lines: list[str] = []
     while True:
-        line = await asyncio.wait_for(proc.stdout.readline(), 120)
+        line = await asyncio.wait_for(proc.stdout.readline(), WAIT_S)
         if not line:
             break
         lines.append(line.decode().rstrip())
         if until is not None:
             until(lines, proc)
-    return await asyncio.wait_for(proc.wait(), 30), lines, proc.pid
+    return await asyncio.wait_for(proc.wait(), WAIT_S), lines, proc.pid
 
 
 def test_a_forked_command_runs_in_its_directory_and_reports_its_exit_code(tmp_path: Path) -> None:
@@ -51,7 +52,7 @@ def test_a_forked_command_runs_in_its_directory_and_reports_its_exit_code(tmp_pa
     assert any("missing.yaml" in line for line in lines), lines  # and its stderr
 
 
-def test_sigterm_stops_a_forked_service_cleanly(router: Any) -> None:  # noqa: F811
+def test_sigterm_stops_a_forked_service_cleanly(router: Any) -> None:
     sent: list[int] = []
 
     def on_line(lines: list[str], proc: zygote.ForkedProcess) -> None:

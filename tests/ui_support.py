@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from test_api_live import Serve  # noqa: F401 - hometwin serve --port 0 in a subprocess, its address and token
+from conftest import WAIT_S
 
 ROOT = Path(__file__).resolve().parents[1]
 UI = ROOT / "ui"
@@ -20,7 +21,6 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-WAIT_S = 120.0
 
 
 def build_ui() -> Path:

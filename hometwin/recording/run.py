@@ -24,7 +24,7 @@ def new_run_id(home: str, now: dt.datetime | None = None) -> str:
 
 def run_row(home: Any, ctx: Any, run_id: str, runtime: str, currency: str = "") -> dict[str, Any]:
     """The ``runs`` row of a run starting now (status ``running``)."""
-    from hometwin import __version__
+    from hometwin._version import __version__
 
     return {"run_id": run_id, "home": home.metadata.name, "spec": json.dumps(home.model_dump(mode="json"), sort_keys=True),
             "start": ctx.start.to_pydatetime() if hasattr(ctx.start, "to_pydatetime") else ctx.start,
