@@ -251,7 +251,7 @@ def test_smarthjem_example_runs_the_thesis_mpc_and_the_lp_reports_comfort_out_of
 def test_thesis_mpc_continues_exactly_from_a_snapshot() -> None:
     """The integral action (disturbance, last prediction and its gain) and the plan in force travel in the
     snapshot: cut at 16:02, 2 min into a 5-min replanning interval, the continuation is identical."""
-    from tests.test_strategy_snapshot import _continuation, _differs, _without_strategy_state
+    from test_strategy_snapshot import _continuation, _differs, _without_strategy_state
 
     home = _smarthjem("2026-01-06T00:00:00", 1)
     cut = 16 * 60 + 2

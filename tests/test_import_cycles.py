@@ -26,13 +26,16 @@ ROOTS = {"hometwin": ROOT / "hometwin", "hometwin.services": ROOT / "services", 
 KNOWN_CYCLES: list[frozenset[str]] = [
     # The inverter hosts its strategy (model -> factory) and the strategies read the inverter's
     # policy back (base -> model); base and hot_water import each other.  The strategies' data
-    # contract (issue 22 part 3) cuts it.
+    # contract (issue 22 part 3) cuts it.  bound and heating_qp joined it when they were written
+    # beside this test (the bound reuses the heating MPC's blocks; the thesis week simulates either MPC).
     frozenset({
         "hometwin.services.inverter.model",
         "hometwin.services.inverter.strategies.base",
+        "hometwin.services.inverter.strategies.bound",
         "hometwin.services.inverter.strategies.factory",
         "hometwin.services.inverter.strategies.forecast",
         "hometwin.services.inverter.strategies.heating_mpc",
+        "hometwin.services.inverter.strategies.heating_qp",
         "hometwin.services.inverter.strategies.hot_water",
         "hometwin.services.inverter.strategies.lp",
         "hometwin.services.inverter.strategies.reference",

@@ -25,7 +25,7 @@ from hometwin.services.grid.sources import entsoe, hvakosterstrommen as hks
 from hometwin.services.weather.sources import met_norway, open_meteo
 from hometwin.services.weather.sources.met_norway import MetNorwaySource
 from hometwin.spec import SpecError, parse_home
-from tests.homes import INVERTER, SUN, home_doc
+from homes import INVERTER, SUN, home_doc
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "api_fixtures"
 MET_COMPLETE = FIXTURES / "met_locationforecast" / "metno_locationforecast2_complete_lat51.5_lon-0.1_2020-07-20_recorded.json"
@@ -320,7 +320,7 @@ def test_cache_keep_bounds_the_versions_kept(httpserver, cache, monkeypatch):
 
 def test_eskomsepush_events_switch_the_grid_off(httpserver, cache, monkeypatch):
     from hometwin.engine import Engine
-    from tests.homes import grid, home, load
+    from homes import grid, home, load
 
     # the area answer's layout as the EskomSePush API documents it (no recorded answer exists)
     answer = {"events": [{"start": "2023-03-29T10:00:00+02:00", "end": "2023-03-29T12:30:00+02:00", "note": "Stage 4"},
@@ -434,7 +434,7 @@ def epw_text(data, meta) -> str:
 def test_an_epw_file_reads_the_values_written_and_runs_as_its_tmy3(tmp_path):
     from hometwin.services.weather.sources.typical_year import read_epw_arrays
     from hometwin.services.weather.model import Weather, read_tmy3_arrays
-    from tests.test_weather import make_home, run, sun_signals
+    from test_weather import make_home, run, sun_signals
 
     data, meta, tmy3 = tmy3_frame()
     epw = tmp_path / "greensboro.epw"

@@ -25,7 +25,7 @@ from hometwin import fetch
 from hometwin.cli import app
 from hometwin.engine import Engine
 from hometwin.spec import load_home
-from tests.homes import INVERTER, PV, SUN, home_doc, load
+from homes import INVERTER, PV, SUN, home_doc, load
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "api_fixtures"
 MET = FIXTURES / "met_locationforecast" / "metno_locationforecast2_complete_lat51.5_lon-0.1_2020-07-20_recorded.json"
@@ -123,8 +123,8 @@ def test_offline_without_the_data_says_what_is_missing_in_one_line(spec, tmp_pat
 def test_open_meteo_weather_and_entsoe_prices_in_a_run(httpserver, tmp_path, monkeypatch):
     """The Open-Meteo recorded answer (Mont Blanc, local times, 15-minute instant irradiance) drives
     the weather element, and ENTSO-E prices (EUR/MWh × the stated rate) the grid."""
-    from tests.homes import grid, home
-    from tests.test_sources import ENTSOE_XML, OPEN_METEO
+    from homes import grid, home
+    from test_sources import ENTSOE_XML, OPEN_METEO
 
     raw = json.loads(OPEN_METEO.read_text())
     httpserver.expect_request("/v1/forecast").respond_with_json(raw)
