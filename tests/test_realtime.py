@@ -205,3 +205,58 @@ def test_realtime_grid_holds_prices_not_yet_published_then_takes_up_tomorrows(tm
         again = grid.signals(Window(seq=1, i0=0, n=ctx.n_steps - 1, dt_s=3600, home=ctx), {})["price_import"]
         np.testing.assert_array_equal(again[in_tomorrow[:-1]], [tomorrow_by_hour[t] for t in epoch[:-1][in_tomorrow[:-1]]])
         np.testing.assert_array_equal(again[in_today[:-1]], [today_by_hour[t] for t in epoch[:-1][in_today[:-1]]])
+
+
+@pytest.mark.timeout(60)
+def test_realtime_clock_sends_each_step_at_its_wall_clock_time():
+    """No router: a stand-in session answers each tick at once.  Step 0 was 3 s ago: the clock
+    catches up, then sends step i no earlier than start + i × step_s, and refuses a speed."""
+    import asyncio
+
+    from autobahn.wamp.exception import ApplicationError
+
+    from hometwin import messages as m
+    from hometwin.runtime.clock import Clock
+
+    doc = home_doc([SUN, INVERTER, load()], duration="1h", step_s=1)
+    start = int(time.time()) - 3
+    ctx = home_context(parse_home(doc), realtime_start_s=start)
+    sent: list[tuple[float, int]] = []
+
+    class Session:
+        clock: Clock
+
+        def publish(self, uri, payload):
+            if uri == m.TICK:
+                t = m.Tick.model_validate(payload)
+                sent.append((time.time(), t.i0))
+                asyncio.get_running_loop().call_soon(self.clock.on_done, m.TickDone(
+                    seq=t.seq, windows=t.windows, i0=t.i0, next_step=t.i0 + t.n * t.windows).wire())
+
+        async def call(self, uri, *args, **kwargs):
+            return m.Roster(seq=0, elements=[]).wire() if uri == m.ROSTER_GET else {}
+
+        async def register(self, *args, **kwargs): ...
+
+        async def subscribe(self, *args, **kwargs): ...
+
+    async def main():
+        clk = Clock(ctx, speed="max")  # the speed asked does not apply: the wall clock paces
+        session = Session()
+        session.clock = clk
+        await clk.on_join(session)
+        while not sent or sent[-1][1] < 8:
+            await asyncio.sleep(0.05)
+        with pytest.raises(ApplicationError, match="realtime"):
+            clk.rpc_set_speed(60)
+        clk.task.cancel()
+        return clk
+
+    clk = asyncio.run(main())
+    assert clk.speed == 1.0
+    steps = [i for _, i in sent]
+    assert steps == list(range(len(steps)))  # single-step windows, in order
+    for wall, i in sent:
+        assert wall >= start + i - 0.01, (wall, i)  # never before its time
+    late = [wall - (start + i) for wall, i in sent if i >= 5]  # caught up by then
+    assert statistics.median(late) < 1.0, late
