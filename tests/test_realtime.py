@@ -260,3 +260,29 @@ def test_realtime_clock_sends_each_step_at_its_wall_clock_time():
         assert wall >= start + i - 0.01, (wall, i)  # never before its time
     late = [wall - (start + i) for wall, i in sent if i >= 5]  # caught up by then
     assert statistics.median(late) < 1.0, late
+
+
+def test_realtime_bad_input_is_refused_naming_the_field(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from hometwin.cli import app
+    from hometwin.spec import SpecError
+
+    doc = home_doc([SUN, INVERTER, load()], duration="1h", step_s=60)
+    del doc["spec"]["clock"]["start"]
+    doc["spec"]["clock"].update(realtime=True, end="2030-01-01T00:00:00", duration=None)
+    with pytest.raises(SpecError, match="clock.end: a realtime clock without a start takes a duration"):
+        parse_home(doc)
+    grid = {"name": "grid", "kind": "grid", "config": {"price_refresh_s": 2}}
+    with pytest.raises(SpecError, match=r"price_refresh_s.*(5|greater)"):
+        parse_home(home_doc([SUN, INVERTER, grid, load()]))
+    h = parse_home(home_doc([SUN, INVERTER, load()]))
+    monkeypatch.setenv(ENV_REALTIME_START, "yesterday")
+    with pytest.raises(SpecError, match=ENV_REALTIME_START):
+        home_context(h)
+    monkeypatch.delenv(ENV_REALTIME_START)
+    spec = tmp_path / "home.yaml"
+    spec.write_text(yaml.safe_dump(home_doc([SUN, INVERTER, load()])))
+    result = CliRunner().invoke(app, ["up", "-f", str(spec), "--realtime", "--speed", "60", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "--realtime" in result.output and "1x" in result.output
+    assert not (tmp_path / "o").exists()  # refused before anything ran

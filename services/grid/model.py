@@ -60,11 +60,9 @@ class Grid(Element):
         self.held_steps = 0  # realtime: steps priced before their price was published (held)
         o = cfg.outages
         self._iv_starts, self._iv_ends = out.intervals_epoch(o.intervals, home.timezone)
+        self._explicit = list(zip(self._iv_starts.tolist(), self._iv_ends.tolist()))
         if o.eskomsepush is not None:  # announced events join the explicit intervals
-            from hometwin.services.grid.sources import eskomsepush
-
-            pairs = list(zip(self._iv_starts.tolist(), self._iv_ends.tolist())) + eskomsepush.load(o.eskomsepush)
-            self._iv_starts, self._iv_ends = out.merge_intervals(pairs)
+            self._iv_starts, self._iv_ends = self._announced()
         self._stage = (out.read_loadshedding_schedule(home.resolve_path(o.schedule.file, "outages.schedule.file"),
                                                       o.schedule.stage)
                        if o.schedule else None)
@@ -97,6 +95,12 @@ class Grid(Element):
             tf.check_coverage(series, t0, t_last + 1, home.timezone)
         return series
 
+    def _announced(self) -> tuple[np.ndarray, np.ndarray]:
+        """The explicit outage intervals merged with the events EskomSePush announces now."""
+        from hometwin.services.grid.sources import eskomsepush
+
+        return out.merge_intervals(self._explicit + eskomsepush.load(self.config.outages.eskomsepush))
+
     def _now_step(self) -> int:
         """[Unix s] the start of the step the wall clock is in (a realtime run)."""
         import time
@@ -105,8 +109,9 @@ class Grid(Element):
 
     def _refresh_prices(self) -> None:
         """Realtime: at most every ``price_refresh_s``, read the prices again — a price file whose
-        modification time changed, a day's document that appeared or changed — and use them for
-        the windows computed from then on."""
+        modification time changed, a day's document that appeared or changed — and the
+        load-shedding events EskomSePush announces, and use them for the windows computed from
+        then on."""
         import logging
         import time
 
@@ -121,7 +126,20 @@ class Grid(Element):
         except Exception as exc:  # noqa: BLE001 - the twin goes on with the prices it has
             logging.getLogger("hometwin.grid").warning("%s: reading the prices again failed (%s); keeping the "
                                                        "last ones", self.name, " ".join(str(exc).split())[:300])
-            return
+            fresh = dict(self._series)
+        if cfg.outages.eskomsepush is not None:  # the live schedule (its answer is reused for an hour)
+            try:
+                starts, ends = self._announced()
+            except Exception as exc:  # noqa: BLE001 - the twin goes on with the events it has
+                logging.getLogger("hometwin.grid").warning("%s: reading the load-shedding events again failed "
+                                                           "(%s); keeping the last ones", self.name,
+                                                           " ".join(str(exc).split())[:300])
+            else:
+                if not (np.array_equal(starts, self._iv_starts) and np.array_equal(ends, self._iv_ends)):
+                    self._iv_starts, self._iv_ends = starts, ends
+                    self._series_version += 1
+                    self._arrays = TimeChunks(self._arrays_at)
+                    self._last_window = None
         if any(_changed(fresh[k], self._series[k]) for k in fresh):
             logging.getLogger("hometwin.grid").info("%s: new prices (%s)", self.name, ", ".join(
                 f"{k}: {s.source} to {pd_stamp(int(s.ends[-1]))}" for k, s in fresh.items() if s is not None))
