@@ -286,3 +286,54 @@ def test_realtime_bad_input_is_refused_naming_the_field(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["up", "-f", str(spec), "--realtime", "--speed", "60", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "--realtime" in result.output and "1x" in result.output
     assert not (tmp_path / "o").exists()  # refused before anything ran
+
+
+def test_realtime_weather_takes_up_a_newly_published_forecast(tmp_path, httpserver, monkeypatch):
+    """The live weather element asks again (here every 0.2 s instead of a minute) and reads a
+    forecast published since from then on; a planner's shadow in another element instance reads
+    it from the cache at its next replan, and never one published after the replan."""
+    from hometwin import fetch
+    from hometwin.element import Window
+    from hometwin.registry import element_class
+    from hometwin.services.weather.model import Weather
+
+    monkeypatch.setattr(Weather, "REFRESH_S", 0.2)
+    data = json.loads(forecast_covering_now())
+    steps = data["properties"]["timeseries"]
+    step_t = np.array([dt.datetime.fromisoformat(s["time"].replace("Z", "+00:00")).timestamp() for s in steps])
+    temps = np.array([s["data"]["instant"]["details"]["air_temperature"] for s in steps])
+    start = int(time.time()) // 60 * 60
+    newer = json.loads(json.dumps(data))
+    for s in newer["properties"]["timeseries"]:
+        s["data"]["instant"]["details"]["air_temperature"] = round(s["data"]["instant"]["details"]["air_temperature"] + 5.0, 6)
+    newer["properties"]["meta"]["updated_at"] = dt.datetime.fromtimestamp(start - 1, dt.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+    data["properties"]["meta"]["updated_at"] = dt.datetime.fromtimestamp(start - 7200, dt.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+    serving = {"doc": data}
+    httpserver.expect_request("/weatherapi/locationforecast/2.0/complete").respond_with_handler(
+        lambda req: Response(json.dumps(serving["doc"]), content_type="application/json"))
+    cfg = {"source": {"type": "met_norway", "variant": "complete",
+                      "base_url": httpserver.url_for("/weatherapi/locationforecast/2.0")}}
+    doc = home_doc([SUN, {"name": "weather", "kind": "weather", "config": cfg}, INVERTER, load()],
+                   duration="2h", step_s=60, tz="Europe/Oslo", lat=63.4305, lon=10.3951)
+    ctx = home_context(parse_home(doc), realtime_start_s=start)
+    n = ctx.n_steps
+    inputs = {"ghi_clear": np.zeros(n), "zenith": np.full(n, 100.0), "apparent_zenith": np.full(n, 100.0)}
+    epoch = start + 60.0 * np.arange(n)
+    with fetch.configure(cache_dir=tmp_path / "cache", min_interval_s=0.0):
+        live = element_class("weather")("weather", cfg, ctx)
+        shadow = element_class("weather")("weather", cfg, ctx)  # a planner's, built at the same time
+        time.sleep(0.3)
+        first = live.signals(Window(seq=0, i0=0, n=n, dt_s=60, home=ctx), inputs)["temp_air"]
+        np.testing.assert_allclose(first, np.interp(epoch, step_t, temps), atol=1e-9)
+        assert shadow.as_of(start + 600).stamp == start - 7200
+
+        serving["doc"] = newer  # MET Norway publishes a new forecast
+        time.sleep(0.3)
+        again = live.signals(Window(seq=1, i0=0, n=n - 1, dt_s=60, home=ctx),
+                             {k: v[:-1] for k, v in inputs.items()})["temp_air"]
+        np.testing.assert_allclose(again, np.interp(epoch[:-1], step_t, temps) + 5.0, atol=1e-9)
+        time.sleep(0.3)
+        assert shadow.as_of(start + 600).stamp == start - 1  # the next replan: the new forecast
+        assert shadow.as_of(start - 2).stamp == start - 7200  # a replan before it: still the old one
