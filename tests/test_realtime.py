@@ -133,6 +133,10 @@ def test_up_realtime_keeps_pace_with_the_wall_clock_and_takes_up_a_new_price_fil
         up.stop()
     up.join(120)
 
+    lags = [wall - sim for wall, sim in samples]
+    print(f"\nrealtime pace over {samples[-1][0] - samples[0][0]:.1f} s, {len(samples)} samples: wall - simulated "
+          f"min {min(lags):+.2f} s, median {statistics.median(lags):+.2f} s, max {max(lags):+.2f} s; at the end "
+          f"{', '.join(f'{x:+.2f}' for x in end_samples)} s")
     # never ahead of the wall clock: step i goes out at start + i s, so its end is at most a step on
     for wall, sim in samples:
         assert sim <= wall + 1.0 + 0.05, (wall, sim)
