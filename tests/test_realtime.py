@@ -341,3 +341,23 @@ def test_realtime_weather_takes_up_a_newly_published_forecast(tmp_path, httpserv
         time.sleep(0.3)
         assert shadow.as_of(start + 600).stamp == start - 1  # the next replan: the new forecast
         assert shadow.as_of(start - 2).stamp == start - 7200  # a replan before it: still the old one
+
+
+def test_a_realtime_home_resource_starts_at_its_creation_for_every_pod():
+    """On Kubernetes each pod reads the spec from the ConfigMap on its own: a realtime Home
+    without a start gets its creationTimestamp (rounded down to the step) written there, so every
+    pod and every restart agree on step 0 (the clock catches up from there, then follows)."""
+    from hometwin.operator.manifests import SPEC_KEY, build_manifests
+
+    doc = home_doc([SUN, INVERTER, load()], duration="1d", step_s=60)
+    del doc["spec"]["clock"]["start"]
+    doc["spec"]["clock"]["realtime"] = True
+    doc["metadata"].update(creationTimestamp="2026-12-07T13:41:27Z", uid="0b5c1f4e-0000-4000-8000-000000000001")
+    objects = build_manifests(parse_home(doc), "homes", "hometwin:test", owner_uid=doc["metadata"]["uid"])
+    (cm,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    served = parse_home(yaml.safe_load(cm["data"][SPEC_KEY]))
+    ctx = home_context(served)
+    assert ctx.realtime
+    assert ctx.start == dt.datetime(2026, 12, 7, 13, 41, tzinfo=dt.timezone.utc)
+    again = build_manifests(parse_home(doc), "homes", "hometwin:test", owner_uid=doc["metadata"]["uid"])
+    assert [o for o in again if o["kind"] == "ConfigMap"] == [cm]  # a reconcile later: the same start
