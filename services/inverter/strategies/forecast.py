@@ -121,13 +121,22 @@ class Forecaster:
     def _as_of(self, t0_s: int | None) -> None:
         """Every versioned shadow reads the newest version published at or before ``t0_s``
         (None: each step its own newest, the truth)."""
+        found = False
         for el in self.shadows():
             if hasattr(el, "as_of"):
                 version = el.as_of(None if t0_s is None else float(t0_s))
                 if version is not None:
+                    found = True
                     self.published_log.append({"t0_s": t0_s, "element": el.name, "published_at": version.stamp,
                                                "key": version.key})
         del self.published_log[:-10_000]
+        if t0_s is not None and not found and not getattr(self, "_warned", False):
+            import logging
+
+            self._warned = True
+            logging.getLogger("hometwin.forecast").warning(
+                "%s: forecast.source is published, but no weather element reads a published forecast (met_norway, "
+                "open_meteo forecast): its weather is known without error", self.inverter.name)
 
     def _truth_chunk(self, c: int) -> dict[str, np.ndarray]:
         key = (c, self._data_key())
