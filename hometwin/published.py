@@ -45,15 +45,22 @@ class Versions:
     def from_documents(cls, docs: Iterable[Any], parse: Callable[[Any], dict[str, np.ndarray]]) -> "Versions":
         """From :class:`hometwin.fetch.Document` s; ``parse(doc)`` gives a document's arrays.
         Documents with the same stamp and the same body are one version (a forecast fetched
-        again unchanged)."""
+        again unchanged); one that cannot be parsed (a damaged cache file) is left out, unless
+        none can (then its error)."""
         seen: dict[tuple[float, bytes], Version] = {}
+        problem: Exception | None = None
         for doc in docs:
             stamp = doc.published_at if doc.published_at is not None else doc.retrieved_at
             ident = (float(stamp), bytes(doc.body))
             if ident in seen:
                 continue
             key = doc.path.stem if getattr(doc, "path", None) is not None else f"{stamp:.0f}"
-            seen[ident] = Version(float(stamp), float(doc.retrieved_at), key, parse(doc))
+            try:
+                seen[ident] = Version(float(stamp), float(doc.retrieved_at), key, parse(doc))
+            except ValueError as exc:  # json.JSONDecodeError is one
+                problem = exc
+        if not seen and problem is not None:
+            raise problem
         return cls(seen.values())
 
     def __len__(self) -> int:

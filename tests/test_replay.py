@@ -177,3 +177,47 @@ def test_replay_plans_with_the_forecast_as_published_at_each_replan(archive):
     # the LP ran on the recorded prices: it charged the battery and paid the grid
     assert res.frame["battery_charge_j"].sum() > 3.6e6 and res.frame["battery_discharge_j"].sum() > 3.6e6
     assert res.kpis()["energy_cost"] > 0
+
+
+class _Doc:
+    """What :func:`hometwin.fetch.cached` gives: body, times, path."""
+
+    def __init__(self, body: bytes, published: float | None, retrieved: float, name: str):
+        self.body, self.published_at, self.retrieved_at, self.path = body, published, retrieved, Path(name + ".json")
+
+
+def _parse(doc: _Doc) -> dict:
+    value = json.loads(doc.body)
+    return {"epoch_s": np.array([0.0, 1.0]), "temp_air": np.array([value, value])}
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0, 1e6), min_size=1, max_size=12, unique=True), st.floats(-1e3, 1.1e6))
+def test_versions_give_the_newest_published_at_or_before_t(stamps, t):
+    from hometwin.published import Versions
+
+    docs = [_Doc(json.dumps(k).encode(), s, 2e6 + k, f"v{k}") for k, s in enumerate(stamps)]
+    v = Versions.from_documents(docs, _parse)
+    before = [s for s in stamps if s <= t]
+    got = v.at(t)
+    if not before:
+        assert got is None
+    else:
+        assert got.stamp == max(before) and got.data["temp_air"][0] == stamps.index(max(before))
+    idx = v.index_at(np.array([t]))[0]
+    assert v.items[idx].stamp == (max(before) if before else min(stamps))
+
+
+def test_versions_keep_one_of_a_forecast_fetched_again_and_leave_out_a_damaged_one():
+    from hometwin.published import Versions
+
+    docs = [_Doc(b"1", 100.0, 150.0, "a"), _Doc(b"1", 100.0, 250.0, "b"),  # the same forecast fetched twice
+            _Doc(b"{damaged", 200.0, 260.0, "c"), _Doc(b"3", None, 300.0, "d")]  # no stated time: retrieval
+    v = Versions.from_documents(docs, _parse)
+    assert [x.stamp for x in v.items] == [100.0, 300.0] and [x.key for x in v.items] == ["a", "d"]
+    with pytest.raises(ValueError):
+        Versions.from_documents([_Doc(b"{damaged", 1.0, 2.0, "x")], _parse)
