@@ -132,6 +132,7 @@ def test_up_realtime_keeps_pace_with_the_wall_clock_and_takes_up_a_new_price_fil
             time.sleep(0.5)
         up.stop()
     up.join(120)
+    assert any("realtime: step 0 at" in line for line in up.logs)
 
     lags = [wall - sim for wall, sim in samples]
     print(f"\nrealtime pace over {samples[-1][0] - samples[0][0]:.1f} s, {len(samples)} samples: wall - simulated "

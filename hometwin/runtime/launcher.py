@@ -686,6 +686,9 @@ class Launcher:
                 url = {"websocket": self.router.ws_url, "unix": self.router.unix_url}.get(self.transport,
                                                                                           self.router.url)
                 router_up = asyncio.get_running_loop().run_in_executor(None, self._start_router)
+            if self.remote.ctx.realtime:
+                self._log("up", "white", f"realtime: step 0 at {self.remote.ctx.start.isoformat()}, the clock "
+                                         f"follows the wall clock (1x)")
             self._prepare_state_dir()
             if self._own_state_dir:
                 self.reaper.remove(self.state_dir)
