@@ -190,6 +190,9 @@ class HomeContext:
     #: in code, not from a spec) confines nothing.
     base_dir: str | None = None
     data_dir: str | None = None  # in a pod: relative data files are looked up by file name here
+    #: The run follows the wall clock (``clock.realtime``, ``hometwin up --realtime``): sources
+    #: read new published documents (forecasts, price days) as they appear (docs/data-sources.md).
+    realtime: bool = False
 
     def resolve_path(self, path: str, field: str = "file") -> str:
         """A data file a config names (``field``, for the message), confined: relative paths from

@@ -136,12 +136,17 @@ class Location(_Strict):
 
 
 class Clock(_Strict):
-    start: DateTime = Field(description="first step; without an offset it is local time of the home")
+    start: DateTime | None = Field(None, description=(
+        "first step; without an offset it is local time of the home; may be left out only with "
+        "realtime: true (then: now, rounded down to the step)"))
     end: DateTime | None = Field(None, description="end (exclusive); give end or duration")
     duration: str | int | None = Field(None, description="run length, e.g. '7d', '36h' (instead of end)")
     step_s: Annotated[int, Field(ge=1, le=86400, description="[s] simulation step")] = 60
     window: Annotated[int | None, Field(ge=1, le=MAX_STEPS, description="steps per window (default: one day)")] = None
     seed: Annotated[int, Field(ge=0, le=2**63 - 1, description="seed of every random stream")] = 0
+    realtime: bool = Field(False, description=(
+        "follow the wall clock: step i is simulated at start + i × step_s (1x real time), and the data "
+        "sources read new forecasts and prices as they are published (docs/data-sources.md)"))
 
     @field_validator("start", "end")
     @classmethod
@@ -161,7 +166,11 @@ class Clock(_Strict):
     def _end_or_duration(self) -> "Clock":
         if (self.end is None) == (self.duration is None):
             raise ValueError("give exactly one of clock.end or clock.duration")
-        if self.end is not None and (self.end.tzinfo is None) == (self.start.tzinfo is None):
+        if self.start is None and not self.realtime:
+            raise ValueError("clock.start: required (it may be left out only with clock.realtime: true)")
+        if self.start is None and self.end is not None:
+            raise ValueError("clock.end: a realtime clock without a start takes a duration, not an end")
+        if self.end is not None and self.start is not None and (self.end.tzinfo is None) == (self.start.tzinfo is None):
             span = (self.end - self.start).total_seconds()
             if span > MAX_RUN_S:
                 raise ValueError(f"clock.end: the run from start to end must be at most {MAX_RUN_YEARS} years "
@@ -444,11 +453,41 @@ def _to_utc(value: dt.datetime, tz: str) -> pd.Timestamp:
     return ts.tz_convert("UTC")
 
 
-def home_context(home: Any, until_s: int | None = None) -> HomeContext:
-    """The immutable run context of a validated Home."""
+#: ``hometwin up --realtime`` gives every service it starts the same resolved start (Unix s) here,
+#: so that the processes of one run agree on step 0 whenever each of them reads the spec.
+ENV_REALTIME_START = "HOMETWIN_REALTIME_START"
+
+
+def realtime_start(step_s: int, now_s: float | None = None) -> pd.Timestamp:
+    """Now (or ``now_s``), rounded down to a whole step (UTC): where a realtime run starts."""
+    import time
+
+    now = time.time() if now_s is None else float(now_s)
+    return pd.Timestamp(int(now // step_s) * step_s, unit="s", tz="UTC")
+
+
+def home_context(home: Any, until_s: int | None = None, realtime_start_s: int | None = None) -> HomeContext:
+    """The immutable run context of a validated Home.
+
+    A realtime run (``clock.realtime``, or :data:`ENV_REALTIME_START` set by ``hometwin up
+    --realtime``) starts at the start that variable gives, else at ``clock.start``, else now
+    rounded down to the step.  ``realtime_start_s`` (Unix s) makes it a realtime run from there,
+    as the variable does (the launcher's own view of the run it starts)."""
+    import os
+
     spec = home.spec
     loc, clock = spec.location, spec.clock
-    start = _to_utc(clock.start, loc.timezone)
+    env_start = str(realtime_start_s) if realtime_start_s is not None else os.environ.get(ENV_REALTIME_START, "").strip()
+    realtime = bool(clock.realtime or env_start)
+    if env_start:
+        try:
+            start = pd.Timestamp(int(env_start), unit="s", tz="UTC")
+        except (ValueError, OverflowError):
+            raise SpecError([f"{ENV_REALTIME_START}: Unix seconds of the run's start (got {clip(env_start, 40)!r})"]) from None
+    elif clock.start is None:
+        start = realtime_start(clock.step_s)
+    else:
+        start = _to_utc(clock.start, loc.timezone)
     length_s = run_length_s(clock, loc.timezone)
     if until_s is not None:
         if not 0 < until_s <= MAX_RUN_S:
@@ -461,7 +500,8 @@ def home_context(home: Any, until_s: int | None = None) -> HomeContext:
     check_run_size(n_steps, sum(1 for el in spec.elements if el.enabled), "until" if until_s is not None else "clock")
     return HomeContext(name=home.metadata.name, latitude=loc.latitude, longitude=loc.longitude,
                        altitude_m=loc.altitude_m, timezone=loc.timezone, start=start,
-                       step_s=clock.step_s, n_steps=n_steps, seed=clock.seed, base_dir=str(source_dir(home)))
+                       step_s=clock.step_s, n_steps=n_steps, seed=clock.seed, base_dir=str(source_dir(home)),
+                       realtime=realtime)
 
 
 def check_setup(home: Any, until_s: int | None = None) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import datetime
 import hashlib
 import json
 import os
@@ -139,10 +140,22 @@ def digest(data: Any) -> str:
 
 
 def spec_document(home: Any) -> dict[str, Any]:
-    """The Home as the services read it from the ConfigMap (what the user wrote, validated)."""
+    """The Home as the services read it from the ConfigMap (what the user wrote, validated).
+
+    A realtime Home without a ``clock.start`` gets one here: the resource's ``creationTimestamp``
+    rounded down to the step, so that every pod (each reads the spec on its own, at its own
+    time) and every restart agree on step 0; the clock catches up from there to now, then
+    follows the wall clock."""
     doc = home.model_dump(mode="json", exclude_unset=True, exclude={"status"})
     doc["apiVersion"], doc["kind"] = API_VERSION, "Home"
     doc["metadata"] = {"name": home.metadata.name}
+    clock = home.spec.clock
+    created = (home.metadata.model_extra or {}).get("creationTimestamp")
+    if clock.realtime and clock.start is None and created:
+        from hometwin.spec import realtime_start
+
+        when = datetime.datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp()
+        doc["spec"]["clock"]["start"] = realtime_start(clock.step_s, when).isoformat()
     return doc
 
 

@@ -309,7 +309,11 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
                                         help="record the run in this database (default sqlite:///<out>/hometwin.db)"),
        record_run: bool = typer.Option(True, "--record/--no-record",
                                        help="start the recorder (hometwin record) as one more service"),
-       report: bool = typer.Option(False, "--report")) -> None:
+       report: bool = typer.Option(False, "--report"),
+       realtime: bool = typer.Option(False, "--realtime",
+                                     help="follow the wall clock from now (start = now rounded down to the step, "
+                                          "1x real time; --speed does not apply); sources take up new forecasts "
+                                          "and prices as they are published (docs/data-sources.md)")) -> None:
     """Run a home as services: Crossbar router, clock, one process per element, the recorder."""
     from rich.console import Console
     from rich.live import Live
@@ -325,6 +329,8 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
         parse_speed(speed)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if realtime and speed.strip().lower() not in ("max", "1", "1.0"):
+        raise typer.BadParameter(f"--speed {speed}: a --realtime run follows the wall clock (1x); leave --speed out")
     if transport not in ("unix", "rawsocket", "websocket"):
         raise typer.BadParameter(f"--transport: unix, rawsocket or websocket (got {transport!r})")
     until_s = _parse_until(until, days)
@@ -337,7 +343,7 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
                         port=port, rawsocket_port=rawsocket_port, transport=transport, metrics_port=metrics_port,
                         pause_at=pause_at, timeout_s=timeout, ahead_steps=ahead_steps, retick_s=retick, keep_state=state,
                         state_interval_s=state_interval, log_sink=sink, in_flight=in_flight, run_windows=run_windows,
-                        clock_nice=clock_nice, credentials_dir=credentials,
+                        clock_nice=clock_nice, credentials_dir=credentials, realtime=realtime,
                         db_url=(db or f"sqlite:///{Path(out).resolve() / 'hometwin.db'}") if record_run else None)
     if router is not None and credentials is None:
         raise typer.BadParameter("--router: give that router's --credentials folder (every session authenticates)")

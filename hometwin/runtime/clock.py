@@ -1,5 +1,9 @@
 """The clock service: issues ticks, paced (``speed`` simulated s per wall s) or as fast as possible.
 
+A realtime run (``clock.realtime`` in the spec, ``hometwin up --realtime``) is paced by the wall
+clock itself: the window of step ``i`` goes out at Unix time ``start + i × step_s``, its speed
+1× and not settable; a clock that fell behind (or restarted) catches up, then follows.
+
 Window size: fixed (``window``) or automatic — one step when paced, the spec's
 window (default one day) at ``max`` speed.  The next tick goes out when the
 inverter's ``TickDone`` for the previous one arrived (its ``next_step`` says where the
@@ -60,7 +64,10 @@ class Clock:
                  metrics: ServiceMetrics | None = None, replan_steps: int = 0, in_flight: int = m.IN_FLIGHT,
                  run_windows: int = m.RUN_WINDOWS):
         self.ctx = ctx
-        self.speed = parse_speed(speed)
+        #: A realtime run (``clock.realtime``, ``hometwin up --realtime``) follows the wall clock:
+        #: step ``i`` goes out at ``start + i × step_s`` (Unix time), whatever the speed asked.
+        self.realtime = bool(getattr(ctx, "realtime", False))
+        self.speed = 1.0 if self.realtime else parse_speed(speed)
         self.window = window
         self.default_window = int(default_window or max(1, 86400 // ctx.step_s))
         self.replan_steps = int(replan_steps)  # the inverter strategy's planning cadence (0 = none)
@@ -110,6 +117,10 @@ class Clock:
         return self.status().wire()
 
     def rpc_set_speed(self, speed: Any = None) -> dict[str, Any]:
+        if self.realtime:
+            raise ApplicationError("hometwin.error.invalid_property",
+                                   "speed: a realtime run follows the wall clock (1x); its speed cannot be set",
+                                   field="speed")
         try:
             self.speed = parse_speed(speed)
         except ValueError as exc:
@@ -274,11 +285,15 @@ class Clock:
         if self.speed == "max":
             self._set_lag(0.0)
             return
-        now = time.monotonic()
-        if self._anchor is None:
-            self._anchor = (now, self.i)
-        wall0, i0 = self._anchor
-        due = wall0 + (self.i - i0) * self.ctx.step_s / float(self.speed)
+        if self.realtime:  # the wall clock itself: a step goes out when its time has come
+            now = time.time()
+            due = self._t0_epoch + self.i * self.ctx.step_s
+        else:
+            now = time.monotonic()
+            if self._anchor is None:
+                self._anchor = (now, self.i)
+            wall0, i0 = self._anchor
+            due = wall0 + (self.i - i0) * self.ctx.step_s / float(self.speed)
         if due > now:
             self._set_lag(0.0)  # caught up: the gauge says so too
             await asyncio.sleep(due - now)

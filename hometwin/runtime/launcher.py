@@ -68,8 +68,8 @@ COLORS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_m
 class RemoteRun:
     """What :class:`Recorder` needs of an engine, fed from ``Flows`` messages."""
 
-    def __init__(self, home: Any, until_s: int | None):
-        self.ctx = home_context(home, until_s)
+    def __init__(self, home: Any, until_s: int | None, realtime_start_s: int | None = None):
+        self.ctx = home_context(home, until_s, realtime_start_s)
         self.elements = {el.name: build_element(el, self.ctx) for el in home.spec.elements if el.enabled}
         self.max_residual_j = 0.0
 
@@ -174,15 +174,28 @@ class Launcher:
     #: Record the run into this database (``hometwin record``, one more service; None: no recorder).
     db_url: str | None = None
     run_id: str | None = None  # the run's id in the database (None: a new one)
+    #: Follow the wall clock from now (``hometwin up --realtime``): every service gets the same
+    #: start, now rounded down to the step (:data:`hometwin.spec.ENV_REALTIME_START`); the clock
+    #: then paces at 1× real time.  A spec's ``clock.realtime`` does the same from its ``start``
+    #: (or from now when it has none).
+    realtime: bool = False
     procs: dict[str, Proc] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from hometwin.spec import load_home
 
+        from hometwin.spec import realtime_start
+
         self.spec_path = Path(self.spec_path).resolve()
         self.home = load_home(self.spec_path)
         self.realm = realm_of(self.home)
-        self.remote = RemoteRun(self.home, self.until_s)
+        clock = self.home.spec.clock
+        #: Unix s of step 0 of a realtime run that starts now (every service is told it)
+        self.realtime_start_s: int | None = None
+        if self.realtime or (clock.realtime and clock.start is None):
+            self.realtime = True
+            self.realtime_start_s = int(realtime_start(clock.step_s).timestamp())
+        self.remote = RemoteRun(self.home, self.until_s, self.realtime_start_s)
         self.recorder = Recorder(self.remote)
         self.router: Router | None = None
         self.session: Any = None
@@ -298,6 +311,10 @@ class Launcher:
 
     async def _spawn(self, p: Proc, extra: tuple[str, ...] = ()) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if self.realtime_start_s is not None:  # every service of the run: the same step 0
+            from hometwin.spec import ENV_REALTIME_START
+
+            env[ENV_REALTIME_START] = str(self.realtime_start_s)
         if p.cmd.kind == "recorder" and self.db_url is not None:
             env[DB_URL_ENV] = self.db_url  # never in its arguments (a password would show in ps)
         argv = p.argv + list(extra)
@@ -669,6 +686,9 @@ class Launcher:
                 url = {"websocket": self.router.ws_url, "unix": self.router.unix_url}.get(self.transport,
                                                                                           self.router.url)
                 router_up = asyncio.get_running_loop().run_in_executor(None, self._start_router)
+            if self.remote.ctx.realtime:
+                self._log("up", "white", f"realtime: step 0 at {self.remote.ctx.start.isoformat()}, the clock "
+                                         f"follows the wall clock (1x)")
             self._prepare_state_dir()
             if self._own_state_dir:
                 self.reaper.remove(self.state_dir)

@@ -31,6 +31,9 @@ class GridConfig(ElementConfig):
     fixed_daily_charge: float = Field(0.0, ge=0, description="[currency d-1] charged once per local day")
     currency: str = Field("EUR", min_length=1, description="currency of every price")
     outages: out.OutageConfig = Field(default_factory=out.OutageConfig, description="when the grid is off")
+    price_refresh_s: int = Field(300, ge=5, le=86400, description=(
+        "[s] realtime: read the prices again at most this often (a price file that changed, a service's "
+        "document that appeared or changed: tomorrow's day-ahead prices)"))
 
 
 class Grid(Element):
@@ -52,13 +55,14 @@ class Grid(Element):
         self._clock = LocalClock(home.timezone)
         self._series = {key: self._load_series(t, field) for key, field, t in
                         (("import", "tariff", cfg.tariff), ("export", "export_tariff", cfg.export_tariff))}
+        self._prices_read = __import__("time").monotonic()
+        self._series_version = 0
+        self.held_steps = 0  # realtime: steps priced before their price was published (held)
         o = cfg.outages
         self._iv_starts, self._iv_ends = out.intervals_epoch(o.intervals, home.timezone)
+        self._explicit = list(zip(self._iv_starts.tolist(), self._iv_ends.tolist()))
         if o.eskomsepush is not None:  # announced events join the explicit intervals
-            from hometwin.services.grid.sources import eskomsepush
-
-            pairs = list(zip(self._iv_starts.tolist(), self._iv_ends.tolist())) + eskomsepush.load(o.eskomsepush)
-            self._iv_starts, self._iv_ends = out.merge_intervals(pairs)
+            self._iv_starts, self._iv_ends = self._announced()
         self._stage = (out.read_loadshedding_schedule(home.resolve_path(o.schedule.file, "outages.schedule.file"),
                                                       o.schedule.stage)
                        if o.schedule else None)
@@ -73,16 +77,87 @@ class Grid(Element):
                           "last_import_w": 0.0, "last_export_w": 0.0, "available": 1.0}
 
     def _load_series(self, tariff: Any, key: str) -> tf.PriceSeries | None:
-        t0 = int(self.home.start.timestamp())
+        home = self.home
+        t0 = int(home.start.timestamp())
+        t_last = t0 + (home.n_steps - 1) * home.step_s
         if isinstance(tariff, tf.SpotTariff):
-            series = tf.load_spot(tariff, t0, t0 + (self.home.n_steps - 1) * self.home.step_s)
+            series = (tf.load_spot_published(tariff, t0, t_last, self.config.price_refresh_s)
+                      if home.realtime else tf.load_spot(tariff, t0, t_last))
         elif isinstance(tariff, tf.SeriesTariff):
-            series = tf.load_series(tariff, self.home.resolve_path(tariff.file, f"{key}.file"), self.home.timezone)
+            series = tf.load_series(tariff, home.resolve_path(tariff.file, f"{key}.file"), home.timezone)
         else:
             return None
         tf.check_price_range(series, tariff)
-        tf.check_coverage(series, t0, t0 + (self.home.n_steps - 1) * self.home.step_s + 1, self.home.timezone)
+        if home.realtime:  # later prices are published as the run goes (held until then: _prices)
+            now = max(t0, self._now_step())
+            tf.check_coverage(series, now, now + 1, home.timezone)
+        else:
+            tf.check_coverage(series, t0, t_last + 1, home.timezone)
         return series
+
+    def _announced(self) -> tuple[np.ndarray, np.ndarray]:
+        """The explicit outage intervals merged with the events EskomSePush announces now."""
+        from hometwin.services.grid.sources import eskomsepush
+
+        return out.merge_intervals(self._explicit + eskomsepush.load(self.config.outages.eskomsepush))
+
+    def _now_step(self) -> int:
+        """[Unix s] the start of the step the wall clock is in (a realtime run)."""
+        import time
+
+        return int(time.time()) // self.home.step_s * self.home.step_s
+
+    def _refresh_prices(self) -> None:
+        """Realtime: at most every ``price_refresh_s``, read the prices again — a price file whose
+        modification time changed, a day's document that appeared or changed — and the
+        load-shedding events EskomSePush announces, and use them for the windows computed from
+        then on."""
+        import logging
+        import time
+
+        now = time.monotonic()
+        if now - self._prices_read < self.config.price_refresh_s:
+            return
+        self._prices_read = now
+        cfg = self.config
+        try:
+            fresh = {key: self._load_series(t, field) for key, field, t in
+                     (("import", "tariff", cfg.tariff), ("export", "export_tariff", cfg.export_tariff))}
+        except Exception as exc:  # noqa: BLE001 - the twin goes on with the prices it has
+            logging.getLogger("hometwin.grid").warning("%s: reading the prices again failed (%s); keeping the "
+                                                       "last ones", self.name, " ".join(str(exc).split())[:300])
+            fresh = dict(self._series)
+        if cfg.outages.eskomsepush is not None:  # the live schedule (its answer is reused for an hour)
+            try:
+                starts, ends = self._announced()
+            except Exception as exc:  # noqa: BLE001 - the twin goes on with the events it has
+                logging.getLogger("hometwin.grid").warning("%s: reading the load-shedding events again failed "
+                                                           "(%s); keeping the last ones", self.name,
+                                                           " ".join(str(exc).split())[:300])
+            else:
+                if not (np.array_equal(starts, self._iv_starts) and np.array_equal(ends, self._iv_ends)):
+                    self._iv_starts, self._iv_ends = starts, ends
+                    self._series_version += 1
+                    self._arrays = TimeChunks(self._arrays_at)
+                    self._last_window = None
+        if any(_changed(fresh[k], self._series[k]) for k in fresh):
+            logging.getLogger("hometwin.grid").info("%s: new prices (%s)", self.name, ", ".join(
+                f"{k}: {s.source} to {pd_stamp(int(s.ends[-1]))}" for k, s in fresh.items() if s is not None))
+            self._series = fresh
+            self._series_version += 1
+            self._arrays = TimeChunks(self._arrays_at)
+            self._last_window = None
+
+    def as_of(self, t: float | None) -> None:
+        """A planner's view (:class:`~hometwin.services.inverter.strategies.forecast.Forecaster`):
+        the prices published so far (realtime: read again when due).  Which of them a planner
+        knows at ``t`` is the forecast's ``prices`` setting (``day_ahead``)."""
+        if self.home.realtime:
+            self._refresh_prices()
+
+    def data_version(self) -> int:
+        """Counts the price series taken up (a planner's cached truth is stale after a change)."""
+        return self._series_version
 
     # -- pure-ish helpers over a window ----------------------------------------------------------
     def _prices(self, tariff: Any, series: tf.PriceSeries | None, epoch_s: np.ndarray,
@@ -91,6 +166,10 @@ class Grid(Element):
             return np.full(epoch_s.shape, float(tariff.price_per_kwh))
         if isinstance(tariff, tf.TimeOfUseTariff):
             return tf.tou_prices(wall_s, tariff)
+        if self.home.realtime:
+            prices, held = tf.held_prices(epoch_s, tariff, series)
+            self.held_steps += held
+            return prices
         return tf.series_prices(epoch_s, tariff, series, self.home.timezone)
 
     def _random_mask(self, epoch_s: np.ndarray) -> np.ndarray:
@@ -125,6 +204,8 @@ class Grid(Element):
         key = (w.i0, w.n, w.dt_s)
         if self._last_window is not None and self._last_window[0] == key:
             return self._last_window[1]
+        if self.home.realtime:
+            self._refresh_prices()
         arrays = self._arrays(self.config, w)
         self._last_window = (key, arrays)
         return arrays
@@ -178,3 +259,16 @@ class Grid(Element):
         return {"import_power_w": st["last_import_w"], "export_power_w": st["last_export_w"],
                 "available": st["available"], "import_energy_j": st["import_j"],
                 "export_energy_j": st["export_j"], "outage_steps": float(st["outage_steps"])}
+
+
+def _changed(new: tf.PriceSeries | None, old: tf.PriceSeries | None) -> bool:
+    if new is None or old is None:
+        return new is not old
+    return not (np.array_equal(new.starts, old.starts) and np.array_equal(new.ends, old.ends)
+                and np.array_equal(new.values, old.values))
+
+
+def pd_stamp(epoch_s: int) -> str:
+    import pandas as pd
+
+    return pd.Timestamp(epoch_s, unit="s", tz="UTC").isoformat()

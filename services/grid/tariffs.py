@@ -135,6 +135,47 @@ def load_spot(tariff: SpotTariff, first_s: float, last_s: float) -> PriceSeries:
     return PriceSeries(starts, ends, values, f"{src.type} {src.zone}")
 
 
+def load_spot_published(tariff: SpotTariff, first_s: float, last_s: float, max_age_s: float) -> PriceSeries:
+    """A realtime twin's prices: the local days from ``first_s`` on that are published so far
+    (hvakosterstrommen answers 404 for tomorrow before the day-ahead auction's results, about
+    13:00 CET); a day not published ends the series.  Today's and later documents are asked
+    again after ``max_age_s`` (a document that changes or appears is taken up then)."""
+    import datetime as dt
+
+    from hometwin.fetch import SourceError
+
+    src = tariff.source
+    if not isinstance(src, HvaKosterStrommenSource):
+        starts, ends, values = entsoe.load(src, first_s, last_s)
+        return PriceSeries(starts, ends, values, f"{src.type} {src.zone}")
+    tz = hvakosterstrommen.ZONE_TZ
+    day = dt.datetime.fromtimestamp(first_s, tz).date()
+    end = dt.datetime.fromtimestamp(last_s, tz).date()
+    parts = []
+    while day <= end:
+        t = dt.datetime.combine(day, dt.time(12), tz).timestamp()
+        try:
+            parts.append(hvakosterstrommen.load(src, t, t, max_age_s=max_age_s))
+        except SourceError:
+            if not parts:
+                raise  # not even the first day: the twin cannot start
+            break
+        day += dt.timedelta(days=1)
+    starts, ends, values = (np.concatenate([p[k] for p in parts]) for k in range(3))
+    return PriceSeries(starts, ends, values, f"{src.type} {src.zone}")
+
+
+def held_prices(epoch_s: np.ndarray, tariff: "SeriesTariff | SpotTariff", series: PriceSeries) -> tuple[np.ndarray, int]:
+    """A realtime twin's price per step [currency kWh-1]: a step no published price covers yet
+    (tomorrow before it is published; a file not yet extended) holds the last price published
+    before it (the first after it before the series starts).  Also the count of such steps."""
+    values, covered = series.lookup(epoch_s)
+    if not covered.all():
+        last = np.clip(np.searchsorted(series.starts, epoch_s, side="right") - 1, 0, len(series.values) - 1)
+        values = np.where(covered, values, series.values[last])
+    return to_per_kwh(values, tariff), int((~covered).sum())
+
+
 # -- price series -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)

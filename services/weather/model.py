@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 import pandas as pd
@@ -448,6 +448,11 @@ class Weather(Element):
         src = self.config.source
         self._cache = ChunkCache(self._compute_chunk, steps_per_chunk(self.home.step_s))
         self._file: dict[str, np.ndarray] | None = None
+        self._versions: Any = None  # hometwin.published.Versions of a forecast source
+        self._request: Any = None
+        self._n_docs = 0
+        self._as_of: Any = None  # a planner's view: the version every step reads
+        self._refreshed = 0.0
         if isinstance(src, StochasticSource):
             self._setup_stochastic(src)
         elif isinstance(src, TMY3Source):
@@ -459,22 +464,125 @@ class Weather(Element):
             self._check_csv_covers_run()
         else:
             self._file = self._fetch(src)
-            if "utc_offset_h" not in self._file:
+            if self._versions is not None:
+                self._check_versions_cover_run()
+            elif "utc_offset_h" not in self._file:
                 self._check_csv_covers_run()
 
-    def _fetch(self, src: object) -> dict[str, np.ndarray]:
-        """The arrays of a web source at the source's position (default: the home's)."""
+    # -- forecasts as published (issue 23 part 2; docs/data-sources.md, "Replays and real time") --
+    #: [s] a realtime element asks its source for a newer forecast at most this often (the fetch
+    #: itself honours the service's Expires: no request while the cached forecast is fresh).
+    REFRESH_S = 60.0
+
+    def _forecast_request(self, src: object) -> tuple[Any, str, dict[str, Any], Any] | None:
+        """(service, url, params, parse) of a source that publishes successive forecasts (MET
+        Norway, Open-Meteo forecast), whose versions the cache keeps; None for the others."""
+        h = self.home
+        lat = h.latitude if src.latitude is None else src.latitude  # type: ignore[attr-defined]
+        lon = h.longitude if src.longitude is None else src.longitude  # type: ignore[attr-defined]
+        if isinstance(src, MetNorwaySource):
+            url, params = met_norway.request(src, lat, lon, h.altitude_m)
+            return met_norway.SERVICE, url, params, lambda doc: met_norway.parse(doc.json(), met_norway.SERVICE.title)
+        if isinstance(src, OpenMeteoSource) and src.mode == "forecast":
+            first, last = float(h.epoch_s(0, 1)[0]), float(h.epoch_s(h.n_steps - 1, 1)[0])
+            service, url, params = open_meteo.request(src, lat, lon, first, last)
+            return service, url, params, lambda doc: open_meteo.parse(doc.json(), service.title)
+        return None
+
+    def _read_versions(self) -> None:
+        """Every version of the forecast the cache holds (the documents fetched before, by this
+        twin or another run at the site; a forecast archive laid into the cache)."""
+        from hometwin import fetch
+        from hometwin.published import Versions
+
+        service, url, params, parse = self._request
+        docs = fetch.cached(service, url, params)
+        if docs and (self._versions is None or len(docs) != self._n_docs):
+            self._versions = Versions.from_documents(docs, parse)
+            self._n_docs = len(docs)
+            self._cache.clear()
+
+    def _refresh(self, fetch_new: bool) -> None:
+        """Realtime: at most every :attr:`REFRESH_S`, fetch the forecast anew if it expired
+        (``fetch_new``: the element's own service; a planner's shadow only re-reads the cache)
+        and take up the versions the cache holds now."""
+        import time
+
+        now = time.monotonic()
+        if self._request is None or now - self._refreshed < self.REFRESH_S:
+            return
+        self._refreshed = now
+        if fetch_new:
+            try:
+                self._load(self.config.source)
+            except Exception as exc:  # noqa: BLE001 - the twin goes on with the forecast it has
+                self.log_once(f"forecast refresh failed ({' '.join(str(exc).split())[:300]}); keeping the last one")
+        self._read_versions()
+
+    def log_once(self, text: str) -> None:
+        import logging
+
+        if text != getattr(self, "_last_log", None):
+            self._last_log = text
+            logging.getLogger("hometwin.weather").warning("%s: %s", self.name, text)
+
+    def as_of(self, t: float | None) -> Any:
+        """A planner's view at ``t`` [Unix s]: from now on every step reads the newest forecast
+        published at or before ``t`` (``None``: each step its own newest, as the element).  Returns
+        that version's :class:`hometwin.published.Version` (None without versions).  ``ValueError``
+        when nothing was published by ``t``."""
+        if self._versions is None:
+            return None
+        if self.home.realtime:
+            self._refresh(fetch_new=False)
+        if t is None:
+            if self._as_of is not None:
+                self._as_of = None
+                self._cache.clear()
+            return None
+        version = self._versions.at(t)
+        if version is None:
+            first = pd.Timestamp(self._versions.first.stamp, unit="s", tz="UTC")
+            raise ValueError(f"weather {self.name}: no forecast published by {pd.Timestamp(t, unit='s', tz='UTC')} "
+                             f"(the first recorded one was published {first})")
+        if self._as_of is None or self._as_of.key != version.key:
+            self._as_of = version
+            self._cache.clear()
+        return version
+
+    def data_version(self) -> Any:
+        """What the values depend on besides time: the forecast version a planner's view reads."""
+        return None if self._as_of is None else self._as_of.key
+
+    def _check_versions_cover_run(self) -> None:
+        """The recorded forecasts must cover the run's first step (a realtime run) or the whole run."""
+        h = self.home
+        lo, hi = self._versions.span()  # type: ignore[union-attr]
+        first, last = float(h.epoch_s(0, 1)[0]), float(h.epoch_s(h.n_steps - 1, 1)[0])
+        if lo > first or (hi < last and not h.realtime):
+            fmt = lambda s: pd.Timestamp(s, unit="s", tz="UTC")  # noqa: E731
+            raise ValueError(f"source {self.config.source.type}: the forecasts cover {fmt(lo)} … {fmt(hi)}, the run "
+                             f"needs {fmt(first)} … {fmt(last)}")
+
+    def _load(self, src: object) -> tuple[dict[str, np.ndarray], Any]:
         h = self.home
         lat = h.latitude if src.latitude is None else src.latitude  # type: ignore[attr-defined]
         lon = h.longitude if src.longitude is None else src.longitude  # type: ignore[attr-defined]
         first, last = float(h.epoch_s(0, 1)[0]), float(h.epoch_s(h.n_steps - 1, 1)[0])
         if isinstance(src, MetNorwaySource):
-            data, doc = met_norway.load(src, lat, lon, h.altitude_m)
-        elif isinstance(src, OpenMeteoSource):
-            data, doc = open_meteo.load(src, lat, lon, first, last)
-        else:
-            data, doc = typical_year.load_pvgis(src, lat, lon)  # type: ignore[arg-type]
+            return met_norway.load(src, lat, lon, h.altitude_m)
+        if isinstance(src, OpenMeteoSource):
+            return open_meteo.load(src, lat, lon, first, last)
+        return typical_year.load_pvgis(src, lat, lon)  # type: ignore[arg-type]
+
+    def _fetch(self, src: object) -> dict[str, np.ndarray]:
+        """The arrays of a web source at the source's position (default: the home's).  A source
+        that publishes successive forecasts keeps every version the cache holds (:meth:`_read_versions`)."""
+        data, doc = self._load(src)
         self._document = doc  # retrieval and publication times, licence (hometwin.fetch)
+        self._request = self._forecast_request(src)
+        if self._request is not None:
+            self._read_versions()
         return data
 
     # stochastic: coarse processes computed in day blocks, in order, kept for the run
@@ -538,9 +646,24 @@ class Weather(Element):
         wind = weibull_from_normal(wind_z, src.wind_mean_ms, src.wind_weibull_k)
         return {"cloud_cover": cloud, "temp_air": temp, "wind_speed": wind}
 
-    def _compute_file(self, epoch: np.ndarray) -> dict[str, np.ndarray]:
+    def _compute_versions(self, epoch: np.ndarray) -> dict[str, np.ndarray]:
+        """Each step from the newest forecast published by then (or by the planner's ``as_of``)."""
+        versions = self._versions
+        if self._as_of is not None:
+            return self._compute_file(epoch, self._as_of.data)
+        idx = versions.index_at(epoch)
+        parts = {j: self._compute_file(epoch[idx == j], versions.items[j].data) for j in np.unique(idx)}
+        out = {}
+        for key in next(iter(parts.values())):
+            col = np.empty(len(epoch))
+            for j, part in parts.items():
+                col[idx == j] = part[key]
+            out[key] = col
+        return out
+
+    def _compute_file(self, epoch: np.ndarray, data: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         src = self.config.source
-        data = self._file
+        data = self._file if data is None else data
         assert data is not None
         if "utc_offset_h" in data:  # a typical year: TMY3, EPW, PVGIS
             pos = typical_year_seconds(epoch, float(data["utc_offset_h"][0]))
@@ -566,6 +689,8 @@ class Weather(Element):
         epoch = self.home.epoch_s(c * self._cache.length, self._cache.length)
         if self._file is None:
             return self._compute_stochastic(epoch)
+        if self._versions is not None and (len(self._versions) > 1 or self._as_of is not None):
+            return self._compute_versions(epoch)
         return self._compute_file(epoch)
 
     def _check_csv_covers_run(self) -> None:
@@ -581,6 +706,8 @@ class Weather(Element):
                              f"{pd.Timestamp(first, unit='s', tz='UTC')} … {pd.Timestamp(last, unit='s', tz='UTC')}")
 
     def signals(self, w: Window, inputs: Signals) -> dict[str, np.ndarray]:
+        if self.home.realtime and self._as_of is None:
+            self._refresh(fetch_new=True)
         out = self._cache.window(w.i0, w.n)
         if "ghi" not in out:  # stochastic, or a forecast of clouds without irradiance (MET Norway)
             out.update(irradiance_from_clouds(out["cloud_cover"], np.asarray(inputs["ghi_clear"]),

@@ -71,15 +71,17 @@ def day_url(src: HvaKosterStrommenSource, day: dt.date) -> str:
     return f"{src.base_url or URL}/{day.year:04d}/{day.month:02d}-{day.day:02d}_{src.zone}.json"
 
 
-def load(src: HvaKosterStrommenSource, first_s: float, last_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Prices covering ``[first_s, last_s]``: one document per local (Oslo) day."""
+def load(src: HvaKosterStrommenSource, first_s: float, last_s: float,
+         max_age_s: float = 3600.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prices covering ``[first_s, last_s]``: one document per local (Oslo) day (today's and
+    later ones asked again after ``max_age_s``; a realtime twin asks more often)."""
     day = dt.datetime.fromtimestamp(first_s, ZONE_TZ).date()
     end = dt.datetime.fromtimestamp(last_s, ZONE_TZ).date()
     today = dt.datetime.now(ZONE_TZ).date()
     parts = []
     while day <= end:
         doc = fetch(SERVICE, day_url(src, day), None, what=f"{src.zone} prices of {day.isoformat()}",
-                    immutable=day < today, max_age_s=3600.0)
+                    immutable=day < today, max_age_s=max_age_s)
         parts.append(parse(json.loads(doc.body), day, src.currency, f"{SERVICE.title} ({src.zone} {day})"))
         day += dt.timedelta(days=1)
     starts, ends, values = (np.concatenate([p[k] for p in parts]) for k in range(3))

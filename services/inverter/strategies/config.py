@@ -24,6 +24,10 @@ class ForecastConfig(_Strict):
     prices: Literal["day_ahead", "perfect"] = Field(
         "day_ahead", description="day_ahead: tomorrow's prices are known from 13:00 local time, later days repeat the last known day")
     outages: Literal["announced", "none"] = Field("announced", description="announced: scheduled outages are known ahead")
+    source: Literal["synthetic", "published"] = Field("synthetic", description=(
+        "synthetic: the truth with seeded error (pv_error, temp_error_k); published: the weather forecast as "
+        "it was published at each replan (the newest cached version published at or before it: MET Norway, "
+        "Open-Meteo forecast), its own error in place of pv_error and temp_error_k; the load keeps load_error"))
 
 
 class ComfortConfig(_Strict):

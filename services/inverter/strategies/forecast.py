@@ -21,6 +21,15 @@ explicit perfect-foresight reference or the config says ``perfect: true``:
 
 The error of the forecast issued at run step ``i`` is drawn from
 ``counter_rng(seed, i)``: reproducible and independent of window cuts.
+
+With ``source: published`` the weather is instead the forecast **as it was published**: at a
+replan at time ``t`` each shadow that has versions (a weather element on MET Norway or the
+Open-Meteo forecast) reads the newest version published at or before ``t``
+(:meth:`~hometwin.services.weather.model.Weather.as_of`), so PV and outdoor temperature carry
+the real forecast's error and nothing published later; :attr:`Forecaster.published_log` says
+which version each forecast used.  Prices and outages follow ``prices``/``outages`` as above.
+In a realtime run (``HomeContext.realtime``) the shadows take up new documents (forecasts,
+price days) at each forecast, whichever the source.
 """
 
 from __future__ import annotations
@@ -68,11 +77,15 @@ class Forecaster:
         self.home = inverter.home
         self.config = config
         self.perfect = perfect or bool(getattr(config, "perfect", False))
+        self.published = not self.perfect and getattr(config, "source", "synthetic") == "published"
+        #: with ``source: published``: per forecast, the version each versioned shadow read
+        #: (``t0_s``, ``element``, ``published_at`` [Unix s], ``key``); the last 10,000 kept
+        self.published_log: list[dict[str, Any]] = []
         self.exclude = set(exclude or ())
         self.seed = self.home.element_seed(inverter.name + "/forecast")
         self._shadows: list[Any] | None = None
         self._chunk = max(1, 86400 // self.home.step_s)
-        self._cache: dict[int, dict[str, np.ndarray]] = {}
+        self._cache: dict[tuple[int, tuple[Any, ...]], dict[str, np.ndarray]] = {}
         #: planned load the strategy itself decides (deferred appliances), added to ``load_kw``:
         #: ``extra_load(t0_s, dt_s, n) -> kW per plan step``
         self.extra_load: Any = None
@@ -101,8 +114,33 @@ class Forecaster:
             self._shadows = out
         return self._shadows
 
+    def _data_key(self) -> tuple[Any, ...]:
+        """What the shadows' values depend on besides time (the forecast versions they read)."""
+        return tuple(el.data_version() for el in self.shadows() if hasattr(el, "data_version"))
+
+    def _as_of(self, t0_s: int | None) -> None:
+        """Every versioned shadow reads the newest version published at or before ``t0_s``
+        (None: each step its own newest, the truth)."""
+        found = False
+        for el in self.shadows():
+            if hasattr(el, "as_of"):
+                version = el.as_of(None if t0_s is None else float(t0_s))
+                if version is not None:
+                    found = True
+                    self.published_log.append({"t0_s": t0_s, "element": el.name, "published_at": version.stamp,
+                                               "key": version.key})
+        del self.published_log[:-10_000]
+        if t0_s is not None and not found and not getattr(self, "_warned", False):
+            import logging
+
+            self._warned = True
+            logging.getLogger("hometwin.forecast").warning(
+                "%s: forecast.source is published, but no weather element reads a published forecast (met_norway, "
+                "open_meteo forecast): its weather is known without error", self.inverter.name)
+
     def _truth_chunk(self, c: int) -> dict[str, np.ndarray]:
-        got = self._cache.get(c)
+        key = (c, self._data_key())
+        got = self._cache.get(key)
         if got is not None:
             return got
         from hometwin.engine import signal_order
@@ -138,7 +176,7 @@ class Forecaster:
             out["export_limit_w"] = np.minimum(out["export_limit_w"], inv.config.export_limit_kw * 1000.0)
         if len(self._cache) > 8:
             self._cache.pop(next(iter(self._cache)))
-        self._cache[c] = out
+        self._cache[key] = out
         return out
 
     def truth(self, i0: int, n: int) -> dict[str, np.ndarray]:
@@ -166,6 +204,10 @@ class Forecaster:
         n_run = min(int(np.ceil(horizon_s / home.step_s)), left)
         n_plan = max(1, int(np.ceil(n_run / k)))
         n_run = min(n_plan * k, left)
+        t0 = int(home.epoch_s(i0, 1)[0])
+        perfect = self.perfect if perfect is None else perfect
+        if self.published or home.realtime:  # realtime: the shadows take up new documents too
+            self._as_of(t0 if self.published and not perfect else None)  # perfect: the truth
         tr = self.truth(i0, n_run)
         pad = n_plan * k - n_run
 
@@ -181,15 +223,15 @@ class Forecaster:
         temp = agg(tr["temp_air"])
         pimp, pexp = agg(tr["price_import"]), agg(tr["price_export"])
         avail = agg(tr["grid_available"], "min") > 0.5
-        t0 = int(home.epoch_s(i0, 1)[0])
-        perfect = self.perfect if perfect is None else perfect
         if not perfect and self.config is not None:
             lead_h = np.arange(n_plan) * dt_s / 3600.0
             rng = counter_rng(self.seed, i0)
             grow = np.sqrt(lead_h / 24.0)
-            pv = pv * np.exp(self.config.pv_error * grow * _ar1(rng, n_plan, dt_s))
-            load = load * np.exp(self.config.load_error * grow * _ar1(rng, n_plan, dt_s))
-            temp = temp + self.config.temp_error_k * grow * _ar1(rng, n_plan, dt_s)
+            pv_noise, load_noise, temp_noise = (_ar1(rng, n_plan, dt_s) for _ in range(3))
+            load = load * np.exp(self.config.load_error * grow * load_noise)
+            if not self.published:  # a published forecast carries its own error
+                pv = pv * np.exp(self.config.pv_error * grow * pv_noise)
+                temp = temp + self.config.temp_error_k * grow * temp_noise
             if self.config.prices == "day_ahead":
                 pimp = _day_ahead(pimp, t0, dt_s, home.timezone)
                 pexp = _day_ahead(pexp, t0, dt_s, home.timezone)
