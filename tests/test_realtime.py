@@ -23,8 +23,8 @@ import yaml
 from werkzeug import Request, Response
 
 from hometwin.spec import ENV_REALTIME_START, home_context, parse_home
-from tests.homes import INVERTER, PV, SUN, home_doc, load
-from tests.runtime_support import Up, wait_until
+from homes import INVERTER, PV, SUN, home_doc, load
+from runtime_support import Up, wait_until
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "api_fixtures"
 MET = FIXTURES / "met_locationforecast" / "metno_locationforecast2_complete_lat51.5_lon-0.1_2020-07-20_recorded.json"

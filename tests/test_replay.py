@@ -28,7 +28,7 @@ from hometwin import fetch
 from hometwin.engine import Engine
 from hometwin.services.grid.sources import hvakosterstrommen
 from hometwin.services.weather.sources import met_norway
-from tests.homes import PV, SUN, battery, home, load
+from homes import PV, SUN, battery, home, load
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "api_fixtures"
 MET = FIXTURES / "met_locationforecast" / "metno_locationforecast2_complete_lat51.5_lon-0.1_2020-07-20_recorded.json"
