@@ -56,6 +56,7 @@ class Engine:
         self.max_residual_j = 0.0
         self.recorder: Any = None
         self.on_window: list[Callable[[WindowRecord], None]] = []
+        self._members: tuple[tuple[Element, ...], list[Member]] = ((), [])  # (the roster's elements, its members)
         inv = next((e for e in self.elements.values() if e.role == Role.converter), None)
         bind = getattr(inv, "bind_roster", None)  # the strategy's view of the other elements
         if bind is not None:
@@ -104,7 +105,10 @@ class Engine:
             action(self)
         w = Window(seq=self.seq, i0=self.i, n=self._window_len(), dt_s=self.ctx.step_s, home=self.ctx)
         inverter = self.inverter
-        members = [Member.of(el) for el in self.elements.values()]
+        key = tuple(self.elements.values())
+        if key != self._members[0]:  # the roster changed (add, remove): its members again (by identity)
+            self._members = (key, [Member.of(el) for el in self.elements.values()])
+        members = self._members[1]
         record = run_local(w, self.elements, inverter, members, prepare=has_prepare(inverter),
                            check_ledger=self.check_ledger)
         self.max_residual_j = max(self.max_residual_j, record.residual_j)

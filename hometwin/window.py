@@ -32,6 +32,7 @@ The next window starts at ``i0 + k + 1``; its length is :func:`window_len`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Generator, Iterable, Mapping, NamedTuple, Sequence, TypeVar, Union
 
 import numpy as np
@@ -70,6 +71,13 @@ def signal_order(elements: Iterable[E]) -> list[E]:
             done.append(e)
             have |= set(e.outputs)  # type: ignore[attr-defined]
     return done
+
+
+@lru_cache(maxsize=64)
+def _signal_order(members: tuple["Member", ...]) -> tuple["Member", ...]:
+    """:func:`signal_order` of a roster, worked out once per roster (a window of one step has
+    no time to spare for it)."""
+    return tuple(signal_order(members))
 
 
 class Member(NamedTuple):
@@ -220,7 +228,7 @@ def window_steps(w: Window, members: Sequence[Member], inverter: Any, *, prepare
     :class:`~hometwin.ledger.LedgerError` before anything is committed."""
     stale: list[str] = []
     signals: dict[str, np.ndarray] = {}
-    for mb in signal_order(members):
+    for mb in _signal_order(tuple(members)):
         arrays = yield AskSignals(mb.name, signals)
         if arrays is None:
             stale.append(mb.name)
