@@ -211,6 +211,16 @@ class WindowRecord:
     residual_j: float = 0.0  # the ledger's largest residual in this window
     dispatch_failed: bool = False  # the battery did not answer its dispatch: balanced without it
 
+    @property
+    def i0(self) -> int:
+        """The window's first step (as ``Flows.i0``: a record and its wire form read alike)."""
+        return self.window.i0
+
+    @property
+    def n(self) -> int:
+        """The steps asked for (``k + 1`` of them settled)."""
+        return self.window.n
+
     def served_to(self, name: str) -> np.ndarray:
         """What ``name`` was served through step k (zeros for a participant that is not on the
         bus, such as the sun)."""

@@ -23,7 +23,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -485,8 +484,7 @@ class Launcher:
             for name in self._enabled:
                 if name not in f.roles:
                     self.steps_without[name] = self.steps_without.get(name, 0) + f.k + 1
-            w = SimpleNamespace(i0=f.i0, n=f.n)
-            self.recorder.add(SimpleNamespace(window=w, k=f.k, flows=f.flows, soc=f.soc, served=f.served))
+            self.recorder.add(f)
             self.i = f.i0 + f.k + 1
             now = time.perf_counter()
             self.t_first_flows = self.t_first_flows or now
