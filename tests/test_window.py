@@ -246,3 +246,33 @@ def test_window_len_ends_at_the_first_boundary(n_steps: int, data: Any) -> None:
     stop = data.draw(st.none() | st.integers(0, n_steps + 5))
     replan = data.draw(st.sampled_from([0, 1, 15, 60, 1440]))
     assert window_len(i, n_steps, window, stop=stop, replan_steps=replan) == _reference_len(i, n_steps, window, stop, replan)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 30), data=st.data())
+@pytest.mark.filterwarnings("ignore:.*encountered in divide:RuntimeWarning")  # PVWatts' curve at 0 W (no PV)
+def test_any_window_conserves_energy_and_settles_at_the_first_short_step(n: int, data: Any) -> None:
+    """Random PV, loads, outages and battery charge: every step closes (summed here), no load gets
+    more than it asked nor a source takes more than it offered, and the window is cut exactly at
+    the first step where the stateful geyser got less than it asked (else it runs to its end)."""
+    ctx = make_ctx(n_steps=60, step_s=DT)
+    w = window(ctx, 0, n)
+    watts = st.floats(0, 8000, allow_nan=False)
+    pv = np.array(data.draw(st.lists(watts, min_size=n, max_size=n))) * DT
+    tv = -np.array(data.draw(st.lists(watts, min_size=n, max_size=n))) * DT
+    geyser = -np.array(data.draw(st.lists(st.sampled_from([0.0, 3000.0]), min_size=n, max_size=n))) * DT
+    available = np.array(data.draw(st.lists(st.sampled_from([0.0, 1.0]), min_size=n, max_size=n)))
+    inv = Inverter("inv", {"ac_power_kw": 5.0}, ctx)
+    bat = Battery("bat", {"soc_initial": data.draw(st.floats(0.1, 1.0))}, ctx)
+    packets = {"sun": {"zenith": np.zeros(n)}, "weather": {"ghi": np.zeros(n)}, "grid": grid_signals(available)}
+    _, rec = drive(window_steps(w, ROSTER, inv), scripted(packets, {"pv": pv, "tv": tv, "geyser": geyser}, bat))
+
+    k = rec.k
+    np.testing.assert_allclose(closes(rec), 0.0, atol=1e-6)
+    for name, asked in (("tv", tv), ("geyser", geyser)):
+        got = rec.served[name]
+        assert np.all(got <= 0) and np.all(got >= asked[: k + 1] * (1 + 1e-12))
+    assert np.all(rec.served["pv"] >= 0) and np.all(rec.served["pv"] <= pv[: k + 1] * (1 + 1e-12))
+    short = (np.abs(rec.served["geyser"] - geyser[: k + 1]) > 1e-9 * np.maximum(-geyser[: k + 1], 1.0))
+    assert not short[:k].any()  # served in full before k
+    assert k == n - 1 or short[k]  # cut only where it was short
