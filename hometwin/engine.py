@@ -9,20 +9,22 @@ the settlement).
     window:  signals (sun → weather → grid) → requests → inverter.balance
              (battery dispatch) → ledger check → settle every element at k
              → record → next window starts at k + 1
+
+The window itself is :func:`hometwin.window.window_steps` (sans-IO: it yields what it needs);
+here every ask is answered by the element models at once (:func:`hometwin.window.run_local`).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
-import numpy as np
-
-from hometwin import ledger
 from hometwin.element import Element, HomeContext, Role, Window
 from hometwin.registry import element_class
 from hometwin.spec import SpecError, home_context
+from hometwin.window import Member, WindowRecord, has_prepare, run_local, signal_order, window_len
+
+__all__ = ["Engine", "WindowRecord", "build_element", "run", "signal_order"]
 
 ProgressFn = Callable[[int, int], None]
 
@@ -30,35 +32,6 @@ ProgressFn = Callable[[int, int], None]
 def build_element(spec_el: Any, ctx: HomeContext) -> Element:
     """A model instance from one ``spec.elements[i]`` entry."""
     return element_class(spec_el.kind)(spec_el.name, spec_el.config, ctx)
-
-
-def signal_order(elements: Iterable[Element]) -> list[Element]:
-    """Elements that publish signals, each after the ones whose signals it needs."""
-    pending = [e for e in elements if e.outputs]
-    done: list[Element] = []
-    have: set[str] = set()
-    while pending:
-        pending_outputs = {s for p in pending for s in p.outputs}
-        ready = [e for e in pending if set(e.inputs) <= have or not set(e.inputs) & pending_outputs]
-        if not ready:  # a cycle: keep spec order
-            ready = pending[:1]
-        for e in ready:
-            pending.remove(e)
-            done.append(e)
-            have |= set(e.outputs)
-    return done
-
-
-@dataclass
-class WindowRecord:
-    """One settled window (arrays have ``k + 1`` steps)."""
-
-    window: Window
-    k: int
-    served: dict[str, np.ndarray]
-    flows: dict[str, np.ndarray]
-    soc: np.ndarray | None
-    shortfall: dict[str, np.ndarray]
 
 
 class Engine:
@@ -83,6 +56,7 @@ class Engine:
         self.max_residual_j = 0.0
         self.recorder: Any = None
         self.on_window: list[Callable[[WindowRecord], None]] = []
+        self._members: tuple[tuple[Element, ...], list[Member]] = ((), [])  # (the roster's elements, its members)
         inv = next((e for e in self.elements.values() if e.role == Role.converter), None)
         bind = getattr(inv, "bind_roster", None)  # the strategy's view of the other elements
         if bind is not None:
@@ -119,53 +93,28 @@ class Engine:
 
     # -- windows ---------------------------------------------------------------------------------
     def _window_len(self) -> int:
-        n = min(self.window, self.ctx.n_steps - self.i)
         later = [s for s in self._actions if s > self.i]
-        if later:
-            n = min(n, min(later) - self.i)
         strategy = getattr(self.inverter, "strategy", None)
-        if strategy is not None and getattr(strategy, "replan_steps", None):
-            every = int(strategy.replan_steps)
-            n = min(n, every - (self.i % every))
-        return max(n, 1)
+        return window_len(self.i, self.ctx.n_steps, self.window, stop=min(later) if later else None,
+                          replan_steps=int(getattr(strategy, "replan_steps", 0) or 0))
 
     def step_window(self) -> WindowRecord:
-        """Run one window and commit it through its settle step."""
+        """Run one window (:mod:`hometwin.window`, every ask answered by the models here) and
+        commit it through its settle step."""
         for action in self._actions.pop(self.i, []):
             action(self)
-        n = self._window_len()
-        w = Window(seq=self.seq, i0=self.i, n=n, dt_s=self.ctx.step_s, home=self.ctx)
-        elements = list(self.elements.values())
-        signals: dict[str, np.ndarray] = {}
-        for el in signal_order(elements):
-            signals.update(el.signals(w, signals))
-        prepare = getattr(self.inverter, "prepare", None)  # strategy: replan, impose set-points
-        if prepare is not None:
-            prepare(w, signals)
-        requests: dict[str, np.ndarray] = {}
-        roles: dict[str, Role] = {}
-        stateful: dict[str, bool] = {}
-        for el in elements:
-            roles[el.name] = el.role
-            stateful[el.name] = el.settle_on_shortfall
-            if el.role in (Role.source, Role.load):
-                requests[el.name] = np.asarray(el.request(w, signals), dtype=float)
+        w = Window(seq=self.seq, i0=self.i, n=self._window_len(), dt_s=self.ctx.step_s, home=self.ctx)
         inverter = self.inverter
-        st = inverter.balance(w, requests, roles, stateful, signals, self.battery)
-        k = st.k
-        if self.check_ledger:
-            res = ledger.check(lambda: w.times[: k + 1], st.served, roles, st.flows)
-            self.max_residual_j = max(self.max_residual_j, res)
-        for el in elements:
-            if el.role != Role.converter:
-                el.settle(w, k, st.served.get(el.name, np.zeros(k + 1)))
-        inverter.remember(w, st.flows)
-        batt = self.battery
-        soc = st.battery_result.stored_j[: k + 1] / batt.capacity_j if batt is not None and st.battery_result is not None else None
-        record = WindowRecord(window=w, k=k, served=st.served, flows=st.flows, soc=soc, shortfall=st.shortfall)
+        key = tuple(self.elements.values())
+        if key != self._members[0]:  # the roster changed (add, remove): its members again (by identity)
+            self._members = (key, [Member.of(el) for el in self.elements.values()])
+        members = self._members[1]
+        record = run_local(w, self.elements, inverter, members, prepare=has_prepare(inverter),
+                           check_ledger=self.check_ledger)
+        self.max_residual_j = max(self.max_residual_j, record.residual_j)
         for hook in self.on_window:
             hook(record)
-        self.i += k + 1
+        self.i += record.k + 1
         self.seq += 1
         return record
 

@@ -43,7 +43,9 @@ class Recorder:
         self.settled_early = 0
 
     def add(self, rec: Any) -> None:
-        i0, m = rec.window.i0, rec.k + 1
+        """A settled window: a :class:`hometwin.window.WindowRecord` or its wire form, a ``Flows``
+        message (both have ``i0``, ``n``, ``k``, ``flows``, ``soc``, ``served``)."""
+        i0, m = rec.i0, rec.k + 1
         s = slice(i0, i0 + m)
         for c in FLOW_COLUMNS:
             self.cols[c][s] = rec.flows[c]
@@ -55,7 +57,7 @@ class Recorder:
                 self.roles[name] = self.engine.elements[name].role.value if name in self.engine.elements else "load"
             self.elements[name][s] = arr
         self.windows += 1
-        self.settled_early += int(m < rec.window.n)
+        self.settled_early += int(m < rec.n)
 
     def result(self, wall_s: float = 0.0) -> "Result":
         eng = self.engine

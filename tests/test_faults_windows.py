@@ -227,7 +227,7 @@ def test_the_recorder_never_overwrites_a_step():  # type: ignore[no-untyped-def]
     steps = RecordedSteps(rec.engine.ctx.n_steps)
     first = _flows(100, 58.4, seq=50)
     assert steps.admit(first, rec) is None
-    rec.add(_as_window(first))
+    rec.add(first)  # the recorder reads a Flows as it is
     assert steps.admit(_flows(100, 58.4, seq=50), rec) == "same"  # an exact repeat: ignored
     why = steps.admit(_flows(100, 10_031.0, seq=50), rec)  # a forgery / a second, different settlement
     assert why is not None and "steps 100–101 again" in why
@@ -236,12 +236,6 @@ def test_the_recorder_never_overwrites_a_step():  # type: ignore[no-untyped-def]
     assert (steps.rejected, steps.ignored) == (2, 1)
     assert rec.cols["pv_ac_j"][100:102].tolist() == [58.4, 58.4]
     assert steps.admit(_flows(rec.engine.ctx.n_steps - 1, 1.0), rec) is not None  # beyond the run
-
-
-def _as_window(f: m.Flows) -> Any:
-    from types import SimpleNamespace
-
-    return SimpleNamespace(window=SimpleNamespace(i0=f.i0, n=f.n), k=f.k, flows=f.flows, soc=f.soc, served=f.served)
 
 
 # -- the inverter alone: re-sent ticks after a restart (a stand-in session, no router) ------------------

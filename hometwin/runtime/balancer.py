@@ -1,10 +1,10 @@
 """The inverter service: the home's balancer over WAMP.
 
-Per window it does what :meth:`hometwin.engine.Engine.step_window` does around
-``inverter.balance``: wait for the packets of every element on the roster for
-``seq`` (signals, energy requests, the battery's status), call the very same
-:meth:`Inverter.balance` with the battery reached through a dispatch-RPC proxy,
-check the ledger, publish ``Settle`` and ``Flows``.
+Per window it does what :meth:`hometwin.engine.Engine.step_window` does: wait for the
+packets of every element on the roster for ``seq`` (signals, energy requests, the
+battery's status), then drive the very same window (:func:`hometwin.window.window_steps`:
+signal merge, requests, ``Inverter.balance_steps`` with the battery's dispatch as an
+RPC, ledger, SoC) with them, and publish ``Flows`` and ``Settle``.
 
 Roster: elements announce themselves (``hometwin.roster.announce``); the WAMP
 meta-event ``wamp.session.on_leave`` removes an element whose session left.  The
@@ -32,19 +32,17 @@ import logging
 import time
 from array import array
 from collections import Counter
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from hometwin import ledger
 from hometwin import messages as m
 from hometwin.element import Role
-from hometwin.engine import signal_order
 from hometwin.registry import element_class
 from hometwin.runtime import proxies as px
 from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.runtime.service import AHEAD, ElementHost
+from hometwin.window import AskDispatch, AskRequests, AskSignals, AskStorage, Commit, Member, signal_order, window_steps
 
 log = logging.getLogger("hometwin.balancer")
 
@@ -73,9 +71,8 @@ class BatteryUnavailable(RuntimeError):
 
 
 class BatteryProxy:
-    """:class:`BatteryPort` over WAMP: ``params()`` from the window's StorageStatus, ``dispatch`` an RPC —
-    awaited on the event loop (``dispatch_async``, :meth:`Balancer._balance` without a strategy) or
-    blocking a worker thread (``dispatch``, ``Inverter.balance`` there)."""
+    """The battery over WAMP: its window's StorageStatus ``params``, and ``dispatch`` as an RPC
+    awaited on the event loop (the window's :class:`~hometwin.window.AskDispatch`)."""
 
     def __init__(self, balancer: "Balancer", name: str, seq: int, params: dict[str, float]):
         self.b, self.name, self.seq, self._params = balancer, name, seq, params
@@ -83,24 +80,7 @@ class BatteryProxy:
     def params(self) -> dict[str, float]:
         return dict(self._params)
 
-    def dispatch(self, dt_s: float, charge_j: np.ndarray, discharge_j: np.ndarray,
-                 grid_charge_j: np.ndarray | None = None, soc_floor: Any = None,
-                 grid_target_soc: Any = None) -> m.DispatchResult:
-        """Blocking: for ``Inverter.balance`` in a worker thread (the strategies' path)."""
-        req = self.request(dt_s, charge_j, discharge_j, grid_charge_j, soc_floor, grid_target_soc)
-        async def rpc() -> Any:  # the call itself must be made on the event loop's thread
-            return await self.b.session.call(self.uri, req.wire())
-
-        fut = asyncio.run_coroutine_threadsafe(rpc(), self.b.loop)
-        try:
-            payload = fut.result(self.b.timeout_s)
-        except Exception as exc:
-            fut.cancel()
-            raise BatteryUnavailable(f"{self.uri}: {exc!r}") from None
-        return self.result(req, payload)
-
     async def dispatch_async(self, *args: Any) -> m.DispatchResult:
-        """The same RPC awaited on the event loop (``Inverter.balance_steps``, no thread)."""
         req = self.request(*args)
         try:
             payload = await asyncio.wait_for(self.b.session.call(self.uri, req.wire()), self.b.timeout_s)
@@ -155,6 +135,7 @@ class Balancer(ElementHost):
         self.chunk_told = 0  # … of which the elements running ahead were told (hometwin.ahead.settle)
         self.chunk_ends: list[int] = []  # where each window settled in the chunk ended (steps from its i0)
         self.roster: dict[str, m.Describe] = {}
+        self._members_of: dict[str, tuple[m.Describe, Member]] = {}  # element → (its announce, as a window member)
         self.by_session: dict[int, str] = {}
         self.left: list[str] = []
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -671,13 +652,20 @@ class Balancer(ElementHost):
             self._start(stale=list(self.window_stale))
 
     # -- prepare stage (strategies) -----------------------------------------------------------------
+    def _member(self, name: str) -> Member:
+        """``name`` as the window sees it (kept while its announce stands)."""
+        d = self.roster[name]
+        got = self._members_of.get(name)
+        if got is None or got[0] is not d:
+            got = self._members_of[name] = (d, Member.announced(d))
+        return got[1]
+
     def _signals(self, names: list[str]) -> dict[str, np.ndarray]:
-        """The window's environment signals of ``names``' packets, merged in dependency order."""
-        envs = [SimpleNamespace(name=n, inputs=tuple(self.roster[n].inputs), outputs=tuple(self.roster[n].outputs))
-                for n in names if self.roster[n].role not in ("source", "load", "storage") and self.roster[n].outputs]
+        """The window's environment signals of ``names``' packets, merged in dependency order (for
+        the prepare stage; the window merges its own the same way)."""
         signals: dict[str, np.ndarray] = {}
-        for e in signal_order(envs):
-            signals.update(self.packets[e.name].arrays)
+        for mb in signal_order([self._member(n) for n in names]):
+            signals.update(self.packets[mb.name].arrays)
         return signals
 
     def sync_proxies(self) -> None:
@@ -772,25 +760,6 @@ class Balancer(ElementHost):
             log.exception("window %d failed", w.seq)
             self.publish(m.RUN_FAILED, m.RunFailed(seq=w.seq, error=self.failed))
 
-    async def _balance(self, w: Any, requests: Any, roles: Any, stateful: Any, signals: Any,
-                       battery: BatteryProxy | None) -> Any:
-        """``Inverter.balance`` with the battery's dispatch as an RPC.  Without a strategy it runs
-        on the event loop, the RPC awaited between its two halves (``balance_steps``): a single-step
-        window then costs no thread hand-offs.  A strategy's ``policy`` may call other elements
-        through blocking proxies, so with one it runs in the worker thread as ``prepare`` does."""
-        inverter = self.element
-        if self.prepare_stage:
-            return await asyncio.get_running_loop().run_in_executor(
-                None, inverter.balance, w, requests, roles, stateful, signals, battery)
-        steps = inverter.balance_steps(w, requests, roles, stateful, signals,
-                                       battery.params() if battery is not None else None)
-        try:
-            ask = next(steps)
-            while True:
-                ask = steps.send(await battery.dispatch_async(*ask))  # type: ignore[union-attr]
-        except StopIteration as done:
-            return done.value
-
     def _speculation(self, w: Any, k: int, nxt: m.Tick | None, parts: list[str], desc: dict[str, m.Describe],
                      requests: dict[str, np.ndarray], served: dict[str, np.ndarray],
                      dispatched: bool) -> tuple[m.Tick | None, list[str]]:
@@ -820,64 +789,73 @@ class Balancer(ElementHost):
         return then, confirmed
 
     async def _settle_window(self, w: Any, stale: list[str]) -> None:
+        """Drive the window (:func:`hometwin.window.window_steps`) with this window's packets, then
+        publish what it settled.  A member whose packet did not come (``stale``) is answered None;
+        the battery's dispatch is an RPC (if it fails, the window goes on without the battery)."""
+        members = [n for n in self.members if n in self.roster]
+        desc = {n: self.roster[n] for n in members}  # as they stand now (one may leave while we await)
         # Who takes part: roster members of this window (spec order) that delivered, plus
         # those that deliver nothing (the inverter itself, elements without outputs).
-        parts = [n for n in self.members if n not in stale and n in self.roster
-                 and (n in self.packets or self._expects(self.roster[n]) is None)]
-        desc = {n: self.roster[n] for n in parts}
-        signals = self._signals(parts)
-        requests = {n: self.packets[n].joules for n in parts if desc[n].role in ("source", "load")}
-        roles = {n: Role(desc[n].role) for n in parts}
-        stateful = {n: desc[n].settle_on_shortfall for n in parts}
-        storage = next((n for n in parts if desc[n].role == "storage"), None)
-        battery = BatteryProxy(self, storage, w.seq, self.packets[storage].params) if storage else None
-        inverter = self.element
-        try:
-            st = await self._balance(w, requests, roles, stateful, signals, battery)
-        except BatteryUnavailable as exc:
-            log.warning("window %d: %s — settled without the battery", w.seq, exc)
-            self.asleep.add(storage)
-            self.stale_total[storage] = self.stale_total.get(storage, 0) + 1
-            self.metrics.inc("stale", storage)
-            parts.remove(storage)
-            roles.pop(storage)
-            stateful.pop(storage)
-            stale = stale + [storage]
-            battery = None
-            st = await self._balance(w, requests, roles, stateful, signals, None)
-        k = st.k
+        given = {n for n in members if n not in stale and (n in self.packets or self._expects(desc[n]) is None)}
+        packets = self.packets
+        steps = window_steps(w, [self._member(n) for n in members], self.element, last_soc=self.last_soc)
+        battery: BatteryProxy | None = None
+        ask = next(steps)
+        while not isinstance(ask, Commit):
+            answer: Any = None
+            if isinstance(ask, AskSignals):
+                answer = packets[ask.name].arrays if ask.name in given else None
+            elif isinstance(ask, AskRequests):
+                answer = {n: packets[n].joules for n in ask.names if n in given}
+            elif isinstance(ask, AskStorage):
+                if ask.name in given:
+                    battery = BatteryProxy(self, ask.name, w.seq, packets[ask.name].params)
+                    answer = battery.params()
+                    if self.prepare_stage:  # the balance starts: a strategy's policy may call blocking proxies
+                        ask = await asyncio.get_running_loop().run_in_executor(None, steps.send, answer)
+                        continue
+            elif isinstance(ask, AskDispatch):
+                try:
+                    answer = await battery.dispatch_async(*ask.args)  # type: ignore[union-attr]
+                except BatteryUnavailable as exc:  # answered None: the window is balanced without it
+                    log.warning("window %d: %s — settled without the battery", w.seq, exc)
+                    self.asleep.add(ask.name)
+                    self.stale_total[ask.name] = self.stale_total.get(ask.name, 0) + 1
+                    self.metrics.inc("stale", ask.name)
+                    stale = stale + [ask.name]
+            ask = steps.send(answer)
+        rec = ask.record
+        k, parts = rec.k, rec.participants
         if log.isEnabledFor(logging.DEBUG):
             log.debug("window %d: balanced after %.1f ms", w.seq, (time.perf_counter() - self.t_tick) * 1e3)
-        res = ledger.check(lambda: w.times[: k + 1], st.served, roles, st.flows)
-        self.max_residual_j = max(self.max_residual_j, res)
-        soc = None
-        if battery is not None and st.battery_result is not None:
-            soc = st.battery_result.stored_j[: k + 1] / battery.params()["capacity_j"]
-            self.last_soc = float(soc[-1])
-        elif self.last_soc is not None:  # settled without the battery (stale, left): not dispatched, its charge holds
-            soc = np.full(k + 1, self.last_soc)
+        self.max_residual_j = max(self.max_residual_j, rec.residual_j)
+        if rec.battery_result is not None:
+            self.last_soc = float(rec.soc[-1])
         # Both messages are built (validated) before either goes out: a window whose Flows cannot be
         # stated is not settled half-way (elements committed, nobody told).
         nxt = self.queued[0] if self.queued else None
         if nxt is not None and not nxt.follows(w.seq, w.i0 + k + 1):
             nxt = None  # not the window after this one (never from our clock): relayed when it opens
-        then, confirmed = self._speculation(w, k, nxt, parts, desc, requests, st.served, battery is not None
-                                            and st.battery_result is not None)
-        settle = m.Settle(seq=w.seq, i0=w.i0, n=w.n, k=k, served=st.served, participants=parts, next=nxt,
+        then, confirmed = self._speculation(w, k, nxt, parts, desc, rec.requests, rec.served,
+                                            rec.battery_result is not None)
+        settle = m.Settle(seq=w.seq, i0=w.i0, n=w.n, k=k, served=rec.served, participants=parts, next=nxt,
                           then=then, confirmed=confirmed)
-        flows = m.Flows(seq=w.seq, i0=w.i0, n=w.n, k=k, dt_s=w.dt_s, flows=st.flows, served=st.served,
-                        roles={n: r.value for n, r in roles.items()}, soc=soc, stale=stale,
+        flows = m.Flows(seq=w.seq, i0=w.i0, n=w.n, k=k, dt_s=w.dt_s, flows=rec.flows, served=rec.served,
+                        roles={n: r.value for n, r in rec.roles.items()}, soc=rec.soc, stale=stale,
                         max_residual_j=self.max_residual_j)
         # Flows first: an element that got this Settle may answer a restarted inverter "window w.seq is
         # settled" (resume_position), so its Flows must be out by then — else the recorder would miss the
         # window for good.  A crash between the two leaves Flows without the Settle: the restarted inverter
         # settles the window again, from the same packets, and the recorder ignores the exact repeat.
-        self.metrics.home_flows(st.flows, k)  # before the Flows: a run ends on its last Flows
+        self.metrics.home_flows(rec.flows, k)  # before the Flows: a run ends on its last Flows
         self.publish(m.FLOWS, flows)
         self.publish(m.SETTLE, settle)
         # who starts the next window from this Settle: its participants per window (see ElementService.on_settle)
         self.carried = None if nxt is None else (nxt.seq, frozenset(n for n in parts if not desc[n].ahead and n != self.name))
-        inverter.remember(w, st.flows)
+        try:
+            steps.send(None)  # committed: the window ends (the inverter remembers its flows)
+        except StopIteration:
+            pass
         later: list[tuple[str, m.Message]] = []  # the clock's TickDone, after the Settle
         self.settled_seq, self.next_step = w.seq, w.i0 + k + 1
         self.last_parts = parts
@@ -889,7 +867,7 @@ class Balancer(ElementHost):
                     acc = self.chunk_served.get(n)
                     if acc is None:
                         acc = self.chunk_served[n] = np.zeros(c.n)
-                    got = st.served.get(n)
+                    got = rec.served.get(n)
                     acc[j:j + k + 1] = 0.0 if got is None else got[: k + 1]
             self.chunk_done = j + k + 1
             self.chunk_ends.append(self.chunk_done)
@@ -903,7 +881,7 @@ class Balancer(ElementHost):
             del self.tick_ends[gone]
         end = self._t0_epoch + (w.i0 + k + 1) * w.dt_s
         self.metrics.settled(None, w.dt_s, end, time.perf_counter() - self.t_tick, k + 1)
-        self.metrics.telemetry(inverter.telemetry())
+        self.metrics.telemetry(self.element.telemetry())
         opens = bool(self.queued) and self.w is w and not self.failed  # the clock's next window is here
         self._publish_all(later)  # the clock waits for TickDone (and the recorder for Flows first)
         if opens:

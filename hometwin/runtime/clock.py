@@ -34,6 +34,7 @@ from hometwin import messages as m
 from hometwin.element import HomeContext
 from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.runtime.wamp import handler, plain
+from hometwin.window import window_len
 
 log = logging.getLogger("hometwin.clock")
 
@@ -222,15 +223,11 @@ class Clock:
 
     # -- the loop ------------------------------------------------------------------------------------
     def window_len(self, i: int | None = None) -> int:
-        """Steps of the window starting at step ``i`` (default: where the run stands)."""
+        """Steps of the window starting at step ``i`` (default: where the run stands): the one
+        rule of :func:`hometwin.window.window_len`, with ``run_until``'s step as its stop."""
         i = self.i if i is None else i
         auto = 1 if self.speed != "max" else self.default_window
-        n = min(self.window or auto, self.ctx.n_steps - i)
-        if self.until is not None and self.until > i:
-            n = min(n, self.until - i)
-        if self.replan_steps:  # windows end where the strategy replans, as in Engine._window_len
-            n = min(n, self.replan_steps - (i % self.replan_steps))
-        return max(n, 1)
+        return window_len(i, self.ctx.n_steps, self.window or auto, stop=self.until, replan_steps=self.replan_steps)
 
     def _single_at(self, i: int) -> bool:
         """A single-step window starts at step ``i`` with nothing stopping there (the run's end,

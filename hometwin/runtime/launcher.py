@@ -23,15 +23,15 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 from autobahn.wamp.types import RegisterOptions
 
 from hometwin import messages as m
 from hometwin.deploy import DB_URL_ENV, ServiceCommand, realm_of, service_commands
-from hometwin.engine import build_element
+from hometwin.element import Role
+from hometwin.registry import element_class
 from hometwin.results import Recorder, Result
 from hometwin.runtime import zygote
 from hometwin.runtime.metrics import LINGER_S
@@ -65,17 +65,28 @@ COLORS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_m
           "bright_yellow", "bright_blue", "red", "bright_red")
 
 
+class SpecElement(NamedTuple):
+    """An enabled element as the spec describes it: all the recorder reads of one (no model is
+    built: the elements run in their own services)."""
+
+    kind: str
+    role: Role
+    config: Any  # the kind's validated config
+
+
 class RemoteRun:
-    """What :class:`Recorder` needs of an engine, fed from ``Flows`` messages."""
+    """What :class:`Recorder` needs of an engine: the home's context and elements from the spec,
+    the run's figures from ``Flows`` messages."""
 
     def __init__(self, home: Any, until_s: int | None, realtime_start_s: int | None = None):
         self.ctx = home_context(home, until_s, realtime_start_s)
-        self.elements = {el.name: build_element(el, self.ctx) for el in home.spec.elements if el.enabled}
+        self.elements = {el.name: SpecElement(el.kind, element_class(el.kind).role, el.config)
+                         for el in home.spec.elements if el.enabled}
         self.max_residual_j = 0.0
 
     @property
     def battery(self) -> Any:
-        return next((e for e in self.elements.values() if e.role.value == "storage"), None)
+        return next((e for e in self.elements.values() if e.role == Role.storage), None)
 
 
 class RecordedSteps:
@@ -490,8 +501,7 @@ class Launcher:
             for name in self._enabled:
                 if name not in f.roles:
                     self.steps_without[name] = self.steps_without.get(name, 0) + f.k + 1
-            w = SimpleNamespace(i0=f.i0, n=f.n)
-            self.recorder.add(SimpleNamespace(window=w, k=f.k, flows=f.flows, soc=f.soc, served=f.served))
+            self.recorder.add(f)
             self.i = f.i0 + f.k + 1
             now = time.perf_counter()
             self.t_first_flows = self.t_first_flows or now
