@@ -104,6 +104,16 @@ class GeyserPlanConfig(_Strict):
         return self
 
 
+def geyser_switch(cls: Any, value: Any) -> Any:
+    """``geyser: true`` plans the geysers with the default settings, ``false`` leaves them to their
+    own thermostat (None); a mapping is the settings."""
+    if value is True:
+        return {}
+    if value is False:
+        return None
+    return value
+
+
 class _Planner(_Strict):
     horizon_h: Annotated[float, Field(gt=0, le=24 * 14, description="[h] planning horizon")] = 48.0
     step_min: Annotated[float, Field(gt=0, le=240, description="[min] planning step")] = 15.0
@@ -137,14 +147,7 @@ class _Planner(_Strict):
                                             "their own thermostat)")
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)
 
-    @field_validator("geyser", mode="before")
-    @classmethod
-    def _geyser(cls, value: Any) -> Any:
-        if value is True:
-            return {}
-        if value is False:
-            return None
-        return value
+    _geyser = field_validator("geyser", mode="before")(geyser_switch)
 
 
 class LPStrategyConfig(_Planner):
@@ -254,14 +257,7 @@ class PerfectForesightConfig(_Strict):
     mip_rel_gap: Annotated[float, Field(ge=0, le=0.1, description="[-] relative optimality gap where the plan "
                                         "has integer variables (the geysers' legionella days)")] = 1e-4
 
-    @field_validator("geyser", mode="before")
-    @classmethod
-    def _geyser(cls, value: Any) -> Any:
-        if value is True:
-            return {}
-        if value is False:
-            return None
-        return value
+    _geyser = field_validator("geyser", mode="before")(geyser_switch)
 
 
 StrategyConfig = Annotated[

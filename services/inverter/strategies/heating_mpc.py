@@ -360,6 +360,31 @@ def thesis_house(ua_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, float]:
     return a_c, b_c, 4.0
 
 
+def band_over_steps(fc: Any, tz: str, comfort: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The comfort band in force over each whole step of the forecast ``fc`` (the tighter of the
+    bands at the step's start and end)."""
+    ends = fc.t0_s + np.arange(1, fc.n + 1) * fc.dt_s
+    lo_e, up_e, _ = comfort_band(ends, tz, comfort)
+    lo_s, up_s, _ = comfort_band(ends - fc.dt_s, tz, comfort)
+    return np.maximum(lo_e, lo_s), np.minimum(up_e, up_s)
+
+
+def observe_heater(mpc: Any, el: Any, p: Mapping[str, Any], fc: Any) -> tuple[np.ndarray, np.ndarray, Any, Any]:
+    """A heater's building seen by its MPC at the forecast's start (integral action), and what a plan of
+    it needs: the start state, the COP over the horizon (1 for resistive heaters) and the heat gains to
+    the air and the mass."""
+    x0 = np.asarray(p["x0"], dtype=float)
+    mpc.observe(fc.t0_s, float(x0[0]))
+    cop = np.asarray(p["cop"](fc.temp_air), dtype=float) if callable(p.get("cop")) else np.ones(fc.n)
+    ga = gm = 0.0
+    if hasattr(el.building, "gains"):
+        try:
+            ga, gm = el.building.gains(fc.signals, fc.n)
+        except Exception:  # gains need signals the forecast may lack; integral action covers them
+            ga = gm = 0.0
+    return x0, cop, ga, gm
+
+
 # ---------------------------------------------------------------------------------------------
 # The strategy inside the inverter
 # ---------------------------------------------------------------------------------------------
@@ -430,10 +455,7 @@ class HeatingMPCStrategy(Strategy):
     def thermal_blocks(self, fc: Any) -> list[BuildingBlock]:
         cfg = self.config
         blocks = []
-        ends = fc.t0_s + np.arange(1, fc.n + 1) * fc.dt_s
-        lo_e, up_e, _ = comfort_band(ends, self.inverter.home.timezone, cfg.comfort)
-        lo_s, up_s, _ = comfort_band(ends - fc.dt_s, self.inverter.home.timezone, cfg.comfort)
-        lower, upper = np.maximum(lo_e, lo_s), np.minimum(up_e, up_s)  # the band over the whole step
+        lower, upper = band_over_steps(fc, self.inverter.home.timezone, cfg.comfort)
         for name, el in self.heaters().items():
             p = el.params()
             a_c, b_c = np.asarray(p["A_c"]), np.asarray(p["B_c"])
@@ -442,16 +464,8 @@ class HeatingMPCStrategy(Strategy):
                 h2m = float(getattr(el.config.building, "heating_to_mass", 0.0))
                 mpc = self.mpcs[name] = HeatingMPC(a_c, b_c, p["max_heat_w"] / 1000.0, cfg.comfort_weight_per_kh,
                                                    cfg.integral_gain, h2m)
-            x0 = np.asarray(p["x0"], dtype=float)
-            mpc.observe(fc.t0_s, float(x0[0]))
-            cop = np.asarray(p["cop"](fc.temp_air), dtype=float) if callable(p.get("cop")) else np.ones(fc.n)
+            x0, cop, ga, gm = observe_heater(mpc, el, p, fc)
             cap = el.max_heat_w(fc.temp_air) / 1000.0 if hasattr(el, "max_heat_w") else p["max_heat_w"] / 1000.0
-            ga = gm = 0.0
-            if hasattr(el.building, "gains"):
-                try:
-                    ga, gm = el.building.gains(fc.signals, fc.n)
-                except Exception:  # gains need signals the forecast may lack; integral action covers them
-                    ga = gm = 0.0
             blk = mpc.block(name, x0, fc.temp_air, lower, upper, np.maximum(cop, 1e-3), ga, gm, max_heat_kw=cap)
             self.note_shortfall(blk, fc)
             blocks.append(blk)

@@ -37,7 +37,8 @@ import numpy as np
 
 from hometwin.lazy import lazy_module
 from hometwin.services.inverter.strategies.base import Plan
-from hometwin.services.inverter.strategies.heating_mpc import HeatingMPC, HeatingMPCStrategy, comfort_band
+from hometwin.services.inverter.strategies.heating_mpc import (HeatingMPC, HeatingMPCStrategy, band_over_steps,
+                                                               observe_heater)
 
 linalg = lazy_module("scipy.linalg")
 
@@ -327,25 +328,14 @@ class HeatingQPStrategy(HeatingMPCStrategy):
         cfg = self.config
         home = self.inverter.home
         fc = self.forecaster.forecast(w.i0, cfg.horizon_h * 3600.0, cfg.step_min * 60.0)
-        ends = fc.t0_s + np.arange(1, fc.n + 1) * fc.dt_s
-        lo_e, up_e, _ = comfort_band(ends, home.timezone, cfg.comfort)
-        lo_s, up_s, _ = comfort_band(ends - fc.dt_s, home.timezone, cfg.comfort)
-        lower, upper = np.maximum(lo_e, lo_s), np.minimum(up_e, up_s)  # the band over the whole step
+        lower, upper = band_over_steps(fc, home.timezone, cfg.comfort)
         plan = Plan(t0_s=fc.t0_s, dt_s=fc.dt_s, n=fc.n, cost=0.0, solve_s=0.0)
         replan_s = self.replan_steps * home.step_s
         for name, el in self.heaters().items():
             p = el.params()
             mpc = self._mpc(name, el, p)
-            x0 = np.asarray(p["x0"], dtype=float)
-            mpc.observe(fc.t0_s, float(x0[0]))
-            cop = np.asarray(p["cop"](fc.temp_air), dtype=float) if callable(p.get("cop")) else np.ones(fc.n)
+            x0, cop, ga, gm = observe_heater(mpc, el, p, fc)
             cap = el.max_heat_w(fc.temp_air) / 1000.0 if hasattr(el, "max_heat_w") else np.full(fc.n, p["max_heat_w"] / 1000.0)
-            ga = gm = 0.0
-            if hasattr(el.building, "gains"):
-                try:
-                    ga, gm = el.building.gains(fc.signals, fc.n)
-                except Exception:  # gains need signals the forecast may lack; integral action covers them
-                    ga = gm = 0.0
             out = mpc.plan(fc.t0_s, fc.dt_s, x0, fc.temp_air, fc.price_import, lower, upper, cop, ga,
                            replan_s=replan_s, check=False, gains_mass_w=gm, max_heat_kw=cap)
             self.note_shortfall(mpc.block(name, x0, fc.temp_air, lower, upper, np.maximum(cop, 1e-3), ga, gm,
