@@ -213,6 +213,8 @@ def main() -> None:
                      f"**{plain:.1f} ms** without the outage reserve rows (factor 1: the formulation before, on the widened slots), **{reserve:.1f} ms** "
                      f"with it (factor 1.3; ratio {reserve / plain:.2f}), {args.solves} solves each, alternating\n")
         return
+    import os
+
     from hometwin.services.inverter.strategies.compare import run_strategy
     from test_strategies import spot_home
 
@@ -237,7 +239,8 @@ def main() -> None:
           f"cost {r['energy_cost']:.0f} vs self-consumption {sc['energy_cost']:.0f} NOK")
     line = (f"\n## Optimizer ({dt.date.today().isoformat()})\n\n"
             f"- command: `python bench/bench_optimizer.py --solves {args.solves} --year-days {args.year_days}`\n"
-            f"- machine: {platform.machine()}, {platform.processor() or platform.platform()}, Python {platform.python_version()}\n"
+            f"- machine: {platform.machine()}, {platform.processor() or platform.platform()}, Python {platform.python_version()}; "
+            f"load average {' / '.join(f'{x:.1f}' for x in os.getloadavg())} at the end (2 shared cores)\n"
             f"- 48 h / 15 min battery + heat-pump plan (192 steps, 2-node building): median **{med:.1f} ms** "
             f"(min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f}) over {args.solves} solves — goal < 100 ms\n"
             f"- closed loop, {args.year_days} days at 15-min steps, hourly replanning (48 h battery LP, forecast error): "

@@ -37,6 +37,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import (DataSourceRef, DynamicConfigValue, VariableOption,
                                                      VariableRefresh, VariableSort)
+from hometwin.units import J_PER_KWH
 
 PG_UID, PG_TYPE = "hometwin-postgresql", "grafana-postgresql-datasource"
 PROM_UID, PROM_TYPE = "hometwin-prometheus", "prometheus"
@@ -48,7 +49,6 @@ ENERGY_UID, RUNTIME_UID = "hometwin-energy-flows", "hometwin-runtime"
 FILES = {"energy-flows.json": "energy_flows", "runtime.json": "runtime"}
 CHART_DASHBOARDS = Path(__file__).resolve().parents[1] / "helm" / "hometwin" / "dashboards"
 
-KWH = 3.6e6  # J per kWh
 
 # -- the SQL query type ----------------------------------------------------------------------------
 
@@ -126,7 +126,7 @@ GROUP BY 1, 2 ORDER BY 1
 
 def _energy_per(unit: str) -> str:
     """Energy per simulated local day or month [kWh], one column per flow."""
-    cols = ",\n  ".join(f'sum(f.{c}_j) / {KWH} AS "{label}"' for c, label in (
+    cols = ",\n  ".join(f'sum(f.{c}_j) / {J_PER_KWH} AS "{label}"' for c, label in (
         ("pv_ac", "PV (AC)"), ("load", "load"), ("grid_import", "grid import"), ("grid_export", "grid export"),
         ("battery_charge", "battery charge"), ("battery_discharge", "battery discharge"), ("loss", "losses"),
         ("unserved", "unserved")))
@@ -164,8 +164,8 @@ GROUP BY 1 ORDER BY 1
 COST_PER_DAY_SQL = f"""
 SELECT {_local('f.time', 'day')} AS time,
   sum(f.cost) AS "energy cost",
-  sum(f.grid_import_j * f.price_import) / {KWH} AS "import",
-  -sum(f.grid_export_j * f.price_export) / {KWH} AS "export credit"
+  sum(f.grid_import_j * f.price_import) / {J_PER_KWH} AS "import",
+  -sum(f.grid_export_j * f.price_export) / {J_PER_KWH} AS "export credit"
 FROM flows f JOIN runs r ON r.run_id = f.run_id
 WHERE f.run_id = {RUN} AND $__timeFilter(f.time)
 GROUP BY 1 ORDER BY 1
@@ -188,10 +188,10 @@ WITH f AS MATERIALIZED (  -- the steps' prices once, hashed: a join of the two v
   SELECT f.step, f.price_import, f.cost FROM flows f WHERE f.run_id = {RUN} AND $__timeFilter(f.time)
 )
 SELECT e.element, e.kind, e.role,
-  sum(greatest(ef.energy_j, 0)) / {KWH} AS "onto bus kWh",
-  sum(greatest(-ef.energy_j, 0)) / {KWH} AS "off bus kWh",
+  sum(greatest(ef.energy_j, 0)) / {J_PER_KWH} AS "onto bus kWh",
+  sum(greatest(-ef.energy_j, 0)) / {J_PER_KWH} AS "off bus kWh",
   CASE WHEN e.role = 'grid' THEN sum(f.cost)
-       ELSE sum(greatest(-ef.energy_j, 0) * f.price_import) / {KWH} END AS "cost"
+       ELSE sum(greatest(-ef.energy_j, 0) * f.price_import) / {J_PER_KWH} END AS "cost"
 FROM element_flows ef
 JOIN elements e ON e.run_id = ef.run_id AND e.element = ef.element
 JOIN f ON f.step = ef.step
@@ -272,8 +272,8 @@ PROMQL = {
                       "home, element"),
     "rejected": _or_zero("sum by (home, element) "
                          f"(rate(hometwin_messages_rejected_total{{{SEL}}}[$__rate_interval]))", "home, element"),
-    "pv_ac": 'sum by (home) (hometwin_pv_ac_energy_joules_total{home=~"$home"}) / 3.6e6',
-    "home_energy": 'sum by (home, flow) (hometwin_home_energy_joules_total{home=~"$home"}) / 3.6e6',
+    "pv_ac": f'sum by (home) (hometwin_pv_ac_energy_joules_total{{home=~"$home"}}) / {J_PER_KWH:.0f}',
+    "home_energy": f'sum by (home, flow) (hometwin_home_energy_joules_total{{home=~"$home"}}) / {J_PER_KWH:.0f}',
     "sim_time": 'max by (home) (hometwin_simulated_time_seconds{home=~"$home"}) * 1000',  # the furthest settled
 }
 

@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 
 from hometwin.kpi_labels import FRACTIONS, KPI_LABELS, kpi_display_unit
+from hometwin.units import J_PER_KWH
 
-KWH = 3.6e6
 
 #: The daily balance: (column of the frame, label), sources first, then uses.
 BALANCE_SOURCES = (("pv_dc_j", "PV (DC)"), ("grid_import_j", "Grid import"), ("battery_discharge_j", "Battery discharge"))
@@ -74,7 +74,7 @@ def daily_balance(result: Any) -> pd.DataFrame:
     0 when the ledger closed) and, beside it, curtailed PV and unserved load."""
     f, tz = result.frame, result.meta["timezone"]
     cols = [c for c, _ in BALANCE_SOURCES + BALANCE_USES + BALANCE_MEMO]
-    e = f[cols] / KWH
+    e = f[cols] / J_PER_KWH
     e.index = _local(f.index, tz)
     day = e.groupby(e.index.normalize()).sum()
     day["sources"] = day[[c for c, _ in BALANCE_SOURCES]].sum(axis=1)
@@ -92,10 +92,10 @@ def monthly_cost(result: Any) -> pd.DataFrame:
     local = _local(f.index, m["timezone"])
     month = local.strftime("%Y-%m")
     g = pd.DataFrame({
-        "import_kwh": f["grid_import_j"].to_numpy() / KWH,
-        "export_kwh": f["grid_export_j"].to_numpy() / KWH,
-        "import_cost": (f["grid_import_j"] * f["price_import"]).to_numpy() / KWH,
-        "export_credit": (f["grid_export_j"] * f["price_export"]).to_numpy() / KWH,
+        "import_kwh": f["grid_import_j"].to_numpy() / J_PER_KWH,
+        "export_kwh": f["grid_export_j"].to_numpy() / J_PER_KWH,
+        "import_cost": (f["grid_import_j"] * f["price_import"]).to_numpy() / J_PER_KWH,
+        "export_credit": (f["grid_export_j"] * f["price_export"]).to_numpy() / J_PER_KWH,
         "energy_cost": f["cost"].to_numpy(),
     }, index=month).groupby(level=0).sum()
     days = pd.Series(local.normalize().unique())
@@ -117,16 +117,16 @@ def sankey_links(result: Any) -> list[tuple[str, str, float]]:
     for name, role in roles.items():
         col = f"el.{name}_j"
         if role == "source" and col in f:
-            links.append((f"PV {name}", hub, float(f[col].sum()) / KWH))
-    links.append(("Grid import", hub, float(f["grid_import_j"].sum()) / KWH))
-    links.append(("Battery discharge", hub, float(f["battery_discharge_j"].sum()) / KWH))
+            links.append((f"PV {name}", hub, float(f[col].sum()) / J_PER_KWH))
+    links.append(("Grid import", hub, float(f["grid_import_j"].sum()) / J_PER_KWH))
+    links.append(("Battery discharge", hub, float(f["battery_discharge_j"].sum()) / J_PER_KWH))
     for name, role in roles.items():
         col = f"el.{name}_j"
         if role == "load" and col in f:
-            links.append((hub, name, -float(f[col].sum()) / KWH))
-    links.append((hub, "Grid export", float(f["grid_export_j"].sum()) / KWH))
-    links.append((hub, "Battery charge", float(f["battery_charge_j"].sum()) / KWH))
-    links.append((hub, "Conversion losses", float(f["loss_j"].sum()) / KWH))
+            links.append((hub, name, -float(f[col].sum()) / J_PER_KWH))
+    links.append((hub, "Grid export", float(f["grid_export_j"].sum()) / J_PER_KWH))
+    links.append((hub, "Battery charge", float(f["battery_charge_j"].sum()) / J_PER_KWH))
+    links.append((hub, "Conversion losses", float(f["loss_j"].sum()) / J_PER_KWH))
     return [link for link in links if link[2] > 0.0]
 
 

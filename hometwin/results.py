@@ -20,8 +20,8 @@ import pandas as pd
 
 from hometwin.element import Role
 from hometwin.report import render_report  # noqa: F401  (the page: hometwin/report.py; kept importable here)
+from hometwin.units import J_PER_KWH
 
-KWH = 3.6e6
 FLOW_COLUMNS = (
     "pv_offered_j", "pv_dc_j", "pv_ac_j", "curtailed_j", "load_j", "unserved_j",
     "battery_charge_j", "battery_discharge_j", "grid_import_j", "grid_export_j",
@@ -102,7 +102,7 @@ class Result:
     def kpis(self) -> dict[str, float]:
         """Energy totals (kWh), cost, self-consumption, autarky, unserved, outages, cycles, yield."""
         f, m = self.frame, self.meta
-        tot = {c: float(f[c].sum()) / KWH for c in FLOW_COLUMNS if c.endswith("_j")}
+        tot = {c: float(f[c].sum()) / J_PER_KWH for c in FLOW_COLUMNS if c.endswith("_j")}
         step_h = m["step_s"] / 3600.0
         local_days = f.index.tz_convert(m["timezone"]).normalize().unique()
         outage = f["grid_available"].to_numpy() < 0.5
@@ -136,7 +136,7 @@ class Result:
 
     def element_energy_kwh(self) -> dict[str, float]:
         """Net energy per element over the run [kWh] (+ delivered onto the bus, − taken)."""
-        return {c[3:-2]: float(self.frame[c].sum()) / KWH for c in self.frame.columns if c.startswith("el.")}
+        return {c[3:-2]: float(self.frame[c].sum()) / J_PER_KWH for c in self.frame.columns if c.startswith("el.")}
 
     def device_costs(self) -> pd.DataFrame:
         """Energy and cost per load over the run: one row per element that takes energy from the bus.
@@ -156,7 +156,7 @@ class Result:
             col = f"el.{name}_j"
             if role != "load" or col not in f:
                 continue
-            e = np.maximum(-f[col].to_numpy(), 0.0) / KWH
+            e = np.maximum(-f[col].to_numpy(), 0.0) / J_PER_KWH
             rows[name] = {"energy_kwh": float(e.sum()), "cost": float(np.dot(e, price))}
         out = pd.DataFrame.from_dict(rows, orient="index", columns=["energy_kwh", "cost"])
         total = out["energy_kwh"].sum()

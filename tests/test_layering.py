@@ -19,7 +19,7 @@ from conftest import ROOT
 
 ROOTS = {"hometwin": ROOT / "hometwin", "hometwin.services": ROOT / "services", "hometwin.operator": ROOT / "operator"}
 MODEL_LAYER = ("hometwin.services", "hometwin.spec", "hometwin.element", "hometwin.ledger", "hometwin.engine",
-               "hometwin.window", "hometwin.registry", "hometwin.errors", "hometwin.schedule")
+               "hometwin.window", "hometwin.registry", "hometwin.errors", "hometwin.schedule", "hometwin.units")
 FORBIDDEN = ("autobahn", "crossbar", "twisted", "kopf", "kubernetes", "hometwin.runtime", "hometwin.operator")
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from hometwin.kpi_labels import FRACTIONS, KPI_LABELS, kpi_display_unit
-from hometwin.results import KWH, Result
+from hometwin.results import Result
+from hometwin.units import J_PER_KWH
 
 #: Most points of one series in a flows answer (a year at 15 minutes is 35,040).
 MAX_POINTS = 50_000
@@ -94,7 +95,7 @@ def daily(result: Result) -> dict[str, Any]:
     f = result.frame.copy()
     f.index = f.index.tz_convert(result.meta["timezone"])
     days = f.groupby(f.index.date)
-    sums = days.sum(numeric_only=True) / KWH
+    sums = days.sum(numeric_only=True) / J_PER_KWH
     sources = {"pv": sums["pv_ac_j"], "battery": sums["battery_discharge_j"], "grid": sums["grid_import_j"]}
     # the ledger's losses include the PV's own DC→AC conversion; "pv" here is AC, so only the
     # losses after it (the battery's conversion) are a use of that energy
@@ -116,8 +117,8 @@ def monthly(result: Result) -> dict[str, Any]:
     return {"months": list(energy.index), "currency": result.meta.get("currency", ""),
             "energy_cost": numbers(energy), "fixed_charges": numbers(fixed.reindex(energy.index)),
             "total_cost": numbers(energy + fixed.reindex(energy.index)),
-            "import_kwh": numbers(f["grid_import_j"].groupby(months).sum() / KWH),
-            "export_kwh": numbers(f["grid_export_j"].groupby(months).sum() / KWH)}
+            "import_kwh": numbers(f["grid_import_j"].groupby(months).sum() / J_PER_KWH),
+            "export_kwh": numbers(f["grid_export_j"].groupby(months).sum() / J_PER_KWH)}
 
 
 def compare(named: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:

@@ -51,6 +51,7 @@ from pydantic import Field, model_validator
 
 from hometwin.element import Element, ElementConfig, Role, Signals, TimeChunks, Window, counter_rng
 from hometwin.schedule import DAY_S, DailyWindow, LocalClock, any_mask
+from hometwin.units import J_PER_KWH
 
 C_WATER = 4186.0  # [J kg-1 K-1]
 RHO_WATER = 1.0  # [kg l-1]
@@ -81,7 +82,7 @@ def _table(rows: list[tuple[str, float, float, float]]) -> np.ndarray:
     out = []
     for hhmm, q_kwh, flow_l_min, t_m in rows:
         h, m = hhmm.split(":")
-        mass = q_kwh * 3.6e6 / (C_WATER * (t_m - TEMP_COLD_EU))  # mixed water at T_m [kg]
+        mass = q_kwh * J_PER_KWH / (C_WATER * (t_m - TEMP_COLD_EU))  # mixed water at T_m [kg]
         duration = mass / (flow_l_min * RHO_WATER / 60.0)
         out.append((int(h) * 3600 + int(m) * 60, duration, mass, float(t_m)))
     return np.array(out)

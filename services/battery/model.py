@@ -24,8 +24,8 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from hometwin.element import Element, ElementConfig, Role, Window
+from hometwin.units import J_PER_KWH
 
-KWH_J = 3.6e6
 MONTH_S = 30.4375 * 86400
 
 
@@ -74,7 +74,7 @@ class Battery(Element):
 
     def setup(self) -> None:
         c = self.config
-        self.capacity_j = c.capacity_kwh * KWH_J
+        self.capacity_j = c.capacity_kwh * J_PER_KWH
         if "stored_j" not in self.state:
             self.state.update(stored_j=c.soc_initial * self.capacity_j, charged_j=0.0, discharged_j=0.0,
                               loss_j=0.0, last_power_w=0.0)

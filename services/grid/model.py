@@ -16,8 +16,8 @@ from hometwin.element import Element, ElementConfig, Role, Signals, TimeChunks, 
 from hometwin.schedule import DAY_S, LocalClock, any_mask, local_day
 from hometwin.services.grid import outages as out
 from hometwin.services.grid import tariffs as tf
+from hometwin.units import J_PER_KWH
 
-J_PER_KWH = 3.6e6
 _RANDOM_BLOCK_DAYS = 32  # random outages are computed and cached per block of UTC days
 
 

@@ -32,6 +32,7 @@ from hometwin.results import FLOW_COLUMNS  # noqa: F401  (the columns a Settleme
 from hometwin.schedule import DailyWindow, window_mask
 from hometwin.services.inverter.strategies.config import StrategyConfig
 from hometwin.lazy import lazy_module
+from hometwin.units import J_PER_KWH
 
 pvlib = lazy_module("pvlib")
 
@@ -270,7 +271,7 @@ class Inverter(Element):
             "battery_charge_j": c_dc + g_dc, "battery_discharge_j": d_dc,
             "grid_import_j": grid_in, "grid_export_j": export, "loss_j": loss,
             "grid_available": available.astype(float), "price_import": p_imp, "price_export": p_exp,
-            "cost": (grid_in * p_imp - export * p_exp) / 3.6e6,
+            "cost": (grid_in * p_imp - export * p_exp) / J_PER_KWH,
         }
         flows = {key: np.asarray(val, dtype=float)[s] for key, val in flows.items()}
         for name, role in roles.items():

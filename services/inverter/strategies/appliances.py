@@ -35,6 +35,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from hometwin.element import Role
+from hometwin.units import J_PER_KWH
 
 
 def _phases(el: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -63,7 +64,7 @@ def cycle_energy(starts: np.ndarray, phases: tuple[np.ndarray, np.ndarray, np.nd
             continue
         a, b = s + off, s + off + d
         out += p * np.clip(np.minimum(e1, b) - np.maximum(e0, a), 0.0, None)
-    return out / 3.6e6
+    return out / J_PER_KWH
 
 
 class ApplianceScheduler:

@@ -30,6 +30,7 @@ import numpy as np
 
 from hometwin.services.inverter.strategies.lp import SparseLP
 from hometwin.lazy import lazy_module
+from hometwin.units import J_PER_KWH
 
 linalg = lazy_module("scipy.linalg")
 
@@ -356,4 +357,4 @@ def _capacities_kwh_k(blk: HeatSourceBlock) -> np.ndarray:
     c[0] = 1.0 / blk.b_c[0, 1]
     if ns > 1:
         c[1] = 1.0 / blk.b_c[1, 2]
-    return c / 3.6e6
+    return c / J_PER_KWH

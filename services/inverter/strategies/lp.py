@@ -41,11 +41,11 @@ import numpy as np
 
 from hometwin.services.inverter.strategies.base import Strategy, StrategyError
 from hometwin.lazy import lazy_module
+from hometwin.units import J_PER_KWH
 
 sp = lazy_module("scipy.sparse")
 optimize = lazy_module("scipy.optimize")
 
-KWH_J = 3.6e6
 MONTH_H = 30.4375 * 24
 
 
@@ -143,7 +143,7 @@ class BatteryModel:
     def from_params(cls, params: Mapping[str, float], inverter: Any = None, **extra: Any) -> "BatteryModel":
         """From ``Battery.params()`` (SI units) and the inverter (its ratings and efficiency)."""
         kw: dict[str, Any] = dict(
-            capacity_kwh=params["capacity_j"] / KWH_J, soc_min=params["soc_min"], soc_max=params["soc_max"],
+            capacity_kwh=params["capacity_j"] / J_PER_KWH, soc_min=params["soc_min"], soc_max=params["soc_max"],
             charge_kw=params["charge_power_w"] / 1000.0, discharge_kw=params["discharge_power_w"] / 1000.0,
             eta_charge=params.get("charge_efficiency", 0.97), eta_discharge=params.get("discharge_efficiency", 0.97),
         )

@@ -13,8 +13,8 @@ import numpy as np
 
 from hometwin.services.inverter.strategies.base import Plan, Strategy, StrategyError
 from hometwin.services.inverter.strategies.forecast import Forecaster
+from hometwin.units import J_PER_KWH
 
-KWH_J = 3.6e6
 
 
 class RulesStrategy(Strategy):
@@ -78,7 +78,7 @@ class RulesStrategy(Strategy):
         """SoC floor per step: the reserve, raised before each announced outage to what rides it through."""
         c = self.config
         n = fc.n
-        cap = params["capacity_j"] / KWH_J
+        cap = params["capacity_j"] / J_PER_KWH
         eta = params.get("discharge_efficiency", 0.97) * self.inverter.config.battery_efficiency
         soc_min, soc_max = params["soc_min"], params["soc_max"]
         avail = fc.available
