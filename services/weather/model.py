@@ -50,13 +50,13 @@ from hometwin.element import DataFile, Element, ElementConfig, Role, Signals, Wi
 from hometwin.services.sun.chunks import ChunkCache, steps_per_chunk
 from hometwin.services.sun.model import day_of_year
 from hometwin.lazy import lazy_module
+from hometwin.noise import ar1
 from hometwin.services.weather.sources import met_norway, open_meteo, typical_year
 from hometwin.services.weather.sources.met_norway import MetNorwaySource
 from hometwin.services.weather.sources.open_meteo import OpenMeteoSource
 from hometwin.services.weather.sources.typical_year import EPWSource, PVGISTMYSource
 
 pvlib = lazy_module("pvlib")
-sps = lazy_module("scipy.signal")
 special = lazy_module("scipy.special")
 
 OKTAS = 8
@@ -209,12 +209,6 @@ def okta_chain(P: np.ndarray, start: int, uniforms: np.ndarray) -> np.ndarray:
         state = j
         out[i] = j
     return out
-
-
-def ar1(innovations: np.ndarray, phi: float, previous: float) -> np.ndarray:
-    """AR(1) process ``x[i] = phi * x[i-1] + innovations[i]`` continuing from ``previous``."""
-    y, _ = sps.lfilter([1.0], [1.0, -phi], innovations, zi=[phi * previous])
-    return y
 
 
 def temperature_cycle(epoch_s: np.ndarray, longitude: float, latitude: float, mean_c: float,

@@ -40,6 +40,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from hometwin.element import Role, Window, counter_rng
+from hometwin.noise import unit_ar1
 
 #: Signals worth keeping for planners (environment + grid).
 KEEP = ("temp_air", "ghi", "dni", "dhi", "apparent_zenith", "azimuth", "grid_available", "price_import",
@@ -227,7 +228,7 @@ class Forecaster:
             lead_h = np.arange(n_plan) * dt_s / 3600.0
             rng = counter_rng(self.seed, i0)
             grow = np.sqrt(lead_h / 24.0)
-            pv_noise, load_noise, temp_noise = (_ar1(rng, n_plan, dt_s) for _ in range(3))
+            pv_noise, load_noise, temp_noise = (unit_ar1(rng, n_plan, dt_s) for _ in range(3))
             load = load * np.exp(self.config.load_error * grow * load_noise)
             if not self.published:  # a published forecast carries its own error
                 pv = pv * np.exp(self.config.pv_error * grow * pv_noise)
@@ -246,19 +247,6 @@ class Forecaster:
                         import_limit_kw=agg(tr["import_limit_w"], "min") / 1000.0,
                         export_limit_kw=agg(tr["export_limit_w"], "min") / 1000.0, signals=sig,
                         reaches_end=i0 + n_run >= home.n_steps)
-
-
-def _ar1(rng: np.random.Generator, n: int, dt_s: float, tau_h: float = 6.0) -> np.ndarray:
-    """Unit-variance AR(1) noise with correlation time ``tau_h``."""
-    phi = float(np.exp(-dt_s / 3600.0 / tau_h))
-    z = rng.standard_normal(n)
-    out = np.empty(n)
-    acc = z[0]
-    s = np.sqrt(1.0 - phi * phi)
-    for i in range(n):
-        acc = z[0] if i == 0 else phi * acc + s * z[i]
-        out[i] = acc
-    return out
 
 
 def _day_ahead(price: np.ndarray, t0_s: int, dt_s: int, tz: str) -> np.ndarray:
