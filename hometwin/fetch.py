@@ -24,7 +24,8 @@ message, a log or the cache (``secret_params``/``secret_headers``), and only to 
 host or to loopback (:func:`check_base_url`).
 
 The cache keeps every version a service published (one file pair per retrieval), so a replay can
-ask for :func:`published_before` a time: "the forecast as it stood before the replan at t".
+ask for the forecast as it stood at the replan at t (:meth:`hometwin.published.Versions.at` over
+:func:`cached`).
 Layout: ``<cache_dir>/<service>/<key>/<retrieved, UTC, µs>.body`` plus ``.json`` (the meta data),
 ``key`` = a hash of the URL and its public parameters.  The cache folder comes from
 :func:`configure` (``hometwin run --cache-dir``), else ``$HOMETWIN_CACHE_DIR``, else
@@ -261,17 +262,6 @@ def cached(service: Service, url: str, params: dict[str, Any] | None = None) -> 
             docs.append(Document(body, meta, meta_path, from_cache=True))
     docs.sort(key=lambda d: d.retrieved_at)
     return docs
-
-
-def published_before(service: Service, url: str, params: dict[str, Any] | None, t: float) -> Document | None:
-    """The newest cached document published (or, lacking a stated time, retrieved) before ``t``
-    [Unix s]: what a planner at ``t`` could have known."""
-    best = None
-    for doc in cached(service, url, params):
-        stamp = doc.published_at if doc.published_at is not None else doc.retrieved_at
-        if stamp < t and (best is None or stamp >= (best.published_at or best.retrieved_at)):
-            best = doc
-    return best
 
 
 def _store(service: Service, url: str, params: dict[str, Any] | None, body: bytes, meta: dict[str, Any]) -> Path:

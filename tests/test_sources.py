@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from werkzeug import Request, Response
 
 from hometwin import fetch
+from hometwin.published import Versions
 from hometwin.services.grid.sources import entsoe, hvakosterstrommen as hks
 from hometwin.services.weather.sources import met_norway, open_meteo
 from hometwin.services.weather.sources.met_norway import MetNorwaySource
@@ -287,7 +288,7 @@ def test_offline_uses_only_the_cache_and_names_what_is_missing(httpserver, cache
     np.testing.assert_array_equal(cached["temp_air"], online["temp_air"])
 
 
-def test_published_before_picks_the_forecast_a_planner_could_have_known(httpserver, cache):
+def test_the_version_at_a_time_is_the_forecast_a_planner_could_have_known(httpserver, cache):
     raw = json.loads(MET_COMPACT.read_text())["data"]
     versions = ["2020-07-20T01:30:57Z", "2020-07-20T07:30:00Z", "2020-07-20T13:30:00Z"]
     bodies = []
@@ -301,9 +302,11 @@ def test_published_before_picks_the_forecast_a_planner_could_have_known(httpserv
         met_norway.load(src, 40.7, -74.0, 10.0)
     url, params = met_norway.request(src, 40.7, -74.0, 10.0)
     assert len(fetch.cached(met_norway.SERVICE, url, params)) == 3
-    doc = fetch.published_before(met_norway.SERVICE, url, params, utc(2020, 7, 20, 12))
-    assert doc is not None and doc.published_at == utc(2020, 7, 20, 7, 30)
-    assert fetch.published_before(met_norway.SERVICE, url, params, utc(2020, 7, 20, 1)) is None
+    versions = Versions.from_documents(fetch.cached(met_norway.SERVICE, url, params),
+                                       lambda doc: met_norway.parse(doc.json()))
+    v = versions.at(utc(2020, 7, 20, 12))
+    assert v is not None and v.stamp == utc(2020, 7, 20, 7, 30)
+    assert versions.at(utc(2020, 7, 20, 1)) is None
 
 
 def test_cache_keep_bounds_the_versions_kept(httpserver, cache, monkeypatch):
