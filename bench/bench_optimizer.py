@@ -20,6 +20,19 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def append_result(title: str, command: str, body: str) -> None:
+    """Append a section to bench/RESULTS.md: the title and date, the command, the machine with the
+    load average now (the cores are shared), then ``body`` (its lines, each ending in a newline)."""
+    import os
+
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    with open(ROOT / "bench" / "RESULTS.md", "a") as fh:
+        fh.write(f"\n## {title} — {dt.date.today().isoformat()}\n\n"
+                 f"- command: `{command}`\n"
+                 f"- machine: {platform.machine()}, Python {platform.python_version()}, load average {load} "
+                 f"(cores shared with other work)\n" + body)
 sys.path.insert(0, str(ROOT / "tests"))
 
 
@@ -110,22 +123,16 @@ def thesis_qp_medians(solves: int) -> dict[str, float]:
 
 
 def write_thesis_qp(solves: int) -> None:
-    import os
-
     thesis_qp_medians(3)  # warm-up: imports, the model's discretisation
     med = thesis_qp_medians(solves)
-    load = os.getloadavg()
     print(f"thesis MPC 8 h / 5 min plan: median {med['plan']:.1f} ms per plan call; HiGHS {med['blocked']:.1f} ms "
-          f"(40 inputs), {med['unblocked']:.1f} ms unblocked (96), {med['rate']:.1f} ms with S; load {load[0]:.1f}")
-    with open(ROOT / "bench" / "RESULTS.md", "a") as fh:
-        fh.write(f"\n## Thesis MPC plan, 8 h / 5 min (issue 21) — {dt.date.today().isoformat()}\n\n"
-                 f"- command: `python bench/bench_optimizer.py --thesis-qp-only --solves {solves}`\n"
-                 f"- machine: {platform.machine()}, Python {platform.python_version()}, load average "
-                 f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (2 cores shared with other engineers)\n"
-                 f"- SmartHjem house, 96 steps, H = 1, R = 10, {solves} plans: the whole `ThesisMPC.plan` call median "
-                 f"**{med['plan']:.1f} ms** (goal < 100 ms); HiGHS alone {med['blocked']:.1f} ms with the default input "
-                 f"blocking (40 inputs), {med['unblocked']:.1f} ms without (96 inputs; ratio "
-                 f"{med['unblocked'] / med['blocked']:.1f}), {med['rate']:.1f} ms with the rate penalty S = 0.01\n")
+          f"(40 inputs), {med['unblocked']:.1f} ms unblocked (96), {med['rate']:.1f} ms with S")
+    append_result("Thesis MPC plan, 8 h / 5 min (issue 21)",
+                  f"python bench/bench_optimizer.py --thesis-qp-only --solves {solves}",
+                  f"- SmartHjem house, 96 steps, H = 1, R = 10, {solves} plans: the whole `ThesisMPC.plan` call median "
+                  f"**{med['plan']:.1f} ms** (goal < 100 ms); HiGHS alone {med['blocked']:.1f} ms with the default input "
+                  f"blocking (40 inputs), {med['unblocked']:.1f} ms without (96 inputs; ratio "
+                  f"{med['unblocked'] / med['blocked']:.1f}), {med['rate']:.1f} ms with the rate penalty S = 0.01\n")
 
 
 def year_bound(block_days: float, joint: bool) -> None:
@@ -198,23 +205,14 @@ def main() -> None:
         return
 
     if args.outages_only:
-        import os
-
         plain, reserve = outage_medians(args.solves)
-        load = os.getloadavg()
         print(f"48 h / 15 min battery plan through 4 load-shedding slots: median {plain:.1f} ms without the outage "
-              f"reserve, {reserve:.1f} ms with it (ratio {reserve / plain:.2f}); load average {load[0]:.1f}")
-        with open(ROOT / "bench" / "RESULTS.md", "a") as fh:
-            fh.write(f"\n## Outage-safe LP plan (issue 21) — {dt.date.today().isoformat()}\n\n"
-                     f"- command: `python bench/bench_optimizer.py --outages-only --solves {args.solves}`\n"
-                     f"- machine: {platform.machine()}, Python {platform.python_version()}, load average "
-                     f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (cores shared with other engineers)\n"
-                     f"- 48 h / 15 min battery plan, Cape Town tariff, 4 load-shedding slots widened by 30 min: median "
-                     f"**{plain:.1f} ms** without the outage reserve rows (factor 1: the formulation before, on the widened slots), **{reserve:.1f} ms** "
-                     f"with it (factor 1.3; ratio {reserve / plain:.2f}), {args.solves} solves each, alternating\n")
+              f"reserve, {reserve:.1f} ms with it (ratio {reserve / plain:.2f})")
+        append_result("Outage-safe LP plan (issue 21)", f"python bench/bench_optimizer.py --outages-only --solves {args.solves}",
+                      f"- 48 h / 15 min battery plan, Cape Town tariff, 4 load-shedding slots widened by 30 min: median "
+                      f"**{plain:.1f} ms** without the outage reserve rows (factor 1: the formulation before, on the widened slots), **{reserve:.1f} ms** "
+                      f"with it (factor 1.3; ratio {reserve / plain:.2f}), {args.solves} solves each, alternating\n")
         return
-    import os
-
     from hometwin.services.inverter.strategies.compare import run_strategy
     from test_strategies import spot_home
 
@@ -237,17 +235,12 @@ def main() -> None:
     print(f"closed loop {args.year_days} d at 15-min steps, hourly replanning (48 h LP, forecast error): "
           f"{wall:.1f} s wall, {r['plans']} plans, solve median {r['solve_median_ms']:.1f} ms; "
           f"cost {r['energy_cost']:.0f} vs self-consumption {sc['energy_cost']:.0f} NOK")
-    line = (f"\n## Optimizer ({dt.date.today().isoformat()})\n\n"
-            f"- command: `python bench/bench_optimizer.py --solves {args.solves} --year-days {args.year_days}`\n"
-            f"- machine: {platform.machine()}, {platform.processor() or platform.platform()}, Python {platform.python_version()}; "
-            f"load average {' / '.join(f'{x:.1f}' for x in os.getloadavg())} at the end (2 shared cores)\n"
-            f"- 48 h / 15 min battery + heat-pump plan (192 steps, 2-node building): median **{med:.1f} ms** "
-            f"(min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f}) over {args.solves} solves — goal < 100 ms\n"
-            f"- closed loop, {args.year_days} days at 15-min steps, hourly replanning (48 h battery LP, forecast error): "
-            f"**{wall:.1f} s** wall, {r['plans']} plans (solve median {r['solve_median_ms']:.1f} ms); energy cost "
-            f"{r['energy_cost']:.0f} NOK vs {sc['energy_cost']:.0f} NOK self-consumption\n")
-    with open(ROOT / "bench" / "RESULTS.md", "a") as fh:
-        fh.write(line)
+    append_result("Optimizer", f"python bench/bench_optimizer.py --solves {args.solves} --year-days {args.year_days}",
+                  f"- 48 h / 15 min battery + heat-pump plan (192 steps, 2-node building): median **{med:.1f} ms** "
+                  f"(min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f}) over {args.solves} solves — goal < 100 ms\n"
+                  f"- closed loop, {args.year_days} days at 15-min steps, hourly replanning (48 h battery LP, forecast error): "
+                  f"**{wall:.1f} s** wall, {r['plans']} plans (solve median {r['solve_median_ms']:.1f} ms); energy cost "
+                  f"{r['energy_cost']:.0f} NOK vs {sc['energy_cost']:.0f} NOK self-consumption\n")
 
 
 if __name__ == "__main__":
