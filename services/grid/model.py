@@ -7,6 +7,8 @@ with it).  Its settled flow is the grid's contribution to the bus: ``+`` import,
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,6 +20,7 @@ from hometwin.services.grid import outages as out
 from hometwin.services.grid import tariffs as tf
 from hometwin.units import J_PER_KWH
 
+log = logging.getLogger("hometwin.grid")
 _RANDOM_BLOCK_DAYS = 32  # random outages are computed and cached per block of UTC days
 
 
@@ -53,9 +56,8 @@ class Grid(Element):
     def setup(self) -> None:
         cfg, home = self.config, self.home
         self._clock = LocalClock(home.timezone)
-        self._series = {key: self._load_series(t, field) for key, field, t in
-                        (("import", "tariff", cfg.tariff), ("export", "export_tariff", cfg.export_tariff))}
-        self._prices_read = __import__("time").monotonic()
+        self._series = self._read_series()
+        self._prices_read = time.monotonic()
         self._series_version = 0
         self.held_steps = 0  # realtime: steps priced before their price was published (held)
         o = cfg.outages
@@ -95,6 +97,18 @@ class Grid(Element):
             tf.check_coverage(series, t0, t_last + 1, home.timezone)
         return series
 
+    def _read_series(self) -> dict[str, tf.PriceSeries | None]:
+        """The import and export price series of the tariffs that read prices (None for the others)."""
+        cfg = self.config
+        return {key: self._load_series(t, field) for key, field, t in
+                (("import", "tariff", cfg.tariff), ("export", "export_tariff", cfg.export_tariff))}
+
+    def _taken_up(self) -> None:
+        """New prices or outage events are in force: windows are computed again from them."""
+        self._series_version += 1
+        self._arrays = TimeChunks(self._arrays_at)
+        self._last_window = None
+
     def _announced(self) -> tuple[np.ndarray, np.ndarray]:
         """The explicit outage intervals merged with the events EskomSePush announces now."""
         from hometwin.services.grid.sources import eskomsepush
@@ -103,8 +117,6 @@ class Grid(Element):
 
     def _now_step(self) -> int:
         """[Unix s] the start of the step the wall clock is in (a realtime run)."""
-        import time
-
         return int(time.time()) // self.home.step_s * self.home.step_s
 
     def _refresh_prices(self) -> None:
@@ -112,41 +124,31 @@ class Grid(Element):
         modification time changed, a day's document that appeared or changed — and the
         load-shedding events EskomSePush announces, and use them for the windows computed from
         then on."""
-        import logging
-        import time
-
         now = time.monotonic()
         if now - self._prices_read < self.config.price_refresh_s:
             return
         self._prices_read = now
-        cfg = self.config
         try:
-            fresh = {key: self._load_series(t, field) for key, field, t in
-                     (("import", "tariff", cfg.tariff), ("export", "export_tariff", cfg.export_tariff))}
+            fresh = self._read_series()
         except Exception as exc:  # noqa: BLE001 - the twin goes on with the prices it has
-            logging.getLogger("hometwin.grid").warning("%s: reading the prices again failed (%s); keeping the "
-                                                       "last ones", self.name, " ".join(str(exc).split())[:300])
+            log.warning("%s: reading the prices again failed (%s); keeping the last ones", self.name,
+                        " ".join(str(exc).split())[:300])
             fresh = dict(self._series)
-        if cfg.outages.eskomsepush is not None:  # the live schedule (its answer is reused for an hour)
+        if self.config.outages.eskomsepush is not None:  # the live schedule (its answer is reused for an hour)
             try:
                 starts, ends = self._announced()
             except Exception as exc:  # noqa: BLE001 - the twin goes on with the events it has
-                logging.getLogger("hometwin.grid").warning("%s: reading the load-shedding events again failed "
-                                                           "(%s); keeping the last ones", self.name,
-                                                           " ".join(str(exc).split())[:300])
+                log.warning("%s: reading the load-shedding events again failed (%s); keeping the last ones",
+                            self.name, " ".join(str(exc).split())[:300])
             else:
                 if not (np.array_equal(starts, self._iv_starts) and np.array_equal(ends, self._iv_ends)):
                     self._iv_starts, self._iv_ends = starts, ends
-                    self._series_version += 1
-                    self._arrays = TimeChunks(self._arrays_at)
-                    self._last_window = None
+                    self._taken_up()
         if any(_changed(fresh[k], self._series[k]) for k in fresh):
-            logging.getLogger("hometwin.grid").info("%s: new prices (%s)", self.name, ", ".join(
+            log.info("%s: new prices (%s)", self.name, ", ".join(
                 f"{k}: {s.source} to {pd_stamp(int(s.ends[-1]))}" for k, s in fresh.items() if s is not None))
             self._series = fresh
-            self._series_version += 1
-            self._arrays = TimeChunks(self._arrays_at)
-            self._last_window = None
+            self._taken_up()
 
     def as_of(self, t: float | None) -> None:
         """A planner's view (:class:`~hometwin.services.inverter.strategies.forecast.Forecaster`):
