@@ -468,17 +468,28 @@ class Weather(Element):
     #: itself honours the service's Expires: no request while the cached forecast is fresh).
     REFRESH_S = 60.0
 
+    def _site(self, src: object) -> tuple[float, float]:
+        """(latitude, longitude) a web source is asked for: its own, else the home's."""
+        h = self.home
+        lat = h.latitude if src.latitude is None else src.latitude  # type: ignore[attr-defined]
+        lon = h.longitude if src.longitude is None else src.longitude  # type: ignore[attr-defined]
+        return lat, lon
+
+    def _run_span(self) -> tuple[float, float]:
+        """[Unix s] the start of the run's first and of its last step."""
+        h = self.home
+        return float(h.epoch_s(0, 1)[0]), float(h.epoch_s(h.n_steps - 1, 1)[0])
+
     def _forecast_request(self, src: object) -> tuple[Any, str, dict[str, Any], Any] | None:
         """(service, url, params, parse) of a source that publishes successive forecasts (MET
         Norway, Open-Meteo forecast), whose versions the cache keeps; None for the others."""
         h = self.home
-        lat = h.latitude if src.latitude is None else src.latitude  # type: ignore[attr-defined]
-        lon = h.longitude if src.longitude is None else src.longitude  # type: ignore[attr-defined]
+        lat, lon = self._site(src)
         if isinstance(src, MetNorwaySource):
             url, params = met_norway.request(src, lat, lon, h.altitude_m)
             return met_norway.SERVICE, url, params, lambda doc: met_norway.parse(doc.json(), met_norway.SERVICE.title)
         if isinstance(src, OpenMeteoSource) and src.mode == "forecast":
-            first, last = float(h.epoch_s(0, 1)[0]), float(h.epoch_s(h.n_steps - 1, 1)[0])
+            first, last = self._run_span()
             service, url, params = open_meteo.request(src, lat, lon, first, last)
             return service, url, params, lambda doc: open_meteo.parse(doc.json(), service.title)
         return None
@@ -552,7 +563,7 @@ class Weather(Element):
         """The recorded forecasts must cover the run's first step (a realtime run) or the whole run."""
         h = self.home
         lo, hi = self._versions.span()  # type: ignore[union-attr]
-        first, last = float(h.epoch_s(0, 1)[0]), float(h.epoch_s(h.n_steps - 1, 1)[0])
+        first, last = self._run_span()
         if lo > first or (hi < last and not h.realtime):
             fmt = lambda s: pd.Timestamp(s, unit="s", tz="UTC")  # noqa: E731
             raise ValueError(f"source {self.config.source.type}: the forecasts cover {fmt(lo)} … {fmt(hi)}, the run "
@@ -560,9 +571,8 @@ class Weather(Element):
 
     def _load(self, src: object) -> tuple[dict[str, np.ndarray], Any]:
         h = self.home
-        lat = h.latitude if src.latitude is None else src.latitude  # type: ignore[attr-defined]
-        lon = h.longitude if src.longitude is None else src.longitude  # type: ignore[attr-defined]
-        first, last = float(h.epoch_s(0, 1)[0]), float(h.epoch_s(h.n_steps - 1, 1)[0])
+        lat, lon = self._site(src)
+        first, last = self._run_span()
         if isinstance(src, MetNorwaySource):
             return met_norway.load(src, lat, lon, h.altitude_m)
         if isinstance(src, OpenMeteoSource):
