@@ -39,7 +39,7 @@ import numpy as np
 
 import results  # bench/results.py (the script's folder is on sys.path)
 import hometwin.runtime  # noqa: F401  (registers the element kinds' services)
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 from hometwin.auth import element_authid
 from hometwin.engine import Engine
 from hometwin.registry import element_class

@@ -41,7 +41,7 @@ from pathlib import Path
 import results  # bench/results.py (the script's folder is on sys.path)
 import hometwin.runtime  # noqa: F401
 from hometwin.engine import Engine
-from hometwin.messages import AHEAD_STEPS, RUN_WINDOWS
+from hometwin.runtime.messages import AHEAD_STEPS, RUN_WINDOWS
 from hometwin.runtime.launcher import Launcher
 from hometwin.runtime.service import runs_ahead
 from hometwin.runtime.wamp import autobahn_errors_only

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 
 ELEMENT_PREFIX = "element."
 SYSTEM_PRINCIPALS = ("clock", "launcher", "recorder", "viewer", "controller")

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 from hometwin.auth import element_authid
 from hometwin.engine import Engine
 from hometwin.registry import element_class

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 from hometwin.runtime import clock as clock_mod
 from hometwin.runtime.clock import Clock
 from hometwin.spec import home_context, load_home

@@ -39,7 +39,7 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 from hometwin.cli import app
 from hometwin.engine import Engine
 from hometwin.results import Result

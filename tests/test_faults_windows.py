@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 from hometwin.engine import Engine
 from hometwin.results import Recorder
 from hometwin.runtime.launcher import RecordedSteps, RemoteRun

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "runtime.md"
 
@@ -65,7 +65,7 @@ def test_non_map_payload_is_malformed() -> None:
 
 
 def test_docs_topics_table_is_current() -> None:
-    """docs/runtime.md carries the generated table verbatim (regenerate: python -m hometwin.messages)."""
+    """docs/runtime.md carries the generated table verbatim (regenerate: python -m hometwin.runtime.messages)."""
     assert m.topics_table() in DOC.read_text()
 
 

@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 from hometwin.engine import build_element
 from hometwin.runtime.balancer import Balancer
 from hometwin.runtime.metrics import ServiceMetrics

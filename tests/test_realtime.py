@@ -220,7 +220,7 @@ def test_realtime_clock_sends_each_step_at_its_wall_clock_time():
 
     from autobahn.wamp.exception import ApplicationError
 
-    from hometwin import messages as m
+    from hometwin.runtime import messages as m
     from hometwin.runtime.clock import Clock
 
     doc = home_doc([SUN, INVERTER, load()], duration="1h", step_s=1)

@@ -14,7 +14,7 @@ from typing import Any
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
 from hometwin import auth
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 from hometwin.runtime.wamp import component, stop_component
 from conftest import WAIT_S
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from hometwin import auth
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 from hometwin.engine import Engine
 from hometwin.runtime.wamp import component, stop_component
 from hometwin.spec import load_home

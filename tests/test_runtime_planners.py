@@ -34,13 +34,13 @@ import pytest
 import yaml
 from autobahn.wamp.exception import ApplicationError
 
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 from hometwin.element import Role
 from hometwin.engine import Engine
 from hometwin.runtime import proxies as px
 from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.runtime.wamp import component, plain, stop_component
-from hometwin.services.inverter.strategies.compare import with_strategy
+from hometwin.studies.compare import with_strategy
 from hometwin.spec import load_home
 from runtime_support import REALMS, Up, free_ports, max_diff, wait_until  # noqa: F401
 from conftest import EXAMPLES, WAIT_S

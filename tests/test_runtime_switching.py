@@ -101,7 +101,7 @@ def test_single_step_windows_identical_with_a_set(router):  # type: ignore[no-un
 def test_a_repeated_tick_keeps_the_window_a_set_waits_for_the_next():
     """The clock re-publishes a tick nobody settled (a restarted inverter): the element publishes the
     same request again; a property set in between applies at the next window, not inside this one."""
-    from hometwin import messages as m
+    from hometwin.runtime import messages as m
     from hometwin.engine import Engine
     from hometwin.runtime.service import ElementService
     from hometwin.spec import load_home

@@ -26,7 +26,7 @@ from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions
 
 from hometwin import auth
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 from hometwin.engine import Engine
 from hometwin.runtime.launcher import Launcher
 from hometwin.runtime.router import Router

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 from hometwin.element import Window
 from hometwin.engine import Engine
 from hometwin.registry import element_class

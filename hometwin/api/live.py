@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 from hometwin.api import homes
 from hometwin.api.runs import ApiError, Run
 from hometwin.errors import clip

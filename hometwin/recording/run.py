@@ -8,7 +8,7 @@ import secrets
 import time
 from typing import Any, Mapping
 
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 from hometwin.recording.store import RecordingError, RunWriter, Store
 
 #: A writer flushes at most this often [s] (and at the end): with windows of a day one transaction

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 from hometwin.recording import schema as s
 from hometwin.recording.run import FLUSH_S, currency_of, run_row
 from hometwin.recording.store import RecordingError, RunWriter, Store

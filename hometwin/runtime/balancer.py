@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 from hometwin.element import Role
 from hometwin.registry import element_class
 from hometwin.runtime import proxies as px

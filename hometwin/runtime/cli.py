@@ -561,7 +561,7 @@ def ctl_set(element: str, props: list[str] = typer.Argument(..., help="key=value
             router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM, file: Optional[Path] = _CTL_FILE,
             credentials: Path = _CTL_CREDS) -> None:
     """Set element properties (take effect at the next window boundary): ``set oven on=true``."""
-    from hometwin.messages import element_uri
+    from hometwin.runtime.messages import element_uri
 
     kwargs = {}
     for item in props:
@@ -577,7 +577,7 @@ def ctl_get(element: str, router: str = _CTL_ROUTER, realm: Optional[str] = _CTL
             file: Optional[Path] = _CTL_FILE,
             credentials: Path = _CTL_CREDS) -> None:
     """An element's config and telemetry."""
-    from hometwin.messages import element_uri
+    from hometwin.runtime.messages import element_uri
 
     _ctl(router, realm, file, credentials, element_uri(element, "get"))
 
@@ -586,7 +586,7 @@ def ctl_get(element: str, router: str = _CTL_ROUTER, realm: Optional[str] = _CTL
 def ctl_pause(router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM, file: Optional[Path] = _CTL_FILE,
             credentials: Path = _CTL_CREDS) -> None:
     """Pause the clock at the next window boundary."""
-    from hometwin.messages import clock_uri
+    from hometwin.runtime.messages import clock_uri
 
     _ctl(router, realm, file, credentials, clock_uri("pause"))
 
@@ -595,7 +595,7 @@ def ctl_pause(router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM, file
 def ctl_resume(router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM, file: Optional[Path] = _CTL_FILE,
             credentials: Path = _CTL_CREDS) -> None:
     """Resume the clock."""
-    from hometwin.messages import clock_uri
+    from hometwin.runtime.messages import clock_uri
 
     _ctl(router, realm, file, credentials, clock_uri("resume"))
 
@@ -605,7 +605,7 @@ def ctl_speed(speed: str, router: str = _CTL_ROUTER, realm: Optional[str] = _CTL
               file: Optional[Path] = _CTL_FILE,
             credentials: Path = _CTL_CREDS) -> None:
     """Set the clock speed (simulated s per wall s, or max)."""
-    from hometwin.messages import clock_uri
+    from hometwin.runtime.messages import clock_uri
 
     _ctl(router, realm, file, credentials, clock_uri("set_speed"), speed)
 
@@ -615,7 +615,7 @@ def ctl_until(step: str, router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_
               file: Optional[Path] = _CTL_FILE,
             credentials: Path = _CTL_CREDS) -> None:
     """Run until a step (or a duration from the start, e.g. 18h) and pause there."""
-    from hometwin.messages import clock_uri
+    from hometwin.runtime.messages import clock_uri
 
     _ctl(router, realm, file, credentials, clock_uri("run_until"), step)
 
@@ -625,7 +625,7 @@ def ctl_on(element: str, router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_
            file: Optional[Path] = _CTL_FILE,
             credentials: Path = _CTL_CREDS) -> None:
     """Switch an element on (start its process in ``hometwin up``)."""
-    from hometwin.messages import launcher_uri
+    from hometwin.runtime.messages import launcher_uri
 
     _ctl(router, realm, file, credentials, launcher_uri("on"), element)
 
@@ -635,7 +635,7 @@ def ctl_off(element: str, router: str = _CTL_ROUTER, realm: Optional[str] = _CTL
             file: Optional[Path] = _CTL_FILE,
             credentials: Path = _CTL_CREDS) -> None:
     """Switch an element off (stop its process; it leaves the roster from the next window)."""
-    from hometwin.messages import launcher_uri
+    from hometwin.runtime.messages import launcher_uri
 
     _ctl(router, realm, file, credentials, launcher_uri("off"), element)
 
@@ -644,7 +644,7 @@ def ctl_off(element: str, router: str = _CTL_ROUTER, realm: Optional[str] = _CTL
 def ctl_status(router: str = _CTL_ROUTER, realm: Optional[str] = _CTL_REALM, file: Optional[Path] = _CTL_FILE,
             credentials: Path = _CTL_CREDS) -> None:
     """Clock status and the inverter's roster."""
-    from hometwin.messages import ROSTER_GET, clock_uri
+    from hometwin.runtime.messages import ROSTER_GET, clock_uri
 
     r = _realm(realm, file)
     out = {"clock": _ctl_call(router, r, credentials, clock_uri("status")),

@@ -30,7 +30,7 @@ import pandas as pd
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import RegisterOptions
 
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 from hometwin.element import HomeContext
 from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.runtime.wamp import handler, plain

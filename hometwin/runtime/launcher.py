@@ -28,7 +28,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 from autobahn.wamp.types import RegisterOptions
 
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 from hometwin.deploy import DB_URL_ENV, ServiceCommand, realm_of, service_commands
 from hometwin.element import Role
 from hometwin.registry import element_class
@@ -751,7 +751,7 @@ class Launcher:
 
     def flows_since(self, since: int, until: int | None = None) -> dict[str, Any] | None:
         """``hometwin.launcher.flows``: the settled steps from ``since`` (before ``until``) that this
-        launcher holds, in one :class:`~hometwin.messages.Flows` (None: it holds none from there)."""
+        launcher holds, in one :class:`~hometwin.runtime.messages.Flows` (None: it holds none from there)."""
         have = self.recorded.have
         since = int(since)
         until = len(have) if until is None else min(int(until), len(have))

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import msgpack
 
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 
 
 def _wire(value: Any) -> Any:

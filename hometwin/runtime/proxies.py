@@ -42,7 +42,7 @@ from typing import Any, Callable
 import numpy as np
 from autobahn.wamp.exception import ApplicationError
 
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 from hometwin.element import Role
 
 #: Methods a strategy calls on roster elements (``services/inverter/strategies``): served as RPCs

@@ -33,7 +33,7 @@ import numpy as np
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions, RegisterOptions
 
-from hometwin import messages as m
+from hometwin.runtime import messages as m
 from hometwin.auth import element_authid
 from hometwin.element import Element, HomeContext, InvalidProperty, Role, Window
 from hometwin.runtime import proxies as px

@@ -16,7 +16,7 @@ from autobahn.asyncio.component import Component
 from autobahn.wamp.types import SubscribeOptions
 from pydantic import BaseModel
 
-from hometwin.messages import Rejections
+from hometwin.runtime.messages import Rejections
 
 log = logging.getLogger("hometwin.runtime")
 

@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, ValidationError,
                       model_validator)
 
-log = logging.getLogger("hometwin.messages")
+log = logging.getLogger("hometwin.runtime.messages")
 
 #: Largest window a tick may announce (a year of 1-minute steps fits).
 MAX_STEPS = 600_000
