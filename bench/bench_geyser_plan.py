@@ -32,7 +32,7 @@ def main() -> None:
     args = ap.parse_args()
     from conftest import EXAMPLES, shared
     from hometwin.services.grid.outages import OutageConfig, ScheduleOutages
-    from hometwin.services.inverter.strategies.compare import run_strategy
+    from hometwin.studies.compare import run_strategy
     from hometwin.spec import load_home
 
     h = load_home(EXAMPLES / "cape-town-lp.yaml")

@@ -213,7 +213,7 @@ def main() -> None:
                       f"**{plain:.1f} ms** without the outage reserve rows (factor 1: the formulation before, on the widened slots), **{reserve:.1f} ms** "
                       f"with it (factor 1.3; ratio {reserve / plain:.2f}), {args.solves} solves each, alternating\n")
         return
-    from hometwin.services.inverter.strategies.compare import run_strategy
+    from hometwin.studies.compare import run_strategy
     from test_strategies import spot_home
 
     times, inner = [], []

@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--r-high", type=float, default=100.0)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    from hometwin.services.inverter.strategies.compare import run_strategy
+    from hometwin.studies.compare import run_strategy
 
     home = smarthjem_day(args.day, warmup_days=0)
     runs = {

@@ -32,7 +32,7 @@ _PLUGINS = (
     "hometwin.runtime.cli",  # service, router, up, ctl
     "hometwin.grafana_cli",  # dashboards
     "hometwin.operator.cli",  # operator, crd
-    "hometwin.services.inverter.cli",  # strategies: optimize / plan
+    "hometwin.studies.cli",  # compare-strategies
     "hometwin.api.cli",  # serve: the HTTP API and the UI
 )
 

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import EXAMPLES
 from homes import SUN, home
-from hometwin.services.inverter.strategies.compare import PRESETS, compare_strategies, run_strategy
+from hometwin.studies.compare import PRESETS, compare_strategies, run_strategy
 from hometwin.services.inverter.strategies.reference import optimum
 from hometwin.spec import load_home
 
@@ -111,7 +111,7 @@ def test_bound_plans_the_heating_not_only_the_battery():
 
 def test_bound_validity_is_checked_and_explained():
     """A bound some strategy beats is not reported as one: no gap, a note naming the strategy."""
-    from hometwin.services.inverter.strategies.compare import score_rows
+    from hometwin.studies.compare import score_rows
 
     rows = {"a": {"energy_cost": 10.0, "unserved_kwh": 0.0, "comfort_violation_kh": 0.0},
             "perfect_foresight": {"energy_cost": 12.0, "unserved_kwh": 0.0, "comfort_violation_kh": 0.0,
@@ -176,7 +176,7 @@ def test_a_long_run_gets_its_bound_from_blocks_and_is_still_followed():
 def test_bad_bound_settings_are_refused_naming_the_field(field: str, value: float) -> None:
     from pydantic import ValidationError
 
-    from hometwin.services.inverter.strategies.compare import strategy_config
+    from hometwin.studies.compare import strategy_config
 
     with pytest.raises(ValidationError, match=field):
         strategy_config({"type": "perfect_foresight", field: value})

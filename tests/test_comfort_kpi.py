@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from conftest import EXAMPLES
 from hometwin.engine import Engine
 from hometwin.report import render_report
-from hometwin.services.inverter.strategies.compare import run_strategy
+from hometwin.studies.compare import run_strategy
 from hometwin.services.inverter.strategies.config import ComfortConfig
 from hometwin.spec import load_home
 

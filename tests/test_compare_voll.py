@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from conftest import EXAMPLES
 from hometwin.cli import app
-from hometwin.services.inverter.strategies.compare import compare_strategies
+from hometwin.studies.compare import compare_strategies
 from hometwin.spec import load_home
 
 # R/kWh: the cost of unserved energy NERSA uses for South Africa is of this order (tens of rand per kWh);

@@ -8,7 +8,7 @@ import pytest
 from conftest import shared
 from homes import SUN, WEATHER, grid, home
 from hometwin.engine import Engine
-from hometwin.services.inverter.strategies.compare import run_strategy, with_strategy
+from hometwin.studies.compare import run_strategy, with_strategy
 
 KWH = 3.6e6
 TOU = {"type": "time_of_use", "default_price_per_kwh": 3.20, "periods": [

@@ -11,7 +11,7 @@ from homes import SUN, WEATHER, grid, home
 from hometwin.element import Window
 from hometwin.engine import Engine
 from hometwin.services.inverter.strategies.base import StrategyError
-from hometwin.services.inverter.strategies.compare import with_strategy
+from hometwin.studies.compare import with_strategy
 from hometwin.services.inverter.strategies.hot_water import local_day
 
 KWH = 3.6e6

@@ -232,7 +232,7 @@ def _smarthjem(start: str, days: int):
 def test_smarthjem_example_runs_the_thesis_mpc_and_the_lp_reports_comfort_out_of_reach() -> None:
     """The shipped example runs its own controller; and with a comfort temperature the 4 kW cannot hold,
     the LP heating MPC runs too (heats flat out) and reports the shortfall instead of refusing."""
-    from hometwin.services.inverter.strategies.compare import compare_strategies
+    from hometwin.studies.compare import compare_strategies
 
     home = _smarthjem("2026-01-06T00:00:00", 1)
     rows = compare_strategies(home, ["thermostat", "heating_qp",

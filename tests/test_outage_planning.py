@@ -9,7 +9,7 @@ import pytest
 from conftest import EXAMPLES, shared
 from hometwin.services.grid.outages import OutageConfig, ScheduleOutages
 from hometwin.engine import Engine
-from hometwin.services.inverter.strategies.compare import (compare_strategies, run_strategy, strategy_config,
+from hometwin.studies.compare import (compare_strategies, run_strategy, strategy_config,
                                                            with_strategy)
 from hometwin.services.inverter.strategies.hot_water import ThermostatLoad
 from hometwin.services.inverter.strategies.lp import (BatteryModel, DispatchProblem, outage_reserve_kwh,

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from conftest import EXAMPLES, shared
 from homes import SUN, WEATHER, battery, grid, home
 from hometwin.services.inverter.strategies.base import StrategyError
-from hometwin.services.inverter.strategies.compare import compare_strategies, run_strategy, with_strategy
+from hometwin.studies.compare import compare_strategies, run_strategy, with_strategy
 from hometwin.spec import load_home
 
 

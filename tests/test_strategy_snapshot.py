@@ -19,7 +19,7 @@ import pytest
 
 from hometwin.engine import Engine
 from hometwin.runtime.wamp import plain
-from hometwin.services.inverter.strategies.compare import with_strategy
+from hometwin.studies.compare import with_strategy
 from hometwin.spec import load_home
 from conftest import EXAMPLES
 

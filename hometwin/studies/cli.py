@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
 
         from hometwin.cli import load_or_exit
         from hometwin.services.inverter.strategies.base import StrategyError
-        from hometwin.services.inverter.strategies.compare import compare_strategies
+        from hometwin.studies.compare import compare_strategies
 
         console = Console()
         home = load_or_exit(file)
