@@ -17,10 +17,12 @@ from hometwin.runtime import messages as m
 
 
 # -- the element's side ---------------------------------------------------------------------------
-def answer_dispatch(win: Any, req: m.DispatchRequest, uri: str) -> tuple[m.DispatchResult, np.ndarray | None]:
-    """The battery's answer to the inverter's dispatch request (decoded) for its window (``win``:
-    its :class:`hometwin.runtime.element_window.ElementWindow`), and what it was served when it may
-    publish its next status ahead (None: it may not)."""
+def answer_dispatch(win: Any, req: m.DispatchRequest | None, uri: str) -> tuple[m.DispatchResult, np.ndarray | None]:
+    """The battery's answer to the inverter's dispatch request (decoded; None: it was invalid) for its
+    window (``win``: its :class:`hometwin.runtime.element_window.ElementWindow`), and what it was served
+    when it may publish its next status ahead (None: it may not)."""
+    if req is None:
+        raise ApplicationError("hometwin.error.invalid_message", "invalid DispatchRequest")
     w = win.w
     if w is None or req.seq != w.seq or req.n != w.n or win.settled:
         win.rejections.reject(uri, "stale_seq", f"seq {req.seq}/n {req.n}, window {win.last_seq}"

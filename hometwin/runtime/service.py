@@ -7,10 +7,8 @@ element, driven by messages instead of calls (DESIGN.md, the tick protocol):
     grid) / EnergyRequest (sources, loads) / StorageStatus (battery)
     → [battery: answer the inverter's dispatch RPC] → Settle → element.settle(w, k, served)
 
-The window itself is :class:`hometwin.runtime.element_window.ElementWindow`, a state machine
-without I/O: the service decodes each packet, feeds it there and publishes what it returns.
-Its optimisations are modules of their own (speculation.py, ahead.py, dispatch.py).
-Handlers are plain (synchronous) functions driven by message arrival, so a window is
+The window is :class:`hometwin.runtime.element_window.ElementWindow`, a state machine without
+I/O: the service decodes each packet, feeds it there and publishes what it returns.  Handlers are plain (synchronous) functions driven by message arrival, so a window is
 processed in the order the router delivers it; RPC property changes are validated
 at once and applied at the next window boundary (the next Tick).
 
@@ -296,14 +294,8 @@ class ElementHost:
 
 
 class ElementService(ElementHost):
-    """Hosts one non-inverter element (environment, source, load, storage, grid).
-
-    ``ahead=True`` (see :func:`runs_ahead`): the element's window is the inverter's *chunk*
-    (``hometwin.ahead.tick``, many single-step windows at once) and its packets, signals and
-    settlement travel on the ``hometwin.ahead.*`` topics; the inverter slices every window out
-    of them.  A ``set`` then takes effect at once: the chunk's packet is computed again and
-    published, and the inverter uses it from its next window boundary.
-    """
+    """Hosts one non-inverter element (environment, source, load, storage, grid).  ``ahead=True``
+    (:func:`runs_ahead`): its window is the inverter's chunk (:mod:`hometwin.runtime.ahead`)."""
 
     def __init__(self, element: Element, metrics: ServiceMetrics | None = None, ahead: bool = False,
                  producers: set[str] | None = None):
@@ -408,20 +400,14 @@ class ElementService(ElementHost):
             self.send(self.win.signals_in(sig))
 
     def rpc_dispatch(self, payload: Any = None) -> dict[str, Any]:
+        """The battery: the inverter's dispatch request for this window (:mod:`hometwin.runtime.dispatch`)."""
         uri = m.element_uri(self.name, "dispatch")
         self.metrics.msg("in", uri)
-        req = m.decode(m.DispatchRequest, payload, uri, self.rejections)
-        if req is None:
-            raise ApplicationError("hometwin.error.invalid_message", "invalid DispatchRequest")
-        answer, served = answer_dispatch(self.win, req, uri)
-        if served is not None:
-            # its next status once the answer is out (autobahn sends it from the loop's next turn)
+        answer, served = answer_dispatch(self.win, m.decode(m.DispatchRequest, payload, uri, self.rejections), uri)
+        if served is not None:  # its next status once the answer is out (autobahn sends it on the loop's next turn)
             loop = asyncio.get_running_loop()
-            loop.call_soon(loop.call_soon, self._speculate_storage, req.seq, served)
+            loop.call_soon(loop.call_soon, lambda: self.send(self.win.spec.speculate_storage(answer.seq, served)))
         return answer.wire()
-
-    def _speculate_storage(self, seq: int, served: Any) -> None:
-        self.send(self.win.spec.speculate_storage(seq, served))
 
     def on_settle(self, payload: Any) -> None:
         st = m.decode(m.Settle, payload, self.win.uri_settle, self.rejections)
