@@ -59,9 +59,9 @@ def test_signals_buffered_before_their_tick_are_checked_against_it() -> None:
     on_tick, on_sig = on(roof, m.TICK_WINDOW, roof.on_tick), on(roof, m.SIGNALS, roof.on_signals)
     on_tick(tick(0))
     on_sig({"seq": 1, "element": "weather", "n": 7, "arrays": {k: [1.0] * 7 for k in WEATHER_KEYS}})  # early
-    roof.settled = True
+    roof.win.settled = True
     on_tick(tick(1, 3))  # the window has n = 3
-    assert roof.signals == {} and roof.rejections.counts[(m.SIGNALS, "out_of_range")] == 1
+    assert roof.win.signals == {} and roof.rejections.counts[(m.SIGNALS, "out_of_range")] == 1
 
 
 @pytest.mark.parametrize("arrays, why", [
@@ -97,7 +97,7 @@ def test_a_stray_dispatch_cannot_change_the_battery_after_or_outside_its_window(
         battery.rpc_dispatch(odd)  # another step length than the window's
     good = m.DispatchRequest(seq=0, dt_s=60, n=3, charge_j=np.full(3, 1000.0), discharge_j=zeros).wire()
     battery.rpc_dispatch(good)
-    battery.settled = True  # the window was settled
+    battery.win.settled = True  # the window was settled
     with pytest.raises(ApplicationError):
         battery.rpc_dispatch(good)
     uri = m.element_uri("battery", "dispatch")

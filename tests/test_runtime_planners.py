@@ -432,7 +432,7 @@ def test_plans_refused_inside_a_window_and_ports_only_where_the_model_has_them()
     assert "defer_to" not in rpcs and "max_heat_w" not in rpcs
     set_plan = svc.port_rpc("set_plan")
     assert set_plan(3, setpoint_c=[55.0, 56.0]) is None and eng.elements["water-heater"].state["plan"]["i0"] == 3
-    svc.published, svc.settled = True, False  # between its request and its settlement
+    svc.win.published, svc.win.settled = True, False  # between its request and its settlement
     with pytest.raises(ApplicationError) as exc:
         set_plan(4, setpoint_c=[50.0])
     assert exc.value.error == px.STALE and "request is already published" in exc.value.args[0]

@@ -7,7 +7,8 @@ element, driven by messages instead of calls (DESIGN.md, the tick protocol):
     grid) / EnergyRequest (sources, loads) / StorageStatus (battery)
     → [battery: answer the inverter's dispatch RPC] → Settle → element.settle(w, k, served)
 
-Handlers are plain (synchronous) functions driven by message arrival, so a window is
+The window is :class:`hometwin.runtime.element_window.ElementWindow`, a state machine without
+I/O: the service decodes each packet, feeds it there and publishes what it returns.  Handlers are plain (synchronous) functions driven by message arrival, so a window is
 processed in the order the router delivers it; RPC property changes are validated
 at once and applied at the next window boundary (the next Tick).
 
@@ -24,12 +25,9 @@ the loads' requests.
 from __future__ import annotations
 
 import asyncio
-import math
 import logging
-import time
 from typing import Any
 
-import numpy as np
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions, RegisterOptions
 
@@ -37,13 +35,15 @@ from hometwin.runtime import messages as m
 from hometwin.auth import element_authid
 from hometwin.element import Element, HomeContext, InvalidProperty, Role, Window
 from hometwin.runtime import proxies as px
+from hometwin.runtime.dispatch import answer_dispatch
+from hometwin.runtime.element_window import AHEAD, ElementWindow, Out, apply_sets, tick_ok
 from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.runtime.wamp import plain, subscribe
 
+__all__ = ["AHEAD", "ElementHost", "ElementService", "runs_ahead", "signal_producers"]
+
 log = logging.getLogger("hometwin.service")
 
-#: How many windows ahead a packet may be buffered (router reordering across publishers).
-AHEAD = 2
 
 
 def _signal_graph(home: Any) -> tuple[dict[str, Any], dict[str, set[str]]]:
@@ -83,22 +83,12 @@ def runs_ahead(home: Any) -> set[str]:
     return ahead
 
 
-class _Spec:
-    """A packet out ahead of this window's ``Settle``: the window it is for (``tick``), the element
-    as it was before it settled this window as assumed (``mark``), and the ``set``s it applied at
-    that boundary (pending again if the packet is taken back)."""
-
-    __slots__ = ("tick", "mark", "applied", "joules")
-
-    def __init__(self, tick: m.Tick, mark: Any, applied: list[dict[str, Any]], joules: np.ndarray | None):
-        self.tick, self.mark, self.applied, self.joules = tick, mark, applied, joules
-
-    def is_for(self, t: m.Tick | None) -> bool:
-        return t is not None and (t.seq, t.i0, t.n, t.dt_s) == (self.tick.seq, self.tick.i0, self.tick.n, self.tick.dt_s)
-
-
 class ElementHost:
     """What every hosted element has: its model, its RPCs, pending property changes, metrics."""
+
+    last_seq = -1  # last tick seen
+    w: Window | None = None  # the window it is in
+    t_tick = 0.0  # when that window's tick came (perf_counter)
 
     def __init__(self, element: Element, metrics: ServiceMetrics | None = None):
         self.element = element
@@ -108,12 +98,8 @@ class ElementHost:
         self.rejections = m.Rejections(self.metrics.reject)
         self.session: Any = None
         self.pending_set: list[dict[str, Any]] = []
-        self.last_seq = -1  # last tick seen
-        self.w: Window | None = None
-        self.t_tick = 0.0
         self._t0_epoch = float(self.ctx.start.timestamp())
         self.ports = px.port_methods(element)  # planner ports this element serves
-        self.spec: _Spec | None = None  # a packet published ahead of this window's Settle (ElementService)
         self._param_fns: dict[str, Any] = {}  # callables of the last params() answer (call_param)
 
     # -- publishing ----------------------------------------------------------------------------
@@ -238,18 +224,13 @@ class ElementHost:
         return False
 
     def committed(self, fn: Any) -> Any:
-        """``fn()`` on the element as committed: with a packet out ahead (speculative) the model has
-        already settled this window as assumed; what the twin has settled is the mark before it."""
-        spec = self.spec
-        if spec is None:
-            return fn()
-        el = self.element
-        now = el.checkpoint()
-        el.rollback(spec.mark)
-        try:
-            return fn()
-        finally:
-            el.rollback(now)
+        """``fn()`` on the element as committed (an element service with a packet out ahead has
+        already settled this window as assumed: see :meth:`ElementSpeculation.committed`)."""
+        return fn()
+
+    def out_ahead(self) -> bool:
+        """The next window's packet is out ahead of this window's Settle (speculative)."""
+        return False
 
     def rpc_get(self) -> dict[str, Any]:
         el = self.element
@@ -280,7 +261,7 @@ class ElementHost:
         if self.revise_now():
             return plain({"element": self.name, "applies_at_seq": None, "applies": "the inverter's next window",
                           "values": values})
-        if self.spec is not None:  # the next window's packet is out ahead: the one after it, or the next
+        if self.out_ahead():  # the next window's packet is out ahead: the one after it, or the next
             return plain({"element": self.name, "applies_at_seq": None,  # one if that packet is taken back
                           "applies": "the first window whose packet is not out yet", "values": values})
         return plain({"element": self.name, "applies_at_seq": self.last_seq + 1, "values": values})
@@ -302,107 +283,61 @@ class ElementHost:
     # -- window boundary -------------------------------------------------------------------------
     def apply_pending(self) -> list[dict[str, Any]]:
         """Apply the pending ``set``s (a window boundary); returns them (applied or refused)."""
-        done = []
-        while self.pending_set:
-            props = self.pending_set.pop(0)
-            done.append(props)
-            try:
-                values = self.element.set(**props)
-                log.info("%s: set %s", self.name, values)
-            except InvalidProperty as exc:  # validated before; the config changed in between
-                log.error("%s: set refused at the boundary: %s", self.name, exc)
-        return done
+        return apply_sets(self.element, self.pending_set)
 
     def check_tick(self, t: m.Tick, repeat_ok: bool = False, uri: str = m.TICK, runs: bool = False) -> bool:
         """``t`` may start this host's next window (``runs``: a run of windows may, the inverter's)."""
-        # The clock repeats a tick nobody settled (publish the packets again): only its seq is not
-        # new; step length, range and time are checked as for any tick.
-        repeat = repeat_ok and self.w is not None and (t.seq, t.i0, t.n) == (self.w.seq, self.w.i0, self.w.n)
-        if not repeat and t.seq <= self.last_seq:
-            self.rejections.reject(uri, "stale_seq", f"seq {t.seq} <= last {self.last_seq}")
-            return False
-        if t.windows != 1 and not runs:
-            self.rejections.reject(uri, "out_of_range", f"windows {t.windows}: a run of windows is the inverter's "
-                                   "to open, one tick a window here")
-            return False
-        if t.dt_s != self.ctx.step_s:
-            self.rejections.reject(uri, "out_of_range", f"dt_s {t.dt_s} != step_s {self.ctx.step_s}")
-            return False
-        if t.i0 + t.n * t.windows > self.ctx.n_steps:
-            self.rejections.reject(uri, "out_of_range", f"window {t.i0}+{t.n * t.windows} beyond the run "
-                                   f"({self.ctx.n_steps} steps)")
-            return False
-        if abs(t.t0 - (self._t0_epoch + t.i0 * t.dt_s)) > 1e-3:
-            self.rejections.reject(uri, "out_of_range", f"t0 {t.t0} does not match step {t.i0}")
-            return False
-        return True
+        return tick_ok(t, self.ctx, self._t0_epoch, self.last_seq, self.w, self.rejections, repeat_ok, uri, runs)
 
     def window(self, t: m.Tick) -> Window:
         return Window(seq=t.seq, i0=t.i0, n=t.n, dt_s=t.dt_s, home=self.ctx)
 
 
 class ElementService(ElementHost):
-    """Hosts one non-inverter element (environment, source, load, storage, grid).
-
-    ``ahead=True`` (see :func:`runs_ahead`): the element's window is the inverter's *chunk*
-    (``hometwin.ahead.tick``, many single-step windows at once) and its packets, signals and
-    settlement travel on the ``hometwin.ahead.*`` topics; the inverter slices every window out
-    of them.  A ``set`` then takes effect at once: the chunk's packet is computed again and
-    published, and the inverter uses it from its next window boundary.
-    """
+    """Hosts one non-inverter element (environment, source, load, storage, grid).  ``ahead=True``
+    (:func:`runs_ahead`): its window is the inverter's chunk (:mod:`hometwin.runtime.ahead`)."""
 
     def __init__(self, element: Element, metrics: ServiceMetrics | None = None, ahead: bool = False,
                  producers: set[str] | None = None):
         super().__init__(element, metrics)
-        el = element
         self.ahead = ahead
-        #: who may send this element the signals it reads (None: anyone — a service without a spec)
-        self.producers = producers
-        self.uri_tick, self.uri_signals, self.uri_request, self.uri_settle = \
-            (m.TICK_AHEAD, m.SIGNALS_AHEAD, m.REQUEST_AHEAD, m.SETTLE_AHEAD) if ahead \
-            else (m.TICK_WINDOW, m.SIGNALS, m.REQUEST, m.SETTLE)
-        self.needs = set(el.inputs)
-        self.signals: dict[str, np.ndarray] = {}
-        self.early: dict[int, list[m.Signals]] = {}
-        self.published = False  # this window's signals / request are out
-        self.sent_signals = False
-        self.settled = True
-        self.dispatched: int | None = None
-        self.plannable = px.plannable(el)
-        self.plan_from: str | None = None  # the inverter whose plan_ready this element waits for
-        self.plan_seq = -1  # last window whose plan_ready arrived
-        self.settled_to: int | None = None  # running ahead: the chunk is settled up to this step
+        #: the element's window (``producers``: who may send it the signals it reads; None: anyone)
+        self.win = ElementWindow(element, self.rejections, self.metrics, self.pending_set, ahead, producers)
+        self.plannable = px.plannable(element)
         self._signals_sub: Any = None
-        # Speculative packets (docs/runtime.md): an element per window whose next packet depends only
-        # on what it was served publishes it ahead of this window's Settle, assuming it is served in full.
-        self.speculates = not ahead and not self.needs and not el.outputs \
-            and el.role in (Role.source, Role.load, Role.storage)
-        self.then: m.Tick | None = None  # the window after this one (the Settle that started it said so)
-        # The last window the inverter settled while this element listened (a participant or left out) and
-        # the step after it: a restarted inverter asks (``get``) and resumes after it, settling none twice.
-        self.settled_seq, self.next_step = -1, 0
-        self.chunk_windows = 0  # running ahead: windows of the chunk settled so far (its Settles' parts)
+
+    # what the host reads of the window
+    last_seq = property(lambda self: self.win.last_seq)  # type: ignore[assignment]
+    w = property(lambda self: self.win.w)  # type: ignore[assignment]
+
+    def inside_window(self) -> bool:
+        return self.win.inside()
+
+    def committed(self, fn: Any) -> Any:
+        return self.win.spec.committed(fn)
+
+    def out_ahead(self) -> bool:
+        return self.win.spec.out is not None
+
+    def revise_now(self) -> bool:
+        out = self.win.chunk.revise(self.win) if self.win.chunk is not None else None
+        if out is None:
+            return False
+        self.send(out)
+        return True
 
     def extra_rpcs(self) -> list[str]:
         return [px.PLAN_STAGE] if self.plannable else []
 
     def rpc_get(self) -> dict[str, Any]:
         out = super().rpc_get()
-        out["settled_seq"], out["next_step"] = self.settled_seq, self.next_step  # (a restarted inverter asks)
+        out["settled_seq"], out["next_step"] = self.win.settled_seq, self.win.next_step  # (a restarted inverter asks)
         return out
 
     def describe_msg(self) -> m.Describe:
         d = super().describe_msg()
         d.ahead = self.ahead
         return d
-
-    def revise_now(self) -> bool:
-        if not self.ahead or self.w is None or self.settled:
-            return False
-        self.apply_pending()
-        self.published = self.sent_signals = False
-        self.advance()
-        return True
 
     async def on_join(self, session: Any) -> None:
         self.session = session
@@ -411,16 +346,16 @@ class ElementService(ElementHost):
             await session.register(self.rpc_dispatch, m.element_uri(self.name, "dispatch"))
         if self.plannable:
             await session.register(self.rpc_plan_stage, m.element_uri(self.name, px.PLAN_STAGE))
-        await self.sub(self.uri_tick, self.on_tick)
-        await self.sub(self.uri_settle, self.on_settle)
-        if self.needs:
+        await self.sub(self.win.uri_tick, self.on_tick)
+        await self.sub(self.win.uri_settle, self.on_settle)
+        if self.win.needs:
             await self._subscribe_signals()
         await self.sub(m.ROSTER_QUERY, lambda payload: self.announce())
         self.announce()
 
     async def _subscribe_signals(self) -> None:
         if self._signals_sub is None:
-            self._signals_sub = await self.sub(self.uri_signals, self.on_signals)
+            self._signals_sub = await self.sub(self.win.uri_signals, self.on_signals)
 
     def announce(self) -> None:
         self.publish(m.ANNOUNCE, self.describe_msg())
@@ -442,274 +377,42 @@ class ElementService(ElementHost):
             raise ApplicationError(px.INVALID_ARGUMENT, text) from None
         if wait:
             await self._subscribe_signals()
-            self.plan_from = inverter
+            self.win.plan_from = inverter
         else:
-            self.plan_from = None
+            self.win.plan_from = None
         log.info("%s: %s", self.name, f"waits for {inverter}'s plan every window" if wait else "no longer waits for plans")
-        self.advance()
-        return {"element": self.name, "waits_for": self.plan_from}
+        self.send(self.win.advance())
+        return {"element": self.name, "waits_for": self.win.plan_from}
 
-    # -- window ----------------------------------------------------------------------------------
+    # -- the tick protocol: decode, feed the window, publish what it says ------------------------
+    def send(self, out: Out) -> None:
+        for uri, msg in out:
+            self.publish(uri, msg)
+
     def on_tick(self, payload: Any) -> None:
-        t = m.decode(m.Tick, payload, self.uri_tick, self.rejections)
+        t = m.decode(m.Tick, payload, self.win.uri_tick, self.rejections)
         if t is not None:
-            self.start_window(t, self.uri_tick)
-
-    def start_window(self, t: m.Tick, uri: str, then: m.Tick | None = None) -> None:
-        """Window ``t`` starts: from its tick (``uri``) or the last window's ``Settle.next`` (``then``:
-        that Settle's window after it)."""
-        # A chunk is repeated when an element joins mid-chunk (it needs the chunk's tick): publish again.
-        if not self.check_tick(t, repeat_ok=self.ahead or not self.settled, uri=uri):
-            return
-        if self.spec is not None:  # not the window it was for, or its tick again: the packet is taken back
-            self._rollback()
-        if not self.settled and self.w is not None and self.w.seq != t.seq and not self.ahead:
-            log.warning("%s: window %d was never settled (we were left out)", self.name, self.w.seq)
-        repeat = self.w is not None and t.seq == self.w.seq and (not self.settled or self.ahead)
-        if not repeat:  # a re-published tick is the same window: a set made meanwhile waits for the next one
-            self.apply_pending()
-            self.settled_to = None
-        self._enter(t, then, uri, published=False)
-        for sig in self.early.pop(t.seq, []):  # buffered before their tick: checked against it now
-            if sig.n != t.n:
-                self.rejections.reject(self.uri_signals, "out_of_range", f"{sig.element}: n {sig.n} != window n {t.n}")
-                continue
-            self._take_signals(sig)
-        self.early = {s: v for s, v in self.early.items() if s > t.seq}
-        if self.element.role == Role.storage:
-            self.publish(m.STORAGE, m.StorageStatus(seq=t.seq, element=self.name, params=self.element.params()))
-        self.advance()
-
-    def _enter(self, t: m.Tick, then: m.Tick | None, uri: str, published: bool) -> None:
-        """Window ``t`` is this element's from now (``published``: its packet went out ahead)."""
-        self.last_seq = t.seq
-        self.w = self.window(t)
-        self.t_tick = time.perf_counter()
-        self.signals = {}
-        self.published = self.sent_signals = published
-        self.settled = False
-        self.then = self._checked_then(then, uri)
+            self.send(self.win.tick(t, self.win.uri_tick))
 
     def on_signals(self, payload: Any) -> None:
-        uri = self.uri_signals
-        sig = m.decode(m.Signals, payload, uri, self.rejections)
-        if sig is None or sig.element == self.name:
-            return
-        if px.PLAN_READY in sig.arrays and not self._plan_ok(sig):
-            return
-        if self.producers is not None and sig.element not in self.producers and self.needs & sig.arrays.keys():
-            self.rejections.reject(uri, "not_member", f"{sig.element} does not produce what {self.name} reads "
-                                   f"(from {', '.join(sorted(self.producers)) or 'nobody'})")
-            return
-        if self.w is not None and sig.seq == self.w.seq:
-            if sig.n != self.w.n:
-                self.rejections.reject(uri, "out_of_range", f"n {sig.n} != window n {self.w.n}")
-                return
-            if self.ahead and self.published and any(k in self.needs for k in sig.arrays):
-                if self.settled:
-                    self.rejections.reject(uri, "stale_seq", f"seq {sig.seq}: chunk already settled")
-                    return
-                self.published = self.sent_signals = False  # a producer's revision (set): ours follows
-            self._take_signals(sig)
-            self.advance()
-        elif self.last_seq < sig.seq <= self.last_seq + AHEAD or (self.ahead and sig.seq > self.last_seq):
-            self.early.setdefault(sig.seq, []).append(sig)
-        else:
-            self.rejections.reject(uri, "stale_seq", f"seq {sig.seq}, window {self.last_seq}")
-
-    def _plan_ok(self, sig: m.Signals) -> bool:
-        """A ``plan_ready`` signal: only from the inverter we wait for, alone, all ones, once per window."""
-        if self.plan_from is None:
-            return False  # not ours to wait for (an element with inputs sees everyone's signals)
-        why = None
-        if sig.element != self.plan_from:
-            why = ("out_of_range", f"{px.PLAN_READY} from {sig.element}, not from the inverter {self.plan_from}")
-        elif set(sig.arrays) != {px.PLAN_READY}:
-            why = ("invalid", f"{px.PLAN_READY} comes alone (got {sorted(sig.arrays)})")
-        elif not (sig.arrays[px.PLAN_READY] == 1.0).all():
-            why = ("invalid", f"{px.PLAN_READY}: every value must be 1.0")
-        elif sig.seq == self.plan_seq or any(px.PLAN_READY in e.arrays for e in self.early.get(sig.seq, [])):
-            why = ("duplicate", f"second {px.PLAN_READY} for window {sig.seq}")
-        if why is not None:
-            self.rejections.reject(m.SIGNALS, *why)
-            return False
-        return True
-
-    def _take_signals(self, sig: m.Signals) -> None:
-        if px.PLAN_READY in sig.arrays:
-            self.plan_seq = sig.seq
-            return
-        for key, arr in sig.arrays.items():
-            if key in self.needs:
-                self.signals[key] = arr
-
-    def waits_for_plan(self) -> bool:
-        return self.plan_from is not None and self.w is not None and self.plan_seq != self.w.seq
-
-    def inside_window(self) -> bool:
-        return self.published and not self.settled and self.element.role in (Role.source, Role.load)
-
-    def advance(self) -> None:
-        if self.published or self.w is None or not self.needs <= self.signals.keys():
-            return
-        el, w = self.element, self.w
-        if el.outputs and not self.sent_signals:
-            self.sent_signals = True
-            arrays = {k: np.asarray(v, dtype=float) for k, v in el.signals(w, self.signals).items()}
-            self.publish(self.uri_signals, m.Signals(seq=w.seq, element=self.name, n=w.n, arrays=arrays))
-        if el.role in (Role.source, Role.load):
-            if self.waits_for_plan():
-                return  # the inverter's prepare stage may still change this element's plan
-            self.published = True
-            joules = np.asarray(el.request(w, self.signals), dtype=float)
-            self.publish(self.uri_request, m.EnergyRequest(seq=w.seq, element=self.name, role=el.role.value,
-                                                    n=w.n, joules=joules))
-            if self.may_speculate():
-                self._speculate(joules)
-        self.published = True
-
-    # -- speculative packets -------------------------------------------------------------------
-    def may_speculate(self) -> bool:
-        """The next window is known (``then``) and this element's packet for it depends only on
-        what it gets in this one; not while it waits for a strategy's plans."""
-        return self.speculates and self.then is not None and self.spec is None and self.plan_from is None \
-            and self.w is not None and not self.settled
-
-    def _speculate(self, served: np.ndarray) -> None:
-        """Settle this window as if served ``served`` (what it asked; the battery: its dispatch answer),
-        apply the pending ``set``s at the boundary, and publish the next window's packet now,
-        marked speculative; the mark before it is kept to roll back to."""
-        el, w, t = self.element, self.w, self.then
-        mark = el.checkpoint()
-        type(el).settle(el, w, w.n - 1, served)  # the model's own: a state file keeps committed windows only
-        applied = self.apply_pending()
-        nw = self.window(t)
-        if el.role == Role.storage:
-            self.spec = _Spec(t, mark, applied, None)
-            self.publish(m.STORAGE, m.StorageStatus(seq=t.seq, element=self.name, params=el.params(), speculative=True))
-        else:
-            joules = np.asarray(el.request(nw, {}), dtype=float)
-            self.spec = _Spec(t, mark, applied, joules)
-            self.publish(self.uri_request, m.EnergyRequest(seq=t.seq, element=self.name, role=el.role.value, n=nw.n,
-                                                           joules=joules, speculative=True))
-
-    def _checked_then(self, then: m.Tick | None, uri: str) -> m.Tick | None:
-        """A Settle's ``then`` if it may start a window here (as a tick is checked), else None."""
-        if then is None or not self.speculates:
-            return None
-        return then if self.check_tick(then, uri=uri) else None
-
-    def _rollback(self) -> None:
-        """Take the packet out ahead back: the element as before it settled this window as assumed."""
-        spec, self.spec = self.spec, None
-        self.element.rollback(spec.mark)
-        self.pending_set[:0] = spec.applied
-        self.metrics.inc("speculation", "rolled_back")
-
-    def _keep(self, st: m.Settle, served: np.ndarray) -> None:
-        """The Settle confirms the packet out ahead: the element already is where this window's
-        settlement leaves it, and the next window (``st.next``) is under way."""
-        spec, self.spec = self.spec, None
-        el, w = self.element, self.w
-        committed = getattr(el, "settle_committed", None)  # the state file (StateKeeper)
-        if committed is not None:
-            committed(w.seq, w.i0, st.k)
-        self.metrics.inc("speculation", "kept")
-        self._settled_metrics(w, st.k, served)
-        self._enter(st.next, st.then, self.uri_settle, published=True)
-        if spec.joules is not None and self.may_speculate():
-            self._speculate(spec.joules)
+        sig = m.decode(m.Signals, payload, self.win.uri_signals, self.rejections)
+        if sig is not None:
+            self.send(self.win.signals_in(sig))
 
     def rpc_dispatch(self, payload: Any = None) -> dict[str, Any]:
+        """The battery: the inverter's dispatch request for this window (:mod:`hometwin.runtime.dispatch`)."""
         uri = m.element_uri(self.name, "dispatch")
         self.metrics.msg("in", uri)
-        req = m.decode(m.DispatchRequest, payload, uri, self.rejections)
-        if req is None:
-            raise ApplicationError("hometwin.error.invalid_message", "invalid DispatchRequest")
-        if self.w is None or req.seq != self.w.seq or req.n != self.w.n or self.settled:
-            self.rejections.reject(uri, "stale_seq", f"seq {req.seq}/n {req.n}, window {self.last_seq}"
-                                   + (" (settled)" if self.settled else ""))
-            raise ApplicationError("hometwin.error.stale", f"dispatch for seq {req.seq}, window is {self.last_seq}")
-        if req.dt_s != self.w.dt_s:
-            self.rejections.reject(uri, "out_of_range", f"dt_s {req.dt_s} != the window's {self.w.dt_s}")
-            raise ApplicationError("hometwin.error.invalid_message", f"dispatch: dt_s {req.dt_s} != {self.w.dt_s}")
-        res = self.element.dispatch(req.dt_s, req.charge_j, req.discharge_j, req.grid_charge_j,  # type: ignore[attr-defined]
-                                    req.soc_floor, req.grid_target_soc)
-        self.dispatched = req.seq
-        if self.may_speculate():
-            # its next status once the answer is out (autobahn sends it from the loop's next turn)
-            served = np.asarray(res.discharge_j, dtype=float) - (np.asarray(res.charge_j, dtype=float)
-                                                                 + np.asarray(res.grid_charge_j, dtype=float))
+        answer, served = answer_dispatch(self.win, m.decode(m.DispatchRequest, payload, uri, self.rejections), uri)
+        if served is not None:  # its next status once the answer is out (autobahn sends it on the loop's next turn)
             loop = asyncio.get_running_loop()
-            loop.call_soon(loop.call_soon, self._speculate_storage, req.seq, served)
-        return m.DispatchResult(seq=req.seq, n=req.n, charge_j=res.charge_j, grid_charge_j=res.grid_charge_j,
-                                discharge_j=res.discharge_j, stored_j=res.stored_j, loss_j=res.loss_j).wire()
+            loop.call_soon(loop.call_soon, lambda: self.send(self.win.spec.speculate_storage(answer.seq, served)))
+        return answer.wire()
 
     def on_settle(self, payload: Any) -> None:
-        uri = self.uri_settle
-        st = m.decode(m.Settle, payload, uri, self.rejections)
-        if st is None:
-            return
-        w = self.w
-        if w is None or st.seq != w.seq or self.settled:
-            self.rejections.reject(uri, "stale_seq", f"seq {st.seq}, window {self.last_seq}")
-            return
-        # Running ahead, a chunk may be settled in parts (the clock paused inside it): each part
-        # covers the rest of the chunk from the first step not settled yet.
-        start = w.i0 if self.settled_to is None else self.settled_to
-        if st.i0 != start or st.i0 + st.n != w.i0 + w.n:
-            self.rejections.reject(uri, "out_of_range", f"window {st.i0}/{st.n} != {start}/{w.i0 + w.n - start}")
-            return
-        if self.ahead:
-            self.settled_to = st.i0 + st.k + 1
-            self.settled = self.settled_to >= w.i0 + w.n
-            if st.i0 == w.i0:
-                self.chunk_windows = 0
-            self.chunk_windows += len(st.parts) or 1  # the chunk's windows have consecutive seqs from its own
-            self.settled_seq, self.next_step = w.seq + self.chunk_windows - 1, self.settled_to
-            if st.i0 != w.i0:  # a later part: the rest of the chunk from st.i0
-                w = Window(seq=w.seq, i0=st.i0, n=st.n, dt_s=w.dt_s, home=self.ctx)
-        else:
-            self.settled = True
-            self.settled_seq, self.next_step = st.seq, st.i0 + st.k + 1
-        if self.name not in st.participants:
-            if self.spec is not None:
-                self._rollback()
-            log.warning("%s: left out of window %d (stale or not on the roster yet)", self.name, st.seq)
-            return  # the inverter relays the next tick to those left out (hometwin.window.tick)
-        served = st.served.get(self.name)
-        if served is None:
-            served = np.zeros(st.k + 1)
-        if self.spec is not None:
-            if self.name in st.confirmed and self.spec.is_for(st.next):
-                self._keep(st, served)
-                return
-            self._rollback()  # not served as assumed, or no such next window: settle it as it was
-        if st.parts:  # a chunk: window by window, as the inverter balanced it (and as `hometwin run` settles)
-            a = 0
-            for b in st.parts:
-                part = Window(seq=w.seq, i0=st.i0 + a, n=b - a, dt_s=w.dt_s, home=self.ctx)
-                self.element.settle(part, b - a - 1, served[a:b])
-                a = b
-        else:
-            self.element.settle(w, st.k, served)
-        self._settled_metrics(w, st.k, served)
-        if st.next is not None and not self.ahead:
-            self.start_window(st.next, uri, then=st.then)  # the clock's next tick, already at the inverter
-
-    def _settled_metrics(self, w: Window, k: int, served: np.ndarray) -> None:
-        end = self._t0_epoch + (w.i0 + k + 1) * w.dt_s
-        self.metrics.settled(served, w.dt_s, end, time.perf_counter() - self.t_tick, k + 1)
-        tel = self.element.telemetry()
-        self.metrics.telemetry(tel)
-        keep = type(self.element).state_quantities
-        if keep:  # the window-end state on record (the recorder's element_states)
-            values = {q: float(tel[q]) for q in keep if tel.get(q) is not None and math.isfinite(tel[q])}
-            self.publish(m.TELEMETRY, m.Telemetry(element=self.name, seq=w.seq, step=w.i0 + k, values=values))
-
-    def _speculate_storage(self, seq: int, served: np.ndarray) -> None:
-        if self.w is not None and self.w.seq == seq and self.dispatched == seq and self.may_speculate():
-            self._speculate(served)
+        st = m.decode(m.Settle, payload, self.win.uri_settle, self.rejections)
+        if st is not None:
+            self.send(self.win.settle(st))
 
 
 def _plan_stage_signature(inverter: str, wait: bool = True) -> None:
