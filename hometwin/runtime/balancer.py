@@ -42,6 +42,7 @@ from hometwin.registry import element_class
 from hometwin.runtime import proxies as px
 from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.runtime.service import AHEAD, ElementHost
+from hometwin.runtime.settings import DEFAULTS, RuntimeSettings
 from hometwin.window import AskDispatch, AskRequests, AskSignals, AskStorage, Commit, Member, signal_order, window_steps
 
 log = logging.getLogger("hometwin.balancer")
@@ -119,12 +120,11 @@ class Balancer(ElementHost):
     """Hosts the inverter element and balances every window."""
 
     def __init__(self, element: Any, order: list[str], metrics: ServiceMetrics | None = None,
-                 timeout_s: float = 10.0, ahead_steps: int = m.AHEAD_STEPS):
+                 timeout_s: float = DEFAULTS.timeout_s, ahead_steps: int = DEFAULTS.ahead_steps):
         super().__init__(element, metrics)
+        self.settings = RuntimeSettings(timeout_s=timeout_s, ahead_steps=ahead_steps)  # refused when out of range
         self.order = list(order)  # spec order: roles (and sums) follow it, as in the engine
         self.timeout_s = timeout_s
-        if ahead_steps < 1:
-            raise ValueError(f"ahead_steps: must be >= 1 (got {ahead_steps})")
         # Elements running ahead (Describe.ahead): their chunk, their packets, what they were served.
         self.ahead_steps = int(ahead_steps)
         self.chunk: m.Tick | None = None
