@@ -40,6 +40,7 @@ from hometwin.runtime import messages as m
 from hometwin.element import Role
 from hometwin.registry import element_class
 from hometwin.runtime import proxies as px
+from hometwin.runtime.dispatch import BatteryProxy, BatteryUnavailable
 from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.runtime.service import AHEAD, ElementHost
 from hometwin.runtime.settings import DEFAULTS, RuntimeSettings
@@ -65,55 +66,6 @@ class _Slice:
 def _covers(chunk: m.Tick | None, w: Any) -> bool:
     """True when every step of window ``w`` lies in ``chunk``."""
     return chunk is not None and chunk.i0 <= w.i0 and w.i0 + w.n <= chunk.i0 + chunk.n
-
-
-class BatteryUnavailable(RuntimeError):
-    """The battery's dispatch RPC failed or timed out."""
-
-
-class BatteryProxy:
-    """The battery over WAMP: its window's StorageStatus ``params``, and ``dispatch`` as an RPC
-    awaited on the event loop (the window's :class:`~hometwin.window.AskDispatch`)."""
-
-    def __init__(self, balancer: "Balancer", name: str, seq: int, params: dict[str, float]):
-        self.b, self.name, self.seq, self._params = balancer, name, seq, params
-
-    def params(self) -> dict[str, float]:
-        return dict(self._params)
-
-    async def dispatch_async(self, *args: Any) -> m.DispatchResult:
-        req = self.request(*args)
-        try:
-            payload = await asyncio.wait_for(self.b.session.call(self.uri, req.wire()), self.b.timeout_s)
-        except Exception as exc:
-            raise BatteryUnavailable(f"{self.uri}: {exc!r}") from None
-        return self.result(req, payload)
-
-    @property
-    def uri(self) -> str:
-        return m.element_uri(self.name, "dispatch")
-
-    def request(self, dt_s: float, charge_j: np.ndarray, discharge_j: np.ndarray,
-                grid_charge_j: np.ndarray | None = None, soc_floor: Any = None,
-                grid_target_soc: Any = None) -> m.DispatchRequest:
-        n = len(charge_j)
-        return m.DispatchRequest(seq=self.seq, dt_s=dt_s, n=n, charge_j=charge_j, discharge_j=discharge_j,
-                                 grid_charge_j=grid_charge_j, soc_floor=_per_step(soc_floor, n),
-                                 grid_target_soc=_per_step(grid_target_soc, n))
-
-    def result(self, req: m.DispatchRequest, payload: Any) -> m.DispatchResult:
-        self.b.metrics.msg("out", self.uri)
-        res = m.decode(m.DispatchResult, payload, self.uri, self.b.rejections)
-        if res is None or res.seq != self.seq or res.n != req.n:
-            raise BatteryUnavailable(f"{self.uri}: invalid answer")
-        return res
-
-
-def _per_step(value: Any, n: int) -> np.ndarray | None:
-    if value is None:
-        return None
-    arr = np.asarray(value, dtype=float)
-    return np.full(n, float(arr)) if arr.ndim == 0 else arr
 
 
 class Balancer(ElementHost):
