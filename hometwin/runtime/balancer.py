@@ -1,38 +1,28 @@
 """The inverter service: the home's balancer over WAMP.
 
-Per window it does what :meth:`hometwin.engine.Engine.step_window` does, as the tick protocol's steps
-(docs/runtime.md, "The protocol on the wire"):
+Per window it does what :meth:`hometwin.engine.Engine.step_window` does, in the tick protocol's steps
+(docs/runtime.md, "The protocol on the wire"), which are the sections below:
 
-1. **roster** — elements announce themselves (``hometwin.roster.announce``); ``wamp.session.on_leave``
-   removes one whose session left.  The roster of a window is fixed when it opens.
-2. **tick** — the clock's tick opens a window (:meth:`Balancer.on_tick`, :meth:`Balancer._open`).
-3. **packets** — the window waits for the packet of every element on its roster (signals, energy
-   requests, the battery's status); a missing one never blocks: after ``timeout_s`` the element is
-   marked stale (counted, logged) and the window is settled without it.
-4. **prepare** — only with a strategy: once the environment's signals are in, ``Inverter.prepare``
-   (the block at the end of this module).
-5. **balance** — the very same window as in-process (:func:`hometwin.window.window_steps`: signal
-   merge, requests, ``Inverter.balance_steps`` with the battery's dispatch as an RPC, ledger, SoC).
-6. **settle** — ``Flows``, then ``Settle``, then the clock's ``TickDone``; the next window opens.
+1. **roster**: elements announce themselves; one whose session left (``wamp.session.on_leave``) is
+   dropped.  A window's roster is fixed when it opens, so a join or a leave counts from the next.
+2. **tick**: the clock's tick opens a window.
+3. **packets**: the window waits for every member's packet (signals, energy request, the battery's
+   status); a missing one never blocks: after ``timeout_s`` the element is stale (counted, logged)
+   and the window is settled without it.
+4. **prepare** (only with a strategy; the block at the end): once the environment's signals are in,
+   ``Inverter.prepare`` runs in the executor thread (the strategy's proxies block there on their
+   RPCs), then the inverter publishes ``Signals{plan_ready}``; plannable elements, told at admission
+   (``plan_stage``), wait for it before their request.  Without a strategy nothing of this happens.
+5. **balance**: the very same window as in-process (:func:`hometwin.window.window_steps`: signal merge,
+   requests, ``Inverter.balance_steps`` with the battery's dispatch as an RPC, ledger, SoC).
+6. **settle**: ``Flows``, then ``Settle``, then the clock's ``TickDone``; the next window opens.
 
-Each optimisation of that protocol lives in its own module, which holds its state as one object the
-balancer owns: windows in flight (:mod:`~hometwin.runtime.inflight`), runs of windows
-(:mod:`~hometwin.runtime.runs`), speculative packets (:mod:`~hometwin.runtime.speculation`), elements
-that run ahead in chunks (:mod:`~hometwin.runtime.ahead`), the battery's dispatch
-(:mod:`~hometwin.runtime.dispatch`) and a restart mid-run (:mod:`~hometwin.runtime.resume`); their
-timeouts and sizes are :class:`~hometwin.runtime.settings.RuntimeSettings`.
-
-Strategies (issue 5): the inverter's roster is a dict of
-:class:`~hometwin.runtime.proxies.RemoteElement` (every announced element but the
-inverter, in spec order, as the engine binds its models).  When the inverter has a
-strategy, each window gets a *prepare stage*: once every environment ``Signals`` packet
-of the window arrived, ``Inverter.prepare(w, signals)`` runs in the executor thread
-(the proxies block there on their RPCs: ``params``, ``set_plan``, ``defer_to`` …), then
-the inverter publishes ``Signals{element: <inverter>, arrays: {plan_ready: 1…}}``.
-Plannable elements (``set_plan``/``defer_to``/``apply_plan``) were told at admission
-(``plan_stage`` RPC, before they join the roster) to wait for it before computing
-their request — the order of :meth:`Engine.step_window`.  Without a strategy nothing
-of this happens: no extra message, nobody waits.
+Each optimisation of the protocol is a module holding its state as one object the balancer owns:
+windows in flight (:mod:`~hometwin.runtime.inflight`), runs of windows (:mod:`~hometwin.runtime.runs`),
+speculative packets (:mod:`~hometwin.runtime.speculation`), elements running ahead in chunks
+(:mod:`~hometwin.runtime.ahead`), the battery's dispatch (:mod:`~hometwin.runtime.dispatch`) and a
+restart mid-run (:mod:`~hometwin.runtime.resume`); their sizes and timeouts are
+:class:`~hometwin.runtime.settings.RuntimeSettings`.
 """
 
 from __future__ import annotations
@@ -406,10 +396,15 @@ class Balancer(ElementHost):
                     self.metrics.inc("stale", ask.name)
                     stale = stale + [ask.name]
             ask = steps.send(answer)
-        rec = ask.record
-        k, parts = rec.k, rec.participants
         if log.isEnabledFor(logging.DEBUG):
             log.debug("window %d: balanced after %.1f ms", w.seq, (time.perf_counter() - self.t_tick) * 1e3)
+        self._settled(w, ask.record, steps, desc, stale)
+
+    # -- 6. settle -----------------------------------------------------------------------------------
+    def _settled(self, w: Any, rec: Any, steps: Any, desc: dict[str, m.Describe], stale: list[str]) -> None:
+        """Window ``w`` is balanced (``rec``): publish its Flows and Settle, commit it, tell the clock
+        when it ends a tick, and open the next window when it is here."""
+        k, parts = rec.k, rec.participants
         self.max_residual_j = max(self.max_residual_j, rec.residual_j)
         if rec.battery_result is not None:
             self.last_soc = float(rec.soc[-1])
@@ -423,7 +418,6 @@ class Balancer(ElementHost):
         flows = m.Flows(seq=w.seq, i0=w.i0, n=w.n, k=k, dt_s=w.dt_s, flows=rec.flows, served=rec.served,
                         roles={n: r.value for n, r in rec.roles.items()}, soc=rec.soc, stale=stale,
                         max_residual_j=self.max_residual_j)
-        # -- 6. settle ---------------------------------------------------------------------------------
         # Flows first: an element that got this Settle may answer a restarted inverter "window w.seq is
         # settled" (resume.py), so its Flows must be out by then — else the recorder would miss the
         # window for good.  A crash between the two leaves Flows without the Settle: the restarted inverter
