@@ -41,13 +41,7 @@ from pathlib import Path
 import results  # bench/results.py (the script's folder is on sys.path)
 import hometwin.runtime  # noqa: F401
 from hometwin.engine import Engine
-
-try:
-    from hometwin.runtime.settings import DEFAULTS
-
-    AHEAD_STEPS, RUN_WINDOWS = DEFAULTS.ahead_steps, DEFAULTS.run_windows
-except ImportError:  # a checkout from before the settings object (a paired A/B against it)
-    from hometwin.runtime.messages import AHEAD_STEPS, RUN_WINDOWS  # type: ignore[attr-defined,no-redef]
+from hometwin.runtime.messages import AHEAD_STEPS, RUN_WINDOWS
 from hometwin.runtime.launcher import Launcher
 from hometwin.runtime.service import runs_ahead
 from hometwin.runtime.wamp import autobahn_errors_only

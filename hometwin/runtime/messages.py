@@ -23,7 +23,11 @@ import numpy as np
 from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, ValidationError,
                       model_validator)
 
-from hometwin.runtime.settings import MAX_RUN_WINDOWS
+from hometwin.runtime.settings import DEFAULTS, MAX_RUN_WINDOWS
+
+#: The runtime settings' defaults under their older names here (bench scripts that also run trees from
+#: before hometwin.runtime.settings import them from this module); the settings object is the source.
+AHEAD_STEPS, IN_FLIGHT, RUN_WINDOWS = DEFAULTS.ahead_steps, DEFAULTS.in_flight, DEFAULTS.run_windows
 
 log = logging.getLogger("hometwin.runtime.messages")
 
