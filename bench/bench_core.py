@@ -30,16 +30,17 @@ from hometwin.engine import Engine  # noqa: E402
 from hometwin.spec import home_context, load_home  # noqa: E402
 
 
-def time_home(path: Path) -> tuple[float, dict]:
+def time_home(path: Path, until_s: int | None = None) -> tuple[float, dict]:
+    """Wall time of the home's run (its whole span, or up to ``until_s``) and its KPIs."""
     home = load_home(path)
     t0 = time.perf_counter()
-    result = Engine(home).run()
+    result = Engine(home, until_s=until_s).run()
     return time.perf_counter() - t0, result.kpis()
 
 
-def time_modelchain(path: Path) -> float:
+def time_modelchain(path: Path, until_s: int | None = None) -> float:
     home = load_home(path)
-    ctx = home_context(home)
+    ctx = home_context(home, until_s)
     pv = next(e.config for e in home.spec.elements if e.kind == "pv")
     times = ctx.times(0, ctx.n_steps)
     t0 = time.perf_counter()

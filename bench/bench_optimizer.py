@@ -19,20 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from results import append_result  # bench/results.py (the script's folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def append_result(title: str, command: str, body: str) -> None:
-    """Append a section to bench/RESULTS.md: the title and date, the command, the machine with the
-    load average now (the cores are shared), then ``body`` (its lines, each ending in a newline)."""
-    import os
-
-    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-    with open(ROOT / "bench" / "RESULTS.md", "a") as fh:
-        fh.write(f"\n## {title} — {dt.date.today().isoformat()}\n\n"
-                 f"- command: `{command}`\n"
-                 f"- machine: {platform.machine()}, Python {platform.python_version()}, load average {load} "
-                 f"(cores shared with other work)\n" + body)
 sys.path.insert(0, str(ROOT / "tests"))
 
 

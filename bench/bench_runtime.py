@@ -39,11 +39,11 @@ from typing import Any
 from pathlib import Path
 
 import results  # bench/results.py (the script's folder is on sys.path)
+# At module level only what 7a1e38d (before issue 22) has too: bench_ab.py runs single_step and
+# year_over_services on older trees (the runtime's messages, for one, moved since; main imports them).
 import hometwin.runtime  # noqa: F401
 from hometwin.engine import Engine
-from hometwin.runtime.messages import AHEAD_STEPS, RUN_WINDOWS
 from hometwin.runtime.launcher import Launcher
-from hometwin.runtime.service import runs_ahead
 from hometwin.runtime.wamp import autobahn_errors_only
 from hometwin.spec import load_home
 
@@ -155,6 +155,26 @@ def services(window: int | None, until_s: int, transport: str = "unix") -> tuple
     t0 = time.perf_counter()
     res = asyncio.run(la.run())
     return la, res, time.perf_counter() - t0
+
+
+def single_step(ticks: int, transport: str = "unix") -> tuple[float, Launcher, float]:
+    """Single-step windows over the router: ticks per second from the first Flows to the last (the
+    startup of the processes and the router not counted), the launcher, and the run's whole time."""
+    la, res, total = services(1, ticks * 60, transport)
+    span = la.t_last_flows - la.t_first_flows
+    return ((la.windows - 1) / span if span > 0 else float("nan")), la, total
+
+
+def year_over_services(days: float) -> tuple[float, float, float, int]:
+    """``days`` at 1-minute steps with automatic windows over services against in-process: the
+    services' time from the first Flows to the last, the in-process run's, the services' time with
+    startup, and the number of windows.  The ratio of the first two is the figure."""
+    until = int(days * 86400)
+    t0 = time.perf_counter()
+    Engine(load_home(SPEC), until_s=until).run()
+    t_in = time.perf_counter() - t0
+    la, res, total = services(None, until)
+    return la.t_last_flows - la.t_first_flows, t_in, total, la.windows
 
 
 class _OpenRole:
@@ -442,6 +462,7 @@ def message_pattern_ceiling(ticks: int, ahead: set[str] | frozenset = frozenset(
     from the clock to every element per window, one in flight, the clock waiting for each Flows)."""
     import multiprocessing as mp
 
+    from hometwin.runtime.messages import RUN_WINDOWS
     from hometwin.runtime.router import Router
 
     realm = "hometwin.pattern"
@@ -473,6 +494,9 @@ def main() -> None:
     ap.add_argument("--skip-year", action="store_true")
     ap.add_argument("--rounds", type=int, default=1, help="alternate twin (unix) and ceiling this many times")
     a = ap.parse_args()
+    from hometwin.runtime.messages import AHEAD_STEPS
+    from hometwin.runtime.service import runs_ahead
+
     autobahn_errors_only(sys.stderr)  # the bench's own sessions (and their forked children) as the services
     lines = []
     probe = delayed_ack_probe()
@@ -486,11 +510,10 @@ def main() -> None:
     tps_in = a.ticks / (time.perf_counter() - t0)
     elements = [e.name for e in load_home(SPEC).spec.elements if e.kind != "inverter"]
 
-    def single_step(transport: str) -> float:
+    def single_step_line(transport: str) -> float:
         with CpuSampler() as cpu:
-            la, res, total = services(1, a.ticks * 60, transport)
+            tps, la, total = single_step(a.ticks, transport)
         span = la.t_last_flows - la.t_first_flows
-        tps = (la.windows - 1) / span if span > 0 else float("nan")
         names = {p.proc.pid: name for name, p in la.procs.items() if p.proc is not None}  # "clock" too
         lines.append(f"- single-step windows, {a.ticks} ticks over the router ({transport}): **{tps:.0f} ticks/s** "
                      f"(goal ≥ 300; in-process the same windows: {tps_in:.0f} ticks/s, ratio {tps_in / tps:.1f}×; "
@@ -505,7 +528,7 @@ def main() -> None:
     ratios = []
     ahead = runs_ahead(load_home(SPEC))
     for r in range(a.rounds):
-        twin = single_step("unix")
+        twin = single_step_line("unix")
         with CpuSampler() as cpu:
             ceiling, t_from, t_to = message_pattern_ceiling(a.ticks, ahead, AHEAD_STEPS)
         ratios.append(twin / ceiling)
@@ -528,15 +551,10 @@ def main() -> None:
         lines.append(f"- twin / ceiling over {a.rounds} alternating rounds: median **{statistics.median(ratios):.0%}** "
                      f"(" + ", ".join(f"{x:.0%}" for x in ratios) + ")")
         print(lines[-1], flush=True)
-    single_step("rawsocket")
+    single_step_line("rawsocket")
     if not a.skip_year:
-        until = int(a.days * 86400)
-        t0 = time.perf_counter()
-        Engine(load_home(SPEC), until_s=until).run()
-        t_in = time.perf_counter() - t0
-        la, res, total = services(None, until)
-        span = la.t_last_flows - la.t_first_flows
-        lines.append(f"- {a.days:g} days at 1-minute steps, automatic windows ({la.windows} windows): services "
+        span, t_in, total, windows = year_over_services(a.days)
+        lines.append(f"- {a.days:g} days at 1-minute steps, automatic windows ({windows} windows): services "
                      f"{span:.1f} s (first to last Flows; {total:.1f} s with startup) vs in-process {t_in:.1f} s → "
                      f"**{span / t_in:.1f}×** (with startup {total / t_in:.1f}×; goal within 10×)")
         print(lines[-1], flush=True)

@@ -13,15 +13,20 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
-from hometwin.element import Role
+from hometwin.element import HomeContext, Role
+from hometwin.registry import element_class
 from hometwin.report import render_report  # noqa: F401  (the page: hometwin/report.py; kept importable here)
 from hometwin.units import J_PER_KWH
 
+#: The home-level flows of a settled step, in joules per step (``*_j``) but for the grid's
+#: availability (0/1), the prices (currency/kWh) and the cost (currency): the one list of them —
+#: a window's ``flows`` (in-process and its wire form, ``Flows``; the runtime's ``FLOW_KEYS`` is
+#: this list), the columns of a result's frame and of the database's ``flows``.
 FLOW_COLUMNS = (
     "pv_offered_j", "pv_dc_j", "pv_ac_j", "curtailed_j", "load_j", "unserved_j",
     "battery_charge_j", "battery_discharge_j", "grid_import_j", "grid_export_j",
@@ -29,22 +34,86 @@ FLOW_COLUMNS = (
 )
 
 
-class Recorder:
-    """Collects every settled window of an engine into preallocated arrays."""
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run's results need besides its settled windows: the run's clock and a few figures of
+    the home — data only, read from the spec (:meth:`of_spec`) or from an in-process engine's
+    elements (:meth:`of_engine`), no element model built for it.  So ``hometwin up``'s recorder
+    and ``hometwin record``, which read only the ``Flows`` messages, give the same results and
+    KPIs as ``hometwin run``."""
 
-    def __init__(self, engine: Any):
-        self.engine = engine
-        n = engine.ctx.n_steps
+    ctx: HomeContext  # the run's steps: name, start, step_s, n_steps, timezone
+    kinds: dict[str, str]  # element → kind, the elements taking part (spec: the enabled ones)
+    currency: str = ""  # the grid's tariff
+    fixed_daily_charge: float = 0.0  # the grid's tariff [currency per local day]
+    battery_capacity_kwh: float = 0.0  # the (first) storage's
+    pv_kwp: float = 0.0  # Σ the sources' capacity_kwp
+
+    @classmethod
+    def of_elements(cls, ctx: HomeContext, elements: Iterable[tuple[str, str, Role, Any]]) -> "RunInfo":
+        """From ``(name, kind, role, config)`` of each element."""
+        elements = list(elements)
+        grid = next((cfg for _, _, role, cfg in elements if role == Role.grid), None)
+        battery = next((cfg for _, _, role, cfg in elements if role == Role.storage), None)
+        return cls(ctx=ctx, kinds={name: kind for name, kind, _, _ in elements},
+                   currency=getattr(grid, "currency", "") if grid is not None else "",
+                   fixed_daily_charge=float(getattr(grid, "fixed_daily_charge", 0.0)) if grid is not None else 0.0,
+                   battery_capacity_kwh=battery.capacity_kwh if battery is not None else 0.0,
+                   pv_kwp=float(sum(getattr(cfg, "capacity_kwp", 0.0) for _, _, role, cfg in elements
+                                    if role == Role.source)))
+
+    @classmethod
+    def of_spec(cls, home: Any, ctx: HomeContext) -> "RunInfo":
+        """The enabled elements of a home's spec: kind, config, and the kind's role (a class
+        attribute of its model, :func:`hometwin.registry.element_class`; none is built)."""
+        return cls.of_elements(ctx, ((el.name, el.kind, element_class(el.kind).role, el.config)
+                                     for el in home.spec.elements if el.enabled))
+
+    @classmethod
+    def of_engine(cls, engine: Any) -> "RunInfo":
+        """An in-process engine's elements as they are now (elements may have joined or left)."""
+        return cls.of_elements(engine.ctx, ((n, e.kind, e.role, e.config) for n, e in engine.elements.items()))
+
+    def meta(self, roles: Mapping[str, str], windows: int = 0, settled_early: int = 0,
+             max_residual_j: float = 0.0) -> dict[str, Any]:
+        """A :class:`Result`'s ``meta``, with what the recorder counted (``roles``: of the elements
+        served in the run)."""
+        ctx = self.ctx
+        return {
+            "home": ctx.name, "start": ctx.start.isoformat(), "step_s": ctx.step_s,
+            "n_steps": ctx.n_steps, "timezone": ctx.timezone,
+            "currency": self.currency, "fixed_daily_charge": self.fixed_daily_charge,
+            "battery_capacity_kwh": self.battery_capacity_kwh,
+            "pv_kwp": self.pv_kwp, "roles": dict(roles), "windows": windows,
+            "windows_settled_early": settled_early, "max_ledger_residual_j": max_residual_j,
+            "elements": dict(self.kinds),
+        }
+
+
+class Recorder:
+    """Collects every settled window into preallocated arrays: what it reads of a window is the
+    wire form's fields (a ``Flows`` message: ``i0``, ``n``, ``k``, ``flows``, ``soc``, ``served``,
+    ``roles``, ``max_residual_j``), which a :class:`hometwin.window.WindowRecord` has as well.
+
+    ``run``: the run's :class:`RunInfo` (``hometwin up``: from the spec), or an in-process
+    :class:`hometwin.engine.Engine`, whose :meth:`RunInfo.of_engine` is taken when the result is
+    (its elements may join and leave during the run)."""
+
+    def __init__(self, run: Any):
+        self.info: RunInfo | None = run if isinstance(run, RunInfo) else None
+        self._engine = None if isinstance(run, RunInfo) else run
+        self.ctx: HomeContext = run.ctx
+        n = self.ctx.n_steps
         self.cols = {c: np.zeros(n) for c in FLOW_COLUMNS}
         self.soc = np.full(n, np.nan)
         self.elements: dict[str, np.ndarray] = {}
         self.roles: dict[str, str] = {}
         self.windows = 0
         self.settled_early = 0
+        self.max_residual_j = 0.0  # the ledger's largest residual in the windows recorded
 
     def add(self, rec: Any) -> None:
-        """A settled window: a :class:`hometwin.window.WindowRecord` or its wire form, a ``Flows``
-        message (both have ``i0``, ``n``, ``k``, ``flows``, ``soc``, ``served``)."""
+        """A settled window: a ``Flows`` message or a :class:`hometwin.window.WindowRecord`."""
         i0, m = rec.i0, rec.k + 1
         s = slice(i0, i0 + m)
         for c in FLOW_COLUMNS:
@@ -54,14 +123,18 @@ class Recorder:
         for name, arr in rec.served.items():
             if name not in self.elements:
                 self.elements[name] = np.zeros(len(self.soc))
-                self.roles[name] = self.engine.elements[name].role.value if name in self.engine.elements else "load"
+                role = rec.roles.get(name, "load")
+                self.roles[name] = getattr(role, "value", role)  # a Role in-process, its value on the wire
             self.elements[name][s] = arr
+        self.max_residual_j = max(self.max_residual_j, rec.max_residual_j)
         self.windows += 1
         self.settled_early += int(m < rec.n)
 
+    def run_info(self) -> RunInfo:
+        return self.info if self.info is not None else RunInfo.of_engine(self._engine)
+
     def result(self, wall_s: float = 0.0) -> "Result":
-        eng = self.engine
-        ctx = eng.ctx
+        ctx = self.ctx
         index = ctx.times(0, ctx.n_steps)
         data: dict[str, np.ndarray] = dict(self.cols)
         data["soc"] = self.soc
@@ -69,25 +142,9 @@ class Recorder:
             data[f"el.{name}_j"] = arr
         frame = pd.DataFrame(data, index=index)
         frame.index.name = "time"
-        meta = _meta(eng, self)
+        meta = self.run_info().meta(self.roles, self.windows, self.settled_early, self.max_residual_j)
         meta["wall_s"] = wall_s
         return Result(frame=frame, meta=meta)
-
-
-def _meta(eng: Any, rec: Recorder) -> dict[str, Any]:
-    grid = next((e for e in eng.elements.values() if e.role == Role.grid), None)
-    battery = eng.battery
-    kwp = sum(getattr(e.config, "capacity_kwp", 0.0) for e in eng.elements.values() if e.role == Role.source)
-    return {
-        "home": eng.ctx.name, "start": eng.ctx.start.isoformat(), "step_s": eng.ctx.step_s,
-        "n_steps": eng.ctx.n_steps, "timezone": eng.ctx.timezone,
-        "currency": getattr(grid.config, "currency", "") if grid is not None else "",
-        "fixed_daily_charge": float(getattr(grid.config, "fixed_daily_charge", 0.0)) if grid is not None else 0.0,
-        "battery_capacity_kwh": battery.config.capacity_kwh if battery is not None else 0.0,
-        "pv_kwp": float(kwp), "roles": dict(rec.roles), "windows": rec.windows,
-        "windows_settled_early": rec.settled_early, "max_ledger_residual_j": eng.max_residual_j,
-        "elements": {n: e.kind for n, e in eng.elements.items()},
-    }
 
 
 @dataclass

@@ -221,6 +221,12 @@ class WindowRecord:
         """The steps asked for (``k + 1`` of them settled)."""
         return self.window.n
 
+    @property
+    def max_residual_j(self) -> float:
+        """The ledger's largest residual (``Flows.max_residual_j``: there, of the run so far; the
+        recorder keeps the largest of either)."""
+        return self.residual_j
+
     def served_to(self, name: str) -> np.ndarray:
         """What ``name`` was served through step k (zeros for a participant that is not on the
         bus, such as the sun)."""

@@ -28,9 +28,9 @@ import pytest
 
 from hometwin.runtime import messages as m
 from hometwin.engine import Engine
-from hometwin.results import Recorder
-from hometwin.runtime.launcher import RecordedSteps, RemoteRun
-from hometwin.spec import load_home
+from hometwin.results import Recorder, RunInfo
+from hometwin.runtime.launcher import RecordedSteps
+from hometwin.spec import home_context, load_home
 from runtime_support import CAPE_TOWN, Up, diff_report, max_diff, wait_until  # noqa: F401
 from conftest import WAIT_S
 
@@ -223,8 +223,8 @@ def _flows(i0: int, pv: float, seq: int = 0) -> m.Flows:
 
 def test_the_recorder_never_overwrites_a_step():  # type: ignore[no-untyped-def]
     home = load_home(CAPE_TOWN)
-    rec = Recorder(RemoteRun(home, DAY))
-    steps = RecordedSteps(rec.engine.ctx.n_steps)
+    rec = Recorder(RunInfo.of_spec(home, home_context(home, DAY)))  # as hometwin up's: Flows and the spec
+    steps = RecordedSteps(rec.ctx.n_steps)
     first = _flows(100, 58.4, seq=50)
     assert steps.admit(first, rec) is None
     rec.add(first)  # the recorder reads a Flows as it is
@@ -235,7 +235,7 @@ def test_the_recorder_never_overwrites_a_step():  # type: ignore[no-untyped-def]
     assert steps.admit(_flows(101, 58.4, seq=51), rec) is None  # step 101 as recorded, and a new step 102
     assert (steps.rejected, steps.ignored) == (2, 1)
     assert rec.cols["pv_ac_j"][100:102].tolist() == [58.4, 58.4]
-    assert steps.admit(_flows(rec.engine.ctx.n_steps - 1, 1.0), rec) is not None  # beyond the run
+    assert steps.admit(_flows(rec.ctx.n_steps - 1, 1.0), rec) is not None  # beyond the run
 
 
 # -- the inverter alone: re-sent ticks after a restart (a stand-in session, no router) ------------------

@@ -85,7 +85,7 @@ class LiveRun(Run):
         except Exception:
             shutil.rmtree(self.folder, ignore_errors=True)
             raise
-        ctx = self.launcher.remote.ctx
+        ctx = self.launcher.ctx
         self._t0_ms = int(ctx.start.timestamp() * 1000)
         self._dt_s = ctx.step_s
         self.status = "starting"
@@ -133,7 +133,7 @@ class LiveRun(Run):
             self.error = clip(f"{type(exc).__name__}: {exc}", 500)
         finally:
             self._ready.set()
-            self.progress = self.launcher.i / self.launcher.remote.ctx.n_steps
+            self.progress = self.launcher.i / self.launcher.ctx.n_steps
             self._broadcast({"type": "end", "status": self.status, "error": self.error})
             shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -238,7 +238,7 @@ class LiveRun(Run):
 
     def summary(self) -> dict[str, Any]:
         if self.launcher is not None and self.active:
-            self.progress = self.launcher.i / self.launcher.remote.ctx.n_steps
+            self.progress = self.launcher.i / self.launcher.ctx.n_steps
         out = super().summary()
         out["speed"] = self.clock.get("speed", self.speed)
         out["clock"] = self.clock_event() if self.clock else None

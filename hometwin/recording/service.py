@@ -33,6 +33,8 @@ from hometwin.runtime import messages as m
 from hometwin.recording import schema as s
 from hometwin.recording.run import FLUSH_S, currency_of, run_row
 from hometwin.recording.store import RecordingError, RunWriter, Store
+from hometwin.registry import element_class
+from hometwin.results import Result, RunInfo
 
 log = logging.getLogger("hometwin.recorder")
 
@@ -47,16 +49,11 @@ class LiveRecorder:
         self.home, self.ctx = home, ctx
         self.run_id = run_id
         self.store = Store(db_url)
-        from hometwin.engine import build_element
-
+        #: the run's figures for its KPIs, from the spec (the recorder reads Flows; it builds no model)
+        self.info = RunInfo.of_spec(home, ctx)
         self.kinds = {el.name: el.kind for el in home.spec.elements}
         self.currency = currency_of(home)
-        roles = {}
-        for el in home.spec.elements:
-            from hometwin.registry import element_class
-
-            roles[el.name] = element_class(el.kind).role.value
-        self.roles = roles
+        self.roles = roles = {el.name: element_class(el.kind).role.value for el in home.spec.elements}
         self.store.begin_run(run_row(home, ctx, run_id, runtime, self.currency),
                              [(n, self.kinds[n], roles[n]) for n in self.kinds])
         self.writer = RunWriter(self.store, run_id, ctx.start, ctx.step_s)
@@ -80,7 +77,6 @@ class LiveRecorder:
         #: the ledger's largest residual in the Flows seen (the launcher's catch-up carries its own, of the run)
         self.max_residual_j = 0.0
         self._catching_up = False
-        self._build = build_element
 
     # -- what comes in ---------------------------------------------------------------------------
     def next_missing(self) -> int:
@@ -203,14 +199,8 @@ class LiveRecorder:
         """The run's KPIs (hometwin.results.Result.kpis) from every recorded step."""
         import pandas as pd
 
-        from hometwin.results import Result, _meta
-
         frame = pd.DataFrame(self.cols, index=self.ctx.times(0, self.ctx.n_steps))
-        elements = {el.name: self._build(el, self.ctx) for el in self.home.spec.elements if el.enabled}
-        eng = type("Remote", (), {"ctx": self.ctx, "elements": elements, "max_residual_j": self.max_residual_j,
-                                  "battery": next((e for e in elements.values() if e.role.value == "storage"), None)})
-        rec = type("Rec", (), {"roles": {}, "windows": 0, "settled_early": 0})
-        return Result(frame=frame, meta=_meta(eng, rec)).kpis()
+        return Result(frame=frame, meta=self.info.meta(roles={}, max_residual_j=self.max_residual_j)).kpis()
 
     def finish(self) -> None:
         """After the session: the last rows, and the run's end (KPIs when it finished)."""

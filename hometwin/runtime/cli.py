@@ -373,7 +373,7 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
         raise typer.BadParameter(str(exc)) from None
     check_out_or_exit(out)  # … and so is a run whose results could not be written
     checkpoint = Checkpointer(out)
-    n_steps = launcher.remote.ctx.n_steps
+    n_steps = launcher.ctx.n_steps
 
     async def keep(task: asyncio.Future) -> None:
         """Write the results so far every so often (in a thread: the recorder goes on meanwhile)."""

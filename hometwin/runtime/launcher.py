@@ -23,16 +23,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import numpy as np
 from autobahn.wamp.types import RegisterOptions
 
 from hometwin.runtime import messages as m
 from hometwin.deploy import DB_URL_ENV, ServiceCommand, realm_of, service_commands
-from hometwin.element import Role
-from hometwin.registry import element_class
-from hometwin.results import Recorder, Result
+from hometwin.results import Recorder, Result, RunInfo
 from hometwin.runtime import zygote
 from hometwin.runtime.metrics import LINGER_S
 from hometwin.runtime.settings import DEFAULTS
@@ -64,30 +62,6 @@ class PortsInUse(ValueError):
 
 COLORS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green",
           "bright_yellow", "bright_blue", "red", "bright_red")
-
-
-class SpecElement(NamedTuple):
-    """An enabled element as the spec describes it: all the recorder reads of one (no model is
-    built: the elements run in their own services)."""
-
-    kind: str
-    role: Role
-    config: Any  # the kind's validated config
-
-
-class RemoteRun:
-    """What :class:`Recorder` needs of an engine: the home's context and elements from the spec,
-    the run's figures from ``Flows`` messages."""
-
-    def __init__(self, home: Any, until_s: int | None, realtime_start_s: int | None = None):
-        self.ctx = home_context(home, until_s, realtime_start_s)
-        self.elements = {el.name: SpecElement(el.kind, element_class(el.kind).role, el.config)
-                         for el in home.spec.elements if el.enabled}
-        self.max_residual_j = 0.0
-
-    @property
-    def battery(self) -> Any:
-        return next((e for e in self.elements.values() if e.role == Role.storage), None)
 
 
 class RecordedSteps:
@@ -206,8 +180,9 @@ class Launcher:
         if self.realtime or (clock.realtime and clock.start is None):
             self.realtime = True
             self.realtime_start_s = int(realtime_start(clock.step_s).timestamp())
-        self.remote = RemoteRun(self.home, self.until_s, self.realtime_start_s)
-        self.recorder = Recorder(self.remote)
+        self.ctx = home_context(self.home, self.until_s, self.realtime_start_s)  # the run's steps
+        #: the run's results: from the Flows messages alone, with the home's figures from the spec
+        self.recorder = Recorder(RunInfo.of_spec(self.home, self.ctx))
         self.router: Router | None = None
         self.session: Any = None
         self.last_flows: m.Flows | None = None
@@ -238,7 +213,7 @@ class Launcher:
         self._own_credentials_dir = False
         self.events: list[dict[str, Any]] = []  # accepted control actions (ControlEvent), in order
         self.rejections = m.Rejections()
-        self.recorded = RecordedSteps(self.remote.ctx.n_steps)  # no step overwritten or counted twice
+        self.recorded = RecordedSteps(self.ctx.n_steps)  # no step overwritten or counted twice
         if self.db_url is not None and self.run_id is None:
             from hometwin.recording.run import new_run_id
 
@@ -438,7 +413,7 @@ class Launcher:
         proc = p.proc
         if proc is None or proc.returncode is not None:
             return
-        if self.i >= self.remote.ctx.n_steps and not self.failed:
+        if self.i >= self.ctx.n_steps and not self.failed:
             try:
                 await asyncio.wait_for(asyncio.shield(proc.wait()), timeout_s)
                 return
@@ -495,7 +470,6 @@ class Launcher:
                     self.done.set()
                 return
             self.last_flows = f
-            self.remote.max_residual_j = max(self.remote.max_residual_j, f.max_residual_j)
             for name in f.stale:
                 self.stale_windows[name] = self.stale_windows.get(name, 0) + 1
             for name in self._enabled:
@@ -696,8 +670,8 @@ class Launcher:
                 url = {"websocket": self.router.ws_url, "unix": self.router.unix_url}.get(self.transport,
                                                                                           self.router.url)
                 router_up = asyncio.get_running_loop().run_in_executor(None, self._start_router)
-            if self.remote.ctx.realtime:
-                self._log("up", "white", f"realtime: step 0 at {self.remote.ctx.start.isoformat()}, the clock "
+            if self.ctx.realtime:
+                self._log("up", "white", f"realtime: step 0 at {self.ctx.start.isoformat()}, the clock "
                                          f"follows the wall clock (1x)")
             self._prepare_state_dir()
             if self._own_state_dir:
@@ -761,10 +735,10 @@ class Launcher:
         end = since + int(gaps[0]) if gaps.size else until
         rec, s = self.recorder, slice(since, end)
         soc = rec.soc[s]
-        f = m.Flows(seq=0, i0=since, n=end - since, k=end - since - 1, dt_s=self.remote.ctx.step_s,
+        f = m.Flows(seq=0, i0=since, n=end - since, k=end - since - 1, dt_s=self.ctx.step_s,
                     flows={c: rec.cols[c][s] for c in rec.cols}, served={n: a[s] for n, a in rec.elements.items()},
                     roles=dict(rec.roles), soc=None if np.isnan(soc).any() else soc,
-                    max_residual_j=self.remote.max_residual_j)  # of the run so far
+                    max_residual_j=self.recorder.max_residual_j)  # of the run so far
         return f.wire()
 
     async def _join(self, url: str) -> tuple[Any, Any]:
@@ -821,7 +795,7 @@ class Launcher:
     @property
     def ended_early(self) -> str | None:
         """Why the run ended before its last step, if it did (None: it ran to the end)."""
-        n = self.remote.ctx.n_steps
+        n = self.ctx.n_steps
         gap = self._first_gap()
         if gap < self.i:
             return (f"steps from {gap} on were settled while hometwin up was away from the router and "

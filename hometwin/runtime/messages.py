@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, ValidationError,
                       model_validator)
 
+from hometwin.results import FLOW_COLUMNS
 from hometwin.runtime.settings import DEFAULTS, MAX_RUN_WINDOWS
 
 #: The runtime settings' defaults under their older names here (bench scripts that also run trees from
@@ -377,11 +378,9 @@ def _check_follows(what: str, t: Tick, seq: int, step: int) -> None:
                          + (f", a run of {t.windows} windows)" if t.windows != 1 else ")"))
 
 
-FLOW_KEYS = (
-    "pv_offered_j", "pv_dc_j", "pv_ac_j", "curtailed_j", "load_j", "unserved_j",
-    "battery_charge_j", "battery_discharge_j", "grid_import_j", "grid_export_j",
-    "loss_j", "grid_available", "price_import", "price_export", "cost",
-)
+#: The keys of ``Flows.flows``: the home-level flow columns of the results, one list
+#: (:data:`hometwin.results.FLOW_COLUMNS`).
+FLOW_KEYS = FLOW_COLUMNS
 
 
 class Flows(Message):
