@@ -283,7 +283,7 @@ def test_a_restarted_inverter_answers_settled_ticks_and_holds_one_beyond_a_gap()
         assert [u for u, _ in s.published] == [m.TICK_DONE]
         assert m.TickDone.model_validate(s.published[0][1]).next_step == 41
         b.on_tick(run(49))  # beyond a gap (the run 33–48 went to the dead inverter): held
-        assert [u for u, _ in s.published] == [m.TICK_DONE] and list(b.held) == [49]
+        assert [u for u, _ in s.published] == [m.TICK_DONE] and list(b.resume.held) == [49]
         b.on_tick(run(33))  # re-sent, settled through 40: opens 41, then the held run follows at 49
         for _ in range(500):
             await asyncio.sleep(0.01)
@@ -296,7 +296,7 @@ def test_a_restarted_inverter_answers_settled_ticks_and_holds_one_beyond_a_gap()
     assert [f.i0 for f in flows] == list(range(41, 65))  # each window once, none of 25–40 again
     done = [m.TickDone.model_validate(p) for u, p in s.published if u == m.TICK_DONE]
     assert [(d.seq, d.next_step) for d in done] == [(25, 41), (33, 49), (49, 65)]
-    assert b.held == {}
+    assert b.resume.held == {}
 
 
 class _ResumedWithBattery(_Resumed):

@@ -15,6 +15,7 @@ from typing import Any, Optional
 import typer
 
 from hometwin.runtime.metrics import LINGER_S
+from hometwin.runtime.settings import DEFAULTS, RuntimeSettings, describe
 
 DEFAULT_ROUTER = "rs://127.0.0.1:8081"
 
@@ -84,6 +85,21 @@ _LINGER_HELP = ("[s] when told to stop, keep /metrics (and the session) up until
                 "last values, at most this long; an endpoint never scraped does not wait")
 
 
+def _option(setting: str, flag: str, help: str, default: Any = ..., ranged: bool = True) -> Any:
+    """A flag for one of the runtime's settings: its default and range from :class:`RuntimeSettings`."""
+    d = describe(setting)
+    return typer.Option(d["default"] if default is ... else default, flag, help=help,
+                        min=d["min"] if ranged else None, max=d["max"] if ranged else None)
+
+
+def _settings(**values: Any) -> RuntimeSettings:
+    """The settings the flags gave, checked (a value out of range is a usage error naming its flag's setting)."""
+    try:
+        return RuntimeSettings(**{k: v for k, v in values.items() if v is not None})
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 def _serve_metrics(metrics: Any, port: int, host: str) -> None:
     try:
         metrics.serve(port, host)
@@ -100,18 +116,19 @@ def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery
             metrics_port: int = typer.Option(0, "--metrics-port", help="Prometheus port (0 = none)"),
             metrics_host: str = typer.Option("0.0.0.0", "--metrics-host"),
             metrics_linger: float = typer.Option(LINGER_S, "--metrics-linger", min=0.0, max=60.0, help=_LINGER_HELP),
-            timeout: float = typer.Option(10.0, "--timeout", help="[s] inverter: wait this long for a packet"),
-            ahead_steps: int = typer.Option(60, "--ahead-steps", min=1,
-                                            help="inverter: steps the elements that run ahead compute at once "
-                                                 "(their chunk; at least the window)"),
+            timeout: float = _option("timeout_s", "--timeout", "[s] inverter: wait this long for a packet",
+                                     ranged=False),
+            ahead_steps: int = _option("ahead_steps", "--ahead-steps",
+                                       "inverter: steps the elements that run ahead compute at once "
+                                       "(their chunk; at least the window)"),
             until: Optional[str] = typer.Option(None, "--until", help="run length (as hometwin run --until)"),
             state_dir: Optional[Path] = typer.Option(
                 None, "--state-dir", help="keep the element's state in DIR/<name>.json after each settle and "
                                           "restore it at start (a restart continues where it was)"),
-            state_interval: Optional[float] = typer.Option(
-                None, "--state-interval", min=0.0,
-                help="[s] write the state file at most this often (0 = every settle; default automatic: "
-                     "about 2% of the process's CPU, at least every 1 s); the last settle lands within it"),
+            state_interval: Optional[float] = _option(
+                "state_interval_s", "--state-interval",
+                "[s] write the state file at most this often (0 = every settle; default automatic: "
+                "about 2% of the process's CPU, at least every 1 s); the last settle lands within it"),
             data_dir: Optional[Path] = typer.Option(
                 None, "--data-dir", help="look up the data files the spec names by a relative path by their "
                                          "file name in DIR (a pod: the home's data ConfigMap is mounted there)"),
@@ -125,12 +142,13 @@ def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery
     from hometwin.runtime.wamp import component, run_component
 
     _logging(log_level)
+    settings = _settings(timeout_s=timeout, ahead_steps=ahead_steps, state_interval_s=state_interval)
     creds = _credentials(credentials, element_authid(name))
     home, element = _home_and_element(spec, name, kind, config, until, data_dir)
     if state_dir is not None:
         from hometwin.runtime.state import StateKeeper
 
-        keeper = StateKeeper(state_dir, element, interval_s=state_interval)
+        keeper = StateKeeper(state_dir, element, interval_s=settings.state_interval_s)
         keeper.restore()  # before the service announces the element: its config may come from the file
         keeper.attach()
     metrics = ServiceMetrics(name, home=home.metadata.name, kind=kind, role=element.role.value)
@@ -138,8 +156,8 @@ def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery
     if element.role.value == "converter":
         from hometwin.runtime.balancer import Balancer
 
-        host: Any = Balancer(element, [e.name for e in home.spec.elements], metrics, timeout_s=timeout,
-                             ahead_steps=ahead_steps)
+        host: Any = Balancer(element, [e.name for e in home.spec.elements], metrics, timeout_s=settings.timeout_s,
+                             ahead_steps=settings.ahead_steps)
     else:
         from hometwin.runtime.service import ElementService, runs_ahead, signal_producers
 
@@ -168,18 +186,14 @@ def clock(spec: Path = typer.Option(..., "--spec"),
           days: Optional[float] = typer.Option(None, "--days"),
           pause_at: Optional[int] = typer.Option(None, "--pause-at", help="pause when this step is reached"),
           paused: bool = typer.Option(False, "--paused", help="start paused"),
-          retick: float = typer.Option(60.0, "--retick", min=0.1,
-                                       help="[s] publish a tick again when it was not done this long "
-                                            "(a restarted inverter lost it)"),
-          in_flight: int = typer.Option(2, "--in-flight", min=1,
-                                        help="ticks of single-step windows kept in flight at speed max (1: wait "
-                                             "until a tick is done before the next)"),
-          run_windows: int = typer.Option(16, "--run-windows", min=1, max=1024,
-                                          help="single-step windows one tick stands for at speed max (1: a tick "
-                                               "a window)"),
-          nice: int = typer.Option(0, "--nice", min=0, max=19,
-                                   help="lower this process's CPU priority by this much (hometwin up: 10; with "
-                                        "windows in flight the clock is off their critical path)"),
+          retick: float = _option("retick_s", "--retick", "[s] publish a tick again when it was not done this "
+                                  "long (a restarted inverter lost it)"),
+          in_flight: int = _option("in_flight", "--in-flight", "ticks of single-step windows kept in flight at speed "
+                                   "max (1: wait until a tick is done before the next)"),
+          run_windows: int = _option("run_windows", "--run-windows", "single-step windows one tick stands for at "
+                                     "speed max (1: a tick a window)"),
+          nice: int = _option("clock_nice", "--nice", "lower this process's CPU priority by this much (hometwin "
+                              "up: 10; with windows in flight the clock is off their critical path)", default=0),
           metrics_port: int = typer.Option(0, "--metrics-port"),
           metrics_host: str = typer.Option("0.0.0.0", "--metrics-host"),
           metrics_linger: float = typer.Option(LINGER_S, "--metrics-linger", min=0.0, max=60.0, help=_LINGER_HELP),
@@ -195,6 +209,7 @@ def clock(spec: Path = typer.Option(..., "--spec"),
     from hometwin.spec import home_context
 
     _logging(log_level)
+    settings = _settings(retick_s=retick, in_flight=in_flight, run_windows=run_windows, clock_nice=nice)
     creds = _credentials(credentials, "clock")
     if nice:
         os.nice(nice)
@@ -204,8 +219,9 @@ def clock(spec: Path = typer.Option(..., "--spec"),
     _serve_metrics(metrics, metrics_port, metrics_host)
     expect = [e.name for e in home.spec.elements if e.enabled]
     clk = Clock(ctx, speed=speed, window=window, default_window=home.spec.clock.window, expect=expect,
-                paused=paused, until=pause_at, retick_s=retick, metrics=metrics,
-                replan_steps=replan_steps_of(home, ctx), in_flight=in_flight, run_windows=run_windows)
+                paused=paused, until=pause_at, retick_s=settings.retick_s, metrics=metrics,
+                replan_steps=replan_steps_of(home, ctx), in_flight=settings.in_flight,
+                run_windows=settings.run_windows)
     comp = component(router, realm or realm_of(home), credentials=creds, ca_file=_str(ca_file))
     comp.on("join", lambda session, details: clk.on_join(session))
     run_component(comp, linger=lambda: metrics.linger(metrics_linger))
@@ -285,25 +301,25 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
                                           "beside the router), rawsocket (TCP) or websocket"),
        metrics_port: int = typer.Option(0, "--metrics-port", help="first metrics port (one per process; 0 = none)"),
        pause_at: Optional[int] = typer.Option(None, "--pause-at", help="pause when this step is reached"),
-       timeout: float = typer.Option(10.0, "--timeout", help="[s] the inverter waits this long for a packet"),
-       ahead_steps: int = typer.Option(60, "--ahead-steps", min=1,
-                                       help="steps the elements that run ahead compute at once (1: every window)"),
-       retick: Optional[float] = typer.Option(None, "--retick", min=0.1,
-                                              help="[s] the clock publishes a tick again when it was not done "
-                                                   "this long (a restarted inverter lost it; default 60)"),
-       in_flight: int = typer.Option(2, "--in-flight", min=1,
-                                     help="ticks of single-step windows the clock keeps in flight at speed max"),
-       run_windows: int = typer.Option(16, "--run-windows", min=1, max=1024,
-                                       help="single-step windows one clock tick stands for at speed max"),
-       clock_nice: int = typer.Option(10, "--clock-nice", min=0, max=19,
-                                      help="the clock's lower CPU priority (off the windows' critical path)"),
+       timeout: float = _option("timeout_s", "--timeout", "[s] the inverter waits this long for a packet",
+                                ranged=False),
+       ahead_steps: int = _option("ahead_steps", "--ahead-steps",
+                                  "steps the elements that run ahead compute at once (1: every window)"),
+       retick: Optional[float] = _option("retick_s", "--retick", "[s] the clock publishes a tick again when it was "
+                                         f"not done this long (a restarted inverter lost it; default "
+                                         f"{DEFAULTS.retick_s:g})", default=None),
+       in_flight: int = _option("in_flight", "--in-flight",
+                                "ticks of single-step windows the clock keeps in flight at speed max"),
+       run_windows: int = _option("run_windows", "--run-windows",
+                                  "single-step windows one clock tick stands for at speed max"),
+       clock_nice: int = _option("clock_nice", "--clock-nice",
+                                 "the clock's lower CPU priority (off the windows' critical path)"),
        state: bool = typer.Option(True, "--state/--no-state",
                                   help="elements keep their state in <out>/state, so a crashed one continues "
                                        "where it was (emptied at start: it is valid for one run)"),
-       state_interval: Optional[float] = typer.Option(
-           None, "--state-interval", min=0.0,
-           help="[s] each element writes its state file at most this often (0 = every settle; default "
-                "automatic: about 2% of its CPU, at least every 1 s)"),
+       state_interval: Optional[float] = _option(
+           "state_interval_s", "--state-interval", "[s] each element writes its state file at most this often "
+           "(0 = every settle; default automatic: about 2% of its CPU, at least every 1 s)"),
        live: bool = typer.Option(True, "--live/--no-live", help="print live power flows once a second"),
        db: Optional[str] = typer.Option(None, "--db", envvar="HOMETWIN_DB_URL",
                                         help="record the run in this database (default sqlite:///<out>/hometwin.db)"),
@@ -333,6 +349,8 @@ def up(file: Path = typer.Option(..., "-f", "--file", help="home.yaml"),
         raise typer.BadParameter(f"--speed {speed}: a --realtime run follows the wall clock (1x); leave --speed out")
     if transport not in ("unix", "rawsocket", "websocket"):
         raise typer.BadParameter(f"--transport: unix, rawsocket or websocket (got {transport!r})")
+    _settings(timeout_s=timeout, ahead_steps=ahead_steps, retick_s=retick, in_flight=in_flight,
+              run_windows=run_windows, clock_nice=clock_nice, state_interval_s=state_interval)  # refused before a start
     until_s = _parse_until(until, days)
     err = Console(stderr=True)
 

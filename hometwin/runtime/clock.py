@@ -33,6 +33,7 @@ from autobahn.wamp.types import RegisterOptions
 from hometwin.runtime import messages as m
 from hometwin.element import HomeContext
 from hometwin.runtime.metrics import ServiceMetrics
+from hometwin.runtime.settings import DEFAULTS, RuntimeSettings
 from hometwin.runtime.wamp import handler, plain
 from hometwin.window import window_len
 
@@ -60,10 +61,10 @@ class Clock:
 
     def __init__(self, ctx: HomeContext, speed: float | str = "max", window: int | None = None,
                  default_window: int | None = None, expect: list[str] | None = None,
-                 paused: bool = False, until: int | None = None, start_timeout_s: float = 60.0,
-                 retick_s: float = 60.0,
-                 metrics: ServiceMetrics | None = None, replan_steps: int = 0, in_flight: int = m.IN_FLIGHT,
-                 run_windows: int = m.RUN_WINDOWS):
+                 paused: bool = False, until: int | None = None, start_timeout_s: float = DEFAULTS.start_timeout_s,
+                 retick_s: float = DEFAULTS.retick_s,
+                 metrics: ServiceMetrics | None = None, replan_steps: int = 0, in_flight: int = DEFAULTS.in_flight,
+                 run_windows: int = DEFAULTS.run_windows):
         self.ctx = ctx
         #: A realtime run (``clock.realtime``, ``hometwin up --realtime``) follows the wall clock:
         #: step ``i`` goes out at ``start + i × step_s`` (Unix time), whatever the speed asked.
@@ -73,11 +74,9 @@ class Clock:
         self.default_window = int(default_window or max(1, 86400 // ctx.step_s))
         self.replan_steps = int(replan_steps)  # the inverter strategy's planning cadence (0 = none)
         self.expect = list(expect or [])
-        if in_flight < 1:
-            raise ValueError(f"in_flight: must be >= 1 (got {in_flight})")
+        self.settings = RuntimeSettings(in_flight=in_flight, run_windows=run_windows, retick_s=retick_s,
+                                        start_timeout_s=start_timeout_s)  # refused here when out of range
         self.in_flight = int(in_flight)
-        if not 1 <= run_windows <= m.MAX_RUN_WINDOWS:
-            raise ValueError(f"run_windows: must be in [1, {m.MAX_RUN_WINDOWS}] (got {run_windows})")
         self.run_windows = int(run_windows)
         self.paused = paused
         self.until = until

@@ -33,6 +33,7 @@ from hometwin.deploy import DB_URL_ENV, ServiceCommand, realm_of, service_comman
 from hometwin.results import Recorder, Result, RunInfo
 from hometwin.runtime import zygote
 from hometwin.runtime.metrics import LINGER_S
+from hometwin.runtime.settings import DEFAULTS
 from hometwin.runtime.reaper import Reaper
 from hometwin.runtime.router import Router, port_free, port_owner
 from hometwin.runtime.wamp import (EXIT_ROUTER_LOST, Credentials, component, plain, stop_component, subscribe,
@@ -135,13 +136,12 @@ class Launcher:
     rawsocket_port: int = 8081
     metrics_port: int = 0  # base port; 0 = no metrics endpoints
     pause_at: int | None = None
-    timeout_s: float = 10.0
-    ahead_steps: int = m.AHEAD_STEPS  # the inverter's chunk for elements that run ahead (hometwin service --ahead-steps)
-    in_flight: int = m.IN_FLIGHT  # ticks of single-step windows the clock keeps in flight at speed max (--in-flight)
-    run_windows: int = m.RUN_WINDOWS  # single-step windows one clock tick stands for at speed max (--run-windows)
-    # The clock's lower CPU priority (hometwin clock --nice): with windows in flight it is off their critical
-    # path, and on a small machine its turn on a core delayed the inverter's and the per-window elements'.
-    clock_nice: int = 10
+    # The runtime's settings (hometwin.runtime.settings: units, reasons, ranges), passed on as flags.
+    timeout_s: float = DEFAULTS.timeout_s  # the inverter's wait for a packet (hometwin service --timeout)
+    ahead_steps: int = DEFAULTS.ahead_steps  # the inverter's chunk for elements that run ahead (--ahead-steps)
+    in_flight: int = DEFAULTS.in_flight  # ticks of single-step windows the clock keeps in flight (--in-flight)
+    run_windows: int = DEFAULTS.run_windows  # single-step windows one clock tick stands for (--run-windows)
+    clock_nice: int = DEFAULTS.clock_nice  # the clock's lower CPU priority (hometwin clock --nice)
     live: bool = True
     log_sink: Callable[[str, str, str], None] | None = None  # (name, color, line)
     restart: bool = True

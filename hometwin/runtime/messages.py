@@ -24,13 +24,16 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, PlainValida
                       model_validator)
 
 from hometwin.results import FLOW_COLUMNS
+from hometwin.runtime.settings import DEFAULTS, MAX_RUN_WINDOWS
+
+#: The runtime settings' defaults under their older names here (bench scripts that also run trees from
+#: before hometwin.runtime.settings import them from this module); the settings object is the source.
+AHEAD_STEPS, IN_FLIGHT, RUN_WINDOWS = DEFAULTS.ahead_steps, DEFAULTS.in_flight, DEFAULTS.run_windows
 
 log = logging.getLogger("hometwin.runtime.messages")
 
 #: Largest window a tick may announce (a year of 1-minute steps fits).
 MAX_STEPS = 600_000
-#: Most single-step windows one tick may stand for (``Tick.windows``).
-MAX_RUN_WINDOWS = 1024
 #: Flows terms may be this far below zero from float rounding [J].
 SIGN_TOLERANCE_J = 1e-6
 
@@ -544,8 +547,6 @@ CLOCK_STATUS_EVENT = f"{PREFIX}.clock.status"
 RUN_DONE = f"{PREFIX}.run.done"
 RUN_FAILED = f"{PREFIX}.run.failed"
 SESSION_ON_LEAVE = "wamp.session.on_leave"
-#: Steps an element running ahead computes at once by default (the chunk; at least the window).
-AHEAD_STEPS = 60
 #: Elements that run ahead (``Describe.ahead``) take a chunk of windows at once on these.
 TICK_AHEAD = f"{PREFIX}.ahead.tick"
 SIGNALS_AHEAD = f"{PREFIX}.ahead.signals"
@@ -553,11 +554,6 @@ REQUEST_AHEAD = f"{PREFIX}.ahead.request"
 SETTLE_AHEAD = f"{PREFIX}.ahead.settle"
 #: RPC (inverter): settle the steps of the chunk settled so far with the elements running ahead now.
 SETTLE_AHEAD_NOW = f"{PREFIX}.ahead.settle_now"
-#: Ticks the clock keeps in flight at speed max while windows are single steps (1: DESIGN.md's pattern).
-IN_FLIGHT = 2
-#: Single-step windows one clock tick stands for at speed max by default (``Tick.windows``): the clock's
-#: tick and the inverter's ``TickDone`` then cost per run of windows, not per window (1: one tick a window).
-RUN_WINDOWS = 16
 #: The inverter settled the windows of a clock tick (the clock's next tick may go out).
 TICK_DONE = f"{PREFIX}.tick.done"
 #: The clock's tick, relayed by the inverter to the elements per window that did not get it in the
