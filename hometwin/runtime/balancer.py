@@ -15,14 +15,11 @@ marked stale (counted, logged) and the window is settled without it.
 Strategies (issue 5): the inverter's roster is a dict of
 :class:`~hometwin.runtime.proxies.RemoteElement` (every announced element but the
 inverter, in spec order, as the engine binds its models).  When the inverter has a
-strategy, each window gets a *prepare stage*: once every environment ``Signals`` packet
-of the window arrived, ``Inverter.prepare(w, signals)`` runs in the executor thread
-(the proxies block there on their RPCs: ``params``, ``set_plan``, ``defer_to`` …), then
-the inverter publishes ``Signals{element: <inverter>, arrays: {plan_ready: 1…}}``.
-Plannable elements (``set_plan``/``defer_to``/``apply_plan``) were told at admission
-(``plan_stage`` RPC, before they join the roster) to wait for it before computing
-their request — the order of :meth:`Engine.step_window`.  Without a strategy nothing
-of this happens: no extra message, nobody waits.
+strategy, each window gets a *prepare stage* (:mod:`hometwin.runtime.prepare`): once every
+environment ``Signals`` packet of the window arrived, ``Inverter.prepare(w, signals)`` runs
+in the executor thread (the proxies fetch flexibility and send commands there), then the
+inverter publishes ``plan_ready``, which the plannable elements wait for before their
+requests — the order of :meth:`Engine.step_window`.
 """
 
 from __future__ import annotations
@@ -30,8 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from array import array
-from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -39,7 +34,7 @@ import numpy as np
 from hometwin.runtime import messages as m
 from hometwin.element import Role
 from hometwin.registry import element_class
-from hometwin.runtime import proxies as px
+from hometwin.runtime import prepare as pp
 from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.runtime.service import AHEAD, ElementHost
 from hometwin.window import AskDispatch, AskRequests, AskSignals, AskStorage, Commit, Member, signal_order, window_steps
@@ -115,7 +110,7 @@ def _per_step(value: Any, n: int) -> np.ndarray | None:
     return np.full(n, float(arr)) if arr.ndim == 0 else arr
 
 
-class Balancer(ElementHost):
+class Balancer(pp.BalancerPrepare, ElementHost):
     """Hosts the inverter element and balances every window."""
 
     def __init__(self, element: Any, order: list[str], metrics: ServiceMetrics | None = None,
@@ -163,21 +158,10 @@ class Balancer(ElementHost):
         self.asleep: set[str] = set()
         self.last_parts: list[str] = []  # who took part in the last window settled (a repeated TickDone's)
         self.last_soc: float | None = None  # the battery's SoC at the end of the last window it took part in
-        # the strategy's view of the home (bound once, refreshed at every prepare stage)
-        self.proxies: dict[str, px.RemoteElement] = {}
-        bind = getattr(element, "bind_roster", None)
-        if bind is not None:
-            bind(self.proxies)
-        self.prepare_stage = getattr(element, "strategy", None) is not None and callable(getattr(element, "prepare", None))
-        self.prepare_epoch = 0  # +1 per prepare stage (proxies refresh their config once per stage)
+        self.init_prepare(element)  # proxies, prepare_stage, told … (hometwin.runtime.prepare)
         self.prep = "none"  # this window: none (no strategy) | wait | running | done
         self.window_stale: list[str] = []  # elements settled without in this window (counted once)
-        self.told: dict[str, int] = {}  # plannable element → the session told to wait for plan_ready
-        self._telling: set[tuple[str, int]] = set()
         self._gone: set[int] = set()  # sessions that left (an admission in flight must not revive them)
-        self.plans_published = 0  # Strategy.made published as plan events
-        self.prepare_s = array("d")  # wall time of each prepare stage [s] (8 B a window, not a float object)
-        self.rpc_counts: Counter[str] = Counter()  # proxy RPCs by operation (params, set_plan …)
 
     # -- session -----------------------------------------------------------------------------------
     async def on_join(self, session: Any) -> None:
@@ -282,30 +266,9 @@ class Balancer(ElementHost):
             return
         if self.asleep:
             self._alive(d.element)
-        if self.prepare_stage and px.plannable_describe(d) and self.told.get(d.element) != d.session:
+        if self.prepare_stage and pp.plannable_describe(d) and self.told.get(d.element) != d.session:
             asyncio.ensure_future(self._admit_plannable(d))
             return
-        self._admit(d)
-
-    async def _admit_plannable(self, d: m.Describe) -> None:
-        """Tell a plannable element to wait for the window's plan (``plan_stage``), then admit it:
-        it takes part only once it will wait, so no window sees its request before its plan."""
-        key = (d.element, d.session)
-        if key in self._telling:
-            return
-        self._telling.add(key)
-        uri = m.element_uri(d.element, px.PLAN_STAGE)
-        try:
-            await asyncio.wait_for(self.session.call(uri, inverter=self.name, wait=True), self.timeout_s)
-            self.metrics.msg("out", uri)
-        except Exception as exc:  # gone again, or an element that cannot wait: it stays off the roster
-            log.warning("roster: %s not admitted — %s failed: %r", d.element, uri, exc)
-            return
-        finally:
-            self._telling.discard(key)
-        if d.session and d.session in self._gone:
-            return  # it left while we were telling it
-        self.told[d.element] = d.session
         self._admit(d)
 
     def _admit(self, d: m.Describe) -> None:
@@ -668,58 +631,6 @@ class Balancer(ElementHost):
             signals.update(self.packets[mb.name].arrays)
         return signals
 
-    def sync_proxies(self) -> None:
-        """The strategy's roster for this window: a proxy per member but the inverter, in spec order."""
-        current = {}
-        for name in self.members:
-            d = self.roster.get(name)
-            if name == self.name or d is None:
-                continue
-            p = self.proxies.get(name)
-            if p is None or p.session != d.session or p.kind != d.kind or p.rpcs != tuple(d.rpcs):
-                p = px.RemoteElement(self, d)
-            current[name] = p
-        if list(current) != list(self.proxies) or any(current[n] is not self.proxies[n] for n in current):
-            self.proxies.clear()
-            self.proxies.update(current)
-
-    def _start_prepare(self) -> None:
-        self.prep = "running"
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        w = self.w
-        names = [n for n in self.members if n in self.packets and n not in self.window_stale and n in self.roster]
-        signals = self._signals(names)
-        self.sync_proxies()
-        self.prepare_epoch += 1
-        asyncio.ensure_future(self._prepare(w, signals))
-
-    async def _prepare(self, w: Any, signals: dict[str, np.ndarray]) -> None:
-        t0 = time.perf_counter()
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, self.element.prepare, w, signals)
-        except px.ElementUnavailable as exc:
-            log.warning("window %d: prepare: %s — the window goes on with the plan as it stands", w.seq, exc)
-        except Exception as exc:  # the strategy failed (contradictory settings, solver): fail loudly, as in-process
-            self.failed = f"{type(exc).__name__}: {exc}"
-            log.exception("window %d: prepare failed", w.seq)
-            self.publish(m.RUN_FAILED, m.RunFailed(seq=w.seq, error=self.failed))
-            return
-        self.prepare_s.append(time.perf_counter() - t0)
-        made = getattr(getattr(self.element, "strategy", None), "made", None) or ()
-        for e in made[self.plans_published:]:  # the plans made: events for the results and the recorder
-            self.publish(m.EVENT, m.ControlEvent.plan_made(self.name, e))
-        self.plans_published = len(made)
-        if self.w is not w or self.started:
-            return  # a newer tick took over
-        self.publish(m.SIGNALS, m.Signals(seq=w.seq, element=self.name, n=w.n, arrays={px.PLAN_READY: np.ones(w.n)}))
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("window %d: prepared in %.1f ms", w.seq, self.prepare_s[-1] * 1e3)
-        self.prep = "done"
-        self.timer = self.loop.call_later(self.timeout_s, self.on_timeout, w.seq)
-        self.advance()
-
     def log_summary(self) -> None:
         """At the run's end: the prepare stage's cost (with a strategy), the speculative packets."""
         if self.prepare_stage:
@@ -728,12 +639,6 @@ class Balancer(ElementHost):
         if spec:
             log.info("speculative packets: %d used, %d dropped (taken back by their elements)",
                      spec.get(("used",), 0), spec.get(("dropped",), 0))
-
-    def log_prepare_summary(self) -> None:
-        s = np.asarray(self.prepare_s) if self.prepare_s else np.zeros(1)
-        log.info("prepare stage: %d windows, %.1f ms mean, %.1f ms median, %.1f ms max, %.2f s in all; proxy RPCs: %s",
-                 len(self.prepare_s), s.mean() * 1e3, np.median(s) * 1e3, s.max() * 1e3, s.sum(),
-                 ", ".join(f"{op} {n}" for op, n in self.rpc_counts.most_common()) or "none")
 
     def _start(self, stale: list[str] = ()) -> None:
         self.started = True

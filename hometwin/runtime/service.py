@@ -11,14 +11,12 @@ Handlers are plain (synchronous) functions driven by message arrival, so a windo
 processed in the order the router delivers it; RPC property changes are validated
 at once and applied at the next window boundary (the next Tick).
 
-Planner ports (issue 5): every element serves the methods an inverter strategy calls on
-it (:data:`hometwin.runtime.proxies.PORT_METHODS` it has: ``params``, ``set_plan``,
-``defer_to``, ``upcoming_starts`` …) as RPCs, arguments checked before they touch the
-model.  When the inverter has a strategy it tells each *plannable* element
-(``plan_stage``) to wait, every window, for the inverter's ``plan_ready`` signal — the
-strategy's ``prepare`` ran and its plans (``set_plan``, ``defer_to``) are in place —
-before computing its request, as :meth:`Engine.step_window` calls ``prepare`` before
-the loads' requests.
+Planner ports (the optimizer's contract, :mod:`hometwin.flex`): an element serves its
+``flexibility`` and takes ``command``s as RPCs, commands checked before they touch the model.
+When the inverter has a strategy it tells each *plannable* element (``plan_stage``) to wait,
+every window, for the inverter's ``plan_ready`` signal before computing its request, as
+:meth:`Engine.step_window` calls ``prepare`` before the loads' requests — the prepare protocol,
+both sides, is :mod:`hometwin.runtime.prepare`.
 """
 
 from __future__ import annotations
@@ -36,7 +34,7 @@ from autobahn.wamp.types import PublishOptions, RegisterOptions
 from hometwin.runtime import messages as m
 from hometwin.auth import element_authid
 from hometwin.element import Element, HomeContext, InvalidProperty, Role, Window
-from hometwin.runtime import proxies as px
+from hometwin.runtime import prepare as pp
 from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.runtime.wamp import plain, subscribe
 
@@ -71,7 +69,7 @@ def runs_ahead(home: Any) -> set[str]:
     """
     cls, producers = _signal_graph(home)
     ahead = {n for n, c in cls.items() if getattr(c, "runs_ahead", False)
-             and c.role not in (Role.storage, Role.converter) and not px.plannable(c) and not c.settle_on_shortfall}
+             and c.role not in (Role.storage, Role.converter) and not pp.plannable(c) and not c.settle_on_shortfall}
     consumers = {n: {c for c in cls if n in producers[c] and cls[c].role != Role.converter} for n in cls}
     changed = True
     while changed:
@@ -97,7 +95,7 @@ class _Spec:
         return t is not None and (t.seq, t.i0, t.n, t.dt_s) == (self.tick.seq, self.tick.i0, self.tick.n, self.tick.dt_s)
 
 
-class ElementHost:
+class ElementHost(pp.ElementPrepare):
     """What every hosted element has: its model, its RPCs, pending property changes, metrics."""
 
     def __init__(self, element: Element, metrics: ServiceMetrics | None = None):
@@ -112,9 +110,8 @@ class ElementHost:
         self.w: Window | None = None
         self.t_tick = 0.0
         self._t0_epoch = float(self.ctx.start.timestamp())
-        self.ports = px.port_methods(element)  # planner ports this element serves
+        self.ports = pp.ports(element)  # planner RPCs this element serves (flexibility, command)
         self.spec: _Spec | None = None  # a packet published ahead of this window's Settle (ElementService)
-        self._param_fns: dict[str, Any] = {}  # callables of the last params() answer (call_param)
 
     # -- publishing ----------------------------------------------------------------------------
     def publish(self, uri: str, msg: m.Message, eligible: list[int] | None = None) -> None:
@@ -134,8 +131,7 @@ class ElementHost:
     def describe_msg(self) -> m.Describe:
         el = self.element
         rpcs = ["describe", "get", "set", "snapshot"] + (["dispatch"] if el.role == Role.storage else []) \
-            + list(self.ports) \
-            + ([px.CALL_PARAM] if "params" in self.ports else []) + self.extra_rpcs()
+            + list(self.ports) + self.extra_rpcs()
         return m.Describe(element=self.name, kind=el.kind, role=el.role.value, inputs=list(el.inputs),
                           outputs=list(el.outputs), settle_on_shortfall=el.settle_on_shortfall,
                           session=int(getattr(self.session, "_session_id", 0) or 0),
@@ -147,91 +143,11 @@ class ElementHost:
         await s.register(self.rpc_get, m.element_uri(self.name, "get"))
         await s.register(self.rpc_set_recorded, m.element_uri(self.name, "set"), options=RegisterOptions(details=True))
         await s.register(lambda: plain(self.committed(self.element.snapshot)), m.element_uri(self.name, "snapshot"))
-        for method in self.ports:
-            await s.register(self.port_rpc(method), m.element_uri(self.name, method))
-        if "params" in self.ports:
-            await s.register(self.rpc_call_param, m.element_uri(self.name, px.CALL_PARAM))
+        await self.register_ports()
 
     def extra_rpcs(self) -> list[str]:
         """RPCs a subclass serves besides the common ones (listed in ``Describe.rpcs``)."""
         return []
-
-    # -- planner ports ----------------------------------------------------------------------------
-    def port_rpc(self, method: str) -> Any:
-        """The RPC endpoint of port method ``method``: check the arguments, call the model, encode.
-
-        A bad argument is counted and answered with ``hometwin.error.invalid_argument`` naming it;
-        so is a ``ValueError`` of the model's own checks (``defer_to`` of a cycle never drawn).
-        A plan (``set_plan``, ``defer_to``, ``apply_plan``, ``clear_plan``) between this window's
-        request and its settlement is refused (``hometwin.error.stale``): plans take effect
-        before a window's request, never inside it.
-        """
-        uri = m.element_uri(self.name, method)
-        mutates = method in px.PLAN_METHODS or method == "clear_plan"
-
-        def rpc(*args: Any, **kwargs: Any) -> Any:
-            self.metrics.msg("in", uri)
-            fn = getattr(self.element, method)
-            try:
-                bound = px.bind_args(method, fn, args, kwargs)
-                self.check_run_range(method, bound.arguments)
-            except ValueError as exc:
-                self.rejections.reject(uri, "invalid_argument", str(exc))
-                raise ApplicationError(px.INVALID_ARGUMENT, str(exc)) from None
-            if mutates and self.inside_window():
-                msg = (f"{method}: window {self.last_seq}'s request is already published; a plan takes effect "
-                       "before a window's request (the inverter's prepare stage) or between windows")
-                self.rejections.reject(uri, "stale_seq", msg)
-                raise ApplicationError(px.STALE, msg)
-            try:
-                result = fn(*bound.args, **bound.kwargs)
-            except (ValueError, TypeError) as exc:
-                self.rejections.reject(uri, "invalid_argument", str(exc))
-                raise ApplicationError(px.INVALID_ARGUMENT, f"{method}: {exc}") from None
-            if method == "params":
-                fns: dict[str, Any] = {}
-                out = px.encode(result, "params", callables=fns)
-                self._param_fns = fns
-                return out
-            return px.encode(result, method)
-
-        return rpc
-
-    def check_run_range(self, method: str, arguments: dict[str, Any]) -> None:
-        """Steps and times of a port call lie in this run (a step past its end, or a span of
-        centuries, would break or stall every later window)."""
-        ctx = self.ctx
-        i0 = arguments.get("i0")
-        if i0 is not None and not 0 <= i0 < ctx.n_steps:
-            raise ValueError(f"{method}: i0: must be a step of this run, 0 <= i0 < {ctx.n_steps} (got {i0})")
-        t0, t1 = arguments.get("t0_epoch_s"), arguments.get("t1_epoch_s")
-        if t0 is not None and t1 is not None:
-            longest = ctx.n_steps * ctx.step_s + 7 * 86400  # the run, and a week of planning horizon past it
-            if not 0 <= t1 - t0 <= longest:
-                raise ValueError(f"{method}: t1_epoch_s - t0_epoch_s: must be within [0, {longest}] s "
-                                 f"(the run and a week; got {t1 - t0:.6g})")
-
-    def rpc_call_param(self, *args: Any, **kwargs: Any) -> Any:
-        """``call_param(key, *args)``: evaluate the callable ``params()[key]`` of the last ``params`` call."""
-        uri = m.element_uri(self.name, px.CALL_PARAM)
-        self.metrics.msg("in", uri)
-        try:
-            if kwargs:
-                raise ValueError(f"{px.CALL_PARAM}: positional arguments only (got {sorted(kwargs)})")
-            if not args or not isinstance(args[0], str) or not args[0]:
-                raise ValueError(f"{px.CALL_PARAM}: key: the name of a params() function comes first")
-            key = args[0]
-            fn = self._param_fns.get(key)
-            if fn is None:
-                known = ", ".join(sorted(self._param_fns)) or "none — call params first"
-                raise ValueError(f"{px.CALL_PARAM}: key: {key!r} is not a function of the last params() (known: {known})")
-            values = [px.call_arg(i, px.decode(a, f"args[{i}]")) for i, a in enumerate(args[1:], start=1)]
-            result = fn(*values)
-        except (ValueError, TypeError) as exc:
-            self.rejections.reject(uri, "invalid_argument", str(exc))
-            raise ApplicationError(px.INVALID_ARGUMENT, str(exc) if str(exc).startswith(px.CALL_PARAM)
-                                   else f"{px.CALL_PARAM}: {exc}") from None
-        return px.encode(result, key)
 
     def inside_window(self) -> bool:
         """True between this window's request and its settlement (plans must not land there)."""
@@ -368,9 +284,7 @@ class ElementService(ElementHost):
         self.sent_signals = False
         self.settled = True
         self.dispatched: int | None = None
-        self.plannable = px.plannable(el)
-        self.plan_from: str | None = None  # the inverter whose plan_ready this element waits for
-        self.plan_seq = -1  # last window whose plan_ready arrived
+        self.init_plan_stage()  # plannable, plan_from, plan_seq (hometwin.runtime.prepare)
         self.settled_to: int | None = None  # running ahead: the chunk is settled up to this step
         self._signals_sub: Any = None
         # Speculative packets (docs/runtime.md): an element per window whose next packet depends only
@@ -384,7 +298,7 @@ class ElementService(ElementHost):
         self.chunk_windows = 0  # running ahead: windows of the chunk settled so far (its Settles' parts)
 
     def extra_rpcs(self) -> list[str]:
-        return [px.PLAN_STAGE] if self.plannable else []
+        return [pp.PLAN_STAGE] if self.plannable else []
 
     def rpc_get(self) -> dict[str, Any]:
         out = super().rpc_get()
@@ -410,7 +324,7 @@ class ElementService(ElementHost):
         if self.element.role == Role.storage:
             await session.register(self.rpc_dispatch, m.element_uri(self.name, "dispatch"))
         if self.plannable:
-            await session.register(self.rpc_plan_stage, m.element_uri(self.name, px.PLAN_STAGE))
+            await session.register(self.rpc_plan_stage, m.element_uri(self.name, pp.PLAN_STAGE))
         await self.sub(self.uri_tick, self.on_tick)
         await self.sub(self.uri_settle, self.on_settle)
         if self.needs:
@@ -424,30 +338,6 @@ class ElementService(ElementHost):
 
     def announce(self) -> None:
         self.publish(m.ANNOUNCE, self.describe_msg())
-
-    async def rpc_plan_stage(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """``plan_stage(inverter, wait=True)``: from now on wait, every window, for ``inverter``'s
-        ``plan_ready`` before computing the request (``wait=False``: stop waiting)."""
-        uri = m.element_uri(self.name, px.PLAN_STAGE)
-        self.metrics.msg("in", uri)
-        try:
-            bound = px.bind_args(px.PLAN_STAGE, _plan_stage_signature, args, kwargs)
-            inverter, wait = bound.arguments["inverter"], bound.arguments.get("wait", True)
-            if not isinstance(wait, bool):
-                raise ValueError(f"{px.PLAN_STAGE}: wait: must be true or false (got {wait!r})")
-            m.Roster(seq=0, elements=[inverter])  # a valid element name
-        except (ValueError, TypeError) as exc:
-            text = str(exc) if px.PLAN_STAGE in str(exc) else f"{px.PLAN_STAGE}: inverter: not an element name"
-            self.rejections.reject(uri, "invalid_argument", text)
-            raise ApplicationError(px.INVALID_ARGUMENT, text) from None
-        if wait:
-            await self._subscribe_signals()
-            self.plan_from = inverter
-        else:
-            self.plan_from = None
-        log.info("%s: %s", self.name, f"waits for {inverter}'s plan every window" if wait else "no longer waits for plans")
-        self.advance()
-        return {"element": self.name, "waits_for": self.plan_from}
 
     # -- window ----------------------------------------------------------------------------------
     def on_tick(self, payload: Any) -> None:
@@ -495,7 +385,7 @@ class ElementService(ElementHost):
         sig = m.decode(m.Signals, payload, uri, self.rejections)
         if sig is None or sig.element == self.name:
             return
-        if px.PLAN_READY in sig.arrays and not self._plan_ok(sig):
+        if pp.PLAN_READY in sig.arrays and not self._plan_ok(sig):
             return
         if self.producers is not None and sig.element not in self.producers and self.needs & sig.arrays.keys():
             self.rejections.reject(uri, "not_member", f"{sig.element} does not produce what {self.name} reads "
@@ -517,34 +407,13 @@ class ElementService(ElementHost):
         else:
             self.rejections.reject(uri, "stale_seq", f"seq {sig.seq}, window {self.last_seq}")
 
-    def _plan_ok(self, sig: m.Signals) -> bool:
-        """A ``plan_ready`` signal: only from the inverter we wait for, alone, all ones, once per window."""
-        if self.plan_from is None:
-            return False  # not ours to wait for (an element with inputs sees everyone's signals)
-        why = None
-        if sig.element != self.plan_from:
-            why = ("out_of_range", f"{px.PLAN_READY} from {sig.element}, not from the inverter {self.plan_from}")
-        elif set(sig.arrays) != {px.PLAN_READY}:
-            why = ("invalid", f"{px.PLAN_READY} comes alone (got {sorted(sig.arrays)})")
-        elif not (sig.arrays[px.PLAN_READY] == 1.0).all():
-            why = ("invalid", f"{px.PLAN_READY}: every value must be 1.0")
-        elif sig.seq == self.plan_seq or any(px.PLAN_READY in e.arrays for e in self.early.get(sig.seq, [])):
-            why = ("duplicate", f"second {px.PLAN_READY} for window {sig.seq}")
-        if why is not None:
-            self.rejections.reject(m.SIGNALS, *why)
-            return False
-        return True
-
     def _take_signals(self, sig: m.Signals) -> None:
-        if px.PLAN_READY in sig.arrays:
+        if pp.PLAN_READY in sig.arrays:
             self.plan_seq = sig.seq
             return
         for key, arr in sig.arrays.items():
             if key in self.needs:
                 self.signals[key] = arr
-
-    def waits_for_plan(self) -> bool:
-        return self.plan_from is not None and self.w is not None and self.plan_seq != self.w.seq
 
     def inside_window(self) -> bool:
         return self.published and not self.settled and self.element.role in (Role.source, Role.load)
@@ -710,7 +579,3 @@ class ElementService(ElementHost):
     def _speculate_storage(self, seq: int, served: np.ndarray) -> None:
         if self.w is not None and self.w.seq == seq and self.dispatched == seq and self.may_speculate():
             self._speculate(served)
-
-
-def _plan_stage_signature(inverter: str, wait: bool = True) -> None:
-    """The arguments of ``plan_stage`` (checked with :func:`hometwin.runtime.proxies.bind_args`)."""
