@@ -88,7 +88,7 @@ def thesis_qp_medians(solves: int) -> dict[str, float]:
     then blocks of 3: 40 inputs), without blocking (96 inputs) and with the rate penalty S on; the time
     of the whole ``ThesisMPC.plan`` call (model, QP assembly, HiGHS) as well as HiGHS's own."""
     from hometwin.services.inverter.strategies.heating_qp import ThesisMPC, solve_heating_qp
-    from hometwin.services.inverter.strategies.heating_mpc import thesis_house
+    from hometwin.studies.thesis import thesis_house
 
     a_c, b_c, qmax = thesis_house()
     n = 96

@@ -436,6 +436,17 @@ class Element:
         """Current scalar state for metrics and the UI (e.g. ``soc``, ``temp_indoor``)."""
         return {}
 
+    #: the kinds of :mod:`hometwin.flex` commands this element takes (``HeatPlan.kind``, …)
+    commands: ClassVar[tuple[str, ...]] = ()
+
+    def flexibility(self) -> Any:
+        """What a planner may do with this element (a :mod:`hometwin.flex` value), or None."""
+        return None
+
+    def command(self, cmd: Any) -> Any:
+        """Carry out a planner's :mod:`hometwin.flex` command (see :attr:`commands`)."""
+        raise ValueError(f"{self.name}: a {self.kind} takes no {getattr(cmd, 'kind', type(cmd).__name__)} command")
+
     def describe(self) -> dict[str, Any]:
         """What the element is, for the roster and the UI."""
         return {"name": self.name, "kind": self.kind, "role": self.role.value,

@@ -8,8 +8,8 @@ import pytest
 
 from conftest import shared
 from hometwin.services.inverter.strategies.base import StrategyError
-from hometwin.services.inverter.strategies.heating_mpc import (GeyserBlock, HeatingMPC, simulate_thesis_week,
-                                                               thesis_house)
+from hometwin.services.inverter.strategies.heating_mpc import GeyserBlock, HeatingMPC
+from hometwin.studies.thesis import simulate_thesis_week, thesis_house
 from hometwin.services.inverter.strategies.lp import DispatchProblem, solve_dispatch
 
 TZ = "Europe/Oslo"

@@ -13,7 +13,8 @@ from pydantic import TypeAdapter, ValidationError
 from conftest import EXAMPLES, shared
 from hometwin.services.heating.building import Building, BuildingConfig
 from hometwin.services.inverter.strategies.config import ComfortConfig, StrategyConfig
-from hometwin.services.inverter.strategies.heating_mpc import comfort_band, simulate_thesis_week, thesis_house
+from hometwin.services.inverter.strategies.heating_mpc import comfort_band
+from hometwin.studies.thesis import simulate_thesis_week, thesis_house
 from hometwin.services.inverter.strategies.heating_qp import block_lengths, solve_heating_qp
 
 TZ = "Europe/Oslo"

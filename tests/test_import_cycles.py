@@ -24,23 +24,10 @@ ROOTS = {"hometwin": ROOT / "hometwin", "hometwin.services": ROOT / "services", 
 #: only shrink (issue 22): a new cycle, or a known one that grows, fails the test; a known one that
 #: is gone or smaller fails it too, until the entry is removed or narrowed to what remains.
 KNOWN_CYCLES: list[frozenset[str]] = [
-    # The inverter hosts its strategy (model -> factory) and the strategies read the inverter's
-    # policy back (base -> model); base and hot_water import each other.  The strategies' data
-    # contract (issue 22 part 3) cuts it.  bound and heating_qp joined it when they were written
-    # beside this test (the bound reuses the heating MPC's blocks; the thesis week simulates either MPC).
-    frozenset({
-        "hometwin.services.inverter.model",
-        "hometwin.services.inverter.strategies.base",
-        "hometwin.services.inverter.strategies.bound",
-        "hometwin.services.inverter.strategies.factory",
-        "hometwin.services.inverter.strategies.forecast",
-        "hometwin.services.inverter.strategies.heating_mpc",
-        "hometwin.services.inverter.strategies.heating_qp",
-        "hometwin.services.inverter.strategies.hot_water",
-        "hometwin.services.inverter.strategies.lp",
-        "hometwin.services.inverter.strategies.reference",
-        "hometwin.services.inverter.strategies.rules",
-    }),
+    # (none: the inverter <-> strategies cycle was cut by the optimizer's data contract, hometwin.flex —
+    # the strategies read BatteryPolicy and pv_to_ac from it and their fallback work modes from
+    # strategies.modes; base <-> hot_water <-> heating_mpc <-> lp went with GeyserBlock moving to
+    # hot_water and StrategyError to strategies.config)
 ]
 
 
@@ -166,3 +153,30 @@ def test_no_module_imports_one_that_imports_it_back() -> None:
                        "remove them or narrow them to the cycles found:\n"
                        + "\n".join(sorted(", ".join(sorted(k)) for k in stale))
                        + "\nfound: " + "; ".join(", ".join(sorted(c)) for c in found))
+
+
+#: Element packages a strategy must not import (it reads the optimizer's contract, hometwin.flex).
+ELEMENT_MODULES = tuple(f"hometwin.services.{p}" for p in ("battery", "heating", "appliances", "pv", "sun", "weather",
+                                                            "grid")) + ("hometwin.services.inverter.model",)
+STRATEGIES = "hometwin.services.inverter.strategies"
+
+
+def _element_imports(module: str, path: Path, mods: dict[str, Path]) -> list[str]:
+    return sorted(i for i in imports_of(module, path, mods)
+                  if any(i == e or i.startswith(e + ".") for e in ELEMENT_MODULES))
+
+
+def test_strategies_import_no_element_module(tmp_path: Path) -> None:
+    """services/inverter/strategies/* import nothing of the element models nor the inverter's: what they
+    know of an element is its flexibility and the commands it takes (hometwin.flex), in-process as over WAMP."""
+    mods = modules()
+    strategies = {m: p for m, p in mods.items() if m == STRATEGIES or m.startswith(STRATEGIES + ".")}
+    assert len(strategies) >= 12 and f"{STRATEGIES}.heating_mpc" in strategies
+    bad = {m: hits for m, p in strategies.items() if (hits := _element_imports(m, p, mods))}
+    assert not bad, f"strategies importing element modules: {bad}"
+    # the check sees such an import, at module level and inside a function
+    planted = tmp_path / "planted.py"
+    planted.write_text("def f():\n    from hometwin.services.heating.building import Building\n"
+                       "from hometwin.services.inverter import model\n")
+    assert _element_imports(f"{STRATEGIES}.planted", planted, mods) == ["hometwin.services.heating.building",
+                                                                         "hometwin.services.inverter.model"]

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from autobahn.wamp.exception import ApplicationError
 
+from hometwin import flex as fx
 from hometwin.runtime import messages as m
+from hometwin.runtime import proxies as px
 from hometwin.engine import build_element
 from hometwin.runtime.balancer import Balancer
 from hometwin.runtime.service import ElementService
@@ -132,16 +134,20 @@ def test_port_calls_name_steps_and_times_of_this_run() -> None:
     home = load_home(CAPE_TOWN.parent / "cape-town-lp.yaml")
     ctx = home_context(home, 86400)
     t0 = float(ctx.start.timestamp())
+
+    def send(svc: ElementService, cmd: Any) -> Any:  # as the command RPC receives it
+        return svc.rpc_command(px.encode(fx.to_wire(cmd)))
+
     geyser = service("geyser", home, ctx)
     with pytest.raises(ApplicationError, match="i0: must be a step of this run"):
-        geyser.port_rpc("set_plan")(1e300, on=[1.0, 1.0, 1.0])
+        send(geyser, fx.TankPlan(1e300, on=np.array([1.0, 1.0, 1.0])))  # type: ignore[arg-type]
     assert geyser.element.state.get("plan") in (None, {})  # nothing stored
     dishwasher = service("dishwasher", home, ctx)
     with pytest.raises(ApplicationError, match="the run and a week"):
-        dishwasher.port_rpc("upcoming_starts")(t0, t0 + 2000 * 86400.0)
+        send(dishwasher, fx.UpcomingStarts(t0, t0 + 2000 * 86400.0))
     with pytest.raises(ApplicationError, match="unix seconds within"):
-        dishwasher.port_rpc("defer_to")(1e300, 1e300)
-    assert dishwasher.port_rpc("upcoming_starts")(t0, t0 + 86400.0) is not None  # a day is fine
+        send(dishwasher, fx.DeferTo(1e300, 1e300))
+    assert send(dishwasher, fx.UpcomingStarts(t0, t0 + 86400.0)) is not None  # a day is fine
     counted = sum(n for (uri, why), n in {**geyser.rejections.counts, **dishwasher.rejections.counts}.items()
                   if why == "invalid_argument")
     assert counted == 3

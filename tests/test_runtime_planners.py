@@ -1,8 +1,8 @@
 """Inverter strategies under ``hometwin up``: the prepare stage, remote element proxies, planner RPCs.
 
-    clock ─Tick─▶ sun ─▶ weather, grid ─Signals─▶ inverter: prepare(w, signals) ──RPC──▶ battery.params
-                                                     │  (executor thread; proxies)  ──RPC──▶ heat-pump.params/cop/set_plan
-                                                     │                              ──RPC──▶ water-heater.set_plan, washer.defer_to …
+    clock ─Tick─▶ sun ─▶ weather, grid ─Signals─▶ inverter: prepare(w, signals) ──RPC──▶ battery.flexibility
+                                                     │  (executor thread; proxies)  ──RPC──▶ heat-pump.flexibility/command(HeatPlan)
+                                                     │                              ──RPC──▶ water-heater.command(TankPlan), washer.command(DeferTo) …
                                                      └─Signals{plan_ready}─▶ plannable loads ─EnergyRequest─▶ inverter ─▶ …
 
 Two homes run over a real Crossbar router and in-process and must give the same flows
@@ -14,10 +14,10 @@ without its strategy — so it cannot pass with the planners silently off.
 
 The trondheim run pauses on day 2 to compare the remote elements, seen through
 :class:`~hometwin.runtime.proxies.RemoteElement` from this process, with the in-process
-models at the same step (``params()``, the heat pump's ``cop`` function, ``hasattr``,
-snapshots with the plans they were sent), and to send malformed ``plan_ready`` signals and
-bad planner RPCs: each is answered with an error naming the field, counted in /metrics,
-and the run's results do not change.
+models at the same step (their flexibility, the heat pump's COP and capacity curve evaluated
+from it, appliance starts, snapshots with the plans they were sent), and to send malformed
+``plan_ready`` signals and bad commands: each is answered with an error naming the field,
+counted in /metrics, and the run's results do not change.
 """
 
 from __future__ import annotations
@@ -34,9 +34,11 @@ import pytest
 import yaml
 from autobahn.wamp.exception import ApplicationError
 
+from hometwin import flex as fx
 from hometwin.runtime import messages as m
 from hometwin.element import Role
 from hometwin.engine import Engine
+from hometwin.runtime import prepare as pp
 from hometwin.runtime import proxies as px
 from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.runtime.wamp import component, plain, stop_component
@@ -225,6 +227,15 @@ def trondheim(router, homes):  # type: ignore[no-untyped-def]
     return info
 
 
+def same_flex(want: Any, got: Any, path: str) -> None:
+    """Two contract values are the same, field for field (arrays of the same dtype, bit for bit)."""
+    assert type(got) is type(want), (path, want, got)
+    same_tree(px.encode(fx.to_wire(want)), px.encode(fx.to_wire(got)), path)
+    for key in ("a_c", "b_c"):
+        if hasattr(want, key):
+            assert isinstance(getattr(got, key), np.ndarray) and getattr(got, key).dtype == getattr(want, key).dtype
+
+
 def compare_remote(w: Wamp, eng: Engine) -> dict[str, Any]:
     """Every element through a RemoteElement against the in-process model at the same step."""
     out: dict[str, Any] = {}
@@ -236,32 +247,29 @@ def compare_remote(w: Wamp, eng: Engine) -> dict[str, Any]:
         out[name] = p
         assert (p.name, p.kind, p.role, p.settle_on_shortfall) == (el.name, el.kind, el.role, el.settle_on_shortfall)
         assert p.describe() == el.describe()
-        assert p.config == el.config
-        for attr in px.PORT_METHODS + px.SHADOW_ATTRS:
-            assert hasattr(p, attr) == (getattr(el, attr, None) is not None), (name, attr)
-        if hasattr(el, "params"):
-            want, got = el.params(), p.params()
-            assert sorted(got) == sorted(want), name
-            for key, val in want.items():
-                if callable(val):
-                    a, b = val(temps), got[key](temps)
-                    assert isinstance(b, np.ndarray) and b.dtype == a.dtype and np.array_equal(a, b), (name, key)
-                else:
-                    same_tree(plain(val), plain(got[key]), f"{name}.params.{key}")
-                    if isinstance(val, np.ndarray):
-                        assert isinstance(got[key], np.ndarray) and got[key].dtype == val.dtype, (name, key)
+        want, got = el.flexibility(), p.flexibility()
+        if want is None:
+            assert got is None, name
+        else:
+            same_flex(want, got, f"{name}.flexibility")
         # the plans the strategy sent are the same in both: the whole state, plan included
         same_tree(plain(el.snapshot()), w.call(m.element_uri(name, "snapshot")), f"{name}.snapshot")
     hp, wh, washer = eng.elements["heat-pump"], eng.elements["water-heater"], eng.elements["washer"]
-    assert np.array_equal(out["heat-pump"].max_heat_w(temps), hp.max_heat_w(temps))
+    # the heat pump's curves and gains, evaluated from the data that crossed, are the model's
+    remote_hp = out["heat-pump"].flexibility()
+    assert np.array_equal(remote_hp.heat_max_w(temps), hp.max_heat_w(temps))
+    assert np.array_equal(remote_hp.cop(temps), hp.params()["cop"](temps))
+    src, want_src = remote_hp.source(temps), hp.source(temps, np.full(len(temps), hp.config.comfort_c))
+    assert np.array_equal(src.cop, want_src.cop) and np.array_equal(src.heat_max_w, want_src.heat_max_w)
+    assert src.backup_w == want_src.backup_w
     sig = {"ghi": np.full(4, 300.0), "dni": np.full(4, 200.0), "dhi": np.full(4, 100.0),
            "apparent_zenith": np.full(4, 70.0), "azimuth": np.full(4, 180.0)}
-    assert all(np.array_equal(a, b) for a, b in zip(out["heat-pump"].building.gains(sig, 4), hp.building.gains(sig, 4)))
+    assert all(np.array_equal(a, b) for a, b in zip(remote_hp.gains(sig, 4), hp.building.gains(sig, 4)))
     ep = eng.ctx.epoch_s(eng.i, 288)
-    got, want = out["water-heater"].draw_heat_w(ep, 300.0), wh.draw_heat_w(ep, 300.0)
-    assert isinstance(got, tuple) and all(np.array_equal(a, b) for a, b in zip(got, want))
     t0, t1 = float(ep[0]) - 86400, float(ep[-1])
-    assert out["washer"].upcoming_starts(t0, t1) == washer.upcoming_starts(t0, t1)
+    starts = out["washer"].command(fx.UpcomingStarts(t0, t1))
+    assert starts and starts == washer.command(fx.UpcomingStarts(t0, t1))
+    assert all(isinstance(c, fx.Start) for c in starts)
     assert hp.state["plan"] is not None and "heat_w" in hp.state["plan"]  # the MPC's heat plan reached it
     assert wh.state["plan"] is not None and "setpoint_c" in wh.state["plan"]  # so did the geyser's
     assert washer.state.get("moves"), "a washer cycle is deferred at the pause"
@@ -274,26 +282,38 @@ def _error(w: Wamp, uri: str, *args: Any, **kwargs: Any) -> ApplicationError:
     return exc.value
 
 
+def _cmd(kind: str, **fields: Any) -> dict[str, Any]:
+    """A command's wire form, written by hand (as a buggy or hostile caller might)."""
+    return {"__flex__": kind, **fields}
+
+
 def bad_rpcs(w: Wamp) -> dict[str, int]:
-    """Bad planner-RPC arguments: each refused with a message naming the field; nothing changes."""
+    """Bad commands: each refused with a message naming the field; nothing changes."""
+    obj = {"__ndarray__": {"dtype": "|O", "shape": [1], "data": [1]}}
     cases = [
-        ("water-heater", "set_plan", (), {"i0": -1, "setpoint_c": [50.0]}, "set_plan: i0: must be a run step"),
-        ("water-heater", "set_plan", (), {"i0": 5, "setpoint_c": ["hot"]}, "set_plan: setpoint_c: every item must be a number"),
-        ("water-heater", "set_plan", (), {"setpoint_c": [50.0]}, "set_plan: missing a required argument: 'i0'"),
-        ("water-heater", "set_plan", (), {"i0": 5, "heat_w": [1.0]}, "unexpected keyword argument 'heat_w'"),
-        ("water-heater", "set_plan", (), {"i0": 5, "setpoint_c": [150.0]}, "set_plan: setpoint_c must be within 0-100"),
-        ("water-heater", "set_plan", (), {"i0": 5, "setpoint_c": {"__ndarray__": {"dtype": "|O", "shape": [1], "data": [1]}}},
-         "setpoint_c: dtype object is not allowed"),
-        ("heat-pump", "set_plan", (), {"i0": 5, "heat_w": [-1.0]}, "set_plan: heat_w must be >= 0"),
-        ("heat-pump", "set_plan", (), {"i0": 5, "heat_w": [float("inf")]}, "set_plan: heat_w: infinite values"),
-        ("heat-pump", "max_heat_w", ([[1.0, 2.0]],), {}, "max_heat_w: temp_out: must be a one-dimensional array"),
-        ("heat-pump", px.CALL_PARAM, ("nope",), {}, "call_param: key: 'nope' is not a function of the last params()"),
-        ("heat-pump", px.CALL_PARAM, ("cop", "cold"), {}, "call_param: args[1]: must be a one-dimensional array"),
-        ("washer", "defer_to", ("soon", 5.0), {}, "defer_to: start_epoch_s: must be a finite number"),
-        ("washer", "defer_to", (1.0e9, 1.0e9 + 60), {}, "no cycle was drawn to start at epoch 1000000000"),
-        ("washer", "upcoming_starts", (0.0,), {}, "upcoming_starts: missing a required argument: 't1_epoch_s'"),
-        ("washer", px.PLAN_STAGE, (), {"inverter": "Not A Name!"}, "plan_stage: inverter: not an element name"),
-        ("washer", px.PLAN_STAGE, (), {"inverter": "inverter", "wait": "yes"}, "plan_stage: wait: must be true or false"),
+        ("water-heater", px.COMMAND, (_cmd("TankPlan", i0=-1, setpoint_c=[50.0]),), {}, "tank_plan: i0: must be a run step"),
+        ("water-heater", px.COMMAND, (_cmd("TankPlan", i0=5, setpoint_c=["hot"]),), {},
+         "tank_plan: setpoint_c: every item must be a number"),
+        ("water-heater", px.COMMAND, (_cmd("TankPlan", setpoint_c=[50.0]),), {}, "missing 1 required positional argument: 'i0'"),
+        ("water-heater", px.COMMAND, (_cmd("TankPlan", i0=5, heat_w=[1.0]),), {}, "TankPlan: unknown field(s) ['heat_w']"),
+        ("water-heater", px.COMMAND, (_cmd("TankPlan", i0=5, setpoint_c=[150.0]),), {}, "setpoint_c must be within 0-100"),
+        ("water-heater", px.COMMAND, (_cmd("TankPlan", i0=5, setpoint_c=obj),), {}, "setpoint_c: dtype object is not allowed"),
+        ("water-heater", px.COMMAND, (_cmd("HeatPlan", i0=5, heat_w=[1.0]),), {}, "water-heater takes no heat_plan"),
+        ("heat-pump", px.COMMAND, (_cmd("HeatPlan", i0=5, heat_w=[-1.0]),), {}, "heat_plan: set_plan: heat_w must be >= 0"),
+        ("heat-pump", px.COMMAND, (_cmd("HeatPlan", i0=5, heat_w=[float("inf")]),), {}, "heat_plan: heat_w: infinite values"),
+        ("heat-pump", px.COMMAND, (_cmd("Nope"),), {}, "not a contract type: 'Nope'"),
+        ("heat-pump", px.COMMAND, ({"i0": 5},), {}, "command: not a command"),
+        ("heat-pump", px.COMMAND, (), {"cmd": 1}, "command: takes one command"),
+        ("washer", px.COMMAND, (_cmd("DeferTo", start_epoch_s="soon", new_start_epoch_s=5.0),), {},
+         "defer_to: start_epoch_s: must be a finite number"),
+        ("washer", px.COMMAND, (_cmd("DeferTo", start_epoch_s=1.0e9, new_start_epoch_s=1.0e9 + 60),), {},
+         "no cycle was drawn to start at epoch 1000000000"),
+        ("washer", px.COMMAND, (_cmd("UpcomingStarts", t0_epoch_s=0.0),), {},
+         "missing 1 required positional argument: 't1_epoch_s'"),
+        ("washer", px.COMMAND, (_cmd("UpcomingStarts", t0_epoch_s=0.0, t1_epoch_s=1.0e10),), {},
+         "upcoming_starts: t1_epoch_s - t0_epoch_s: must be within"),
+        ("washer", pp.PLAN_STAGE, (), {"inverter": "Not A Name!"}, "plan_stage: inverter: not an element name"),
+        ("washer", pp.PLAN_STAGE, (), {"inverter": "inverter", "wait": "yes"}, "plan_stage: wait: must be true or false"),
     ]
     counts: dict[str, int] = {}
     for name, op, args, kwargs, text in cases:
@@ -308,12 +328,12 @@ def bad_plan_ready(w: Wamp, seq: int) -> int:
     """Malformed plan_ready signals for the waiting elements (seq: the last settled window)."""
     ones = np.ones(12).tobytes()
     payloads = [
-        {"seq": seq + 1, "element": "sun", "n": 12, "arrays": {px.PLAN_READY: ones}},  # not from the sun
-        {"seq": seq + 1, "element": "inverter", "n": 12, "arrays": {px.PLAN_READY: np.full(12, 0.5).tobytes()}},
-        {"seq": seq + 1, "element": "inverter", "n": 12, "arrays": {px.PLAN_READY: ones, "ghi": ones}},
-        {"seq": seq, "element": "inverter", "n": 12, "arrays": {px.PLAN_READY: ones}},  # a second one for a window
-        {"seq": 0, "element": "inverter", "n": 12, "arrays": {px.PLAN_READY: ones}},  # long gone
-        {"seq": seq + 1, "element": "inverter", "n": 12, "arrays": {px.PLAN_READY: b"\x00" * 7}},  # not float64
+        {"seq": seq + 1, "element": "sun", "n": 12, "arrays": {pp.PLAN_READY: ones}},  # not from the sun
+        {"seq": seq + 1, "element": "inverter", "n": 12, "arrays": {pp.PLAN_READY: np.full(12, 0.5).tobytes()}},
+        {"seq": seq + 1, "element": "inverter", "n": 12, "arrays": {pp.PLAN_READY: ones, "ghi": ones}},
+        {"seq": seq, "element": "inverter", "n": 12, "arrays": {pp.PLAN_READY: ones}},  # a second one for a window
+        {"seq": 0, "element": "inverter", "n": 12, "arrays": {pp.PLAN_READY: ones}},  # long gone
+        {"seq": seq + 1, "element": "inverter", "n": 12, "arrays": {pp.PLAN_READY: b"\x00" * 7}},  # not float64
     ]
     for p in payloads:
         w.publish(m.SIGNALS, p)
@@ -345,26 +365,29 @@ def test_trondheim_spot_mpc_up_equals_run(trondheim):  # type: ignore[no-untyped
 
 def test_remote_elements_are_the_models(trondheim):  # type: ignore[no-untyped-def]
     """At the pause every remote element, through a RemoteElement, answered exactly as the in-process model
-    (see compare_remote): the proxies the inverter's strategy uses are faithful, callables included."""
+    (see compare_remote): the flexibility the inverter's strategy reads is the model's, curves included."""
     remote = trondheim["remote"]
-    assert {n for n, p in remote.items() if hasattr(p, "set_plan")} == {"heat-pump", "water-heater"}
-    assert {n for n, p in remote.items() if hasattr(p, "defer_to")} == {"washer", "dishwasher"}
-    assert {n for n, p in remote.items() if getattr(p, "building", None) is not None} == {"heat-pump"}
-    assert {n for n, p in remote.items() if hasattr(p, "params")} == {"battery", "heat-pump", "water-heater"}
+
+    def of(kind: type) -> set[str]:
+        return {n for n, p in remote.items() if isinstance(p.flexibility(), kind)}
+
+    assert of(fx.ThermalFlex) == {"heat-pump"} and of(fx.TankFlex) == {"water-heater"}
+    assert of(fx.DeferrableFlex) == {"washer", "dishwasher"} and of(fx.BatteryFlex) == {"battery"}
+    assert {n for n, p in remote.items() if px.COMMAND in p.rpcs} == {"heat-pump", "water-heater", "washer", "dishwasher"}
     # the inverter told exactly the plannable elements to wait, and published one plan_ready per window
     inv = trondheim["inverter"]
     windows = trondheim["pause"] // 12
     assert inv[f'hometwin_messages_total{{direction="out",element="inverter",uri="{m.SIGNALS}"}}'] == windows
     for name in ("heat-pump", "water-heater", "washer", "dishwasher"):
-        assert inv[f'hometwin_messages_total{{direction="out",element="inverter",uri="{m.element_uri(name, px.PLAN_STAGE)}"}}'] == 1
+        assert inv[f'hometwin_messages_total{{direction="out",element="inverter",uri="{m.element_uri(name, pp.PLAN_STAGE)}"}}'] == 1
     assert not any("plan_stage" in k and ("battery" in k or "roof" in k) for k in inv)
 
 
 def test_bad_planner_rpcs_and_plan_ready_rejected_and_counted(trondheim):  # type: ignore[no-untyped-def]
     """Every bad argument was refused naming its field (bad_rpcs) and counted by the element; malformed
     plan_ready signals were counted by the elements that wait for plans; the results did not change (above)."""
-    for name, key in (("water-heater", "set_plan"), ("heat-pump", "set_plan"), ("heat-pump", px.CALL_PARAM),
-                      ("washer", "defer_to"), ("washer", px.PLAN_STAGE)):
+    for name, key in (("water-heater", px.COMMAND), ("heat-pump", px.COMMAND), ("washer", px.COMMAND),
+                      ("washer", pp.PLAN_STAGE)):
         want = trondheim["bad_rpcs"][f"{name}.{key}"]
         got = _rejected(trondheim[name], name, m.element_uri(name, key), "invalid_argument")
         assert got == want, (name, key, got, want)
@@ -392,16 +415,11 @@ def test_codec_round_trip_is_exact():
     assert back["a"].dtype == np.float64 and back["a"].tobytes() == x.tobytes()  # bit for bit, -0.0 and NaN too
     assert back["b"].dtype == np.int64 and back["b"].shape == (2, 3) and (back["b"] == value["b"]).all()
     assert back["c"].dtype == bool and back["d"] == (1.5, [1, "x", None]) and back["e"] == {"f": 7}
-    fns: dict[str, Any] = {}
-    enc = px.encode({"cop": lambda t: t * 2, "k": 1.0}, callables=fns)
-    assert enc["cop"] == {"__callable__": "cop"} and list(fns) == ["cop"]
-    assert px.decode(enc, on_callable=lambda key: f"remote {key}")["cop"] == "remote cop"
-    with pytest.raises(TypeError, match=r"value.f: a function cannot cross WAMP"):
-        px.encode({"f": len})
+    with pytest.raises(TypeError, match=r"value.f: a builtin_function_or_method cannot cross WAMP"):
+        px.encode({"f": len})  # functions do not cross: the contract is data
     for bad, text in (({"__ndarray__": {"dtype": "<f8", "shape": [3], "data": [1.0]}}, "data must be a list of 3 values"),
                       ({"__ndarray__": {"dtype": "<U3", "shape": [1], "data": ["a"]}}, "is not allowed"),
-                      ({"__ndarray__": [1, 2]}, "needs exactly dtype, shape and data"),
-                      ({"__callable__": "cop"}, "a function cannot be an argument")):
+                      ({"__ndarray__": [1, 2]}, "needs exactly dtype, shape and data")):
         with pytest.raises(ValueError, match=text):
             px.decode(bad, "setpoint_c")
 
@@ -418,6 +436,24 @@ def test_signals_allow_unlimited_limits_only():
         m.Signals(seq=0, element="grid", n=2, arrays={"import_limit_w": np.array([np.nan, 1.0])})
 
 
+def test_contract_values_round_trip_exactly():
+    """Flexibility and commands cross msgpack as the same frozen values (arrays bit for bit)."""
+    import msgpack
+
+    eng = Engine(load_home(EXAMPLES / "trondheim-spot.yaml"), until_s=86400)
+    values = [el.flexibility() for el in eng.elements.values() if el.flexibility() is not None]
+    values += [fx.HeatPlan(3, heat_w=np.array([0.1, 1e-310, 2.0])), fx.TankPlan(4, setpoint_c=np.array([np.nan, 55.0])),
+               fx.ClearPlan(), fx.DeferTo(1.7e9, 1.7e9 + 900.0), fx.UpcomingStarts(1.7e9, 1.7e9 + 3600.0)]
+    assert {type(v).__name__ for v in values} >= {"BatteryFlex", "ThermalFlex", "TankFlex", "DeferrableFlex"}
+    for v in values:
+        back = fx.from_wire(px.decode(msgpack.unpackb(msgpack.packb(px.encode(fx.to_wire(v))))))
+        same_flex(v, back, type(v).__name__)
+    hp = eng.elements["heat-pump"].flexibility()
+    assert isinstance(hp.curve, fx.HeatPumpCurve) and isinstance(hp.gains, fx.Gains)
+    with pytest.raises(ValueError, match="not a contract type"):
+        fx.from_wire({"__flex__": "Building"})
+
+
 def test_plans_refused_inside_a_window_and_ports_only_where_the_model_has_them():
     """Plans land before a window's request or between windows; inside one (request out, not settled)
     they are refused and counted.  Ports and RPCs are exactly the model's."""
@@ -426,21 +462,34 @@ def test_plans_refused_inside_a_window_and_ports_only_where_the_model_has_them()
 
     eng = Engine(load_home(EXAMPLES / "trondheim-spot.yaml"), until_s=86400)
     svc = ElementService(eng.elements["water-heater"])
-    assert svc.ports == ["params", "set_plan", "clear_plan", "draw_heat_w"] and svc.plannable
+    assert svc.ports == [px.FLEXIBILITY, px.COMMAND] and svc.plannable
     rpcs = svc.describe_msg().rpcs
-    assert {"set_plan", "clear_plan", "params", "call_param", "draw_heat_w", "plan_stage"} <= set(rpcs)
-    assert "defer_to" not in rpcs and "max_heat_w" not in rpcs
-    set_plan = svc.port_rpc("set_plan")
-    assert set_plan(3, setpoint_c=[55.0, 56.0]) is None and eng.elements["water-heater"].state["plan"]["i0"] == 3
+    assert {px.FLEXIBILITY, px.COMMAND, pp.PLAN_STAGE} <= set(rpcs)
+    assert not {"set_plan", "params", "call_param", "draw_heat_w", "defer_to"} & set(rpcs)  # no per-method ports
+
+    def send(cmd: Any) -> Any:
+        return svc.rpc_command(px.encode(fx.to_wire(cmd)))
+
+    assert send(fx.TankPlan(3, setpoint_c=np.array([55.0, 56.0]))) is None
+    assert eng.elements["water-heater"].state["plan"]["i0"] == 3
     svc.win.published, svc.win.settled = True, False  # between its request and its settlement
     with pytest.raises(ApplicationError) as exc:
-        set_plan(4, setpoint_c=[50.0])
+        send(fx.TankPlan(4, setpoint_c=np.array([50.0])))
     assert exc.value.error == px.STALE and "request is already published" in exc.value.args[0]
+    with pytest.raises(ApplicationError) as exc:
+        send(fx.ClearPlan())
+    assert exc.value.error == px.STALE
     assert eng.elements["water-heater"].state["plan"]["i0"] == 3
-    assert svc.rejections.counts[(m.element_uri("water-heater", "set_plan"), "stale_seq")] == 1
-    assert svc.port_rpc("params")()["temp_max_c"] == 65.0  # reading is always fine
+    assert svc.rejections.counts[(m.element_uri("water-heater", px.COMMAND), "stale_seq")] == 2
+    got = fx.from_wire(px.decode(svc.rpc_flexibility()))  # reading is always fine
+    assert isinstance(got, fx.TankFlex) and got.temp_max_c == 65.0
+    washer = ElementService(eng.elements["washer"])
+    washer.win.published, washer.win.settled = True, False  # a query inside a window is fine
+    assert isinstance(fx.from_wire(px.decode(washer.rpc_command(px.encode(fx.to_wire(
+        fx.UpcomingStarts(float(eng.ctx.epoch_s(0, 1)[0]), float(eng.ctx.epoch_s(0, 1)[0]) + 86400.0)))))), tuple)
     assert ElementService(eng.elements["house"]).ports == [] and not ElementService(eng.elements["house"]).plannable
-    assert ElementService(eng.elements["battery"]).ports == ["params"]
+    assert ElementService(eng.elements["battery"]).ports == [px.FLEXIBILITY]
+    assert not ElementService(eng.elements["battery"]).plannable
     # the balancer has a prepare stage only with a strategy
     assert Balancer(eng.inverter, list(eng.elements)).prepare_stage
     plain_home = Engine(load_home(EXAMPLES / "cape-town.yaml"), until_s=86400)

@@ -9,10 +9,11 @@ Per window it does what :meth:`hometwin.engine.Engine.step_window` does, in the 
 3. **packets**: the window waits for every member's packet (signals, energy request, the battery's
    status); a missing one never blocks: after ``timeout_s`` the element is stale (counted, logged)
    and the window is settled without it.
-4. **prepare** (only with a strategy; the block at the end): once the environment's signals are in,
-   ``Inverter.prepare`` runs in the executor thread (the strategy's proxies block there on their
-   RPCs), then the inverter publishes ``Signals{plan_ready}``; plannable elements, told at admission
-   (``plan_stage``), wait for it before their request.  Without a strategy nothing of this happens.
+4. **prepare** (only with a strategy; both sides in :mod:`~hometwin.runtime.prepare`): once the
+   environment's signals are in, ``Inverter.prepare`` runs in the executor thread (the strategy's
+   proxies fetch the elements' flexibility and send commands there), then the inverter publishes
+   ``Signals{plan_ready}``; plannable elements, told at admission (``plan_stage``), wait for it
+   before their request.  Without a strategy nothing of this happens.
 5. **balance**: the very same window as in-process (:func:`hometwin.window.window_steps`: signal merge,
    requests, ``Inverter.balance_steps`` with the battery's dispatch as an RPC, ledger, SoC).
 6. **settle**: ``Flows``, then ``Settle``, then the clock's ``TickDone``; the next window opens.
@@ -30,14 +31,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from array import array
-from collections import Counter
 from typing import Any
 
 import numpy as np
 
 from hometwin.runtime import messages as m
-from hometwin.runtime import proxies as px
+from hometwin.runtime import prepare as pp
 from hometwin.runtime.ahead import AheadChunk
 from hometwin.runtime.dispatch import BatteryProxy, BatteryUnavailable
 from hometwin.runtime.inflight import InFlight
@@ -52,7 +51,7 @@ from hometwin.window import AskDispatch, AskRequests, AskSignals, AskStorage, Co
 log = logging.getLogger("hometwin.balancer")
 
 
-class Balancer(ElementHost):
+class Balancer(pp.BalancerPrepare, ElementHost):
     """Hosts the inverter element and balances every window."""
 
     def __init__(self, element: Any, order: list[str], metrics: ServiceMetrics | None = None,
@@ -87,21 +86,10 @@ class Balancer(ElementHost):
         self.speculation = Speculation(self)  # packets published ahead of the last Settle
         self.ahead = AheadChunk(self, self.settings.ahead_steps)  # the chunk of the elements running ahead
         self.resume = Resume(self)  # where a restarted inverter takes the run up; ticks held until a gap fills
-        # the strategy's view of the home (bound once, refreshed at every prepare stage)
-        self.proxies: dict[str, px.RemoteElement] = {}
-        bind = getattr(element, "bind_roster", None)
-        if bind is not None:
-            bind(self.proxies)
-        self.prepare_stage = getattr(element, "strategy", None) is not None and callable(getattr(element, "prepare", None))
-        self.prepare_epoch = 0  # +1 per prepare stage (proxies refresh their config once per stage)
+        self.init_prepare(element)  # proxies, prepare_stage, told … (hometwin.runtime.prepare)
         self.prep = "none"  # this window: none (no strategy) | wait | running | done
         self.window_stale: list[str] = []  # elements settled without in this window (counted once)
-        self.told: dict[str, int] = {}  # plannable element → the session told to wait for plan_ready
-        self._telling: set[tuple[str, int]] = set()
         self._gone: set[int] = set()  # sessions that left (an admission in flight must not revive them)
-        self.plans_published = 0  # Strategy.made published as plan events
-        self.prepare_s = array("d")  # wall time of each prepare stage [s] (8 B a window, not a float object)
-        self.rpc_counts: Counter[str] = Counter()  # proxy RPCs by operation (params, set_plan …)
 
     # -- 1. roster ---------------------------------------------------------------------------------
     async def on_join(self, session: Any) -> None:
@@ -163,7 +151,7 @@ class Balancer(ElementHost):
             return
         if self.asleep:
             self._alive(d.element)
-        if self.prepare_stage and px.plannable_describe(d) and self.told.get(d.element) != d.session:
+        if self.prepare_stage and pp.plannable_describe(d) and self.told.get(d.element) != d.session:
             asyncio.ensure_future(self._admit_plannable(d))
             return
         self._admit(d)
@@ -461,83 +449,4 @@ class Balancer(ElementHost):
         for mb in signal_order([self._member(n) for n in names]):
             signals.update(self.packets[mb.name].arrays)
         return signals
-
-    def sync_proxies(self) -> None:
-        """The strategy's roster for this window: a proxy per member but the inverter, in spec order."""
-        current = {}
-        for name in self.members:
-            d = self.roster.get(name)
-            if name == self.name or d is None:
-                continue
-            p = self.proxies.get(name)
-            if p is None or p.session != d.session or p.kind != d.kind or p.rpcs != tuple(d.rpcs):
-                p = px.RemoteElement(self, d)
-            current[name] = p
-        if list(current) != list(self.proxies) or any(current[n] is not self.proxies[n] for n in current):
-            self.proxies.clear()
-            self.proxies.update(current)
-
-    def _start_prepare(self) -> None:
-        self.prep = "running"
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        w = self.w
-        names = [n for n in self.members if n in self.packets and n not in self.window_stale and n in self.roster]
-        signals = self._signals(names)
-        self.sync_proxies()
-        self.prepare_epoch += 1
-        asyncio.ensure_future(self._prepare(w, signals))
-
-    async def _prepare(self, w: Any, signals: dict[str, np.ndarray]) -> None:
-        t0 = time.perf_counter()
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, self.element.prepare, w, signals)
-        except px.ElementUnavailable as exc:
-            log.warning("window %d: prepare: %s — the window goes on with the plan as it stands", w.seq, exc)
-        except Exception as exc:  # the strategy failed (contradictory settings, solver): fail loudly, as in-process
-            self.failed = f"{type(exc).__name__}: {exc}"
-            log.exception("window %d: prepare failed", w.seq)
-            self.publish(m.RUN_FAILED, m.RunFailed(seq=w.seq, error=self.failed))
-            return
-        self.prepare_s.append(time.perf_counter() - t0)
-        made = getattr(getattr(self.element, "strategy", None), "made", None) or ()
-        for e in made[self.plans_published:]:  # the plans made: events for the results and the recorder
-            self.publish(m.EVENT, m.ControlEvent.plan_made(self.name, e))
-        self.plans_published = len(made)
-        if self.w is not w or self.started:
-            return  # a newer tick took over
-        self.publish(m.SIGNALS, m.Signals(seq=w.seq, element=self.name, n=w.n, arrays={px.PLAN_READY: np.ones(w.n)}))
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("window %d: prepared in %.1f ms", w.seq, self.prepare_s[-1] * 1e3)
-        self.prep = "done"
-        self.timer = self.loop.call_later(self.timeout_s, self.on_timeout, w.seq)
-        self.advance()
-
-    async def _admit_plannable(self, d: m.Describe) -> None:
-        """Tell a plannable element to wait for the window's plan (``plan_stage``), then admit it:
-        it takes part only once it will wait, so no window sees its request before its plan."""
-        key = (d.element, d.session)
-        if key in self._telling:
-            return
-        self._telling.add(key)
-        uri = m.element_uri(d.element, px.PLAN_STAGE)
-        try:
-            await asyncio.wait_for(self.session.call(uri, inverter=self.name, wait=True), self.timeout_s)
-            self.metrics.msg("out", uri)
-        except Exception as exc:  # gone again, or an element that cannot wait: it stays off the roster
-            log.warning("roster: %s not admitted — %s failed: %r", d.element, uri, exc)
-            return
-        finally:
-            self._telling.discard(key)
-        if d.session and d.session in self._gone:
-            return  # it left while we were telling it
-        self.told[d.element] = d.session
-        self._admit(d)
-
-    def log_prepare_summary(self) -> None:
-        s = np.asarray(self.prepare_s) if self.prepare_s else np.zeros(1)
-        log.info("prepare stage: %d windows, %.1f ms mean, %.1f ms median, %.1f ms max, %.2f s in all; proxy RPCs: %s",
-                 len(self.prepare_s), s.mean() * 1e3, np.median(s) * 1e3, s.max() * 1e3, s.sum(),
-                 ", ".join(f"{op} {n}" for op, n in self.rpc_counts.most_common()) or "none")
 

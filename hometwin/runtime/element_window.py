@@ -29,7 +29,7 @@ import numpy as np
 
 from hometwin.element import Element, InvalidProperty, Role, Window
 from hometwin.runtime import messages as m
-from hometwin.runtime import proxies as px
+from hometwin.runtime import prepare as pp
 from hometwin.runtime.ahead import ElementChunk, element_topics
 from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.runtime.speculation import ElementSpeculation
@@ -171,7 +171,7 @@ class ElementWindow:
         uri = self.uri_signals
         if sig.element == self.name:
             return []
-        if px.PLAN_READY in sig.arrays and not self._plan_ok(sig):
+        if pp.PLAN_READY in sig.arrays and not pp.plan_ready_ok(self, sig):
             return []
         if self.producers is not None and sig.element not in self.producers and self.needs & sig.arrays.keys():
             self.rejections.reject(uri, "not_member", f"{sig.element} does not produce what {self.name} reads "
@@ -192,26 +192,8 @@ class ElementWindow:
         return []
 
     # -- the prepare stage (plan_ready) --------------------------------------------------------------
-    def _plan_ok(self, sig: m.Signals) -> bool:
-        """A ``plan_ready`` signal: only from the inverter we wait for, alone, all ones, once per window."""
-        if self.plan_from is None:
-            return False  # not ours to wait for (an element with inputs sees everyone's signals)
-        why = None
-        if sig.element != self.plan_from:
-            why = ("out_of_range", f"{px.PLAN_READY} from {sig.element}, not from the inverter {self.plan_from}")
-        elif set(sig.arrays) != {px.PLAN_READY}:
-            why = ("invalid", f"{px.PLAN_READY} comes alone (got {sorted(sig.arrays)})")
-        elif not (sig.arrays[px.PLAN_READY] == 1.0).all():
-            why = ("invalid", f"{px.PLAN_READY}: every value must be 1.0")
-        elif sig.seq == self.plan_seq or any(px.PLAN_READY in e.arrays for e in self.early.get(sig.seq, [])):
-            why = ("duplicate", f"second {px.PLAN_READY} for window {sig.seq}")
-        if why is not None:
-            self.rejections.reject(m.SIGNALS, *why)
-            return False
-        return True
-
     def _take_signals(self, sig: m.Signals) -> None:
-        if px.PLAN_READY in sig.arrays:
+        if pp.PLAN_READY in sig.arrays:
             self.plan_seq = sig.seq
             return
         for key, arr in sig.arrays.items():

@@ -624,11 +624,12 @@ TOPICS: list[tuple[str, str, type[Message] | None, str, str, str]] = [
     (element_uri("<name>", "set"), "rpc", SetProperty, "every element", "ctl, UI", "validated property change (kwargs), at the next window boundary"),
     (element_uri("<name>", "snapshot"), "rpc", None, "every element", "anyone", "config + state, to continue exactly here"),
     (element_uri("<name>", "dispatch"), "rpc", DispatchRequest, "battery", "inverter", "tentative dispatch; returns DispatchResult"),
-    (element_uri("<name>", "<port>"), "rpc", None, "elements that have the port", "inverter strategies",
-     "planner ports (`params`, `set_plan`, `clear_plan`, `defer_to`, `upcoming_starts`, `apply_plan`, `max_heat_w`, "
-     "`draw_heat_w`; listed in Describe.rpcs), arguments checked, arrays bit-exact"),
-    (element_uri("<name>", "call_param"), "rpc", None, "elements with `params`", "inverter strategies",
-     "evaluate a function of the last `params()` answer (a heat pump's COP)"),
+    (element_uri("<name>", "flexibility"), "rpc", None,
+     "elements with a flexibility (battery, heated buildings, geysers, stochastic appliances)", "inverter strategies",
+     "the element's `hometwin.flex` value (`flex.to_wire`, arrays bit-exact); listed in Describe.rpcs"),
+    (element_uri("<name>", "command"), "rpc", None, "elements taking commands", "inverter strategies",
+     "one typed `hometwin.flex` command (`HeatPlan`, `TankPlan`, `ClearPlan`, `DeferTo`, `UpcomingStarts`), "
+     "fields checked; plans inside a window refused as stale"),
     (element_uri("<name>", "plan_stage"), "rpc", None, "plannable elements", "inverter",
      "from now on wait for the inverter's `plan_ready` before each request"),
     (ROSTER_GET, "rpc", Roster, "inverter", "clock, ctl", "current roster"),

@@ -12,14 +12,12 @@ I/O: the service decodes each packet, feeds it there and publishes what it retur
 processed in the order the router delivers it; RPC property changes are validated
 at once and applied at the next window boundary (the next Tick).
 
-Planner ports (issue 5): every element serves the methods an inverter strategy calls on
-it (:data:`hometwin.runtime.proxies.PORT_METHODS` it has: ``params``, ``set_plan``,
-``defer_to``, ``upcoming_starts`` …) as RPCs, arguments checked before they touch the
-model.  When the inverter has a strategy it tells each *plannable* element
-(``plan_stage``) to wait, every window, for the inverter's ``plan_ready`` signal — the
-strategy's ``prepare`` ran and its plans (``set_plan``, ``defer_to``) are in place —
-before computing its request, as :meth:`Engine.step_window` calls ``prepare`` before
-the loads' requests.
+Planner ports (the optimizer's contract, :mod:`hometwin.flex`): an element serves its
+``flexibility`` and takes ``command``s as RPCs, commands checked before they touch the model.
+When the inverter has a strategy it tells each *plannable* element (``plan_stage``) to wait,
+every window, for the inverter's ``plan_ready`` signal before computing its request, as
+:meth:`Engine.step_window` calls ``prepare`` before the loads' requests — the prepare protocol,
+both sides, is :mod:`hometwin.runtime.prepare`.
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ from autobahn.wamp.types import PublishOptions, RegisterOptions
 from hometwin.runtime import messages as m
 from hometwin.auth import element_authid
 from hometwin.element import Element, HomeContext, InvalidProperty, Role, Window
-from hometwin.runtime import proxies as px
+from hometwin.runtime import prepare as pp
 from hometwin.runtime.dispatch import answer_dispatch
 from hometwin.runtime.element_window import AHEAD, ElementWindow, Out, apply_sets, tick_ok
 from hometwin.runtime.metrics import ServiceMetrics
@@ -71,7 +69,7 @@ def runs_ahead(home: Any) -> set[str]:
     """
     cls, producers = _signal_graph(home)
     ahead = {n for n, c in cls.items() if getattr(c, "runs_ahead", False)
-             and c.role not in (Role.storage, Role.converter) and not px.plannable(c) and not c.settle_on_shortfall}
+             and c.role not in (Role.storage, Role.converter) and not pp.plannable(c) and not c.settle_on_shortfall}
     consumers = {n: {c for c in cls if n in producers[c] and cls[c].role != Role.converter} for n in cls}
     changed = True
     while changed:
@@ -83,7 +81,7 @@ def runs_ahead(home: Any) -> set[str]:
     return ahead
 
 
-class ElementHost:
+class ElementHost(pp.ElementPrepare):
     """What every hosted element has: its model, its RPCs, pending property changes, metrics."""
 
     last_seq = -1  # last tick seen
@@ -99,8 +97,7 @@ class ElementHost:
         self.session: Any = None
         self.pending_set: list[dict[str, Any]] = []
         self._t0_epoch = float(self.ctx.start.timestamp())
-        self.ports = px.port_methods(element)  # planner ports this element serves
-        self._param_fns: dict[str, Any] = {}  # callables of the last params() answer (call_param)
+        self.ports = pp.ports(element)  # planner RPCs this element serves (flexibility, command)
 
     # -- publishing ----------------------------------------------------------------------------
     def publish(self, uri: str, msg: m.Message, eligible: list[int] | None = None) -> None:
@@ -120,8 +117,7 @@ class ElementHost:
     def describe_msg(self) -> m.Describe:
         el = self.element
         rpcs = ["describe", "get", "set", "snapshot"] + (["dispatch"] if el.role == Role.storage else []) \
-            + list(self.ports) \
-            + ([px.CALL_PARAM] if "params" in self.ports else []) + self.extra_rpcs()
+            + list(self.ports) + self.extra_rpcs()
         return m.Describe(element=self.name, kind=el.kind, role=el.role.value, inputs=list(el.inputs),
                           outputs=list(el.outputs), settle_on_shortfall=el.settle_on_shortfall,
                           session=int(getattr(self.session, "_session_id", 0) or 0),
@@ -133,91 +129,11 @@ class ElementHost:
         await s.register(self.rpc_get, m.element_uri(self.name, "get"))
         await s.register(self.rpc_set_recorded, m.element_uri(self.name, "set"), options=RegisterOptions(details=True))
         await s.register(lambda: plain(self.committed(self.element.snapshot)), m.element_uri(self.name, "snapshot"))
-        for method in self.ports:
-            await s.register(self.port_rpc(method), m.element_uri(self.name, method))
-        if "params" in self.ports:
-            await s.register(self.rpc_call_param, m.element_uri(self.name, px.CALL_PARAM))
+        await self.register_ports()
 
     def extra_rpcs(self) -> list[str]:
         """RPCs a subclass serves besides the common ones (listed in ``Describe.rpcs``)."""
         return []
-
-    # -- planner ports ----------------------------------------------------------------------------
-    def port_rpc(self, method: str) -> Any:
-        """The RPC endpoint of port method ``method``: check the arguments, call the model, encode.
-
-        A bad argument is counted and answered with ``hometwin.error.invalid_argument`` naming it;
-        so is a ``ValueError`` of the model's own checks (``defer_to`` of a cycle never drawn).
-        A plan (``set_plan``, ``defer_to``, ``apply_plan``, ``clear_plan``) between this window's
-        request and its settlement is refused (``hometwin.error.stale``): plans take effect
-        before a window's request, never inside it.
-        """
-        uri = m.element_uri(self.name, method)
-        mutates = method in px.PLAN_METHODS or method == "clear_plan"
-
-        def rpc(*args: Any, **kwargs: Any) -> Any:
-            self.metrics.msg("in", uri)
-            fn = getattr(self.element, method)
-            try:
-                bound = px.bind_args(method, fn, args, kwargs)
-                self.check_run_range(method, bound.arguments)
-            except ValueError as exc:
-                self.rejections.reject(uri, "invalid_argument", str(exc))
-                raise ApplicationError(px.INVALID_ARGUMENT, str(exc)) from None
-            if mutates and self.inside_window():
-                msg = (f"{method}: window {self.last_seq}'s request is already published; a plan takes effect "
-                       "before a window's request (the inverter's prepare stage) or between windows")
-                self.rejections.reject(uri, "stale_seq", msg)
-                raise ApplicationError(px.STALE, msg)
-            try:
-                result = fn(*bound.args, **bound.kwargs)
-            except (ValueError, TypeError) as exc:
-                self.rejections.reject(uri, "invalid_argument", str(exc))
-                raise ApplicationError(px.INVALID_ARGUMENT, f"{method}: {exc}") from None
-            if method == "params":
-                fns: dict[str, Any] = {}
-                out = px.encode(result, "params", callables=fns)
-                self._param_fns = fns
-                return out
-            return px.encode(result, method)
-
-        return rpc
-
-    def check_run_range(self, method: str, arguments: dict[str, Any]) -> None:
-        """Steps and times of a port call lie in this run (a step past its end, or a span of
-        centuries, would break or stall every later window)."""
-        ctx = self.ctx
-        i0 = arguments.get("i0")
-        if i0 is not None and not 0 <= i0 < ctx.n_steps:
-            raise ValueError(f"{method}: i0: must be a step of this run, 0 <= i0 < {ctx.n_steps} (got {i0})")
-        t0, t1 = arguments.get("t0_epoch_s"), arguments.get("t1_epoch_s")
-        if t0 is not None and t1 is not None:
-            longest = ctx.n_steps * ctx.step_s + 7 * 86400  # the run, and a week of planning horizon past it
-            if not 0 <= t1 - t0 <= longest:
-                raise ValueError(f"{method}: t1_epoch_s - t0_epoch_s: must be within [0, {longest}] s "
-                                 f"(the run and a week; got {t1 - t0:.6g})")
-
-    def rpc_call_param(self, *args: Any, **kwargs: Any) -> Any:
-        """``call_param(key, *args)``: evaluate the callable ``params()[key]`` of the last ``params`` call."""
-        uri = m.element_uri(self.name, px.CALL_PARAM)
-        self.metrics.msg("in", uri)
-        try:
-            if kwargs:
-                raise ValueError(f"{px.CALL_PARAM}: positional arguments only (got {sorted(kwargs)})")
-            if not args or not isinstance(args[0], str) or not args[0]:
-                raise ValueError(f"{px.CALL_PARAM}: key: the name of a params() function comes first")
-            key = args[0]
-            fn = self._param_fns.get(key)
-            if fn is None:
-                known = ", ".join(sorted(self._param_fns)) or "none — call params first"
-                raise ValueError(f"{px.CALL_PARAM}: key: {key!r} is not a function of the last params() (known: {known})")
-            values = [px.call_arg(i, px.decode(a, f"args[{i}]")) for i, a in enumerate(args[1:], start=1)]
-            result = fn(*values)
-        except (ValueError, TypeError) as exc:
-            self.rejections.reject(uri, "invalid_argument", str(exc))
-            raise ApplicationError(px.INVALID_ARGUMENT, str(exc) if str(exc).startswith(px.CALL_PARAM)
-                                   else f"{px.CALL_PARAM}: {exc}") from None
-        return px.encode(result, key)
 
     def inside_window(self) -> bool:
         """True between this window's request and its settlement (plans must not land there)."""
@@ -303,7 +219,7 @@ class ElementService(ElementHost):
         self.ahead = ahead
         #: the element's window (``producers``: who may send it the signals it reads; None: anyone)
         self.win = ElementWindow(element, self.rejections, self.metrics, self.pending_set, ahead, producers)
-        self.plannable = px.plannable(element)
+        self.plannable = pp.plannable(element)
         self._signals_sub: Any = None
 
     # what the host reads of the window
@@ -327,7 +243,7 @@ class ElementService(ElementHost):
         return True
 
     def extra_rpcs(self) -> list[str]:
-        return [px.PLAN_STAGE] if self.plannable else []
+        return [pp.PLAN_STAGE] if self.plannable else []
 
     def rpc_get(self) -> dict[str, Any]:
         out = super().rpc_get()
@@ -345,7 +261,7 @@ class ElementService(ElementHost):
         if self.element.role == Role.storage:
             await session.register(self.rpc_dispatch, m.element_uri(self.name, "dispatch"))
         if self.plannable:
-            await session.register(self.rpc_plan_stage, m.element_uri(self.name, px.PLAN_STAGE))
+            await session.register(self.rpc_plan_stage, m.element_uri(self.name, pp.PLAN_STAGE))
         await self.sub(self.win.uri_tick, self.on_tick)
         await self.sub(self.win.uri_settle, self.on_settle)
         if self.win.needs:
@@ -360,31 +276,6 @@ class ElementService(ElementHost):
     def announce(self) -> None:
         self.publish(m.ANNOUNCE, self.describe_msg())
 
-    async def rpc_plan_stage(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """``plan_stage(inverter, wait=True)``: from now on wait, every window, for ``inverter``'s
-        ``plan_ready`` before computing the request (``wait=False``: stop waiting)."""
-        uri = m.element_uri(self.name, px.PLAN_STAGE)
-        self.metrics.msg("in", uri)
-        try:
-            bound = px.bind_args(px.PLAN_STAGE, _plan_stage_signature, args, kwargs)
-            inverter, wait = bound.arguments["inverter"], bound.arguments.get("wait", True)
-            if not isinstance(wait, bool):
-                raise ValueError(f"{px.PLAN_STAGE}: wait: must be true or false (got {wait!r})")
-            m.Roster(seq=0, elements=[inverter])  # a valid element name
-        except (ValueError, TypeError) as exc:
-            text = str(exc) if px.PLAN_STAGE in str(exc) else f"{px.PLAN_STAGE}: inverter: not an element name"
-            self.rejections.reject(uri, "invalid_argument", text)
-            raise ApplicationError(px.INVALID_ARGUMENT, text) from None
-        if wait:
-            await self._subscribe_signals()
-            self.win.plan_from = inverter
-        else:
-            self.win.plan_from = None
-        log.info("%s: %s", self.name, f"waits for {inverter}'s plan every window" if wait else "no longer waits for plans")
-        self.send(self.win.advance())
-        return {"element": self.name, "waits_for": self.win.plan_from}
-
-    # -- the tick protocol: decode, feed the window, publish what it says ------------------------
     def send(self, out: Out) -> None:
         for uri, msg in out:
             self.publish(uri, msg)
@@ -413,7 +304,3 @@ class ElementService(ElementHost):
         st = m.decode(m.Settle, payload, self.win.uri_settle, self.rejections)
         if st is not None:
             self.send(self.win.settle(st))
-
-
-def _plan_stage_signature(inverter: str, wait: bool = True) -> None:
-    """The arguments of ``plan_stage`` (checked with :func:`hometwin.runtime.proxies.bind_args`)."""

@@ -49,6 +49,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from hometwin.flex import ClearPlan, TankFlex, TankPlan
 from hometwin.element import Element, ElementConfig, Role, Signals, TimeChunks, Window, counter_rng
 from hometwin.schedule import DAY_S, DailyWindow, LocalClock, any_mask
 from hometwin.units import J_PER_KWH
@@ -217,6 +218,17 @@ class Geyser(Element):
 
     def clear_plan(self) -> None:
         self.state["plan"] = None
+
+    commands = (TankPlan.kind, ClearPlan.kind)
+
+    def command(self, cmd: Any) -> None:
+        """A planner's :class:`~hometwin.flex.TankPlan` or :class:`~hometwin.flex.ClearPlan`."""
+        if isinstance(cmd, TankPlan):
+            self.set_plan(cmd.i0, setpoint_c=cmd.setpoint_c, on=cmd.on)
+        elif isinstance(cmd, ClearPlan):
+            self.clear_plan()
+        else:
+            super().command(cmd)
 
     def _plan_slice(self, key: str, w: Window, n: int) -> list[float] | None:
         plan = self.state.get("plan")
@@ -460,6 +472,11 @@ class Geyser(Element):
         st = self.state
         return {"temp_water": self.temp_water, "temp_top": float(st["temps"][0]), "power_w": st["power_w"],
                 "energy_j": st["elec_j"], "unmet_j": st["unmet_j"]}
+
+    def flexibility(self) -> TankFlex:
+        """The tank as a planner sees it (see :mod:`hometwin.flex` and :meth:`params`)."""
+        p = self.params()
+        return TankFlex(**{k: v for k, v in p.items() if k != "element_on"}, element_on=bool(p["element_on"]))
 
     def params(self) -> dict[str, float]:
         """Flexibility description for a planner: tank heat capacity, element power, losses, limits,

@@ -38,6 +38,7 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
+from hometwin.flex import DeferrableFlex, DeferTo, Start, UpcomingStarts
 from hometwin.element import ElementConfig, Role, STRICT, Signals, Window, counter_rng
 from hometwin.services.appliances.meter import MeteredLoad
 from hometwin.schedule import DAY_S, LocalClock
@@ -182,6 +183,25 @@ class StochasticLoad(MeteredLoad):
             self.state["moves"] = {o: n for o, n in moves.items() if n + self.cycle_s > now}
 
     # -- optimizer hook (smart mode) ----------------------------------------------------------------
+    commands = (DeferTo.kind, UpcomingStarts.kind)
+
+    def flexibility(self) -> DeferrableFlex:
+        """The cycle's profile and how far a planner may delay it (see :mod:`hometwin.flex`)."""
+        c = self.config
+        return DeferrableFlex(smart=bool(c.smart), max_delay_h=float(c.max_delay_h),
+                              phases=tuple((float(p.duration_min) * 60.0, float(p.power_w)) for p in c.phases))
+
+    def command(self, cmd: Any) -> Any:
+        """:class:`~hometwin.flex.DeferTo` a cycle, or answer :class:`~hometwin.flex.UpcomingStarts`."""
+        if isinstance(cmd, DeferTo):
+            return self.defer_to(cmd.start_epoch_s, cmd.new_start_epoch_s)
+        if isinstance(cmd, UpcomingStarts):
+            return tuple(Start(start_epoch_s=c["start_epoch_s"], planned_epoch_s=c["planned_epoch_s"],
+                               latest_epoch_s=c["latest_epoch_s"], energy_j=float(c["energy_j"]),
+                               duration_s=float(c["duration_s"]), smart=bool(c["smart"]))
+                         for c in self.upcoming_starts(cmd.t0_epoch_s, cmd.t1_epoch_s))
+        return super().command(cmd)
+
     def upcoming_starts(self, t0_epoch_s: float, t1_epoch_s: float) -> list[dict[str, Any]]:
         """Cycles whose (possibly deferred) start lies in ``[t0, t1)``: what a planner may move."""
         c = self.config

@@ -23,6 +23,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field, model_validator
 
+from hometwin.flex import BatteryFlex
 from hometwin.element import Element, ElementConfig, Role, Window
 from hometwin.units import J_PER_KWH
 
@@ -195,6 +196,10 @@ class Battery(Element):
     def telemetry(self) -> dict[str, float]:
         return {"soc": self.soc, "power_w": self.state["last_power_w"],
                 "energy_stored_j": self.state["stored_j"], "cycles": self.equivalent_full_cycles()}
+
+    def flexibility(self) -> BatteryFlex:
+        """The battery as a planner sees it (see :mod:`hometwin.flex`)."""
+        return BatteryFlex(**self.params())
 
     def params(self) -> dict[str, float]:
         """The numbers a planner needs (flexibility description, SI units)."""

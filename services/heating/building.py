@@ -44,8 +44,8 @@ from pydantic import BaseModel, Field, model_validator
 from hometwin.element import STRICT
 
 from hometwin.lazy import lazy_module
+from hometwin.flex import Gains, Glass
 
-pvlib = lazy_module("pvlib")
 linalg = lazy_module("scipy.linalg")
 
 C_AIR_J_KGK = 1005.4  # specific heat of air (SmartHjem thesis) [J kg-1 K-1]
@@ -75,31 +75,6 @@ def ventilation_coefficient(volume_m3: float, air_changes_per_h: float, heat_rec
 def bridge_coefficient(lengths_m: Any, psi_w_mk: Any) -> float:
     """Linear thermal-bridge loss coefficient ``Σ ψ·L`` [W K-1] (EN ISO 14683)."""
     return float(np.sum(np.asarray(lengths_m, dtype=float) * np.asarray(psi_w_mk, dtype=float)))
-
-
-def window_solar_gains(ghi: np.ndarray, dni: np.ndarray, dhi: np.ndarray, apparent_zenith: np.ndarray,
-                       azimuth: np.ndarray, windows: list["Glazing"], albedo: float = 0.2) -> np.ndarray:
-    """Solar heat gain through glazing ``Σ A·(1 − f_frame)·g·F_sh·G_poa`` [W].
-
-    The plane-of-array irradiance of each window comes from pvlib's isotropic
-    transposition (``pvlib.irradiance.get_total_irradiance``).
-
-    Parameters
-    ----------
-    ghi, dni, dhi : actual irradiance [W m-2]
-    apparent_zenith, azimuth : solar position [°]; azimuth clockwise from north
-    windows : the glazing (area, g-value, orientation, frame share, shading)
-    """
-    total = np.zeros(np.shape(ghi), dtype=float)
-    if not windows:
-        return total
-    for win in windows:
-        poa = pvlib.irradiance.get_total_irradiance(
-            surface_tilt=win.tilt_deg, surface_azimuth=win.azimuth_deg, solar_zenith=apparent_zenith,
-            solar_azimuth=azimuth, dni=dni, ghi=ghi, dhi=dhi, albedo=albedo, model="isotropic")["poa_global"]
-        poa = np.nan_to_num(np.clip(np.asarray(poa, dtype=float), 0.0, None))
-        total = total + win.area_m2 * (1.0 - win.frame_fraction) * win.g_value * win.shading_factor * poa
-    return total
 
 
 def heat_up_time_s(capacity_j_k: float, h_w_k: float, power_w: float, temp_out: float,
@@ -357,14 +332,14 @@ class Building:
 
     def gains(self, signals: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Free heat gains (internal + solar) to the air and the mass node per step [W]."""
-        solar = np.zeros(n)
-        if self.windows and all(s in signals for s in ("ghi", "dni", "dhi", "apparent_zenith", "azimuth")):
-            solar = window_solar_gains(*(np.asarray(signals[s], dtype=float)
-                                         for s in ("ghi", "dni", "dhi", "apparent_zenith", "azimuth")),
-                                       self.windows)
-        q_air = self.internal_gains_w + solar * (1.0 - self.solar_to_mass)
-        q_mass = solar * self.solar_to_mass
-        return np.broadcast_to(q_air, (n,)).astype(float), np.asarray(q_mass, dtype=float)
+        return self.gains_model()(signals, n)
+
+    def gains_model(self) -> Gains:
+        """The free gains as the optimizer's contract carries them (:class:`hometwin.flex.Gains`)."""
+        return Gains(internal_w=self.internal_gains_w, solar_to_mass=self.solar_to_mass,
+                     windows=tuple(Glass(area_m2=w.area_m2, g_value=w.g_value, tilt_deg=w.tilt_deg,
+                                         azimuth_deg=w.azimuth_deg, frame_fraction=w.frame_fraction,
+                                         shading_factor=w.shading_factor) for w in self.windows))
 
     def free_response(self, dt_s: float, temp_out: np.ndarray, q_air: np.ndarray, q_mass: np.ndarray) -> np.ndarray:
         """The input part ``Bd·u`` of each step without heating, shape (n_states, n)."""

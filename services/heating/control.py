@@ -26,6 +26,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from hometwin.flex import ClearPlan, HeatPlan, HeatSource, ThermalFlex
 from hometwin.element import Element, ElementConfig, Role, Signals, Window
 from hometwin.schedule import DailyWindow, LocalClock, any_mask
 
@@ -56,14 +57,8 @@ class ThermostatConfig(ElementConfig):
         return self
 
 
-@dataclass
-class Source:
-    """What the heat source can do in each step of a window (arrays of n)."""
-
-    heat_max_w: np.ndarray  # compressor/element heat at full load [W] (0 = cannot run)
-    cop: np.ndarray  # heat / electricity of the main source [-]
-    min_modulation: float  # [0-1] lowest part load while on (1 = on/off only)
-    backup_w: float  # backup resistive heater [W]
+#: what the heat source can do in each step of a window (the contract's :class:`hometwin.flex.HeatSource`)
+Source = HeatSource
 
 
 @dataclass
@@ -131,6 +126,10 @@ class HeatedBuilding(Element):
     def source(self, temp_out: np.ndarray, setpoint: np.ndarray) -> Source:
         raise NotImplementedError
 
+    def curve(self) -> Any:
+        """The source's capacity and COP model (a :mod:`hometwin.flex` curve)."""
+        raise NotImplementedError
+
     # -- plan hooks ---------------------------------------------------------------------------
     def set_plan(self, i0: int, setpoint_c: Any = None, heat_w: Any = None) -> None:
         """Impose an optimizer's plan from run step ``i0`` on (see the class docstring)."""
@@ -149,6 +148,29 @@ class HeatedBuilding(Element):
 
     def clear_plan(self) -> None:
         self.state["plan"] = None
+
+    commands = (HeatPlan.kind, ClearPlan.kind)
+
+    def command(self, cmd: Any) -> None:
+        """A planner's :class:`~hometwin.flex.HeatPlan` or :class:`~hometwin.flex.ClearPlan`."""
+        if isinstance(cmd, HeatPlan):
+            self.set_plan(cmd.i0, setpoint_c=cmd.setpoint_c, heat_w=cmd.heat_w)
+        elif isinstance(cmd, ClearPlan):
+            self.clear_plan()
+        else:
+            super().command(cmd)
+
+    def flexibility(self) -> ThermalFlex:
+        """The building's RC model, state and gains and the source's curve (see :mod:`hometwin.flex`)."""
+        c = self.config
+        a_c, b_c = self.building.continuous()
+        ref = self.source(np.array([7.0]), np.array([c.comfort_c]))
+        return ThermalFlex(
+            a_c=a_c, b_c=b_c,
+            x0=tuple([self.state["temp_indoor"]] + ([self.state["temp_mass"]] if self.building.n_states == 2 else [])),
+            heating_to_mass=float(self.building.heating_to_mass),
+            heating_to_mass_setting=float(c.building.heating_to_mass), comfort_c=float(c.comfort_c),
+            max_heat_w=float(ref.heat_max_w[0] + ref.backup_w), gains=self.building.gains_model(), curve=self.curve())
 
     def _plan_slice(self, key: str, w: Window) -> np.ndarray | None:
         plan = self.state.get("plan")

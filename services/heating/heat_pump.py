@@ -37,26 +37,14 @@ import numpy as np
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from hometwin.element import STRICT
+from hometwin.flex import HeatPumpCurve
+from hometwin.flex import carnot_cop  # noqa: F401  (re-exported: the model's Carnot limit)
 
 from .building import BuildingConfig
 from .control import HeatedBuilding, Source, ThermostatConfig
 
 T0_K = 273.15
 MAX_TABLE_GAP_K = 15.0
-
-
-def carnot_cop(temp_supply_c: Any, temp_source_c: Any) -> np.ndarray:
-    """Carnot heating COP ``T_supply/(T_supply − T_source)`` [-]; ``inf`` when the source is not colder."""
-    ts = np.asarray(temp_supply_c, dtype=float) + T0_K
-    lift = ts - (np.asarray(temp_source_c, dtype=float) + T0_K)
-    return np.divide(ts, lift, out=np.full(np.broadcast(ts, lift).shape, np.inf), where=lift > 0)
-
-
-def heating_curve(temp_air_c: Any, supply_design_c: float, design_outdoor_c: float, supply_min_c: float,
-                  heating_limit_c: float = 15.0) -> np.ndarray:
-    """Supply temperature [°C] of a weather-compensated heating curve (linear, clamped)."""
-    return np.interp(np.asarray(temp_air_c, dtype=float), [design_outdoor_c, heating_limit_c],
-                     [supply_design_c, supply_min_c])
 
 
 @lru_cache(maxsize=32)
@@ -78,18 +66,6 @@ def hplib_parameters(model: str) -> dict[str, float]:
             "p1_el": "p1_P_el_h [1/°C]", "p2_el": "p2_P_el_h [1/°C]", "p3_el": "p3_P_el_h [-]",
             "p4_el": "p4_P_el_h [1/°C]"}
     return {k: float(row[v]) for k, v in keys.items()}
-
-
-def hplib_performance(p: dict[str, float], temp_air_c: np.ndarray, temp_supply_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Heat output [W] and COP [-] of an hplib air/water model (hplib 1.9's ``simulate``, heating)."""
-    t_in = np.asarray(temp_air_c, dtype=float)
-    t_out = np.asarray(temp_supply_c, dtype=float)
-    cop = p["p1_cop"] * t_in + p["p2_cop"] * t_out + p["p3_cop"] + p["p4_cop"] * t_in
-    p_el = p["p_el_ref"] * (p["p1_el"] * t_in + p["p2_el"] * t_out + p["p3_el"] + p["p4_el"] * t_in)
-    if int(p["group"]) == 1:  # regulated: hplib keeps at least 25 % of the electric power at -7 °C
-        p_el_25 = 0.25 * p["p_el_ref"] * (p["p1_el"] * -7.0 + p["p2_el"] * t_out + p["p3_el"] + p["p4_el"] * -7.0)
-        p_el = np.maximum(p_el, p_el_25)
-    return np.clip(p_el * cop, 0.0, None), cop
 
 
 class CopPoint(BaseModel):
@@ -179,48 +155,31 @@ class HeatPump(HeatedBuilding):
 
     config: HeatPumpConfig
 
-    def supply_temp(self, temp_out: np.ndarray, setpoint: np.ndarray) -> np.ndarray:
+    def curve(self) -> HeatPumpCurve:
+        """The heat pump's capacity and COP model as the optimizer's contract carries it."""
         c = self.config
-        if c.type == "air_air":
-            return np.asarray(setpoint, dtype=float) + c.condenser_offset_k
-        return heating_curve(temp_out, c.supply_temp_design_c, c.design_outdoor_c, c.supply_temp_min_c)
+        return HeatPumpCurve(
+            type=c.type, condenser_offset_k=c.condenser_offset_k, supply_temp_design_c=c.supply_temp_design_c,
+            design_outdoor_c=c.design_outdoor_c, supply_temp_min_c=c.supply_temp_min_c,
+            hplib=None if c.model is None else tuple(hplib_parameters(c.model).items()),
+            table=None if c.cop_table is None else tuple((p.temp_air_c, p.heat_kw, p.cop) for p in c.cop_table),
+            heat_power_kw=c.heat_power_kw, capacity_slope_per_k=c.capacity_slope_per_k,
+            carnot_fraction=c.carnot_fraction, cop_min=c.cop_min, defrost_penalty=c.defrost_penalty,
+            defrost_below_c=c.defrost_below_c, min_outdoor_c=c.min_outdoor_c, min_modulation=c.min_modulation,
+            backup_w=c.backup_kw * 1000.0)
+
+    def supply_temp(self, temp_out: np.ndarray, setpoint: np.ndarray) -> np.ndarray:
+        return self.curve().supply_temp(temp_out, setpoint)
 
     def performance(self, temp_out: np.ndarray, temp_supply: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Full-load heat [W] and COP [-] before the Carnot cap, defrost and limits."""
-        c = self.config
-        if c.model is not None:
-            heat, cop = hplib_performance(hplib_parameters(c.model), temp_out, temp_supply)
-            if c.heat_power_kw is not None:
-                ref, _ = hplib_performance(hplib_parameters(c.model), np.array([7.0]), temp_supply[:1] * 0 + 35.0)
-                heat = heat * (c.heat_power_kw * 1000.0 / max(float(ref[0]), 1.0))
-            return heat, cop
-        if c.cop_table is not None:
-            t = [p.temp_air_c for p in c.cop_table]
-            return (np.interp(temp_out, t, [p.heat_kw * 1000.0 for p in c.cop_table]),
-                    np.interp(temp_out, t, [p.cop for p in c.cop_table]))
-        nominal = (c.heat_power_kw or 6.0) * 1000.0
-        heat = nominal * np.clip(1.0 + c.capacity_slope_per_k * (temp_out - 7.0), 0.3, 1.3)
-        cop = np.maximum(c.carnot_fraction * carnot_cop(temp_supply, temp_out), c.cop_min)
-        return heat, cop
+        return self.curve().performance(temp_out, temp_supply)
 
     def cop_and_capacity(self, temp_out: Any, setpoint: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Compressor COP and full-load heat [W] per step, all limits applied (heat 0 = compressor off)."""
-        c = self.config
         temp_out = np.atleast_1d(np.asarray(temp_out, dtype=float))
-        setpoint = np.full(temp_out.shape, c.comfort_c) if setpoint is None else np.broadcast_to(setpoint, temp_out.shape)
-        supply = self.supply_temp(temp_out, setpoint)
-        heat, cop = self.performance(temp_out, supply)
-        penalty = c.defrost_penalty
-        if penalty is None:
-            penalty = 0.0 if (c.model is not None or c.cop_table is not None) else 0.1
-        frost = temp_out < c.defrost_below_c
-        heat = np.where(frost, heat * (1.0 - penalty), heat)
-        cop = np.where(frost, cop * (1.0 - penalty), cop)
-        cop = np.minimum(cop, carnot_cop(supply, temp_out))
-        runs = (cop > 1.0) & (temp_out >= c.min_outdoor_c) & (heat > 0)
-        return np.where(runs, cop, 1.0), np.where(runs, heat, 0.0)
+        setpoint = np.full(temp_out.shape, self.config.comfort_c) if setpoint is None else setpoint
+        return self.curve().cop_and_capacity(temp_out, setpoint)
 
     def source(self, temp_out: np.ndarray, setpoint: np.ndarray) -> Source:
-        cop, heat = self.cop_and_capacity(temp_out, setpoint)
-        return Source(heat_max_w=heat, cop=cop, min_modulation=self.config.min_modulation,
-                      backup_w=self.config.backup_kw * 1000.0)
+        return self.curve().source(temp_out, setpoint)

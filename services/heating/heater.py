@@ -14,6 +14,8 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
+from hometwin.flex import ResistiveCurve
+
 from .control import HeatedBuilding, Source, ThermostatConfig
 
 
@@ -37,7 +39,8 @@ class SpaceHeater(HeatedBuilding):
 
     config: SpaceHeaterConfig
 
+    def curve(self) -> ResistiveCurve:
+        return ResistiveCurve(power_w=self.config.power_kw * 1000.0)
+
     def source(self, temp_out: np.ndarray, setpoint: np.ndarray) -> Source:
-        n = np.shape(temp_out)[0]
-        return Source(heat_max_w=np.full(n, self.config.power_kw * 1000.0), cop=np.ones(n),
-                      min_modulation=1.0, backup_w=0.0)
+        return self.curve().source(temp_out, setpoint)

@@ -29,12 +29,12 @@ from pydantic import Field, model_validator
 
 from hometwin.element import Element, ElementConfig, Role, Signals, Window
 from hometwin.results import FLOW_COLUMNS  # noqa: F401  (the columns a Settlement's flows carry)
-from hometwin.schedule import DailyWindow, window_mask
+from hometwin.schedule import DailyWindow
+from hometwin.flex import BatteryPolicy, pv_to_ac
 from hometwin.services.inverter.strategies.config import StrategyConfig
-from hometwin.lazy import lazy_module
+from hometwin.services.inverter.strategies.modes import mode_policy
 from hometwin.units import J_PER_KWH
 
-pvlib = lazy_module("pvlib")
 
 WorkMode = Literal["self_use", "time_of_use", "backup", "export_first"]
 
@@ -69,20 +69,6 @@ class InverterConfig(ElementConfig):
         if self.mode == "time_of_use" and not self.slots:
             raise ValueError("slots: time_of_use mode needs at least one slot")
         return self
-
-
-@dataclass
-class BatteryPolicy:
-    """What the inverter asks of the battery in each step of a window."""
-
-    soc_floor: np.ndarray  # discharge not below this SoC [0-1]
-    grid_charge_j: np.ndarray  # AC energy from the grid for charging, max [J]
-    grid_target_soc: np.ndarray  # grid charging up to this SoC [0-1]
-    force_discharge_j: np.ndarray  # AC energy to discharge even if it is exported [J]
-    charge_from_surplus: np.ndarray  # bool: surplus PV may charge the battery
-    export_first: bool = False  # surplus goes to the grid first, the battery takes only what cannot be exported
-    charge_limit_j: np.ndarray | None = None  # cap on AC energy into the battery (surplus + grid) per step [J]
-    discharge_limit_j: np.ndarray | None = None  # cap on AC energy out of the battery per step [J]
 
 
 class BatteryPort(Protocol):
@@ -291,52 +277,6 @@ class Inverter(Element):
 
     def telemetry(self) -> dict[str, float]:
         return dict(self.state.get("last_flows_w", {}))
-
-
-def pv_to_ac(p_dc_w: np.ndarray, pdc0: float, eta_nom: float) -> np.ndarray:
-    """PV DC → AC power [W] with PVWatts' part-load efficiency curve, clipped at ``eta_nom·pdc0``.
-
-    Thin wrapper around :func:`pvlib.inverter.pvwatts` (Dobos 2014) that returns
-    a plain array and never a negative AC power at night (PVWatts' curve goes
-    slightly negative at zero input).
-    """
-    ac = pvlib.inverter.pvwatts(np.asarray(p_dc_w, dtype=float), pdc0, eta_inv_nom=eta_nom)
-    return np.clip(np.asarray(ac, dtype=float), 0.0, None)
-
-
-def mode_policy(c: InverterConfig, w: Window, signals: Signals, batt_w: float) -> BatteryPolicy:
-    """Battery policy of the rule-based work modes.
-
-    - ``self_use``: surplus charges, deficits discharge, down to the battery's own minimum.
-    - ``backup``: like self_use, but while the grid is up the battery is not discharged
-      below ``reserve_soc``; during an outage it may go down to its minimum.
-    - ``time_of_use``: slots set the floor (``target_soc``), grid-charge up to it, or force a
-      discharge; outside slots self_use.
-    - ``export_first``: surplus is exported first; the battery takes what cannot be exported.
-    """
-    n = w.n
-    available = _signal(signals, "grid_available", n, 0.0) > 0.5
-    floor = np.zeros(n)
-    grid_j = np.zeros(n)
-    target = np.zeros(n)
-    force = np.zeros(n)
-    if c.mode == "backup":
-        floor = np.where(available, c.reserve_soc, 0.0)
-    elif c.mode == "time_of_use":
-        for slot in c.slots:
-            mask = window_mask(w.local_times, slot)
-            if not mask.any():
-                continue
-            floor = np.where(mask & available, slot.target_soc, floor)
-            if slot.grid_charge:
-                power = (slot.grid_charge_kw * 1000.0) if slot.grid_charge_kw else batt_w
-                grid_j = np.where(mask, power * w.dt_s, grid_j)
-                target = np.where(mask, slot.target_soc, target)
-            if slot.discharge_kw > 0:
-                force = np.where(mask & available, slot.discharge_kw * 1000.0 * w.dt_s, force)
-    return BatteryPolicy(soc_floor=floor, grid_charge_j=grid_j, grid_target_soc=target,
-                         force_discharge_j=force, charge_from_surplus=np.ones(n, dtype=bool),
-                         export_first=c.mode == "export_first")
 
 
 def _sum(arrays: list[np.ndarray], n: int) -> np.ndarray:

@@ -30,22 +30,20 @@ so a battery plan sees the appliances where they will run.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from hometwin.element import Role
+from hometwin.flex import DeferrableFlex, DeferTo, UpcomingStarts, flexible
 from hometwin.units import J_PER_KWH
 
 
-def _phases(el: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(offsets_s, durations_s, powers_w) of an appliance's cycle from its published config."""
-    d = el.describe() if hasattr(el, "describe") else {"config": el.config.model_dump(mode="json")}
-    phases = (d.get("config") or {}).get("phases") or []
-    if not phases:
+def _phases(f: DeferrableFlex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(offsets_s, durations_s, powers_w) of an appliance's cycle from its flexibility."""
+    if not f.phases:
         return np.zeros(1), np.ones(1), np.zeros(1)
-    dur = np.array([float(p["duration_min"]) * 60.0 for p in phases])
-    pw = np.array([float(p["power_w"]) for p in phases])
+    dur = np.array([d for d, _ in f.phases])
+    pw = np.array([w for _, w in f.phases])
     offs = np.concatenate([[0.0], np.cumsum(dur)[:-1]])
     return offs, dur, pw
 
@@ -77,31 +75,24 @@ class ApplianceScheduler:
         self._phases: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     # -- the roster ---------------------------------------------------------------------------
-    def appliances(self) -> dict[str, Any]:
-        """Smart appliances on the roster (the ones that accept ``defer_to``), in roster order."""
-        roster: Mapping[str, Any] = getattr(self.strategy.inverter, "roster", None) or {}
-        out = {}
-        for name, el in roster.items():
-            if el.role != Role.load or not hasattr(el, "defer_to") or not hasattr(el, "upcoming_starts"):
-                continue
-            if getattr(getattr(el, "config", None), "smart", False):
-                out[name] = el
-        return out
+    def appliances(self) -> dict[str, tuple[Any, DeferrableFlex]]:
+        """``{name: (element, flexibility)}`` of the smart appliances on the roster, in roster order."""
+        return {n: (el, f) for n, (el, f) in flexible(self.strategy.inverter.roster, DeferrableFlex).items() if f.smart}
 
-    def phases(self, name: str, el: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def phases(self, name: str, f: DeferrableFlex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if name not in self._phases:
-            self._phases[name] = _phases(el)
+            self._phases[name] = _phases(f)
         return self._phases[name]
 
-    def cycle_s(self, name: str, el: Any) -> float:
-        offs, dur, _ = self.phases(name, el)
+    def cycle_s(self, name: str, f: DeferrableFlex) -> float:
+        offs, dur, _ = self.phases(name, f)
         return float(offs[-1] + dur[-1])
 
     def lookahead_s(self, replan_s: float) -> float:
         """How far the price forecast must reach: a replan interval, the longest delay and a cycle."""
         need = 0.0
-        for name, el in self.appliances().items():
-            need = max(need, float(el.config.max_delay_h) * 3600.0 + self.cycle_s(name, el))
+        for name, (_, f) in self.appliances().items():
+            need = max(need, float(f.max_delay_h) * 3600.0 + self.cycle_s(name, f))
         return replan_s + need + self.step_s
 
     # -- planning -----------------------------------------------------------------------------
@@ -119,19 +110,19 @@ class ApplianceScheduler:
         pi_eff = np.where(outage, 3.0 * pmax + 1.0, pi)  # an outage: the battery (or nobody) carries it
         surplus = np.where(outage, 0.0, np.maximum(np.asarray(fc.pv_kw) - np.asarray(fc.load_kw), 0.0)) * fc.dt_h
         cycles = []
-        for name, el in apps.items():
-            for c in el.upcoming_starts(t0, t_end):
-                if c.get("smart", True):
-                    cycles.append((float(c["start_epoch_s"]), name, c))
+        for name, (el, _) in apps.items():
+            for c in el.command(UpcomingStarts(t0, t_end)):
+                if c.smart:
+                    cycles.append((float(c.start_epoch_s), name, c))
         cycles.sort(key=lambda x: (x[0], x[1]))
         grid = t0 + np.arange(n + 1) * dt
         out: dict[str, dict[int, int]] = {}
         for orig, name, c in cycles:
-            el = apps[name]
-            ph = self.phases(name, el)
-            cyc = self.cycle_s(name, el)
+            el, f = apps[name]
+            ph = self.phases(name, f)
+            cyc = self.cycle_s(name, f)
             first = max(orig, t0)
-            latest = float(c["latest_epoch_s"])
+            latest = float(c.latest_epoch_s)
             cand = np.concatenate([[first], grid[(grid > first) & (grid <= latest)]])
             cand = cand[cand + cyc <= t_end + 1e-6]
             if cand.size == 0:  # the cycle cannot finish inside the forecast: leave it as it is
@@ -143,9 +134,9 @@ class ApplianceScheduler:
             j = int(np.flatnonzero(cost <= best + 1e-9 * (1.0 + abs(best)))[0])
             new = float(cand[j])
             surplus = surplus - covered[j]
-            planned = float(c["planned_epoch_s"])
+            planned = float(c.planned_epoch_s)
             if new != planned:
-                el.defer_to(orig, new)
+                el.command(DeferTo(orig, new))
             self.decisions[(name, int(orig))] = int(round(new))
             out.setdefault(name, {})[int(orig)] = int(round(new))
         return out
@@ -154,9 +145,9 @@ class ApplianceScheduler:
         """Mean power [kW] per plan step of the smart appliances' cycles where they are planned to run."""
         out = np.zeros(n)
         t_end = float(t0_s) + n * float(dt_s)
-        for name, el in self.appliances().items():
-            cyc = self.cycle_s(name, el)
-            starts = [float(c["planned_epoch_s"]) for c in el.upcoming_starts(float(t0_s) - cyc, t_end)]
+        for name, (el, f) in self.appliances().items():
+            cyc = self.cycle_s(name, f)
+            starts = [float(c.planned_epoch_s) for c in el.command(UpcomingStarts(float(t0_s) - cyc, t_end))]
             if starts:
-                out += cycle_energy(np.array(starts), self.phases(name, el), float(t0_s), float(dt_s), n).sum(axis=0)
+                out += cycle_energy(np.array(starts), self.phases(name, f), float(t0_s), float(dt_s), n).sum(axis=0)
         return out / (dt_s / 3600.0)

@@ -4,11 +4,11 @@ A strategy lives inside the inverter.  The inverter calls
 
 - :meth:`Strategy.prepare` at a window boundary, *before* the loads ask for
   energy (the engine's boundary hook): at a replanning boundary the strategy
-  builds a new plan from the current state (battery SoC, indoor/tank
-  temperatures from the controllable elements' ``params()``) and its forecasts,
-  and imposes heat-pump/geyser set-points and appliance start times on those
-  elements (``apply_plan``) — the only way a plan reaches another element, as a
-  message would over WAMP;
+  builds a new plan from the roster's flexibility (:mod:`hometwin.flex`: the
+  battery, buildings, tanks and deferrable cycles, with their state) and its
+  forecasts, and sends those elements typed commands (heat plans, tank plans,
+  deferred starts) through ``Element.command`` — the only way a plan reaches
+  another element, in-process as over WAMP;
 - :meth:`Strategy.policy` inside :meth:`Inverter.balance`, which turns the plan's
   battery part for the window into a :class:`BatteryPolicy`.
 
@@ -23,14 +23,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-
-class StrategyError(ValueError):
-    """Infeasible or contradictory strategy settings; ``errors`` holds one line per problem,
-    each starting with the field it is about."""
-
-    def __init__(self, errors: list[str] | str):
-        self.errors = [errors] if isinstance(errors, str) else list(errors)
-        super().__init__("; ".join(self.errors))
+from hometwin.services.inverter.strategies.config import StrategyError  # noqa: F401  (its home is config; raised here)
 
 
 @dataclass
@@ -151,7 +144,7 @@ class Strategy:
 
     def policy(self, w: Any, signals: Mapping[str, np.ndarray], battery: Mapping[str, float] | None,
                inverter: Any) -> Any:
-        from hometwin.services.inverter.model import mode_policy
+        from hometwin.services.inverter.strategies.modes import mode_policy
 
         if self.replan_steps and self.plan is None:
             self.prepare(w, signals)
@@ -228,29 +221,15 @@ class Strategy:
         raise NotImplementedError
 
     def apply_thermal(self, w: Any) -> None:
-        """Send the plan's set-points / on-windows to the elements that accept them (appliance starts
-        go out through ``defer_to`` when they are decided, see :meth:`defer_appliances`)."""
-        plan = self.plan
-        roster = getattr(self.inverter, "roster", None) or {}
-        if plan is None:
-            return
-        for name in sorted(set(plan.setpoints) | set(plan.on) | set(plan.power_w)):
-            el = roster.get(name)
-            apply = getattr(el, "apply_plan", None)
-            if apply is None:
-                continue
-            apply({"t0_s": plan.t0_s, "dt_s": plan.dt_s,
-                   "setpoint_c": _list(plan.setpoints.get(name)), "on": _list(plan.on.get(name)),
-                   "power_w": _list(plan.power_w.get(name))})
+        """Send the plan's thermal part to the elements (the heating planners send
+        :class:`~hometwin.flex.HeatPlan`s; geysers get theirs from :class:`~.hot_water.GeyserPlanner`;
+        appliance starts go out as :class:`~hometwin.flex.DeferTo` when they are decided, see
+        :meth:`defer_appliances`).  A battery-only plan has none."""
 
     def summary(self) -> dict[str, Any]:
         s = np.asarray(self.solve_s) if self.solve_s else np.zeros(1)
         return {"strategy": self.name, "plans": self.plans, "solve_median_ms": float(np.median(s) * 1e3),
                 "solve_max_ms": float(s.max() * 1e3)}
-
-
-def _list(a: np.ndarray | None) -> list[float] | None:
-    return None if a is None else np.asarray(a, dtype=float).tolist()
 
 
 _PLAN_ARRAYS = ("charge_w", "discharge_w", "import_w", "export_w", "soc_floor", "soc", "grid_target_soc")
@@ -292,14 +271,14 @@ def plan_policy(plan: Plan, w: Any, signals: Mapping[str, np.ndarray], battery: 
     """The battery policy that makes the inverter follow ``plan`` in window ``w``.
 
     The plan's powers become per-step caps and forced flows (see
-    :class:`~hometwin.services.inverter.model.BatteryPolicy`): while the plan
+    :class:`~hometwin.flex.BatteryPolicy`): while the plan
     imports, the battery discharges no more than planned (it holds energy for
     dearer hours); while the plan exports, the battery charges no more than
     planned; planned grid charging and forced discharging happen as planned.  Where
     reality differs from the forecast the greedy rules fill in, and the next
     plan corrects.
     """
-    from hometwin.services.inverter.model import BatteryPolicy
+    from hometwin.flex import BatteryPolicy
 
     n, dt = w.n, float(w.dt_s)
     ep = w.epoch_s

@@ -5,7 +5,7 @@ on the models the simulation uses:
 
 - the battery (:class:`~.lp.BatteryModel`, as every planner);
 - every heat pump / space heater with its building (:class:`HeatSourceBlock`): the building's own
-  continuous model ``A_c``, ``B_c`` (``params()``), discretised exactly over the plan step, heat
+  continuous model ``A_c``, ``B_c`` (its ``ThermalFlex``), discretised exactly over the plan step, heat
   into the air and mass as the building splits it, the free gains from the forecast's sun, and the
   source as the simulation runs a plan (``set_plan(heat_w=…)``): the main source up to its
   capacity at its COP of the step, the backup heater (COP 1) for the rest;
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from hometwin.services.inverter.strategies.lp import SparseLP
+from hometwin.flex import DeferrableFlex, TankFlex, ThermalFlex, flexible
 from hometwin.lazy import lazy_module
 from hometwin.units import J_PER_KWH
 
@@ -119,11 +120,9 @@ class HeatSourceBlock:
         return float(np.sum(np.asarray(self.weight) * (th["below"] + th["above"])) * dt_h)
 
 
-def heated_elements(inverter: Any) -> dict[str, Any]:
-    """The roster's heat pumps and heaters that take a plan (``set_plan``) and have a building."""
-    roster = getattr(inverter, "roster", None) or {}
-    return {n: e for n, e in roster.items() if hasattr(e, "set_plan") and hasattr(e, "params")
-            and getattr(e, "building", None) is not None and hasattr(e, "source")}
+def heated_elements(inverter: Any) -> dict[str, tuple[Any, ThermalFlex]]:
+    """``{name: (element, flexibility)}`` of the roster's heat pumps and heaters (a building each)."""
+    return flexible(inverter.roster, ThermalFlex)
 
 
 def comfort_steps(fc: Any, run_step_s: int, tz: str, comfort: Any, weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -146,24 +145,23 @@ def comfort_steps(fc: Any, run_step_s: int, tz: str, comfort: Any, weight: float
 
 
 def heat_blocks(strategy: Any, fc: Any, comfort: Any, weight: float) -> list[HeatSourceBlock]:
-    """One :class:`HeatSourceBlock` per heated element, from its ``params()`` and its source model."""
+    """One :class:`HeatSourceBlock` per heated element, from its flexibility (model and source curve)."""
     home = strategy.inverter.home
     lower, upper, price = comfort_steps(fc, home.step_s, home.timezone, comfort, weight)
     out = []
-    for name, el in heated_elements(strategy.inverter).items():
-        p = el.params()
-        src = el.source(np.asarray(fc.temp_air, dtype=float), np.full(fc.n, float(el.config.comfort_c)))
+    for name, (_, f) in heated_elements(strategy.inverter).items():
+        src = f.source(np.asarray(fc.temp_air, dtype=float))
         ga = gm = 0.0
         try:
-            ga, gm = el.building.gains(fc.signals, fc.n)
+            ga, gm = f.gains(fc.signals, fc.n)
         except Exception:  # gains need sun signals a home without a sun lacks: none then
             ga = gm = 0.0
         out.append(HeatSourceBlock(
-            name=name, a_c=np.asarray(p["A_c"], dtype=float), b_c=np.asarray(p["B_c"], dtype=float),
-            x0=np.asarray(p["x0"], dtype=float), temp_out=np.asarray(fc.temp_air, dtype=float), lower=lower,
+            name=name, a_c=np.asarray(f.a_c, dtype=float), b_c=np.asarray(f.b_c, dtype=float),
+            x0=np.asarray(f.x0, dtype=float), temp_out=np.asarray(fc.temp_air, dtype=float), lower=lower,
             upper=upper, weight=price, cop=np.asarray(src.cop, dtype=float),
             main_kw=np.asarray(src.heat_max_w, dtype=float) / 1000.0, backup_kw=float(src.backup_w) / 1000.0,
-            gains_air_w=ga, gains_mass_w=gm, heating_to_mass=float(el.building.heating_to_mass)))
+            gains_air_w=ga, gains_mass_w=gm, heating_to_mass=float(f.heating_to_mass)))
     return out
 
 
@@ -242,17 +240,15 @@ def blocks_bound(inv: Any, forecaster: Any = None, block_days: float = 14.0, ste
     """:func:`decomposed_bound` of the run of inverter ``inv`` from its elements' present state (the start)."""
     import time
 
-    from hometwin.element import Role
     from hometwin.services.inverter.strategies.config import ComfortConfig
     from hometwin.services.inverter.strategies.forecast import Forecaster
-    from hometwin.services.inverter.strategies.lp import (BatteryModel, DispatchProblem, battery_port,
+    from hometwin.services.inverter.strategies.lp import (BatteryModel, DispatchProblem, battery_flex,
                                                           solve_dispatch)
 
     t_wall = time.perf_counter()
     comfort = comfort or ComfortConfig()
-    roster = getattr(inv, "roster", None) or {}
-    unsupported = [n for n, e in roster.items() if e.role == Role.load and (
-        hasattr(e, "draw_heat_w") or (hasattr(e, "defer_to") and getattr(getattr(e, "config", None), "smart", False)))]
+    unsupported = [n for n, (_, f) in flexible(inv.roster, (TankFlex, DeferrableFlex)).items()
+                   if isinstance(f, TankFlex) or f.smart]
     if unsupported:
         raise ValueError(f"block_days: {', '.join(unsupported)} (geysers, smart appliances) are not decomposed; "
                          "use the joint solve (perfect_foresight) for this home")
@@ -279,12 +275,11 @@ def blocks_bound(inv: Any, forecaster: Any = None, block_days: float = 14.0, ste
         heat_price = float(np.mean(fc.price_import[sl] / np.maximum(blk.cop[sl], 1.0)))
         return _capacities_kwh_k(blk) * heat_price * value_scale
 
-    port = battery_port(inv)
+    port = battery_flex(inv)
     bm, soc0 = None, 0.0
     if port is not None:
-        params = port.params()
-        bm = BatteryModel.from_params(params, inv)
-        soc0 = params["stored_j"] / params["capacity_j"]
+        bm = BatteryModel.from_flex(port, inv)
+        soc0 = port.stored_j / port.capacity_j
 
     def battery_value(t: int) -> float:
         """λ of stored energy at step boundary ``t`` [currency/kWh]: the next day's mean import price,

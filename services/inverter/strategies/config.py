@@ -265,3 +265,12 @@ StrategyConfig = Annotated[
           PerfectForesightConfig],
     Field(discriminator="type"),
 ]
+
+
+class StrategyError(ValueError):
+    """Infeasible or contradictory strategy settings; ``errors`` holds one line per problem,
+    each starting with the field it is about."""
+
+    def __init__(self, errors: list[str] | str):
+        self.errors = [errors] if isinstance(errors, str) else list(errors)
+        super().__init__("; ".join(self.errors))

@@ -103,14 +103,14 @@ class Forecaster:
         if self._shadows is None:
             from hometwin.registry import element_class
 
-            roster: Mapping[str, Any] = getattr(self.inverter, "roster", None) or {}
+            roster: Mapping[str, Any] = self.inverter.roster
             out = []
             for name, el in roster.items():
                 if name in self.exclude or el.role in (Role.converter, Role.storage):
                     continue
                 if el.role == Role.load and el.settle_on_shortfall:
                     continue  # stateful loads (heat pump, geyser) are planned or left to their thermostat
-                d = el.describe() if hasattr(el, "describe") else {"kind": el.kind, "config": el.config}
+                d = el.describe()
                 out.append(element_class(d["kind"])(name, d["config"], self.home))
             self._shadows = out
         return self._shadows
@@ -145,7 +145,7 @@ class Forecaster:
         if got is not None:
             return got
         from hometwin.engine import signal_order
-        from hometwin.services.inverter.model import pv_to_ac
+        from hometwin.flex import pv_to_ac
 
         home = self.home
         i0 = c * self._chunk

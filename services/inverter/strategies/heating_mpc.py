@@ -1,6 +1,6 @@
 """Heating MPC after SmartHjem (NTNU 2014), optionally joint with the battery; geyser scheduling.
 
-Building block (one per heat pump / heater, from its ``params()``): the linear
+Building block (one per heat pump / heater, from its ``ThermalFlex``): the linear
 state-space model ``ẋ = A_c x + B_c [T_out, Q_air, Q_mass]`` (1 or 2 states,
 air first), discretised exactly for the planning step.  Decision: electric power
 ``P[t] ∈ [0, P_max]``, heat ``COP[t]·P[t]`` into the air (or split into the mass
@@ -35,13 +35,14 @@ import logging
 
 import numpy as np
 
-from hometwin.services.inverter.strategies.base import Plan, Strategy, StrategyError
-from hometwin.services.inverter.strategies.lp import DispatchProblem, SparseLP, battery_port, lp_plan, solve_dispatch
+from hometwin.services.inverter.strategies.base import Plan, Strategy
+from hometwin.services.inverter.strategies.lp import DispatchProblem, SparseLP, lp_plan, solve_dispatch
+from hometwin.flex import HeatPlan, ThermalFlex, flexible
+from hometwin.services.inverter.strategies.hot_water import LEGIONELLA_C, GeyserBlock  # noqa: F401  (re-exported: the geyser's block)
 from hometwin.lazy import lazy_module
 
 linalg = lazy_module("scipy.linalg")
 
-LEGIONELLA_C = 60.0
 _log = logging.getLogger(__name__)
 
 
@@ -180,115 +181,6 @@ class BuildingBlock:
                 "above": x[i["above"]]}
 
 
-@dataclass
-class GeyserBlock:
-    """A hot-water tank in the plan (one node), with the daily legionella constraint.
-
-    Minimum (soft, ``min_weight`` per K·h): at the end of every step, and at the start of every step
-    with draws the tank holds that step's draws (``draw_peak_w`` if given: a cautious forecast) —
-    without help from the element — above both
-    ``t_min`` and the draws' use temperature (``draw_use_c``).  Legionella: ``T ≥ legionella_c`` at
-    the end of at least one step of each day in ``hot_days`` (default: the first day unless
-    ``legionella_done_today``, and every later day the horizon covers completely); with a
-    ``miss_penalty`` a day may miss it at that price (the problem stays feasible).  ``element_kw``
-    may be one value per step (0 where a timer keeps the element off).
-    """
-
-    name: str
-    volume_l: float
-    ua_w_k: float
-    element_kw: float
-    t0: float
-    t_min: float
-    t_max: float
-    draw_w: np.ndarray  # heat taken by hot-water draws per step [W]
-    ambient_c: np.ndarray | float
-    day_index: np.ndarray  # local day number of each step
-    legionella_done_today: bool = False
-    min_weight: float = 10.0  # currency per K·h below t_min
-    legionella: bool = True
-    legionella_c: float = LEGIONELLA_C  # the temperature to reach once a day (≥ 60 °C; a margin above it)
-    hot_days: np.ndarray | None = None  # local days that must reach it (None: as described in the class doc)
-    miss_penalty: float | None = None  # per day that misses it (None: a hard constraint)
-    draw_use_c: np.ndarray | float = 0.0  # use temperature of each step's draws (the tank must hold it)
-    draw_peak_w: np.ndarray | None = None  # draws the tank must hold before the element helps (default draw_w)
-    _idx: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    def check(self) -> None:
-        problems = []
-        if self.t_max < self.legionella_c and self.legionella:
-            problems.append(f"geyser.t_max: {self.t_max} °C is below the legionella temperature {self.legionella_c} °C")
-        if self.t_min > self.t_max:
-            problems.append(f"geyser.t_min: {self.t_min} °C is above t_max {self.t_max} °C")
-        if problems:
-            raise StrategyError(problems)
-
-    def add_to(self, lp: SparseLP, dt_h: float, n: int) -> np.ndarray:
-        c = self.volume_l * 4186.0  # J/K
-        dt_s = dt_h * 3600.0
-        a = float(np.exp(-self.ua_w_k * dt_s / c))
-        g = (1.0 - a) / self.ua_w_k  # K per W of steady heat
-        amb = np.broadcast_to(np.asarray(self.ambient_c, dtype=float), (n,))
-        p = lp.var(f"{self.name}.power", n, 0.0, self.element_kw, 0.0)
-        t = lp.var(f"{self.name}.temp", n + 1, -np.inf, self.t_max)
-        lp.rows([(t[:1], 1.0)], self.t0, self.t0)
-        # T[t+1] = a·T[t] + (1−a)·amb + g·(1000·P − draw)
-        lp.rows([(t[1:], 1.0), (t[:-1], -a), (p, -g * 1000.0)], (1 - a) * amb - g * self.draw_w, (1 - a) * amb - g * self.draw_w)
-        s = lp.var(f"{self.name}.below", n, 0.0, np.inf, self.min_weight * dt_h)
-        lp.rows([(t[1:], 1.0), (s, 1.0)], self.t_min, np.inf)
-        peak = self.draw_w if self.draw_peak_w is None else self.draw_peak_w
-        drop = np.broadcast_to(np.asarray(peak, dtype=float), (n,)) * g  # K a step's draws take
-        use = np.broadcast_to(np.asarray(self.draw_use_c, dtype=float), (n,))
-        wet = np.flatnonzero(drop > 1e-9)
-        sd = lp.var(f"{self.name}.below_draw", len(wet), 0.0, np.inf, self.min_weight * dt_h)
-        if wet.size:
-            lp.rows([(t[wet], 1.0), (sd, 1.0)], np.maximum(self.t_min, use[wet]) + drop[wet], np.inf)
-        if self.legionella:
-            days = np.asarray(self.day_index)
-            groups = []
-            if self.hot_days is None:
-                steps_day = int(round(24 / dt_h))
-                for k, d in enumerate(np.unique(days)):
-                    sel = np.flatnonzero(days == d)
-                    if k == 0 and self.legionella_done_today:
-                        continue
-                    if len(sel) < steps_day and k > 0:  # the horizon's incomplete last day
-                        continue
-                    groups.append(sel)
-            else:
-                groups = [np.flatnonzero(days == d) for d in np.asarray(self.hot_days)]
-                groups = [sel for sel in groups if sel.size]
-            if groups:
-                y = lp.var(f"{self.name}.hot", n, 0.0, 1.0, integer=True)
-                big = self.legionella_c + 50.0
-                lp.rows([(t[1:], 1.0), (y, -big)], self.legionella_c - big, np.inf)
-                miss = None
-                if self.miss_penalty is not None:
-                    miss = lp.var(f"{self.name}.miss", len(groups), 0.0, 1.0, self.miss_penalty)
-                for j, sel in enumerate(groups):
-                    _sum_row(lp, y[sel] if miss is None else np.concatenate([y[sel], miss[j:j + 1]]), 1.0)
-        self._idx = {"power": p, "temp": t, "below": s, "below_draw": sd, "wet": wet}
-        return p
-
-    def extract(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        i = self._idx
-        n = len(i["power"])
-        below_draw = np.zeros(n)
-        below_draw[i["wet"]] = x[i["below_draw"]]
-        return {"power_kw": x[i["power"]], "temp": x[i["temp"]], "below": x[i["below"]], "below_draw": below_draw}
-
-
-def _sum_row(lp: SparseLP, idx: np.ndarray, lo: float) -> None:
-    """One row ``Σ x[idx] ≥ lo``."""
-    r = np.full(len(idx), lp.m)
-    lp._rows.append(r)
-    lp._cols.append(np.asarray(idx))
-    lp._vals.append(np.ones(len(idx)))
-    lp._lo.append(np.array([lo]))
-    lp._hi.append(np.array([np.inf]))
-    lp.m += 1
-
-
 # ---------------------------------------------------------------------------------------------
 # Standalone controller (used by the strategy, the tests and the bench)
 # ---------------------------------------------------------------------------------------------
@@ -347,19 +239,6 @@ class HeatingMPC:
         return out
 
 
-def thesis_house(ua_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, float]:
-    """(A_c, B_c, max heat kW) of the SmartHjem house from the heating room's ``smarthjem`` preset."""
-    from hometwin.services.heating.building import Building, BuildingConfig
-
-    b = Building.from_config(BuildingConfig(preset="smarthjem"))
-    a_c, b_c = b.continuous()
-    if ua_scale != 1.0:
-        a_c = a_c * ua_scale
-        b_c = b_c.copy()
-        b_c[:, 0] = b_c[:, 0] * ua_scale
-    return a_c, b_c, 4.0
-
-
 def band_over_steps(fc: Any, tz: str, comfort: Any) -> tuple[np.ndarray, np.ndarray]:
     """The comfort band in force over each whole step of the forecast ``fc`` (the tighter of the
     bands at the step's start and end)."""
@@ -369,19 +248,17 @@ def band_over_steps(fc: Any, tz: str, comfort: Any) -> tuple[np.ndarray, np.ndar
     return np.maximum(lo_e, lo_s), np.minimum(up_e, up_s)
 
 
-def observe_heater(mpc: Any, el: Any, p: Mapping[str, Any], fc: Any) -> tuple[np.ndarray, np.ndarray, Any, Any]:
+def observe_heater(mpc: Any, f: ThermalFlex, fc: Any) -> tuple[np.ndarray, np.ndarray, Any, Any]:
     """A heater's building seen by its MPC at the forecast's start (integral action), and what a plan of
     it needs: the start state, the COP over the horizon (1 for resistive heaters) and the heat gains to
     the air and the mass."""
-    x0 = np.asarray(p["x0"], dtype=float)
+    x0 = np.asarray(f.x0, dtype=float)
     mpc.observe(fc.t0_s, float(x0[0]))
-    cop = np.asarray(p["cop"](fc.temp_air), dtype=float) if callable(p.get("cop")) else np.ones(fc.n)
-    ga = gm = 0.0
-    if hasattr(el.building, "gains"):
-        try:
-            ga, gm = el.building.gains(fc.signals, fc.n)
-        except Exception:  # gains need signals the forecast may lack; integral action covers them
-            ga = gm = 0.0
+    cop = np.asarray(f.cop(fc.temp_air), dtype=float)
+    try:
+        ga, gm = f.gains(fc.signals, fc.n)
+    except Exception:  # gains need signals the forecast may lack; integral action covers them
+        ga = gm = 0.0
     return x0, cop, ga, gm
 
 
@@ -392,8 +269,9 @@ class HeatingMPCStrategy(Strategy):
     """``mpc``: battery + heat pumps jointly; ``heating_mpc``: heat pumps only (battery self-consumption).
     With ``geyser:`` in the config the geysers join the plan (see :mod:`.hot_water`).
 
-    Controllable heating elements are the roster's elements whose ``params()``
-    carry a linear model (``A_c``, ``B_c``) and which accept ``set_plan``.
+    Controllable heating elements are the roster's elements whose flexibility is a
+    :class:`~hometwin.flex.ThermalFlex` (a building's linear model ``A_c``, ``B_c``); they take
+    :class:`~hometwin.flex.HeatPlan` commands.
     """
 
     def __init__(self, config: Any, inverter: Any):
@@ -447,25 +325,22 @@ class HeatingMPCStrategy(Strategy):
         out["warnings"] = list(self.warned.values())
         return out
 
-    def heaters(self) -> dict[str, Any]:
-        roster = getattr(self.inverter, "roster", None) or {}
-        return {n: e for n, e in roster.items() if hasattr(e, "set_plan") and hasattr(e, "params")
-                and getattr(e, "building", None) is not None}
+    def heaters(self) -> dict[str, tuple[Any, ThermalFlex]]:
+        """``{name: (element, flexibility)}`` of the roster's heated buildings."""
+        return flexible(self.inverter.roster, ThermalFlex)
 
     def thermal_blocks(self, fc: Any) -> list[BuildingBlock]:
         cfg = self.config
         blocks = []
         lower, upper = band_over_steps(fc, self.inverter.home.timezone, cfg.comfort)
-        for name, el in self.heaters().items():
-            p = el.params()
-            a_c, b_c = np.asarray(p["A_c"]), np.asarray(p["B_c"])
+        for name, (_, f) in self.heaters().items():
+            a_c, b_c = np.asarray(f.a_c), np.asarray(f.b_c)
             mpc = self.mpcs.get(name)
             if mpc is None:
-                h2m = float(getattr(el.config.building, "heating_to_mass", 0.0))
-                mpc = self.mpcs[name] = HeatingMPC(a_c, b_c, p["max_heat_w"] / 1000.0, cfg.comfort_weight_per_kh,
-                                                   cfg.integral_gain, h2m)
-            x0, cop, ga, gm = observe_heater(mpc, el, p, fc)
-            cap = el.max_heat_w(fc.temp_air) / 1000.0 if hasattr(el, "max_heat_w") else p["max_heat_w"] / 1000.0
+                mpc = self.mpcs[name] = HeatingMPC(a_c, b_c, f.max_heat_w / 1000.0, cfg.comfort_weight_per_kh,
+                                                   cfg.integral_gain, f.heating_to_mass_setting)
+            x0, cop, ga, gm = observe_heater(mpc, f, fc)
+            cap = f.heat_max_w(fc.temp_air) / 1000.0
             blk = mpc.block(name, x0, fc.temp_air, lower, upper, np.maximum(cop, 1e-3), ga, gm, max_heat_kw=cap)
             self.note_shortfall(blk, fc)
             blocks.append(blk)
@@ -501,11 +376,11 @@ class HeatingMPCStrategy(Strategy):
             return
         step = self.inverter.home.step_s
         k = max(1, plan.dt_s // step)
-        for name, el in self.heaters().items():
+        for name, (el, _) in self.heaters().items():
             heat = plan.info.get("heat_kw", {}).get(name)
             if heat is None:
                 continue
-            el.set_plan(w.i0, heat_w=np.repeat(np.asarray(heat) * 1000.0, k))
+            el.command(HeatPlan(w.i0, heat_w=np.repeat(np.asarray(heat) * 1000.0, k)))
 
 
 def _heating_only_plan(strategy: HeatingMPCStrategy, w: Any) -> Plan:
@@ -525,87 +400,3 @@ def _heating_only_plan(strategy: HeatingMPCStrategy, w: Any) -> Plan:
     plan = Plan(t0_s=fc.t0_s, dt_s=fc.dt_s, n=n, cost=sol.energy_cost, solve_s=sol.solve_s)
     strategy.thermal_plan(plan, sol, fc)
     return plan
-
-
-# ---------------------------------------------------------------------------------------------
-# The thesis experiment: a week of the SmartHjem house, MPC vs. thermostat with timer
-# ---------------------------------------------------------------------------------------------
-def simulate_thesis_week(price_hourly: np.ndarray, temp_out_hourly: np.ndarray, t0_s: int, tz: str,
-                         controller: str = "mpc", comfort: Any = None, comfort_weight: float = 5.0,
-                         model_ua_scale: float = 1.0, integral_gain: float = 0.3, plant_dt_s: int = 60,
-                         plan_dt_s: int = 900, horizon_h: float = 8.0, preheat_h: float = 1.0,
-                         hysteresis_k: float = 1.0, days: int = 7, qp: Mapping[str, Any] | None = None) -> dict[str, float]:
-    """Simulate the thesis house (1 air node, 4 kW electric heater) for ``days`` days.
-
-    ``controller``: ``"mpc"`` (this module, replanning every ``plan_dt_s``, heater modulating at the
-    planned power), ``"qp"`` (the thesis's quadratic MPC, :mod:`.heating_qp`, with the weights
-    ``qp = {weight_h, weight_r, weight_s, blocking}``; give ``plan_dt_s=300`` for its 5-minute steps) or
-    ``"thermostat"``  (on/off with ``hysteresis_k`` around the band's middle,
-    the timer switching to comfort ``preheat_h`` before presence starts).  Prices per kWh, hourly.
-    The MPC's model may be wrong (``model_ua_scale``) — integral action corrects it.
-    """
-    from hometwin.services.inverter.strategies.config import ComfortConfig
-
-    comfort = comfort or ComfortConfig()
-    a_p, b_p, qmax = thesis_house()
-    a_m, b_m, _ = thesis_house(model_ua_scale)
-    n = days * 86400 // plant_dt_s
-    ep = t0_s + np.arange(n) * plant_dt_s
-    hour = (ep - t0_s) // 3600
-    price = np.asarray(price_hourly, dtype=float)[hour]
-    tout = np.interp((ep - t0_s) / 3600.0, np.arange(len(temp_out_hourly)), temp_out_hourly)
-    lower, upper, present = comfort_band(ep, tz, comfort)
-    m = np.zeros((4, 4))
-    m[:1, :1] = a_p
-    m[:1, 1:] = b_p
-    e = linalg.expm(m * plant_dt_s)
-    ad, bd = float(e[0, 0]), e[0, 1:]
-    temp = np.empty(n)
-    heat = np.zeros(n)
-    t = comfort.comfort_c + 0.5
-    if controller == "qp":
-        from hometwin.services.inverter.strategies.heating_qp import ThesisMPC
-
-        mpc = ThesisMPC(a_m, b_m, qmax, 0.0, integral_gain, **dict(qp or {}))
-    else:
-        mpc = HeatingMPC(a_m, b_m, qmax, comfort_weight, integral_gain)
-    k_plan = plan_dt_s // plant_dt_s
-    nh = int(horizon_h * 3600 // plan_dt_s)
-    on = False
-    # the timer: comfort from preheat_h before each presence start
-    timer_lower = comfort_band(ep + int(preheat_h * 3600), tz, comfort)[0]
-    sp = np.maximum(lower, timer_lower) + comfort.band_k / 2.0
-    power = 0.0
-    solve = []
-    for i in range(n):
-        if controller in ("mpc", "qp") and i % k_plan == 0:
-            mpc.observe(int(ep[i]), t)
-            idx = np.minimum(i + (np.arange(nh) + 1) * k_plan, n - 1)
-            j = np.minimum(i + np.arange(nh) * k_plan, n - 1)
-            blk_lower = np.maximum(lower[idx], lower[np.minimum(j, n - 1)])  # the band over the whole step
-            blk_upper = np.minimum(upper[idx], upper[np.minimum(j, n - 1)])
-            hp = np.minimum(hour[j], len(price_hourly) - 1)
-            out = mpc.plan(int(ep[i]), plan_dt_s, np.array([t]), tout[j], np.asarray(price_hourly, dtype=float)[hp],
-                           blk_lower, blk_upper, 1.0, replan_s=plan_dt_s, check=False)
-            power = float(out["heat_kw"][0]) * 1000.0
-            solve.append(float(out["solve_s"][0]))
-        elif controller == "thermostat":
-            if t < sp[i] - hysteresis_k / 2:
-                on = True
-            elif t > sp[i] + hysteresis_k / 2:
-                on = False
-            power = qmax * 1000.0 if on else 0.0
-        heat[i] = power
-        t = ad * t + bd[0] * tout[i] + bd[1] * power
-        temp[i] = t
-    dt_h = plant_dt_s / 3600.0
-    kwh = heat / 1000.0 * dt_h  # COP 1: electric = heat
-    # comfort measured at the end of each step against the band of that moment
-    end_lower, end_upper, end_present = comfort_band(ep + plant_dt_s - 1, tz, comfort)
-    return {"cost": float(np.sum(kwh * price)), "energy_kwh": float(kwh.sum()),
-            "violation_kh": comfort_violation_kh(temp, end_lower, end_upper, end_present, dt_h),
-            "violation_kh_per_day": comfort_violation_kh(temp, end_lower, end_upper, end_present, dt_h) / days,
-            "mean_temp_present": float(temp[end_present].mean()), "min_temp_present": float(temp[end_present].min()),
-            "solve_median_ms": float(np.median(solve) * 1e3) if solve else 0.0, "plans": len(solve),
-            "q_bias_w": float(mpc.q_bias_w), "trace": {"epoch_s": ep, "temp": temp, "heat_w": heat, "lower": end_lower,
-                                                       "upper": end_upper, "present": end_present}}

@@ -296,14 +296,13 @@ class HeatingQPStrategy(HeatingMPCStrategy):
         super().__init__(config, inverter)
         self.name = "heating_qp"
 
-    def _mpc(self, name: str, el: Any, p: Mapping[str, Any]) -> ThesisMPC:
+    def _mpc(self, name: str, f: Any) -> ThesisMPC:
         mpc = self.mpcs.get(name)
         if not isinstance(mpc, ThesisMPC):
             cfg = self.config
-            h2m = float(getattr(el.config.building, "heating_to_mass", 0.0))
             old = mpc
-            mpc = ThesisMPC(np.asarray(p["A_c"], dtype=float), np.asarray(p["B_c"], dtype=float),
-                            p["max_heat_w"] / 1000.0, 0.0, cfg.integral_gain, h2m,
+            mpc = ThesisMPC(np.asarray(f.a_c, dtype=float), np.asarray(f.b_c, dtype=float),
+                            f.max_heat_w / 1000.0, 0.0, cfg.integral_gain, f.heating_to_mass_setting,
                             weight_h=cfg.weight_h, weight_r=cfg.weight_r, weight_s=cfg.weight_s, blocking=cfg.blocking)
             if old is not None:  # restored from a snapshot: keep the integral action
                 mpc.q_bias_w, mpc._pred = old.q_bias_w, old._pred
@@ -331,11 +330,10 @@ class HeatingQPStrategy(HeatingMPCStrategy):
         lower, upper = band_over_steps(fc, home.timezone, cfg.comfort)
         plan = Plan(t0_s=fc.t0_s, dt_s=fc.dt_s, n=fc.n, cost=0.0, solve_s=0.0)
         replan_s = self.replan_steps * home.step_s
-        for name, el in self.heaters().items():
-            p = el.params()
-            mpc = self._mpc(name, el, p)
-            x0, cop, ga, gm = observe_heater(mpc, el, p, fc)
-            cap = el.max_heat_w(fc.temp_air) / 1000.0 if hasattr(el, "max_heat_w") else np.full(fc.n, p["max_heat_w"] / 1000.0)
+        for name, (_, f) in self.heaters().items():
+            mpc = self._mpc(name, f)
+            x0, cop, ga, gm = observe_heater(mpc, f, fc)
+            cap = f.heat_max_w(fc.temp_air) / 1000.0
             out = mpc.plan(fc.t0_s, fc.dt_s, x0, fc.temp_air, fc.price_import, lower, upper, cop, ga,
                            replan_s=replan_s, check=False, gains_mass_w=gm, max_heat_kw=cap)
             self.note_shortfall(mpc.block(name, x0, fc.temp_air, lower, upper, np.maximum(cop, 1e-3), ga, gm,

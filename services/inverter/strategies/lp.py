@@ -33,6 +33,7 @@ step) and handed to :func:`scipy.optimize.milp` (HiGHS).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
@@ -40,6 +41,7 @@ from typing import Any, Mapping, Protocol, Sequence
 import numpy as np
 
 from hometwin.services.inverter.strategies.base import Strategy, StrategyError
+from hometwin.flex import BatteryFlex, flexible
 from hometwin.lazy import lazy_module
 from hometwin.units import J_PER_KWH
 
@@ -141,7 +143,7 @@ class BatteryModel:
 
     @classmethod
     def from_params(cls, params: Mapping[str, float], inverter: Any = None, **extra: Any) -> "BatteryModel":
-        """From ``Battery.params()`` (SI units) and the inverter (its ratings and efficiency)."""
+        """From a battery's ``params()`` mapping (SI units, the fields of ``BatteryFlex``) and the inverter (its ratings and efficiency)."""
         kw: dict[str, Any] = dict(
             capacity_kwh=params["capacity_j"] / J_PER_KWH, soc_min=params["soc_min"], soc_max=params["soc_max"],
             charge_kw=params["charge_power_w"] / 1000.0, discharge_kw=params["discharge_power_w"] / 1000.0,
@@ -155,6 +157,11 @@ class BatteryModel:
                       ac_kw=inverter.ac_w / 1000.0)
         kw.update(extra)
         return cls(**kw)
+
+    @classmethod
+    def from_flex(cls, flex: BatteryFlex, inverter: Any = None, **extra: Any) -> "BatteryModel":
+        """From a battery's :class:`~hometwin.flex.BatteryFlex` and the inverter."""
+        return cls.from_params(dataclasses.asdict(flex), inverter, **extra)
 
     @property
     def charge_ac_max_kw(self) -> float:
@@ -467,11 +474,9 @@ def lead_floor(available: np.ndarray, need_soc: np.ndarray, steps: int) -> np.nd
 # ---------------------------------------------------------------------------------------------
 # The receding-horizon strategy
 # ---------------------------------------------------------------------------------------------
-def battery_port(inverter: Any) -> Any:
-    from hometwin.element import Role
-
-    roster = getattr(inverter, "roster", None) or {}
-    return next((e for e in roster.values() if e.role == Role.storage), None)
+def battery_flex(inverter: Any) -> BatteryFlex | None:
+    """The flexibility of the roster's battery (None without one)."""
+    return next((f for _, f in flexible(inverter.roster, BatteryFlex).values()), None)
 
 
 def plan_from_dispatch(sol: DispatchPlan, t0_s: int, dt_s: int, floor: np.ndarray | None = None) -> Any:
@@ -512,7 +517,7 @@ def lp_plan(strategy: Any, w: Any, perfect: bool | None = None, horizon_s: float
     """One receding-horizon plan of the battery (and the strategy's thermal blocks, if any)."""
     cfg = strategy.config
     inv = strategy.inverter
-    port = battery_port(inv)
+    port = battery_flex(inv)
     if horizon_s is None:
         horizon_s = cfg.horizon_h * 3600.0
         if getattr(strategy, "hot_water", None) is not None:
@@ -529,9 +534,8 @@ def lp_plan(strategy: Any, w: Any, perfect: bool | None = None, horizon_s: float
         fc.load_kw = fc.load_kw + thermo.load_kw(fc, bool(exact))
     bm = soc0 = None
     if port is not None:
-        params = port.params()
-        bm = BatteryModel.from_params(params, inv)
-        soc0 = params["stored_j"] / params["capacity_j"]
+        bm = BatteryModel.from_flex(port, inv)
+        soc0 = port.stored_j / port.capacity_j
     tv = getattr(cfg, "terminal_value_per_kwh", None)
     if tv is None:
         tv = 0.0 if fc.reaches_end or bm is None else float(np.min(fc.price_import)) * bm.eta_inverter * bm.eta_discharge

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from hometwin.flex import HeatPlan
 from hometwin.services.inverter.strategies.base import Plan, Strategy
 from hometwin.services.inverter.strategies.forecast import Forecaster
-from hometwin.services.inverter.strategies.lp import (BatteryModel, DispatchProblem, battery_port, plan_from_dispatch,
+from hometwin.services.inverter.strategies.lp import (BatteryModel, DispatchProblem, battery_flex, plan_from_dispatch,
                                                       solve_dispatch)
 
 
@@ -81,10 +82,10 @@ class PerfectForesight(Strategy):
         if plan is None:
             return
         k = max(1, plan.dt_s // self.inverter.home.step_s)
-        for name, el in heated_elements(self.inverter).items():
+        for name, (el, _) in heated_elements(self.inverter).items():
             heat = plan.info.get("heat_kw", {}).get(name)
             if heat is not None:
-                el.set_plan(w.i0, heat_w=np.repeat(np.maximum(np.asarray(heat), 0.0) * 1000.0, k))
+                el.command(HeatPlan(w.i0, heat_w=np.repeat(np.maximum(np.asarray(heat), 0.0) * 1000.0, k)))
 
     def make_plan(self, w: Any, signals: Any) -> Any:
         cfg = self.config
@@ -100,12 +101,11 @@ class PerfectForesight(Strategy):
             horizon_s = min(horizon_s, cfg.replan_horizon_h * 3600.0)
         step_s = max(cfg.step_min * 60.0, float(home.step_s))
         fc = self.forecaster.forecast(w.i0, horizon_s, step_s, perfect=True)
-        port = battery_port(self.inverter)
+        port = battery_flex(self.inverter)
         bm, soc0 = None, 0.0
         if port is not None:
-            params = port.params()
-            bm = BatteryModel.from_params(params, self.inverter)
-            soc0 = params["stored_j"] / params["capacity_j"]
+            bm = BatteryModel.from_flex(port, self.inverter)
+            soc0 = port.stored_j / port.capacity_j
         # the true future: outages exactly as they come (no grid exchange in them, unserved load at the VoLL),
         # no reserve beyond need, nothing stored is worth anything after the run
         prob = DispatchProblem(dt_h=fc.dt_h, pv_kw=fc.pv_kw, load_kw=fc.load_kw, price_import=fc.price_import,

@@ -13,6 +13,8 @@ import numpy as np
 
 from hometwin.services.inverter.strategies.base import Plan, Strategy, StrategyError
 from hometwin.services.inverter.strategies.forecast import Forecaster
+from hometwin.services.inverter.strategies.lp import battery_flex
+from hometwin.flex import BatteryFlex
 from hometwin.units import J_PER_KWH
 
 
@@ -32,14 +34,13 @@ class RulesStrategy(Strategy):
         c = self.config
         home = self.inverter.home
         t0 = int(w.epoch_s[0])
-        bat = self.inverter.roster.get(_battery_name(self.inverter.roster)) if self.inverter.roster else None
-        params = bat.params() if bat is not None else None
+        params = battery_flex(self.inverter)
         if c.battery == "self_consumption" or params is None:
             return Plan(t0_s=t0, dt_s=home.step_s, n=1, info={"rule": "self_consumption"})
-        if params is not None and c.battery == "time_of_use" and c.target_soc > params["soc_max"] + 1e-9:
-            raise StrategyError(f"strategy.target_soc: {c.target_soc} is above the battery's soc_max {params['soc_max']}")
-        if c.battery == "backup" and c.reserve_soc > params["soc_max"] + 1e-9:
-            raise StrategyError(f"strategy.reserve_soc: {c.reserve_soc} is above the battery's soc_max {params['soc_max']}")
+        if params is not None and c.battery == "time_of_use" and c.target_soc > params.soc_max + 1e-9:
+            raise StrategyError(f"strategy.target_soc: {c.target_soc} is above the battery's soc_max {params.soc_max}")
+        if c.battery == "backup" and c.reserve_soc > params.soc_max + 1e-9:
+            raise StrategyError(f"strategy.reserve_soc: {c.reserve_soc} is above the battery's soc_max {params.soc_max}")
         fc = self.forecaster.forecast(w.i0, 24 * 3600.0, home.step_s)
         n = fc.n
         floor = np.zeros(n)
@@ -54,19 +55,19 @@ class RulesStrategy(Strategy):
             dear = np.zeros(n, dtype=bool)
             dear[order[::-1][: c.expensive_hours * steps_h]] = True
             # cheap: grid-charge up to target; dear: discharge freely; between: keep what is there
-            soc = params["stored_j"] / params["capacity_j"]
+            soc = params.stored_j / params.capacity_j
             floor = np.where(dear, 0.0, np.where(cheap, c.target_soc, min(soc, c.target_soc)))
             floor[cheap] = c.target_soc
-            rate = params["charge_power_w"]
+            rate = params.charge_power_w
             charge = np.where(cheap, rate, np.nan)
             imp = np.where(cheap, rate, np.nan)
             discharge = np.where(cheap, 0.0, np.nan)
         elif c.battery == "backup":
             floor = self._backup_floor(fc, params)
-            soc = params["stored_j"] / params["capacity_j"]
+            soc = params.stored_j / params.capacity_j
             need = floor[0] if n else 0.0
             if soc < need - 1e-3 and fc.available[0]:
-                rate = params["charge_power_w"]
+                rate = params.charge_power_w
                 charge[:1] = rate
                 imp[:1] = rate
                 discharge[:1] = 0.0
@@ -74,13 +75,13 @@ class RulesStrategy(Strategy):
                     export_w=np.full(n, np.nan), soc_floor=floor, grid_target_soc=np.maximum(floor, 0.0),
                     info={"rule": c.battery})
 
-    def _backup_floor(self, fc: Any, params: Mapping[str, float]) -> np.ndarray:
+    def _backup_floor(self, fc: Any, params: BatteryFlex) -> np.ndarray:
         """SoC floor per step: the reserve, raised before each announced outage to what rides it through."""
         c = self.config
         n = fc.n
-        cap = params["capacity_j"] / J_PER_KWH
-        eta = params.get("discharge_efficiency", 0.97) * self.inverter.config.battery_efficiency
-        soc_min, soc_max = params["soc_min"], params["soc_max"]
+        cap = params.capacity_j / J_PER_KWH
+        eta = params.discharge_efficiency * self.inverter.config.battery_efficiency
+        soc_min, soc_max = params.soc_min, params.soc_max
         avail = fc.available
         floor = np.where(avail, c.reserve_soc, 0.0)
         lead = int(round(c.outage_lead_h * 3600 / fc.dt_s))
@@ -99,9 +100,3 @@ class RulesStrategy(Strategy):
             floor[a:i] = np.maximum(floor[a:i], target)
             i = j
         return floor
-
-
-def _battery_name(roster: Mapping[str, Any]) -> str | None:
-    from hometwin.element import Role
-
-    return next((n for n, e in roster.items() if e.role == Role.storage), None)
