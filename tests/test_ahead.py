@@ -16,6 +16,7 @@ second; the real router runs the same protocol in ``test_runtime_equivalence`` a
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 from typing import Any, Callable
 
@@ -140,10 +141,19 @@ def frame_diff(flows: list[m.Flows], ref: Any) -> float:
 
 
 def in_process(spec: Path, steps: int, actions: dict[int, Callable[[Engine], Any]] | None = None) -> Any:
+    if not actions:
+        return _plain(spec, steps)
     eng = Engine(load_home(spec), window=1, until_s=steps * 60)
-    for step, action in (actions or {}).items():
+    for step, action in actions.items():
         eng.at(step, action)
     return eng.run()
+
+
+@functools.cache
+def _plain(spec: Path, steps: int) -> Any:
+    """The engine's run without actions: the reference of four tests (600 single-step windows of
+    cape-town), run once per module; the tests only read it."""
+    return Engine(load_home(spec), window=1, until_s=steps * 60).run()
 
 
 def test_single_steps_in_chunks_equal_in_process():

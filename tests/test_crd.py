@@ -122,8 +122,14 @@ def test_crd_and_pydantic_schema_agree() -> None:
     assert crd_nodes[".spec.elements"]["maxItems"] == MAX_ELEMENTS
 
 
+#: The CRD's schema, built once (openapi_schema() builds it from the pydantic models at each call):
+#: the tests only read it.
+SCHEMA = openapi_schema()
+
+
+@functools.cache
 def _crd_validator() -> jsonschema.Draft4Validator:
-    return jsonschema.Draft4Validator(openapi_schema())
+    return jsonschema.Draft4Validator(SCHEMA)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
@@ -157,7 +163,7 @@ def test_hometwin_crd_prints_the_crd() -> None:
 
 # -- what the API server checks: the schema, its CEL rules, strict field validation -------------------
 
-ITEM = openapi_schema()["properties"]["spec"]["properties"]["elements"]["items"]
+ITEM = SCHEMA["properties"]["spec"]["properties"]["elements"]["items"]
 
 
 @functools.cache
@@ -168,18 +174,34 @@ def _cel(rule: str) -> Any:
     return env.program(env.compile(rule))
 
 
+#: (rule, the value as JSON) → whether the rule holds.  CEL is a pure function of ``self``: the
+#: examples, the bad configs (each cape-town with one edit) and the kinds' configs share most of
+#: their elements, and cel-python's interpreter is slow (~5,400 evaluations of a few ms per run
+#: before this memo): each distinct element meets each rule once.
+_CEL_HOLDS: dict[tuple[str, str], bool] = {}
+
+
+def _cel_holds(rule: str, value: Any, as_json: str) -> bool:
+    import celpy
+
+    key = (rule, as_json)
+    if key not in _CEL_HOLDS:
+        try:
+            result = _cel(rule).evaluate({"self": celpy.json_to_cel(value)})
+        except celpy.CELEvalError as exc:  # e.g. a required tag missing: the API server refuses too
+            result = exc
+        _CEL_HOLDS[key] = isinstance(result, celpy.celtypes.BoolType) and bool(result)
+    return _CEL_HOLDS[key]
+
+
 def cel_failures(schema: dict[str, Any], value: Any, path: str = "") -> list[str]:
     """Every ``x-kubernetes-validations`` rule on the way down ``value``, evaluated as the API
     server does (``self`` = the value at the rule's node); the messages of those that fail."""
-    import celpy
-
     out = []
-    for rule in schema.get(RULES, []):
-        try:
-            result = _cel(rule["rule"]).evaluate({"self": celpy.json_to_cel(value)})
-        except celpy.CELEvalError as exc:  # e.g. a required tag missing: the API server refuses too
-            result = exc
-        if not (isinstance(result, celpy.celtypes.BoolType) and result):
+    rules = schema.get(RULES, [])
+    as_json = json.dumps(value) if rules else ""  # (key order kept: distinct orders evaluated apart)
+    for rule in rules:
+        if not _cel_holds(rule["rule"], value, as_json):
             out.append(f"{path}: {rule['message']}")
     if isinstance(value, dict):
         for name, child in value.items():
@@ -225,17 +247,28 @@ def _with_null(node: Any) -> Any:
     return out
 
 
+_NULLABLE_VALIDATORS: dict[int, tuple[Any, jsonschema.Draft4Validator]] = {}
+
+
+def _nullable_validator(schema: dict[str, Any]) -> jsonschema.Draft4Validator:
+    """The validator of ``_with_null(schema)``, built once per schema (the whole CRD or its element)."""
+    hit = _NULLABLE_VALIDATORS.get(id(schema))
+    if hit is None or hit[0] is not schema:
+        hit = _NULLABLE_VALIDATORS[id(schema)] = (schema, jsonschema.Draft4Validator(_with_null(schema)))
+    return hit[1]
+
+
 def refusals(schema: dict[str, Any], doc: Any) -> list[str]:
     """What the API server (with kubectl's strict field validation) says about ``doc``."""
     errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
-              for e in jsonschema.Draft4Validator(_with_null(schema)).iter_errors(doc)]
+              for e in _nullable_validator(schema).iter_errors(doc)]
     return errors + unknown_fields(schema, doc) + cel_failures(schema, doc)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_every_example_passes_the_api_server_checks(path: Path) -> None:
     doc = json.loads(json.dumps(yaml.safe_load(path.read_text()), default=str))
-    assert refusals(openapi_schema(), doc) == []
+    assert refusals(SCHEMA, doc) == []
 
 
 def _union_variants(annotation: Any) -> list[type]:
@@ -305,7 +338,7 @@ BATTERY, GRID = _KINDS_THERE.index("battery"), _KINDS_THERE.index("grid")
 def test_the_crd_refuses_a_bad_config_and_so_does_the_operator(edit: Any, says: str) -> None:
     doc = json.loads(json.dumps(yaml.safe_load(CAPE_TOWN.read_text()), default=str))
     edit(doc)
-    found = refusals(openapi_schema(), doc)
+    found = refusals(SCHEMA, doc)
     assert any(says in line for line in found), found
     with pytest.raises(SpecError):  # the operator's own check (pydantic) refuses it too
         parse_home(copy.deepcopy(doc))

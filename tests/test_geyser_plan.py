@@ -202,6 +202,7 @@ def test_geyser_set_plan_survives_window_cuts_and_snapshots():
         off.set_plan(0)
 
 
+@pytest.mark.slow  # a long run: closed-loop optimisation over days (three 2-day runs, one a MILP), 19 s CPU, 62 s at load 18 (docs/testing.md)
 def test_legionella_as_two_lps_reaches_60_every_day_at_the_milps_cost():
     """The default legionella rule (``legionella_method: lp``): a first LP without it, then the day's step
     fixed where that plan is hottest — every local day at 60 °C, as with the MILP that chooses the step

@@ -120,6 +120,7 @@ def test_blocking_cuts_the_inputs_and_holds_them_over_each_block() -> None:
     assert block_lengths(10, [2, 5]).tolist() == [2, 5, 3] and block_lengths(4, None).tolist() == [1, 1, 1, 1]
 
 
+@pytest.mark.slow  # a long run: closed-loop MPC over days (three 2-day runs), 6 s CPU, 18 s at load 18 (docs/testing.md)
 def test_integral_action_removes_a_steady_model_offset() -> None:
     """The model thinks the house loses half what it does (UA × 0.5): without integral action the plan
     under-heats for good; with it the house settles where a correct model would hold it."""

@@ -48,12 +48,13 @@ def deployments(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def test_every_object_of_every_example_is_valid_kubernetes(path: Path) -> None:
     objects = build_manifests(load_home(path), "homes", owner_uid="0c2d5f0e-0000-4000-8000-000000000001",
                               policy=POLICY)
+    name = load_home(path).metadata.name  # read afresh: once, not once per object
     assert {"NetworkPolicy", "PodDisruptionBudget"} <= {o["kind"] for o in objects}
     for obj in objects:
         kubernetes_validate.validate(obj, K8S, strict=True)
         assert obj["metadata"]["namespace"] == "homes"
         assert obj["metadata"]["ownerReferences"][0]["kind"] == "Home"
-        assert obj["metadata"]["labels"][LABEL_HOME] == load_home(path).metadata.name
+        assert obj["metadata"]["labels"][LABEL_HOME] == name
 
 
 def test_same_services_and_args_as_hometwin_up(home: Any) -> None:

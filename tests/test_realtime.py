@@ -190,7 +190,9 @@ def test_realtime_grid_holds_prices_not_yet_published_then_takes_up_tomorrows(tm
                    duration="2d", step_s=3600, tz="Europe/Oslo", lat=63.4305, lon=10.3951)
     now_h = int(time.time()) // 3600 * 3600
     ctx = home_context(parse_home(doc), realtime_start_s=now_h)
-    with fetch.configure(cache_dir=tmp_path / "cache", min_interval_s=0.0):
+    # backoff_s: the day after tomorrow has no handler (the loopback server answers 500) and is retried
+    # 4 times each time it is asked; at the default 1 s base that waited 1+2+4+8 s, 30 s of the test's 36
+    with fetch.configure(cache_dir=tmp_path / "cache", min_interval_s=0.0, backoff_s=0.01):
         grid = element_class("grid")("grid", cfg, ctx)
         epoch = now_h + 3600 * np.arange(ctx.n_steps)
         in_today = np.array([t in today_by_hour for t in epoch])
