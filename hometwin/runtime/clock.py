@@ -302,10 +302,7 @@ class Clock:
             await self.wait_for_roster(self._members or self.expect, fut, then="re-ticking")
             if fut.done():
                 return fut.result()
-            # Every tick in flight, oldest first: a restarted inverter that got a later one alone would
-            # hold it for the gap; in order it opens them one after another (a settled window of theirs
-            # it answers without settling it again: docs/runtime.md, "State across restarts").
-            again = self.flight.again(tick)
+            again = self.flight.again(tick)  # every tick in flight, oldest first
             for t in again:
                 self.session.publish(m.TICK, t.wire())
                 self.metrics.msg("out", m.TICK)

@@ -76,8 +76,10 @@ class ClockFlight:
         return bool(self.ticks) and self.ticks[0][0] is not tick
 
     def again(self, tick: m.Tick) -> list[m.Tick]:
-        """The ticks to publish again, oldest first, when ``tick`` is late: every one out (a restarted
-        inverter that got a later one alone would hold it for the gap), or ``tick`` alone."""
+        """The ticks to publish again, oldest first, when ``tick`` is late: every one out, or ``tick``
+        alone.  A restarted inverter that got a later one alone would hold it for the gap; in order it
+        opens them one after another (a settled window of theirs it answers without settling it
+        again: docs/runtime.md, "State across restarts")."""
         return [t for t, _ in self.ticks] or [tick]
 
     def fail(self) -> None:
