@@ -329,11 +329,11 @@ def test_single_steps_at_max_keep_windows_in_flight_and_pause_exactly(in_flight:
 def test_a_paced_clock_ticks_every_window_alone() -> None:
     """Paced, each step has its own wall time: no runs (one window a tick), whatever run_windows says."""
     clk = Clock(home_context(load_home(EXAMPLES / "cape-town.yaml"), 86400), speed=600, run_windows=16)
-    assert clk.window_len(0) == 1 and clk._run_len(0) == 1
+    assert clk.window_len(0) == 1 and clk.runs.length(0) == 1
     clk.speed = "max"
-    assert clk._run_len(0) == 1  # automatic windows at speed max are a day long: no run either
+    assert clk.runs.length(0) == 1  # automatic windows at speed max are a day long: no run either
     clk.window = 1
-    assert clk._run_len(0) == 16 and clk._run_len(1440 - 5) == 5  # the run's end cuts the last run
+    assert clk.runs.length(0) == 16 and clk.runs.length(1440 - 5) == 5  # the run's end cuts the last run
 
 
 def test_a_clock_keeps_at_least_one_window_in_flight() -> None:

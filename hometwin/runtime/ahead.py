@@ -12,11 +12,13 @@ each window ended so that they settle window by window, bit-identical to ``homet
 docs/runtime.md, "Elements that run ahead".
 
 A ``set`` takes effect at once: the element computes the chunk's packets again and publishes them, and the inverter uses them from its next window.
-Both sides live here: the inverter's :class:`AheadChunk` and the element's :class:`ElementChunk`.
+The three sides live here: the clock's :func:`settle_ahead_now` (at a pause), the inverter's
+:class:`AheadChunk` and the element's :class:`ElementChunk`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -26,6 +28,20 @@ from hometwin.element import Window
 from hometwin.runtime import messages as m
 
 log = logging.getLogger("hometwin.balancer")
+clock_log = logging.getLogger("hometwin.clock")
+
+
+# -- the clock's side ------------------------------------------------------------------------------
+async def settle_ahead_now(session: Any, timeout_s: float) -> None:
+    """The clock pauses (or stops at ``run_until``'s step): ask the inverter to settle the elements
+    running ahead up to here (it answers after publishing it), waiting at most ``timeout_s``; without
+    an inverter, or with an old one, there is nothing to wait for."""
+    try:
+        await asyncio.wait_for(session.call(m.SETTLE_AHEAD_NOW), timeout_s)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        clock_log.debug("%s: %r", m.SETTLE_AHEAD_NOW, exc)
 
 
 # -- the balancer's side ---------------------------------------------------------------------------

@@ -14,6 +14,13 @@ stands for a run of ``run_windows`` of them (``Tick.windows``) and two ticks are
 flight (``in_flight``): the inverter opens the windows one after another, and the
 clock's part costs per run, not per window (docs/runtime.md, "Runs of windows").
 
+This module holds the clock's steps: pace, tick, wait for ``TickDone``, status.  Its side of each
+optimisation lives with the optimisation's other sides: runs of windows in
+:mod:`~hometwin.runtime.runs` (``Clock.runs``), windows in flight in
+:mod:`~hometwin.runtime.inflight` (``Clock.flight``), settling the elements running ahead at a
+pause in :mod:`~hometwin.runtime.ahead`, and a restarted clock going on where the run is in
+:mod:`~hometwin.runtime.resume`.
+
 Control RPCs (``hometwin.clock.pause|resume|set_speed|run_until|status``) take
 effect at the next window boundary; ``run_until`` also cuts the window there, like
 ``Engine.at``.
@@ -32,7 +39,11 @@ from autobahn.wamp.types import RegisterOptions
 
 from hometwin.runtime import messages as m
 from hometwin.element import HomeContext
+from hometwin.runtime.ahead import settle_ahead_now
+from hometwin.runtime.inflight import ClockFlight
 from hometwin.runtime.metrics import ServiceMetrics
+from hometwin.runtime.resume import where_the_run_is
+from hometwin.runtime.runs import ClockRuns
 from hometwin.runtime.settings import DEFAULTS, RuntimeSettings
 from hometwin.runtime.wamp import handler, plain
 from hometwin.window import window_len
@@ -76,8 +87,8 @@ class Clock:
         self.expect = list(expect or [])
         self.settings = RuntimeSettings(in_flight=in_flight, run_windows=run_windows, retick_s=retick_s,
                                         start_timeout_s=start_timeout_s)  # refused here when out of range
-        self.in_flight = int(in_flight)
-        self.run_windows = int(run_windows)
+        self.runs = ClockRuns(self, run_windows)  # how many single steps a tick stands for
+        self.flight = ClockFlight(self, in_flight)  # the ticks out, each awaiting its TickDone
         self.paused = paused
         self.until = until
         self.start_timeout_s = start_timeout_s
@@ -91,13 +102,11 @@ class Clock:
         self.failed: str | None = None
         self.session: Any = None
         self.task: asyncio.Future | None = None  # run(), once joined
-        self._done: dict[int, asyncio.Future] = {}  # tick seq → its TickDone
         self._wake = asyncio.Event()
         self._anchor: tuple[float, int] | None = None  # (wall time, step) pacing reference
         self._t0_epoch = float(ctx.start.timestamp())
         self._last_warn = 0.0
         self._members: list[str] = []  # who took part in the last settled window (for a re-tick)
-        self._flight: list[tuple[m.Tick, asyncio.Task]] = []  # the ticks out, oldest first (run's list)
 
     # -- RPCs --------------------------------------------------------------------------------------
     def status(self) -> m.ClockStatus:
@@ -176,9 +185,10 @@ class Clock:
         d = m.decode(m.TickDone, payload, m.TICK_DONE, self.rejections)
         if d is None:
             return
-        fut = self._done.get(d.seq)
+        fut = self.flight.waiting.get(d.seq)
         if fut is None or fut.done():
-            self.rejections.reject(m.TICK_DONE, "stale_seq", f"tick {d.seq} done, waiting for {sorted(self._done)}")
+            self.rejections.reject(m.TICK_DONE, "stale_seq",
+                                   f"tick {d.seq} done, waiting for {sorted(self.flight.waiting)}")
             return
         fut.set_result(d)
 
@@ -187,9 +197,7 @@ class Clock:
         if msg is not None:
             self.failed = msg.error
             self._wake.set()
-            for fut in self._done.values():
-                if not fut.done():
-                    fut.cancel()
+            self.flight.fail()
 
     async def _status_loop(self) -> None:
         while not self.done and self.session is not None:
@@ -228,43 +236,13 @@ class Clock:
         auto = 1 if self.speed != "max" else self.default_window
         return window_len(i, self.ctx.n_steps, self.window or auto, stop=self.until, replan_steps=self.replan_steps)
 
-    def _single_at(self, i: int) -> bool:
-        """A single-step window starts at step ``i`` with nothing stopping there (the run's end,
-        ``run_until``'s step)."""
-        return i < self.ctx.n_steps and (self.until is None or i < self.until) and self.window_len(i) == 1
-
-    def _run_len(self, i: int) -> int:
-        """Windows the tick from step ``i`` stands for: up to ``run_windows`` single steps at speed
-        max (as many as follow before the run's end, ``run_until``'s step or a longer window); one
-        when paced (each step has its own wall time) or when the window at ``i`` is longer."""
-        if self.speed != "max" or self.window_len(i) != 1:
-            return 1
-        r = 1
-        while r < self.run_windows and self._single_at(i + r):
-            r += 1
-        return r
-
-    def _may_add(self, flight: list[tuple[m.Tick, asyncio.Task]], i: int) -> bool:
-        """Another tick may go out before the oldest one is done: at speed max, while every
-        window in flight and the next are single steps (each ends where it was asked to, so the
-        next one's start is known before it is settled; the next tick then waits at the inverter
-        and rides in the window's Settle to the elements per window — docs/runtime.md) and
-        nothing (a pause, ``run_until``, the run's end, a failure) stops at ``i``."""
-        return (len(flight) < self.in_flight and self.speed == "max" and not self.paused and not self.failed
-                and all(t.n == 1 for t, _ in flight) and self._single_at(i))
-
-    async def _retire(self, flight: list[tuple[m.Tick, asyncio.Task]]) -> bool:
-        """Wait until the oldest tick is done; the run goes on from where it ended.  False: the
+    async def _retire(self) -> bool:
+        """Wait for the oldest tick's ``TickDone``; the run goes on from where it ended.  False: the
         run stops (the clock was cancelled, or the run failed)."""
-        tick, task = flight[0]
-        try:
-            done = await task
-        except asyncio.CancelledError:
+        got = await self.flight.oldest_done()
+        if got is None:
             return False
-        finally:
-            if task.done():
-                flight.pop(0)
-                self._done.pop(tick.seq, None)
+        tick, done = got
         steps, self.i = done.next_step - self.i, done.next_step
         self.seq = tick.seq + tick.windows
         self._members = list(done.participants)
@@ -317,74 +295,44 @@ class Clock:
             await asyncio.wait({fut}, timeout=self.retick_s)
             if fut.done():
                 return fut.result()
-            if self._flight and self._flight[0][0] is not tick:
+            if self.flight.behind_oldest(tick):
                 continue  # the oldest tick in flight publishes them all again, in order
             log.warning("tick %d not done after %.1f s: publishing it again once the inverter's "
                         "roster is complete", tick.seq, self.retick_s)
             await self.wait_for_roster(self._members or self.expect, fut, then="re-ticking")
             if fut.done():
                 return fut.result()
-            # Every tick in flight, oldest first: a restarted inverter that got a later one alone would
-            # hold it for the gap; in order it opens them one after another (a settled window of theirs
-            # it answers without settling it again: docs/runtime.md, "State across restarts").
-            again = [t for t, _ in self._flight] or [tick]
+            again = self.flight.again(tick)  # every tick in flight, oldest first
             for t in again:
                 self.session.publish(m.TICK, t.wire())
                 self.metrics.msg("out", m.TICK)
             log.warning("tick %d published again%s", tick.seq,
                         f" (and the {len(again) - 1} in flight after it)" if len(again) > 1 else "")
 
-    async def resume_where_the_run_is(self) -> None:
-        """A clock restarted mid-run (its process crashed, its pod was rescheduled) goes on after
-        the inverter's last settled window, instead of ticking window 0 again, which every service
-        would refuse as stale.  A window ticked before the restart is let settle first."""
-        deadline = time.monotonic() + self.start_timeout_s
-        while True:
-            try:
-                roster = m.Roster.model_validate(await self.session.call(m.ROSTER_GET))
-            except Exception:
-                return  # no inverter: a new run (wait_for_roster said so)
-            if not roster.window_open or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.1)
-        if roster.settled_seq >= self.seq:
-            self.seq, self.i = roster.settled_seq + 1, roster.next_step
-            log.warning("the inverter settled window %d before this clock started: going on with window %d at "
-                        "step %d", roster.settled_seq, self.seq, self.i)
-
-    async def settle_ahead_now(self) -> None:
-        """Ask the inverter to settle the elements running ahead up to here (it answers after
-        publishing it); without an inverter, or with an old one, there is nothing to wait for."""
-        try:
-            await asyncio.wait_for(self.session.call(m.SETTLE_AHEAD_NOW), self.start_timeout_s)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.debug("%s: %r", m.SETTLE_AHEAD_NOW, exc)
-
     async def run(self) -> None:
         await self.wait_for_roster()
-        await self.resume_where_the_run_is()
+        at = await where_the_run_is(self.session, self.seq, self.start_timeout_s)  # a clock restarted mid-run
+        if at is not None:
+            self.seq, self.i = at
         self.metrics.set("speed", 0 if self.speed == "max" else float(self.speed))
-        flight: list[tuple[m.Tick, asyncio.Task]] = []  # ticks out, oldest first, each awaiting its TickDone
-        self._flight = flight
+        flight = self.flight
         i = self.i  # where the next tick starts
         try:
             while not self.failed:
-                if flight and not self._may_add(flight, i):
-                    if not await self._retire(flight):
+                if flight.ticks and not flight.may_add(i):
+                    if not await self._retire():
                         break
                     continue
-                if not flight:  # a window boundary with nothing out: pause, run_until, the end
+                if not flight.ticks:  # a window boundary with nothing out: pause, run_until, the end
                     i = self.i
                     if i >= self.ctx.n_steps:
                         break
                     if self.until is not None and i >= self.until:
-                        await self.settle_ahead_now()  # before the pause shows: their state is exact then
+                        await settle_ahead_now(self.session, self.start_timeout_s)  # before the pause shows
                         self.until = None
                         self.paused = True
-                    elif self.paused and self.seq:
-                        await self.settle_ahead_now()
+                    elif self.paused and self.seq:  # their state is exact at the pause
+                        await settle_ahead_now(self.session, self.start_timeout_s)
                     while self.paused and not self.failed:
                         self._wake.clear()
                         await self._wake.wait()
@@ -392,16 +340,14 @@ class Clock:
                         break
                     await self._pace()
                 n = self.window_len(i)
-                seq = self.seq + sum(t.windows for t, _ in flight)
+                seq = flight.next_seq(self.seq)
                 tick = m.Tick(seq=seq, i0=i, n=n, dt_s=self.ctx.step_s, t0=self._t0_epoch + i * self.ctx.step_s,
-                              windows=self._run_len(i))
-                fut = self._done[seq] = asyncio.get_running_loop().create_future()
-                flight.append((tick, asyncio.ensure_future(self._tick(tick, fut))))
+                              windows=self.runs.length(i))
+                fut = flight.expect(seq)
+                flight.add(tick, asyncio.ensure_future(self._tick(tick, fut)))
                 i += n * tick.windows  # for a window of many steps a guess (TickDone says): none follows it
         finally:
-            for tick, task in flight:
-                task.cancel()
-                self._done.pop(tick.seq, None)
+            flight.cancel()
         self.done = True
         if self.failed:
             log.error("run failed at seq %d: %s", self.seq, self.failed)

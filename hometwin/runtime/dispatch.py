@@ -8,7 +8,8 @@ something invalid is :class:`BatteryUnavailable`: the window is then balanced wi
 as it is when its status packet does not come.
 
 The battery answers only for the window it is in, before that window is settled and with its step length; anything else is counted and refused.
-Both sides live here: the inverter's :class:`BatteryProxy` and the battery's :func:`answer_dispatch`.
+Its sides live here: the inverter's :class:`BatteryProxy` and the battery's :func:`answer_dispatch` (the
+clock has none).
 """
 
 from __future__ import annotations

@@ -8,16 +8,91 @@ that window's ``Settle`` as ``next``, so an element per window settles and start
 once, with no tick of its own; the inverter relays a tick on ``hometwin.window.tick`` only to those
 that did not get it so (the first window, after a pause or a window of many steps, a newcomer).  No
 element sees a window twice.  docs/runtime.md, "Windows in flight".
+
+The three sides live here: the clock's :class:`ClockFlight` (the ticks it has out, and whether
+another may go), the inverter's :class:`InFlight` (ticks queued behind the open window, carried in a
+``Settle`` or relayed); an element per window starts a ``Settle``'s ``next`` at once (``ElementWindow.settle``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from hometwin.runtime import messages as m
 
 log = logging.getLogger("hometwin.balancer")
+
+
+# -- the clock's side ------------------------------------------------------------------------------
+class ClockFlight:
+    """The ticks the clock (``c``) has out, oldest first, each awaiting its ``TickDone``."""
+
+    def __init__(self, c: Any, in_flight: int):
+        self.c = c
+        self.in_flight = int(in_flight)  # --in-flight: most ticks out at once (single steps at speed max)
+        self.ticks: list[tuple[m.Tick, asyncio.Task]] = []  # out, oldest first, each awaiting its TickDone
+        self.waiting: dict[int, asyncio.Future] = {}  # tick seq → its TickDone
+
+    def may_add(self, i: int) -> bool:
+        """Another tick may go out before the oldest one is done: at speed max, while every
+        window in flight and the next are single steps (each ends where it was asked to, so the
+        next one's start is known before it is settled; the next tick then waits at the inverter
+        and rides in the window's Settle to the elements per window — docs/runtime.md) and
+        nothing (a pause, ``run_until``, the run's end, a failure) stops at ``i``."""
+        c = self.c
+        return (len(self.ticks) < self.in_flight and c.speed == "max" and not c.paused and not c.failed
+                and all(t.n == 1 for t, _ in self.ticks) and c.runs.single_at(i))
+
+    def next_seq(self, seq: int) -> int:
+        """The seq of the next tick, after the windows of every tick out from ``seq``."""
+        return seq + sum(t.windows for t, _ in self.ticks)
+
+    def expect(self, seq: int) -> asyncio.Future:
+        """The future tick ``seq``'s ``TickDone`` will resolve (:meth:`Clock.on_done`)."""
+        fut = self.waiting[seq] = asyncio.get_running_loop().create_future()
+        return fut
+
+    def add(self, tick: m.Tick, task: asyncio.Task) -> None:
+        """``tick`` is out: ``task`` publishes it and returns its ``TickDone``."""
+        self.ticks.append((tick, task))
+
+    async def oldest_done(self) -> tuple[m.Tick, m.TickDone] | None:
+        """Wait until the oldest tick is done: it and its ``TickDone``; None when the clock was
+        cancelled or the run failed (its wait was cancelled)."""
+        tick, task = self.ticks[0]
+        try:
+            return tick, await task
+        except asyncio.CancelledError:
+            return None
+        finally:
+            if task.done():
+                self.ticks.pop(0)
+                self.waiting.pop(tick.seq, None)
+
+    def behind_oldest(self, tick: m.Tick) -> bool:
+        """``tick`` is out behind an older one (which publishes them all again when they are late)."""
+        return bool(self.ticks) and self.ticks[0][0] is not tick
+
+    def again(self, tick: m.Tick) -> list[m.Tick]:
+        """The ticks to publish again, oldest first, when ``tick`` is late: every one out, or ``tick``
+        alone.  A restarted inverter that got a later one alone would hold it for the gap; in order it
+        opens them one after another (a settled window of theirs it answers without settling it
+        again: docs/runtime.md, "State across restarts")."""
+        return [t for t, _ in self.ticks] or [tick]
+
+    def fail(self) -> None:
+        """The run failed: no ``TickDone`` is awaited any longer."""
+        for fut in self.waiting.values():
+            if not fut.done():
+                fut.cancel()
+
+    def cancel(self) -> None:
+        """The clock stops: the ticks out are given up."""
+        for tick, task in self.ticks:
+            task.cancel()
+            self.waiting.pop(tick.seq, None)
 
 
 # -- the balancer's side ---------------------------------------------------------------------------

@@ -362,7 +362,7 @@ class Launcher:
             # ``ctl on`` during the wait started it already: one process per element
             if not self.stopping and p.wanted and p.proc is proc:
                 # A clock that was paused (ctl pause) comes back paused; where the run is, it asks
-                # the inverter (Clock.resume_where_the_run_is).
+                # the inverter (hometwin.runtime.resume.where_the_run_is).
                 paused = p.cmd.kind == "clock" and bool(self.clock_status.get("paused"))
                 await self._spawn(p, ("--paused",) if paused else ())
 

@@ -2,7 +2,7 @@
 
 In-process :meth:`hometwin.engine.Engine.step_window` calls ``Inverter.prepare(w, signals)`` after
 the environment's signals and before the loads' requests.  Over WAMP the same order takes this
-protocol, both of whose sides live here:
+protocol, whose sides live here (the clock has none: the stage lies inside a window):
 
 **Balancer side** (:class:`BalancerPrepare`, mixed into :class:`hometwin.runtime.balancer.Balancer`)::
 

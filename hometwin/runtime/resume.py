@@ -7,13 +7,19 @@ subscribes to ticks (:meth:`Resume.position`); a tick the clock sends again for 
 before is answered with its ``TickDone`` and not settled again, or, of a run settled part-way, the
 rest opens (:meth:`Resume.again`); a tick beyond the window after the last one (the ones between went
 to the dead inverter) is held until the clock's re-sent ticks fill the gap (:meth:`Resume.hold`).
+A restarted clock likewise goes on after the inverter's last settled window
+(:func:`where_the_run_is`), and an element's side is its ``get`` (``settled_seq``, ``next_step``).
 docs/runtime.md, "State across restarts".
+
+The three sides live here: the clock's :func:`where_the_run_is`, the inverter's :class:`Resume`; the
+elements' (their state files, their ``get``) live with the element service.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from hometwin.element import Role
@@ -21,6 +27,29 @@ from hometwin.registry import element_class
 from hometwin.runtime import messages as m
 
 log = logging.getLogger("hometwin.balancer")
+clock_log = logging.getLogger("hometwin.clock")
+
+
+# -- the clock's side ------------------------------------------------------------------------------
+async def where_the_run_is(session: Any, seq: int, timeout_s: float) -> tuple[int, int] | None:
+    """Where a clock restarted mid-run (its process crashed, its pod was rescheduled) goes on: after
+    the inverter's last settled window, instead of ticking window 0 again, which every service would
+    refuse as stale.  A window ticked before the restart is let settle first (waiting at most
+    ``timeout_s``).  The (seq, step) of the clock's next tick, or None: it goes on from ``seq``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            roster = m.Roster.model_validate(await session.call(m.ROSTER_GET))
+        except Exception:
+            return None  # no inverter: a new run (wait_for_roster said so)
+        if not roster.window_open or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    if roster.settled_seq < seq:
+        return None
+    clock_log.warning("the inverter settled window %d before this clock started: going on with window %d at "
+                      "step %d", roster.settled_seq, roster.settled_seq + 1, roster.next_step)
+    return roster.settled_seq + 1, roster.next_step
 
 
 # -- the balancer's side ---------------------------------------------------------------------------

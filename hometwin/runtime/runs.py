@@ -7,6 +7,9 @@ stops short of the run's end, of ``run_until``'s step and of a longer window.  T
 run's windows one after another, exactly as ticks that came one by one (the elements never see a
 run), and answers the clock once per run with ``TickDone`` (``next_step``: where the next run
 starts) instead of every window's ``Flows``.  docs/runtime.md, "Runs of windows".
+
+The three sides live here: the clock's :class:`ClockRuns` (how many windows a tick stands for), the
+inverter's :class:`Runs` (a run's ``TickDone`` at its last window); the elements never see a run.
 """
 
 from __future__ import annotations
@@ -14,6 +17,32 @@ from __future__ import annotations
 from typing import Any
 
 from hometwin.runtime import messages as m
+
+
+# -- the clock's side ------------------------------------------------------------------------------
+class ClockRuns:
+    """How many single-step windows a tick of the clock (``c``) stands for (``Tick.windows``)."""
+
+    def __init__(self, c: Any, run_windows: int):
+        self.c = c
+        self.run_windows = int(run_windows)  # --run-windows: most windows one tick stands for
+
+    def single_at(self, i: int) -> bool:
+        """A single-step window starts at step ``i`` with nothing stopping there (the run's end,
+        ``run_until``'s step)."""
+        c = self.c
+        return i < c.ctx.n_steps and (c.until is None or i < c.until) and c.window_len(i) == 1
+
+    def length(self, i: int) -> int:
+        """Windows the tick from step ``i`` stands for: up to ``run_windows`` single steps at speed
+        max (as many as follow before the run's end, ``run_until``'s step or a longer window); one
+        when paced (each step has its own wall time) or when the window at ``i`` is longer."""
+        if self.c.speed != "max" or self.c.window_len(i) != 1:
+            return 1
+        r = 1
+        while r < self.run_windows and self.single_at(i + r):
+            r += 1
+        return r
 
 
 # -- the balancer's side ---------------------------------------------------------------------------

@@ -11,7 +11,8 @@ packet is taken for the next window; any other is dropped, and its element rolls
 again.  Neither side guesses what the other decided.  docs/runtime.md, "Speculative packets".
 
 A confirmed packet is kept; any other is taken back: the element rolls back to the mark before it and publishes again.
-Both sides live here: the inverter's :class:`Speculation` and the element's :class:`ElementSpeculation`.
+Its sides live here: the inverter's :class:`Speculation` and the element's :class:`ElementSpeculation`
+(the clock has none: it never sees a packet).
 """
 
 from __future__ import annotations
