@@ -317,7 +317,7 @@ class Element:
     #: True when the element's requests and signals are a pure function of time, its config and
     #: its inputs' signals, and settling feeds nothing back into later ones (timers, profiles, the
     #: sun, PV): as a service it may then compute many windows at once, ahead of them
-    #: (:func:`hometwin.runtime.service.runs_ahead`).  In-process it changes nothing.
+    #: (:func:`hometwin.topology.runs_ahead`).  In-process it changes nothing.
     runs_ahead: ClassVar[bool] = False
     #: Config fields that ``set()`` may change at run time (None = all).
     settable: ClassVar[tuple[str, ...] | None] = None

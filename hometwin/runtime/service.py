@@ -38,47 +38,9 @@ from hometwin.runtime.element_window import AHEAD, ElementWindow, Out, apply_set
 from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.runtime.wamp import plain, subscribe
 
-__all__ = ["AHEAD", "ElementHost", "ElementService", "runs_ahead", "signal_producers"]
+__all__ = ["AHEAD", "ElementHost", "ElementService"]
 
 log = logging.getLogger("hometwin.service")
-
-
-
-def _signal_graph(home: Any) -> tuple[dict[str, Any], dict[str, set[str]]]:
-    """The classes of ``home``'s enabled elements, and for each the others whose outputs it reads."""
-    from hometwin.registry import element_class
-
-    cls = {e.name: element_class(e.kind) for e in home.spec.elements if e.enabled}
-    producers = {n: {p for p in cls if p != n and set(cls[p].outputs) & set(cls[n].inputs)} for n in cls}
-    return cls, producers
-
-
-def signal_producers(home: Any, name: str) -> set[str] | None:
-    """The enabled elements of ``home`` whose outputs ``name`` reads (its signals come only from
-    them); None when ``name`` is not an enabled element of the spec (then anyone's are taken)."""
-    return _signal_graph(home)[1].get(name)
-
-
-def runs_ahead(home: Any) -> set[str]:
-    """The enabled elements of ``home`` that run ahead of the windows (a chunk at a time).
-
-    An element may when its class says so (``Element.runs_ahead``: requests and signals a pure
-    function of time, config and its inputs), every producer of its inputs runs ahead, and every
-    element consuming its outputs does too (the inverter takes both kinds): a per-window consumer
-    gets its signals per window, so its producers stay per window.  Fixpoint from all candidates.
-    """
-    cls, producers = _signal_graph(home)
-    ahead = {n for n, c in cls.items() if getattr(c, "runs_ahead", False)
-             and c.role not in (Role.storage, Role.converter) and not pp.plannable(c) and not c.settle_on_shortfall}
-    consumers = {n: {c for c in cls if n in producers[c] and cls[c].role != Role.converter} for n in cls}
-    changed = True
-    while changed:
-        changed = False
-        for n in sorted(ahead):
-            if not (producers[n] <= ahead and consumers[n] <= ahead):
-                ahead.discard(n)
-                changed = True
-    return ahead
 
 
 class ElementHost(pp.ElementPrepare):
