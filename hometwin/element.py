@@ -252,34 +252,6 @@ class Window:
         return self.times.tz_convert(self.home.timezone)
 
 
-class TimeChunks:
-    """A pure function of time (and of the element's config), cut from chunks for short windows.
-
-    ``fn(epoch_s, dt_s)`` returns an array or a tuple of arrays, one value per step, each
-    depending only on that step's time and the config.  A live twin asks for one step at a
-    time; evaluating a day of steps at once and slicing gives the very same values
-    (element-wise numpy) for a fraction of the per-call overhead.  Windows of ``steps`` or more
-    are computed directly.  The chunk is dropped when the config object changes (``set``).
-    """
-
-    def __init__(self, fn: Any, steps: int = 1440):
-        self.fn = fn
-        self.steps = steps
-        self._chunk: tuple[Any, int, int, int, Any] | None = None  # config, dt_s, i0, n, values
-
-    def __call__(self, config: Any, w: "Window") -> Any:
-        if w.n >= self.steps:
-            return self.fn(w.epoch_s, w.dt_s)
-        c = self._chunk
-        if c is None or c[0] is not config or c[1] != w.dt_s or not c[2] <= w.i0 <= c[2] + c[3] - w.n:
-            n = max(w.n, min(self.steps, w.home.n_steps - w.i0))
-            c = self._chunk = (config, w.dt_s, w.i0, n, self.fn(w.home.epoch_s(w.i0, n), w.dt_s))
-        j, values = w.i0 - c[2], c[4]
-        if isinstance(values, tuple):
-            return tuple(v[j:j + w.n].copy() for v in values)
-        return values[j:j + w.n].copy()
-
-
 def counter_rng(seed: int, block: int) -> np.random.Generator:
     """A generator that depends only on (seed, block): randomness as a pure function of time.
 

@@ -47,7 +47,7 @@ from pydantic import Field, model_validator
 
 from hometwin.datafiles import DataFileError, checked_column, parse_errors, read_text, shown
 from hometwin.element import DataFile, Element, ElementConfig, Role, Signals, Window, counter_rng
-from hometwin.services.sun.chunks import ChunkCache, steps_per_chunk
+from hometwin.chunks import ChunkCache, steps_per_chunk
 from hometwin.services.sun.model import day_of_year
 from hometwin.lazy import lazy_module
 from hometwin.noise import ar1
