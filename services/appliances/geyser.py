@@ -50,8 +50,9 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from hometwin.chunks import ChunkCache
-from hometwin.element import Element, ElementConfig, Role, Signals, Window, counter_rng
+from hometwin.element import Element, ElementConfig, Role, Signals, Window
 from hometwin.flex import ClearPlan, TankFlex, TankPlan
+from hometwin.noise import counter_rng
 from hometwin.schedule import DAY_S, DailyWindow, LocalClock, any_mask
 from hometwin.units import J_PER_KWH
 

@@ -39,8 +39,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from hometwin.element import Role, Window, counter_rng
-from hometwin.noise import unit_ar1
+from hometwin.element import Role, Window
+from hometwin.noise import counter_rng, unit_ar1
 from hometwin.topology import signal_order
 
 #: Signals worth keeping for planners (environment + grid).
