@@ -16,7 +16,9 @@ step index ``i0`` of the run.  For each window an element
    it takes energy (loads), assuming it is fully served;
 3. is *settled* through step ``k`` (inclusive) with what it actually got —
    :meth:`Element.settle` — and commits its state there.  The next window
-   starts at ``k + 1``.
+   starts at ``k + 1``.  The runtime that drives the window settles through
+   :meth:`Element.commit`, which then tells the element's observers
+   (``on_commit``: the state file of a service, :mod:`hometwin.runtime.state`).
 
 Sign convention: onto the home's AC bus is positive, off it is negative.
 Energy is in joules per step; power (W) only at the edges.
@@ -30,7 +32,7 @@ import enum
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Annotated, Any, ClassVar, Iterator, Mapping
+from typing import Annotated, Any, Callable, ClassVar, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -293,6 +295,8 @@ class Element:
         self.config = config
         self.state: dict[str, Any] = {}
         self.seed = home.element_seed(name)
+        #: Called with ``(seq, i0, k)`` each time a window is committed (:meth:`committed`).
+        self.on_commit: list[Callable[[int, int, int], None]] = []
         self.setup()
 
     # -- life cycle -----------------------------------------------------------------
@@ -388,6 +392,19 @@ class Element:
 
     def settle(self, w: Window, k: int, served: np.ndarray) -> None:
         """Commit state through step ``k`` (inclusive) given ``served[:k+1]`` (J, signed)."""
+
+    def commit(self, w: Window, k: int, served: np.ndarray) -> None:
+        """:meth:`settle`, then :meth:`committed`: how a runtime settles a window for good (a
+        window settled only as assumed — a speculative packet — goes through :meth:`settle` alone,
+        and is committed when confirmed)."""
+        self.settle(w, k, served)
+        self.committed(w, k)
+
+    def committed(self, w: Window, k: int) -> None:
+        """Window ``w`` is committed through step ``k`` (settled; for the converter, which is
+        never settled: remembered): tell the observers in ``on_commit``."""
+        for fn in self.on_commit:
+            fn(w.seq, w.i0, k)
 
     def telemetry(self) -> dict[str, float]:
         """Current scalar state for metrics and the UI (e.g. ``soc``, ``temp_indoor``)."""

@@ -23,7 +23,7 @@ One window (``w``: steps ``i0 … i0 + n − 1``)::
       │      load was short)                                                  balanced without it)
       │    ledger.check (every step closes), SoC = stored / capacity
       ├─ Commit(record)         ───────────────▶ None  (every participant settles through k)
-      │    inverter.remember(flows)
+      │    inverter.remember(flows), inverter.committed(w, k)
       └─ return WindowRecord(k, served, flows, soc, participants, stale, …)
 
 The next window starts at ``i0 + k + 1``; its length is :func:`window_len`.
@@ -135,7 +135,7 @@ class Commit:
         rec = self.record
         for name in rec.participants:
             if rec.roles[name] != Role.converter:
-                elements[name].settle(w, rec.k, rec.served_to(name))
+                elements[name].commit(w, rec.k, rec.served_to(name))
         return None
 
 
@@ -254,6 +254,7 @@ def window_steps(w: Window, members: Sequence[Member], inverter: Any, *, prepare
                           battery_result=st.battery_result, residual_j=residual, dispatch_failed=dispatch_failed)
     yield Commit(record)
     inverter.remember(w, st.flows)
+    inverter.committed(w, k)
     return record
 
 

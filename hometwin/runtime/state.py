@@ -4,8 +4,9 @@
 process a per-run directory) keeps the element's :meth:`~hometwin.element.Element.snapshot`
 in a file, as a Kubernetes pod keeps its state on a volume:
 
-* after a settle (the element's commit point: ``settle``; for the inverter, which the
-  balancer never settles, ``remember``) the state is copied at once (about a µs; the
+* after a commit (``Element.commit``: the element settled; for the inverter, which the
+  balancer never settles, once it remembers the window; observed through ``Element.on_commit``)
+  the state is copied at once (about a µs; the
   config is dumped only when written — a runtime ``set`` replaces the config object, it
   does not change it in place); it is encoded and written off the settle path, on the
   event loop's next turn.  Writes are spaced: by ``interval_s`` when given, else
@@ -47,7 +48,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -312,27 +313,11 @@ class StateKeeper:
 
     # -- commits ---------------------------------------------------------------------------------------
     def attach(self) -> "StateKeeper":
-        """Wrap the element's commit point on the instance (no change to the service code)."""
-        el = self.element
-        method = "remember" if el.role.value == "converter" and callable(getattr(el, "remember", None)) else "settle"
-        inner: Callable[..., Any] = getattr(el, method)
-
-        if method == "settle":
-            def settle(w: Any, k: int, served: Any) -> None:
-                inner(w, k, served)
-                self.committed(w.seq, w.i0, k)
-
-            el.settle = settle
-            # A window settled ahead of its Settle (speculative packets) goes through the model's own
-            # settle, not this wrapper: it is committed, and kept here, only when the Settle confirms it.
-            el.settle_committed = self.committed
-        else:
-            def remember(w: Any, flows: Any) -> None:
-                inner(w, flows)
-                k = len(next(iter(flows.values()))) - 1 if flows else w.n - 1
-                self.committed(w.seq, w.i0, k)
-
-            el.remember = remember
+        """Keep the file current from now on: :meth:`committed` observes the element's commits
+        (``Element.on_commit``: after each ``commit``, i.e. settle; for the inverter after it
+        remembers a window's flows; a window settled ahead of its Settle — a speculative packet —
+        only once the Settle confirms it)."""
+        self.element.on_commit.append(self.committed)
         atexit.register(self.close)
         return self
 
