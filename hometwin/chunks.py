@@ -12,9 +12,8 @@ A chunk is what ``compute(c)`` returns: a mapping of named arrays (signals), a t
 one array, ``length`` values each.  Values of element-wise functions of time
 (:meth:`ChunkCache.of_time`) may also be computed for a window alone (``direct``): a window of a
 chunk or more, and one reaching past the run's end (a planner's horizon), where the last chunk
-stops.  The cache is
-bounded (the last ``keep`` chunks used) and belongs to the element's ``setup``: a ``set`` builds a
-new element state, and with it a new cache.
+stops.  The cache is bounded (the last ``keep`` chunks used) and belongs to the element's
+``setup``: a ``set`` builds a new element state, and with it a new cache.
 """
 
 from __future__ import annotations
