@@ -5,7 +5,7 @@ element, driven by messages instead of calls (DESIGN.md, the tick protocol):
 
     Tick → (wait for its declared input signals) → publish Signals (environment,
     grid) / EnergyRequest (sources, loads) / StorageStatus (battery)
-    → [battery: answer the inverter's dispatch RPC] → Settle → element.settle(w, k, served)
+    → [battery: answer the inverter's dispatch RPC] → Settle → element.commit(w, k, served)
 
 The window is :class:`hometwin.runtime.element_window.ElementWindow`, a state machine without
 I/O: the service decodes each packet, feeds it there and publishes what it returns.  Handlers are plain (synchronous) functions driven by message arrival, so a window is
