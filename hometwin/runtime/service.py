@@ -173,7 +173,7 @@ class ElementHost(pp.ElementPrepare):
 
 class ElementService(ElementHost):
     """Hosts one non-inverter element (environment, source, load, storage, grid).  ``ahead=True``
-    (:func:`runs_ahead`): its window is the inverter's chunk (:mod:`hometwin.runtime.ahead`)."""
+    (:func:`hometwin.topology.runs_ahead`): its window is the inverter's chunk (:mod:`hometwin.runtime.ahead`)."""
 
     def __init__(self, element: Element, metrics: ServiceMetrics | None = None, ahead: bool = False,
                  producers: set[str] | None = None):
