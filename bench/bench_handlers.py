@@ -45,7 +45,8 @@ from hometwin.engine import Engine
 from hometwin.registry import element_class
 from hometwin.runtime.balancer import Balancer
 from hometwin.runtime.membus import MemoryBus
-from hometwin.runtime.service import ElementService, runs_ahead
+from hometwin.runtime.service import ElementService
+from hometwin.topology import runs_ahead
 from hometwin.spec import home_context, load_home
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -495,7 +495,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="alternate twin (unix) and ceiling this many times")
     a = ap.parse_args()
     from hometwin.runtime.messages import AHEAD_STEPS
-    from hometwin.runtime.service import runs_ahead
+    from hometwin.topology import runs_ahead
 
     autobahn_errors_only(sys.stderr)  # the bench's own sessions (and their forked children) as the services
     lines = []

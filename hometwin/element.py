@@ -16,7 +16,9 @@ step index ``i0`` of the run.  For each window an element
    it takes energy (loads), assuming it is fully served;
 3. is *settled* through step ``k`` (inclusive) with what it actually got —
    :meth:`Element.settle` — and commits its state there.  The next window
-   starts at ``k + 1``.
+   starts at ``k + 1``.  The runtime that drives the window settles through
+   :meth:`Element.commit`, which then tells the element's observers
+   (``on_commit``: the state file of a service, :mod:`hometwin.runtime.state`).
 
 Sign convention: onto the home's AC bus is positive, off it is negative.
 Energy is in joules per step; power (W) only at the edges.
@@ -30,7 +32,7 @@ import enum
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Annotated, Any, ClassVar, Iterator, Mapping
+from typing import Annotated, Any, Callable, ClassVar, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -252,49 +254,6 @@ class Window:
         return self.times.tz_convert(self.home.timezone)
 
 
-class TimeChunks:
-    """A pure function of time (and of the element's config), cut from chunks for short windows.
-
-    ``fn(epoch_s, dt_s)`` returns an array or a tuple of arrays, one value per step, each
-    depending only on that step's time and the config.  A live twin asks for one step at a
-    time; evaluating a day of steps at once and slicing gives the very same values
-    (element-wise numpy) for a fraction of the per-call overhead.  Windows of ``steps`` or more
-    are computed directly.  The chunk is dropped when the config object changes (``set``).
-    """
-
-    def __init__(self, fn: Any, steps: int = 1440):
-        self.fn = fn
-        self.steps = steps
-        self._chunk: tuple[Any, int, int, int, Any] | None = None  # config, dt_s, i0, n, values
-
-    def __call__(self, config: Any, w: "Window") -> Any:
-        if w.n >= self.steps:
-            return self.fn(w.epoch_s, w.dt_s)
-        c = self._chunk
-        if c is None or c[0] is not config or c[1] != w.dt_s or not c[2] <= w.i0 <= c[2] + c[3] - w.n:
-            n = max(w.n, min(self.steps, w.home.n_steps - w.i0))
-            c = self._chunk = (config, w.dt_s, w.i0, n, self.fn(w.home.epoch_s(w.i0, n), w.dt_s))
-        j, values = w.i0 - c[2], c[4]
-        if isinstance(values, tuple):
-            return tuple(v[j:j + w.n].copy() for v in values)
-        return values[j:j + w.n].copy()
-
-
-def counter_rng(seed: int, block: int) -> np.random.Generator:
-    """A generator that depends only on (seed, block): randomness as a pure function of time.
-
-    Elements draw the random numbers of time block ``block`` (a day, an hour …)
-    from ``counter_rng(seed, block)``.  The numbers a step gets therefore never
-    depend on how the run was cut into windows, on settling early, or on
-    restoring a snapshot — the property DESIGN.md asks of every generator.
-
-    Blocks are 2**128 Philox counters apart (the block index sits in the high
-    words of the 256-bit counter): a block's stream advances its low words as
-    it is drawn from and never runs into the next block's.
-    """
-    return np.random.Generator(np.random.Philox(key=seed % (1 << 64), counter=(int(block) % (1 << 64)) << 128))
-
-
 class Element:
     """Base class of every device model.
 
@@ -317,7 +276,7 @@ class Element:
     #: True when the element's requests and signals are a pure function of time, its config and
     #: its inputs' signals, and settling feeds nothing back into later ones (timers, profiles, the
     #: sun, PV): as a service it may then compute many windows at once, ahead of them
-    #: (:func:`hometwin.runtime.service.runs_ahead`).  In-process it changes nothing.
+    #: (:func:`hometwin.topology.runs_ahead`).  In-process it changes nothing.
     runs_ahead: ClassVar[bool] = False
     #: Config fields that ``set()`` may change at run time (None = all).
     settable: ClassVar[tuple[str, ...] | None] = None
@@ -336,6 +295,8 @@ class Element:
         self.config = config
         self.state: dict[str, Any] = {}
         self.seed = home.element_seed(name)
+        #: Called with ``(seq, i0, k)`` each time a window is committed (:meth:`committed`).
+        self.on_commit: list[Callable[[int, int, int], None]] = []
         self.setup()
 
     # -- life cycle -----------------------------------------------------------------
@@ -431,6 +392,19 @@ class Element:
 
     def settle(self, w: Window, k: int, served: np.ndarray) -> None:
         """Commit state through step ``k`` (inclusive) given ``served[:k+1]`` (J, signed)."""
+
+    def commit(self, w: Window, k: int, served: np.ndarray) -> None:
+        """:meth:`settle`, then :meth:`committed`: how a runtime settles a window for good (a
+        window settled only as assumed — a speculative packet — goes through :meth:`settle` alone,
+        and is committed when confirmed)."""
+        self.settle(w, k, served)
+        self.committed(w, k)
+
+    def committed(self, w: Window, k: int) -> None:
+        """Window ``w`` is committed through step ``k`` (settled; for the converter, which is
+        never settled: remembered): tell the observers in ``on_commit``."""
+        for fn in self.on_commit:
+            fn(w.seq, w.i0, k)
 
     def telemetry(self) -> dict[str, float]:
         """Current scalar state for metrics and the UI (e.g. ``soc``, ``temp_indoor``)."""

@@ -22,9 +22,10 @@ from typing import Any, Callable, Mapping
 from hometwin.element import Element, HomeContext, Role, Window
 from hometwin.registry import element_class
 from hometwin.spec import SpecError, home_context
-from hometwin.window import Member, WindowRecord, has_prepare, run_local, signal_order, window_len
+from hometwin.topology import Member
+from hometwin.window import WindowRecord, has_prepare, run_local, window_len
 
-__all__ = ["Engine", "WindowRecord", "build_element", "run", "signal_order"]
+__all__ = ["Engine", "WindowRecord", "build_element", "run"]
 
 ProgressFn = Callable[[int, int], None]
 

@@ -23,7 +23,7 @@ One window (``w``: steps ``i0 … i0 + n − 1``)::
       │      load was short)                                                  balanced without it)
       │    ledger.check (every step closes), SoC = stored / capacity
       ├─ Commit(record)         ───────────────▶ None  (every participant settles through k)
-      │    inverter.remember(flows)
+      │    inverter.remember(flows), inverter.committed(w, k)
       └─ return WindowRecord(k, served, flows, soc, participants, stale, …)
 
 The next window starts at ``i0 + k + 1``; its length is :func:`window_len`.
@@ -32,15 +32,13 @@ The next window starts at ``i0 + k + 1``; its length is :func:`window_len`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any, Generator, Iterable, Mapping, NamedTuple, Sequence, TypeVar, Union
+from typing import Any, Generator, Mapping, Sequence, Union
 
 import numpy as np
 
 from hometwin import ledger
 from hometwin.element import Role, Window
-
-E = TypeVar("E")
+from hometwin.topology import Member, roster_signal_order
 
 
 def window_len(i: int, n_steps: int, window: int, stop: int | None = None, replan_steps: int = 0) -> int:
@@ -53,55 +51,6 @@ def window_len(i: int, n_steps: int, window: int, stop: int | None = None, repla
     if replan_steps:
         n = min(n, replan_steps - (i % replan_steps))
     return max(n, 1)
-
-
-def signal_order(elements: Iterable[E]) -> list[E]:
-    """Elements that publish signals (anything with ``inputs`` and ``outputs``: element models,
-    :class:`Member`), each after the ones whose signals it needs; a cycle keeps the given order."""
-    pending = [e for e in elements if e.outputs]  # type: ignore[attr-defined]
-    done: list[E] = []
-    have: set[str] = set()
-    while pending:
-        pending_outputs = {s for p in pending for s in p.outputs}  # type: ignore[attr-defined]
-        ready = [e for e in pending if set(e.inputs) <= have or not set(e.inputs) & pending_outputs]  # type: ignore[attr-defined]
-        if not ready:  # a cycle: keep spec order
-            ready = pending[:1]
-        for e in ready:
-            pending.remove(e)
-            done.append(e)
-            have |= set(e.outputs)  # type: ignore[attr-defined]
-    return done
-
-
-@lru_cache(maxsize=64)
-def _signal_order(members: tuple["Member", ...]) -> tuple["Member", ...]:
-    """:func:`signal_order` of a roster, worked out once per roster (a window of one step has
-    no time to spare for it)."""
-    return tuple(signal_order(members))
-
-
-class Member(NamedTuple):
-    """What the window needs to know of an element on the roster: the same for an element model
-    in-process and an announced element (``Describe``) over WAMP."""
-
-    name: str
-    role: Role
-    inputs: tuple[str, ...] = ()
-    outputs: tuple[str, ...] = ()
-    stateful: bool = False  # ``settle_on_shortfall``: the window is cut at its first short step
-
-    @classmethod
-    def of(cls, el: Any) -> "Member":
-        """An element model."""
-        return cls(el.name, Role(el.role), tuple(el.inputs), tuple(el.outputs), bool(el.settle_on_shortfall))
-
-    @classmethod
-    def announced(cls, d: Any) -> "Member":
-        """An element as it announced itself over WAMP (a ``Describe`` message).  A source, load or
-        battery publishes its request or status, never signals: outputs it claims are ignored."""
-        role = Role(d.role)
-        outputs = () if role in (Role.source, Role.load, Role.storage) else tuple(d.outputs)
-        return cls(d.element, role, tuple(d.inputs), outputs, bool(d.settle_on_shortfall))
 
 
 def has_prepare(inverter: Any) -> bool:
@@ -186,7 +135,7 @@ class Commit:
         rec = self.record
         for name in rec.participants:
             if rec.roles[name] != Role.converter:
-                elements[name].settle(w, rec.k, rec.served_to(name))
+                elements[name].commit(w, rec.k, rec.served_to(name))
         return None
 
 
@@ -244,7 +193,7 @@ def window_steps(w: Window, members: Sequence[Member], inverter: Any, *, prepare
     :class:`~hometwin.ledger.LedgerError` before anything is committed."""
     stale: list[str] = []
     signals: dict[str, np.ndarray] = {}
-    for mb in _signal_order(tuple(members)):
+    for mb in roster_signal_order(tuple(members)):
         arrays = yield AskSignals(mb.name, signals)
         if arrays is None:
             stale.append(mb.name)
@@ -305,6 +254,7 @@ def window_steps(w: Window, members: Sequence[Member], inverter: Any, *, prepare
                           battery_result=st.battery_result, residual_j=residual, dispatch_failed=dispatch_failed)
     yield Commit(record)
     inverter.remember(w, st.flows)
+    inverter.committed(w, k)
     return record
 
 

@@ -28,7 +28,8 @@ from hometwin.auth import element_authid
 from hometwin.engine import Engine
 from hometwin.registry import element_class
 from hometwin.runtime.balancer import Balancer
-from hometwin.runtime.service import ElementService, runs_ahead, signal_producers
+from hometwin.runtime.service import ElementService
+from hometwin.topology import runs_ahead, signal_producers
 from hometwin.spec import home_context, load_home
 from runtime_support import CAPE_TOWN, MemoryBus
 

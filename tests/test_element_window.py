@@ -17,8 +17,8 @@ from hometwin.runtime import messages as m
 from hometwin.runtime.dispatch import answer_dispatch
 from hometwin.runtime.element_window import ElementWindow
 from hometwin.runtime.metrics import ServiceMetrics
-from hometwin.runtime.service import signal_producers
 from hometwin.spec import home_context, load_home
+from hometwin.topology import signal_producers
 from runtime_support import CAPE_TOWN
 
 HOME = load_home(CAPE_TOWN)

@@ -225,7 +225,7 @@ def test_snapshot_restore_continues_exactly():
 
 
 def test_counter_rng_blocks_are_disjoint_and_pure():
-    from hometwin.element import counter_rng
+    from hometwin.noise import counter_rng
 
     a = counter_rng(5, 10).random(1000)
     b = counter_rng(5, 11).random(1000)

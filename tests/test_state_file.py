@@ -165,6 +165,27 @@ def test_a_restored_element_has_the_snapshot_it_was_written_with(tmp_path):
         same(fresh.snapshot(), el.snapshot(), kind)
 
 
+def test_the_keeper_observes_commits_and_leaves_the_model_alone(tmp_path):
+    """An explicit hook (``Element.on_commit``), not a wrapped ``settle``: every window the engine
+    commits reaches the keeper of each element (the inverter's after it remembers the window),
+    with the window's own seq, i0 and k; a plain ``settle`` (a speculative packet's) does not."""
+    eng = Engine(load_home(EXAMPLES / "cape-town.yaml"), window=60, until_s=3 * 3600)
+    keepers = {name: sf.StateKeeper(tmp_path, el, interval_s=3600).attach() for name, el in eng.elements.items()}
+    seen: list[tuple[int, int, int]] = []
+    eng.elements["geyser"].on_commit.append(lambda *window: seen.append(window))
+    records = []
+    eng.on_window.append(records.append)
+    eng.run()
+    for name, el in eng.elements.items():
+        assert "settle" not in vars(el) and "remember" not in vars(el), name  # nothing patched on the instance
+        assert keepers[name].commits == len(records) == 3, name
+    assert seen == [(r.window.seq, r.window.i0, r.k) for r in records] == [(0, 0, 59), (1, 60, 59), (2, 120, 59)]
+    assert keepers["inverter"].pending[:3] == (2, 120, 59)
+    geyser = eng.elements["geyser"]
+    geyser.settle(records[-1].window, 0, np.zeros(1))  # settled only as assumed: not a commit
+    assert keepers["geyser"].commits == 3 and len(seen) == 3
+
+
 # -- restart at a window boundary continues exactly -------------------------------------------------
 
 def _run_on(eng: Engine, until: int | None = None) -> Recorder:

@@ -1,4 +1,4 @@
-"""Single-step windows cut from a day computed at once (``TimeChunks``) give the very values the
+"""Single-step windows cut from a day computed at once (``ChunkCache.of_time``) give the very values the
 element computes for the window alone — bit for bit — and a ``set`` takes effect at once."""
 
 from __future__ import annotations

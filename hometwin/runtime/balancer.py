@@ -46,7 +46,8 @@ from hometwin.runtime.runs import Runs
 from hometwin.runtime.service import AHEAD, ElementHost
 from hometwin.runtime.settings import DEFAULTS, RuntimeSettings
 from hometwin.runtime.speculation import Speculation
-from hometwin.window import AskDispatch, AskRequests, AskSignals, AskStorage, Commit, Member, signal_order, window_steps
+from hometwin.topology import Member, signal_order
+from hometwin.window import AskDispatch, AskRequests, AskSignals, AskStorage, Commit, window_steps
 
 log = logging.getLogger("hometwin.balancer")
 

@@ -159,7 +159,8 @@ def service(kind: str = typer.Argument(..., help="element kind (sun, pv, battery
         host: Any = Balancer(element, [e.name for e in home.spec.elements], metrics, timeout_s=settings.timeout_s,
                              ahead_steps=settings.ahead_steps)
     else:
-        from hometwin.runtime.service import ElementService, runs_ahead, signal_producers
+        from hometwin.runtime.service import ElementService
+        from hometwin.topology import runs_ahead, signal_producers
 
         host = ElementService(element, metrics, ahead=name in runs_ahead(home),
                               producers=signal_producers(home, name) if element.inputs else None)

@@ -8,7 +8,7 @@ does for this one element::
     tick(Tick)        → the battery's StorageStatus; then advance()
     signals(Signals)  → (once every input signal of the window is here) advance():
                         the element's Signals (environment, grid), its EnergyRequest (sources, loads)
-    settle(Settle)    → element.settle(w, k, served); the window-end Telemetry;
+    settle(Settle)    → element.commit(w, k, served) (settle, then the state file); the window-end Telemetry;
                         and the next window's tick() when the Settle carries it (``next``)
 
 Its optimisations are parts it owns: :class:`hometwin.runtime.speculation.ElementSpeculation`
@@ -266,10 +266,10 @@ class ElementWindow:
             a = 0
             for b in st.parts:
                 part = Window(seq=w.seq, i0=st.i0 + a, n=b - a, dt_s=w.dt_s, home=self.ctx)
-                self.element.settle(part, b - a - 1, served[a:b])
+                self.element.commit(part, b - a - 1, served[a:b])
                 a = b
         else:
-            self.element.settle(w, st.k, served)
+            self.element.commit(w, st.k, served)
         out = self.settled_metrics(w, st.k, served)
         if st.next is not None and not self.ahead:
             out += self.tick(st.next, uri, then=st.then)  # the clock's next tick, already at the inverter

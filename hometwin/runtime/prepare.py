@@ -41,6 +41,7 @@ from autobahn.wamp.exception import ApplicationError
 from hometwin import flex as fx
 from hometwin.element import Element
 from hometwin.runtime import messages as m
+from hometwin.topology import PLAN_COMMANDS, plannable  # noqa: F401 (plannable: the runtime's name for it)
 from hometwin.runtime import proxies as px
 
 log = logging.getLogger("hometwin.prepare")
@@ -49,9 +50,6 @@ log = logging.getLogger("hometwin.prepare")
 PLAN_STAGE = "plan_stage"
 #: The inverter's ``Signals`` key that says "this window's plan is in place" (one 1.0 per step).
 PLAN_READY = "plan_ready"
-#: Commands through which a plan changes an element: such an element is *plannable* and, in a home
-#: whose inverter has a strategy, computes its request only after the window's plan is in place.
-PLAN_COMMANDS = (fx.HeatPlan.kind, fx.TankPlan.kind, fx.DeferTo.kind)
 #: Commands that change an element (refused inside a window); the rest are queries.
 MUTATES = PLAN_COMMANDS + (fx.ClearPlan.kind,)
 
@@ -66,11 +64,6 @@ def ports(element: Any) -> list[str]:
     cls = _cls(element)
     return ([px.FLEXIBILITY] if getattr(cls, "flexibility", Element.flexibility) is not Element.flexibility else []) \
         + ([px.COMMAND] if getattr(cls, "commands", ()) else [])
-
-
-def plannable(element: Any) -> bool:
-    """True when a strategy changes ``element``'s (a model's or its class's) requests through plans."""
-    return any(k in PLAN_COMMANDS for k in getattr(element, "commands", ()))
 
 
 def plannable_describe(d: m.Describe) -> bool:

@@ -5,7 +5,7 @@ element, driven by messages instead of calls (DESIGN.md, the tick protocol):
 
     Tick → (wait for its declared input signals) → publish Signals (environment,
     grid) / EnergyRequest (sources, loads) / StorageStatus (battery)
-    → [battery: answer the inverter's dispatch RPC] → Settle → element.settle(w, k, served)
+    → [battery: answer the inverter's dispatch RPC] → Settle → element.commit(w, k, served)
 
 The window is :class:`hometwin.runtime.element_window.ElementWindow`, a state machine without
 I/O: the service decodes each packet, feeds it there and publishes what it returns.  Handlers are plain (synchronous) functions driven by message arrival, so a window is
@@ -38,47 +38,9 @@ from hometwin.runtime.element_window import AHEAD, ElementWindow, Out, apply_set
 from hometwin.runtime.metrics import ServiceMetrics
 from hometwin.runtime.wamp import plain, subscribe
 
-__all__ = ["AHEAD", "ElementHost", "ElementService", "runs_ahead", "signal_producers"]
+__all__ = ["AHEAD", "ElementHost", "ElementService"]
 
 log = logging.getLogger("hometwin.service")
-
-
-
-def _signal_graph(home: Any) -> tuple[dict[str, Any], dict[str, set[str]]]:
-    """The classes of ``home``'s enabled elements, and for each the others whose outputs it reads."""
-    from hometwin.registry import element_class
-
-    cls = {e.name: element_class(e.kind) for e in home.spec.elements if e.enabled}
-    producers = {n: {p for p in cls if p != n and set(cls[p].outputs) & set(cls[n].inputs)} for n in cls}
-    return cls, producers
-
-
-def signal_producers(home: Any, name: str) -> set[str] | None:
-    """The enabled elements of ``home`` whose outputs ``name`` reads (its signals come only from
-    them); None when ``name`` is not an enabled element of the spec (then anyone's are taken)."""
-    return _signal_graph(home)[1].get(name)
-
-
-def runs_ahead(home: Any) -> set[str]:
-    """The enabled elements of ``home`` that run ahead of the windows (a chunk at a time).
-
-    An element may when its class says so (``Element.runs_ahead``: requests and signals a pure
-    function of time, config and its inputs), every producer of its inputs runs ahead, and every
-    element consuming its outputs does too (the inverter takes both kinds): a per-window consumer
-    gets its signals per window, so its producers stay per window.  Fixpoint from all candidates.
-    """
-    cls, producers = _signal_graph(home)
-    ahead = {n for n, c in cls.items() if getattr(c, "runs_ahead", False)
-             and c.role not in (Role.storage, Role.converter) and not pp.plannable(c) and not c.settle_on_shortfall}
-    consumers = {n: {c for c in cls if n in producers[c] and cls[c].role != Role.converter} for n in cls}
-    changed = True
-    while changed:
-        changed = False
-        for n in sorted(ahead):
-            if not (producers[n] <= ahead and consumers[n] <= ahead):
-                ahead.discard(n)
-                changed = True
-    return ahead
 
 
 class ElementHost(pp.ElementPrepare):
@@ -211,7 +173,7 @@ class ElementHost(pp.ElementPrepare):
 
 class ElementService(ElementHost):
     """Hosts one non-inverter element (environment, source, load, storage, grid).  ``ahead=True``
-    (:func:`runs_ahead`): its window is the inverter's chunk (:mod:`hometwin.runtime.ahead`)."""
+    (:func:`hometwin.topology.runs_ahead`): its window is the inverter's chunk (:mod:`hometwin.runtime.ahead`)."""
 
     def __init__(self, element: Element, metrics: ServiceMetrics | None = None, ahead: bool = False,
                  producers: set[str] | None = None):

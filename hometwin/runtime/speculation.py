@@ -168,9 +168,7 @@ class ElementSpeculation:
         spec, self.out = self.out, None
         win = self.win
         el, w = win.element, win.w
-        committed = getattr(el, "settle_committed", None)  # the state file (StateKeeper)
-        if committed is not None:
-            committed(w.seq, w.i0, st.k)
+        el.committed(w, st.k)  # settled when the packet went out: committed now (the state file keeps it)
         win.metrics.inc("speculation", "kept")
         out = win.settled_metrics(w, st.k, served)
         win.enter(st.next, st.then, win.uri_settle, published=True)

@@ -4,8 +4,9 @@
 process a per-run directory) keeps the element's :meth:`~hometwin.element.Element.snapshot`
 in a file, as a Kubernetes pod keeps its state on a volume:
 
-* after a settle (the element's commit point: ``settle``; for the inverter, which the
-  balancer never settles, ``remember``) the state is copied at once (about a µs; the
+* after a commit (``Element.commit``: the element settled; for the inverter, which the
+  balancer never settles, once it remembers the window; observed through ``Element.on_commit``)
+  the state is copied at once (about a µs; the
   config is dumped only when written — a runtime ``set`` replaces the config object, it
   does not change it in place); it is encoded and written off the settle path, on the
   event loop's next turn.  Writes are spaced: by ``interval_s`` when given, else
@@ -27,36 +28,32 @@ in a file, as a Kubernetes pod keeps its state on a volume:
   element starts from its config.  Nothing here ever stops the service: a failed write is
   logged and the next one tried.
 
-File format (JSON, floats written with ``repr`` so they read back to the same bits;
-``NaN``/``Infinity`` as Python's json writes them): what plain JSON cannot hold exactly is
-tagged with the key ``"$t"`` — numpy arrays (``ndarray``: dtype, shape, base64 of the raw
-bytes), numpy scalars (``scalar``), tuples, bytes, and maps whose keys are not all strings
-(or contain ``"$t"``) as ``map`` with ``[key, value]`` pairs.  :func:`encode`/:func:`decode`
-round-trip such trees exactly (types included).
+File format: JSON, ``format`` = :data:`FORMAT`, the snapshot encoded by the core codec
+(:mod:`hometwin.codec`: floats written with ``repr`` so they read back to the same bits, numpy
+arrays, scalars, tuples, bytes and maps with other keys tagged with ``"$t"``) — the codec that
+the strategies' plans (``Plan.to_state``) are written for too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import base64
-import copy
 import hashlib
 import json
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
 
+from hometwin.codec import copy_tree as _copy
+from hometwin.codec import decode, dumps, encode, loads
 from hometwin.element import Element
 
 log = logging.getLogger("hometwin.state")
 
 FORMAT = "hometwin.state/1"
-TAG = "$t"
 #: Automatic spacing of writes: this many times a write's CPU time at the process's CPU rate (≈ 2 %) …
 AUTO_SPACING = 50.0
 #: … and at most this long [s] (the most a crash can lose of an element's state).
@@ -65,97 +62,6 @@ AUTO_MAX_S = 1.0
 
 class StateRefused(ValueError):
     """A state file that must not be restored (corrupt, another element, another config)."""
-
-
-# -- the tree encoding ----------------------------------------------------------------------------
-
-def encode(value: Any, path: str = "$") -> Any:
-    """``value`` as a tree of JSON types that :func:`decode` turns back into an equal ``value``."""
-    if value is None or type(value) in (bool, int, float, str):
-        return value
-    if isinstance(value, np.ndarray):
-        return _encode_array(value, path)
-    if isinstance(value, np.generic):
-        if value.dtype.hasobject:
-            raise TypeError(f"{path}: numpy object scalar cannot be stored")
-        return {TAG: "scalar", "dtype": value.dtype.str, "data": _b64(value.tobytes())}
-    if isinstance(value, dict):
-        if all(type(k) is str for k in value) and TAG not in value:
-            return {k: encode(v, f"{path}.{k}") for k, v in value.items()}
-        return {TAG: "map", "items": [[encode(k, f"{path}<key>"), encode(v, f"{path}[{k!r}]")]
-                                      for k, v in value.items()]}
-    if type(value) is list:
-        return [encode(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if type(value) is tuple:
-        return {TAG: "tuple", "items": [encode(v, f"{path}[{i}]") for i, v in enumerate(value)]}
-    if type(value) is bytes:
-        return {TAG: "bytes", "data": _b64(value)}
-    raise TypeError(f"{path}: {type(value).__name__} cannot be stored in a state file")
-
-
-def _encode_array(a: np.ndarray, path: str) -> dict[str, Any]:
-    if a.dtype.hasobject:
-        flat = a.ravel(order="C")
-        return {TAG: "ndarray", "dtype": "O", "shape": list(a.shape),
-                "items": [encode(x, f"{path}[{i}]") for i, x in enumerate(flat.tolist())]}
-    if a.dtype.kind not in "biufcmMSU" or a.dtype.fields is not None:
-        raise TypeError(f"{path}: numpy dtype {a.dtype} cannot be stored in a state file")
-    return {TAG: "ndarray", "dtype": a.dtype.str, "shape": list(a.shape),
-            "data": _b64(np.ascontiguousarray(a).tobytes())}
-
-
-def decode(tree: Any) -> Any:
-    """Inverse of :func:`encode` (raises ``ValueError``/``TypeError`` on a malformed tree)."""
-    if isinstance(tree, list):
-        return [decode(v) for v in tree]
-    if not isinstance(tree, dict):
-        return tree
-    tag = tree.get(TAG)
-    if tag is None:
-        return {k: decode(v) for k, v in tree.items()}
-    if tag == "map":
-        return {_hashable(decode(k)): decode(v) for k, v in tree["items"]}
-    if tag == "tuple":
-        return tuple(decode(v) for v in tree["items"])
-    if tag == "bytes":
-        return _unb64(tree["data"])
-    if tag == "scalar":
-        dtype = np.dtype(tree["dtype"])
-        return np.frombuffer(_unb64(tree["data"]), dtype=dtype, count=1)[0]
-    if tag == "ndarray":
-        shape = tuple(int(s) for s in tree["shape"])
-        if tree["dtype"] == "O":
-            items = [decode(v) for v in tree["items"]]
-            out = np.empty(len(items), dtype=object)
-            for i, x in enumerate(items):
-                out[i] = x
-            return out.reshape(shape)
-        dtype = np.dtype(tree["dtype"])
-        count = int(np.prod(shape, dtype=np.int64))
-        return np.frombuffer(_unb64(tree["data"]), dtype=dtype, count=count).reshape(shape).copy()
-    raise ValueError(f"unknown tag {tag!r}")
-
-
-def _hashable(key: Any) -> Any:
-    if isinstance(key, list):
-        raise ValueError("a map key decoded to a list")
-    return key
-
-
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.b64decode(text.encode("ascii"), validate=True)
-
-
-def dumps(tree: Any) -> str:
-    return json.dumps(tree, separators=(",", ":"), allow_nan=True)
-
-
-def loads(text: str) -> Any:
-    return json.loads(text)
 
 
 # -- the element's file ---------------------------------------------------------------------------
@@ -312,27 +218,11 @@ class StateKeeper:
 
     # -- commits ---------------------------------------------------------------------------------------
     def attach(self) -> "StateKeeper":
-        """Wrap the element's commit point on the instance (no change to the service code)."""
-        el = self.element
-        method = "remember" if el.role.value == "converter" and callable(getattr(el, "remember", None)) else "settle"
-        inner: Callable[..., Any] = getattr(el, method)
-
-        if method == "settle":
-            def settle(w: Any, k: int, served: Any) -> None:
-                inner(w, k, served)
-                self.committed(w.seq, w.i0, k)
-
-            el.settle = settle
-            # A window settled ahead of its Settle (speculative packets) goes through the model's own
-            # settle, not this wrapper: it is committed, and kept here, only when the Settle confirms it.
-            el.settle_committed = self.committed
-        else:
-            def remember(w: Any, flows: Any) -> None:
-                inner(w, flows)
-                k = len(next(iter(flows.values()))) - 1 if flows else w.n - 1
-                self.committed(w.seq, w.i0, k)
-
-            el.remember = remember
+        """Keep the file current from now on: :meth:`committed` observes the element's commits
+        (``Element.on_commit``: after each ``commit``, i.e. settle; for the inverter after it
+        remembers a window's flows; a window settled ahead of its Settle — a speculative packet —
+        only once the Settle confirms it)."""
+        self.element.on_commit.append(self.committed)
         atexit.register(self.close)
         return self
 
@@ -420,25 +310,6 @@ class StateKeeper:
             self._failed_once = True
             log.error("%s: state not persisted to %s (%s); the service goes on (logged once)", self.element.name,
                       self.path, why)
-
-
-_ATOMS = (float, int, bool, str, type(None))
-
-
-def _copy(value: Any) -> Any:
-    """A copy of a state tree that shares nothing mutable with it (cheaper than ``copy.deepcopy``)."""
-    t = type(value)
-    if t in _ATOMS:
-        return value
-    if t is dict:
-        return {k: _copy(v) for k, v in value.items()}
-    if t is list:
-        return [v if type(v) in _ATOMS else _copy(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.copy()
-    if t is tuple:
-        return tuple(_copy(v) for v in value)
-    return copy.deepcopy(value)
 
 
 def _floats(d: dict[str, Any]) -> dict[str, float]:

@@ -13,7 +13,8 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
-from hometwin.element import MAX_LOAD_W, DataFile, ElementConfig, Role, STRICT, Signals, Window, counter_rng
+from hometwin.element import MAX_LOAD_W, DataFile, ElementConfig, Role, STRICT, Signals, Window
+from hometwin.noise import counter_rng
 from hometwin.services.appliances.meter import MeteredLoad
 from hometwin.schedule import DAY_S, LocalClock
 from hometwin.services.appliances import profiles

@@ -49,8 +49,10 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from hometwin.chunks import ChunkCache
+from hometwin.element import Element, ElementConfig, Role, Signals, Window
 from hometwin.flex import ClearPlan, TankFlex, TankPlan
-from hometwin.element import Element, ElementConfig, Role, Signals, TimeChunks, Window, counter_rng
+from hometwin.noise import counter_rng
 from hometwin.schedule import DAY_S, DailyWindow, LocalClock, any_mask
 from hometwin.units import J_PER_KWH
 
@@ -182,7 +184,7 @@ class Geyser(Element):
         tau = self.node_mass * C_WATER / (c.ua_w_k / c.nodes) if c.ua_w_k > 0 else np.inf
         self._keep = float(np.exp(-self.home.step_s / tau)) if np.isfinite(tau) else 1.0
         self._events: dict[int, np.ndarray] = {}
-        self._draws = TimeChunks(self.draws_at)
+        self._draws = ChunkCache.of_time(self.draws_at, self.home)
         if "temps" not in self.state:
             t0 = c.setpoint_c if c.temp_initial_c is None else c.temp_initial_c
             self.state.update(temps=[float(t0)] * c.nodes, on=False, elec_j=0.0, draw_j=0.0, loss_j=0.0,
@@ -265,7 +267,7 @@ class Geyser(Element):
     def draws(self, w: Window) -> tuple[np.ndarray, np.ndarray]:
         """Mixed-water mass [kg] and use temperature [°C] of each step of the window (a single-step
         window is cut from a day computed at once: the draws are a pure function of time)."""
-        return self._draws(self.config, w)
+        return self._draws.window(w.i0, w.n)
 
     def draws_at(self, epoch_s: np.ndarray, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
         """Mixed-water mass [kg] and use temperature [°C] of steps of ``dt_s`` starting at ``epoch_s``

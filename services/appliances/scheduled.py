@@ -21,7 +21,8 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
-from hometwin.element import MAX_LOAD_W, ElementConfig, Role, STRICT, Signals, TimeChunks, Window
+from hometwin.chunks import ChunkCache
+from hometwin.element import MAX_LOAD_W, ElementConfig, Role, STRICT, Signals, Window
 from hometwin.services.appliances.meter import MeteredLoad
 from hometwin.schedule import DailyWindow, LocalClock
 from hometwin.services.appliances import profiles
@@ -77,12 +78,12 @@ class ScheduledLoad(MeteredLoad):
         cfg = self.config
         self._clock = LocalClock(self.home.timezone)
         self._timer_powers = [t.power_w or cfg.power_w for t in cfg.timers]
-        self._power = TimeChunks(self.power_at)
+        self._power = ChunkCache.of_time(self.power_at, self.home)
         self.init_meter()
 
     def power(self, w: Window) -> np.ndarray:
         """Mean power [W] of each step of the window (positive = drawn)."""
-        return self._power(self.config, w)
+        return self._power.window(w.i0, w.n)
 
     def power_at(self, epoch_s: np.ndarray, dt_s: float) -> np.ndarray:
         """Mean power [W] of steps of ``dt_s`` starting at ``epoch_s`` (a pure function of time)."""

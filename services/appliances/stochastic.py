@@ -38,8 +38,9 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
+from hometwin.element import ElementConfig, Role, STRICT, Signals, Window
 from hometwin.flex import DeferrableFlex, DeferTo, Start, UpcomingStarts
-from hometwin.element import ElementConfig, Role, STRICT, Signals, Window, counter_rng
+from hometwin.noise import counter_rng
 from hometwin.services.appliances.meter import MeteredLoad
 from hometwin.schedule import DAY_S, LocalClock
 

@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from hometwin.element import Element, ElementConfig, Role, Signals, TimeChunks, Window
+from hometwin.chunks import ChunkCache
+from hometwin.element import Element, ElementConfig, Role, Signals, Window
 from hometwin.schedule import DAY_S, LocalClock, any_mask, local_day
 from hometwin.services.grid import outages as out
 from hometwin.services.grid import tariffs as tf
@@ -70,7 +71,7 @@ class Grid(Element):
                        if o.schedule else None)
         self._random_block: tuple[int, np.ndarray, np.ndarray] | None = None
         self._last_window: tuple[tuple[int, int, int], tuple[np.ndarray, ...]] | None = None
-        self._arrays = TimeChunks(self._arrays_at)  # single steps cut from a day at once
+        self._arrays = ChunkCache.of_time(self._arrays_at, home)  # single steps cut from a day at once
         self._import_limit_w = np.inf if cfg.import_limit_kw is None else cfg.import_limit_kw * 1000.0
         self._export_limit_w = np.inf if cfg.export_limit_kw is None else cfg.export_limit_kw * 1000.0
         if not self.state:
@@ -106,7 +107,7 @@ class Grid(Element):
     def _taken_up(self) -> None:
         """New prices or outage events are in force: windows are computed again from them."""
         self._series_version += 1
-        self._arrays = TimeChunks(self._arrays_at)
+        self._arrays = ChunkCache.of_time(self._arrays_at, self.home)
         self._last_window = None
 
     def _announced(self) -> tuple[np.ndarray, np.ndarray]:
@@ -208,7 +209,7 @@ class Grid(Element):
             return self._last_window[1]
         if self.home.realtime:
             self._refresh_prices()
-        arrays = self._arrays(self.config, w)
+        arrays = self._arrays.window(w.i0, w.n)
         self._last_window = (key, arrays)
         return arrays
 

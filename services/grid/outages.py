@@ -27,7 +27,8 @@ import pandas as pd
 from pydantic import BaseModel, Field, model_validator
 
 from hometwin.datafiles import DataFileError, checked_column, mtime_key, parse_errors, read_text
-from hometwin.element import DataFile, DateTime, STRICT, counter_rng
+from hometwin.element import DataFile, DateTime, STRICT
+from hometwin.noise import counter_rng
 from hometwin.schedule import DAY_S, DailyWindow, day_of_month, minute_of_day, parse_hhmm
 from hometwin.services.grid.sources.eskomsepush import EskomSePushOutages
 

@@ -23,7 +23,7 @@ import pandas as pd
 from pydantic import Field
 
 from hometwin.element import Element, ElementConfig, Role, Signals, Window
-from hometwin.services.sun.chunks import ChunkCache, steps_per_chunk
+from hometwin.chunks import ChunkCache, steps_per_chunk
 from hometwin.lazy import lazy_module
 
 pvlib = lazy_module("pvlib")

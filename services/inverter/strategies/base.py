@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from hometwin.codec import copy_tree, is_plain
 from hometwin.services.inverter.strategies.config import StrategyError  # noqa: F401  (its home is config; raised here)
 
 
@@ -63,7 +64,8 @@ class Plan:
 
     # -- snapshots ------------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
-        """The plan as a tree of dicts, lists, arrays and numbers (snapshots, state files, msgpack).
+        """The plan as a tree of dicts, lists, arrays and numbers (snapshots, state files, msgpack):
+        plain data (:func:`hometwin.codec.is_plain`) that the core codec stores exactly.
 
         ``starts`` become ``[name, drawn, planned]`` triples (map keys stay strings);
         ``info`` keeps what is such a tree (the heat per heater, the geyser trajectories, the
@@ -75,7 +77,7 @@ class Plan:
                 "setpoints": _copy_map(self.setpoints), "power_w": _copy_map(self.power_w), "on": _copy_map(self.on),
                 "starts": [[name, int(a), int(b)] for name, moves in self.starts.items() for a, b in moves.items()],
                 "cost": float(self.cost),
-                "info": {k: _copy_tree(v) for k, v in self.info.items() if _is_tree(v)}}
+                "info": {k: copy_tree(v) for k, v in self.info.items() if is_plain(v)}}
 
     @classmethod
     def from_state(cls, d: Mapping[str, Any]) -> "Plan":
@@ -89,7 +91,7 @@ class Plan:
                    setpoints={k: np.array(v, dtype=float) for k, v in (d.get("setpoints") or {}).items()},
                    power_w={k: np.array(v, dtype=float) for k, v in (d.get("power_w") or {}).items()},
                    on=on, starts=starts, cost=float(d.get("cost", float("nan"))),
-                   info=_copy_tree(dict(d.get("info") or {})))
+                   info=copy_tree(dict(d.get("info") or {})))
 
     def covers(self, epoch_s: np.ndarray) -> np.ndarray:
         e = np.asarray(epoch_s, dtype=np.int64)
@@ -241,29 +243,6 @@ def _copy(a: Any) -> Any:
 
 def _copy_map(d: Mapping[str, Any]) -> dict[str, Any]:
     return {str(k): np.array(v, copy=True) for k, v in d.items()}
-
-
-def _is_tree(v: Any) -> bool:
-    """Dicts (string keys), lists, tuples, numeric arrays, numbers, strings, None — nothing else."""
-    if v is None or isinstance(v, (bool, int, float, str, np.floating, np.integer, np.bool_)):
-        return True
-    if isinstance(v, np.ndarray):
-        return v.dtype.kind in "biuf"
-    if isinstance(v, (list, tuple)):
-        return all(_is_tree(x) for x in v)
-    if isinstance(v, dict):
-        return all(isinstance(k, str) and _is_tree(x) for k, x in v.items())
-    return False
-
-
-def _copy_tree(v: Any) -> Any:
-    if isinstance(v, np.ndarray):
-        return v.copy()
-    if isinstance(v, dict):
-        return {k: _copy_tree(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return type(v)(_copy_tree(x) for x in v)
-    return v
 
 
 def plan_policy(plan: Plan, w: Any, signals: Mapping[str, np.ndarray], battery: Mapping[str, float] | None,

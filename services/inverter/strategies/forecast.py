@@ -39,8 +39,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from hometwin.element import Role, Window, counter_rng
-from hometwin.noise import unit_ar1
+from hometwin.element import Role, Window
+from hometwin.noise import counter_rng, unit_ar1
+from hometwin.topology import signal_order
 
 #: Signals worth keeping for planners (environment + grid).
 KEEP = ("temp_air", "ghi", "dni", "dhi", "apparent_zenith", "azimuth", "grid_available", "price_import",
@@ -144,7 +145,6 @@ class Forecaster:
         got = self._cache.get(key)
         if got is not None:
             return got
-        from hometwin.engine import signal_order
         from hometwin.flex import pv_to_ac
 
         home = self.home
