@@ -8,9 +8,10 @@ element, driven by messages instead of calls (DESIGN.md, the tick protocol):
     → [battery: answer the inverter's dispatch RPC] → Settle → element.commit(w, k, served)
 
 The window is :class:`hometwin.runtime.element_window.ElementWindow`, a state machine without
-I/O: the service decodes each packet, feeds it there and publishes what it returns.  Handlers are plain (synchronous) functions driven by message arrival, so a window is
-processed in the order the router delivers it; RPC property changes are validated
-at once and applied at the next window boundary (the next Tick).
+I/O: the service decodes each packet, feeds it there and publishes what it returns.  Handlers
+are plain (synchronous) functions driven by message arrival, so a window is processed in the
+order the router delivers it; RPC property changes are validated at once and applied at the
+next window boundary (the next Tick).
 
 Planner ports (the optimizer's contract, :mod:`hometwin.flex`): an element serves its
 ``flexibility`` and takes ``command``s as RPCs, commands checked before they touch the model.
