@@ -130,8 +130,7 @@ def year_bound(block_days: float, joint: bool) -> None:
     as the one LP of the whole year for comparison (minutes)."""
     import os
 
-    from hometwin.services.inverter.strategies.bound import decomposed_bound
-    from hometwin.services.inverter.strategies.reference import optimum
+    from hometwin.studies.bound import decomposed_bound, optimum
     from hometwin.spec import load_home
 
     os.environ.setdefault("HOMETWIN_DATA_ROOT", str(ROOT.parent / "shared" / "data"))

@@ -17,7 +17,7 @@ import pytest
 from conftest import EXAMPLES
 from homes import SUN, home
 from hometwin.studies.compare import PRESETS, compare_strategies, run_strategy
-from hometwin.services.inverter.strategies.reference import optimum
+from hometwin.studies.bound import optimum
 from hometwin.spec import load_home
 
 #: value of lost load for the comparison [currency/kWh] — far above every tariff of the examples
@@ -130,7 +130,7 @@ def test_decomposition_is_a_lower_bound_whatever_the_prices_of_the_boundary_stat
     the battery and the building can reach, priced at λ, its end credited at the next λ.  Weak duality
     says the sum is ≤ the joint optimum for *any* λ — here λ × 0, × 1 and × 3 over six Trondheim days in
     2-day blocks — and with the default λ it is close (within 3 %)."""
-    from hometwin.services.inverter.strategies.bound import decomposed_bound
+    from hometwin.studies.bound import decomposed_bound
 
     h = load_home(EXAMPLES / "trondheim.yaml")
     until = 6 * 86400
@@ -148,7 +148,7 @@ def test_decomposition_is_a_lower_bound_whatever_the_prices_of_the_boundary_stat
 
 
 def test_decomposition_refuses_what_it_does_not_relax():
-    from hometwin.services.inverter.strategies.bound import decomposed_bound
+    from hometwin.studies.bound import decomposed_bound
 
     with pytest.raises(ValueError, match=r"block_days: dishwasher, geyser \(geysers, smart appliances\) are not decomposed"):
         decomposed_bound(load_home(EXAMPLES / "cape-town-lp.yaml"), until_s=86400, block_days=1)

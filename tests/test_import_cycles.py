@@ -155,9 +155,11 @@ def test_no_module_imports_one_that_imports_it_back() -> None:
                        + "\nfound: " + "; ".join(", ".join(sorted(c)) for c in found))
 
 
-#: Element packages a strategy must not import (it reads the optimizer's contract, hometwin.flex).
+#: Element packages a strategy must not import (it reads the optimizer's contract, hometwin.flex), nor the
+#: engine or the studies that build one from a home (hometwin.studies: "the bound of this home").
 ELEMENT_MODULES = tuple(f"hometwin.services.{p}" for p in ("battery", "heating", "appliances", "pv", "sun", "weather",
-                                                            "grid")) + ("hometwin.services.inverter.model",)
+                                                            "grid")) + ("hometwin.services.inverter.model",
+                                                                        "hometwin.engine", "hometwin.studies")
 STRATEGIES = "hometwin.services.inverter.strategies"
 
 
@@ -168,15 +170,21 @@ def _element_imports(module: str, path: Path, mods: dict[str, Path]) -> list[str
 
 def test_strategies_import_no_element_module(tmp_path: Path) -> None:
     """services/inverter/strategies/* import nothing of the element models nor the inverter's: what they
-    know of an element is its flexibility and the commands it takes (hometwin.flex), in-process as over WAMP."""
+    know of an element is its flexibility and the commands it takes (hometwin.flex), in-process as over WAMP.
+    Nor do they build an engine (hometwin.engine) or import the studies that do (hometwin.studies): they
+    plan the inverter they are given."""
     mods = modules()
     strategies = {m: p for m, p in mods.items() if m == STRATEGIES or m.startswith(STRATEGIES + ".")}
     assert len(strategies) >= 12 and f"{STRATEGIES}.heating_mpc" in strategies
     bad = {m: hits for m, p in strategies.items() if (hits := _element_imports(m, p, mods))}
-    assert not bad, f"strategies importing element modules: {bad}"
+    assert not bad, f"strategies importing element modules, the engine or the studies: {bad}"
     # the check sees such an import, at module level and inside a function
     planted = tmp_path / "planted.py"
     planted.write_text("def f():\n    from hometwin.services.heating.building import Building\n"
-                       "from hometwin.services.inverter import model\n")
-    assert _element_imports(f"{STRATEGIES}.planted", planted, mods) == ["hometwin.services.heating.building",
-                                                                         "hometwin.services.inverter.model"]
+                       "from hometwin.services.inverter import model\n"
+                       "def g():\n    from hometwin.engine import Engine\n"
+                       "from hometwin.studies.bound import optimum\n")
+    assert _element_imports(f"{STRATEGIES}.planted", planted, mods) == ["hometwin.engine",
+                                                                         "hometwin.services.heating.building",
+                                                                         "hometwin.services.inverter.model",
+                                                                         "hometwin.studies.bound"]

@@ -54,7 +54,7 @@ class HeatSourceBlock:
     gains_air_w: np.ndarray | float = 0.0
     gains_mass_w: np.ndarray | float = 0.0
     heating_to_mass: float = 0.0
-    # the decomposition (:func:`decomposed_bound`): the start state free in [x0_lo, x0_hi] (None: fixed at
+    # the decomposition (:func:`blocks_bound`): the start state free in [x0_lo, x0_hi] (None: fixed at
     # ``x0``), paid at ``start_value`` per K, the end state credited at ``end_value`` per K (per state)
     x0_lo: np.ndarray | None = None
     x0_hi: np.ndarray | None = None
@@ -206,38 +206,12 @@ def reachable_states(blk: HeatSourceBlock, dt_h: float) -> tuple[np.ndarray, np.
     return lo, hi
 
 
-def decomposed_bound(home: Any, until_s: int | None = None, block_days: float = 14.0, step_min: float = 15.0,
-                     comfort: Any = None, comfort_weight_per_kh: float = 5.0,
-                     value_of_lost_load_per_kwh: float | None = None, value_scale: float = 1.0) -> dict[str, Any]:
-    """A lower bound of the perfect-foresight score of a long run, as blocks of ``block_days`` (a
-    Lagrangian relaxation of the joint LP; see docs/strategies.md).
-
-    The joint LP couples the blocks only through the state at their boundaries (stored energy, the
-    buildings' temperatures).  Each block is solved alone with its start state *free* — the battery
-    anywhere in its SoC window, each building anywhere in the box of states it can reach at all
-    (:func:`reachable_states`) — paid at a price (``λ``: per kWh stored, the next day's mean import
-    price delivered; per K of a building state, its heat capacity × the next day's mean import price /
-    COP) and credited at the next boundary's price for the state it ends in.  Every plan of the whole run splits into block plans
-    that are feasible there, with the λ terms summing to zero, so the sum of the block optima is ≤
-    the joint optimum for *any* λ (weak duality; ``value_scale`` scales every λ, for the test that says
-    so); λ only decides how close.  Homes with geysers or
-    smart appliances are not decomposed (:class:`ValueError`): plan them with the joint solve."""
-    import time
-
-    from hometwin.engine import Engine
-
-    t_wall = time.perf_counter()
-    eng = Engine(home, until_s=until_s)
-    out = blocks_bound(eng.inverter, None, block_days, step_min, comfort, comfort_weight_per_kh,
-                       value_of_lost_load_per_kwh, value_scale)
-    out["wall_s"] = time.perf_counter() - t_wall
-    return out
-
-
 def blocks_bound(inv: Any, forecaster: Any = None, block_days: float = 14.0, step_min: float = 15.0,
                  comfort: Any = None, comfort_weight_per_kh: float = 5.0,
                  value_of_lost_load_per_kwh: float | None = None, value_scale: float = 1.0) -> dict[str, Any]:
-    """:func:`decomposed_bound` of the run of inverter ``inv`` from its elements' present state (the start)."""
+    """A lower bound of the perfect-foresight score of the run of inverter ``inv`` from its elements' present
+    state (the start), as blocks of ``block_days``: the decomposition of docs/strategies.md (its home-level
+    entry point, which builds the engine, is :func:`hometwin.studies.bound.decomposed_bound`)."""
     import time
 
     from hometwin.services.inverter.strategies.config import ComfortConfig

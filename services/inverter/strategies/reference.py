@@ -152,23 +152,3 @@ class PerfectForesight(Strategy):
         return {"energy_cost": float(sol.energy_cost),
                 "lost_load_cost": float(np.sum(sol.unserved_kw) * sol.dt_h * voll),
                 "comfort_cost": float(comfort)}
-
-
-def optimum_cost(home: Any, until_s: int | None = None, step_min: float = 15.0, **config: Any) -> float:
-    """The perfect-foresight bound of ``home`` (its score over the run), without simulating it."""
-    return optimum(home, until_s, step_min, **config)["bound"]
-
-
-def optimum(home: Any, until_s: int | None = None, step_min: float = 15.0, **config: Any) -> dict[str, Any]:
-    """The bound's first solve alone: ``bound``, its ``parts``, the LP's ``solve_s`` and ``steps`` (a run
-    longer than ``joint_max_days`` from blocks unless that is raised)."""
-    from hometwin.element import Window
-    from hometwin.engine import Engine
-    from hometwin.services.inverter.strategies.config import PerfectForesightConfig
-
-    eng = Engine(home, until_s=until_s)
-    pf = PerfectForesight(PerfectForesightConfig(step_min=step_min, **config), eng.inverter)
-    w = Window(seq=0, i0=0, n=1, dt_s=eng.ctx.step_s, home=eng.ctx)
-    pf.defer_appliances(w)
-    plan = pf.make_plan(w, {})
-    return {"bound": pf.bound, "parts": dict(pf.bound_parts), "solve_s": float(plan.solve_s), "steps": int(plan.n)}
