@@ -38,9 +38,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from hometwin.lazy import lazy_module
-
-pvlib = lazy_module("pvlib")
+from hometwin.solar import pv_to_ac, window_solar_gains  # noqa: F401  (the contract's physics, with pvlib)
 
 T0_K = 273.15
 
@@ -71,27 +69,6 @@ def hplib_performance(p: Mapping[str, float], temp_air_c: np.ndarray, temp_suppl
         p_el_25 = 0.25 * p["p_el_ref"] * (p["p1_el"] * -7.0 + p["p2_el"] * t_out + p["p3_el"] + p["p4_el"] * -7.0)
         p_el = np.maximum(p_el, p_el_25)
     return np.clip(p_el * cop, 0.0, None), cop
-
-
-def window_solar_gains(ghi: np.ndarray, dni: np.ndarray, dhi: np.ndarray, apparent_zenith: np.ndarray,
-                       azimuth: np.ndarray, windows: Any, albedo: float = 0.2) -> np.ndarray:
-    """Solar heat gain through glazing ``Σ A·(1 − f_frame)·g·F_sh·G_poa`` [W].
-
-    The plane-of-array irradiance of each window comes from pvlib's isotropic transposition
-    (``pvlib.irradiance.get_total_irradiance``).  ``windows``: anything with ``area_m2``,
-    ``g_value``, ``tilt_deg``, ``azimuth_deg`` (clockwise from north), ``frame_fraction`` and
-    ``shading_factor`` (a building config's ``Glazing`` or a :class:`Glass`).
-    """
-    total = np.zeros(np.shape(ghi), dtype=float)
-    if not windows:
-        return total
-    for win in windows:
-        poa = pvlib.irradiance.get_total_irradiance(
-            surface_tilt=win.tilt_deg, surface_azimuth=win.azimuth_deg, solar_zenith=apparent_zenith,
-            solar_azimuth=azimuth, dni=dni, ghi=ghi, dhi=dhi, albedo=albedo, model="isotropic")["poa_global"]
-        poa = np.nan_to_num(np.clip(np.asarray(poa, dtype=float), 0.0, None))
-        total = total + win.area_m2 * (1.0 - win.frame_fraction) * win.g_value * win.shading_factor * poa
-    return total
 
 
 SUN_SIGNALS = ("ghi", "dni", "dhi", "apparent_zenith", "azimuth")
@@ -216,18 +193,6 @@ class HeatPumpCurve:
     def source(self, temp_out: Any, setpoint: Any) -> HeatSource:
         cop, heat = self.cop_and_capacity(temp_out, setpoint)
         return HeatSource(heat_max_w=heat, cop=cop, min_modulation=self.min_modulation, backup_w=self.backup_w)
-
-
-def pv_to_ac(p_dc_w: np.ndarray, pdc0: float, eta_nom: float) -> np.ndarray:
-    """PV DC → AC power [W] with PVWatts' part-load efficiency curve, clipped at ``eta_nom·pdc0``
-    (the inverter's PV converter; a strategy forecasts AC PV with it).
-
-    Thin wrapper around :func:`pvlib.inverter.pvwatts` (Dobos 2014) that returns
-    a plain array and never a negative AC power at night (PVWatts' curve goes
-    slightly negative at zero input).
-    """
-    ac = pvlib.inverter.pvwatts(np.asarray(p_dc_w, dtype=float), pdc0, eta_inv_nom=eta_nom)
-    return np.clip(np.asarray(ac, dtype=float), 0.0, None)
 
 
 # -- flexibility --------------------------------------------------------------------------------------

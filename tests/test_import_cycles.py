@@ -25,7 +25,7 @@ ROOTS = {"hometwin": ROOT / "hometwin", "hometwin.services": ROOT / "services", 
 #: is gone or smaller fails it too, until the entry is removed or narrowed to what remains.
 KNOWN_CYCLES: list[frozenset[str]] = [
     # (none: the inverter <-> strategies cycle was cut by the optimizer's data contract, hometwin.flex —
-    # the strategies read BatteryPolicy and pv_to_ac from it and their fallback work modes from
+    # the strategies read BatteryPolicy from it, pv_to_ac from hometwin.solar and their fallback work modes from
     # strategies.modes; base <-> hot_water <-> heating_mpc <-> lp went with GeyserBlock moving to
     # hot_water and StrategyError to strategies.config)
 ]

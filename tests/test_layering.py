@@ -20,7 +20,7 @@ from conftest import ROOT
 ROOTS = {"hometwin": ROOT / "hometwin", "hometwin.services": ROOT / "services", "hometwin.operator": ROOT / "operator"}
 MODEL_LAYER = ("hometwin.services", "hometwin.spec", "hometwin.element", "hometwin.ledger", "hometwin.engine",
                "hometwin.window", "hometwin.registry", "hometwin.errors", "hometwin.schedule", "hometwin.units",
-               "hometwin.noise", "hometwin.topology", "hometwin.chunks", "hometwin.codec")
+               "hometwin.noise", "hometwin.topology", "hometwin.chunks", "hometwin.codec", "hometwin.solar")
 FORBIDDEN = ("autobahn", "crossbar", "twisted", "kopf", "kubernetes", "hometwin.runtime", "hometwin.operator")
 
 

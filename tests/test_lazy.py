@@ -11,11 +11,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from hometwin.lazy import lazy_module
 from runtime_support import CAPE_TOWN, ROOT
+
+TRONDHEIM = ROOT / "examples" / "homes" / "trondheim.yaml"
 
 HEAVY = ("pvlib", "scipy.signal", "scipy.special", "scipy.optimize", "scipy.sparse", "scipy.linalg")
 
@@ -53,10 +56,12 @@ def test_a_lazy_module_is_the_module_once_used() -> None:
         raise AssertionError("a missing attribute must raise AttributeError")
 
 
-@pytest.mark.parametrize(("kind", "name", "needs_pvlib"), [("tv", "tv", False), ("geyser", "geyser", False),
-                                                           ("pv", "roof", True), ("weather", "weather", True),
-                                                           ("inverter", "inverter", True)])
-def test_a_service_preloads_what_its_element_computes_with(kind: str, name: str, needs_pvlib: bool) -> None:
+@pytest.mark.parametrize(("home", "kind", "name", "needs_pvlib"),
+                         [(CAPE_TOWN, "tv", "tv", False), (CAPE_TOWN, "geyser", "geyser", False),
+                          (CAPE_TOWN, "pv", "roof", True), (CAPE_TOWN, "weather", "weather", True),
+                          (CAPE_TOWN, "inverter", "inverter", True),
+                          (TRONDHEIM, "heat_pump", "heat-pump", True)])  # its building's solar gains
+def test_a_service_preloads_what_its_element_computes_with(home: Path, kind: str, name: str, needs_pvlib: bool) -> None:
     """``hometwin service`` imports pvlib before joining where its element computes with it (the first
     window must not pay for the import: the inverter's packet timeout would call the element stale),
     and only there."""
@@ -64,7 +69,7 @@ def test_a_service_preloads_what_its_element_computes_with(kind: str, name: str,
         import sys
         from pathlib import Path
         from hometwin.runtime.cli import _home_and_element
-        _home_and_element(Path({str(CAPE_TOWN)!r}), {name!r}, {kind!r}, None, None)
+        _home_and_element(Path({str(home)!r}), {name!r}, {kind!r}, None, None)
         print("pvlib" in sys.modules and "__file__" in vars(sys.modules["pvlib"]))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)

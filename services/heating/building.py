@@ -47,6 +47,7 @@ from hometwin.lazy import lazy_module
 from hometwin.flex import Gains, Glass
 
 linalg = lazy_module("scipy.linalg")
+pvlib = lazy_module("pvlib")  # the solar gains' (hometwin.solar): named here so a heating service preloads it (hometwin.lazy)
 
 C_AIR_J_KGK = 1005.4  # specific heat of air (SmartHjem thesis) [J kg-1 K-1]
 RHO_AIR_KG_M3 = 1.225  # density of air (SmartHjem thesis) [kg m-3]

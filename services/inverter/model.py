@@ -30,7 +30,8 @@ from pydantic import Field, model_validator
 from hometwin.element import Element, ElementConfig, Role, Signals, Window
 from hometwin.results import FLOW_COLUMNS  # noqa: F401  (the columns a Settlement's flows carry)
 from hometwin.schedule import DailyWindow
-from hometwin.flex import BatteryPolicy, pv_to_ac
+from hometwin.flex import BatteryPolicy
+from hometwin.solar import pv_to_ac
 from hometwin.services.inverter.strategies.config import StrategyConfig
 from hometwin.services.inverter.strategies.modes import mode_policy
 from hometwin.units import J_PER_KWH

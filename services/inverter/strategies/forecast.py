@@ -145,7 +145,7 @@ class Forecaster:
         got = self._cache.get(key)
         if got is not None:
             return got
-        from hometwin.flex import pv_to_ac
+        from hometwin.solar import pv_to_ac
 
         home = self.home
         i0 = c * self._chunk
