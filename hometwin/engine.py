@@ -54,7 +54,6 @@ class Engine:
         self.i = 0  # next step to run
         self.seq = 0
         self._actions: dict[int, list[Callable[["Engine"], None]]] = {}
-        self.max_residual_j = 0.0
         self.recorder: Any = None
         self.on_window: list[Callable[[WindowRecord], None]] = []
         self._members: tuple[tuple[Element, ...], list[Member]] = ((), [])  # (the roster's elements, its members)
@@ -112,7 +111,6 @@ class Engine:
         members = self._members[1]
         record = run_local(w, self.elements, inverter, members, prepare=has_prepare(inverter),
                            check_ledger=self.check_ledger)
-        self.max_residual_j = max(self.max_residual_j, record.residual_j)
         for hook in self.on_window:
             hook(record)
         self.i += record.k + 1
